@@ -1,0 +1,110 @@
+/**
+ * `quiesce` — one command, subcommands for each part of the project.
+ * Every user error ends in one line on stderr and exit code 2.
+ */
+import { Command, CommanderError } from 'commander';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CHARTS, listPolicies, parseTrace, replay, TraceParseError, UnknownPolicyError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
+import { mermaidOf } from '../model/diagram.ts';
+import { UsageError } from './errors.ts';
+import { registerSimulatorCommands } from './simulate.ts';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const processIo: Io = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+};
+
+function readTraceFile(path: string) {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read trace file "${path}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  try {
+    return parseTrace(text);
+  } catch (error) {
+    if (error instanceof TraceParseError) throw new UsageError(`${path}: ${error.message}`);
+    throw error;
+  }
+}
+
+export function buildProgram(io: Io): Command {
+  const program = new Command('quiesce')
+    .description('A formal model, simulator and reference implementation of HTTP server shutdown semantics')
+    .version(VERSION, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .exitOverride();
+
+  program
+    .command('policies')
+    .description('list the shutdown policies')
+    .action(() => {
+      const width = Math.max(...listPolicies().map((p) => p.name.length));
+      for (const p of listPolicies()) io.out(`${p.name.padEnd(width)}  ${p.description}\n`);
+      io.out(`\nEach may take the suffix +lingering-close (safe-drain always lingers).\n`);
+    });
+
+  program
+    .command('replay')
+    .description('check a JSONL trace against the machines and the properties its policy promises')
+    .argument('<trace>', 'trace file (JSON Lines)')
+    .option('--policy <name>', "replay under this policy instead of the trace header's")
+    .action((path: string, options: { policy?: string }) => {
+      const trace = readTraceFile(path);
+      if (options.policy) getPolicy(options.policy);
+      const verdict = replay(trace, options.policy ?? trace.header.policy);
+      if (verdict.ok) {
+        io.out(`ok: ${verdict.events} events, ${verdict.actors} actors conform to ${options.policy ?? trace.header.policy}; properties checked: ${verdict.properties.join(', ')}\n`);
+        return;
+      }
+      io.out(`${path}: ${verdict.violation.message}\n`);
+      process.exitCode = 1;
+    });
+
+  program
+    .command('diagrams')
+    .description('print (or write) Mermaid state diagrams generated from the machines')
+    .option('--write <dir>', 'write one <kind>.mmd file per machine into this directory')
+    .action((options: { write?: string }) => {
+      for (const kind of ACTOR_KINDS) {
+        const text = mermaidOf(CHARTS[kind]);
+        if (options.write) {
+          mkdirSync(options.write, { recursive: true });
+          writeFileSync(join(options.write, `${kind}.mmd`), text);
+        } else io.out(`%% ${kind}\n${text}\n`);
+      }
+      if (options.write) io.out(`wrote ${ACTOR_KINDS.length} diagrams to ${options.write}\n`);
+    });
+
+  registerSimulatorCommands(program, io);
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; commander already printed the message otherwise.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof UsageError || error instanceof UnknownPolicyError) {
+      io.err(`quiesce: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * Server side of one TCP/unix connection, from accept to close.
+ *
+ * Events are observations (`conn.bytes`: request bytes reached the socket;
+ * `conn.close`: the socket was closed). Where the *server* decides something —
+ * close now, half-close, arm a timer — the chart enters a state whose entry
+ * action names the decision (`closeSocket`, `halfClose`, a delayed `raise`);
+ * the simulator and impl/ carry those actions out, and the replay checker
+ * verifies that the observation that follows is the one the chart allows.
+ *
+ * The policy decides at named points only (guards): whether a response must
+ * carry `Connection: close`, whether a keep-alive response of a draining
+ * worker is followed by a close, what happens to an idle connection when
+ * draining starts, and whether closes linger.
+ */
+import { and, assign, cancel, raise, setup } from 'xstate';
+import type { ClientId, ConnEvent, MachineEvent, WorkerId, AbortReason } from '../events.ts';
+
+export type ConnMachineEvent = MachineEvent<ConnEvent>;
+
+export interface ConnContext {
+  worker: WorkerId | null;
+  client: ClientId | null;
+  /** The owning worker has started draining. */
+  draining: boolean;
+  /** Draining had started when the current request's handler started (the header decision point of gunicorn). */
+  drainingAtHandlerStart: boolean;
+  /** Request bytes sit in the receive buffer, unread by the server: a close now sends RST. */
+  unread: boolean;
+  /** The request being served (read, handled, not yet answered). */
+  req: string | null;
+  /** Responses written on this connection. */
+  responses: number;
+  abortReason: AbortReason | null;
+}
+
+export const TIMER_IDS = { keepAlive: 'keepalive', grace: 'grace', linger: 'linger' } as const;
+
+/** Guard names a policy must implement (see `policyGuards`). */
+export type ConnGuardName =
+  | 'closeHeaderIsCorrect'
+  | 'closesAfterKeepAliveResponseWhileDraining'
+  | 'idleClosesOnDrain'
+  | 'idleOrphanedOnDrain'
+  | 'idleKeptOnDrain'
+  | 'idleKeepsKeepAliveTimerOnDrain'
+  | 'idleGracedOnDrain'
+  | 'pendingOrphanedOnDrain'
+  | 'lingers'
+  | 'keepAliveEnabled';
+
+const policyGuardPlaceholder = () => {
+  throw new Error('connection machine used without a policy: build it with machinesFor(policy, params)');
+};
+
+export const connectionChart = setup({
+  types: {
+    context: {} as ConnContext,
+    events: {} as ConnMachineEvent,
+  },
+  actions: {
+    // Commands: carried out by whoever runs the machine (simulator, impl/).
+    closeSocket: () => {},
+    halfClose: () => {},
+    markDraining: assign({ draining: true }),
+    recordResponse: assign({ responses: ({ context }) => context.responses + 1, req: null }),
+  },
+  guards: {
+    closeHeaderIsCorrect: policyGuardPlaceholder,
+    closesAfterKeepAliveResponseWhileDraining: policyGuardPlaceholder,
+    idleClosesOnDrain: policyGuardPlaceholder,
+    idleOrphanedOnDrain: policyGuardPlaceholder,
+    idleKeptOnDrain: policyGuardPlaceholder,
+    idleKeepsKeepAliveTimerOnDrain: policyGuardPlaceholder,
+    idleGracedOnDrain: policyGuardPlaceholder,
+    pendingOrphanedOnDrain: policyGuardPlaceholder,
+    lingers: policyGuardPlaceholder,
+    keepAliveEnabled: policyGuardPlaceholder,
+    isDraining: ({ context }) => context.draining,
+    hasServedARequest: ({ context }) => context.responses > 0,
+    respondsWithClose: ({ event }) => event.type === 'conn.respond' && event.close,
+    isCurrentRequest: ({ context, event }) =>
+      'req' in event && event.type !== 'conn.bytes' && context.req === event.req,
+    rstMatchesUnreadBytes: ({ context, event }) => event.type === 'conn.close' && event.rst === context.unread,
+  },
+  delays: {
+    keepAlive: 2000,
+    idleGrace: 1000,
+    linger: 2000,
+  },
+}).createMachine({
+  id: 'conn',
+  context: {
+    worker: null,
+    client: null,
+    draining: false,
+    drainingAtHandlerStart: false,
+    unread: false,
+    req: null,
+    responses: 0,
+    abortReason: null,
+  },
+  initial: 'accepting',
+  on: {
+    'conn.peer-rst': { target: '.closed', actions: assign({ unread: false }) },
+  },
+  states: {
+    accepting: {
+      on: {
+        'conn.open': {
+          target: 'idle',
+          actions: assign({ worker: ({ event }) => event.worker, client: ({ event }) => event.client }),
+        },
+      },
+    },
+    /** No request on the connection: freshly accepted, or kept alive after a response. */
+    idle: {
+      initial: 'route',
+      on: {
+        'conn.bytes': { target: 'pending', actions: assign({ unread: true }) },
+        // The client closed its end; the server reads EOF and closes. Nothing to linger for.
+        'conn.peer-fin': { target: 'closingHard' },
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+      states: {
+        route: {
+          always: [
+            { guard: 'isDraining', target: 'drainDecision' },
+            { guard: 'hasServedARequest', target: 'keptAlive' },
+            { target: 'fresh' },
+          ],
+        },
+        /** Accepted, first request not arrived yet. */
+        fresh: {
+          on: { 'conn.drain': { target: 'drainDecision', actions: 'markDraining' } },
+        },
+        /** After a keep-alive response: the ordinary idle timeout runs. */
+        keptAlive: {
+          entry: raise({ type: 'conn.keepalive-timeout' }, { delay: 'keepAlive', id: TIMER_IDS.keepAlive }),
+          exit: cancel(TIMER_IDS.keepAlive),
+          on: {
+            'conn.keepalive-timeout': { target: '#conn.closing' },
+            'conn.drain': [
+              // gevent/eventlet: the running keep-alive timer simply goes on.
+              { guard: 'idleKeepsKeepAliveTimerOnDrain', actions: 'markDraining' },
+              { target: 'drainDecision', actions: 'markDraining' },
+            ],
+          },
+        },
+        /** The policy's decision point for an idle connection of a draining worker. */
+        drainDecision: {
+          always: [
+            { guard: 'idleClosesOnDrain', target: '#conn.closing' },
+            { guard: 'idleOrphanedOnDrain', target: '#conn.orphaned' },
+            { guard: 'idleGracedOnDrain', target: 'drainGrace' },
+            { guard: 'idleKeepsKeepAliveTimerOnDrain', target: 'drainKeepAlive' },
+            { guard: 'idleKeptOnDrain', target: 'drainKept' },
+          ],
+        },
+        /** Waiting an idle window for one more request (answered with Connection: close). */
+        drainGrace: {
+          entry: raise({ type: 'conn.grace-timeout' }, { delay: 'idleGrace', id: TIMER_IDS.grace }),
+          exit: cancel(TIMER_IDS.grace),
+          on: { 'conn.grace-timeout': { target: '#conn.closing' } },
+        },
+        drainKeepAlive: {
+          entry: raise({ type: 'conn.keepalive-timeout' }, { delay: 'keepAlive', id: TIMER_IDS.keepAlive }),
+          exit: cancel(TIMER_IDS.keepAlive),
+          on: { 'conn.keepalive-timeout': { target: '#conn.closing' } },
+        },
+        /** Kept open until a request arrives or the worker's graceful deadline aborts it. */
+        drainKept: {},
+      },
+    },
+    /** Request bytes are in the receive buffer; the worker has not read them yet. */
+    pending: {
+      on: {
+        'conn.bytes': {},
+        'conn.read': { target: 'handling', actions: assign({ unread: false, req: ({ event }) => event.req }) },
+        'conn.drain': [
+          { guard: 'pendingOrphanedOnDrain', target: 'orphaned', actions: 'markDraining' },
+          { actions: 'markDraining' },
+        ],
+        'conn.peer-fin': {},
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+    },
+    /** A request was read; the app handles it and the response is written. */
+    handling: {
+      initial: 'read',
+      on: {
+        // Pipelined or retransmitted bytes: they wait in the buffer, unread.
+        'conn.bytes': { actions: assign({ unread: true }) },
+        'conn.drain': { actions: 'markDraining' },
+        'conn.peer-fin': {},
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+      states: {
+        read: {
+          on: {
+            'conn.handler-start': {
+              guard: 'isCurrentRequest',
+              target: 'running',
+              actions: assign({ drainingAtHandlerStart: ({ context }) => context.draining }),
+            },
+          },
+        },
+        running: {
+          on: { 'conn.handler-finish': { guard: 'isCurrentRequest', target: 'finished' } },
+        },
+        finished: {
+          on: {
+            'conn.respond': [
+              {
+                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'respondsWithClose']),
+                target: '#conn.closing',
+                actions: 'recordResponse',
+              },
+              {
+                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'isDraining', 'closesAfterKeepAliveResponseWhileDraining']),
+                target: '#conn.closing',
+                actions: 'recordResponse',
+              },
+              {
+                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect']),
+                target: '#conn.idle',
+                actions: 'recordResponse',
+              },
+            ],
+          },
+        },
+      },
+    },
+    /** Never read again; closed only when the process exits (or the deadline aborts it). */
+    orphaned: {
+      on: {
+        'conn.bytes': { actions: assign({ unread: true }) },
+        'conn.peer-fin': {},
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+    },
+    /** The server decided to close (voluntarily). */
+    closing: {
+      always: [{ guard: 'lingers', target: 'lingering' }, { target: 'closingHard' }],
+    },
+    /** RFC 9112 §9.6: half-close, read and discard until the peer closes or the bound passes. */
+    lingering: {
+      initial: 'shuttingDown',
+      entry: 'halfClose',
+      on: {
+        // Discarded: whatever arrives now is never processed, and is not left unread.
+        'conn.bytes': { actions: assign({ unread: false }) },
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+      states: {
+        shuttingDown: { on: { 'conn.half-close': { target: 'discarding', actions: assign({ unread: false }) } } },
+        discarding: {
+          entry: raise({ type: 'conn.linger-timeout' }, { delay: 'linger', id: TIMER_IDS.linger }),
+          exit: cancel(TIMER_IDS.linger),
+          on: {
+            'conn.peer-fin': { target: '#conn.closingHard' },
+            'conn.linger-timeout': { target: '#conn.closingHard' },
+          },
+        },
+      },
+    },
+    /** close(): FIN, or RST if request bytes are still unread (RFC 1122 §4.2.2.13). */
+    closingHard: {
+      entry: 'closeSocket',
+      on: {
+        'conn.bytes': { actions: assign({ unread: true }) },
+        'conn.peer-fin': {},
+        'conn.abort': {},
+        'conn.close': { guard: 'rstMatchesUnreadBytes', target: 'closed' },
+      },
+    },
+    closed: { type: 'final' },
+  },
+});

@@ -1,0 +1,105 @@
+/**
+ * The machines under a policy: one chart per actor kind, with the policy's
+ * decisions and the server parameters' timers provided. Every policy yields
+ * the same charts (same states, same transitions) — only guards and delays
+ * differ, which is what makes policies comparable.
+ */
+import type { AnyStateMachine } from 'xstate';
+import type { ActorKind } from '../events.ts';
+import type { ServerParams } from '../params.ts';
+import type { PolicySpec } from '../policies.ts';
+import { arbiterChart } from './arbiter.ts';
+import { clientChart } from './client.ts';
+import { connectionChart, type ConnContext } from './connection.ts';
+import { listenerChart } from './listener.ts';
+import { workerChart, type WorkerContext } from './worker.ts';
+
+export { arbiterChart, clientChart, connectionChart, listenerChart, workerChart };
+
+export interface PolicyMachines {
+  readonly arbiter: typeof arbiterChart;
+  readonly listener: typeof listenerChart;
+  readonly worker: ReturnType<typeof workerFor>;
+  readonly conn: ReturnType<typeof connectionFor>;
+  readonly client: typeof clientChart;
+}
+
+/** Does this response have to say `Connection: close`? The one rule every policy's header decision comes from. */
+export function responseMustClose(policy: PolicySpec, params: ServerParams, context: ConnContext): boolean {
+  if (!policy.keepAlive || params.keepAliveMs === 0) return true;
+  if (!policy.forceCloseWhileDraining) return false;
+  return policy.closeDecision === 'handler-start' ? context.drainingAtHandlerStart : context.draining;
+}
+
+function connectionFor(policy: PolicySpec, params: ServerParams) {
+  return connectionChart.provide({
+    guards: {
+      closeHeaderIsCorrect: ({ context, event }) =>
+        event.type === 'conn.respond' && event.close === responseMustClose(policy, params, context),
+      closesAfterKeepAliveResponseWhileDraining: () => policy.closeAfterKeepAliveResponseWhileDraining,
+      idleClosesOnDrain: () => policy.idleOnDrain === 'close',
+      idleOrphanedOnDrain: () => policy.idleOnDrain === 'orphan',
+      idleKeptOnDrain: () => policy.idleOnDrain === 'keep',
+      idleKeepsKeepAliveTimerOnDrain: () => policy.idleOnDrain === 'keepalive-timer',
+      idleGracedOnDrain: () => policy.idleOnDrain === 'grace',
+      // A request waiting unread is as abandoned as an idle connection when the policy orphans.
+      pendingOrphanedOnDrain: () => policy.idleOnDrain === 'orphan',
+      lingers: () => policy.lingeringClose,
+      keepAliveEnabled: () => policy.keepAlive && params.keepAliveMs > 0,
+    },
+    delays: {
+      keepAlive: params.keepAliveMs,
+      idleGrace: params.idleGraceMs,
+      linger: params.lingerMs,
+    },
+  });
+}
+
+/** Inclusive bounds of a worker's max-requests limit: maxRequests + uniform(0..jitter). */
+export function maxRequestsBounds(params: ServerParams): { min: number; max: number } {
+  return { min: params.maxRequests, max: params.maxRequests + params.maxRequestsJitter };
+}
+
+function drainComplete(policy: PolicySpec, context: WorkerContext): boolean {
+  if (context.busy > 0) return false;
+  if (policy.listenerClose === 'at-drain' && context.holdsListener) return false;
+  return policy.exitAbandonsIdle || context.openConns.length === 0;
+}
+
+function workerFor(policy: PolicySpec, params: ServerParams) {
+  const bounds = maxRequestsBounds(params);
+  return workerChart.provide({
+    guards: {
+      reachedMaxRequests: ({ context }) =>
+        params.maxRequests > 0 && context.requests >= bounds.min && context.requests <= bounds.max,
+      acceptsAfterDrain: () => policy.acceptAfterDrain,
+      heartbeatsWhileDraining: () => policy.heartbeatWhileDraining,
+      drainComplete: ({ context }) => drainComplete(policy, context),
+      closesListenerAtDrain: () => policy.listenerClose === 'at-drain',
+    },
+    delays: { gracefulTimeout: params.gracefulTimeoutMs },
+  });
+}
+
+export function machinesFor(policy: PolicySpec, params: ServerParams): PolicyMachines {
+  return {
+    arbiter: arbiterChart,
+    listener: listenerChart,
+    worker: workerFor(policy, params),
+    conn: connectionFor(policy, params),
+    client: clientChart,
+  };
+}
+
+export function machineFor(machines: PolicyMachines, kind: ActorKind): AnyStateMachine {
+  return machines[kind] as AnyStateMachine;
+}
+
+/** The unprovided charts, for diagrams and structural checks. */
+export const CHARTS: Record<ActorKind, AnyStateMachine> = {
+  arbiter: arbiterChart,
+  listener: listenerChart,
+  worker: workerChart,
+  conn: connectionChart,
+  client: clientChart,
+};

@@ -1,0 +1,243 @@
+/**
+ * Shutdown policies. A policy is a set of decisions at named points of the
+ * one lifecycle chart — never a different chart. Each decision below becomes a
+ * guard (or a timer) that the machines consult; `machinesFor()` provides them
+ * with `machine.provide()`.
+ */
+
+/** When the `Connection: close` header of a response is decided. */
+export type CloseDecisionPoint =
+  /** Before the app runs (gunicorn: `force_close()` happens before the handler). A drain that starts mid-handler leaves the header saying keep-alive. */
+  | 'handler-start'
+  /** When the response head is written (Go's `net/http`: `doKeepAlives()` at header time). */
+  | 'respond';
+
+/** What a draining worker does with a keep-alive connection that is idle (no request being served). */
+export type IdleOnDrain =
+  /** Close it at once (Go `Shutdown`, Node `closeIdleConnections`, nginx). */
+  | 'close'
+  /** Never read it again; it is closed when the process exits (gunicorn gthread 20.1–23.0). */
+  | 'orphan'
+  /** Keep it, serve what arrives, close at the graceful deadline (gthread 24+ as observed, "option 1"). */
+  | 'keep'
+  /** Keep it until the ordinary keep-alive timeout; serve what arrives (gevent/eventlet). */
+  | 'keepalive-timer'
+  /** Keep it for an idle window (idleGraceMs) for one more request, then close. */
+  | 'grace';
+
+export interface PolicySpec {
+  readonly name: string;
+  readonly description: string;
+  /** False for the sync worker: every response closes the connection. */
+  readonly keepAlive: boolean;
+  /** One request at a time per worker (sync), whatever `threads` says. */
+  readonly singleThreaded: boolean;
+  readonly closeDecision: CloseDecisionPoint;
+  /** Responses decided while draining (or after max-requests) carry `Connection: close`. */
+  readonly forceCloseWhileDraining: boolean;
+  /** After a response that said keep-alive, a draining worker closes the connection at once (gunicorn `finish_request`: keep only `if keepalive and self.alive`). */
+  readonly closeAfterKeepAliveResponseWhileDraining: boolean;
+  readonly idleOnDrain: IdleOnDrain;
+  /** A draining worker exits when no request is in progress, abandoning idle connections (gthread ≤ 23). Otherwise it waits for every connection. */
+  readonly exitAbandonsIdle: boolean;
+  /** A worker may still accept in the loop turn after it stopped being alive (gthread 21–23, gunicorn #3038). */
+  readonly acceptAfterDrain: boolean;
+  /** When the worker closes its copy of the listening socket. */
+  readonly listenerClose: 'at-drain' | 'at-exit';
+  /** The worker keeps notifying the arbiter while it drains. */
+  readonly heartbeatWhileDraining: boolean;
+  /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
+  readonly lingeringClose: boolean;
+}
+
+type BasePolicy = Omit<PolicySpec, 'lingeringClose'>;
+
+const BASE_POLICIES: readonly BasePolicy[] = [
+  {
+    name: 'gunicorn-sync',
+    description: 'gunicorn sync worker: no keep-alive, one request at a time, listener fd kept until exit (queued connections reset)',
+    keepAlive: false,
+    singleThreaded: true,
+    closeDecision: 'handler-start',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: true,
+    idleOnDrain: 'close',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-exit',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'gunicorn-gthread',
+    description: 'gunicorn gthread 20.1–23.0: idle keep-alive connections abandoned on drain, keep-alive header fixed before the app runs, last-turn accept',
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'handler-start',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: true,
+    idleOnDrain: 'orphan',
+    exitAbandonsIdle: true,
+    acceptAfterDrain: true,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: false,
+  },
+  {
+    name: 'gunicorn-gthread-24',
+    description: 'gunicorn gthread 24.0+: keeps serving keep-alive connections with Connection: close until none are left or the graceful timeout',
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'handler-start',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: true,
+    idleOnDrain: 'keep',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-exit',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'gunicorn-async',
+    description: 'gunicorn gevent/eventlet: the next response on each connection is forced to Connection: close; idle ones wait out the keep-alive timeout',
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'handler-start',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: false,
+    idleOnDrain: 'keepalive-timer',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'abort-idle',
+    description: "close idle keep-alive connections at once (Go's Server.Shutdown, Node's closeIdleConnections, nginx)",
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'respond',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: true,
+    idleOnDrain: 'close',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'close-after-next',
+    description: "the seed's option 2: the next response on every connection carries Connection: close; idle ones are closed by the keep-alive timeout",
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'respond',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: false,
+    idleOnDrain: 'keepalive-timer',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'serve-until-deadline',
+    description: "the seed's option 1: keep serving keep-alive connections as usual until the graceful deadline, then close them",
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'respond',
+    forceCloseWhileDraining: false,
+    closeAfterKeepAliveResponseWhileDraining: false,
+    idleOnDrain: 'keep',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'idle-grace',
+    description: 'wait an idle window (idleGraceMs) on each idle connection for one more request, answer it with Connection: close, then close',
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'respond',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: false,
+    idleOnDrain: 'grace',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'never-close-idle',
+    description: 'idle keep-alive connections are neither served nor closed until the graceful deadline: the stale-socket hang',
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'handler-start',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: false,
+    idleOnDrain: 'orphan',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+  {
+    name: 'safe-drain',
+    description:
+      'recommended: listener closed at once, Connection: close decided when the response is written, an idle window for one more request, lingering close',
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'respond',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: false,
+    idleOnDrain: 'grace',
+    exitAbandonsIdle: false,
+    acceptAfterDrain: false,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: true,
+  },
+];
+
+/** The modifier every base policy can be combined with: `gunicorn-gthread+lingering-close`. */
+export const LINGERING_SUFFIX = '+lingering-close';
+
+/** safe-drain always lingers; the others linger only with the suffix. */
+const ALWAYS_LINGERS = new Set(['safe-drain']);
+
+export const BASE_POLICY_NAMES: readonly string[] = BASE_POLICIES.map((p) => p.name);
+
+/** Every selectable policy: each base name, and each with `+lingering-close` (safe-drain lingers already). */
+export const POLICY_NAMES: readonly string[] = [
+  ...BASE_POLICY_NAMES,
+  ...BASE_POLICY_NAMES.filter((n) => !ALWAYS_LINGERS.has(n)).map((n) => n + LINGERING_SUFFIX),
+];
+
+export class UnknownPolicyError extends Error {
+  constructor(readonly input: string) {
+    super(`unknown policy "${input}"; expected one of: ${BASE_POLICY_NAMES.join(', ')} (each may take the suffix ${LINGERING_SUFFIX})`);
+    this.name = 'UnknownPolicyError';
+  }
+}
+
+export function getPolicy(name: string): PolicySpec {
+  const lingering = name.endsWith(LINGERING_SUFFIX);
+  const baseName = lingering ? name.slice(0, -LINGERING_SUFFIX.length) : name;
+  const base = BASE_POLICIES.find((p) => p.name === baseName);
+  if (!base) throw new UnknownPolicyError(name);
+  const alwaysLingers = ALWAYS_LINGERS.has(base.name);
+  if (lingering && alwaysLingers) throw new UnknownPolicyError(name);
+  return {
+    ...base,
+    name,
+    description: lingering ? `${base.description}; with lingering close` : base.description,
+    lingeringClose: lingering || alwaysLingers,
+  };
+}
+
+export interface PolicyListing {
+  readonly name: string;
+  readonly description: string;
+}
+
+/** The registry as a user sees it: base names with one-line descriptions. */
+export function listPolicies(): PolicyListing[] {
+  return BASE_POLICIES.map(({ name, description }) => ({ name, description }));
+}

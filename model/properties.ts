@@ -1,0 +1,404 @@
+/**
+ * What "correct" means, as functions over a trace. Each property has a name,
+ * a one-line statement, the race window it is about (a reachability
+ * condition: a check that never reached its window has checked nothing), and
+ * the policies expected to satisfy it. The replay checker enforces a
+ * property for the policies that promise it; the simulator's `check` also
+ * hunts counterexamples for the policies that do not.
+ */
+import { connWorker, type ConnId, type TraceEvent, type WorkerId } from './events.ts';
+import type { ServerParams } from './params.ts';
+import type { PolicySpec } from './policies.ts';
+import type { Trace } from './trace.ts';
+
+/** Reachability conditions: the interesting interleavings a run can hit. */
+export const RACE_WINDOWS = {
+  'drain-with-request-in-flight': 'a worker began draining while one of its connections was serving a request',
+  'drain-with-idle-keepalive': 'a worker began draining while holding an idle keep-alive connection',
+  'request-crossed-close': 'request bytes reached a connection after the server had closed (or half-closed) it',
+  'request-on-draining-worker': 'request bytes reached a connection whose worker was draining',
+  'backlog-overflow': 'a connection found the accept queue full',
+  'queued-at-last-close': 'a connection was still in the accept queue when the last listener copy closed',
+  'graceful-deadline': "a worker's graceful deadline passed with connections open",
+} as const;
+export type RaceWindow = keyof typeof RACE_WINDOWS;
+
+export interface Violation {
+  /** Index into trace.events of the event that broke the property. */
+  readonly index: number;
+  readonly message: string;
+}
+
+export interface PropertyResult {
+  readonly holds: boolean;
+  readonly violation?: Violation;
+}
+
+export interface Property {
+  readonly name: string;
+  readonly statement: string;
+  readonly windows: readonly RaceWindow[];
+  readonly expectedBy: (policy: PolicySpec) => boolean;
+  readonly check: (trace: Trace) => PropertyResult;
+}
+
+const HOLDS: PropertyResult = { holds: true };
+const broken = (index: number, message: string): PropertyResult => ({ holds: false, violation: { index, message } });
+
+/** When each worker began draining (TERM or max-requests), from the worker's own events. */
+function drainStarts(events: readonly TraceEvent[]): Map<WorkerId, number> {
+  const starts = new Map<WorkerId, number>();
+  for (const e of events) {
+    if (e.type === 'worker.max-requests' || (e.type === 'worker.signal' && e.signal === 'TERM')) {
+      if (!starts.has(e.actor)) starts.set(e.actor, e.t);
+    }
+  }
+  return starts;
+}
+
+function isDrainingAt(starts: Map<WorkerId, number>, worker: WorkerId, t: number): boolean {
+  const start = starts.get(worker);
+  return start !== undefined && t >= start;
+}
+
+const processedRequestsAnswered: Property = {
+  name: 'processed-requests-answered',
+  statement: 'No request whose handler ran is lost to a connection close: the client reads its response (unless the graceful deadline or a kill cut the handler short).',
+  windows: ['drain-with-request-in-flight'],
+  expectedBy: (p) => p.lingeringClose,
+  check(trace) {
+    const processed = new Set<string>();
+    const cutShort = new Set<string>();
+    const running = new Map<ConnId, string>();
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'conn.handler-start') {
+        processed.add(e.req);
+        running.set(e.actor, e.req);
+      } else if (e.type === 'conn.respond') {
+        running.delete(e.actor);
+      } else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
+        const req = running.get(e.actor);
+        if (req !== undefined) cutShort.add(req);
+      } else if (e.type === 'client.fail' && e.req !== undefined && (e.reason === 'reset' || e.reason === 'empty-reply')) {
+        if (processed.has(e.req) && !cutShort.has(e.req)) {
+          return broken(i, `request ${e.req} was processed by the server but ${e.actor} got ${e.reason} instead of its response`);
+        }
+      }
+    }
+    return HOLDS;
+  },
+};
+
+const noAcceptAfterDrain: Property = {
+  name: 'no-accept-after-drain',
+  statement: 'A worker that has begun draining accepts no new connection.',
+  windows: ['drain-with-request-in-flight'],
+  expectedBy: (p) => !p.acceptAfterDrain,
+  check(trace) {
+    const draining = new Set<WorkerId>();
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'worker.max-requests' || (e.type === 'worker.signal' && e.signal === 'TERM')) draining.add(e.actor);
+      if (e.type === 'worker.accept' && draining.has(e.actor)) {
+        return broken(i, `${e.actor} accepted ${e.conn} after it had begun draining`);
+      }
+    }
+    return HOLDS;
+  },
+};
+
+function drainingWorkerHeartbeats(params: ServerParams): (trace: Trace) => PropertyResult {
+  // Allow one missed beat: a loop turn may straddle the drain's start.
+  const maxGapMs = 2 * params.heartbeatIntervalMs;
+  return (trace) => {
+    const lastBeat = new Map<WorkerId, number>();
+    const draining = new Set<WorkerId>();
+    const check = (i: number, worker: WorkerId, t: number): PropertyResult | undefined => {
+      const last = lastBeat.get(worker);
+      if (draining.has(worker) && last !== undefined && t - last > maxGapMs) {
+        return broken(i, `${worker} was draining and silent for ${t - last} ms (more than ${maxGapMs} ms): the arbiter cannot tell it from a hung worker`);
+      }
+      return undefined;
+    };
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.actor.startsWith('worker/')) {
+        const worker = e.actor as WorkerId;
+        if (e.type === 'worker.max-requests' || (e.type === 'worker.signal' && e.signal === 'TERM')) {
+          draining.add(worker);
+          if (!lastBeat.has(worker)) lastBeat.set(worker, e.t);
+        }
+        const late = check(i, worker, e.t);
+        if (late) return late;
+        if (e.type === 'worker.heartbeat') lastBeat.set(worker, e.t);
+        if (e.type === 'worker.exit' || (e.type === 'worker.signal' && (e.signal === 'KILL' || e.signal === 'QUIT' || e.signal === 'INT'))) {
+          draining.delete(worker);
+        }
+      } else {
+        for (const worker of draining) {
+          const late = check(i, worker, e.t);
+          if (late) return late;
+        }
+      }
+    }
+    return HOLDS;
+  };
+}
+
+function exitByDeadline(params: ServerParams): (trace: Trace) => PropertyResult {
+  // The arbiter checks its deadline once per loop turn.
+  const toleranceMs = params.heartbeatIntervalMs;
+  return (trace) => {
+    const starts = drainStarts(trace.events);
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (!e.actor.startsWith('worker/')) continue;
+      const start = starts.get(e.actor as WorkerId);
+      if (start !== undefined && e.t > start + params.gracefulTimeoutMs + toleranceMs) {
+        return broken(i, `${e.actor} is still running ${e.t - start} ms after it began draining; the graceful timeout is ${params.gracefulTimeoutMs} ms`);
+      }
+    }
+    return HOLDS;
+  };
+}
+
+const closeWhileDraining: Property = {
+  name: 'close-while-draining',
+  statement: 'Every response written by a draining worker carries Connection: close.',
+  windows: ['drain-with-request-in-flight'],
+  expectedBy: (p) => !p.keepAlive || (p.forceCloseWhileDraining && p.closeDecision === 'respond'),
+  check(trace) {
+    const starts = drainStarts(trace.events);
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'conn.respond' && !e.close && isDrainingAt(starts, connWorker(e.actor), e.t)) {
+        return broken(i, `${e.actor} answered ${e.req} with keep-alive although ${connWorker(e.actor)} was draining`);
+      }
+    }
+    return HOLDS;
+  },
+};
+
+function idleCloseAfterWindow(params: ServerParams): (trace: Trace) => PropertyResult {
+  const windowMs = Math.min(params.idleGraceMs, params.keepAliveMs);
+  return (trace) => {
+    // When each connection last became idle after a keep-alive response; absent while busy.
+    const idleSince = new Map<ConnId, number>();
+    const aborted = new Set<ConnId>();
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'conn.respond') {
+        if (e.close) idleSince.delete(e.actor);
+        else idleSince.set(e.actor, e.t);
+      } else if (e.type === 'conn.bytes' || e.type === 'conn.peer-fin' || e.type === 'conn.peer-rst') {
+        idleSince.delete(e.actor);
+      } else if (e.type === 'conn.abort') {
+        // The deadline and a kill are the operator's bounds, not the policy's choice.
+        if (e.reason !== 'worker-exit') aborted.add(e.actor);
+      } else if ((e.type === 'conn.half-close' || e.type === 'conn.close') && !aborted.has(e.actor)) {
+        const since = idleSince.get(e.actor);
+        if (since !== undefined && e.t - since < windowMs) {
+          return broken(i, `${e.actor} was closed by the server ${e.t - since} ms after a keep-alive response, inside the ${windowMs} ms a client may take to send its next request`);
+        }
+        idleSince.delete(e.actor);
+      }
+    }
+    return HOLDS;
+  };
+}
+
+const noResetOfUnreadRequest: Property = {
+  name: 'no-reset-of-unread-request',
+  statement: 'The server never closes a connection on request bytes it has not read (which sends RST), except at the graceful deadline or a kill.',
+  windows: ['request-on-draining-worker'],
+  expectedBy: (p) => p.lingeringClose && p.idleOnDrain !== 'orphan',
+  check(trace) {
+    const aborted = new Set<ConnId>();
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'conn.abort' && e.reason !== 'worker-exit') aborted.add(e.actor);
+      if (e.type === 'conn.close' && e.rst && !aborted.has(e.actor)) {
+        return broken(i, `${e.actor} was closed with unread request bytes: the client gets RST`);
+      }
+    }
+    return HOLDS;
+  },
+};
+
+function noStaleRequest(params: ServerParams): (trace: Trace) => PropertyResult {
+  const staleMs = Math.max(params.idleGraceMs, params.heartbeatIntervalMs);
+  return (trace) => {
+    const starts = drainStarts(trace.events);
+    const unreadSince = new Map<ConnId, number>();
+    const lingering = new Set<ConnId>();
+    const stale = (i: number, conn: ConnId, t: number): PropertyResult | undefined => {
+      const since = unreadSince.get(conn);
+      if (since !== undefined && t - since > staleMs && isDrainingAt(starts, connWorker(conn), since)) {
+        return broken(i, `a request waited unread on ${conn} for ${t - since} ms while ${connWorker(conn)} drained (a stale keep-alive socket)`);
+      }
+      return undefined;
+    };
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'conn.half-close') lingering.add(e.actor);
+      if (e.type === 'conn.bytes' && !lingering.has(e.actor) && !unreadSince.has(e.actor)) unreadSince.set(e.actor, e.t);
+      if (e.type === 'conn.read') unreadSince.delete(e.actor);
+      if (e.type === 'conn.close' || e.type === 'conn.abort') {
+        const late = stale(i, e.actor, e.t);
+        if (late) return late;
+        unreadSince.delete(e.actor);
+      }
+    }
+    const end = trace.events.length - 1;
+    const lastT = trace.events[end]?.t ?? 0;
+    for (const conn of unreadSince.keys()) {
+      const late = stale(end, conn, lastT);
+      if (late) return late;
+    }
+    return HOLDS;
+  };
+}
+
+const failuresAreExplained: Property = {
+  name: 'only-unavoidable-failures',
+  statement:
+    'Every request that fails was never processed and crossed a close in flight: sent on an idle connection the server was closing, or queued when the last listener copy closed (retryable, RFC 9112 §9.3.1).',
+  windows: ['request-crossed-close', 'queued-at-last-close'],
+  expectedBy: (p) => p.lingeringClose && p.idleOnDrain !== 'orphan' && p.idleOnDrain !== 'keep',
+  check(trace) {
+    const clientOfConn = new Map<ConnId, string>();
+    const closing = new Set<ConnId>();
+    /** Requests whose bytes reached a connection that was open and reading — the server had them and dropped them. */
+    const arrivedOpen = new Set<string>();
+    const processed = new Set<string>();
+    /** Clients whose connection the graceful deadline or a kill cut: the operator's bound, not the policy. */
+    const cutByBound = new Set<string>();
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'conn.open') clientOfConn.set(e.actor, e.client);
+      else if (e.type === 'conn.half-close' || e.type === 'conn.close') closing.add(e.actor);
+      else if (e.type === 'conn.bytes' && !closing.has(e.actor)) arrivedOpen.add(e.req);
+      else if (e.type === 'conn.handler-start') processed.add(e.req);
+      else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
+        const client = clientOfConn.get(e.actor);
+        if (client !== undefined) cutByBound.add(client);
+      } else if (e.type === 'client.fail' && (e.reason === 'reset' || e.reason === 'empty-reply') && !cutByBound.has(e.actor)) {
+        if (e.req !== undefined && processed.has(e.req)) {
+          return broken(i, `${e.actor} lost request ${e.req} (${e.reason}) after the server processed it`);
+        }
+        if (e.req !== undefined && arrivedOpen.has(e.req)) {
+          return broken(i, `${e.actor} got ${e.reason} for ${e.req}, which had reached an open connection and was dropped unread`);
+        }
+      }
+    }
+    return HOLDS;
+  },
+};
+
+const backlogArithmetic: Property = {
+  name: 'backlog-arithmetic',
+  statement: 'A connection overflows the accept queue exactly when min(backlog, somaxconn) + 1 connections are already waiting.',
+  windows: ['backlog-overflow'],
+  expectedBy: () => true,
+  check(trace) {
+    let capacity = 0;
+    let queued = 0;
+    for (let i = 0; i < trace.events.length; i++) {
+      const e = trace.events[i]!;
+      if (e.type === 'listener.open') capacity = Math.min(e.backlog, e.somaxconn) + 1;
+      else if (e.type === 'listener.syn') {
+        if (queued >= capacity) return broken(i, `${e.client} entered an accept queue already holding ${queued} of ${capacity}`);
+        queued++;
+      } else if (e.type === 'listener.overflow') {
+        if (queued < capacity) return broken(i, `${e.client} overflowed an accept queue holding only ${queued} of ${capacity}`);
+      } else if (e.type === 'listener.accept' || e.type === 'listener.reset') queued--;
+    }
+    return HOLDS;
+  },
+};
+
+/** The properties for a run with these parameters (some bounds are parameters: the graceful timeout, the idle window). */
+export function propertiesFor(params: ServerParams): Property[] {
+  return [
+    processedRequestsAnswered,
+    noAcceptAfterDrain,
+    {
+      name: 'draining-worker-heartbeats',
+      statement: 'A draining worker keeps notifying the arbiter, at least every two heartbeat intervals, until it exits.',
+      windows: ['drain-with-request-in-flight'],
+      expectedBy: (p) => p.heartbeatWhileDraining,
+      check: drainingWorkerHeartbeats(params),
+    },
+    {
+      name: 'exit-by-deadline',
+      statement: 'A worker that begins draining exits no later than the graceful timeout (plus one arbiter tick).',
+      windows: ['graceful-deadline'],
+      expectedBy: () => true,
+      check: exitByDeadline(params),
+    },
+    closeWhileDraining,
+    {
+      name: 'idle-close-after-window',
+      statement: 'The server closes an idle keep-alive connection only after the client had the idle window (min of idle grace and keep-alive timeout) to send its next request.',
+      windows: ['drain-with-idle-keepalive'],
+      expectedBy: (p) =>
+        p.idleOnDrain !== 'close' && !(p.idleOnDrain === 'orphan' && p.exitAbandonsIdle) && !p.closeAfterKeepAliveResponseWhileDraining,
+      check: idleCloseAfterWindow(params),
+    },
+    noResetOfUnreadRequest,
+    {
+      name: 'no-stale-request',
+      statement: 'A request that reaches a draining worker is read, or its connection closed, within the idle window: no stale keep-alive socket hangs it.',
+      windows: ['request-on-draining-worker'],
+      expectedBy: (p) => p.idleOnDrain !== 'orphan',
+      check: noStaleRequest(params),
+    },
+    failuresAreExplained,
+    backlogArithmetic,
+  ];
+}
+
+export const PROPERTY_NAMES: readonly string[] = propertiesFor({
+  workers: 1, threads: 1, keepAliveMs: 1, timeoutMs: 1, gracefulTimeoutMs: 1, maxRequests: 0, maxRequestsJitter: 0,
+  idleGraceMs: 1, lingerMs: 1, heartbeatIntervalMs: 1, backlog: 1, somaxconn: 1, family: 'tcp',
+}).map((p) => p.name);
+
+/** How often each race window was reached in a trace. */
+export function windowHits(trace: Trace): Record<RaceWindow, number> {
+  const hits = Object.fromEntries(Object.keys(RACE_WINDOWS).map((w) => [w, 0])) as Record<RaceWindow, number>;
+  const busy = new Map<ConnId, boolean>();
+  const idleKeptAlive = new Set<ConnId>();
+  const closed = new Set<ConnId>();
+  const starts = new Map<WorkerId, number>();
+  for (const e of trace.events) {
+    switch (e.type) {
+      case 'conn.read': busy.set(e.actor, true); idleKeptAlive.delete(e.actor); break;
+      case 'conn.respond':
+        busy.set(e.actor, false);
+        if (!e.close) idleKeptAlive.add(e.actor);
+        break;
+      case 'conn.half-close': case 'conn.close': closed.add(e.actor); idleKeptAlive.delete(e.actor); break;
+      case 'conn.bytes':
+        if (closed.has(e.actor)) hits['request-crossed-close']++;
+        if (starts.has(connWorker(e.actor))) hits['request-on-draining-worker']++;
+        idleKeptAlive.delete(e.actor);
+        break;
+      case 'listener.overflow': hits['backlog-overflow']++; break;
+      case 'listener.reset': hits['queued-at-last-close']++; break;
+      case 'worker.graceful-timeout': hits['graceful-deadline']++; break;
+      case 'worker.max-requests': case 'worker.signal':
+        if (e.type === 'worker.signal' && e.signal !== 'TERM') break;
+        if (starts.has(e.actor)) break;
+        starts.set(e.actor, e.t);
+        for (const [conn, isBusy] of busy) {
+          if (connWorker(conn) !== e.actor || closed.has(conn)) continue;
+          if (isBusy) hits['drain-with-request-in-flight']++;
+        }
+        for (const conn of idleKeptAlive) if (connWorker(conn) === e.actor) hits['drain-with-idle-keepalive']++;
+        break;
+      default: break;
+    }
+  }
+  return hits;
+}
