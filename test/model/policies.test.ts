@@ -1,0 +1,159 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SERVER_PARAMS, getPolicy, listPolicies, machinesFor, POLICY_NAMES, BASE_POLICY_NAMES, UnknownPolicyError, responseMustClose } from '../../model/index.ts';
+import { drive } from '../helpers.ts';
+
+const params = { ...DEFAULT_SERVER_PARAMS, keepAliveMs: 2000, idleGraceMs: 1000 };
+
+const open = { type: 'conn.open', worker: 'worker/1', client: 'client/1' };
+const serve = (req: string, close: boolean) => [
+  { type: 'conn.bytes', req },
+  { type: 'conn.read', req },
+  { type: 'conn.handler-start', req },
+  { type: 'conn.handler-finish', req },
+  { type: 'conn.respond', req, status: 200, close },
+];
+
+/**
+ * What each policy does with a keep-alive connection that is idle when the
+ * worker starts draining — the behaviour that tells the policies apart. The
+ * expectations come from the policy descriptions (and, for gunicorn, from the
+ * reference's per-class table §3.3), not from running the machine.
+ */
+const IDLE_ON_DRAIN: Record<string, { state: string; timerMs?: number; closes?: 'at-once' }> = {
+  'gunicorn-gthread': { state: 'orphaned' },
+  'gunicorn-gthread-24': { state: 'idle.drainKept' },
+  'gunicorn-async': { state: 'idle.keptAlive' },
+  'abort-idle': { state: 'closingHard', closes: 'at-once' },
+  'close-after-next': { state: 'idle.keptAlive' },
+  'serve-until-deadline': { state: 'idle.drainKept' },
+  'idle-grace': { state: 'idle.drainGrace', timerMs: 1000 },
+  'never-close-idle': { state: 'orphaned' },
+  'safe-drain': { state: 'idle.drainGrace', timerMs: 1000 },
+};
+
+describe('an idle keep-alive connection when draining starts', () => {
+  for (const [name, expected] of Object.entries(IDLE_ON_DRAIN)) {
+    it(`${name}: ${expected.state}`, () => {
+      const { conn } = machinesFor(getPolicy(name), params);
+      const result = drive(conn, [open, ...serve('r1', false), { type: 'conn.drain' }]);
+      expect(result.state).toBe(expected.state);
+      if (expected.timerMs) {
+        expect(result.actions).toContainEqual(expect.objectContaining({ type: 'xstate.raise', params: expect.objectContaining({ delay: expected.timerMs }) }));
+      }
+      if (expected.closes) expect(result.actions.map((a) => a.type)).toContain('closeSocket');
+    });
+  }
+
+  it('gunicorn-sync has no idle connection: every response closes', () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-sync'), params);
+    expect(() => drive(conn, [open, ...serve('r1', false)])).toThrow(/conn.respond rejected/);
+    expect(drive(conn, [open, ...serve('r1', true)]).state).toBe('closingHard');
+  });
+
+  it('with +lingering-close a voluntary close half-closes first', () => {
+    const { conn } = machinesFor(getPolicy('abort-idle+lingering-close'), params);
+    const result = drive(conn, [open, ...serve('r1', false), { type: 'conn.drain' }]);
+    expect(result.state).toBe('lingering.shuttingDown');
+    expect(result.actions.map((a) => a.type)).toContain('halfClose');
+  });
+});
+
+describe('the Connection header of a response whose handler started before the drain', () => {
+  // gunicorn decides the header before the app runs; the respond-time policies decide when writing.
+  const cases: Record<string, boolean> = {
+    'gunicorn-gthread': false,
+    'gunicorn-gthread-24': false,
+    'gunicorn-async': false,
+    'never-close-idle': false,
+    'abort-idle': true,
+    'close-after-next': true,
+    'idle-grace': true,
+    'safe-drain': true,
+    'serve-until-deadline': false,
+  };
+  for (const [name, mustClose] of Object.entries(cases)) {
+    it(`${name}: ${mustClose ? 'Connection: close' : 'keep-alive'}`, () => {
+      const { conn } = machinesFor(getPolicy(name), params);
+      const before = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1' }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.drain' }, { type: 'conn.handler-finish', req: 'r1' }];
+      expect(drive(conn, [...before, { type: 'conn.respond', req: 'r1', status: 200, close: mustClose }])).toBeDefined();
+      expect(() => drive(conn, [...before, { type: 'conn.respond', req: 'r1', status: 200, close: !mustClose }])).toThrow(/rejected/);
+    });
+  }
+
+  it('after a keep-alive response a draining gthread worker closes at once; gevent keeps the connection', () => {
+    const drainedThenAnswered = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1' }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.drain' }, { type: 'conn.handler-finish', req: 'r1' }, { type: 'conn.respond', req: 'r1', status: 200, close: false }];
+    expect(drive(machinesFor(getPolicy('gunicorn-gthread'), params).conn, drainedThenAnswered).state).toBe('closingHard');
+    expect(drive(machinesFor(getPolicy('gunicorn-async'), params).conn, drainedThenAnswered).state).toBe('idle.drainKeepAlive');
+  });
+
+  it('keep-alive 0 forces Connection: close under every policy', () => {
+    for (const name of POLICY_NAMES) {
+      const policy = getPolicy(name);
+      expect(responseMustClose(policy, { ...params, keepAliveMs: 0 }, { draining: false, drainingAtHandlerStart: false } as never)).toBe(true);
+    }
+  });
+});
+
+describe('workers under the policies', () => {
+  const boot = [{ type: 'worker.boot' }, { type: 'worker.ready' }];
+  const busy = [{ type: 'worker.accept', conn: 'conn/1.1' }, { type: 'worker.accept', conn: 'conn/1.2' }, { type: 'worker.request-start', conn: 'conn/1.1', req: 'r1' }];
+
+  it('a gthread worker exits once no request is busy, abandoning idle connections; safe-drain waits for them', () => {
+    const events = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.close-listener' }, { type: 'worker.request-end', conn: 'conn/1.1', req: 'r1' }];
+    expect(drive(machinesFor(getPolicy('gunicorn-gthread'), params).worker, events).state).toBe('exiting');
+    expect(drive(machinesFor(getPolicy('safe-drain'), params).worker, events).state).toBe('alive.draining.released');
+  });
+
+  it('only gthread 20.1–23 may accept after the drain began', () => {
+    const events = [...boot, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.accept', conn: 'conn/1.1' }];
+    expect(() => drive(machinesFor(getPolicy('gunicorn-gthread'), params).worker, events)).not.toThrow();
+    for (const name of BASE_POLICY_NAMES.filter((n) => n !== 'gunicorn-gthread')) {
+      expect(() => drive(machinesFor(getPolicy(name), params).worker, events), name).toThrow(/worker.accept rejected/);
+    }
+  });
+
+  it('max-requests is reached within maxRequests + jitter, not before', () => {
+    const p = { ...params, maxRequests: 2, maxRequestsJitter: 1 };
+    const { worker } = machinesFor(getPolicy('safe-drain'), p);
+    const start = (req: string) => ({ type: 'worker.request-start', conn: 'conn/1.1', req });
+    expect(() => drive(worker, [...boot, { type: 'worker.accept', conn: 'conn/1.1' }, start('a'), { type: 'worker.max-requests' }])).toThrow(/max-requests rejected/);
+    expect(drive(worker, [...boot, { type: 'worker.accept', conn: 'conn/1.1' }, start('a'), start('b'), { type: 'worker.max-requests' }]).state).toMatch(/^alive.draining/);
+  });
+
+  it('the sync and gthread-24 workers keep their listener copy while draining', () => {
+    for (const name of ['gunicorn-sync', 'gunicorn-gthread-24']) {
+      const { worker } = machinesFor(getPolicy(name), params);
+      const draining = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }];
+      expect(drive(worker, draining).state, name).toBe('alive.draining.listening');
+      expect(() => drive(worker, [...draining, { type: 'worker.close-listener' }]), name).toThrow(/close-listener rejected/);
+    }
+  });
+});
+
+describe('the policy registry', () => {
+  it('lists every base policy with a description', () => {
+    expect(listPolicies().map((p) => p.name)).toEqual([...BASE_POLICY_NAMES]);
+    for (const p of listPolicies()) expect(p.description.length).toBeGreaterThan(20);
+    expect(BASE_POLICY_NAMES).toContain('safe-drain');
+  });
+
+  it('combines every policy with lingering close', () => {
+    expect(getPolicy('gunicorn-gthread+lingering-close').lingeringClose).toBe(true);
+    expect(getPolicy('gunicorn-gthread').lingeringClose).toBe(false);
+    expect(getPolicy('safe-drain').lingeringClose).toBe(true);
+  });
+
+  it('rejects an unknown name, listing the valid ones', () => {
+    expect(() => getPolicy('graceful')).toThrow(UnknownPolicyError);
+    expect(() => getPolicy('graceful')).toThrow(/unknown policy "graceful"; expected one of: gunicorn-sync, .*safe-drain/);
+    expect(() => getPolicy('safe-drain+lingering-close')).toThrow(UnknownPolicyError);
+  });
+
+  it('gives every policy the same chart: the machines differ only in guards and delays', () => {
+    const shapes = POLICY_NAMES.map((name) => {
+      const m = machinesFor(getPolicy(name), params);
+      return JSON.stringify([m.conn.definition, m.worker.definition].map((d) => d.states && Object.keys(d.states)));
+    });
+    expect(new Set(shapes).size).toBe(1);
+  });
+});
