@@ -9,6 +9,8 @@ export const serverParamsSchema = z.strictObject({
   workers: z.number().int().positive(),
   /** Concurrent requests per worker (gunicorn `threads`; the sync worker serves one). */
   threads: z.number().int().positive(),
+  /** Connections a threaded/async worker holds at most (gunicorn `worker_connections`); beyond it, it stops accepting. */
+  workerConnections: z.number().int().positive(),
   /** Idle keep-alive timeout; 0 disables keep-alive (every response carries `Connection: close`). */
   keepAliveMs: z.number().nonnegative(),
   /** Heartbeat: a worker silent for longer is aborted by the arbiter; 0 disables. */
@@ -36,6 +38,7 @@ export type ServerParams = z.infer<typeof serverParamsSchema>;
 export const DEFAULT_SERVER_PARAMS: ServerParams = {
   workers: 1,
   threads: 1,
+  workerConnections: 1000,
   keepAliveMs: 2000,
   timeoutMs: 30_000,
   gracefulTimeoutMs: 30_000,

@@ -360,7 +360,7 @@ export function propertiesFor(params: ServerParams): Property[] {
 }
 
 export const PROPERTY_NAMES: readonly string[] = propertiesFor({
-  workers: 1, threads: 1, keepAliveMs: 1, timeoutMs: 1, gracefulTimeoutMs: 1, maxRequests: 0, maxRequestsJitter: 0,
+  workers: 1, threads: 1, workerConnections: 1, keepAliveMs: 1, timeoutMs: 1, gracefulTimeoutMs: 1, maxRequests: 0, maxRequestsJitter: 0,
   idleGraceMs: 1, lingerMs: 1, heartbeatIntervalMs: 1, backlog: 1, somaxconn: 1, family: 'tcp',
 }).map((p) => p.name);
 

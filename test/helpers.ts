@@ -2,7 +2,7 @@ import type { AnyStateMachine } from 'xstate';
 import { accepts, start, stateName, step, type MachineAction, type Snapshot } from '../model/step.ts';
 
 /** Drive one machine through events, failing loudly if any is rejected; returns the state and the last actions. */
-export function drive(machine: AnyStateMachine, events: readonly { type: string }[]): { snapshot: Snapshot; state: string; actions: MachineAction[] } {
+export function drive(machine: AnyStateMachine, events: readonly ({ type: string } & Record<string, unknown>)[]): { snapshot: Snapshot; state: string; actions: MachineAction[] } {
   let { snapshot, actions } = start(machine);
   let last: MachineAction[] = [...actions];
   for (const event of events) {

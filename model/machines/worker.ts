@@ -174,7 +174,7 @@ export const workerChart = setup({
     },
     /** KILL (or the heartbeat's ABRT): the kernel closes every fd. */
     dying: {
-      entry: { type: 'abortConnections', params: { reason: 'killed' } },
+      entry: [{ type: 'abortConnections', params: { reason: 'killed' } }, 'exitProcess'],
       on: {
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },

@@ -7,7 +7,7 @@ const HEADER = JSON.stringify({
   format: 'quiesce-trace',
   version: 1,
   policy: 'safe-drain',
-  params: { workers: 1, threads: 1, keepAliveMs: 2000, timeoutMs: 30000, gracefulTimeoutMs: 30000, maxRequests: 0, maxRequestsJitter: 0, idleGraceMs: 1000, lingerMs: 2000, heartbeatIntervalMs: 1000, backlog: 2048, somaxconn: 4096, family: 'tcp' },
+  params: { workers: 1, threads: 1, workerConnections: 1000, keepAliveMs: 2000, timeoutMs: 30000, gracefulTimeoutMs: 30000, maxRequests: 0, maxRequestsJitter: 0, idleGraceMs: 1000, lingerMs: 2000, heartbeatIntervalMs: 1000, backlog: 2048, somaxconn: 4096, family: 'tcp' },
   complete: false,
 });
 const GOOD = '{"t":0,"actor":"listener","type":"listener.open","family":"tcp","backlog":2048,"somaxconn":4096}';

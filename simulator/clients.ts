@@ -1,0 +1,340 @@
+/**
+ * Client models. Each drives connections through the World and keeps the
+ * counts its real counterpart prints.
+ *
+ * ApacheBench (httpd support/ab.c): C concurrent slots, closed loop, N
+ * requests. With -k a slot reuses its connection while responses allow it.
+ * An EOF before any byte on a *reused* keep-alive connection is, for ab, the
+ * server legitimately closing an idle connection: ab does not count it and
+ * sends the request again on a new connection (ab.c close_connection:
+ * "if (c->read == 0 && c->keepalive) ... good--"). A receive error (RST)
+ * counts as a failed request under Receive (with -r ab goes on instead of
+ * exiting); a failed connect under Connect, and once more than 10 requests
+ * have failed the next failed connect aborts ab ("Test aborted after 10
+ * failures"). `-s` bounds each apr_pollset_poll(): ab times out only when no
+ * connection at all shows activity for that long, and then exits at once
+ * ("apr_pollset_poll: The timeout specified has expired (70007)"); the
+ * requests still outstanding are lost. (This is ab 2.4, Debian's and the
+ * seed's; httpd trunk also forgives an RST on a kept-alive connection.)
+ */
+import type { ClientFailure } from '../model/events.ts';
+import type { Link, LinkOwner, World } from './world.ts';
+
+export type FailureMechanism =
+  | 'idle-close-race'
+  | 'close-after-keepalive-response'
+  | 'unread-request-reset'
+  | 'queued-at-close'
+  | 'backlog-overflow'
+  | 'syn-timeout'
+  | 'listener-refused'
+  | 'graceful-timeout-kill'
+  | 'stale-hang'
+  | 'client-timeout'
+  | 'accept-starved';
+
+export const MECHANISM_DESCRIPTIONS: Record<FailureMechanism, string> = {
+  'idle-close-race': 'request sent on an idle keep-alive connection as the server closed it (never processed)',
+  'close-after-keepalive-response': 'response said keep-alive, the server closed right after; the next request was lost',
+  'unread-request-reset': 'request reached the server but was never read; the close sent RST',
+  'queued-at-close': 'connection still in the accept queue when the last listener copy closed (RST)',
+  'backlog-overflow': 'accept queue full: EAGAIN at once over a unix socket (nginx 502)',
+  'syn-timeout': 'accept queue full over TCP: SYNs dropped until the client or proxy gave up',
+  'listener-refused': 'connect after the listener closed (ECONNREFUSED)',
+  'graceful-timeout-kill': 'the graceful deadline or a kill closed the connection mid-request',
+  'stale-hang': 'request sat on a keep-alive socket nobody reads until the client timed out',
+  'client-timeout': 'the client gave up waiting for a slow response',
+  'accept-starved': 'connection waited in the accept queue, no worker accepting, until the client gave up',
+};
+
+export interface FailureRecord {
+  readonly atMs: number;
+  readonly mechanism: FailureMechanism;
+  readonly reason: ClientFailure;
+  readonly processed: boolean;
+}
+
+/** Attribute a client-observed failure to the server-side mechanism behind it. */
+export function classifyFailure(world: World, link: Link, reason: ClientFailure, processed: boolean): FailureMechanism {
+  switch (reason) {
+    case 'eagain': return 'backlog-overflow';
+    case 'connect-timeout': return 'syn-timeout';
+    case 'refused': return 'listener-refused';
+    case 'timeout': {
+      const conn = link.conn;
+      const state = conn ? world.engine.snapshot(conn) : undefined;
+      if (state && (state.matches('orphaned') || (state.matches('pending') && state.context.draining))) return 'stale-hang';
+      if (link.conn === null) return link.synRetries > 0 ? 'syn-timeout' : 'accept-starved';
+      return 'client-timeout';
+    }
+    case 'reset':
+    case 'empty-reply': {
+      if (link.queuedReset) return 'queued-at-close';
+      const cause = link.serverCloseCause;
+      if (cause === 'deadline' || cause === 'killed') return 'graceful-timeout-kill';
+      if (link.reqDelivered && !processed) return 'unread-request-reset';
+      if (cause === 'after-response') return 'close-after-keepalive-response';
+      if (link.reqDelivered && processed) return 'graceful-timeout-kill';
+      return 'idle-close-race';
+    }
+  }
+}
+
+export interface ClientStats {
+  total: number;
+  ok: number;
+  failed: number;
+  ab: { failed: number; connect: number; receive: number; length: number; exceptions: number };
+  /** What a proxy in front returned downstream. */
+  statuses: Record<string, number>;
+  byMechanism: Partial<Record<FailureMechanism, { count: number; firstMs: number; lastMs: number; processed: number }>>;
+  latenciesMs: number[];
+  /** The client stopped early, with the message it prints (ab's fatal errors). */
+  aborted: string | null;
+}
+
+export function emptyStats(): ClientStats {
+  return { total: 0, ok: 0, failed: 0, ab: { failed: 0, connect: 0, receive: 0, length: 0, exceptions: 0 }, statuses: {}, byMechanism: {}, latenciesMs: [], aborted: null };
+}
+
+function recordFailure(stats: ClientStats, record: FailureRecord): void {
+  stats.failed++;
+  const m = (stats.byMechanism[record.mechanism] ??= { count: 0, firstMs: record.atMs, lastMs: record.atMs, processed: 0 });
+  m.count++;
+  m.lastMs = record.atMs;
+  if (record.processed) m.processed++;
+}
+
+/** Which requests the server started handling: a failed one of these was processed-but-lost. */
+export class ProcessedRequests {
+  readonly started = new Set<string>();
+}
+
+export interface AbOptions {
+  requests: number;
+  concurrency: number;
+  keepAlive: boolean;
+  timeoutMs: number;
+}
+
+export class ApacheBench implements LinkOwner {
+  readonly stats = emptyStats();
+  private issued = 0;
+  private finished = 0;
+  /** Why ab stopped early, as it prints it; null while it runs or when it completed. */
+  abortedWith: string | null = null;
+  private lastActivityMs = 0;
+  private readonly outstanding = new Set<Link>();
+  private readonly sentAt = new Map<string, number>();
+  private readonly reused = new WeakSet<Link>();
+  private readonly slotOf = new WeakMap<Link, number>();
+  onDone: () => void = () => {};
+
+  constructor(
+    private readonly world: World,
+    private readonly options: AbOptions,
+    private readonly processed: ProcessedRequests,
+  ) {}
+
+  start(): void {
+    this.lastActivityMs = this.world.engine.nowMs;
+    if (Number.isFinite(this.options.timeoutMs)) this.armPollTimeout();
+    for (let slot = 0; slot < this.options.concurrency; slot++) this.open(slot);
+  }
+
+  get done(): boolean {
+    return this.abortedWith !== null || this.finished >= this.options.requests;
+  }
+
+  private activity(): void {
+    this.lastActivityMs = this.world.engine.nowMs;
+  }
+
+  private armPollTimeout(): void {
+    const e = this.world.engine;
+    e.at(Math.max(0, this.lastActivityMs + this.options.timeoutMs - e.nowMs), () => {
+      if (this.done) return;
+      if (e.nowMs - this.lastActivityMs >= this.options.timeoutMs && this.outstanding.size > 0) this.pollTimedOut();
+      else this.armPollTimeout();
+    });
+  }
+
+  /** No socket moved for -s seconds: ab exits, and every outstanding request is lost. */
+  private pollTimedOut(): void {
+    this.abortedWith = 'apr_pollset_poll: The timeout specified has expired (70007)';
+    this.stats.aborted = this.abortedWith;
+    for (const link of [...this.outstanding]) {
+      const req = link.req;
+      const processed = req !== null && this.processed.started.has(req);
+      this.stats.total++;
+      this.stats.ab.failed++;
+      this.stats.ab.exceptions++;
+      recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, 'timeout', processed), reason: 'timeout', processed });
+      this.world.close(link);
+    }
+    this.outstanding.clear();
+    this.onDone();
+  }
+
+  private open(slot: number): void {
+    if (this.abortedWith !== null) return;
+    if (this.issued >= this.options.requests) {
+      if (this.done) this.onDone();
+      return;
+    }
+    const link = this.world.connect(this);
+    this.slotOf.set(link, slot);
+  }
+
+  onConnected(link: Link): void {
+    this.activity();
+    this.sendNext(link);
+  }
+
+  private sendNext(link: Link): void {
+    if (this.issued >= this.options.requests) {
+      this.world.close(link);
+      if (this.done) this.onDone();
+      return;
+    }
+    this.issued++;
+    const req = this.world.nextRequestId();
+    this.sentAt.set(req, this.world.engine.nowMs);
+    this.outstanding.add(link);
+    this.world.send(link, req, true, Number.POSITIVE_INFINITY);
+  }
+
+  onResponse(link: Link, req: string, _status: number, close: boolean): void {
+    if (this.abortedWith !== null) return;
+    this.activity();
+    this.outstanding.delete(link);
+    this.finished++;
+    this.stats.total++;
+    this.stats.ok++;
+    this.stats.latenciesMs.push(this.world.engine.nowMs - (this.sentAt.get(req) ?? 0));
+    this.sentAt.delete(req);
+    if (this.options.keepAlive && !close) {
+      this.reused.add(link);
+      this.sendNext(link);
+    } else {
+      this.world.close(link);
+      this.open(this.slotOf.get(link) ?? 0);
+    }
+  }
+
+  onFailure(link: Link, reason: ClientFailure, req: string | null): void {
+    if (this.abortedWith !== null) return;
+    this.activity();
+    this.outstanding.delete(link);
+    const slot = this.slotOf.get(link) ?? 0;
+    if (req === null && (reason === 'eagain' || reason === 'refused' || reason === 'connect-timeout')) {
+      // ab 2.4 start_connect: err_conn++; if (bad++ > 10) abort.
+      const badBefore = this.stats.ab.failed;
+      this.stats.ab.failed++;
+      this.stats.ab.connect++;
+      recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, false), reason, processed: false });
+      if (badBefore > 10) {
+        this.abortedWith = 'Test aborted after 10 failures';
+        this.stats.aborted = this.abortedWith;
+        this.onDone();
+        return;
+      }
+      this.open(slot);
+      return;
+    }
+    if (reason === 'empty-reply' && this.reused.has(link) && req !== null && !this.processed.started.has(req)) {
+      // ab.c: EOF before any byte on a reused keep-alive connection is not a failure; the request goes again.
+      this.issued--;
+      this.sentAt.delete(req);
+      this.open(slot);
+      return;
+    }
+    const processed = req !== null && this.processed.started.has(req);
+    this.finished++;
+    this.stats.total++;
+    this.stats.ab.failed++;
+    if (reason === 'eagain' || reason === 'refused' || reason === 'connect-timeout') this.stats.ab.connect++;
+    else if (reason === 'reset' || reason === 'empty-reply') this.stats.ab.receive++;
+    else this.stats.ab.exceptions++;
+    recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, processed), reason, processed });
+    if (req) this.sentAt.delete(req);
+    this.open(slot);
+  }
+
+  onIdleClosed(link: Link): void {
+    if (this.abortedWith !== null) return;
+    this.activity();
+    this.outstanding.delete(link);
+    // The slot's connection went away between requests: ab reconnects.
+    this.open(this.slotOf.get(link) ?? 0);
+  }
+}
+
+export interface ProxyOptions {
+  /** Downstream request rate (vegeta -rate) and duration. */
+  ratePerSec: number;
+  durationMs: number;
+  /** nginx proxy_connect_timeout / proxy_read_timeout. */
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+}
+
+/**
+ * nginx as a reverse proxy in front of the server (no upstream keep-alive),
+ * fed by an open-loop generator at a fixed rate (vegeta attack -rate -duration).
+ * Upstream connect errors become 502, timeouts 504. With one upstream,
+ * proxy_next_upstream has nowhere else to go, so nothing is retried.
+ */
+export class ProxyLoad implements LinkOwner {
+  readonly stats = emptyStats();
+  private readonly startedAt = new Map<Link, number>();
+  private readonly connectTimer = new WeakMap<Link, { cancelled: boolean }>();
+
+  constructor(
+    private readonly world: World,
+    private readonly options: ProxyOptions,
+    private readonly processed: ProcessedRequests,
+  ) {}
+
+  start(): void {
+    const count = Math.round((this.options.ratePerSec * this.options.durationMs) / 1000);
+    const gapMs = 1000 / this.options.ratePerSec;
+    for (let i = 0; i < count; i++) this.world.engine.at(i * gapMs, () => this.request());
+  }
+
+  private request(): void {
+    const link = this.world.connect(this);
+    this.startedAt.set(link, this.world.engine.nowMs);
+    this.connectTimer.set(link, this.world.engine.at(this.options.connectTimeoutMs, () => this.world.abandonConnect(link, 'connect-timeout')));
+  }
+
+  onConnected(link: Link): void {
+    const timer = this.connectTimer.get(link);
+    if (timer) timer.cancelled = true;
+    this.world.send(link, this.world.nextRequestId(), true, this.options.readTimeoutMs);
+  }
+
+  onResponse(link: Link, _req: string, status: number): void {
+    this.stats.total++;
+    this.stats.ok++;
+    this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
+    this.stats.latenciesMs.push(this.world.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    this.startedAt.delete(link);
+    this.world.close(link);
+  }
+
+  onFailure(link: Link, reason: ClientFailure, req: string | null): void {
+    const timer = this.connectTimer.get(link);
+    if (timer) timer.cancelled = true;
+    const status = reason === 'timeout' || reason === 'connect-timeout' ? 504 : 502;
+    const processed = req !== null && this.processed.started.has(req);
+    this.stats.total++;
+    this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
+    this.stats.ab.failed++;
+    recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, processed), reason, processed });
+    this.stats.latenciesMs.push(this.world.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    this.startedAt.delete(link);
+  }
+
+  onIdleClosed(): void {}
+}

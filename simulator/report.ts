@@ -1,0 +1,101 @@
+/** Turning run results into what people read: the table, the ab-style report, the JSON object. */
+import { MECHANISM_DESCRIPTIONS, type ClientStats, type FailureMechanism } from './clients.ts';
+import type { RunResult } from './run.ts';
+
+export function percentile(sortedMs: readonly number[], p: number): number {
+  if (sortedMs.length === 0) return 0;
+  const i = Math.min(sortedMs.length - 1, Math.max(0, Math.ceil((p / 100) * sortedMs.length) - 1));
+  return sortedMs[i]!;
+}
+
+export function mainMechanism(stats: ClientStats): FailureMechanism | undefined {
+  let best: FailureMechanism | undefined;
+  for (const [m, v] of Object.entries(stats.byMechanism) as [FailureMechanism, { count: number }][]) {
+    if (!best || v.count > stats.byMechanism[best]!.count) best = m;
+  }
+  return best;
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
+
+export function toJson(result: RunResult): object {
+  const sorted = [...result.stats.latenciesMs].sort((a, b) => a - b);
+  const s = result.stats;
+  return {
+    scenario: result.scenario,
+    policy: result.policy,
+    seed: result.seed,
+    params: result.params,
+    requests: {
+      total: s.total,
+      ok: s.ok,
+      failed: s.failed,
+      ab: s.ab,
+      aborted: s.aborted,
+      byCause: Object.fromEntries(Object.entries(s.byMechanism).map(([m, v]) => [m, v.count])),
+      ...(Object.keys(s.statuses).length > 0 ? { statuses: s.statuses } : {}),
+    },
+    latencyMs: { p50: round(percentile(sorted, 50)), p95: round(percentile(sorted, 95)), p99: round(percentile(sorted, 99)), max: round(sorted.at(-1) ?? 0) },
+  };
+}
+
+export function abReport(result: RunResult): string {
+  const s = result.stats;
+  const sorted = [...s.latenciesMs].sort((a, b) => a - b);
+  const lines = [
+    `Scenario:               ${result.scenario}`,
+    `Policy:                 ${result.policy}`,
+    `Seed:                   ${result.seed}`,
+    `Time taken for tests:   ${(result.virtualMs / 1000).toFixed(3)} seconds (virtual)`,
+    ...(s.aborted ? [`ab stopped early:       ${s.aborted}`, `Total of ${s.ok} requests completed`] : []),
+    `Complete requests:      ${s.total}`,
+    `Failed requests:        ${s.ab.failed}`,
+    `   (Connect: ${s.ab.connect}, Receive: ${s.ab.receive}, Length: ${s.ab.length}, Exceptions: ${s.ab.exceptions})`,
+  ];
+  if (Object.keys(s.statuses).length > 0) {
+    lines.push(`Status codes:           ${Object.entries(s.statuses).map(([k, v]) => `${k}:${v}`).join('  ')}`);
+  }
+  lines.push(
+    `Latency (ms):           p50 ${round(percentile(sorted, 50))}  p95 ${round(percentile(sorted, 95))}  p99 ${round(percentile(sorted, 99))}  max ${round(sorted.at(-1) ?? 0)}`,
+    '',
+    'Failures by mechanism:',
+  );
+  const entries = Object.entries(s.byMechanism) as [FailureMechanism, { count: number; firstMs: number; lastMs: number; processed: number }][];
+  if (entries.length === 0) lines.push('  none');
+  for (const [m, v] of entries.sort((a, b) => b[1].count - a[1].count)) {
+    lines.push(`  ${String(v.count).padStart(6)}  ${m.padEnd(32)} ${(v.firstMs / 1000).toFixed(3)}–${(v.lastMs / 1000).toFixed(3)} s${v.processed ? `  (${v.processed} processed by the server!)` : ''}`);
+    lines.push(`          ${MECHANISM_DESCRIPTIONS[m]}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+const SHORT: Record<FailureMechanism, string> = {
+  'idle-close-race': 'race',
+  'close-after-keepalive-response': 'ka-close',
+  'unread-request-reset': 'rst',
+  'queued-at-close': 'queued',
+  'backlog-overflow': 'eagain',
+  'syn-timeout': 'syn',
+  'listener-refused': 'refused',
+  'graceful-timeout-kill': 'kill',
+  'stale-hang': 'stale',
+  'client-timeout': 'slow',
+  'accept-starved': 'starved',
+};
+
+export function table(results: readonly RunResult[], scenarios: readonly string[], policies: readonly string[]): string {
+  const cell = (r: RunResult | undefined) => {
+    if (!r) return '';
+    const m = mainMechanism(r.stats);
+    const text = r.stats.failed === 0 ? '0' : `${r.stats.failed} ${m ? SHORT[m] : ''}`.trim();
+    return r.stats.aborted ? `${text}*` : text;
+  };
+  const rows = scenarios.map((sc) => [sc, ...policies.map((p) => cell(results.find((r) => r.scenario === sc && r.policy === p)))]);
+  const header = ['scenario \\ policy', ...policies];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const lines = [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)];
+  lines.push('', 'Cells: failed requests (as the client counts them) and the main mechanism; * = the client stopped early (ab: >10 failed connects, or no activity for -s seconds).');
+  for (const [m, short] of Object.entries(SHORT)) lines.push(`  ${short.padEnd(8)} ${MECHANISM_DESCRIPTIONS[m as FailureMechanism]}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,96 @@
+/**
+ * One simulated run: a scenario under a policy with a seed. The trace goes
+ * to a sink as it is produced (nothing per-request is kept unless asked).
+ */
+import type { TraceEvent } from '../model/events.ts';
+import { machinesFor } from '../model/machines/index.ts';
+import { getPolicy } from '../model/policies.ts';
+import { makeHeader, type TraceHeader } from '../model/trace.ts';
+import { ApacheBench, ProcessedRequests, ProxyLoad, type ClientStats } from './clients.ts';
+import { Engine } from './engine.ts';
+import type { ScenarioParams } from './scenarios.ts';
+import { CLASSIC_SYN_SCHEDULE_MS, World } from './world.ts';
+
+export interface RunOptions {
+  scenario: string;
+  policy: string;
+  seed: number;
+  params: ScenarioParams;
+  /** Receives every trace event as it happens. */
+  onEvent?: (event: TraceEvent) => void;
+  /** Called now and then with (virtual ms, events so far). */
+  onProgress?: (virtualMs: number, events: number) => void;
+}
+
+export interface RunResult {
+  scenario: string;
+  policy: string;
+  seed: number;
+  params: ScenarioParams;
+  stats: ClientStats;
+  virtualMs: number;
+  events: number;
+  header: TraceHeader;
+}
+
+export function runScenario(options: RunOptions): RunResult {
+  const { params } = options;
+  const policy = getPolicy(options.policy);
+  const machines = machinesFor(policy, params.server);
+  const processed = new ProcessedRequests();
+  let events = 0;
+  const sink = (event: TraceEvent) => {
+    events++;
+    if (event.type === 'conn.handler-start') processed.started.add(event.req);
+    options.onEvent?.(event);
+  };
+  let world: World | undefined;
+  const engine = new Engine(machines, options.seed, sink, (actor, action) => world!.handle(actor, action));
+  world = new World(engine, policy, params.server, {
+    latencyMs: params.latencyMs,
+    bootMs: params.bootMs,
+    serviceMs: () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs),
+    synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS,
+    loopTickMs: params.loopTickMs,
+  });
+  const w = world;
+  w.boot();
+
+  // Load starts once the first workers are up.
+  const loadStartMs = params.bootMs + 1;
+  let stats: ClientStats;
+  const shutdown = () => w.signalArbiter('TERM');
+  if (params.load.kind === 'ab') {
+    const ab = new ApacheBench(w, params.load, processed);
+    stats = ab.stats;
+    let shutDown = false;
+    ab.onDone = () => {
+      if (shutDown) return;
+      shutDown = true;
+      engine.at(1, shutdown);
+    };
+    engine.at(loadStartMs, () => ab.start());
+  } else {
+    const proxy = new ProxyLoad(w, params.load, processed);
+    stats = proxy.stats;
+    engine.at(loadStartMs, () => proxy.start());
+    // TERM once every downstream request has an answer.
+    const expected = Math.round((params.load.ratePerSec * params.load.durationMs) / 1000);
+    const watch = () => {
+      if (stats.total >= expected) shutdown();
+      else engine.at(100, watch);
+    };
+    engine.at(loadStartMs + params.load.durationMs, watch);
+  }
+  for (const { atMs, signal } of params.signals) engine.at(loadStartMs + atMs, () => w.signalArbiter(signal));
+
+  let lastReport = 0;
+  engine.run(Number.POSITIVE_INFINITY, (now) => {
+    if (options.onProgress && events - lastReport > 20_000) {
+      lastReport = events;
+      options.onProgress(now, events);
+    }
+  });
+  const header = makeHeader(options.policy, params.server, true, { scenario: options.scenario, seed: options.seed });
+  return { scenario: options.scenario, policy: options.policy, seed: options.seed, params, stats, virtualMs: engine.nowMs, events, header };
+}

@@ -1,0 +1,132 @@
+/**
+ * The seeds' scenarios. Names are part of the interface (`--scenario`).
+ * Each sets server parameters, network timings, a load, and the signals sent
+ * during the load; every parameter can be overridden. After the load ends
+ * the server gets TERM and the run continues until nothing is left to
+ * happen (the liveness phase), so every trace is complete.
+ */
+import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
+
+export type Load =
+  | { kind: 'ab'; requests: number; concurrency: number; keepAlive: boolean; timeoutMs: number }
+  | { kind: 'proxy'; ratePerSec: number; durationMs: number; connectTimeoutMs: number; readTimeoutMs: number };
+
+export interface ScenarioParams {
+  server: ServerParams;
+  load: Load;
+  latencyMs: number;
+  bootMs: number;
+  /** Service time: uniform in [min, max]. */
+  serviceMinMs: number;
+  serviceMaxMs: number;
+  loopTickMs: number;
+  /** Signals to the arbiter, at ms after the load starts. */
+  signals: { atMs: number; signal: 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT' }[];
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly description: string;
+  readonly params: ScenarioParams;
+}
+
+const AB_SEED_LOAD: Load = { kind: 'ab', requests: 10_000, concurrency: 20, keepAlive: true, timeoutMs: 1000 };
+
+const GTHREAD_SEED_SERVER: ServerParams = {
+  ...DEFAULT_SERVER_PARAMS,
+  workers: 4,
+  threads: 20,
+  keepAliveMs: 2000,
+  maxRequests: 512,
+  backlog: 2048,
+  somaxconn: 4096,
+};
+
+const LOOPBACK = { latencyMs: 0.05, bootMs: 150, serviceMinMs: 1, serviceMaxMs: 4, loopTickMs: 1000 };
+
+const BACKLOG_SEED_SERVER: ServerParams = {
+  ...DEFAULT_SERVER_PARAMS,
+  workers: 1,
+  threads: 1,
+  family: 'unix',
+  backlog: 2048,
+  somaxconn: 128,
+};
+
+/** vegeta -rate=200 -duration=1s through nginx; the seed ran vegeta with -timeout=500s and nginx waited as long. */
+const BACKLOG_SEED_LOAD: Load = { kind: 'proxy', ratePerSec: 200, durationMs: 1000, connectTimeoutMs: 60_000, readTimeoutMs: 500_000 };
+
+export const SCENARIOS: readonly Scenario[] = [
+  {
+    name: 'keepalive-recycle',
+    description: "the seed's experiment: 4 workers × 20 threads, keep-alive 2 s, max-requests 512, ab -n 10000 -c 20 -s 1 -k -r",
+    params: { ...LOOPBACK, server: GTHREAD_SEED_SERVER, load: AB_SEED_LOAD, signals: [] },
+  },
+  {
+    name: 'keepalive-recycle-ka0',
+    description: 'the same with keep-alive 0 (every response closes)',
+    params: { ...LOOPBACK, server: { ...GTHREAD_SEED_SERVER, keepAliveMs: 0 }, load: AB_SEED_LOAD, signals: [] },
+  },
+  {
+    name: 'reload-under-load',
+    description: 'HUP three times, 1 s apart, during an ab -k run',
+    params: {
+      ...LOOPBACK,
+      server: { ...GTHREAD_SEED_SERVER, maxRequests: 0 },
+      load: { ...AB_SEED_LOAD, requests: 20_000 },
+      signals: [500, 1500, 2500].map((atMs) => ({ atMs, signal: 'HUP' as const })),
+    },
+  },
+  {
+    name: 'term-under-load',
+    description: 'TERM in the middle of an ab -k run',
+    params: { ...LOOPBACK, server: { ...GTHREAD_SEED_SERVER, maxRequests: 0 }, load: AB_SEED_LOAD, signals: [{ atMs: 1000, signal: 'TERM' }] },
+  },
+  {
+    name: 'backlog-unix',
+    description: 'the backlog seed: nginx → unix socket, 1 sync worker, 2 s per request, 200 requests over 1 s, somaxconn 128',
+    params: { ...LOOPBACK, serviceMinMs: 2000, serviceMaxMs: 2000, server: BACKLOG_SEED_SERVER, load: BACKLOG_SEED_LOAD, signals: [] },
+  },
+  {
+    name: 'backlog-unix-1024',
+    description: 'the same with somaxconn 1024: nothing overflows',
+    params: { ...LOOPBACK, serviceMinMs: 2000, serviceMaxMs: 2000, server: { ...BACKLOG_SEED_SERVER, somaxconn: 1024 }, load: BACKLOG_SEED_LOAD, signals: [] },
+  },
+  {
+    name: 'backlog-tcp',
+    description: 'the same over TCP with backlog 16: SYN retransmits, latency and 504s instead of 502',
+    params: {
+      ...LOOPBACK,
+      serviceMinMs: 200,
+      serviceMaxMs: 200,
+      server: { ...BACKLOG_SEED_SERVER, family: 'tcp', backlog: 16 },
+      load: { ...BACKLOG_SEED_LOAD, readTimeoutMs: 60_000 },
+      signals: [],
+    },
+  },
+  {
+    name: 'stale-keepalive',
+    description: 'HUP while ab -k holds keep-alive sockets (keep-alive 70 s): requests on sockets nobody will serve',
+    params: {
+      ...LOOPBACK,
+      server: { ...GTHREAD_SEED_SERVER, workers: 2, threads: 4, keepAliveMs: 70_000, maxRequests: 0 },
+      load: { kind: 'ab', requests: 3000, concurrency: 8, keepAlive: true, timeoutMs: 5000 },
+      signals: [{ atMs: 400, signal: 'HUP' }],
+    },
+  },
+];
+
+export const SCENARIO_NAMES: readonly string[] = SCENARIOS.map((s) => s.name);
+
+export class UnknownScenarioError extends Error {
+  constructor(readonly input: string) {
+    super(`unknown scenario "${input}"; expected one of: ${SCENARIO_NAMES.join(', ')}`);
+    this.name = 'UnknownScenarioError';
+  }
+}
+
+export function getScenario(name: string): Scenario {
+  const scenario = SCENARIOS.find((s) => s.name === name);
+  if (!scenario) throw new UnknownScenarioError(name);
+  return scenario;
+}

@@ -1,0 +1,134 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { TraceEvent } from '../../model/events.ts';
+import { replay } from '../../model/replay.ts';
+import { formatEvent } from '../../model/trace.ts';
+import { runScenario } from '../../simulator/run.ts';
+import { getScenario, type ScenarioParams } from '../../simulator/scenarios.ts';
+import { EventQueue } from '../../simulator/queue.ts';
+import { Rng } from '../../simulator/rng.ts';
+
+function small(name: string, requests = 400): ScenarioParams {
+  const p = structuredClone(getScenario(name).params);
+  if (p.load.kind === 'ab') p.load.requests = requests;
+  return p;
+}
+
+function run(scenario: string, policy: string, seed: number, params: ScenarioParams = small(scenario)) {
+  const events: TraceEvent[] = [];
+  const result = runScenario({ scenario, policy, seed, params, onEvent: (e) => events.push(e) });
+  return { result, events, trace: { header: result.header, events } };
+}
+
+describe('engine', () => {
+  it('the same seed gives the same trace, byte for byte; another seed a different one', () => {
+    const params = small('keepalive-recycle', 300);
+    params.server.maxRequests = 50;
+    params.server.maxRequestsJitter = 10;
+    const a = run('keepalive-recycle', 'gunicorn-gthread', 7, params).events.map(formatEvent).join('\n');
+    const b = run('keepalive-recycle', 'gunicorn-gthread', 7, params).events.map(formatEvent).join('\n');
+    const c = run('keepalive-recycle', 'gunicorn-gthread', 8, params).events.map(formatEvent).join('\n');
+    expect(a).toBe(b);
+    expect(a).not.toBe(c);
+  });
+
+  it('the event queue runs in time order, equal times first-in first-out', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 60 }), (times) => {
+        const q = new EventQueue();
+        const ran: [number, number][] = [];
+        times.forEach((t, i) => q.push(t, () => ran.push([t, i])));
+        for (let item = q.pop(); item; item = q.pop()) item.run();
+        const expected = times.map((t, i): [number, number] => [t, i]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+        expect(ran).toEqual(expected);
+      }),
+    );
+  });
+
+  it('the PRNG is a function of its seed and stays in range', () => {
+    const a = new Rng(42);
+    const b = new Rng(42);
+    for (let i = 0; i < 1000; i++) {
+      const x = a.next();
+      expect(x).toBe(b.next());
+      expect(x).toBeGreaterThanOrEqual(0);
+      expect(x).toBeLessThan(1);
+    }
+  });
+});
+
+describe('every simulated trace conforms to the machines of its policy', () => {
+  const policies = ['gunicorn-sync', 'gunicorn-gthread', 'gunicorn-gthread-24', 'gunicorn-async', 'abort-idle', 'close-after-next', 'serve-until-deadline', 'idle-grace', 'never-close-idle', 'safe-drain', 'gunicorn-gthread+lingering-close'];
+  const scenarios = ['keepalive-recycle', 'reload-under-load', 'term-under-load', 'stale-keepalive'];
+  it('over random seeds, policies, scenarios and recycling limits', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...policies),
+        fc.constantFrom(...scenarios),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 5, max: 60 }),
+        (policy, scenario, seed, maxRequests) => {
+          const params = small(scenario, 150);
+          params.server.workers = 2;
+          params.server.threads = 3;
+          params.server.maxRequests = maxRequests;
+          params.server.maxRequestsJitter = 5;
+          const { trace } = run(scenario, policy, seed, params);
+          const verdict = replay(trace, policy, { properties: [] });
+          expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('safe-drain keeps every property it promises on the seed scenarios', () => {
+    for (const scenario of scenarios) {
+      const { trace } = run(scenario, 'safe-drain', 3, small(scenario, 600));
+      const verdict = replay(trace);
+      expect(verdict.ok ? 'ok' : verdict.violation.message, scenario).toBe('ok');
+    }
+  });
+});
+
+describe("the seeds' numbers, by mechanism", () => {
+  it('backlog-unix: min(backlog, somaxconn) + 1 wait, one is served, the rest get 502 at once', () => {
+    const { result } = run('backlog-unix', 'gunicorn-sync', 1, getScenario('backlog-unix').params);
+    // 200 requests in 1 s; no 2-second request finishes within that second, so 1 + (128 + 1) get through.
+    expect(result.stats.statuses).toEqual({ 200: 130, 502: 70 });
+    expect(Object.keys(result.stats.byMechanism)).toEqual(['backlog-overflow']);
+    // Serial service: the 130th admitted request, sent 129 × 5 ms after the first, completes 130 × 2 s after the first began.
+    expect(Math.abs(Math.max(...result.stats.latenciesMs) - (130 * 2000 - 129 * 5))).toBeLessThan(5);
+  });
+
+  it('backlog-unix with somaxconn 1024: nothing overflows', () => {
+    const { result } = run('backlog-unix-1024', 'gunicorn-sync', 1, getScenario('backlog-unix-1024').params);
+    expect(result.stats.statuses).toEqual({ 200: 200 });
+  });
+
+  it('backlog-tcp: overflowing SYNs are retransmitted, so failures are timeouts (504), not 502', () => {
+    const { result } = run('backlog-tcp', 'gunicorn-sync', 1, getScenario('backlog-tcp').params);
+    expect(result.stats.statuses[502]).toBeUndefined();
+    expect(result.stats.byMechanism['syn-timeout']?.count).toBeGreaterThan(0);
+  });
+
+  it('keepalive-recycle: gunicorn-gthread loses requests by resetting unread ones; safe-drain loses none', () => {
+    const params = small('keepalive-recycle', 3000);
+    const gthread = run('keepalive-recycle', 'gunicorn-gthread', 1, params).result.stats;
+    const safe = run('keepalive-recycle', 'safe-drain', 1, params).result.stats;
+    expect(gthread.failed).toBeGreaterThan(0);
+    expect(gthread.byMechanism['unread-request-reset']?.count).toBeGreaterThan(0);
+    expect(gthread.ab.receive).toBe(gthread.failed);
+    expect(safe.failed).toBe(0);
+  });
+
+  it('stale-keepalive: never-close-idle hangs requests until ab gives up (no socket moves for -s); safe-drain does not', () => {
+    const params = getScenario('stale-keepalive').params;
+    const never = run('stale-keepalive', 'never-close-idle', 1, params).result.stats;
+    const safe = run('stale-keepalive', 'safe-drain', 1, params).result.stats;
+    expect(never.byMechanism['stale-hang']?.count).toBeGreaterThan(0);
+    expect(never.aborted).toMatch(/apr_pollset_poll: The timeout specified has expired/);
+    expect(safe.failed).toBe(0);
+    expect(safe.aborted).toBeNull();
+  });
+});
