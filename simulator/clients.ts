@@ -115,6 +115,7 @@ export interface AbOptions {
   concurrency: number;
   keepAlive: boolean;
   timeoutMs: number;
+  thinkMs?: number;
 }
 
 export class ApacheBench implements LinkOwner {
@@ -191,6 +192,12 @@ export class ApacheBench implements LinkOwner {
     this.sendNext(link);
   }
 
+  /** After thinking, the connection may have been closed by the server meanwhile (then onIdleClosed reopened). */
+  private sendNextIfOpen(link: Link): void {
+    if (link.clientDone || this.abortedWith !== null) return;
+    this.sendNext(link);
+  }
+
   private sendNext(link: Link): void {
     if (this.issued >= this.options.requests) {
       this.world.close(link);
@@ -215,7 +222,9 @@ export class ApacheBench implements LinkOwner {
     this.sentAt.delete(req);
     if (this.options.keepAlive && !close) {
       this.reused.add(link);
-      this.sendNext(link);
+      const thinkMs = this.options.thinkMs ?? 0;
+      if (thinkMs > 0) this.world.engine.at(thinkMs, () => this.sendNextIfOpen(link));
+      else this.sendNext(link);
     } else {
       this.world.close(link);
       this.open(this.slotOf.get(link) ?? 0);

@@ -8,7 +8,15 @@
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 
 export type Load =
-  | { kind: 'ab'; requests: number; concurrency: number; keepAlive: boolean; timeoutMs: number }
+  | {
+      kind: 'ab';
+      requests: number;
+      concurrency: number;
+      keepAlive: boolean;
+      timeoutMs: number;
+      /** Pause before reusing a keep-alive connection. ab has none (0); a pooled client (a proxy, a browser) does. */
+      thinkMs?: number;
+    }
   | { kind: 'proxy'; ratePerSec: number; durationMs: number; connectTimeoutMs: number; readTimeoutMs: number };
 
 export interface ScenarioParams {

@@ -285,6 +285,8 @@ export class World {
   private exitWorker(worker: WorkerId): void {
     const e = this.engine;
     const proc = this.proc(worker);
+    // Exit can be asked twice (a KILL while a deferred exit waits for its closes): the process exits once.
+    if (e.snapshot(worker).status === 'done') return;
     if (proc.conns.length > 0) {
       // The connections' closes are queued behind this command: exit after them.
       e.at(0, () => this.exitWorker(worker));

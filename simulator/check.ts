@@ -1,0 +1,233 @@
+/**
+ * Property-based race checking. fast-check generates small worlds — a few
+ * workers and clients, keep-alive and grace windows, service times and
+ * latencies down to fractions of a millisecond, signals at arbitrary offsets
+ * — runs each through the simulator, and evaluates the model's properties on
+ * the trace. A property a policy promises must hold in every run; for the
+ * other policies the checker hunts a counterexample and shrinks it to a
+ * minimal timeline. Every property also names its race window: a check whose
+ * runs never reached the window has checked nothing and fails.
+ */
+import fc from 'fast-check';
+import type { TraceEvent } from '../model/events.ts';
+import { DEFAULT_SERVER_PARAMS } from '../model/params.ts';
+import { getPolicy } from '../model/policies.ts';
+import { propertiesFor, windowHits, type Property, type RaceWindow } from '../model/properties.ts';
+import { replay } from '../model/replay.ts';
+import { makeHeader, type Trace } from '../model/trace.ts';
+import { SimulationInvariantError } from './engine.ts';
+import { runScenario } from './run.ts';
+import type { ScenarioParams } from './scenarios.ts';
+
+export interface RaceCase {
+  workers: number;
+  threads: number;
+  keepAliveMs: number;
+  idleGraceMs: number;
+  gracefulTimeoutMs: number;
+  maxRequests: number;
+  requests: number;
+  concurrency: number;
+  serviceMinMs: number;
+  serviceSpreadMs: number;
+  latencyMs: number;
+  thinkMs: number;
+  workerConnections: number;
+  backlog: number;
+  family: 'tcp' | 'unix';
+  signals: { atMs: number; signal: 'TERM' | 'HUP' }[];
+  seed: number;
+}
+
+/** Small worlds: small enough to shrink to a readable timeline, rich enough to hit every window. */
+export const raceCaseArbitrary: fc.Arbitrary<RaceCase> = fc.record({
+  workers: fc.integer({ min: 1, max: 2 }),
+  threads: fc.integer({ min: 1, max: 3 }),
+  keepAliveMs: fc.integer({ min: 1, max: 3000 }),
+  idleGraceMs: fc.integer({ min: 1, max: 1500 }),
+  // Often shorter than a slow handler, so that the deadline itself is exercised.
+  gracefulTimeoutMs: fc.oneof(fc.integer({ min: 10, max: 300 }), fc.integer({ min: 300, max: 5000 })),
+  maxRequests: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 8 })),
+  requests: fc.integer({ min: 1, max: 24 }),
+  concurrency: fc.integer({ min: 1, max: 4 }),
+  serviceMinMs: fc.double({ min: 0, max: 40, noNaN: true }),
+  serviceSpreadMs: fc.oneof(fc.double({ min: 0, max: 40, noNaN: true }), fc.double({ min: 0, max: 400, noNaN: true })),
+  latencyMs: fc.double({ min: 0.001, max: 2, noNaN: true }),
+  thinkMs: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1500, noNaN: true })),
+  workerConnections: fc.integer({ min: 1, max: 8 }),
+  backlog: fc.integer({ min: 0, max: 8 }),
+  family: fc.constantFrom('tcp' as const, 'unix' as const),
+  signals: fc.array(
+    fc.record({ atMs: fc.double({ min: 0, max: 200, noNaN: true }), signal: fc.constantFrom('TERM' as const, 'HUP' as const) }),
+    { maxLength: 2 },
+  ),
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+
+export function scenarioParamsOf(c: RaceCase): ScenarioParams {
+  return {
+    server: {
+      ...DEFAULT_SERVER_PARAMS,
+      workers: c.workers,
+      threads: c.threads,
+      keepAliveMs: c.keepAliveMs,
+      idleGraceMs: c.idleGraceMs,
+      gracefulTimeoutMs: c.gracefulTimeoutMs,
+      maxRequests: c.maxRequests,
+      heartbeatIntervalMs: 200,
+      workerConnections: c.workerConnections,
+      backlog: c.backlog,
+      family: c.family,
+    },
+    load: { kind: 'ab', requests: c.requests, concurrency: Math.min(c.concurrency, c.requests), keepAlive: true, timeoutMs: 30_000, thinkMs: c.thinkMs },
+    latencyMs: c.latencyMs,
+    bootMs: 5,
+    serviceMinMs: c.serviceMinMs,
+    serviceMaxMs: c.serviceMinMs + c.serviceSpreadMs,
+    loopTickMs: 50,
+    signals: c.signals,
+  };
+}
+
+export function traceOf(c: RaceCase, policy: string): Trace {
+  const events: TraceEvent[] = [];
+  const result = runScenario({ scenario: 'race', policy, seed: c.seed, params: scenarioParamsOf(c), onEvent: (e) => events.push(e) });
+  return { header: result.header, events };
+}
+
+export interface CheckOutcome {
+  readonly policy: string;
+  readonly property: string;
+  readonly expected: boolean;
+  /** 'held': no counterexample in the runs; 'violated': found one (an error only when expected). */
+  readonly status: 'held' | 'violated' | 'window-unreached' | 'nonconforming';
+  readonly runs: number;
+  readonly windowHits: Partial<Record<RaceWindow, number>>;
+  readonly counterexample?: { case: RaceCase; trace: Trace; index: number; message: string };
+  readonly seed: number;
+  readonly path?: string;
+}
+
+export interface CheckOptions {
+  policies: readonly string[];
+  properties?: readonly string[];
+  runs: number;
+  seed: number;
+  /** fast-check replay path of a reported counterexample. */
+  path?: string;
+}
+
+function propertyNamed(name: string, c: RaceCase): Property {
+  const p = propertiesFor(scenarioParamsOf(c).server).find((q) => q.name === name);
+  if (!p) throw new Error(`no property ${name}`);
+  return p;
+}
+
+/** Check one property under one policy. */
+export function checkOne(policyName: string, propertyName: string, options: { runs: number; seed: number; path?: string }): CheckOutcome {
+  const policy = getPolicy(policyName);
+  const probe = propertiesFor(DEFAULT_SERVER_PARAMS).find((p) => p.name === propertyName);
+  if (!probe) throw new Error(`no property ${propertyName}`);
+  const expected = probe.expectedBy(policy);
+  const hits: Partial<Record<RaceWindow, number>> = {};
+  let nonconforming: string | undefined;
+  let runs = 0;
+
+  const predicate = (c: RaceCase): boolean => {
+    runs++;
+    let trace: Trace;
+    try {
+      trace = traceOf(c, policyName);
+    } catch (error) {
+      if (!(error instanceof SimulationInvariantError)) throw error;
+      nonconforming = error.message;
+      return false;
+    }
+    const conformance = replay(trace, policyName, { properties: [] });
+    if (!conformance.ok) {
+      nonconforming = conformance.violation.message;
+      return false;
+    }
+    const windows = windowHits(trace);
+    for (const w of probe.windows) hits[w] = (hits[w] ?? 0) + (windows[w] > 0 ? 1 : 0);
+    return propertyNamed(propertyName, c).check(trace).holds;
+  };
+
+  const result = fc.check(fc.property(raceCaseArbitrary, predicate), {
+    numRuns: options.runs,
+    seed: options.seed,
+    ...(options.path ? { path: options.path } : {}),
+    endOnFailure: false,
+  });
+  const base = { policy: policyName, property: propertyName, expected, runs, windowHits: hits, seed: options.seed };
+  if (result.failed && result.counterexample) {
+    const [c] = result.counterexample;
+    let trace: Trace;
+    try {
+      trace = traceOf(c, policyName);
+    } catch (error) {
+      if (!(error instanceof SimulationInvariantError)) throw error;
+      return { ...base, status: 'nonconforming', counterexample: { case: c, trace: { header: makeHeader(policyName, scenarioParamsOf(c).server, false), events: [] }, index: 0, message: error.message }, ...(result.counterexamplePath ? { path: result.counterexamplePath } : {}) };
+    }
+    const verdict = propertyNamed(propertyName, c).check(trace);
+    const status = nonconforming !== undefined && replay(trace, policyName, { properties: [] }).ok === false ? 'nonconforming' : 'violated';
+    return {
+      ...base,
+      status,
+      counterexample: {
+        case: c,
+        trace,
+        index: verdict.violation?.index ?? trace.events.length - 1,
+        message: status === 'nonconforming' ? (nonconforming ?? '') : (verdict.violation?.message ?? ''),
+      },
+      ...(result.counterexamplePath ? { path: result.counterexamplePath } : {}),
+    };
+  }
+  const reached = probe.windows.some((w) => (hits[w] ?? 0) > 0);
+  return { ...base, status: expected && !reached ? 'window-unreached' : 'held' };
+}
+
+export function check(options: CheckOptions): CheckOutcome[] {
+  const outcomes: CheckOutcome[] = [];
+  const names = options.properties ?? propertiesFor(DEFAULT_SERVER_PARAMS).map((p) => p.name);
+  for (const policy of options.policies) {
+    for (const property of names) outcomes.push(checkOne(policy, property, options));
+  }
+  return outcomes;
+}
+
+/** A must-hold property broke, the machines rejected a simulated trace, or a promised check never reached its window. */
+export function isFailure(o: CheckOutcome): boolean {
+  return o.status === 'nonconforming' || o.status === 'window-unreached' || (o.expected && o.status === 'violated');
+}
+
+/**
+ * The counterexample as a short timeline: the events of the actors the
+ * violation is about (the violating event's actor, the connection or client
+ * it names, and their peers), one line each.
+ */
+export function timeline(trace: Trace, index: number): string[] {
+  const focus = trace.events[index];
+  if (!focus) return [];
+  const actors = new Set<string>([focus.actor]);
+  for (const value of Object.values(focus)) if (typeof value === 'string' && /^(conn|client|worker)\//.test(value)) actors.add(value);
+  // Pull in the peer of each connection / client.
+  for (const e of trace.events) {
+    if (e.type === 'conn.open' && (actors.has(e.actor) || actors.has(e.client))) {
+      actors.add(e.actor);
+      actors.add(e.client);
+      actors.add(e.worker);
+    }
+  }
+  const signals = (e: TraceEvent) => e.type === 'arbiter.signal' || e.type === 'worker.signal' || e.type === 'worker.max-requests';
+  const lines: string[] = [];
+  trace.events.forEach((e, i) => {
+    if (i > index) return;
+    if (!actors.has(e.actor) && !signals(e)) return;
+    if (e.type === 'worker.heartbeat') return;
+    const { t, actor, type, ...payload } = e;
+    const rest = Object.entries(payload).map(([k, v]) => `${k}=${v}`).join(' ');
+    lines.push(`${i === index ? '▶' : ' '} ${t.toFixed(3).padStart(10)} ms  ${actor.padEnd(10)} ${type}${rest ? ' ' + rest : ''}`);
+  });
+  return lines;
+}
