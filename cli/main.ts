@@ -15,12 +15,13 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 export interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
+  /** Set by a command that ran to the end but found a problem (a non-conforming trace, a broken must-hold property). */
+  exitCode?: number;
 }
 
-const processIo: Io = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
-};
+function processIo(): Io {
+  return { out: (text) => void process.stdout.write(text), err: (text) => void process.stderr.write(text) };
+}
 
 function readTraceFile(path: string) {
   let text: string;
@@ -68,7 +69,7 @@ export function buildProgram(io: Io): Command {
         return;
       }
       io.out(`${path}: ${verdict.violation.message}\n`);
-      process.exitCode = 1;
+      io.exitCode = 1;
     });
 
   program
@@ -91,11 +92,11 @@ export function buildProgram(io: Io): Command {
 }
 
 /** Runs the CLI; resolves to the exit code. */
-export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+export async function main(argv: readonly string[], io: Io = processIo()): Promise<number> {
   const program = buildProgram(io);
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return io.exitCode ?? 0;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and version exit 0; commander already printed the message otherwise.

@@ -7,8 +7,13 @@ import type { TraceEvent } from '../model/events.ts';
 import { runScenario, type RunResult } from '../simulator/run.ts';
 import { abReport, table, toJson } from '../simulator/report.ts';
 import { getScenario, SCENARIO_NAMES, type ScenarioParams } from '../simulator/scenarios.ts';
+import { check, isFailure, timeline, type CheckOutcome } from '../simulator/check.ts';
+import { PROPERTY_NAMES } from '../model/properties.ts';
+import { formatTrace } from '../model/trace.ts';
+import { writeFileSync } from 'node:fs';
 import { parseNumberOption, UsageError } from './errors.ts';
 import type { Io } from './main.ts';
+import { progressBar } from './progress.ts';
 
 interface SimulateOptions {
   scenario?: string;
@@ -71,6 +76,55 @@ function checkedScenario(name: string) {
 
 export function registerSimulatorCommands(program: Command, io: Io): void {
   program
+    .command('check')
+    .description('property-based race checking: every property against every policy, with minimal counterexamples')
+    .option('--runs <n>', 'generated worlds per property and policy', '100')
+    .option('--seed <n>', 'fast-check seed', '1')
+    .option('--property <name>', `one of: ${PROPERTY_NAMES.join(', ')}`)
+    .option('--policy <name>', 'a policy name (see `quiesce policies`)')
+    .option('--path <path>', "fast-check's replay path of a reported counterexample")
+    .option('--trace-out <file>', 'write the (first) counterexample as a JSONL trace, for `quiesce replay` and the viz')
+    .action((options: CheckCommandOptions) => {
+      const runs = parseNumberOption('--runs', options.runs, { integer: true, min: 1 });
+      const seed = parseNumberOption('--seed', options.seed, { integer: true, min: 0, max: 2 ** 31 - 1 });
+      if (options.property && !PROPERTY_NAMES.includes(options.property)) {
+        throw new UsageError(`--property: unknown property "${options.property}"; expected one of: ${PROPERTY_NAMES.join(', ')}`);
+      }
+      if (options.policy) getPolicy(options.policy);
+      if (options.path !== undefined && (!options.policy || !options.property)) throw new UsageError('--path replays one counterexample: give --policy and --property too');
+      if (options.path !== undefined && !/^\d+(:\d+)*$/.test(options.path)) throw new UsageError(`--path: expected fast-check's path like 3:0:1, got "${options.path}"`);
+      const bar = progressBar((options.policy ? 1 : BASE_POLICY_NAMES.length) * (options.property ? 1 : PROPERTY_NAMES.length), { enabled: true, unit: 'checks' });
+      const outcomes = check({
+        onOutcome: (o, done) => bar.update(done, `${o.policy} / ${o.property}`),
+        policies: options.policy ? [options.policy] : [...BASE_POLICY_NAMES],
+        ...(options.property ? { properties: [options.property] } : {}),
+        runs,
+        seed,
+        ...(options.path ? { path: options.path } : {}),
+      });
+      bar.stop();
+      let traceWritten = false;
+      for (const o of outcomes) {
+        io.out(describeOutcome(o) + '\n');
+        if (o.counterexample && o.status !== 'held') {
+          io.out(`      minimal counterexample (${o.counterexample.trace.events.length} events; the actors involved):\n`);
+          for (const line of timeline(o.counterexample.trace, o.counterexample.index)) io.out(`      ${line}\n`);
+          io.out(`      world: ${JSON.stringify(o.counterexample.case)}\n`);
+          io.out(`      replay: ${checkReplayCommand(o)}\n\n`);
+          if (options.traceOut && !traceWritten && o.counterexample.trace.events.length > 0) {
+            writeFileSync(options.traceOut, formatTrace(o.counterexample.trace));
+            traceWritten = true;
+            io.out(`      trace written to ${options.traceOut}\n\n`);
+          }
+        }
+      }
+      const failures = outcomes.filter(isFailure);
+      const found = outcomes.filter((o) => !o.expected && o.status === 'violated').length;
+      io.out(`\n${outcomes.length} checks, ${runs} runs each (seed ${seed}): ${failures.length} failed, ${found} expected violations found\n`);
+      if (failures.length > 0) io.exitCode = 1;
+    });
+
+  program
     .command('simulate')
     .description('simulate the seed scenarios; with no --scenario/--policy: every scenario under every policy, as a table')
     .option('--scenario <name>', `one of: ${SCENARIO_NAMES.join(', ')}`)
@@ -94,6 +148,10 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
       if ((options.json || options.trace) && !single) throw new UsageError('--json and --trace need one run: give both --scenario and --policy');
 
       const results: RunResult[] = [];
+      const expectedRequests = (p: ScenarioParams) => (p.load.kind === 'ab' ? p.load.requests : Math.round((p.load.ratePerSec * p.load.durationMs) / 1000));
+      const bar = single
+        ? progressBar(expectedRequests(applyOverrides(scenarios[0]!.params, options)), { enabled: !options.json, unit: 'requests' })
+        : progressBar(scenarios.length * policies.length, { enabled: !options.json, unit: 'runs' });
       for (const scenario of scenarios) {
         const params = applyOverrides(scenario.params, options);
         for (const policy of policies) {
@@ -107,12 +165,14 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
             const stream = out;
             onEvent = (e) => stream.write(formatEvent(e) + '\n');
           }
-          if (!single && !options.json) io.err(`simulating ${scenario.name} under ${policy}…\r`);
-          const result = runScenario({ scenario: scenario.name, policy, seed, params, ...(onEvent ? { onEvent } : {}) });
+          bar.update(results.length, `${scenario.name} / ${policy}`);
+          const onProgress = single ? (_ms: number, _events: number, done: number) => bar.update(done) : undefined;
+          const result = runScenario({ scenario: scenario.name, policy, seed, params, ...(onEvent ? { onEvent } : {}), ...(onProgress ? { onProgress } : {}) });
           out?.end();
           results.push(result);
         }
       }
+      bar.stop();
       if (single) {
         const result = results[0]!;
         io.out(options.json ? JSON.stringify(toJson(result)) + '\n' : abReport(result));
@@ -122,6 +182,34 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
       io.out(table(results, scenarios.map((s) => s.name), policies));
       io.out(`\nSeed ${seed}. One cell in detail: quiesce simulate --scenario <s> --policy <p> --seed ${seed}\n`);
     });
+}
+
+interface CheckCommandOptions {
+  runs: string;
+  seed: string;
+  property?: string;
+  policy?: string;
+  path?: string;
+  traceOut?: string;
+}
+
+function describeOutcome(o: CheckOutcome): string {
+  const hits = Object.entries(o.windowHits).map(([w, n]) => `${w}: ${n}/${o.evaluated}`).join(', ');
+  const promise = o.expected ? 'must hold' : 'may break';
+  switch (o.status) {
+    case 'held':
+      return `${o.expected ? 'ok  ' : 'held'}  ${o.policy} / ${o.property} (${promise}): held in ${o.runs} runs; windows reached ${hits}`;
+    case 'window-unreached':
+      return `FAIL  ${o.policy} / ${o.property} (${promise}): no run reached its window (${hits}) — the check checked nothing`;
+    case 'nonconforming':
+      return `FAIL  ${o.policy} / ${o.property}: a simulated run broke the machines: ${o.counterexample?.message ?? ''}`;
+    case 'violated':
+      return `${o.expected ? 'FAIL' : 'found'} ${o.policy} / ${o.property} (${promise}): ${o.counterexample?.message ?? ''}`;
+  }
+}
+
+function checkReplayCommand(o: CheckOutcome): string {
+  return `npx quiesce check --policy ${o.policy} --property ${o.property} --seed ${o.seed} --runs ${o.runs}${o.path ? ` --path ${o.path}` : ''}`;
 }
 
 function replayCommand(scenario: string, policy: string, seed: number): string {

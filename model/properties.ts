@@ -8,7 +8,7 @@
  */
 import { connWorker, type ConnId, type TraceEvent, type WorkerId } from './events.ts';
 import type { ServerParams } from './params.ts';
-import type { PolicySpec } from './policies.ts';
+import { getPolicy, type PolicySpec } from './policies.ts';
 import type { Trace } from './trace.ts';
 
 /** Reachability conditions: the interesting interleavings a run can hit. */
@@ -236,33 +236,65 @@ const noResetOfUnreadRequest: Property = {
   },
 };
 
+/**
+ * Stale: request bytes that sit unread on a draining worker's connection while
+ * the worker has a free thread to read them. Waiting for a busy thread is
+ * queueing, not staleness, and is not counted.
+ */
 function noStaleRequest(params: ServerParams): (trace: Trace) => PropertyResult {
   const staleMs = Math.max(params.idleGraceMs, params.heartbeatIntervalMs);
   return (trace) => {
+    const threads = getPolicy(trace.header.policy).singleThreaded ? 1 : params.threads;
     const starts = drainStarts(trace.events);
-    const unreadSince = new Map<ConnId, { t: number; index: number }>();
+    const busy = new Map<WorkerId, number>();
+    /** Per unread connection: unread-with-a-free-thread time so far, and since when it is accruing. */
+    const waits = new Map<ConnId, { waitedMs: number; accruingSince: number | null; arrivedIndex: number }>();
     const lingering = new Set<ConnId>();
+    const hasFreeThread = (worker: WorkerId) => (busy.get(worker) ?? 0) < threads;
+    const settle = (conn: ConnId, t: number) => {
+      const w = waits.get(conn);
+      if (w && w.accruingSince !== null) {
+        w.waitedMs += t - w.accruingSince;
+        w.accruingSince = null;
+      }
+    };
+    const resume = (conn: ConnId, t: number) => {
+      const w = waits.get(conn);
+      if (w && w.accruingSince === null && hasFreeThread(connWorker(conn))) w.accruingSince = t;
+    };
     const stale = (i: number, conn: ConnId, t: number): PropertyResult | undefined => {
-      const since = unreadSince.get(conn);
-      if (since !== undefined && t - since.t > staleMs + EPSILON_MS && isDrainingAt(starts, connWorker(conn), since.index)) {
-        return broken(i, `a request waited unread on ${conn} for ${t - since.t} ms while ${connWorker(conn)} drained (a stale keep-alive socket)`);
+      settle(conn, t);
+      const w = waits.get(conn);
+      if (w && w.waitedMs > staleMs + EPSILON_MS && isDrainingAt(starts, connWorker(conn), w.arrivedIndex)) {
+        return broken(i, `a request waited unread on ${conn} for ${w.waitedMs.toFixed(1)} ms while ${connWorker(conn)} drained with a thread free to read it (a stale keep-alive socket)`);
       }
       return undefined;
     };
     for (let i = 0; i < trace.events.length; i++) {
       const e = trace.events[i]!;
+      if (e.type === 'worker.request-start' || e.type === 'worker.request-end') {
+        busy.set(e.actor, (busy.get(e.actor) ?? 0) + (e.type === 'worker.request-start' ? 1 : -1));
+        for (const conn of waits.keys()) {
+          if (connWorker(conn) !== e.actor) continue;
+          if (hasFreeThread(e.actor)) resume(conn, e.t);
+          else settle(conn, e.t);
+        }
+      }
       if (e.type === 'conn.half-close') lingering.add(e.actor);
-      if (e.type === 'conn.bytes' && !lingering.has(e.actor) && !unreadSince.has(e.actor)) unreadSince.set(e.actor, { t: e.t, index: i });
-      if (e.type === 'conn.read') unreadSince.delete(e.actor);
+      if (e.type === 'conn.bytes' && !lingering.has(e.actor) && !waits.has(e.actor)) {
+        waits.set(e.actor, { waitedMs: 0, accruingSince: null, arrivedIndex: i });
+        resume(e.actor, e.t);
+      }
+      if (e.type === 'conn.read') waits.delete(e.actor);
       if (e.type === 'conn.close' || e.type === 'conn.abort') {
         const late = stale(i, e.actor, e.t);
         if (late) return late;
-        unreadSince.delete(e.actor);
+        waits.delete(e.actor);
       }
     }
     const end = trace.events.length - 1;
     const lastT = trace.events[end]?.t ?? 0;
-    for (const conn of unreadSince.keys()) {
+    for (const conn of [...waits.keys()]) {
       const late = stale(end, conn, lastT);
       if (late) return late;
     }

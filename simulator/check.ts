@@ -32,11 +32,17 @@ export interface RaceCase {
   serviceSpreadMs: number;
   latencyMs: number;
   thinkMs: number;
+  thinkNearIdleWindow: boolean;
+  thinkOffsetMs: number;
   workerConnections: number;
   backlog: number;
   family: 'tcp' | 'unix';
   signals: { atMs: number; signal: 'TERM' | 'HUP' }[];
   seed: number;
+}
+
+function microseconds(minMs: number, maxMs: number): fc.Arbitrary<number> {
+  return fc.integer({ min: Math.round(minMs * 1000), max: Math.round(maxMs * 1000) }).map((us) => us / 1000);
 }
 
 /** Small worlds: small enough to shrink to a readable timeline, rich enough to hit every window. */
@@ -50,19 +56,28 @@ export const raceCaseArbitrary: fc.Arbitrary<RaceCase> = fc.record({
   maxRequests: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 8 })),
   requests: fc.integer({ min: 1, max: 24 }),
   concurrency: fc.integer({ min: 1, max: 4 }),
-  serviceMinMs: fc.double({ min: 0, max: 40, noNaN: true }),
-  serviceSpreadMs: fc.oneof(fc.double({ min: 0, max: 40, noNaN: true }), fc.double({ min: 0, max: 400, noNaN: true })),
-  latencyMs: fc.double({ min: 0.001, max: 2, noNaN: true }),
-  thinkMs: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1500, noNaN: true })),
+  // Timings are whole microseconds: sub-millisecond resolution, and integers shrink fast.
+  serviceMinMs: microseconds(0, 40),
+  serviceSpreadMs: fc.oneof(microseconds(0, 40), microseconds(0, 400)),
+  latencyMs: microseconds(0.001, 2),
+  thinkMs: fc.oneof(fc.constant(0), microseconds(0, 1500)),
+  // Aim at the race: a client that pauses about as long as the server's idle window.
+  thinkNearIdleWindow: fc.boolean(),
+  thinkOffsetMs: microseconds(-2, 2),
   workerConnections: fc.integer({ min: 1, max: 8 }),
   backlog: fc.integer({ min: 0, max: 8 }),
   family: fc.constantFrom('tcp' as const, 'unix' as const),
   signals: fc.array(
-    fc.record({ atMs: fc.double({ min: 0, max: 200, noNaN: true }), signal: fc.constantFrom('TERM' as const, 'HUP' as const) }),
+    fc.record({ atMs: microseconds(0, 200), signal: fc.constantFrom('TERM' as const, 'HUP' as const) }),
     { maxLength: 2 },
   ),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
+
+function thinkOf(c: RaceCase): number {
+  if (!c.thinkNearIdleWindow) return c.thinkMs;
+  return Math.max(0, Math.min(c.idleGraceMs, c.keepAliveMs) + c.thinkOffsetMs);
+}
 
 export function scenarioParamsOf(c: RaceCase): ScenarioParams {
   return {
@@ -79,7 +94,7 @@ export function scenarioParamsOf(c: RaceCase): ScenarioParams {
       backlog: c.backlog,
       family: c.family,
     },
-    load: { kind: 'ab', requests: c.requests, concurrency: Math.min(c.concurrency, c.requests), keepAlive: true, timeoutMs: 30_000, thinkMs: c.thinkMs },
+    load: { kind: 'ab', requests: c.requests, concurrency: Math.min(c.concurrency, c.requests), keepAlive: true, timeoutMs: 30_000, thinkMs: thinkOf(c) },
     latencyMs: c.latencyMs,
     bootMs: 5,
     serviceMinMs: c.serviceMinMs,
@@ -91,7 +106,8 @@ export function scenarioParamsOf(c: RaceCase): ScenarioParams {
 
 export function traceOf(c: RaceCase, policy: string): Trace {
   const events: TraceEvent[] = [];
-  const result = runScenario({ scenario: 'race', policy, seed: c.seed, params: scenarioParamsOf(c), onEvent: (e) => events.push(e) });
+  // Small worlds quiesce within seconds of virtual time and a few thousand steps.
+  const result = runScenario({ scenario: 'race', policy, seed: c.seed, params: scenarioParamsOf(c), onEvent: (e) => events.push(e), maxVirtualMs: 600_000, maxSteps: 200_000 });
   return { header: result.header, events };
 }
 
@@ -101,7 +117,10 @@ export interface CheckOutcome {
   readonly expected: boolean;
   /** 'held': no counterexample in the runs; 'violated': found one (an error only when expected). */
   readonly status: 'held' | 'violated' | 'window-unreached' | 'nonconforming';
+  /** Generated worlds asked for (fast-check numRuns). */
   readonly runs: number;
+  /** Worlds actually simulated, shrinking included: the denominator of windowHits. */
+  readonly evaluated: number;
   readonly windowHits: Partial<Record<RaceWindow, number>>;
   readonly counterexample?: { case: RaceCase; trace: Trace; index: number; message: string };
   readonly seed: number;
@@ -115,6 +134,7 @@ export interface CheckOptions {
   seed: number;
   /** fast-check replay path of a reported counterexample. */
   path?: string;
+  onOutcome?: (outcome: CheckOutcome, done: number) => void;
 }
 
 function propertyNamed(name: string, c: RaceCase): Property {
@@ -159,7 +179,7 @@ export function checkOne(policyName: string, propertyName: string, options: { ru
     ...(options.path ? { path: options.path } : {}),
     endOnFailure: false,
   });
-  const base = { policy: policyName, property: propertyName, expected, runs, windowHits: hits, seed: options.seed };
+  const base = { policy: policyName, property: propertyName, expected, runs: options.runs, evaluated: runs, windowHits: hits, seed: options.seed };
   if (result.failed && result.counterexample) {
     const [c] = result.counterexample;
     let trace: Trace;
@@ -191,7 +211,11 @@ export function check(options: CheckOptions): CheckOutcome[] {
   const outcomes: CheckOutcome[] = [];
   const names = options.properties ?? propertiesFor(DEFAULT_SERVER_PARAMS).map((p) => p.name);
   for (const policy of options.policies) {
-    for (const property of names) outcomes.push(checkOne(policy, property, options));
+    for (const property of names) {
+      const outcome = checkOne(policy, property, options);
+      outcomes.push(outcome);
+      options.onOutcome?.(outcome, outcomes.length);
+    }
   }
   return outcomes;
 }

@@ -53,13 +53,22 @@ export class Engine {
     return this.queue.push(this.nowMs + delayMs, () => this.dispatch(run));
   }
 
-  /** Run until the queue is empty or virtual time passes `untilMs`. */
-  run(untilMs = Number.POSITIVE_INFINITY, onTick?: (nowMs: number) => void): void {
+  /**
+   * Run until nothing is left to happen. Every scenario ends with a shutdown,
+   * so a run that is still busy past the budget has a liveness bug: something
+   * keeps rescheduling itself (the simulator's, or the model's).
+   */
+  run(budget: { maxVirtualMs: number; maxSteps: number }, onTick?: (nowMs: number) => void): void {
+    let steps = 0;
     for (;;) {
       const next = this.queue.pop();
       if (!next) return;
       if (next.cancelled) continue;
-      if (next.atMs > untilMs) return;
+      if (next.atMs > budget.maxVirtualMs || ++steps > budget.maxSteps) {
+        throw new SimulationInvariantError(
+          `liveness: the run had not quiesced after ${steps} steps and ${this.nowMs.toFixed(1)} ms of virtual time (budget ${budget.maxSteps} steps, ${budget.maxVirtualMs} ms)`,
+        );
+      }
       this.nowMs = next.atMs;
       next.run();
       onTick?.(this.nowMs);

@@ -18,8 +18,11 @@ export interface RunOptions {
   params: ScenarioParams;
   /** Receives every trace event as it happens. */
   onEvent?: (event: TraceEvent) => void;
-  /** Called now and then with (virtual ms, events so far). */
-  onProgress?: (virtualMs: number, events: number) => void;
+  /** Liveness budget (see Engine.run). */
+  maxVirtualMs?: number;
+  maxSteps?: number;
+  /** Called now and then with (virtual ms, events so far, client requests finished so far). */
+  onProgress?: (virtualMs: number, events: number, requestsDone: number) => void;
 }
 
 export interface RunResult {
@@ -85,10 +88,11 @@ export function runScenario(options: RunOptions): RunResult {
   for (const { atMs, signal } of params.signals) engine.at(loadStartMs + atMs, () => w.signalArbiter(signal));
 
   let lastReport = 0;
-  engine.run(Number.POSITIVE_INFINITY, (now) => {
-    if (options.onProgress && events - lastReport > 20_000) {
+  // Generous: the longest scenario needs ~400 s of virtual time and ~400k steps.
+  engine.run({ maxVirtualMs: options.maxVirtualMs ?? 3_600_000, maxSteps: options.maxSteps ?? 20_000_000 }, (now) => {
+    if (options.onProgress && events - lastReport > 5_000) {
       lastReport = events;
-      options.onProgress(now, events);
+      options.onProgress(now, events, stats.total);
     }
   });
   const header = makeHeader(options.policy, params.server, true, { scenario: options.scenario, seed: options.seed });

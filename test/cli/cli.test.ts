@@ -1,0 +1,112 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main, type Io } from '../../cli/main.ts';
+import { parseTrace } from '../../model/trace.ts';
+import { replay } from '../../model/replay.ts';
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
+  const code = await main(argv, io);
+  return { code, out, err };
+}
+
+describe('bad input: one line naming the input, exit 2, no stack trace', () => {
+  const cases: [string[], RegExp][] = [
+    [['--bogus'], /unknown option '--bogus'/],
+    [['simulate', '--scenario', 'nope'], /--scenario: unknown scenario "nope"; expected one of: keepalive-recycle, .*backlog-unix/],
+    [['simulate', '--policy', 'yolo'], /unknown policy "yolo"; expected one of: gunicorn-sync/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--workers', '-2'], /--workers: expected an integer ≥ 1, got -2/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--workers', 'four'], /--workers: expected an integer, got "four"/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--keepalive', '2s'], /--keepalive: expected a number, got "2s"/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--seed', '1.5'], /--seed: expected an integer/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--rate', '10'], /--rate and --duration apply to the proxy scenarios/],
+    [['simulate', '--scenario', 'backlog-unix', '--concurrency', '3'], /--requests and --concurrency apply to the ab scenarios/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--requests', '5', '--concurrency', '10'], /--concurrency 10 exceeds --requests 5/],
+    [['simulate', '--json'], /--json and --trace need one run/],
+    [['check', '--runs', '0'], /--runs: expected an integer ≥ 1, got 0/],
+    [['check', '--property', 'fast'], /--property: unknown property "fast"; expected one of: processed-requests-answered/],
+    [['check', '--path', '1:2'], /--path replays one counterexample/],
+    [['replay', '/nonexistent/trace.jsonl'], /cannot read trace file "\/nonexistent\/trace.jsonl": ENOENT/],
+  ];
+  for (const [argv, message] of cases) {
+    it(argv.join(' '), async () => {
+      const { code, err } = await cli(...argv);
+      expect(code).toBe(2);
+      expect(err).toMatch(message);
+      expect(err).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  it('a malformed trace names the file and the line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'quiesce-'));
+    const file = join(dir, 'bad.jsonl');
+    writeFileSync(file, '{"format":"quiesce-trace","version":1}\n');
+    const { code, err } = await cli('replay', file);
+    expect(code).toBe(2);
+    expect(err).toMatch(new RegExp(`${file}: line 1: bad trace header`));
+  });
+});
+
+describe('simulate', () => {
+  it('--json prints the documented object', async () => {
+    const { code, out } = await cli('simulate', '--scenario', 'backlog-unix', '--policy', 'gunicorn-sync', '--json');
+    expect(code).toBe(0);
+    const json = JSON.parse(out);
+    expect(Object.keys(json)).toEqual(['scenario', 'policy', 'seed', 'params', 'requests', 'latencyMs']);
+    expect(json.requests).toMatchObject({ total: 200, ok: 130, failed: 70, byCause: { 'backlog-overflow': 70 }, statuses: { 200: 130, 502: 70 } });
+    expect(Object.keys(json.latencyMs)).toEqual(['p50', 'p95', 'p99', 'max']);
+  });
+
+  it('--trace writes a complete trace the replay checker accepts, and the report prints the replay command', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'quiesce-'));
+    const file = join(dir, 'run.jsonl');
+    const { code, out } = await cli('simulate', '--scenario', 'keepalive-recycle', '--policy', 'safe-drain', '--requests', '300', '--max-requests', '40', '--trace', file);
+    expect(code).toBe(0);
+    expect(out).toMatch(/Failed requests:\s+0/);
+    expect(out).toMatch(/Replay: npx quiesce simulate --scenario keepalive-recycle --policy safe-drain --seed 1/);
+    await new Promise((r) => setTimeout(r, 50)); // the write stream flushes asynchronously
+    const trace = parseTrace(readFileSync(file, 'utf8'));
+    expect(trace.header).toMatchObject({ policy: 'safe-drain', complete: true });
+    expect(replay(trace)).toMatchObject({ ok: true });
+    expect(await cli('replay', file)).toMatchObject({ code: 0 });
+  });
+
+  it('an ab report breaks failures down as ab does and by mechanism', async () => {
+    const { out } = await cli('simulate', '--scenario', 'keepalive-recycle', '--policy', 'gunicorn-gthread', '--requests', '2000', '--max-requests', '100');
+    expect(out).toMatch(/\(Connect: 0, Receive: \d+, Length: 0, Exceptions: 0\)/);
+    expect(out).toMatch(/unread-request-reset/);
+  });
+});
+
+describe('check', () => {
+  it('finds the known race for abort-idle, shrunk to a handful of requests, and exits 0 (the policy does not promise it)', async () => {
+    const { code, out } = await cli('check', '--policy', 'abort-idle', '--property', 'idle-close-after-window', '--runs', '60');
+    expect(code).toBe(0);
+    expect(out).toMatch(/found abort-idle \/ idle-close-after-window/);
+    const world = JSON.parse(/world: (\{.*\})/.exec(out)![1]!);
+    expect(world.requests).toBeLessThanOrEqual(3);
+    expect(world.concurrency).toBe(1);
+    const timelineLines = out.split('\n').filter((l) => / ms  /.test(l));
+    expect(timelineLines.length).toBeLessThanOrEqual(25);
+    expect(out).toMatch(/replay: npx quiesce check --policy abort-idle --property idle-close-after-window --seed 1 --runs 60 --path [\d:]+/);
+  });
+
+  it("finds gunicorn-gthread's reset of an unread request, and the replay path reproduces it", async () => {
+    const first = await cli('check', '--policy', 'gunicorn-gthread', '--property', 'only-unavoidable-failures', '--runs', '100');
+    expect(first.out).toMatch(/found gunicorn-gthread \/ only-unavoidable-failures: |found gunicorn-gthread \/ only-unavoidable-failures \(may break\): .*dropped unread/);
+    const command = /replay: npx quiesce (check .*)/.exec(first.out)![1]!.split(' ');
+    const again = await cli(...command);
+    expect(again.out.split('\n')[0]).toBe(first.out.split('\n')[0]);
+  });
+
+  it('safe-drain keeps every property it promises, each window reached', async () => {
+    const { code, out } = await cli('check', '--policy', 'safe-drain', '--runs', '60');
+    expect(out).not.toMatch(/FAIL/);
+    expect(code).toBe(0);
+    expect(out).toMatch(/safe-drain \/ only-unavoidable-failures \(must hold\): held in 60 runs; windows reached request-crossed-close: [1-9]/);
+  });
+});
