@@ -1,6 +1,7 @@
 /** `quiesce simulate`: the seeds' scenarios under the policies. */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
+import { match } from 'ts-pattern';
 import { BASE_POLICY_NAMES, getPolicy } from '../model/policies.ts';
 import { formatEvent, makeHeader } from '../model/trace.ts';
 import type { TraceEvent } from '../model/events.ts';
@@ -196,16 +197,12 @@ interface CheckCommandOptions {
 function describeOutcome(o: CheckOutcome): string {
   const hits = Object.entries(o.windowHits).map(([w, n]) => `${w}: ${n}/${o.evaluated}`).join(', ');
   const promise = o.expected ? 'must hold' : 'may break';
-  switch (o.status) {
-    case 'held':
-      return `${o.expected ? 'ok  ' : 'held'}  ${o.policy} / ${o.property} (${promise}): held in ${o.runs} runs; windows reached ${hits}`;
-    case 'window-unreached':
-      return `FAIL  ${o.policy} / ${o.property} (${promise}): no run reached its window (${hits}) — the check checked nothing`;
-    case 'nonconforming':
-      return `FAIL  ${o.policy} / ${o.property}: a simulated run broke the machines: ${o.counterexample?.message ?? ''}`;
-    case 'violated':
-      return `${o.expected ? 'FAIL' : 'found'} ${o.policy} / ${o.property} (${promise}): ${o.counterexample?.message ?? ''}`;
-  }
+  return match(o.status)
+    .with('held', () => `${o.expected ? 'ok  ' : 'held'}  ${o.policy} / ${o.property} (${promise}): held in ${o.runs} runs; windows reached ${hits}`)
+    .with('window-unreached', () => `FAIL  ${o.policy} / ${o.property} (${promise}): no run reached its window (${hits}) — the check checked nothing`)
+    .with('nonconforming', () => `FAIL  ${o.policy} / ${o.property}: a simulated run broke the machines: ${o.counterexample?.message ?? ''}`)
+    .with('violated', () => `${o.expected ? 'FAIL' : 'found'} ${o.policy} / ${o.property} (${promise}): ${o.counterexample?.message ?? ''}`)
+    .exhaustive();
 }
 
 function checkReplayCommand(o: CheckOutcome): string {

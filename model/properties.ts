@@ -6,6 +6,7 @@
  * property for the policies that promise it; the simulator's `check` also
  * hunts counterexamples for the policies that do not.
  */
+import { match, P } from 'ts-pattern';
 import { connWorker, type ConnId, type TraceEvent, type WorkerId } from './events.ts';
 import type { ServerParams } from './params.ts';
 import { getPolicy, type PolicySpec } from './policies.ts';
@@ -415,33 +416,37 @@ export function windowHits(trace: Trace): Record<RaceWindow, number> {
   const closed = new Set<ConnId>();
   const starts = new Map<WorkerId, number>();
   for (const e of trace.events) {
-    switch (e.type) {
-      case 'conn.read': busy.set(e.actor, true); idleKeptAlive.delete(e.actor); break;
-      case 'conn.respond':
+    match(e)
+      .with({ type: 'conn.read' }, (e) => {
+        busy.set(e.actor, true);
+        idleKeptAlive.delete(e.actor);
+      })
+      .with({ type: 'conn.respond' }, (e) => {
         busy.set(e.actor, false);
         if (!e.close) idleKeptAlive.add(e.actor);
-        break;
-      case 'conn.half-close': case 'conn.close': closed.add(e.actor); idleKeptAlive.delete(e.actor); break;
-      case 'conn.bytes':
+      })
+      .with({ type: P.union('conn.half-close', 'conn.close') }, (e) => {
+        closed.add(e.actor);
+        idleKeptAlive.delete(e.actor);
+      })
+      .with({ type: 'conn.bytes' }, (e) => {
         if (closed.has(e.actor)) hits['request-crossed-close']++;
         if (starts.has(connWorker(e.actor))) hits['request-on-draining-worker']++;
         idleKeptAlive.delete(e.actor);
-        break;
-      case 'listener.overflow': hits['backlog-overflow']++; break;
-      case 'listener.reset': hits['queued-at-last-close']++; break;
-      case 'worker.graceful-timeout': hits['graceful-deadline']++; break;
-      case 'worker.max-requests': case 'worker.signal':
-        if (e.type === 'worker.signal' && e.signal !== 'TERM') break;
-        if (starts.has(e.actor)) break;
+      })
+      .with({ type: 'listener.overflow' }, () => void hits['backlog-overflow']++)
+      .with({ type: 'listener.reset' }, () => void hits['queued-at-last-close']++)
+      .with({ type: 'worker.graceful-timeout' }, () => void hits['graceful-deadline']++)
+      .with({ type: 'worker.max-requests' }, { type: 'worker.signal', signal: 'TERM' }, (e) => {
+        if (starts.has(e.actor)) return;
         starts.set(e.actor, e.t);
         for (const [conn, isBusy] of busy) {
-          if (connWorker(conn) !== e.actor || closed.has(conn)) continue;
-          if (isBusy) hits['drain-with-request-in-flight']++;
+          if (connWorker(conn) === e.actor && !closed.has(conn) && isBusy) hits['drain-with-request-in-flight']++;
         }
         for (const conn of idleKeptAlive) if (connWorker(conn) === e.actor) hits['drain-with-idle-keepalive']++;
-        break;
-      default: break;
-    }
+      })
+      // Every other event leaves the windows as they are.
+      .otherwise(() => {});
   }
   return hits;
 }

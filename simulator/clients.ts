@@ -17,6 +17,7 @@
  * requests still outstanding are lost. (This is ab 2.4, Debian's and the
  * seed's; httpd trunk also forgives an RST on a kept-alive connection.)
  */
+import { match } from 'ts-pattern';
 import type { ClientFailure } from '../model/events.ts';
 import type { Link, LinkOwner, World } from './world.ts';
 
@@ -56,19 +57,18 @@ export interface FailureRecord {
 
 /** Attribute a client-observed failure to the server-side mechanism behind it. */
 export function classifyFailure(world: World, link: Link, reason: ClientFailure, processed: boolean): FailureMechanism {
-  switch (reason) {
-    case 'eagain': return 'backlog-overflow';
-    case 'connect-timeout': return 'syn-timeout';
-    case 'refused': return 'listener-refused';
-    case 'timeout': {
+  return match(reason)
+    .with('eagain', () => 'backlog-overflow' as const)
+    .with('connect-timeout', () => 'syn-timeout' as const)
+    .with('refused', () => 'listener-refused' as const)
+    .with('timeout', (): FailureMechanism => {
       const conn = link.conn;
       const state = conn ? world.engine.snapshot(conn) : undefined;
       if (state && (state.matches('orphaned') || (state.matches('pending') && state.context.draining))) return 'stale-hang';
       if (link.conn === null) return link.synRetries > 0 ? 'syn-timeout' : 'accept-starved';
       return 'client-timeout';
-    }
-    case 'reset':
-    case 'empty-reply': {
+    })
+    .with('reset', 'empty-reply', (): FailureMechanism => {
       if (link.queuedReset) return 'queued-at-close';
       const cause = link.serverCloseCause;
       if (cause === 'deadline' || cause === 'killed') return 'graceful-timeout-kill';
@@ -76,8 +76,8 @@ export function classifyFailure(world: World, link: Link, reason: ClientFailure,
       if (cause === 'after-response') return 'close-after-keepalive-response';
       if (link.reqDelivered && processed) return 'graceful-timeout-kill';
       return 'idle-close-race';
-    }
-  }
+    })
+    .exhaustive();
 }
 
 export interface ClientStats {
