@@ -29,19 +29,26 @@ export const BOOT: Row[] = [
   [5, 'worker/1', 'worker.ready'],
 ];
 
+/** A client connects and sends a request; worker/1 accepts it and starts the handler. */
+function requestStarted(t: number, client: string, conn: string, req: string): Row[] {
+  return [
+    [t, client, 'client.connect'],
+    [t, 'listener', 'listener.syn', { client }],
+    [t, client, 'client.connected'],
+    [t, client, 'client.send', { req, idempotent: true }],
+    [t + 1, 'listener', 'listener.accept', { client, conn, worker: 'worker/1' }],
+    [t + 1, 'worker/1', 'worker.accept', { conn }],
+    [t + 1, conn, 'conn.open', { worker: 'worker/1', client }],
+    [t + 1, conn, 'conn.bytes', { req }],
+    [t + 1, conn, 'conn.read', { req }],
+    [t + 1, 'worker/1', 'worker.request-start', { conn, req }],
+    [t + 1, conn, 'conn.handler-start', { req }],
+  ];
+}
+
 /** One keep-alive request served, the connection left idle in the client's pool. */
 export const ONE_KEEPALIVE_REQUEST: Row[] = [
-  [10, 'client/1', 'client.connect'],
-  [10, 'listener', 'listener.syn', { client: 'client/1' }],
-  [10, 'client/1', 'client.connected'],
-  [10, 'client/1', 'client.send', { req: 'r1', idempotent: true }],
-  [11, 'listener', 'listener.accept', { client: 'client/1', conn: 'conn/1.1', worker: 'worker/1' }],
-  [11, 'worker/1', 'worker.accept', { conn: 'conn/1.1' }],
-  [11, 'conn/1.1', 'conn.open', { worker: 'worker/1', client: 'client/1' }],
-  [11, 'conn/1.1', 'conn.bytes', { req: 'r1' }],
-  [11, 'conn/1.1', 'conn.read', { req: 'r1' }],
-  [11, 'worker/1', 'worker.request-start', { conn: 'conn/1.1', req: 'r1' }],
-  [11, 'conn/1.1', 'conn.handler-start', { req: 'r1' }],
+  ...requestStarted(10, 'client/1', 'conn/1.1', 'r1'),
   [13, 'conn/1.1', 'conn.handler-finish', { req: 'r1' }],
   [13, 'conn/1.1', 'conn.respond', { req: 'r1', status: 200, close: false }],
   [13, 'worker/1', 'worker.request-end', { conn: 'conn/1.1', req: 'r1' }],
@@ -78,19 +85,7 @@ export const SAFE_DRAIN_SHUTDOWN: Row[] = [
 ];
 
 /** A second client whose slow request is in flight when TERM arrives (it keeps a gthread worker draining). */
-const SLOW_REQUEST_IN_FLIGHT: Row[] = [
-  [50, 'client/2', 'client.connect'],
-  [50, 'listener', 'listener.syn', { client: 'client/2' }],
-  [50, 'client/2', 'client.connected'],
-  [50, 'client/2', 'client.send', { req: 'r3', idempotent: true }],
-  [51, 'listener', 'listener.accept', { client: 'client/2', conn: 'conn/1.2', worker: 'worker/1' }],
-  [51, 'worker/1', 'worker.accept', { conn: 'conn/1.2' }],
-  [51, 'conn/1.2', 'conn.open', { worker: 'worker/1', client: 'client/2' }],
-  [51, 'conn/1.2', 'conn.bytes', { req: 'r3' }],
-  [51, 'conn/1.2', 'conn.read', { req: 'r3' }],
-  [51, 'worker/1', 'worker.request-start', { conn: 'conn/1.2', req: 'r3' }],
-  [51, 'conn/1.2', 'conn.handler-start', { req: 'r3' }],
-];
+const SLOW_REQUEST_IN_FLIGHT: Row[] = requestStarted(50, 'client/2', 'conn/1.2', 'r3');
 
 /**
  * gunicorn gthread 20.1–23.0, the seed's failure (reference e1): the idle
