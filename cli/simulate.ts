@@ -12,6 +12,7 @@ import { check, isFailure, timeline, type CheckOutcome } from '../simulator/chec
 import { PROPERTY_NAMES } from '../model/properties.ts';
 import { formatTrace } from '../model/trace.ts';
 import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { parseNumberOption, UsageError } from './errors.ts';
 import type { Io } from './main.ts';
 import { progressBar } from './progress.ts';
@@ -111,7 +112,8 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
           io.out(`      minimal counterexample (${o.counterexample.trace.events.length} events; the actors involved):\n`);
           for (const line of timeline(o.counterexample.trace, o.counterexample.index)) io.out(`      ${line}\n`);
           io.out(`      world: ${JSON.stringify(o.counterexample.case)}\n`);
-          io.out(`      replay: ${checkReplayCommand(o)}\n\n`);
+          const commit = currentCommit();
+          io.out(`      replay: ${checkReplayCommand(o)}${commit ? `   (found on commit ${commit})` : ''}\n\n`);
           if (options.traceOut && !traceWritten && o.counterexample.trace.events.length > 0) {
             writeFileSync(options.traceOut, formatTrace(o.counterexample.trace));
             traceWritten = true;
@@ -203,6 +205,16 @@ function describeOutcome(o: CheckOutcome): string {
     .with('nonconforming', () => `FAIL  ${o.policy} / ${o.property}: a simulated run broke the machines: ${o.counterexample?.message ?? ''}`)
     .with('violated', () => `${o.expected ? 'FAIL' : 'found'} ${o.policy} / ${o.property} (${promise}): ${o.counterexample?.message ?? ''}`)
     .exhaustive();
+}
+
+/** The commit a counterexample was found on, when this is a git checkout. */
+function currentCommit(): string | undefined {
+  try {
+    const out = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'ignore'] });
+    return out.toString().trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function checkReplayCommand(o: CheckOutcome): string {

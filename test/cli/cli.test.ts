@@ -98,7 +98,8 @@ describe('check', () => {
   it("finds gunicorn-gthread's reset of an unread request, and the replay path reproduces it", async () => {
     const first = await cli('check', '--policy', 'gunicorn-gthread', '--property', 'only-unavoidable-failures', '--runs', '100');
     expect(first.out).toMatch(/found gunicorn-gthread \/ only-unavoidable-failures: |found gunicorn-gthread \/ only-unavoidable-failures \(may break\): .*dropped unread/);
-    const command = /replay: npx quiesce (check .*)/.exec(first.out)![1]!.split(' ');
+    expect(first.out).toMatch(/\(found on commit [0-9a-f]+\)/);
+    const command = /replay: npx quiesce (check .*?)(?:\s+\(found on commit \w+\))?$/m.exec(first.out)![1]!.split(' ');
     const again = await cli(...command);
     expect(again.out.split('\n')[0]).toBe(first.out.split('\n')[0]);
   });
