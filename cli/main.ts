@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { CHARTS, listPolicies, parseTrace, replay, TraceParseError, UnknownPolicyError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
 import { mermaidOf } from '../model/diagram.ts';
 import { UsageError } from './errors.ts';
+import { SimulationInvariantError } from '../simulator/engine.ts';
 import { registerSimulatorCommands } from './simulate.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -105,6 +106,11 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     if (error instanceof UsageError || error instanceof UnknownPolicyError) {
       io.err(`quiesce: ${error.message}\n`);
       return 2;
+    }
+    if (error instanceof SimulationInvariantError) {
+      // A bug in the simulator or the model, not in the input: say so plainly, with what reproduces it.
+      io.err(`quiesce: internal error, please report it with the command you ran (runs are deterministic): ${error.message}\n`);
+      return 70;
     }
     throw error;
   }

@@ -125,6 +125,9 @@ export class ApacheBench implements LinkOwner {
   /** Why ab stopped early, as it prints it; null while it runs or when it completed. */
   abortedWith: string | null = null;
   private lastActivityMs = 0;
+  /** Activity count: the poll timeout fires only if nothing happened since it was armed (no float comparisons). */
+  private activityEpoch = 0;
+  private pollTimerArmed = false;
   private readonly outstanding = new Set<Link>();
   private readonly sentAt = new Map<string, number>();
   private readonly reused = new WeakSet<Link>();
@@ -139,7 +142,6 @@ export class ApacheBench implements LinkOwner {
 
   start(): void {
     this.lastActivityMs = this.world.engine.nowMs;
-    if (Number.isFinite(this.options.timeoutMs)) this.armPollTimeout();
     for (let slot = 0; slot < this.options.concurrency; slot++) this.open(slot);
   }
 
@@ -149,13 +151,19 @@ export class ApacheBench implements LinkOwner {
 
   private activity(): void {
     this.lastActivityMs = this.world.engine.nowMs;
+    this.activityEpoch++;
   }
 
+  /** Arm ab's poll timeout while requests are outstanding: it fires when -s passes with no activity at all. */
   private armPollTimeout(): void {
+    if (this.pollTimerArmed || !Number.isFinite(this.options.timeoutMs) || this.outstanding.size === 0) return;
     const e = this.world.engine;
+    const epoch = this.activityEpoch;
+    this.pollTimerArmed = true;
     e.at(Math.max(0, this.lastActivityMs + this.options.timeoutMs - e.nowMs), () => {
+      this.pollTimerArmed = false;
       if (this.done) return;
-      if (e.nowMs - this.lastActivityMs >= this.options.timeoutMs && this.outstanding.size > 0) this.pollTimedOut();
+      if (epoch === this.activityEpoch && this.outstanding.size > 0) this.pollTimedOut();
       else this.armPollTimeout();
     });
   }
@@ -209,6 +217,7 @@ export class ApacheBench implements LinkOwner {
     this.sentAt.set(req, this.world.engine.nowMs);
     this.outstanding.add(link);
     this.world.send(link, req, true, Number.POSITIVE_INFINITY);
+    this.armPollTimeout();
   }
 
   onResponse(link: Link, req: string, _status: number, close: boolean): void {

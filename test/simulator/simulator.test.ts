@@ -82,6 +82,13 @@ describe('every simulated trace conforms to the machines of its policy', () => {
     );
   });
 
+  it('ends every seed scenario under every policy (regression: ab poll timeout re-armed itself forever)', () => {
+    // term-under-load × never-close-idle used to spin at one virtual instant until the liveness budget stopped it.
+    const { result } = run('term-under-load', 'never-close-idle', 1, getScenario('term-under-load').params);
+    expect(result.stats.aborted).toMatch(/apr_pollset_poll: The timeout specified has expired/);
+    expect(result.stats.byMechanism['stale-hang']?.count).toBeGreaterThan(0);
+  });
+
   it('safe-drain keeps every property it promises on the seed scenarios', () => {
     for (const scenario of scenarios) {
       const { trace } = run(scenario, 'safe-drain', 3, small(scenario, 600));
