@@ -39,8 +39,9 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       closesAfterKeepAliveResponseWhileDraining: () => policy.closeAfterKeepAliveResponseWhileDraining,
       idleClosesOnDrain: () => policy.idleOnDrain === 'close',
       idleOrphanedOnDrain: () => policy.idleOnDrain === 'orphan',
-      idleKeptOnDrain: () => policy.idleOnDrain === 'keep',
-      idleKeepsKeepAliveTimerOnDrain: () => policy.idleOnDrain === 'keepalive-timer',
+      // With keep-alive off there is no keep-alive timer to wait out: gevent serves the one request (base_async: keepalive 0 → one request).
+      idleKeptOnDrain: () => policy.idleOnDrain === 'keep' || (policy.idleOnDrain === 'keepalive-timer' && params.keepAliveMs === 0),
+      idleKeepsKeepAliveTimerOnDrain: () => policy.idleOnDrain === 'keepalive-timer' && params.keepAliveMs > 0,
       idleGracedOnDrain: () => policy.idleOnDrain === 'grace',
       // A request waiting unread is as abandoned as an idle connection when the policy orphans.
       pendingOrphanedOnDrain: () => policy.idleOnDrain === 'orphan',

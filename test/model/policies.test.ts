@@ -86,6 +86,15 @@ describe('the Connection header of a response whose handler started before the d
     expect(drive(machinesFor(getPolicy('gunicorn-async'), params).conn, drainedThenAnswered).state).toBe('idle.drainKeepAlive');
   });
 
+  it('with keep-alive 0 a fresh connection of a draining gevent-style worker waits for its one request (no 0 ms keep-alive timer)', () => {
+    for (const name of ['gunicorn-async', 'close-after-next']) {
+      const { conn } = machinesFor(getPolicy(name), { ...params, keepAliveMs: 0 });
+      const result = drive(conn, [open, { type: 'conn.drain' }]);
+      expect(result.state, name).toBe('idle.drainKept');
+      expect(result.actions.filter((a) => a.type === 'xstate.raise'), name).toEqual([]);
+    }
+  });
+
   it('keep-alive 0 forces Connection: close under every policy', () => {
     for (const name of POLICY_NAMES) {
       const policy = getPolicy(name);
