@@ -37,7 +37,6 @@ export class Engine {
   private readonly actors = new Map<string, ActorRecord>();
   private readonly commands: (() => void)[] = [];
   private dispatching = false;
-  eventsStepped = 0;
 
   constructor(
     readonly machines: PolicyMachines,
@@ -79,10 +78,6 @@ export class Engine {
     return this.record(actor).snapshot;
   }
 
-  has(actor: string): boolean {
-    return this.actors.has(actor);
-  }
-
   accepts(actor: string, event: { type: string } & Record<string, unknown>): boolean {
     return accepts(this.record(actor).snapshot, event);
   }
@@ -97,7 +92,6 @@ export class Engine {
     }
     const next = step(record.machine, record.snapshot, event);
     record.snapshot = next.snapshot;
-    this.eventsStepped++;
     this.sink({ t: this.nowMs, actor, ...event } as TraceEvent);
     for (const action of next.actions) this.perform(actor, record, action);
     if (record.snapshot.status === 'done') {
@@ -168,10 +162,6 @@ export class Engine {
       this.actors.set(actor, record);
     }
     return record;
-  }
-
-  allActors(): IterableIterator<[string, { snapshot: Snapshot }]> {
-    return this.actors.entries();
   }
 }
 

@@ -36,19 +36,6 @@ export interface ConnContext {
 
 export const TIMER_IDS = { keepAlive: 'keepalive', grace: 'grace', linger: 'linger' } as const;
 
-/** Guard names a policy must implement (see `policyGuards`). */
-export type ConnGuardName =
-  | 'closeHeaderIsCorrect'
-  | 'closesAfterKeepAliveResponseWhileDraining'
-  | 'idleClosesOnDrain'
-  | 'idleOrphanedOnDrain'
-  | 'idleKeptOnDrain'
-  | 'idleKeepsKeepAliveTimerOnDrain'
-  | 'idleGracedOnDrain'
-  | 'pendingOrphanedOnDrain'
-  | 'lingers'
-  | 'keepAliveEnabled';
-
 const policyGuardPlaceholder = () => {
   throw new Error('connection machine used without a policy: build it with machinesFor(policy, params)');
 };

@@ -24,13 +24,6 @@ export interface WorkerContext {
   holdsListener: boolean;
 }
 
-export type WorkerGuardName =
-  | 'reachedMaxRequests'
-  | 'acceptsAfterDrain'
-  | 'heartbeatsWhileDraining'
-  | 'drainComplete'
-  | 'closesListenerAtDrain';
-
 const policyGuardPlaceholder = () => {
   throw new Error('worker machine used without a policy: build it with machinesFor(policy, params)');
 };
