@@ -7,7 +7,7 @@ import { formatEvent, makeHeader } from '../model/trace.ts';
 import type { TraceEvent } from '../model/events.ts';
 import { runScenario, type RunResult } from '../simulator/run.ts';
 import { abReport, table, toJson } from '../simulator/report.ts';
-import { getScenario, SCENARIO_NAMES, type ScenarioParams } from '../simulator/scenarios.ts';
+import { getScenario, SCENARIO_NAMES, UnknownScenarioError, type ScenarioParams } from '../simulator/scenarios.ts';
 import { check, isFailure, timeline, type CheckOutcome } from '../simulator/check.ts';
 import { PROPERTY_NAMES } from '../model/properties.ts';
 import { formatTrace } from '../model/trace.ts';
@@ -72,8 +72,12 @@ export function applyOverrides(base: ScenarioParams, o: SimulateOptions): Scenar
 }
 
 function checkedScenario(name: string) {
-  if (!SCENARIO_NAMES.includes(name)) throw new UsageError(`--scenario: unknown scenario "${name}"; expected one of: ${SCENARIO_NAMES.join(', ')}`);
-  return getScenario(name);
+  try {
+    return getScenario(name);
+  } catch (error) {
+    if (error instanceof UnknownScenarioError) throw new UsageError(`--scenario: ${error.message}`);
+    throw error;
+  }
 }
 
 export function registerSimulatorCommands(program: Command, io: Io): void {

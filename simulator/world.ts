@@ -143,7 +143,7 @@ export class World {
       case 'retireOldest': return this.retireExcess();
       case 'closeListener': return this.arbiterClosesListener();
       case 'signalWorkers': return this.signalWorkers((action.params as { signal: WorkerSignal }).signal);
-      case 'abortWorker': return this.killWorker(actor as WorkerId, 'ABRT');
+      case 'abortWorker': return this.sendSignal(actor as WorkerId, 'ABRT');
       case 'drainConnections': return this.drainConnections(actor as WorkerId);
       case 'closeListenerCopy': return this.closeListenerAfterLoopTurn(actor as WorkerId);
       case 'abortConnections': return this.abortConnections(actor as WorkerId, (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason);
@@ -229,10 +229,6 @@ export class World {
       });
     }
     this.maybeArbiterExit();
-  }
-
-  private killWorker(worker: WorkerId, signal: WorkerSignal): void {
-    this.sendSignal(worker, signal);
   }
 
   private arbiterClosesListener(): void {
