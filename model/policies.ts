@@ -42,6 +42,13 @@ export interface PolicySpec {
   readonly exitAbandonsIdle: boolean;
   /** A worker may still accept in the loop turn after it stopped being alive (gthread 21–23, gunicorn #3038). */
   readonly acceptAfterDrain: boolean;
+  /**
+   * An accepted connection goes straight to a pool thread, which blocks reading its first request
+   * (gthread 20.x `accept` → `tpool.submit`; 24+ likewise). A drain does not abandon it and the
+   * worker waits for it like a request in progress. Otherwise a fresh connection waits in the
+   * poller until readable (gthread 21–23, PR #2918) and a drain treats it as idle.
+   */
+  readonly acceptHandsToThread: boolean;
   /** When the worker closes its copy of the listening socket. */
   readonly listenerClose: 'at-drain' | 'at-exit';
   /** The worker keeps notifying the arbiter while it drains. */
@@ -64,12 +71,28 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'close',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-exit',
     heartbeatWhileDraining: true,
   },
   {
     name: 'gunicorn-gthread',
-    description: 'gunicorn gthread 20.1–23.0: idle keep-alive connections abandoned on drain, keep-alive header fixed before the app runs, last-turn accept',
+    description: "gunicorn gthread 20.x (the seed's, and Debian's 20.1): accepted connections go straight to a pool thread; idle keep-alive connections abandoned on drain; keep-alive header fixed before the app runs",
+    keepAlive: true,
+    singleThreaded: false,
+    closeDecision: 'handler-start',
+    forceCloseWhileDraining: true,
+    closeAfterKeepAliveResponseWhileDraining: true,
+    idleOnDrain: 'orphan',
+    exitAbandonsIdle: true,
+    acceptAfterDrain: false,
+    acceptHandsToThread: true,
+    listenerClose: 'at-drain',
+    heartbeatWhileDraining: false,
+  },
+  {
+    name: 'gunicorn-gthread-21',
+    description: 'gunicorn gthread 21.0–23.0: new connections wait in the poller until readable, so a drain abandons them too; last-turn accept (#3038)',
     keepAlive: true,
     singleThreaded: false,
     closeDecision: 'handler-start',
@@ -78,6 +101,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'orphan',
     exitAbandonsIdle: true,
     acceptAfterDrain: true,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: false,
   },
@@ -92,6 +116,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'keep',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: true,
     listenerClose: 'at-exit',
     heartbeatWhileDraining: true,
   },
@@ -106,6 +131,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'keepalive-timer',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },
@@ -120,6 +146,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'close',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },
@@ -134,6 +161,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'keepalive-timer',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },
@@ -148,6 +176,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'keep',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },
@@ -162,6 +191,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'grace',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },
@@ -176,6 +206,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'orphan',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },
@@ -191,6 +222,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     idleOnDrain: 'grace',
     exitAbandonsIdle: false,
     acceptAfterDrain: false,
+    acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
   },

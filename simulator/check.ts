@@ -100,6 +100,7 @@ export function scenarioParamsOf(c: RaceCase): ScenarioParams {
     serviceMinMs: c.serviceMinMs,
     serviceMaxMs: c.serviceMinMs + c.serviceSpreadMs,
     loopTickMs: 50,
+    loopback: true,
     signals: c.signals,
   };
 }

@@ -9,7 +9,9 @@
  * sends the request again on a new connection (ab.c close_connection:
  * "if (c->read == 0 && c->keepalive) ... good--"). A receive error (RST)
  * counts as a failed request under Receive (with -r ab goes on instead of
- * exiting); a failed connect under Connect, and once more than 10 requests
+ * exiting); an RST that follows the server's FIN (ab wrote its next request
+ * into a connection the server had closed after a keep-alive response) makes
+ * poll report POLLHUP|POLLERR, and ab's POLLERR branch counts an Exception; a failed connect under Connect, and once more than 10 requests
  * have failed the next failed connect aborts ab ("Test aborted after 10
  * failures"). `-s` bounds each apr_pollset_poll(): ab times out only when no
  * connection at all shows activity for that long, and then exits at once
@@ -272,6 +274,8 @@ export class ApacheBench implements LinkOwner {
     this.stats.total++;
     this.stats.ab.failed++;
     if (reason === 'eagain' || reason === 'refused' || reason === 'connect-timeout') this.stats.ab.connect++;
+    // An RST after the server's FIN: poll reports POLLHUP|POLLERR, and ab's POLLERR branch counts an exception.
+    else if (reason === 'reset' && link.serverClosedWithFin) this.stats.ab.exceptions++;
     else if (reason === 'reset' || reason === 'empty-reply') this.stats.ab.receive++;
     else this.stats.ab.exceptions++;
     recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, processed), reason, processed });

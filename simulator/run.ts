@@ -55,6 +55,7 @@ export function runScenario(options: RunOptions): RunResult {
     serviceMs: () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs),
     synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS,
     loopTickMs: params.loopTickMs,
+    loopback: params.loopback,
   });
   const w = world;
   w.boot();

@@ -28,6 +28,8 @@ export interface ScenarioParams {
   serviceMinMs: number;
   serviceMaxMs: number;
   loopTickMs: number;
+  /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
+  loopback: boolean;
   /** Signals to the arbiter, at ms after the load starts. */
   signals: { atMs: number; signal: 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT' }[];
 }
@@ -50,7 +52,7 @@ const GTHREAD_SEED_SERVER: ServerParams = {
   somaxconn: 4096,
 };
 
-const LOOPBACK = { latencyMs: 0.05, bootMs: 150, serviceMinMs: 1, serviceMaxMs: 4, loopTickMs: 1000 };
+const LOOPBACK = { latencyMs: 0.05, bootMs: 150, serviceMinMs: 1, serviceMaxMs: 4, loopTickMs: 1000, loopback: true };
 
 const BACKLOG_SEED_SERVER: ServerParams = {
   ...DEFAULT_SERVER_PARAMS,

@@ -27,6 +27,13 @@ export interface NetworkParams {
   synRetryScheduleMs: readonly number[];
   /** gthread ≤ 23 keeps accepting until its loop turn notices the drain: up to this long. */
   loopTickMs: number;
+  /**
+   * Client and server share one kernel. A reply the kernel makes by itself — the RST to bytes sent at
+   * a closed socket — is back before the sender's write() returns (loopback delivery runs in the
+   * sender's softirq), so the sender's next poll sees it. `latencyMs` is then the time for a process
+   * to notice, not a wire delay.
+   */
+  loopback: boolean;
 }
 
 /** Linux classic SYN backoff: retransmits at 1, 3, 7, 15, 31, 63 s; gives up at 127 s (tcp_syn_retries = 6). */
@@ -65,6 +72,8 @@ export class Link {
   serverClosed = false;
   serverCloseCause: ServerCloseCause | null = null;
   serverCloseRst = false;
+  /** The server's close() sent a FIN with nothing unread: a request that arrives later meets a closed socket. */
+  serverClosedWithFin = false;
   synRetries = 0;
   /** The connection was reset while still in the accept queue. */
   queuedReset = false;
@@ -414,6 +423,7 @@ export class World {
     e.emitIfAccepted(proc.id, { type: 'worker.conn-closed', conn });
     if (link) {
       this.noteServerClose(link, ctx);
+      link.serverClosedWithFin = !link.serverClosed && !ctx.unread;
       link.serverClosed = true;
       link.serverCloseRst = ctx.unread;
       const rst = ctx.unread;
@@ -574,6 +584,16 @@ export class World {
     if (link.clientDone) return;
     const req = link.req;
     link.clientDone = true;
+    if (req !== null && this.net.loopback && link.serverClosedWithFin && !link.reqDelivered) {
+      // The request left after our close: it meets a closed socket and draws an RST, which on loopback is
+      // back before the client polls again. The client sees the EOF and the error together (Linux: EPIPE
+      // in CLOSE_WAIT, poll gives POLLHUP|POLLERR), not the clean EOF of an idle close.
+      if (link.requestTimer) link.requestTimer.cancelled = true;
+      e.emit(link.client, { type: 'client.fail', reason: 'reset', req });
+      this.clientSendsFin(link);
+      link.owner.onFailure(link, 'reset', req);
+      return;
+    }
     if (req !== null) {
       if (link.requestTimer) link.requestTimer.cancelled = true;
       e.emit(link.client, { type: 'client.fail', reason: 'empty-reply', req });

@@ -61,6 +61,7 @@ export const connectionChart = setup({
     idleKeepsKeepAliveTimerOnDrain: policyGuardPlaceholder,
     idleGracedOnDrain: policyGuardPlaceholder,
     pendingOrphanedOnDrain: policyGuardPlaceholder,
+    freshHeldByThread: policyGuardPlaceholder,
     lingers: policyGuardPlaceholder,
     keepAliveEnabled: policyGuardPlaceholder,
     isDraining: ({ context }) => context.draining,
@@ -119,7 +120,13 @@ export const connectionChart = setup({
         },
         /** Accepted, first request not arrived yet. */
         fresh: {
-          on: { 'conn.drain': { target: 'drainDecision', actions: 'markDraining' } },
+          on: {
+            'conn.drain': [
+              // Already in a pool thread, blocked reading the first request: it will be served.
+              { guard: 'freshHeldByThread', target: 'drainKept', actions: 'markDraining' },
+              { target: 'drainDecision', actions: 'markDraining' },
+            ],
+          },
         },
         /** After a keep-alive response: the ordinary idle timeout runs. */
         keptAlive: {

@@ -43,8 +43,10 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       idleKeptOnDrain: () => policy.idleOnDrain === 'keep' || (policy.idleOnDrain === 'keepalive-timer' && params.keepAliveMs === 0),
       idleKeepsKeepAliveTimerOnDrain: () => policy.idleOnDrain === 'keepalive-timer' && params.keepAliveMs > 0,
       idleGracedOnDrain: () => policy.idleOnDrain === 'grace',
-      // A request waiting unread is as abandoned as an idle connection when the policy orphans.
-      pendingOrphanedOnDrain: () => policy.idleOnDrain === 'orphan',
+      // A request waiting unread is as abandoned as an idle connection when the policy orphans —
+      // unless it is a first request a pool thread is already blocked reading.
+      pendingOrphanedOnDrain: ({ context }) => policy.idleOnDrain === 'orphan' && !(policy.acceptHandsToThread && context.responses === 0),
+      freshHeldByThread: () => policy.acceptHandsToThread,
       lingers: () => policy.lingeringClose,
       keepAliveEnabled: () => policy.keepAlive && params.keepAliveMs > 0,
     },
@@ -64,6 +66,9 @@ export function maxRequestsBounds(params: ServerParams): { min: number; max: num
 function drainComplete(policy: PolicySpec, context: WorkerContext): boolean {
   if (context.busy > 0) return false;
   if (policy.listenerClose === 'at-drain' && context.holdsListener) return false;
+  // A connection that has not started a request yet holds a pool thread when accepts hand over at once:
+  // the worker waits for it (gthread 20.x `futures.wait`) like a request in progress.
+  if (policy.acceptHandsToThread && context.openConns.some((c) => !context.startedConns.includes(c))) return false;
   return policy.exitAbandonsIdle || context.openConns.length === 0;
 }
 

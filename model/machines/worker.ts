@@ -21,6 +21,8 @@ export interface WorkerContext {
   /** Requests in progress. */
   busy: number;
   openConns: ConnId[];
+  /** Open connections that have started at least one request. */
+  startedConns: ConnId[];
   holdsListener: boolean;
 }
 
@@ -42,11 +44,17 @@ export const workerChart = setup({
     addConn: assign({
       openConns: ({ context, event }) => (event.type === 'worker.accept' ? [...context.openConns, event.conn] : context.openConns),
     }),
-    removeConn: assign({
-      openConns: ({ context, event }) =>
-        event.type === 'worker.conn-closed' ? context.openConns.filter((c) => c !== event.conn) : context.openConns,
-    }),
-    startRequest: assign({ requests: ({ context }) => context.requests + 1, busy: ({ context }) => context.busy + 1 }),
+    removeConn: assign(({ context, event }) =>
+      event.type === 'worker.conn-closed'
+        ? { openConns: context.openConns.filter((c) => c !== event.conn), startedConns: context.startedConns.filter((c) => c !== event.conn) }
+        : {},
+    ),
+    startRequest: assign(({ context, event }) => ({
+      requests: context.requests + 1,
+      busy: context.busy + 1,
+      startedConns:
+        event.type === 'worker.request-start' && !context.startedConns.includes(event.conn) ? [...context.startedConns, event.conn] : context.startedConns,
+    })),
     endRequest: assign({ busy: ({ context }) => context.busy - 1 }),
     releaseListener: assign({ holdsListener: false }),
   },
@@ -70,7 +78,7 @@ export const workerChart = setup({
   delays: { gracefulTimeout: 30_000 },
 }).createMachine({
   id: 'worker',
-  context: { requests: 0, busy: 0, openConns: [], holdsListener: true },
+  context: { requests: 0, busy: 0, openConns: [], startedConns: [], holdsListener: true },
   initial: 'unborn',
   states: {
     unborn: { on: { 'worker.boot': 'booting' } },

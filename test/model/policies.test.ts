@@ -107,16 +107,25 @@ describe('workers under the policies', () => {
   const boot = [{ type: 'worker.boot' }, { type: 'worker.ready' }];
   const busy = [{ type: 'worker.accept', conn: 'conn/1.1' }, { type: 'worker.accept', conn: 'conn/1.2' }, { type: 'worker.request-start', conn: 'conn/1.1', req: 'r1' }];
 
-  it('a gthread worker exits once no request is busy, abandoning idle connections; safe-drain waits for them', () => {
+  it('a gthread 21–23 worker exits once no request is busy, abandoning idle connections; safe-drain waits for them', () => {
     const events = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.close-listener' }, { type: 'worker.request-end', conn: 'conn/1.1', req: 'r1' }];
-    expect(drive(machinesFor(getPolicy('gunicorn-gthread'), params).worker, events).state).toBe('exiting');
+    expect(drive(machinesFor(getPolicy('gunicorn-gthread-21'), params).worker, events).state).toBe('exiting');
     expect(drive(machinesFor(getPolicy('safe-drain'), params).worker, events).state).toBe('alive.draining.released');
   });
 
-  it('only gthread 20.1–23 may accept after the drain began', () => {
+  it('a gthread 20.x worker also waits for an accepted connection that has not sent its first request (a pool thread holds it)', () => {
+    const events = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.close-listener' }, { type: 'worker.request-end', conn: 'conn/1.1', req: 'r1' }];
+    const gthread = machinesFor(getPolicy('gunicorn-gthread'), params).worker;
+    expect(drive(gthread, events).state).toBe('alive.draining.released');
+    // conn/1.2's first request is served; then only the kept-alive conn/1.1 and conn/1.2 are left, and both are abandoned.
+    const served = [...events, { type: 'worker.request-start', conn: 'conn/1.2', req: 'r2' }, { type: 'worker.request-end', conn: 'conn/1.2', req: 'r2' }];
+    expect(drive(gthread, served).state).toBe('exiting');
+  });
+
+  it('only gthread 21–23 may accept after the drain began', () => {
     const events = [...boot, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.accept', conn: 'conn/1.1' }];
-    expect(() => drive(machinesFor(getPolicy('gunicorn-gthread'), params).worker, events)).not.toThrow();
-    for (const name of BASE_POLICY_NAMES.filter((n) => n !== 'gunicorn-gthread')) {
+    expect(() => drive(machinesFor(getPolicy('gunicorn-gthread-21'), params).worker, events)).not.toThrow();
+    for (const name of BASE_POLICY_NAMES.filter((n) => n !== 'gunicorn-gthread-21')) {
       expect(() => drive(machinesFor(getPolicy(name), params).worker, events), name).toThrow(/worker.accept rejected/);
     }
   });

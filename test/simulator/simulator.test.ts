@@ -119,14 +119,38 @@ describe("the seeds' numbers, by mechanism", () => {
     expect(result.stats.byMechanism['syn-timeout']?.count).toBeGreaterThan(0);
   });
 
-  it('keepalive-recycle: gunicorn-gthread loses requests by resetting unread ones; safe-drain loses none', () => {
+  it('keepalive-recycle: gunicorn-gthread loses the requests sent after a keep-alive response it then closed, and unread ones; safe-drain loses none', () => {
     const params = small('keepalive-recycle', 3000);
     const gthread = run('keepalive-recycle', 'gunicorn-gthread', 1, params).result.stats;
     const safe = run('keepalive-recycle', 'safe-drain', 1, params).result.stats;
     expect(gthread.failed).toBeGreaterThan(0);
-    expect(gthread.byMechanism['unread-request-reset']?.count).toBeGreaterThan(0);
-    expect(gthread.ab.receive).toBe(gthread.failed);
+    // The two mechanisms of a recycling 20.x worker, and how ab counts each: an RST after the FIN is
+    // POLLERR (Exceptions); an RST of a request that sat unread is a recv error (Receive).
+    const afterKeepAlive = gthread.byMechanism['close-after-keepalive-response']?.count ?? 0;
+    const unread = gthread.byMechanism['unread-request-reset']?.count ?? 0;
+    expect(afterKeepAlive).toBeGreaterThan(0);
+    expect(afterKeepAlive + unread).toBe(gthread.failed);
+    expect(gthread.ab.exceptions).toBe(afterKeepAlive);
+    expect(gthread.ab.receive).toBe(unread);
     expect(safe.failed).toBe(0);
+  });
+
+  it('keepalive-recycle with keep-alive 0: gunicorn-gthread 20.x loses nothing; 21–23 loses fresh connections to the last-turn accept', () => {
+    const params = small('keepalive-recycle-ka0', 3000);
+    expect(run('keepalive-recycle-ka0', 'gunicorn-gthread', 1, params).result.stats.failed).toBe(0);
+    const g21 = run('keepalive-recycle-ka0', 'gunicorn-gthread-21', 1, params).result.stats;
+    expect(g21.failed).toBeGreaterThan(0);
+    expect(g21.byMechanism['unread-request-reset']?.count).toBe(g21.failed);
+  });
+
+  it('a request written into a connection the server closed with a FIN: on loopback the RST beats the next poll, off loopback ab reads a clean EOF', () => {
+    const params = small('keepalive-recycle', 3000);
+    const onLoopback = run('keepalive-recycle', 'gunicorn-gthread', 1, params).result.stats;
+    const offLoopback = run('keepalive-recycle', 'gunicorn-gthread', 1, { ...params, loopback: false }).result.stats;
+    expect(onLoopback.ab.exceptions).toBeGreaterThan(0);
+    // Off loopback ab sees the EOF first: "the server closed an idle keep-alive connection", not counted.
+    expect(offLoopback.ab.exceptions).toBe(0);
+    expect(offLoopback.byMechanism['close-after-keepalive-response']).toBeUndefined();
   });
 
   it('stale-keepalive: never-close-idle hangs requests until ab gives up (no socket moves for -s); safe-drain does not', () => {
