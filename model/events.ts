@@ -133,7 +133,11 @@ export const workerEventSchemas = [
 export const connEventSchemas = [
   event('conn.open', C, { worker: workerRef, client: clientRef }),
   event('conn.bytes', C, { req: requestRef }),
-  event('conn.read', C, { req: requestRef }),
+  event('conn.read', C, {
+    req: requestRef,
+    /** The request allows keep-alive (HTTP/1.1 without `Connection: close`, HTTP/1.0 with `Connection: keep-alive`). Absent: it does. A request the server could not parse does not. */
+    keepAlive: z.boolean().optional(),
+  }),
   event('conn.handler-start', C, { req: requestRef }),
   event('conn.handler-finish', C, { req: requestRef }),
   event('conn.respond', C, { req: requestRef, status: z.number().int().min(100).max(599), close: z.boolean() }),

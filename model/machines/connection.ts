@@ -29,6 +29,8 @@ export interface ConnContext {
   unread: boolean;
   /** The request being served (read, handled, not yet answered). */
   req: string | null;
+  /** The request being served allows keep-alive. */
+  requestKeepAlive: boolean;
   /** Responses written on this connection. */
   responses: number;
   abortReason: AbortReason | null;
@@ -85,6 +87,7 @@ export const connectionChart = setup({
     drainingAtHandlerStart: false,
     unread: false,
     req: null,
+    requestKeepAlive: true,
     responses: 0,
     abortReason: null,
   },
@@ -170,7 +173,10 @@ export const connectionChart = setup({
     pending: {
       on: {
         'conn.bytes': {},
-        'conn.read': { target: 'handling', actions: assign({ unread: false, req: ({ event }) => event.req }) },
+        'conn.read': {
+          target: 'handling',
+          actions: assign({ unread: false, req: ({ event }) => event.req, requestKeepAlive: ({ event }) => event.keepAlive ?? true }),
+        },
         'conn.drain': [
           { guard: 'pendingOrphanedOnDrain', target: 'orphaned', actions: 'markDraining' },
           { actions: 'markDraining' },

@@ -27,6 +27,8 @@ export interface PolicyMachines {
 /** Does this response have to say `Connection: close`? The one rule every policy's header decision comes from. */
 export function responseMustClose(policy: PolicySpec, params: ServerParams, context: ConnContext): boolean {
   if (!policy.keepAlive || params.keepAliveMs === 0) return true;
+  // The client asked to close (or the request could not be parsed): every policy honours that.
+  if (context.requestKeepAlive === false) return true;
   if (!policy.forceCloseWhileDraining) return false;
   return policy.closeDecision === 'handler-start' ? context.drainingAtHandlerStart : context.draining;
 }

@@ -95,6 +95,15 @@ describe('the Connection header of a response whose handler started before the d
     }
   });
 
+  it('a request that does not allow keep-alive (Connection: close, HTTP/1.0, unparseable) is answered with Connection: close under every policy', () => {
+    for (const name of POLICY_NAMES) {
+      const conn = machinesFor(getPolicy(name), params).conn;
+      const read = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1', keepAlive: false }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.handler-finish', req: 'r1' }];
+      expect(() => drive(conn, [...read, { type: 'conn.respond', req: 'r1', status: 200, close: false }]), name).toThrow(/conn.respond rejected/);
+      expect(() => drive(conn, [...read, { type: 'conn.respond', req: 'r1', status: 400, close: true }]), name).not.toThrow();
+    }
+  });
+
   it('keep-alive 0 forces Connection: close under every policy', () => {
     for (const name of POLICY_NAMES) {
       const policy = getPolicy(name);
