@@ -10,6 +10,7 @@ import { mermaidOf } from '../model/diagram.ts';
 import { UsageError } from './errors.ts';
 import { SimulationInvariantError } from '../simulator/engine.ts';
 import { registerSimulatorCommands } from './simulate.ts';
+import { registerServeCommand } from './serve.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -89,6 +90,7 @@ export function buildProgram(io: Io): Command {
     });
 
   registerSimulatorCommands(program, io);
+  registerServeCommand(program, io);
   return program;
 }
 

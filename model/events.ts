@@ -145,6 +145,8 @@ export const connEventSchemas = [
   event('conn.keepalive-timeout', C, {}),
   event('conn.grace-timeout', C, {}),
   event('conn.linger-timeout', C, {}),
+  /** The request head (or body) has not fully arrived within the server's header timeout: it gives up on the client. */
+  event('conn.header-timeout', C, {}),
   event('conn.peer-fin', C, {}),
   event('conn.peer-rst', C, {}),
   event('conn.abort', C, { reason: z.enum(ABORT_REASONS) }),

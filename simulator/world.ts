@@ -152,7 +152,7 @@ export class World {
       case 'retireOldest': return this.retireExcess();
       case 'closeListener': return this.arbiterClosesListener();
       case 'signalWorkers': return this.signalWorkers((action.params as { signal: WorkerSignal }).signal);
-      case 'abortWorker': return this.sendSignal(actor as WorkerId, 'ABRT');
+      case 'abortWorker': return this.sendSignal((action.params as { worker: WorkerId }).worker, 'ABRT');
       case 'drainConnections': return this.drainConnections(actor as WorkerId);
       case 'closeListenerCopy': return this.closeListenerAfterLoopTurn(actor as WorkerId);
       case 'abortConnections': return this.abortConnections(actor as WorkerId, (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason);

@@ -36,7 +36,7 @@ export const arbiterChart = setup({
     retireOldest: () => {},
     closeListener: () => {},
     signalWorkers: (_, _params: { signal: 'TERM' | 'QUIT' | 'KILL' }) => {},
-    abortWorker: () => {},
+    abortWorker: (_, _params: { worker: WorkerId }) => {},
     // Bookkeeping.
     addWorker: assign({
       workers: ({ context, event }) => (event.type === 'arbiter.spawn' ? [...context.workers, event.worker] : context.workers),
@@ -78,7 +78,7 @@ export const arbiterChart = setup({
         'arbiter.spawn': { guard: 'workerIsNew', actions: 'addWorker' },
         'arbiter.reap': { guard: 'workerIsKnown', actions: ['removeWorker', 'spawnWorkers'] },
         'arbiter.kill': { guard: 'workerIsKnown' },
-        'arbiter.heartbeat-timeout': { guard: 'workerIsKnown', actions: 'abortWorker' },
+        'arbiter.heartbeat-timeout': { guard: 'workerIsKnown', actions: { type: 'abortWorker', params: ({ event }) => ({ worker: (event as { worker: WorkerId }).worker }) } },
         'arbiter.signal': [
           { guard: 'isGracefulStop', target: 'stopping.graceful' },
           { guard: 'isFastStop', target: 'stopping.fast' },
@@ -98,7 +98,7 @@ export const arbiterChart = setup({
         'arbiter.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
         'arbiter.reap': { guard: 'workerIsKnown', actions: 'removeWorker' },
         'arbiter.kill': { guard: 'workerIsKnown' },
-        'arbiter.heartbeat-timeout': { guard: 'workerIsKnown', actions: 'abortWorker' },
+        'arbiter.heartbeat-timeout': { guard: 'workerIsKnown', actions: { type: 'abortWorker', params: ({ event }) => ({ worker: (event as { worker: WorkerId }).worker }) } },
         'arbiter.exit': { guard: 'allWorkersGoneAndListenerClosed', target: 'halted' },
         'arbiter.signal': [{ guard: 'isKill', target: 'dead' }, {}],
       },

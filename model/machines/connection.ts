@@ -111,6 +111,8 @@ export const connectionChart = setup({
         'conn.bytes': { target: 'pending', actions: assign({ unread: true }) },
         // The client closed its end; the server reads EOF and closes. Nothing to linger for.
         'conn.peer-fin': { target: 'closingHard' },
+        // A client that never completes its request head (slowloris) is given up on.
+        'conn.header-timeout': { target: 'closingHard' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
       states: {
@@ -182,6 +184,8 @@ export const connectionChart = setup({
           { actions: 'markDraining' },
         ],
         'conn.peer-fin': {},
+        // The body never completed: the unread bytes make this close an RST.
+        'conn.header-timeout': { target: 'closingHard' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
     },

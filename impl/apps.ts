@@ -1,0 +1,98 @@
+/**
+ * Apps the worker serves. An app is a function from a parsed request to a
+ * response; it may be async. `blocking` apps run on the worker's only thread
+ * and hold it (gunicorn's sync worker: the process does nothing else, not even
+ * accept, until the app returns) — `sleep` does that under single-threaded
+ * policies, so the kernel's accept queue fills as it does behind gunicorn.
+ *
+ * A user's module (`--app ./handler.js`) exports a default function
+ * `(request) => response | Promise<response>` with `request` as below and
+ * `response = { status, headers?, body? }`.
+ */
+import { appendFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { HttpRequest, HttpResponse } from './http.ts';
+
+export interface AppRequest extends HttpRequest {
+  /** X-Request-Id, or the id the worker gave the request. */
+  readonly requestId: string;
+}
+
+export interface AppContext {
+  /** Block the thread instead of yielding (single-threaded policies). */
+  readonly blocking: boolean;
+  /** Where `counter` records what it processed. */
+  readonly counterLog: string;
+}
+
+export type App = (request: AppRequest, context: AppContext) => HttpResponse | Promise<HttpResponse>;
+
+export const BUILTIN_APPS = ['hello', 'sleep', 'echo', 'counter'] as const;
+export type BuiltinApp = (typeof BUILTIN_APPS)[number];
+
+/** The longest `sleep` a request may ask for: a bound on what one request can hold a worker. */
+export const MAX_SLEEP_MS = 600_000;
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+function blockFor(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
+const hello: App = () => ({ status: 200, headers: { 'Content-Type': 'text/plain' }, body: 'Hello, world!\n' });
+
+const sleep: App = async (request, context) => {
+  const raw = request.query.get('ms') ?? '0';
+  if (!/^\d+$/.test(raw) || Number(raw) > MAX_SLEEP_MS) {
+    return { status: 400, headers: { 'Content-Type': 'text/plain' }, body: `ms must be an integer from 0 to ${MAX_SLEEP_MS}, got ${JSON.stringify(raw.slice(0, 40))}\n` };
+  }
+  const ms = Number(raw);
+  if (context.blocking) blockFor(ms);
+  else await new Promise((done) => setTimeout(done, ms));
+  return { status: 200, headers: { 'Content-Type': 'text/plain' }, body: `slept ${ms} ms\n` };
+};
+
+const echo: App = (request) => ({
+  status: 200,
+  headers: { 'Content-Type': request.headers.get('content-type') ?? 'application/octet-stream' },
+  body: request.body,
+});
+
+/**
+ * A non-idempotent side effect: each request appends its id to the counter
+ * log before the response is written, so a test can compare what the server
+ * processed with what the client received.
+ */
+const counter: App = (request, context) => {
+  appendFileSync(context.counterLog, `${request.requestId}\n`);
+  return { status: 200, headers: { 'Content-Type': 'text/plain' }, body: `counted ${request.requestId}\n` };
+};
+
+const BUILTINS: Record<BuiltinApp, App> = { hello, sleep, echo, counter };
+
+export function isBuiltinApp(name: string): name is BuiltinApp {
+  return (BUILTIN_APPS as readonly string[]).includes(name);
+}
+
+export class AppLoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AppLoadError';
+  }
+}
+
+/** A built-in app by name, or a module path (relative to `cwd`) whose default export is the handler. */
+export async function loadApp(spec: string, cwd: string): Promise<App> {
+  if (isBuiltinApp(spec)) return BUILTINS[spec];
+  const path = resolve(cwd, spec);
+  let module: { default?: unknown };
+  try {
+    module = (await import(pathToFileURL(path).href)) as { default?: unknown };
+  } catch (error) {
+    throw new AppLoadError(`cannot load app ${spec}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (typeof module.default !== 'function') throw new AppLoadError(`app ${spec} has no default export function (request) => response`);
+  const handler = module.default as (request: AppRequest) => HttpResponse | Promise<HttpResponse>;
+  return (request) => handler(request);
+}

@@ -1,0 +1,65 @@
+/**
+ * The actor host on the process's monotonic clock: the same machines the
+ * simulator steps in virtual time decide here in real time. Every process of
+ * a server measures from the arbiter's start (`originNs`, CLOCK_MONOTONIC is
+ * shared by all processes of a host), so the merged trace has one time axis.
+ */
+import type { TraceEvent } from '../model/events.ts';
+import { ActorHost, type Timer } from '../model/host.ts';
+import type { PolicyMachines } from '../model/machines/index.ts';
+
+export class ServerInvariantError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ServerInvariantError';
+  }
+}
+
+export function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+export class LiveHost extends ActorHost {
+  constructor(
+    machines: PolicyMachines,
+    sink: (event: TraceEvent) => void,
+    private readonly originNs: bigint,
+  ) {
+    super(machines, sink);
+  }
+
+  get nowMs(): number {
+    return Number(monotonicNs() - this.originNs) / 1e6;
+  }
+
+  at(delayMs: number, run: () => void): Timer {
+    return new LiveTimer(delayMs, () => this.dispatch(run));
+  }
+
+  protected invariant(message: string): Error {
+    return new ServerInvariantError(message.replace('the host produced', 'the server produced'));
+  }
+}
+
+/** A timer whose cancellation also clears the Node timer, so a cancelled graceful timeout does not keep a process alive. */
+class LiveTimer implements Timer {
+  private readonly handle: NodeJS.Timeout;
+  private done = false;
+
+  constructor(delayMs: number, run: () => void) {
+    this.handle = setTimeout(() => {
+      this.done = true;
+      run();
+    }, delayMs);
+  }
+
+  get cancelled(): boolean {
+    return this.done;
+  }
+
+  set cancelled(value: boolean) {
+    if (!value || this.done) return;
+    this.done = true;
+    clearTimeout(this.handle);
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * What the arbiter and its workers tell each other over the IPC channel.
+ * Signals travel as real signals; this channel carries what a signal cannot:
+ * the worker's configuration, its heartbeat, its trace events, and the news
+ * that it released its copy of the listening socket.
+ */
+import type { TraceEvent, WorkerId } from '../model/events.ts';
+import type { ServerParams } from '../model/params.ts';
+import type { ParserLimits } from './http.ts';
+
+/** Passed to a worker in the QUIESCE_WORKER environment variable. */
+export interface WorkerSpec {
+  readonly id: WorkerId;
+  readonly n: number;
+  readonly policy: string;
+  readonly params: ServerParams;
+  /** This worker's max-requests, jitter already drawn; 0 = unlimited. */
+  readonly maxRequests: number;
+  readonly app: string;
+  readonly cwd: string;
+  readonly counterLog: string;
+  readonly headerTimeoutMs: number;
+  readonly limits: ParserLimits;
+  /** CLOCK_MONOTONIC at the arbiter's start, in ns (decimal string): the trace's time origin. */
+  readonly originNs: string;
+  readonly trace: boolean;
+}
+
+/** The listening socket is the child's fd 4 (stdio index 4; 3 is the IPC channel). */
+export const LISTENER_FD = 4;
+
+export const WORKER_SPEC_ENV = 'QUIESCE_WORKER';
+
+export type WorkerMessage =
+  | { readonly kind: 'ready' }
+  | { readonly kind: 'heartbeat' }
+  | { readonly kind: 'event'; readonly event: TraceEvent }
+  | { readonly kind: 'released-listener' }
+  | { readonly kind: 'boot-error'; readonly message: string }
+  /** The last message before exit: everything before it has been delivered. */
+  | { readonly kind: 'bye' };
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';
+}
+
+/** gunicorn's exit code for a worker that could not boot (arbiter.py WORKER_BOOT_ERROR). */
+export const WORKER_BOOT_ERROR = 3;

@@ -1,0 +1,37 @@
+/**
+ * Entry point of a worker process (spawned by the arbiter, never by hand):
+ * reads its spec, wires real signals to the worker machine, and runs.
+ */
+import { isWorkerMessage, WORKER_SPEC_ENV, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+import { WorkerServer } from './worker.ts';
+
+function send(message: WorkerMessage, done?: () => void): void {
+  if (!process.send || !process.connected) {
+    done?.();
+    return;
+  }
+  process.send(message, undefined, {}, () => done?.());
+}
+
+const raw = process.env[WORKER_SPEC_ENV];
+if (!raw || !process.send) {
+  process.stderr.write('quiesce worker: started without an arbiter (this process is spawned by `quiesce serve`)\n');
+  process.exit(2);
+}
+const spec = JSON.parse(raw) as WorkerSpec;
+const worker = new WorkerServer(spec, send, (code) => process.exit(code));
+
+// gunicorn's worker signals: TERM drains, INT/QUIT exit at once, ABRT is the arbiter's heartbeat kill.
+process.on('SIGTERM', () => worker.signal('TERM'));
+process.on('SIGINT', () => worker.signal('INT'));
+process.on('SIGQUIT', () => worker.signal('QUIT'));
+process.on('SIGABRT', () => worker.signal('ABRT'));
+// HUP, TTIN and TTOU are the arbiter's; a worker in the same process group ignores them.
+for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const) process.on(signal, () => {});
+// The arbiter went away (gunicorn: ppid changed): stop gracefully.
+process.on('disconnect', () => worker.signal('TERM'));
+process.on('message', (message: unknown) => {
+  if (!isWorkerMessage(message)) return;
+});
+
+await worker.boot();

@@ -1,0 +1,389 @@
+/**
+ * A worker process: accepts from the listening socket it shares with the
+ * arbiter and every other worker, reads HTTP/1.1 requests, runs the app, and
+ * lets the model's machines make every lifecycle decision.
+ *
+ * The worker never decides on its own when to close a connection, whether a
+ * response says keep-alive, when an idle connection times out or when it
+ * exits: it tells the worker and connection machines what happened (a
+ * request arrived, a signal, a response was written) and carries out the
+ * commands they answer with (`closeSocket`, `halfClose`, `drainConnections`,
+ * `exitProcess`, timers). So the policy in force here is, by construction,
+ * the policy in the model — and the trace it writes is what the machines saw.
+ */
+import net from 'node:net';
+import { connId, type ConnId, type TraceEvent, type WorkerId } from '../model/events.ts';
+import { machinesFor, responseMustClose } from '../model/machines/index.ts';
+import type { ConnContext } from '../model/machines/connection.ts';
+import { getPolicy, type PolicySpec } from '../model/policies.ts';
+import type { MachineAction } from '../model/step.ts';
+import { AppLoadError, loadApp, type App } from './apps.ts';
+import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
+import { LiveHost, ServerInvariantError } from './live-host.ts';
+import { LISTENER_FD, WORKER_BOOT_ERROR, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+
+interface Conn {
+  readonly id: ConnId;
+  readonly socket: net.Socket;
+  readonly parser: RequestParser;
+  /** The id of the request whose bytes the machine has been told about (conn.bytes), not yet read. */
+  announced: string | null;
+  /** Requests started on this connection: names requests that carry no X-Request-Id. */
+  requests: number;
+  headerTimer: NodeJS.Timeout | null;
+  /** After a half-close: whatever arrives is read and discarded. */
+  discarding: boolean;
+  closed: boolean;
+}
+
+/** How long a worker waits for its sockets to flush before it exits anyway. */
+const EXIT_FLUSH_MS = 2000;
+
+export class WorkerServer {
+  readonly id: WorkerId;
+  private readonly policy: PolicySpec;
+  private readonly host: LiveHost;
+  private readonly threads: number;
+  private readonly conns = new Map<ConnId, Conn>();
+  /** Connections whose request has arrived and waits for a free thread, in arrival order. */
+  private readonly waiting: ConnId[] = [];
+  private busy = 0;
+  private nextConn = 1;
+  private server: net.Server | null = null;
+  private app: App | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private exiting = false;
+
+  constructor(
+    private readonly spec: WorkerSpec,
+    private readonly send: (message: WorkerMessage, done?: () => void) => void,
+    private readonly exit: (code: number) => void,
+  ) {
+    this.id = spec.id;
+    this.policy = getPolicy(spec.policy);
+    this.threads = this.policy.singleThreaded ? 1 : spec.params.threads;
+    const sink = spec.trace ? (event: TraceEvent) => this.send({ kind: 'event', event }) : () => {};
+    this.host = new LiveHost(machinesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
+    this.host.attach((actor, action) => this.command(actor, action));
+  }
+
+  async boot(): Promise<void> {
+    this.host.now(() => this.host.emit(this.id, { type: 'worker.boot' }));
+    try {
+      this.app = await loadApp(this.spec.app, this.spec.cwd);
+    } catch (error) {
+      const message = error instanceof AppLoadError ? error.message : `app ${this.spec.app} failed to load: ${(error as Error).message}`;
+      this.send({ kind: 'boot-error', message }, () => this.exit(WORKER_BOOT_ERROR));
+      return;
+    }
+    // allowHalfOpen: a client's FIN must not close our side — lingering close and
+    // "the client closed, answer what it sent" both need the socket half-open.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true });
+    server.on('connection', (socket) => this.host.now(() => this.accept(socket)));
+    server.on('error', (error) => {
+      this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exit(WORKER_BOOT_ERROR));
+    });
+    this.server = server;
+    server.listen({ fd: LISTENER_FD, backlog: this.spec.params.backlog }, () => {
+      this.host.now(() => {
+        if (!this.host.emitIfAccepted(this.id, { type: 'worker.ready' })) return;
+        this.send({ kind: 'ready' });
+        this.scheduleHeartbeat();
+      });
+    });
+  }
+
+  /** A signal delivered to this process. */
+  signal(signal: 'TERM' | 'INT' | 'QUIT' | 'ABRT'): void {
+    this.host.now(() => this.host.emitIfAccepted(this.id, { type: 'worker.signal', signal }));
+  }
+
+  // ───────────────────────── heartbeat ─────────────────────────
+
+  private scheduleHeartbeat(): void {
+    this.heartbeat = setTimeout(() => {
+      this.host.now(() => {
+        // A draining gthread worker no longer notifies (its loop has exited): the model says which.
+        if (this.host.emitIfAccepted(this.id, { type: 'worker.heartbeat' })) this.send({ kind: 'heartbeat' });
+      });
+      if (!this.exiting) this.scheduleHeartbeat();
+    }, this.spec.params.heartbeatIntervalMs);
+  }
+
+  // ───────────────────────── connections ─────────────────────────
+
+  private accept(socket: net.Socket): void {
+    const conn = connId(this.spec.n, this.nextConn);
+    if (!this.host.accepts(this.id, { type: 'worker.accept', conn })) {
+      // libuv accepted it in the same turn the listener copy was released: the model says this
+      // worker no longer accepts, so the connection is refused as a closed listener would.
+      socket.destroy();
+      return;
+    }
+    this.nextConn++;
+    this.track(socket);
+    const state: Conn = { id: conn, socket, parser: new RequestParser(this.spec.limits), announced: null, requests: 0, headerTimer: null, discarding: false, closed: false };
+    this.conns.set(conn, state);
+    // impl/ cannot see the client's own id: each peer is named after the connection that accepted it.
+    const client = `client/${this.spec.n * 1_000_000 + this.nextConn - 1}` as const;
+    this.host.emit(this.id, { type: 'worker.accept', conn });
+    this.host.emit(conn, { type: 'conn.open', worker: this.id, client });
+    if (this.host.snapshot(this.id).matches({ alive: 'draining' })) this.host.emit(conn, { type: 'conn.drain' });
+    this.armHeaderTimer(state);
+    socket.on('data', (chunk: Buffer) => this.host.now(() => this.onData(state, chunk)));
+    socket.on('end', () => this.host.now(() => this.onPeerFin(state)));
+    socket.on('error', (error: NodeJS.ErrnoException) => this.host.now(() => this.onSocketError(state, error)));
+    socket.on('close', () => this.host.now(() => this.onSocketClosed(state)));
+  }
+
+  private onData(conn: Conn, chunk: Buffer): void {
+    if (conn.closed || conn.discarding) return; // a lingering close reads and discards
+    conn.parser.push(chunk);
+    this.announce(conn);
+  }
+
+  /** Tell the machine a request has arrived (its head is complete, or it is already known to be bad). */
+  private announce(conn: Conn): void {
+    if (conn.announced !== null || conn.closed) return;
+    // While a request is being handled the next one waits in our buffer; it is announced once the
+    // response is written (HTTP/1.1 pipelining is answered in order).
+    if (this.host.snapshot(conn.id).matches('handling')) return;
+    if (!conn.parser.hasCompleteHead() && !this.headIsHopeless(conn)) return;
+    const req = conn.parser.peekRequestId() ?? `${conn.id.slice('conn/'.length)}.${conn.requests + 1}`;
+    if (!this.host.emitIfAccepted(conn.id, { type: 'conn.bytes', req })) return;
+    conn.announced = req;
+    if (this.host.snapshot(conn.id).matches('pending')) this.waiting.push(conn.id);
+    this.pump();
+  }
+
+  /** An unfinished head that is already malformed or too large: it will be answered with a 4xx now. */
+  private headIsHopeless(conn: Conn): boolean {
+    try {
+      conn.parser.next();
+      return false;
+    } catch (error) {
+      if (error instanceof ParseError) return true;
+      throw error;
+    }
+  }
+
+  private armHeaderTimer(conn: Conn): void {
+    if (conn.headerTimer) clearTimeout(conn.headerTimer);
+    conn.headerTimer = setTimeout(() => {
+      conn.headerTimer = null;
+      this.host.now(() => {
+        const s = this.host.snapshot(conn.id);
+        // Only a connection still waiting for its first request, or for the rest of one, is given up on;
+        // kept-alive connections have the keep-alive timer.
+        const waitingForFirst = s.matches({ idle: 'fresh' }) || (s.matches({ idle: 'drainKept' }) && conn.requests === 0);
+        if (waitingForFirst || s.matches('pending')) this.host.emitIfAccepted(conn.id, { type: 'conn.header-timeout' });
+      });
+    }, this.spec.headerTimeoutMs);
+  }
+
+  private onPeerFin(conn: Conn): void {
+    if (conn.closed) return;
+    this.host.emitIfAccepted(conn.id, { type: 'conn.peer-fin' });
+  }
+
+  private onSocketError(conn: Conn, error: NodeJS.ErrnoException): void {
+    if (conn.closed) return;
+    if (error.code === 'ECONNRESET' || error.code === 'EPIPE') this.host.emitIfAccepted(conn.id, { type: 'conn.peer-rst' });
+    if (this.host.snapshot(conn.id).status === 'done') this.forgetConn(conn, 'peer-rst');
+  }
+
+  private onSocketClosed(conn: Conn): void {
+    if (conn.closed) return;
+    // The socket went away under us (the peer reset it): the machine hears it as an RST.
+    this.host.emitIfAccepted(conn.id, { type: 'conn.peer-rst' });
+    if (this.host.snapshot(conn.id).status === 'done') this.forgetConn(conn, 'peer-rst');
+  }
+
+  // ───────────────────────── requests ─────────────────────────
+
+  /** Give free threads work: connections whose request has arrived, in arrival order. */
+  private pump(): void {
+    while (this.busy < this.threads && this.waiting.length > 0) {
+      const id = this.waiting.shift()!;
+      const conn = this.conns.get(id);
+      if (!conn || conn.closed || conn.announced === null) continue;
+      let request: HttpRequest | null;
+      try {
+        request = conn.parser.next();
+      } catch (error) {
+        if (!(error instanceof ParseError)) throw error;
+        if (!this.host.accepts(id, { type: 'conn.read', req: conn.announced, keepAlive: false })) continue; // orphaned: never read
+        this.serve(conn, null, { status: error.status, headers: { 'Content-Type': 'text/plain' }, body: `${error.message}\n` });
+        continue;
+      }
+      if (request === null) continue; // the body is still arriving; its next bytes bring it back
+      if (!this.host.accepts(id, { type: 'conn.read', req: conn.announced, keepAlive: request.keepAlive })) continue;
+      this.serve(conn, request, null);
+    }
+  }
+
+  /** Read, handle and answer one request: `request` to run the app, or `refusal` to answer a bad request. */
+  private serve(conn: Conn, request: HttpRequest | null, refusal: HttpResponse | null): void {
+    const e = this.host;
+    const req = conn.announced!;
+    conn.announced = null;
+    conn.requests++;
+    if (conn.headerTimer) clearTimeout(conn.headerTimer);
+    conn.headerTimer = null;
+    e.emit(conn.id, { type: 'conn.read', req, keepAlive: request?.keepAlive ?? false });
+    this.busy++;
+    e.emit(this.id, { type: 'worker.request-start', conn: conn.id, req });
+    const started = (e.snapshot(this.id).context as { requests: number }).requests;
+    if (this.spec.maxRequests > 0 && started >= this.spec.maxRequests) e.emitIfAccepted(this.id, { type: 'worker.max-requests' });
+    e.emit(conn.id, { type: 'conn.handler-start', req });
+    const head = request?.method === 'HEAD';
+    if (refusal) {
+      this.finish(conn, req, refusal, head);
+      return;
+    }
+    void this.runApp(request!, req).then((response) => e.now(() => this.finish(conn, req, response, head)));
+  }
+
+  private async runApp(request: HttpRequest, requestId: string): Promise<HttpResponse> {
+    try {
+      return await this.app!({ ...request, requestId }, { blocking: this.policy.singleThreaded, counterLog: this.spec.counterLog });
+    } catch (error) {
+      process.stderr.write(`[${this.id}] app error on ${requestId}: ${(error as Error).message}\n`);
+      return { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' };
+    }
+  }
+
+  private finish(conn: Conn, req: string, response: HttpResponse, head: boolean): void {
+    const e = this.host;
+    this.busy--;
+    // Aborted meanwhile (graceful deadline, exit): the response has nowhere to go.
+    if (!e.emitIfAccepted(conn.id, { type: 'conn.handler-finish', req })) {
+      e.emitIfAccepted(this.id, { type: 'worker.request-end', conn: conn.id, req });
+      this.pump();
+      return;
+    }
+    const close = responseMustClose(this.policy, this.spec.params, e.snapshot(conn.id).context as ConnContext);
+    let bytes: Buffer;
+    try {
+      bytes = serializeResponse(response, close, this.spec.params.keepAliveMs / 1000, head);
+    } catch (error) {
+      process.stderr.write(`[${this.id}] ${(error as Error).message}\n`);
+      bytes = serializeResponse({ status: 500, body: 'Internal Server Error\n' }, close, this.spec.params.keepAliveMs / 1000, head);
+      response = { status: 500 };
+    }
+    if (!conn.socket.destroyed) conn.socket.write(bytes);
+    e.emit(conn.id, { type: 'conn.respond', req, status: response.status, close });
+    e.emitIfAccepted(this.id, { type: 'worker.request-end', conn: conn.id, req });
+    // Back to idle with the next request already buffered (pipelining): announce it.
+    if (!conn.closed && e.snapshot(conn.id).matches('idle')) {
+      this.armHeaderTimer(conn);
+      this.announce(conn);
+    }
+    this.pump();
+  }
+
+  // ───────────────────────── commands from the machines ─────────────────────────
+
+  private command(actor: string, action: MachineAction): void {
+    switch (action.type) {
+      case 'drainConnections':
+        for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.drain' });
+        return;
+      case 'closeListenerCopy':
+        return this.closeListener();
+      case 'abortConnections': {
+        const reason = (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason;
+        for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.abort', reason });
+        return;
+      }
+      case 'exitProcess':
+        return this.exitProcess();
+      case 'closeSocket':
+        return this.closeSocket(actor as ConnId);
+      case 'halfClose':
+        return this.halfClose(actor as ConnId);
+      default:
+        throw new ServerInvariantError(`${actor} asked the worker for an unknown command ${action.type}`);
+    }
+  }
+
+  private closeListener(): void {
+    if (!this.host.accepts(this.id, { type: 'worker.close-listener' })) return;
+    this.server?.close();
+    this.host.emit(this.id, { type: 'worker.close-listener' });
+    this.send({ kind: 'released-listener' });
+  }
+
+  /** close(2): FIN, or RST when request bytes sit unread (RFC 1122 §4.2.2.13) — the machine says which. */
+  private closeSocket(id: ConnId): void {
+    const conn = this.conns.get(id);
+    if (!conn) throw new ServerInvariantError(`closeSocket for unknown ${id}`);
+    const rst = (this.host.snapshot(id).context as ConnContext).unread;
+    if (!conn.socket.destroyed) {
+      if (rst && typeof conn.socket.resetAndDestroy === 'function' && conn.socket.remoteFamily !== undefined) conn.socket.resetAndDestroy();
+      else conn.socket.end(() => conn.socket.destroy());
+    }
+    this.host.emit(id, { type: 'conn.close', rst });
+    this.forgetConn(conn, 'closed');
+  }
+
+  /** RFC 9112 §9.6: send FIN, keep reading and discarding until the peer closes or the linger bound. */
+  private halfClose(id: ConnId): void {
+    const conn = this.conns.get(id);
+    if (!conn) throw new ServerInvariantError(`halfClose for unknown ${id}`);
+    conn.discarding = true;
+    if (!conn.socket.destroyed) conn.socket.end();
+    this.host.emit(id, { type: 'conn.half-close' });
+    // Already closed by the peer: the discarding state waits for a FIN that came before it.
+    if (conn.socket.readableEnded) this.host.emitIfAccepted(id, { type: 'conn.peer-fin' });
+  }
+
+  private forgetConn(conn: Conn, _why: 'closed' | 'peer-rst'): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    if (conn.headerTimer) clearTimeout(conn.headerTimer);
+    if (!conn.socket.destroyed && _why === 'peer-rst') conn.socket.destroy();
+    this.conns.delete(conn.id);
+    const i = this.waiting.indexOf(conn.id);
+    if (i >= 0) this.waiting.splice(i, 1);
+    this.host.emitIfAccepted(this.id, { type: 'worker.conn-closed', conn: conn.id });
+    this.host.forget(conn.id);
+  }
+
+  private exitProcess(): void {
+    if (this.exiting) return;
+    if (this.conns.size > 0) {
+      // The connections' closes are queued behind this command: exit after them.
+      setImmediate(() => this.host.now(() => this.exitProcess()));
+      return;
+    }
+    this.exiting = true;
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    if ((this.host.snapshot(this.id).context as { holdsListener: boolean }).holdsListener) this.closeListener();
+    const killed = this.host.snapshot(this.id).matches('dying');
+    const code = killed ? 1 : 0;
+    this.host.emit(this.id, { type: 'worker.exit', code });
+    // Let written responses reach the kernel before the process goes: exit once every socket closed.
+    const sockets = [...this.openSockets];
+    const leave = () => this.send({ kind: 'bye' }, () => this.exit(code));
+    if (sockets.length === 0) return leave();
+    let left = sockets.length;
+    const timer = setTimeout(leave, EXIT_FLUSH_MS);
+    for (const socket of sockets) {
+      socket.once('close', () => {
+        if (--left === 0) {
+          clearTimeout(timer);
+          leave();
+        }
+      });
+    }
+  }
+
+  private readonly openSockets = new Set<net.Socket>();
+
+  /** Track every socket until it is fully closed, so exit can wait for written bytes to flush. */
+  track(socket: net.Socket): void {
+    this.openSockets.add(socket);
+    socket.once('close', () => this.openSockets.delete(socket));
+  }
+}

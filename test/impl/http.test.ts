@@ -1,0 +1,114 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, ParseError, RequestParser, serializeResponse } from '../../impl/http.ts';
+
+function parseAll(raw: string, limits = DEFAULT_LIMITS) {
+  const parser = new RequestParser(limits);
+  parser.push(Buffer.from(raw, 'latin1'));
+  const requests = [];
+  for (;;) {
+    const request = parser.next();
+    if (!request) break;
+    requests.push(request);
+  }
+  return { requests, parser };
+}
+
+function statusOf(raw: string, limits = DEFAULT_LIMITS): number | 'incomplete' | 'ok' {
+  try {
+    return parseAll(raw, limits).requests.length > 0 ? 'ok' : 'incomplete';
+  } catch (error) {
+    if (error instanceof ParseError) return error.status;
+    throw error;
+  }
+}
+
+describe('request parsing', () => {
+  it('parses a request with its headers, query and keep-alive default per version', () => {
+    const { requests } = parseAll('GET /sleep?ms=5 HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1\r\n\r\nGET / HTTP/1.0\r\n\r\n');
+    expect(requests).toHaveLength(2);
+    expect(requests[0]).toMatchObject({ method: 'GET', path: '/sleep', version: '1.1', keepAlive: true });
+    expect(requests[0]!.query.get('ms')).toBe('5');
+    expect(requests[0]!.headers.get('x-request-id')).toBe('r1');
+    expect(requests[1]).toMatchObject({ version: '1.0', keepAlive: false });
+  });
+
+  it('follows RFC 9112 §9.3 for persistence: Connection: close on 1.1, keep-alive on 1.0', () => {
+    expect(parseAll('GET / HTTP/1.1\r\nConnection: close\r\n\r\n').requests[0]!.keepAlive).toBe(false);
+    expect(parseAll('GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n').requests[0]!.keepAlive).toBe(true);
+  });
+
+  it('frames bodies by Content-Length and by chunked coding, and waits for the rest', () => {
+    const parser = new RequestParser();
+    parser.push(Buffer.from('POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel'));
+    expect(parser.hasCompleteHead()).toBe(true);
+    expect(parser.next()).toBeNull();
+    parser.push(Buffer.from('lo'));
+    expect(parser.next()!.body.toString()).toBe('hello');
+    const chunked = parseAll('POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\nGET / HTTP/1.1\r\n\r\n');
+    expect(chunked.requests.map((r) => r.body.toString())).toEqual(['abcde', '']);
+  });
+
+  it('peeks the request id of a complete head', () => {
+    const parser = new RequestParser();
+    parser.push(Buffer.from('GET / HTTP/1.1\r\nX-Request-Id:  abc-1 \r\n'));
+    expect(parser.peekRequestId()).toBeUndefined();
+    parser.push(Buffer.from('\r\n'));
+    expect(parser.peekRequestId()).toBe('abc-1');
+  });
+
+  it.each([
+    ['GARBAGE\r\n\r\n', 400],
+    ['GET /\r\n\r\n', 400],
+    ['GET / HTTP/2.0\r\n\r\n', 505],
+    ['GET / HTTP/1.1\r\nBad Header: x\r\n\r\n', 400],
+    ['GET / HTTP/1.1\r\nNoColon\r\n\r\n', 400],
+    ['GET / HTTP/1.1\r\nA: b\r\n  folded\r\n\r\n', 400],
+    ['POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n', 400],
+    ['POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n', 400],
+    ['POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n', 400],
+    ['POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 501],
+    ['POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400],
+    ['POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n', 413],
+  ])('refuses %j with %i', (raw, status) => {
+    expect(statusOf(raw)).toBe(status);
+  });
+
+  it('refuses over-long request lines (414) and oversized heads (431) before they complete', () => {
+    expect(statusOf(`GET /${'a'.repeat(9000)}`)).toBe(414);
+    expect(statusOf(`GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}`)).toBe(431);
+    expect(statusOf(`GET / HTTP/1.1\r\n${'X: y\r\n'.repeat(101)}\r\n`)).toBe(431);
+    expect(statusOf('POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n', { ...DEFAULT_LIMITS, maxBodyBytes: 1000 })).toBe(413);
+  });
+
+  it('property: any split of a valid request stream parses to the same requests', () => {
+    const stream = 'GET /a HTTP/1.1\r\nX-Request-Id: 1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n';
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: stream.length }), { maxLength: 8 }), (cuts) => {
+        const points = [...new Set(cuts)].sort((a, b) => a - b);
+        const parser = new RequestParser();
+        const got: string[] = [];
+        let from = 0;
+        for (const to of [...points, stream.length]) {
+          parser.push(Buffer.from(stream.slice(from, to), 'latin1'));
+          from = to;
+          for (let r = parser.next(); r; r = parser.next()) got.push(`${r.method} ${r.target} ${r.body.toString()}`);
+        }
+        expect(got).toEqual(['GET /a ', 'POST /echo body', 'POST / hi']);
+      }),
+    );
+  });
+});
+
+describe('responses', () => {
+  it('say keep-alive or close as decided, with a length', () => {
+    const keep = serializeResponse({ status: 200, body: 'hi' }, false, 2).toString();
+    expect(keep).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(keep).toMatch(/\r\nConnection: keep-alive\r\nKeep-Alive: timeout=2\r\n/);
+    expect(keep).toMatch(/\r\nContent-Length: 2\r\n/);
+    expect(keep).toMatch(/\r\n\r\nhi$/);
+    const close = serializeResponse({ status: 400, headers: { Connection: 'keep-alive' } }, true, 2).toString();
+    expect(close).toMatch(/\r\nConnection: close\r\n/);
+    expect(close).not.toMatch(/keep-alive/i);
+  });
+});
