@@ -70,7 +70,7 @@ export async function startServer(flags: string[], options: { unix?: boolean; ti
     output: () => output,
     exited,
     signal: (signal) => proc.kill(signal),
-    workerPids: () => childrenOf(proc.pid!),
+    workerPids: () => childrenOf(proc.pid!).filter(isWorkerProcess),
   };
 }
 
@@ -84,6 +84,15 @@ export async function stopServer(server: RunningServer, waitMs = 15_000): Promis
   const code = await server.exited;
   clearTimeout(timer);
   return code;
+}
+
+/** A worker process (the arbiter has other children: tsx's esbuild service). */
+function isWorkerProcess(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker-entry');
+  } catch {
+    return false;
+  }
 }
 
 /** The PIDs whose parent is `pid`, from /proc. */

@@ -1,0 +1,281 @@
+/**
+ * The real server, with real processes, sockets and signals, on loopback.
+ * Every test also replays the server's own trace through the model: what the
+ * server did must be what the machines allow under its policy.
+ */
+import { readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseTrace } from '../../model/trace.ts';
+import { replay } from '../../model/replay.ts';
+import { BASE_POLICY_NAMES, getPolicy } from '../../model/policies.ts';
+import { propertiesFor } from '../../model/properties.ts';
+import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
+import { Client, rawExchange, startServer, stopServer, tryConnect, waitFor, type RunningServer } from './server.ts';
+
+const running: RunningServer[] = [];
+
+async function serve(flags: string[], options: { unix?: boolean } = {}): Promise<RunningServer> {
+  const server = await startServer(flags, options);
+  running.push(server);
+  return server;
+}
+
+afterEach(async () => {
+  for (const server of running.splice(0)) {
+    if (server.proc.exitCode === null && server.proc.signalCode === null) await stopServer(server);
+  }
+});
+
+function traceOf(server: RunningServer) {
+  return parseTrace(readFileSync(server.trace, 'utf8'));
+}
+
+/** The server's trace conforms to its policy's machines and promised properties, and is complete. */
+function expectConformingTrace(server: RunningServer): ReturnType<typeof traceOf> {
+  const trace = traceOf(server);
+  const verdict = replay(trace);
+  expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
+  expect(trace.header.complete).toBe(true);
+  return trace;
+}
+
+async function okResponse(client: Client, path = '/', headers: Record<string, string> = {}) {
+  const outcome = await client.get(path, headers);
+  if (outcome.kind !== 'response') throw new Error(`expected a response to ${path}, got ${outcome.kind}`);
+  return outcome.response;
+}
+
+describe('quiesce serve: lifecycle', () => {
+  it('serves keep-alive requests and stops on TERM with exit 0 and a complete, conforming trace', async () => {
+    const server = await serve(['--workers', '2', '--threads', '4']);
+    expect(server.workerPids()).toHaveLength(2);
+    const client = new Client(server.target);
+    const first = await okResponse(client, '/', { 'X-Request-Id': 'first' });
+    expect(first.status).toBe(200);
+    expect(first.body).toBe('Hello, world!\n');
+    expect(first.headers.get('connection')).toBe('keep-alive');
+    expect((await okResponse(client)).status).toBe(200);
+    client.close();
+    expect(await stopServer(server)).toBe(0);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.some((e) => e.type === 'conn.read' && e.req === 'first')).toBe(true);
+    expect(trace.events.filter((e) => e.type === 'worker.exit')).toHaveLength(2);
+  });
+
+  it('binds a unix socket, and removes it when it stops', async () => {
+    const server = await serve(['--workers', '1'], { unix: true });
+    const path = (server.target as { path: string }).path;
+    expect(existsSync(path)).toBe(true);
+    const client = new Client(server.target);
+    expect((await okResponse(client)).status).toBe(200);
+    client.close();
+    expect(await stopServer(server)).toBe(0);
+    expect(existsSync(path)).toBe(false);
+    expectConformingTrace(server);
+  });
+
+  it('HUP replaces every worker PID while a keep-alive client keeps working (safe-drain)', async () => {
+    const server = await serve(['--workers', '2', '--threads', '4', '--policy', 'safe-drain']);
+    const before = server.workerPids();
+    let client = new Client(server.target);
+    let failures = 0;
+    let responses = 0;
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        const outcome = await client.get('/');
+        if (outcome.kind !== 'response') failures++;
+        else responses++;
+        if (outcome.kind !== 'response' || outcome.response.headers.get('connection') === 'close' || client.closedByPeer) {
+          client.close();
+          client = new Client(server.target);
+        }
+      }
+    })();
+    await waitFor(() => responses > 20, 10_000, 'the client to get going');
+    server.signal('SIGHUP');
+    await waitFor(() => {
+      const now = server.workerPids();
+      return now.length === 2 && now.every((pid) => !before.includes(pid));
+    }, 20_000, 'every worker to be replaced');
+    const afterReload = responses;
+    await waitFor(() => responses > afterReload + 20, 10_000, 'the client to be served by the new workers');
+    stop = true;
+    await loop;
+    client.close();
+    expect(failures).toBe(0);
+    await stopServer(server);
+    expectConformingTrace(server);
+  });
+
+  it('TTIN adds a worker, TTOU retires the oldest', async () => {
+    const server = await serve(['--workers', '2']);
+    const [oldest] = server.workerPids();
+    server.signal('SIGTTIN');
+    await waitFor(() => server.workerPids().length === 3, 15_000, 'a third worker');
+    server.signal('SIGTTOU');
+    await waitFor(() => server.workerPids().length === 2 && !server.workerPids().includes(oldest!), 15_000, 'the oldest worker to retire');
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.filter((e) => e.type === 'arbiter.spawn')).toHaveLength(3);
+  });
+
+  it('kills a SIGSTOPped worker after --timeout and replaces it', async () => {
+    const server = await serve(['--workers', '2', '--timeout', '1']);
+    const [frozen, other] = server.workerPids();
+    process.kill(frozen!, 'SIGSTOP');
+    await waitFor(() => !server.workerPids().includes(frozen!) && server.workerPids().length === 2, 15_000, 'the frozen worker to be killed and replaced');
+    expect(server.workerPids()).toContain(other);
+    expect(server.output()).toMatch(/WORKER TIMEOUT/);
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    const timedOut = trace.events.filter((e) => e.type === 'arbiter.heartbeat-timeout');
+    expect(timedOut).toHaveLength(1);
+    const worker = (timedOut[0] as { worker: string }).worker;
+    expect(trace.events.some((e) => e.type === 'arbiter.kill' && e.worker === worker && e.signal === 'KILL')).toBe(true);
+  });
+
+  it('TERM closes the listener at once (connects are refused) and exits by the graceful timeout', async () => {
+    const server = await serve(['--workers', '1', '--threads', '2', '--app', 'sleep', '--graceful-timeout', '2', '--policy', 'safe-drain']);
+    const client = new Client(server.target);
+    client.send('GET /?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    const sentAt = Date.now();
+    server.signal('SIGTERM');
+    await waitFor(() => server.output().includes('received SIGTERM'), 5000, 'the arbiter to take TERM');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await tryConnect(server.target)).toBe('ECONNREFUSED');
+    expect(await server.exited).toBe(0);
+    // The graceful timeout bounds the stop: the 20 s request is cut off at 2 s, not waited for.
+    expect(Date.now() - sentAt).toBeLessThan(2000 + 5000);
+    expect(['eof', 'reset']).toContain((await client.next(1000)).kind);
+    const trace = expectConformingTrace(server);
+    // Cut off at the deadline: by the worker's own graceful timer, or by the arbiter's SIGKILL if that came first.
+    expect(trace.events.some((e) => e.type === 'conn.abort' && (e.reason === 'deadline' || e.reason === 'killed'))).toBe(true);
+  });
+
+  it('recycles a worker after --max-requests; the last response says close', async () => {
+    const server = await serve(['--workers', '1', '--max-requests', '3']);
+    const [first] = server.workerPids();
+    const client = new Client(server.target);
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await okResponse(client)).headers.get('connection'));
+    expect(statuses).toEqual(['keep-alive', 'keep-alive', 'close']);
+    await waitFor(() => server.workerPids().length === 1 && server.workerPids()[0] !== first, 15_000, 'the recycled worker to be replaced');
+    const again = new Client(server.target);
+    expect((await okResponse(again)).status).toBe(200);
+    again.close();
+    await stopServer(server);
+    expectConformingTrace(server);
+  });
+
+  it('replaces a worker killed with SIGKILL and writes its end (connections reset or closed by the kernel) into the trace', async () => {
+    const server = await serve(['--workers', '1']);
+    const [victim] = server.workerPids();
+    const client = new Client(server.target);
+    expect((await okResponse(client)).status).toBe(200);
+    process.kill(victim!, 'SIGKILL');
+    expect(['eof', 'reset']).toContain((await client.next(5000)).kind);
+    await waitFor(() => server.workerPids().length === 1 && server.workerPids()[0] !== victim, 15_000, 'a replacement');
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.some((e) => e.type === 'conn.abort' && e.reason === 'killed')).toBe(true);
+    expect(trace.events.some((e) => e.type === 'arbiter.reap' && e.worker === 'worker/1' && e.code < 0)).toBe(true);
+  });
+
+  it('reads options from a JSON config file; flags win', async () => {
+    const dir = (await serve(['--workers', '1'])).dir;
+    const config = join(dir, 'quiesce.json');
+    writeFileSync(config, JSON.stringify({ workers: 3, policy: 'abort-idle', keepalive: 5 }));
+    const server = await serve(['--config', config, '--workers', '2']);
+    expect(server.workerPids()).toHaveLength(2);
+    await stopServer(server);
+    const trace = traceOf(server);
+    expect(trace.header.policy).toBe('abort-idle');
+    expect(trace.header.params.keepAliveMs).toBe(5000);
+  });
+});
+
+describe('quiesce serve: drain behaviour of the policies', () => {
+  // The policies that promise it: every response written while draining says Connection: close.
+  const closeWhileDraining = propertiesFor(DEFAULT_SERVER_PARAMS).find((p) => p.name === 'close-while-draining')!;
+  const promising = BASE_POLICY_NAMES.filter((name) => closeWhileDraining.expectedBy(getPolicy(name)) && getPolicy(name).keepAlive);
+
+  it.each(promising)('%s: a response in progress when TERM arrives says Connection: close', async (policy) => {
+    const server = await serve(['--workers', '1', '--threads', '4', '--app', 'sleep', '--policy', policy, '--graceful-timeout', '5']);
+    const client = new Client(server.target);
+    expect((await okResponse(client, '/?ms=0')).headers.get('connection')).toBe('keep-alive');
+    client.send('GET /?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    server.signal('SIGTERM');
+    const outcome = await client.next(5000);
+    expect(outcome.kind).toBe('response');
+    if (outcome.kind === 'response') expect(outcome.response.headers.get('connection')).toBe('close');
+    expect(await server.exited).toBe(0);
+    expectConformingTrace(server);
+  });
+
+  it('gunicorn-gthread decides the header before the app runs: the same response says keep-alive, then the connection is closed', async () => {
+    const server = await serve(['--workers', '1', '--threads', '4', '--app', 'sleep', '--policy', 'gunicorn-gthread', '--graceful-timeout', '5']);
+    const client = new Client(server.target);
+    client.send('GET /?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    server.signal('SIGTERM');
+    const outcome = await client.next(5000);
+    expect(outcome.kind).toBe('response');
+    if (outcome.kind === 'response') expect(outcome.response.headers.get('connection')).toBe('keep-alive');
+    expect(['eof', 'reset']).toContain((await client.next(5000)).kind);
+    expect(await server.exited).toBe(0);
+    expectConformingTrace(server);
+  });
+});
+
+describe('quiesce serve: bad input gets a 4xx and a close, and the server keeps serving', () => {
+  it.each([
+    ['a malformed request line', 'GARBAGE\r\n\r\n', 400],
+    ['a bad header', 'GET / HTTP/1.1\r\nBad Header: x\r\n\r\n', 400],
+    ['HTTP/2.0', 'GET / HTTP/2.0\r\n\r\n', 505],
+    ['a too-long request line', `GET /${'a'.repeat(9000)} HTTP/1.1\r\n\r\n`, 414],
+    ['too many header bytes', `GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+    ['a body over the limit', 'POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n', 413],
+    ['an unsupported transfer coding', 'POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 501],
+  ])('%s', async (_what, raw, status) => {
+    const server = await serve(['--workers', '1', '--app', 'echo', '--max-body', '1000']);
+    const { data, ending } = await rawExchange(server.target, raw);
+    expect(data).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(data).toMatch(/\r\nConnection: close\r\n/);
+    expect(['eof', 'reset']).toContain(ending);
+    const client = new Client(server.target);
+    expect((await okResponse(client)).status).toBe(200);
+    client.close();
+    const workers = server.workerPids();
+    await stopServer(server);
+    expect(workers).toHaveLength(1);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.filter((e) => e.type === 'arbiter.reap' && e.code !== 0)).toEqual([]);
+  });
+
+  it('closes a connection whose request head does not arrive within --header-timeout', async () => {
+    const server = await serve(['--workers', '1', '--header-timeout', '0.5']);
+    const { data, ending } = await rawExchange(server.target, 'GET / HTTP/1.1\r\nHost: slow', 10_000);
+    expect(data).toBe('');
+    expect(['eof', 'reset']).toContain(ending);
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.some((e) => e.type === 'conn.header-timeout')).toBe(true);
+  });
+
+  it('answers pipelined requests in order', async () => {
+    const server = await serve(['--workers', '1', '--app', 'echo']);
+    const client = new Client(server.target);
+    client.send('POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\none' + 'POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\ntwo');
+    const first = await client.next();
+    const second = await client.next();
+    expect(first.kind === 'response' && first.response.body).toBe('one');
+    expect(second.kind === 'response' && second.response.body).toBe('two');
+    client.close();
+    await stopServer(server);
+    expectConformingTrace(server);
+  });
+});
