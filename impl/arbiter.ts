@@ -182,9 +182,17 @@ export class Arbiter {
     } else {
       result = create(bind.host, bind.port, net.isIPv6(bind.host) ? 6 : 4);
     }
-    if (typeof result === 'number') {
-      const where = bind.family === 'unix' ? `unix:${bind.path}` : `${bind.host}:${bind.port}`;
-      throw new ConfigError(`bind: cannot bind ${where}: ${getSystemErrorName(result)}`);
+    const where = bind.family === 'unix' ? `unix:${bind.path}` : `${bind.host}:${bind.port}`;
+    if (typeof result === 'number') throw new ConfigError(`bind: cannot bind ${where}: ${getSystemErrorName(result)}`);
+    if (bind.family === 'tcp') {
+      // libuv defers a bind's EADDRINUSE to listen(2), which the workers call; the socket is then
+      // unbound (listen would pick a random port). Catch it here, where the error can still be said.
+      const out: { port?: number } = {};
+      result.getsockname?.(out);
+      if (bind.port !== 0 && out.port !== bind.port) {
+        result.close();
+        throw new ConfigError(`bind: cannot bind ${where}: EADDRINUSE`);
+      }
     }
     return result;
   }

@@ -28,10 +28,42 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['simulate', '--scenario', 'keepalive-recycle', '--requests', '5', '--concurrency', '10'], /--concurrency 10 exceeds --requests 5/],
     [['simulate', '--json'], /--json and --trace need one run/],
     [['check', '--runs', '0'], /--runs: expected an integer ≥ 1, got 0/],
+    [['serve', '--bogus'], /unknown option '--bogus'/],
+    [['serve', '--workers', 'abc'], /--workers: expected an integer, got "abc"/],
+    [['serve', '--workers', '0'], /--workers: expected an integer ≥ 1, got 0/],
+    [['serve', '--keepalive', '-1'], /--keepalive: expected a number of seconds ≥ 0, got -1/],
+    [['serve', '--policy', 'nope'], /policy: unknown policy "nope"; expected one of: gunicorn-sync/],
+    [['serve', '--bind', 'localhost'], /bind: expected HOST:PORT, \[IPV6\]:PORT or unix:PATH, got "localhost"/],
+    [['serve', '--bind', '127.0.0.1:70000'], /bind: port must be 0–65535, got 70000/],
+    [['serve', '--app', './no-such-handler.js'], /app: ".\/no-such-handler.js" is neither a built-in app \(hello, sleep, echo, counter\) nor an existing module file/],
+    [['serve', '--config', '/no/such/quiesce.json'], /cannot read config file "\/no\/such\/quiesce.json": ENOENT/],
+    [['serve', '--max-requests-jitter', '5'], /max-requests-jitter needs max-requests > 0/],
+    [['serve', '--trace', '/no/such/dir/trace.jsonl'], /trace: cannot write "\/no\/such\/dir\/trace.jsonl": ENOENT/],
     [['check', '--property', 'fast'], /--property: unknown property "fast"; expected one of: processed-requests-answered/],
     [['check', '--path', '1:2'], /--path replays one counterexample/],
     [['replay', '/nonexistent/trace.jsonl'], /cannot read trace file "\/nonexistent\/trace.jsonl": ENOENT/],
   ];
+  it('serve: an address already in use', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    const { code, err } = await cli('serve', '--bind', `127.0.0.1:${port}`);
+    taken.close();
+    expect(code).toBe(2);
+    expect(err).toMatch(new RegExp(`bind: cannot bind 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+  });
+
+  it('serve: a config file with an unknown key or a bad value', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'quiesce-config-'));
+    writeFileSync(join(dir, 'a.json'), JSON.stringify({ wokers: 2 }));
+    writeFileSync(join(dir, 'b.json'), JSON.stringify({ 'graceful-timeout': 'soon' }));
+    writeFileSync(join(dir, 'c.json'), '{ not json');
+    expect((await cli('serve', '--config', join(dir, 'a.json'))).err).toMatch(/unknown option "wokers"; expected one of bind, workers/);
+    expect((await cli('serve', '--config', join(dir, 'b.json'))).err).toMatch(/b\.json: graceful-timeout: expected a number of seconds, got "soon"/);
+    expect((await cli('serve', '--config', join(dir, 'c.json'))).err).toMatch(/c\.json" is not JSON/);
+  });
+
   for (const [argv, message] of cases) {
     it(argv.join(' '), async () => {
       const { code, err } = await cli(...argv);
