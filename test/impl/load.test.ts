@@ -1,0 +1,98 @@
+/**
+ * The seed's experiment against the real server, with the real ApacheBench:
+ * 4 workers × 20 threads, keep-alive 2 s, max-requests 512,
+ * `ab -n 10000 -c 20 -s 1 -k -r`. Under safe-drain nothing may fail — with
+ * recycling, with three HUPs, and with a non-idempotent POST whose every
+ * processing must reach the client. Under gunicorn-gthread (20.x) the same
+ * load loses requests, as the seed reports for gunicorn.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseTrace } from '../../model/trace.ts';
+import { replay } from '../../model/replay.ts';
+import { runAb, type AbReport } from './ab.ts';
+import { startServer, stopServer, type RunningServer } from './server.ts';
+
+const SEED_SERVER = ['--workers', '4', '--threads', '20', '--keepalive', '2', '--max-requests', '512'];
+const SEED_LOAD = ['-n', '10000', '-c', '20', '-s', '1', '-k', '-r'];
+
+const running: RunningServer[] = [];
+afterEach(async () => {
+  for (const server of running.splice(0)) if (server.proc.exitCode === null) await stopServer(server);
+});
+
+async function serve(flags: string[]): Promise<RunningServer> {
+  const server = await startServer(flags);
+  running.push(server);
+  return server;
+}
+
+function url(server: RunningServer): string {
+  return `${server.address}/`;
+}
+
+function expectCompleteRun(report: AbReport): void {
+  // ab exits non-zero when it gives up (its -s poll timeout, or more than 10 connect failures).
+  expect(report.code, report.output).toBe(0);
+  expect(report.complete).toBe(10_000);
+}
+
+async function expectConformingTrace(server: RunningServer): Promise<void> {
+  const verdict = replay(parseTrace(readFileSync(server.trace, 'utf8')));
+  expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
+}
+
+describe('the seed load against the real server (ApacheBench)', () => {
+  it('safe-drain: 0 failed requests across repeated runs with max-requests recycling', async () => {
+    const server = await serve([...SEED_SERVER, '--policy', 'safe-drain']);
+    for (let run = 0; run < 2; run++) {
+      const report = await runAb([...SEED_LOAD, url(server)]);
+      expectCompleteRun(report);
+      expect(report.failed, report.output).toBe(0);
+    }
+    await stopServer(server);
+    await expectConformingTrace(server);
+  }, 120_000);
+
+  it('safe-drain: 0 failed requests with three HUPs during the run', async () => {
+    const server = await serve([...SEED_SERVER, '--policy', 'safe-drain']);
+    const ab = runAb([...SEED_LOAD, url(server)]);
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      server.signal('SIGHUP');
+    }
+    const report = await ab;
+    expectCompleteRun(report);
+    expect(report.failed, report.output).toBe(0);
+    await stopServer(server);
+    const trace = parseTrace(readFileSync(server.trace, 'utf8'));
+    expect(trace.events.filter((e) => e.type === 'arbiter.signal' && e.signal === 'HUP')).toHaveLength(3);
+    await expectConformingTrace(server);
+  }, 120_000);
+
+  it('safe-drain with the counter app and POSTs: every request processed was answered', async () => {
+    const server = await serve([...SEED_SERVER, '--policy', 'safe-drain', '--app', 'counter']);
+    const body = join(server.dir, 'body.txt');
+    writeFileSync(body, 'increment');
+    const ab = runAb([...SEED_LOAD, '-p', body, '-T', 'text/plain', url(server)]);
+    await new Promise((r) => setTimeout(r, 1500));
+    server.signal('SIGHUP');
+    const report = await ab;
+    expectCompleteRun(report);
+    expect(report.failed, report.output).toBe(0);
+    await stopServer(server);
+    // Processed = appended to the counter log before the response was written; received = ab's complete requests.
+    const processed = readFileSync(join(server.dir, 'quiesce-counter.log'), 'utf8').trim().split('\n').length;
+    expect(processed).toBe(report.complete);
+  }, 120_000);
+
+  it('gunicorn-gthread (20.x): the same load fails some requests, as the seed reports', async () => {
+    const server = await serve([...SEED_SERVER, '--policy', 'gunicorn-gthread']);
+    const report = await runAb([...SEED_LOAD, url(server)]);
+    expectCompleteRun(report);
+    expect(report.failed, report.output).toBeGreaterThan(0);
+    await stopServer(server);
+    await expectConformingTrace(server);
+  }, 120_000);
+});
