@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
+    hookTimeout: 30_000,
     reporters: ['default', './test/summary-reporter.ts'],
   },
 });

@@ -89,10 +89,15 @@ export async function loadApp(spec: string, cwd: string): Promise<App> {
   const path = resolve(cwd, spec);
   let module: { default?: unknown };
   try {
-    module = (await import(pathToFileURL(path).href)) as { default?: unknown };
+    // A TypeScript handler goes through tsx, as the project's own sources do.
+    if (/\.[cm]?tsx?$/.test(path)) module = (await (await import('tsx/esm/api')).tsImport(pathToFileURL(path).href, import.meta.url)) as { default?: unknown };
+    else module = (await import(pathToFileURL(path).href)) as { default?: unknown };
   } catch (error) {
     throw new AppLoadError(`cannot load app ${spec}: ${(error as Error).message.split('\n')[0]}`);
   }
+  // A TypeScript module compiled as CommonJS arrives wrapped once more: { default: { default: handler } }.
+  const inner = module.default as { default?: unknown } | undefined;
+  if (typeof module.default !== 'function' && typeof inner?.default === 'function') module = inner;
   if (typeof module.default !== 'function') throw new AppLoadError(`app ${spec} has no default export function (request) => response`);
   const handler = module.default as (request: AppRequest) => HttpResponse | Promise<HttpResponse>;
   return (request) => handler(request);

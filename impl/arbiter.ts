@@ -20,7 +20,6 @@ import { existsSync, lstatSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { workerId, type ConnId, type TraceEvent, type WorkerId, type WorkerSignal } from '../model/events.ts';
 import { ActorHost, type Timer } from '../model/host.ts';
 import { machinesFor, maxRequestsBounds, type PolicyMachines } from '../model/machines/index.ts';
@@ -34,8 +33,8 @@ import { DEFAULT_LIMITS } from './http.ts';
 import { LiveHost, monotonicNs, ServerInvariantError } from './live-host.ts';
 import { isWorkerMessage, WORKER_BOOT_ERROR, WORKER_SPEC_ENV, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 import { TraceWriter } from './trace-writer.ts';
+import { workerBundle } from './worker-bundle.ts';
 
-const WORKER_ENTRY = fileURLToPath(new URL('./worker-entry.mjs', import.meta.url));
 /** gunicorn's arbiter loop sleeps at most 1 s between heartbeat checks. */
 const ARBITER_TICK_MS = 1000;
 
@@ -99,11 +98,14 @@ class MirrorHost extends ActorHost {
 export class Arbiter {
   private readonly params: ServerParams;
   private readonly host: LiveHost;
-  private readonly mirror: MirrorHost | null;
+  private readonly machines: PolicyMachines;
+  /** Each worker's reported events (its own and its connections'), kept to rebuild its state if it dies silently. */
+  private readonly reported = new Map<WorkerId, TraceEvent[]>();
   private readonly trace: TraceWriter | null;
   private readonly workers = new Map<WorkerId, WorkerRecord>();
   private readonly originNs = monotonicNs();
   private handle: ServerHandle | null = null;
+  private workerScript = '';
   private nextWorker = 1;
   private gracefulTimer: Timer | null = null;
   private tick: NodeJS.Timeout | null = null;
@@ -122,13 +124,14 @@ export class Arbiter {
     const write = (event: TraceEvent) => this.trace?.write(event);
     this.host = new LiveHost(machines, write, this.originNs);
     this.host.attach((actor, action) => this.command(actor, action));
-    this.mirror = this.trace ? new MirrorHost(machines, write, () => this.host.nowMs) : null;
+    this.machines = machines;
   }
 
   /** Bind, spawn the workers, and run until the server stops; resolves with the exit code. */
   run(): Promise<number> {
     this.validateApp();
     this.handle = this.bind();
+    this.workerScript = workerBundle();
     if (this.config.pid) {
       try {
         writeFileSync(this.config.pid, `${process.pid}\n`);
@@ -260,11 +263,14 @@ export class Arbiter {
       originNs: this.originNs.toString(),
       trace: this.trace !== null,
     };
-    const child = spawn(process.execPath, [WORKER_ENTRY], {
+    // QUIESCE_WORKER_NODE_ARGS: node flags for the workers (--cpu-prof, --max-old-space-size …).
+    const nodeArgs = (process.env.QUIESCE_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, this.workerScript], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', this.handle!.fd],
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
     const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null };
+    if (this.trace) this.reported.set(id, []);
     this.workers.set(id, record);
     this.host.emit('arbiter', { type: 'arbiter.spawn', worker: id });
     this.host.emit('listener', { type: 'listener.hold', holder: id });
@@ -334,8 +340,9 @@ export class Arbiter {
       case 'heartbeat':
         record.lastHeartbeatNs = monotonicNs();
         return;
-      case 'event':
-        this.mirror?.follow(m.event);
+      case 'events':
+        for (const event of m.events) this.trace?.write(event);
+        this.reported.get(record.id)?.push(...m.events);
         return;
       case 'released-listener':
         this.host.emitIfAccepted('listener', { type: 'listener.release', holder: record.id });
@@ -352,8 +359,8 @@ export class Arbiter {
   private murderWorkers(): void {
     if (this.params.timeoutMs <= 0) return;
     const now = monotonicNs();
+    // A worker that hangs while booting is as silent as one that hangs later (gunicorn's heartbeat file starts at spawn).
     for (const record of this.workers.values()) {
-      if (!record.ready) continue;
       if (Number(now - record.lastHeartbeatNs) / 1e6 <= this.params.timeoutMs) continue;
       if (!record.aborted) {
         record.aborted = true;
@@ -375,7 +382,6 @@ export class Arbiter {
     this.host.emitIfAccepted('listener', { type: 'listener.release', holder: record.id });
     this.host.emit('arbiter', { type: 'arbiter.reap', worker: record.id, code: exitCode });
     if (this.fatal && this.host.snapshot('arbiter').matches('running')) {
-      this.output.log(`[arbiter] ${this.fatal}; shutting down`);
       this.host.emitIfAccepted('arbiter', { type: 'arbiter.signal', signal: 'TERM' });
     }
     this.maybeExit();
@@ -388,10 +394,20 @@ export class Arbiter {
    * unread), the listener copy released, the exit.
    */
   private writeWhatTheKernelDid(worker: WorkerId, code: number, signal: NodeJS.Signals | null): void {
-    const m = this.mirror;
-    if (!m || !m.has(worker) || m.snapshot(worker).status === 'done') return;
-    if (signal === 'SIGKILL' || signal === 'SIGABRT') m.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGKILL' ? 'KILL' : 'ABRT' });
-    else m.emitIfAccepted(worker, { type: 'worker.signal', signal: 'KILL' });
+    const reported = this.reported.get(worker);
+    this.reported.delete(worker);
+    if (!reported || !this.trace) return;
+    const last = reported.at(-1);
+    if (last?.actor === worker && last.type === 'worker.exit') return; // it finished its own trace
+    // Rebuild the worker's actors from what it reported; only what follows is written.
+    let replaying = true;
+    const m = new MirrorHost(this.machines, (event) => {
+      if (!replaying) this.trace?.write(event);
+    }, () => this.host.nowMs);
+    for (const event of reported) m.follow(event);
+    replaying = false;
+    if (!m.has(worker) || m.snapshot(worker).status === 'done') return;
+    m.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGABRT' ? 'ABRT' : 'KILL' });
     const ctx = m.snapshot(worker).context as { openConns: ConnId[]; holdsListener: boolean };
     for (const conn of [...ctx.openConns]) {
       if (m.has(conn) && m.snapshot(conn).status !== 'done') {
@@ -409,7 +425,7 @@ export class Arbiter {
     if (!this.host.accepts('arbiter', { type: 'arbiter.exit', code: 0 })) return;
     const code = this.fatal ? 2 : 0;
     this.host.emit('arbiter', { type: 'arbiter.exit', code: 0 });
-    if (this.gracefulTimer) this.gracefulTimer.cancelled = true;
+    this.host.stop();
     if (this.tick) clearInterval(this.tick);
     this.trace?.finish(this.fatal === null);
     if (this.config.pid) {

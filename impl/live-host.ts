@@ -32,8 +32,24 @@ export class LiveHost extends ActorHost {
     return Number(monotonicNs() - this.originNs) / 1e6;
   }
 
+  private readonly pending = new Set<LiveTimer>();
+  private stopped = false;
+
   at(delayMs: number, run: () => void): Timer {
-    return new LiveTimer(delayMs, () => this.dispatch(run));
+    const timer = new LiveTimer(delayMs, () => {
+      this.pending.delete(timer);
+      this.dispatch(run);
+    });
+    if (this.stopped) timer.cancelled = true;
+    else this.pending.add(timer);
+    return timer;
+  }
+
+  /** The process is leaving: no timer of a machine may keep it alive or fire. */
+  stop(): void {
+    this.stopped = true;
+    for (const timer of this.pending) timer.cancelled = true;
+    this.pending.clear();
   }
 
   protected invariant(message: string): Error {

@@ -34,7 +34,7 @@ export const WORKER_SPEC_ENV = 'QUIESCE_WORKER';
 export type WorkerMessage =
   | { readonly kind: 'ready' }
   | { readonly kind: 'heartbeat' }
-  | { readonly kind: 'event'; readonly event: TraceEvent }
+  | { readonly kind: 'events'; readonly events: readonly TraceEvent[] }
   | { readonly kind: 'released-listener' }
   | { readonly kind: 'boot-error'; readonly message: string }
   /** The last message before exit: everything before it has been delivered. */

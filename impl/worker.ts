@@ -62,9 +62,24 @@ export class WorkerServer {
     this.id = spec.id;
     this.policy = getPolicy(spec.policy);
     this.threads = this.policy.singleThreaded ? 1 : spec.params.threads;
-    const sink = spec.trace ? (event: TraceEvent) => this.send({ kind: 'event', event }) : () => {};
+    const sink = spec.trace ? (event: TraceEvent) => this.queueEvent(event) : () => {};
     this.host = new LiveHost(machinesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
     this.host.attach((actor, action) => this.command(actor, action));
+  }
+
+  private queued: TraceEvent[] = [];
+
+  /** Trace events go to the arbiter in one message per event-loop turn, not one each. */
+  private queueEvent(event: TraceEvent): void {
+    if (this.queued.length === 0) setImmediate(() => this.flushEvents());
+    this.queued.push(event);
+  }
+
+  private flushEvents(): void {
+    if (this.queued.length === 0) return;
+    const events = this.queued;
+    this.queued = [];
+    this.send({ kind: 'events', events });
   }
 
   async boot(): Promise<void> {
@@ -73,6 +88,7 @@ export class WorkerServer {
       this.app = await loadApp(this.spec.app, this.spec.cwd);
     } catch (error) {
       const message = error instanceof AppLoadError ? error.message : `app ${this.spec.app} failed to load: ${(error as Error).message}`;
+      this.flushEvents();
       this.send({ kind: 'boot-error', message }, () => this.exit(WORKER_BOOT_ERROR));
       return;
     }
@@ -365,7 +381,10 @@ export class WorkerServer {
     this.host.emit(this.id, { type: 'worker.exit', code });
     // Let written responses reach the kernel before the process goes: exit once every socket closed.
     const sockets = [...this.openSockets];
-    const leave = () => this.send({ kind: 'bye' }, () => this.exit(code));
+    const leave = () => {
+      this.flushEvents();
+      this.send({ kind: 'bye' }, () => this.exit(code));
+    };
     if (sockets.length === 0) return leave();
     let left = sockets.length;
     const timer = setTimeout(leave, EXIT_FLUSH_MS);

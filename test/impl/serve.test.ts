@@ -3,6 +3,7 @@
  * Every test also replays the server's own trace through the model: what the
  * server did must be what the machines allow under its policy.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,7 +12,7 @@ import { replay } from '../../model/replay.ts';
 import { BASE_POLICY_NAMES, getPolicy } from '../../model/policies.ts';
 import { propertiesFor } from '../../model/properties.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
-import { Client, rawExchange, startServer, stopServer, tryConnect, waitFor, type RunningServer } from './server.ts';
+import { BIN, Client, rawExchange, startServer, stopServer, tempDir, tryConnect, waitFor, type RunningServer } from './server.ts';
 
 const running: RunningServer[] = [];
 
@@ -194,6 +195,50 @@ describe('quiesce serve: lifecycle', () => {
     const trace = traceOf(server);
     expect(trace.header.policy).toBe('abort-idle');
     expect(trace.header.params.keepAliveMs).toBe(5000);
+  });
+});
+
+describe('quiesce serve: apps', () => {
+  it('loads a user handler module, JavaScript or TypeScript', async () => {
+    for (const [file, source] of [
+      ['handler.mjs', "export default async (request) => ({ status: 202, headers: { 'X-Seen': request.path }, body: 'js\\n' });"],
+      ['handler.ts', 'export default function handler(request: { path: string }): { status: number; body: string } {\n  return { status: 201, body: `ts ${request.path}\\n` };\n}\n'],
+    ] as const) {
+      const dir = tempDir();
+      writeFileSync(join(dir, file), source);
+      const server = await serve(['--workers', '1', '--app', join(dir, file)]);
+      const client = new Client(server.target);
+      const response = await okResponse(client, '/x');
+      expect(response.status).toBe(file.endsWith('.ts') ? 201 : 202);
+      expect(response.body).toBe(file.endsWith('.ts') ? 'ts /x\n' : 'js\n');
+      client.close();
+      await stopServer(server);
+    }
+  });
+
+  it('a module without a handler: one line, exit 2', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'bad.mjs'), 'export default 5;\n');
+    const result = spawnSync(process.execPath, [BIN, 'serve', '--bind', '127.0.0.1:0', '--app', join(dir, 'bad.mjs')], { encoding: 'utf8', timeout: 20_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^quiesce serve: app .*bad\.mjs has no default export function \(request\) => response$/)]);
+  });
+
+  it('echo returns the body; sleep refuses a bad ms with 400 and keeps the connection', async () => {
+    const server = await serve(['--workers', '1', '--app', 'echo']);
+    const client = new Client(server.target);
+    client.send('POST /e HTTP/1.1\r\nContent-Type: text/x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    const echoed = await client.next();
+    expect(echoed.kind === 'response' && [echoed.response.body, echoed.response.headers.get('content-type')]).toEqual(['hello', 'text/x']);
+    client.close();
+    await stopServer(server);
+    const sleeper = await serve(['--workers', '1', '--app', 'sleep']);
+    const c2 = new Client(sleeper.target);
+    const refused = await okResponse(c2, '/?ms=abc');
+    expect(refused.status).toBe(400);
+    expect(refused.headers.get('connection')).toBe('keep-alive');
+    expect((await okResponse(c2, '/?ms=10')).body).toBe('slept 10 ms\n');
+    c2.close();
   });
 });
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const BIN = new URL('../../bin/quiesce.mjs', import.meta.url).pathname;
+export const BIN = new URL('../../bin/quiesce.mjs', import.meta.url).pathname;
 
 export interface RunningServer {
   readonly proc: ChildProcess;
@@ -89,7 +89,7 @@ export async function stopServer(server: RunningServer, waitMs = 15_000): Promis
 /** A worker process (the arbiter has other children: tsx's esbuild service). */
 function isWorkerProcess(pid: number): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker-entry');
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('quiesce-worker-');
   } catch {
     return false;
   }
