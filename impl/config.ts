@@ -61,7 +61,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: 'graceful-timeout', key: 'gracefulTimeoutS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'how long a stop or reload waits before SIGKILL (default 30)' },
   { name: 'max-requests', key: 'maxRequests', kind: { type: 'int', min: 0 }, placeholder: 'n', description: 'recycle a worker after this many requests; 0 disables (default 0)' },
   { name: 'max-requests-jitter', key: 'maxRequestsJitter', kind: { type: 'int', min: 0 }, placeholder: 'n', description: 'add 0..n to each worker\'s max-requests (default 0)' },
-  { name: 'backlog', key: 'backlog', kind: { type: 'int', min: 0, max: 65_535 }, placeholder: 'n', description: 'listen(2) backlog, capped by net.core.somaxconn (default 2048)' },
+  { name: 'backlog', key: 'backlog', kind: { type: 'int', min: 1, max: 65_535 }, placeholder: 'n', description: 'listen(2) backlog, capped by net.core.somaxconn (default 2048)' },
   { name: 'policy', key: 'policy', kind: { type: 'string' }, placeholder: 'name', description: 'shutdown policy, see `quiesce policies` (default safe-drain)' },
   { name: 'app', key: 'app', kind: { type: 'string' }, placeholder: 'app', description: 'hello | sleep | echo | counter | a module path (default hello)' },
   { name: 'idle-grace', key: 'idleGraceS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'idle window for one more request while draining (idle-grace, safe-drain; default 1)' },

@@ -100,7 +100,8 @@ export class WorkerServer {
       this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exit(WORKER_BOOT_ERROR));
     });
     this.server = server;
-    server.listen({ fd: LISTENER_FD, backlog: this.spec.params.backlog }, () => {
+    // The backlog must be positional: Node ignores `backlog` in the options object when listening on an fd.
+    server.listen({ fd: LISTENER_FD }, this.spec.params.backlog, () => {
       this.host.now(() => {
         if (!this.host.emitIfAccepted(this.id, { type: 'worker.ready' })) return;
         this.send({ kind: 'ready' });
