@@ -112,7 +112,7 @@ export const connectionChart = setup({
         // The client closed its end; the server reads EOF and closes. Nothing to linger for.
         'conn.peer-fin': { target: 'closingHard' },
         // A client that never completes its request head (slowloris) is given up on.
-        'conn.header-timeout': { target: 'closingHard' },
+        'conn.header-timeout': { target: '#conn.closing' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
       states: {
@@ -184,8 +184,8 @@ export const connectionChart = setup({
           { actions: 'markDraining' },
         ],
         'conn.peer-fin': {},
-        // The body never completed: the unread bytes make this close an RST.
-        'conn.header-timeout': { target: 'closingHard' },
+        // The body never completed: a plain close sends RST for the unread bytes; a lingering close does not.
+        'conn.header-timeout': { target: 'closing' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
     },
