@@ -64,15 +64,19 @@ describe('quiesce serve: lifecycle', () => {
     expect(trace.events.filter((e) => e.type === 'worker.exit')).toHaveLength(2);
   });
 
-  it('binds a unix socket, and removes it when it stops', async () => {
-    const server = await serve(['--workers', '1'], { unix: true });
+  it('binds a unix socket and writes a pid file, and removes both when it stops', async () => {
+    const dir = tempDir();
+    const pidFile = join(dir, 'quiesce.pid');
+    const server = await serve(['--workers', '1', '--pid', pidFile], { unix: true });
     const path = (server.target as { path: string }).path;
     expect(existsSync(path)).toBe(true);
+    expect(readFileSync(pidFile, 'utf8').trim()).toBe(String(server.pid));
     const client = new Client(server.target);
     expect((await okResponse(client)).status).toBe(200);
     client.close();
     expect(await stopServer(server)).toBe(0);
     expect(existsSync(path)).toBe(false);
+    expect(existsSync(pidFile)).toBe(false);
     expectConformingTrace(server);
   });
 
@@ -154,6 +158,40 @@ describe('quiesce serve: lifecycle', () => {
     const trace = expectConformingTrace(server);
     // Cut off at the deadline: by the worker's own graceful timer, or by the arbiter's SIGKILL if that came first.
     expect(trace.events.some((e) => e.type === 'conn.abort' && (e.reason === 'deadline' || e.reason === 'killed'))).toBe(true);
+  });
+
+  it('QUIT is a fast stop: workers exit at once, cutting off the request in progress', async () => {
+    const server = await serve(['--workers', '2', '--threads', '2', '--app', 'sleep', '--graceful-timeout', '30']);
+    const client = new Client(server.target);
+    client.send('GET /?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    server.signal('SIGQUIT');
+    // Far sooner than the 30 s graceful timeout or the 20 s request.
+    const outcome = await client.next(10_000);
+    expect(['eof', 'reset']).toContain(outcome.kind);
+    expect(await server.exited).toBe(0);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.filter((e) => e.type === 'arbiter.kill' && e.signal === 'QUIT')).toHaveLength(2);
+    expect(trace.events.some((e) => e.type === 'conn.abort' && e.reason === 'worker-exit')).toBe(true);
+  });
+
+  it('a draining worker keeps heartbeating: a drain longer than --timeout is not killed', async () => {
+    const server = await serve(['--workers', '1', '--threads', '2', '--app', 'sleep', '--timeout', '1', '--graceful-timeout', '10', '--policy', 'safe-drain']);
+    const client = new Client(server.target);
+    client.send('GET /?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    server.signal('SIGTERM');
+    const outcome = await client.next(10_000);
+    expect(outcome.kind).toBe('response');
+    if (outcome.kind === 'response') {
+      expect(outcome.response.status).toBe(200);
+      expect(outcome.response.headers.get('connection')).toBe('close');
+    }
+    expect(await server.exited).toBe(0);
+    expect(server.output()).not.toMatch(/WORKER TIMEOUT/);
+    const trace = expectConformingTrace(server);
+    const term = trace.events.find((e) => e.type === 'worker.signal' && e.signal === 'TERM')!;
+    expect(trace.events.filter((e) => e.type === 'worker.heartbeat' && e.t > term.t).length).toBeGreaterThan(2);
   });
 
   it('recycles a worker after --max-requests; the last response says close', async () => {
