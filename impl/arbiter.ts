@@ -266,7 +266,7 @@ export class Arbiter {
     // QUIESCE_WORKER_NODE_ARGS: node flags for the workers (--cpu-prof, --max-old-space-size …).
     const nodeArgs = (process.env.QUIESCE_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const child = spawn(process.execPath, [...nodeArgs, this.workerScript], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', this.handle!.fd],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', this.handle!.fd, this.handle!.fd],
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
     const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null };

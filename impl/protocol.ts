@@ -26,8 +26,15 @@ export interface WorkerSpec {
   readonly trace: boolean;
 }
 
-/** The listening socket is the child's fd 4 (stdio index 4; 3 is the IPC channel). */
+/**
+ * The listening socket reaches a worker twice: fd 4, on which it accepts, and
+ * fd 5, which it only holds. Node cannot stop accepting on a socket it
+ * listens on except by closing it, but gunicorn's workers stop accepting when
+ * they drain and still hold their copy until they exit (sync, gthread 24+);
+ * closing fd 4 while keeping fd 5 is exactly that.
+ */
 export const LISTENER_FD = 4;
+export const HELD_LISTENER_FD = 5;
 
 export const WORKER_SPEC_ENV = 'QUIESCE_WORKER';
 

@@ -11,6 +11,7 @@
  * `exitProcess`, timers). So the policy in force here is, by construction,
  * the policy in the model — and the trace it writes is what the machines saw.
  */
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { connId, type ConnId, type TraceEvent, type WorkerId } from '../model/events.ts';
 import { machinesFor, responseMustClose } from '../model/machines/index.ts';
@@ -20,7 +21,7 @@ import type { MachineAction } from '../model/step.ts';
 import { AppLoadError, loadApp, type App } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { LiveHost, ServerInvariantError } from './live-host.ts';
-import { LISTENER_FD, WORKER_BOOT_ERROR, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+import { HELD_LISTENER_FD, LISTENER_FD, WORKER_BOOT_ERROR, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 
 interface Conn {
   readonly id: ConnId;
@@ -95,7 +96,10 @@ export class WorkerServer {
     // allowHalfOpen: a client's FIN must not close our side — lingering close and
     // "the client closed, answer what it sent" both need the socket half-open.
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-    server.on('connection', (socket) => this.host.now(() => this.accept(socket)));
+    server.on('connection', (socket) => {
+      if (this.acceptsDeferred) this.deferred.push(socket);
+      else this.host.now(() => this.accept(socket));
+    });
     server.on('error', (error) => {
       this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exit(WORKER_BOOT_ERROR));
     });
@@ -129,12 +133,38 @@ export class WorkerServer {
 
   // ───────────────────────── connections ─────────────────────────
 
+  /**
+   * After an app blocked the worker (single-threaded policies), a signal that came meanwhile waits
+   * in the same event-loop turn as the connections that queued meanwhile, and libuv may hand us
+   * the connections first. gunicorn's sync worker would have taken the signal during the block
+   * (Python runs handlers while it sleeps): so connections of that turn are looked at only once
+   * the turn's signals have been handled.
+   */
+  private acceptsDeferred = false;
+  private readonly deferred: net.Socket[] = [];
+  /** Connections the kernel handed over after this worker stopped accepting: never served, reset at exit as the queue would be. */
+  private readonly held: net.Socket[] = [];
+
+  private deferAcceptsThisTurn(): void {
+    if (this.acceptsDeferred) return;
+    this.acceptsDeferred = true;
+    // The block happened inside a poll phase: the first check phase comes before the next poll,
+    // the second after it — by then that poll's signals have run.
+    setImmediate(() =>
+      setImmediate(() => {
+        this.acceptsDeferred = false;
+        for (const socket of this.deferred.splice(0)) this.host.now(() => this.accept(socket));
+      }),
+    );
+  }
+
   private accept(socket: net.Socket): void {
     const conn = connId(this.spec.n, this.nextConn);
     if (!this.host.accepts(this.id, { type: 'worker.accept', conn })) {
-      // libuv accepted it in the same turn the listener copy was released: the model says this
-      // worker no longer accepts, so the connection is refused as a closed listener would.
-      socket.destroy();
+      // libuv accepted it just before this worker stopped accepting. The model's worker never did:
+      // for the client it is still queued — unread, and reset when the worker goes.
+      socket.pause();
+      this.held.push(socket);
       return;
     }
     this.nextConn++;
@@ -263,7 +293,9 @@ export class WorkerServer {
 
   private async runApp(request: HttpRequest, requestId: string): Promise<HttpResponse> {
     try {
-      return await this.app!({ ...request, requestId }, { blocking: this.policy.singleThreaded, counterLog: this.spec.counterLog });
+      const result = this.app!({ ...request, requestId }, { blocking: this.policy.singleThreaded, counterLog: this.spec.counterLog });
+      if (this.policy.singleThreaded) this.deferAcceptsThisTurn();
+      return await result;
     } catch (error) {
       process.stderr.write(`[${this.id}] app error on ${requestId}: ${(error as Error).message}\n`);
       return { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' };
@@ -304,6 +336,9 @@ export class WorkerServer {
   private command(actor: string, action: MachineAction): void {
     switch (action.type) {
       case 'drainConnections':
+        // A draining worker accepts no more (unless the policy's last loop turn may): stop accepting now,
+        // whether or not the policy releases its copy of the socket yet.
+        if (!this.policy.acceptAfterDrain) this.stopAccepting();
         for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.drain' });
         return;
       case 'closeListenerCopy':
@@ -324,9 +359,18 @@ export class WorkerServer {
     }
   }
 
+  private stopAccepting(): void {
+    if (this.server?.listening) this.server.close();
+  }
+
   private closeListener(): void {
     if (!this.host.accepts(this.id, { type: 'worker.close-listener' })) return;
-    this.server?.close();
+    this.stopAccepting();
+    try {
+      closeSync(HELD_LISTENER_FD);
+    } catch {
+      // already closed
+    }
     this.host.emit(this.id, { type: 'worker.close-listener' });
     this.send({ kind: 'released-listener' });
   }
@@ -379,6 +423,10 @@ export class WorkerServer {
     if ((this.host.snapshot(this.id).context as { holdsListener: boolean }).holdsListener) this.closeListener();
     const killed = this.host.snapshot(this.id).matches('dying');
     const code = killed ? 1 : 0;
+    for (const socket of this.held.splice(0)) {
+      if (typeof socket.resetAndDestroy === 'function' && socket.remoteFamily !== undefined) socket.resetAndDestroy();
+      else socket.destroy();
+    }
     this.host.emit(this.id, { type: 'worker.exit', code });
     // Let written responses reach the kernel before the process goes: exit once every socket closed.
     const sockets = [...this.openSockets];

@@ -299,6 +299,28 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     expectConformingTrace(server);
   });
 
+  it('gunicorn-sync: a draining worker stops accepting but holds its socket copy, so a new connection waits in the queue and is reset at exit (R1)', async () => {
+    const server = await serve(['--workers', '1', '--app', 'sleep', '--policy', 'gunicorn-sync', '--graceful-timeout', '10']);
+    const busy = new Client(server.target);
+    busy.send('GET /?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    server.signal('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    // The arbiter closed its copy, the worker still holds one: the kernel still completes handshakes.
+    const late = new Client(server.target);
+    await late.connected;
+    const connectedAt = Date.now();
+    late.send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    const first = await busy.next(5000);
+    expect(first.kind === 'response' && first.response.status).toBe(200);
+    // Not accepted and dropped at once: it waited until the worker exited with the queue.
+    expect((await late.next(5000)).kind).toBe('reset');
+    expect(Date.now() - connectedAt).toBeGreaterThan(500);
+    expect(await server.exited).toBe(0);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.filter((e) => e.type === 'worker.accept')).toHaveLength(1);
+  });
+
   it('gunicorn-gthread decides the header before the app runs: the same response says keep-alive, then the connection is closed', async () => {
     const server = await serve(['--workers', '1', '--threads', '4', '--app', 'sleep', '--policy', 'gunicorn-gthread', '--graceful-timeout', '5']);
     const client = new Client(server.target);
