@@ -61,18 +61,27 @@ export interface ArbiterOutput {
 }
 
 /**
- * Mirrors the workers' actors from the events they report, so that when a
- * worker dies without a word (SIGKILL) the arbiter can write what the kernel
- * did for it — each open connection closed, FIN or RST by what was unread.
- * It never schedules timers: it only follows.
+ * Follows a worker's actors from the events it reports, so that when the
+ * worker dies without a word (SIGKILL, a crash) the arbiter can write what the
+ * kernel did for it — each open connection closed, FIN or RST by what was
+ * unread. Events are kept per actor and folded into machine snapshots in
+ * batches (stepping each once, off the hot path); a closed connection is
+ * forgotten, so memory stays bounded by what is open. It never schedules
+ * timers: it only follows.
  */
-class MirrorHost extends ActorHost {
+class WorkerShadow extends ActorHost {
+  private readonly unfolded = new Map<string, TraceEvent[]>();
+  private writing = false;
+  exited = false;
+
   constructor(
     machines: PolicyMachines,
-    sink: (event: TraceEvent) => void,
+    private readonly write: (event: TraceEvent) => void,
     private readonly clock: () => number,
   ) {
-    super(machines, sink);
+    super(machines, (event) => {
+      if (this.writing) this.write(event);
+    });
     this.attach(() => {});
   }
 
@@ -88,10 +97,44 @@ class MirrorHost extends ActorHost {
     return new ServerInvariantError(message.replace('the host produced', 'a worker reported'));
   }
 
-  /** Step an event a worker already validated against its own copy of the machines. */
-  follow(event: TraceEvent): void {
-    const { t: _t, actor, ...rest } = event;
-    this.emit(actor as TraceEvent['actor'], rest as never);
+  report(event: TraceEvent): void {
+    if (event.type === 'worker.exit') this.exited = true;
+    if (event.type === 'conn.close') {
+      this.unfolded.delete(event.actor);
+      this.forget(event.actor);
+      return;
+    }
+    let events = this.unfolded.get(event.actor);
+    if (!events) this.unfolded.set(event.actor, (events = []));
+    events.push(event);
+    if (events.length >= 256) this.fold(event.actor);
+  }
+
+  private fold(actor: string): void {
+    for (const event of this.unfolded.get(actor) ?? []) {
+      const { t: _t, actor: _actor, ...rest } = event;
+      this.emit(actor as TraceEvent['actor'], rest as never);
+    }
+    this.unfolded.delete(actor);
+  }
+
+  /** The worker is gone: bring every actor up to date, then write what the kernel did. */
+  writeKernelCleanup(worker: WorkerId, code: number, signal: NodeJS.Signals | null): void {
+    for (const actor of [...this.unfolded.keys()]) this.fold(actor);
+    if (this.exited || !this.has(worker) || this.snapshot(worker).status === 'done') return;
+    this.writing = true;
+    this.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGABRT' ? 'ABRT' : 'KILL' });
+    const ctx = this.snapshot(worker).context as { openConns: ConnId[] };
+    for (const conn of [...ctx.openConns]) {
+      if (this.has(conn) && this.snapshot(conn).status !== 'done') {
+        this.emitIfAccepted(conn, { type: 'conn.abort', reason: 'killed' });
+        const unread = (this.snapshot(conn).context as ConnContext).unread;
+        this.emitIfAccepted(conn, { type: 'conn.close', rst: unread });
+      }
+      this.emitIfAccepted(worker, { type: 'worker.conn-closed', conn });
+    }
+    if ((this.snapshot(worker).context as { holdsListener: boolean }).holdsListener) this.emitIfAccepted(worker, { type: 'worker.close-listener' });
+    this.emitIfAccepted(worker, { type: 'worker.exit', code });
   }
 }
 
@@ -99,8 +142,8 @@ export class Arbiter {
   private readonly params: ServerParams;
   private readonly host: LiveHost;
   private readonly machines: PolicyMachines;
-  /** Each worker's reported events (its own and its connections'), kept to rebuild its state if it dies silently. */
-  private readonly reported = new Map<WorkerId, TraceEvent[]>();
+  /** Each worker's actors as it reported them, to write its end if it dies silently. */
+  private readonly shadows = new Map<WorkerId, WorkerShadow>();
   private readonly trace: TraceWriter | null;
   private readonly workers = new Map<WorkerId, WorkerRecord>();
   private readonly originNs = monotonicNs();
@@ -270,7 +313,7 @@ export class Arbiter {
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
     const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null };
-    if (this.trace) this.reported.set(id, []);
+    if (this.trace) this.shadows.set(id, new WorkerShadow(this.machines, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
     this.host.emit('arbiter', { type: 'arbiter.spawn', worker: id });
     this.host.emit('listener', { type: 'listener.hold', holder: id });
@@ -342,7 +385,8 @@ export class Arbiter {
         return;
       case 'events':
         for (const event of m.events) this.trace?.write(event);
-        this.reported.get(record.id)?.push(...m.events);
+        const shadow = this.shadows.get(record.id);
+        if (shadow) for (const event of m.events) shadow.report(event);
         return;
       case 'released-listener':
         this.host.emitIfAccepted('listener', { type: 'listener.release', holder: record.id });
@@ -394,31 +438,9 @@ export class Arbiter {
    * unread), the listener copy released, the exit.
    */
   private writeWhatTheKernelDid(worker: WorkerId, code: number, signal: NodeJS.Signals | null): void {
-    const reported = this.reported.get(worker);
-    this.reported.delete(worker);
-    if (!reported || !this.trace) return;
-    const last = reported.at(-1);
-    if (last?.actor === worker && last.type === 'worker.exit') return; // it finished its own trace
-    // Rebuild the worker's actors from what it reported; only what follows is written.
-    let replaying = true;
-    const m = new MirrorHost(this.machines, (event) => {
-      if (!replaying) this.trace?.write(event);
-    }, () => this.host.nowMs);
-    for (const event of reported) m.follow(event);
-    replaying = false;
-    if (!m.has(worker) || m.snapshot(worker).status === 'done') return;
-    m.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGABRT' ? 'ABRT' : 'KILL' });
-    const ctx = m.snapshot(worker).context as { openConns: ConnId[]; holdsListener: boolean };
-    for (const conn of [...ctx.openConns]) {
-      if (m.has(conn) && m.snapshot(conn).status !== 'done') {
-        m.emitIfAccepted(conn, { type: 'conn.abort', reason: 'killed' });
-        const unread = (m.snapshot(conn).context as ConnContext).unread;
-        m.emitIfAccepted(conn, { type: 'conn.close', rst: unread });
-      }
-      m.emitIfAccepted(worker, { type: 'worker.conn-closed', conn });
-    }
-    if ((m.snapshot(worker).context as { holdsListener: boolean }).holdsListener) m.emitIfAccepted(worker, { type: 'worker.close-listener' });
-    m.emitIfAccepted(worker, { type: 'worker.exit', code });
+    const shadow = this.shadows.get(worker);
+    this.shadows.delete(worker);
+    shadow?.writeKernelCleanup(worker, code, signal);
   }
 
   private maybeExit(): void {

@@ -6,14 +6,13 @@
  * is stable and every actor lives in one process with one monotonic clock,
  * so no actor's events are reordered.
  */
-import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import type { TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import { formatEvent, makeHeader, type TraceHeader } from '../model/trace.ts';
 
 export class TraceWriter {
   private readonly fd: number;
-  private readonly events: TraceEvent[] = [];
   private closed = false;
 
   constructor(
@@ -28,7 +27,6 @@ export class TraceWriter {
 
   write(event: TraceEvent): void {
     if (this.closed) return;
-    this.events.push(event);
     writeSync(this.fd, formatEvent(event) + '\n');
   }
 
@@ -37,7 +35,9 @@ export class TraceWriter {
     if (this.closed) return;
     this.closed = true;
     closeSync(this.fd);
-    const ordered = this.events.map((event, index) => ({ event, index })).sort((a, b) => a.event.t - b.event.t || a.index - b.index);
+    // Read back what was appended (memory is not spent on it while the server runs).
+    const lines = readFileSync(this.path, 'utf8').split('\n').slice(1).filter((line) => line !== '');
+    const ordered = lines.map((line, index) => ({ event: JSON.parse(line) as TraceEvent, index })).sort((a, b) => a.event.t - b.event.t || a.index - b.index);
     const temporary = `${this.path}.tmp-${process.pid}`;
     const fd = openSync(temporary, 'w');
     writeSync(fd, JSON.stringify(this.header(complete)) + '\n');
