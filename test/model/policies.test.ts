@@ -184,3 +184,16 @@ describe('the policy registry', () => {
     expect(new Set(shapes).size).toBe(1);
   });
 });
+
+describe('the arbiter', () => {
+  it('a heartbeat timeout asks to abort that worker, by name (the command carries the worker)', () => {
+    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
+    const { actions } = drive(arbiter, [
+      { type: 'arbiter.start', workers: 2 },
+      { type: 'arbiter.spawn', worker: 'worker/1' },
+      { type: 'arbiter.spawn', worker: 'worker/2' },
+      { type: 'arbiter.heartbeat-timeout', worker: 'worker/2' },
+    ]);
+    expect(actions.map((a) => ({ type: a.type, params: a.params }))).toEqual([{ type: 'abortWorker', params: { worker: 'worker/2' } }]);
+  });
+});
