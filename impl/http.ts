@@ -81,6 +81,13 @@ export class RequestParser {
     return this.headEnd() !== -1;
   }
 
+  /** The buffered head is complete and asks `Expect: 100-continue` (the client waits before sending its body). */
+  expectsContinue(): boolean {
+    const end = this.headEnd();
+    if (end === -1) return false;
+    return /\nexpect:[ \t]*100-continue[ \t]*(\r?\n|$)/i.test(this.buffer.subarray(0, end).toString('latin1'));
+  }
+
   /** The X-Request-Id of the buffered head, if it is complete and has one. */
   peekRequestId(): string | undefined {
     const end = this.headEnd();
@@ -247,7 +254,7 @@ function allowsKeepAlive(version: '1.0' | '1.1', headers: ReadonlyMap<string, st
 }
 
 const REASONS: Record<number, string> = {
-  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other',
+  100: 'Continue', 200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other',
   304: 'Not Modified', 307: 'Temporary Redirect', 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized',
   403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 410: 'Gone', 422: 'Unprocessable Content', 429: 'Too Many Requests',
   408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
@@ -262,9 +269,23 @@ export interface HttpResponse {
 }
 
 /** Serialize a response. `close` decides the Connection header: the policy's decision, made by the model. */
+let dateSecond = -1;
+let dateText = '';
+
+/** The Date header changes once a second; formatting it per response is wasted work. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
 export function serializeResponse(response: HttpResponse, close: boolean, keepAliveSeconds: number, headOnly = false): Buffer {
   const body = typeof response.body === 'string' ? Buffer.from(response.body) : (response.body ?? Buffer.alloc(0));
-  const lines = [`HTTP/1.1 ${response.status} ${REASONS[response.status] ?? 'Unknown'}`, `Date: ${new Date().toUTCString()}`, 'Server: quiesce'];
+  const lines = [`HTTP/1.1 ${response.status} ${REASONS[response.status] ?? 'Unknown'}`, `Date: ${httpDate()}`, 'Server: quiesce'];
   for (const [name, value] of Object.entries(response.headers ?? {})) {
     const lower = name.toLowerCase();
     if (lower === 'connection' || lower === 'content-length' || lower === 'transfer-encoding' || lower === 'keep-alive') continue;

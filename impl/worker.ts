@@ -34,6 +34,8 @@ interface Conn {
   headerTimer: NodeJS.Timeout | null;
   /** After a half-close: whatever arrives is read and discarded. */
   discarding: boolean;
+  /** 100 Continue was sent for the request being received. */
+  continued: boolean;
   closed: boolean;
 }
 
@@ -169,7 +171,7 @@ export class WorkerServer {
     }
     this.nextConn++;
     this.track(socket);
-    const state: Conn = { id: conn, socket, parser: new RequestParser(this.spec.limits), announced: null, requests: 0, headerTimer: null, discarding: false, closed: false };
+    const state: Conn = { id: conn, socket, parser: new RequestParser(this.spec.limits), announced: null, requests: 0, headerTimer: null, discarding: false, continued: false, closed: false };
     this.conns.set(conn, state);
     // impl/ cannot see the client's own id: each peer is named after the connection that accepted it.
     const client = `client/${this.spec.n * 1_000_000 + this.nextConn - 1}` as const;
@@ -186,6 +188,12 @@ export class WorkerServer {
   private onData(conn: Conn, chunk: Buffer): void {
     if (conn.closed || conn.discarding) return; // a lingering close reads and discards
     conn.parser.push(chunk);
+    if (conn.announced !== null && !this.waiting.includes(conn.id) && this.host.snapshot(conn.id).matches('pending')) {
+      // More of an announced request (its body): it may be complete now.
+      this.waiting.push(conn.id);
+      this.pump();
+      return;
+    }
     this.announce(conn);
   }
 
@@ -263,7 +271,14 @@ export class WorkerServer {
         this.serve(conn, null, { status: error.status, headers: { 'Content-Type': 'text/plain' }, body: `${error.message}\n` });
         continue;
       }
-      if (request === null) continue; // the body is still arriving; its next bytes bring it back
+      if (request === null) {
+        // The body is still arriving; its next bytes bring it back. A client that asked waits for our go-ahead.
+        if (!conn.continued && conn.parser.expectsContinue() && !conn.socket.destroyed) {
+          conn.continued = true;
+          conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+        }
+        continue;
+      }
       if (!this.host.accepts(id, { type: 'conn.read', req: conn.announced, keepAlive: request.keepAlive })) continue;
       this.serve(conn, request, null);
     }
@@ -274,6 +289,7 @@ export class WorkerServer {
     const e = this.host;
     const req = conn.announced!;
     conn.announced = null;
+    conn.continued = false;
     conn.requests++;
     if (conn.headerTimer) clearTimeout(conn.headerTimer);
     conn.headerTimer = null;

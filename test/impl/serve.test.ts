@@ -372,6 +372,25 @@ describe('quiesce serve: bad input gets a 4xx and a close, and the server keeps 
     expect(trace.events.some((e) => e.type === 'conn.header-timeout')).toBe(true);
   });
 
+  it('waits for a body that arrives later, and says 100 Continue to a client that asks', async () => {
+    const server = await serve(['--workers', '1', '--app', 'echo']);
+    const client = new Client(server.target);
+    client.send('POST /late HTTP/1.1\r\nContent-Length: 4\r\n\r\nab');
+    await new Promise((r) => setTimeout(r, 150));
+    client.send('cd');
+    const late = await client.next();
+    expect(late.kind === 'response' && late.response.body).toBe('abcd');
+    client.send('POST /ask HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n');
+    const go = await client.next();
+    expect(go.kind === 'response' && go.response.status).toBe(100);
+    client.send('xyz');
+    const answer = await client.next();
+    expect(answer.kind === 'response' && [answer.response.status, answer.response.body]).toEqual([200, 'xyz']);
+    client.close();
+    await stopServer(server);
+    expectConformingTrace(server);
+  });
+
   it('answers pipelined requests in order', async () => {
     const server = await serve(['--workers', '1', '--app', 'echo']);
     const client = new Client(server.target);
