@@ -396,6 +396,10 @@ export class Arbiter {
         return;
       case 'bye':
         return;
+      case 'listener-request':
+        // Only while the arbiter still holds its copy: after that no worker should accept anew.
+        if (this.handle && this.arbiterContext().holdsListener) record.child.send({ kind: 'listener-copy' }, this.handle as unknown as net.Socket);
+        return;
     }
   }
 

@@ -55,7 +55,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: 'bind', key: 'bind', kind: { type: 'string' }, placeholder: 'address', description: 'HOST:PORT or unix:PATH (default 127.0.0.1:8000)' },
   { name: 'workers', key: 'workers', kind: { type: 'int', min: 1, max: 512 }, placeholder: 'n', description: 'worker processes (default 1)' },
   { name: 'threads', key: 'threads', kind: { type: 'int', min: 1, max: 10_000 }, placeholder: 'n', description: 'requests a worker serves at once (default 1)' },
-  { name: 'worker-connections', key: 'workerConnections', kind: { type: 'int', min: 1 }, placeholder: 'n', description: 'connections a worker holds at most (default 1000)' },
+  { name: 'worker-connections', key: 'workerConnections', kind: { type: 'int', min: 1 }, placeholder: 'n', description: 'connections a worker holds; at the limit it stops accepting (default 1000)' },
   { name: 'keepalive', key: 'keepaliveS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'idle keep-alive timeout; 0 disables keep-alive (default 2)' },
   { name: 'timeout', key: 'timeoutS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'a worker silent this long is killed and replaced; 0 disables (default 30)' },
   { name: 'graceful-timeout', key: 'gracefulTimeoutS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'how long a stop or reload waits before SIGKILL (default 30)' },

@@ -43,12 +43,23 @@ export type WorkerMessage =
   | { readonly kind: 'heartbeat' }
   | { readonly kind: 'events'; readonly events: readonly TraceEvent[] }
   | { readonly kind: 'released-listener' }
+  /** Below worker-connections again: send a copy of the listening socket to accept on. */
+  | { readonly kind: 'listener-request' }
   | { readonly kind: 'boot-error'; readonly message: string }
   /** The last message before exit: everything before it has been delivered. */
   | { readonly kind: 'bye' };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';
+}
+
+/** From the arbiter: a copy of the listening socket comes with this message. */
+export interface ListenerCopyMessage {
+  readonly kind: 'listener-copy';
+}
+
+export function isListenerCopy(value: unknown): value is ListenerCopyMessage {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'listener-copy';
 }
 
 /** gunicorn's exit code for a worker that could not boot (arbiter.py WORKER_BOOT_ERROR). */

@@ -2,7 +2,7 @@
  * Entry point of a worker process (spawned by the arbiter, never by hand):
  * reads its spec, wires real signals to the worker machine, and runs.
  */
-import { isWorkerMessage, WORKER_SPEC_ENV, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+import { isListenerCopy, WORKER_SPEC_ENV, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 import { WorkerServer } from './worker.ts';
 
 function send(message: WorkerMessage, done?: () => void): void {
@@ -30,8 +30,8 @@ process.on('SIGABRT', () => worker.signal('ABRT'));
 for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const) process.on(signal, () => {});
 // The arbiter went away (gunicorn: ppid changed): stop gracefully.
 process.on('disconnect', () => worker.signal('TERM'));
-process.on('message', (message: unknown) => {
-  if (!isWorkerMessage(message)) return;
+process.on('message', (message: unknown, handle: unknown) => {
+  if (isListenerCopy(message) && handle) worker.listenerCopy(handle);
 });
 
 await worker.boot();

@@ -95,6 +95,18 @@ export class WorkerServer {
       this.send({ kind: 'boot-error', message }, () => this.exit(WORKER_BOOT_ERROR));
       return;
     }
+    const server = this.makeServer();
+    // The backlog must be positional: Node ignores `backlog` in the options object when listening on an fd.
+    server.listen({ fd: LISTENER_FD }, this.spec.params.backlog, () => {
+      this.host.now(() => {
+        if (!this.host.emitIfAccepted(this.id, { type: 'worker.ready' })) return;
+        this.send({ kind: 'ready' });
+        this.scheduleHeartbeat();
+      });
+    });
+  }
+
+  private makeServer(): net.Server {
     // allowHalfOpen: a client's FIN must not close our side — lingering close and
     // "the client closed, answer what it sent" both need the socket half-open.
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });
@@ -106,13 +118,40 @@ export class WorkerServer {
       this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exit(WORKER_BOOT_ERROR));
     });
     this.server = server;
-    // The backlog must be positional: Node ignores `backlog` in the options object when listening on an fd.
-    server.listen({ fd: LISTENER_FD }, this.spec.params.backlog, () => {
-      this.host.now(() => {
-        if (!this.host.emitIfAccepted(this.id, { type: 'worker.ready' })) return;
-        this.send({ kind: 'ready' });
-        this.scheduleHeartbeat();
-      });
+    return server;
+  }
+
+  // ───────────────────────── worker-connections ─────────────────────────
+
+  /** At worker-connections the worker stops accepting (gthread stops polling its listener) and the kernel queue holds the rest. */
+  private acceptPaused = false;
+  private listenerRequested = false;
+
+  private pauseAcceptingIfFull(): void {
+    if (this.conns.size < this.spec.params.workerConnections || this.acceptPaused) return;
+    this.acceptPaused = true;
+    this.stopAccepting();
+  }
+
+  /** Below the limit again: accepting needs a fresh copy of the socket (closing was the only way to stop), from the arbiter. */
+  private resumeAcceptingIfRoom(): void {
+    if (!this.acceptPaused || this.listenerRequested || this.conns.size >= this.spec.params.workerConnections) return;
+    if (!this.host.snapshot(this.id).matches({ alive: 'serving' })) return;
+    this.listenerRequested = true;
+    this.send({ kind: 'listener-request' });
+  }
+
+  /** The arbiter sent a copy of the listening socket. */
+  listenerCopy(handle: unknown): void {
+    this.host.now(() => {
+      this.listenerRequested = false;
+      const usable = this.acceptPaused && this.host.snapshot(this.id).matches({ alive: 'serving' }) && this.conns.size < this.spec.params.workerConnections;
+      if (!usable) {
+        (handle as { close?: () => void }).close?.();
+        return;
+      }
+      this.acceptPaused = false;
+      this.makeServer().listen(handle as net.ListenOptions, this.spec.params.backlog);
     });
   }
 
@@ -179,6 +218,7 @@ export class WorkerServer {
     this.host.emit(conn, { type: 'conn.open', worker: this.id, client });
     if (this.host.snapshot(this.id).matches({ alive: 'draining' })) this.host.emit(conn, { type: 'conn.drain' });
     this.armHeaderTimer(state);
+    this.pauseAcceptingIfFull();
     socket.on('data', (chunk: Buffer) => this.host.now(() => this.onData(state, chunk)));
     socket.on('end', () => this.host.now(() => this.onPeerFin(state)));
     socket.on('error', (error: NodeJS.ErrnoException) => this.host.now(() => this.onSocketError(state, error)));
@@ -425,6 +465,7 @@ export class WorkerServer {
     if (i >= 0) this.waiting.splice(i, 1);
     this.host.emitIfAccepted(this.id, { type: 'worker.conn-closed', conn: conn.id });
     this.host.forget(conn.id);
+    this.resumeAcceptingIfRoom();
   }
 
   private exitProcess(): void {

@@ -194,6 +194,27 @@ describe('quiesce serve: lifecycle', () => {
     expect(trace.events.filter((e) => e.type === 'worker.heartbeat' && e.t > term.t).length).toBeGreaterThan(2);
   });
 
+  it('--worker-connections: a full worker stops accepting (the rest wait in the kernel queue) and resumes below the limit', async () => {
+    for (const unix of [false, true]) {
+      const server = await serve(['--workers', '1', '--threads', '4', '--worker-connections', '2'], { unix });
+      const a = new Client(server.target);
+      const b = new Client(server.target);
+      expect((await okResponse(a)).status).toBe(200);
+      expect((await okResponse(b)).status).toBe(200);
+      const c = new Client(server.target);
+      await c.connected; // the kernel completes the handshake; nobody accepts it
+      expect((await c.get('/', {}, 500)).kind).toBe('timeout');
+      a.close();
+      const outcome = await c.next(5000);
+      expect(outcome.kind === 'response' && outcome.response.status).toBe(200);
+      b.close();
+      c.close();
+      await stopServer(server);
+      const trace = expectConformingTrace(server);
+      expect(trace.events.filter((e) => e.type === 'worker.accept')).toHaveLength(3);
+    }
+  });
+
   it('recycles a worker after --max-requests; the last response says close', async () => {
     const server = await serve(['--workers', '1', '--max-requests', '3']);
     const [first] = server.workerPids();
