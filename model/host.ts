@@ -77,6 +77,18 @@ export abstract class ActorHost {
         `at ${this.nowMs.toFixed(3)} ms the host produced ${event.type} for ${actor} in state ${stateName(record.snapshot)}, which accepts only ${eventsHandledIn(record.snapshot).join(', ') || 'nothing (final)'}`,
       );
     }
+    this.take(actor, record, event);
+  }
+
+  /** Emit only if the machine takes the event now (a signal to a worker that already left, say). */
+  emitIfAccepted<E extends TraceEvent>(actor: E['actor'], event: MachineEvent<E>): boolean {
+    const record = this.record(actor);
+    if (!accepts(record.snapshot, event)) return false;
+    this.take(actor, record, event);
+    return true;
+  }
+
+  private take(actor: string, record: ActorRecord, event: { type: string }): void {
     const next = step(record.machine, record.snapshot, event);
     record.snapshot = next.snapshot;
     this.sink({ t: this.nowMs, actor, ...event } as TraceEvent);
@@ -86,13 +98,6 @@ export abstract class ActorHost {
       for (const timer of record.timers.values()) timer.cancelled = true;
       record.timers.clear();
     }
-  }
-
-  /** Emit only if the machine takes the event now (a signal to a worker that already left, say). */
-  emitIfAccepted<E extends TraceEvent>(actor: E['actor'], event: MachineEvent<E>): boolean {
-    if (!this.accepts(actor, event)) return false;
-    this.emit(actor, event);
-    return true;
   }
 
   /** Run code (and the commands it causes) as one step at the current time. */
