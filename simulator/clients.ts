@@ -348,7 +348,7 @@ export class ProxyLoad implements LinkOwner {
   onFailure(link: Link, reason: ClientFailure, req: string | null): void {
     const timer = this.connectTimer.get(link);
     if (timer) timer.cancelled = true;
-    const status = reason === 'timeout' || reason === 'connect-timeout' ? 504 : 502;
+    const status = this.downstreamStatus(reason);
     const processed = req !== null && this.processed.started.has(req);
     this.stats.total++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
@@ -359,4 +359,8 @@ export class ProxyLoad implements LinkOwner {
   }
 
   onIdleClosed(): void {}
+
+  downstreamStatus(reason: ClientFailure): 502 | 504 {
+    return reason === 'timeout' || reason === 'connect-timeout' ? 504 : 502;
+  }
 }

@@ -8,7 +8,7 @@
  * (FIN or RST, EAGAIN or a dropped SYN); the policy is never consulted here
  * except through the machines and `responseMustClose` from the model.
  */
-import { clientId, connId, connWorker, workerId, type ClientFailure, type ClientId, type ConnId, type WorkerId, type WorkerSignal } from '../model/events.ts';
+import { clientId, connId, connWorker, workerId, type ClientEvent, type ClientFailure, type ClientId, type MachineEvent, type ConnId, type WorkerId, type WorkerSignal } from '../model/events.ts';
 import { maxRequestsBounds, responseMustClose } from '../model/machines/index.ts';
 import type { ConnContext } from '../model/machines/connection.ts';
 import type { ServerParams } from '../model/params.ts';
@@ -46,6 +46,8 @@ export interface LinkOwner {
   onFailure(link: Link, reason: ClientFailure, req: string | null): void;
   /** The server closed a connection on which no request was outstanding. */
   onIdleClosed(link: Link): void;
+  /** A proxy answers its own client for a failed upstream exchange (nginx: 502, or 504 on a timeout). */
+  downstreamStatus?(reason: ClientFailure): 502 | 504;
 }
 
 /** Why the server side of a connection closed: the mechanism a failure is attributed to. */
@@ -526,7 +528,7 @@ export class World {
   private connectFails(link: Link, reason: ClientFailure): void {
     if (link.clientDone) return;
     link.clientDone = true;
-    this.engine.emit(link.client, { type: 'client.fail', reason });
+    this.engine.emit(link.client, this.failure(link, reason));
     link.owner.onFailure(link, reason, null);
   }
 
@@ -589,14 +591,14 @@ export class World {
       // back before the client polls again. The client sees the EOF and the error together (Linux: EPIPE
       // in CLOSE_WAIT, poll gives POLLHUP|POLLERR), not the clean EOF of an idle close.
       if (link.requestTimer) link.requestTimer.cancelled = true;
-      e.emit(link.client, { type: 'client.fail', reason: 'reset', req });
+      e.emit(link.client, this.failure(link, 'reset', req));
       this.clientSendsFin(link);
       link.owner.onFailure(link, 'reset', req);
       return;
     }
     if (req !== null) {
       if (link.requestTimer) link.requestTimer.cancelled = true;
-      e.emit(link.client, { type: 'client.fail', reason: 'empty-reply', req });
+      e.emit(link.client, this.failure(link, 'empty-reply', req));
       this.clientSendsFin(link);
       link.owner.onFailure(link, 'empty-reply', req);
       return;
@@ -615,16 +617,16 @@ export class World {
     if (link.requestTimer) link.requestTimer.cancelled = true;
     const state = e.snapshot(link.client);
     if (state.matches('connecting')) {
-      e.emit(link.client, { type: 'client.fail', reason: 'reset' });
+      e.emit(link.client, this.failure(link, 'reset'));
       link.owner.onFailure(link, 'reset', null);
       return;
     }
     if (req !== null) {
-      e.emit(link.client, { type: 'client.fail', reason: 'reset', req });
+      e.emit(link.client, this.failure(link, 'reset', req));
       link.owner.onFailure(link, 'reset', req);
       return;
     }
-    e.emit(link.client, { type: 'client.fail', reason: 'reset' });
+    e.emit(link.client, this.failure(link, 'reset'));
     link.owner.onIdleClosed(link);
   }
 
@@ -632,7 +634,7 @@ export class World {
     const e = this.engine;
     if (link.clientDone || link.req !== req) return;
     link.clientDone = true;
-    e.emit(link.client, { type: 'client.fail', reason: 'timeout', req });
+    e.emit(link.client, this.failure(link, 'timeout', req));
     this.clientSendsFin(link);
     link.owner.onFailure(link, 'timeout', req);
   }
@@ -646,6 +648,12 @@ export class World {
       e.emit(link.client, { type: 'client.close' });
       this.clientSendsFin(link);
     });
+  }
+
+  /** The client's failure event, with what a proxy answered downstream. */
+  private failure(link: Link, reason: ClientFailure, req?: string): MachineEvent<ClientEvent & { type: 'client.fail' }> {
+    const status = link.owner.downstreamStatus?.(reason);
+    return { type: 'client.fail', reason, ...(req !== undefined ? { req } : {}), ...(status !== undefined ? { status } : {}) };
   }
 
   private clientSendsFin(link: Link): void {

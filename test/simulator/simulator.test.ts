@@ -100,9 +100,13 @@ describe('every simulated trace conforms to the machines of its policy', () => {
 
 describe("the seeds' numbers, by mechanism", () => {
   it('backlog-unix: min(backlog, somaxconn) + 1 wait, one is served, the rest get 502 at once', () => {
-    const { result } = run('backlog-unix', 'gunicorn-sync', 1, getScenario('backlog-unix').params);
+    const { result, events } = run('backlog-unix', 'gunicorn-sync', 1, getScenario('backlog-unix').params);
     // 200 requests in 1 s; no 2-second request finishes within that second, so 1 + (128 + 1) get through.
     expect(result.stats.statuses).toEqual({ 200: 130, 502: 70 });
+    // The trace says what nginx answered for each failed exchange: EAGAIN → 502.
+    const failures = events.filter((e) => e.type === 'client.fail');
+    expect(failures).toHaveLength(70);
+    expect(failures.every((e) => e.type === 'client.fail' && e.reason === 'eagain' && e.status === 502)).toBe(true);
     expect(Object.keys(result.stats.byMechanism)).toEqual(['backlog-overflow']);
     // Serial service: the 130th admitted request, sent 129 × 5 ms after the first, completes 130 × 2 s after the first began.
     expect(Math.abs(Math.max(...result.stats.latenciesMs) - (130 * 2000 - 129 * 5))).toBeLessThan(5);
@@ -114,8 +118,9 @@ describe("the seeds' numbers, by mechanism", () => {
   });
 
   it('backlog-tcp: overflowing SYNs are retransmitted, so failures are timeouts (504), not 502', () => {
-    const { result } = run('backlog-tcp', 'gunicorn-sync', 1, getScenario('backlog-tcp').params);
+    const { result, events } = run('backlog-tcp', 'gunicorn-sync', 1, getScenario('backlog-tcp').params);
     expect(result.stats.statuses[502]).toBeUndefined();
+    expect(events.filter((e) => e.type === 'client.fail').every((e) => e.type === 'client.fail' && e.status === 504)).toBe(true);
     expect(result.stats.byMechanism['syn-timeout']?.count).toBeGreaterThan(0);
   });
 
