@@ -343,6 +343,58 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     expect(trace.events.filter((e) => e.type === 'worker.accept')).toHaveLength(1);
   });
 
+  it('lingering close: after its last response the server half-closes and discards what still comes, instead of resetting it', async () => {
+    for (const [policy, lingers] of [['gunicorn-sync+lingering-close', true], ['gunicorn-sync', false]] as const) {
+      const server = await serve(['--workers', '1', '--policy', policy, '--linger', '0.5']);
+      const client = new Client(server.target, { allowHalfOpen: true });
+      const response = await okResponse(client);
+      expect(response.headers.get('connection')).toBe('close');
+      expect((await client.next(2000)).kind).toBe('eof'); // the server's FIN
+      // A client that keeps writing after the response (a pipelined request, the rest of a body):
+      client.send('GET /more HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 200));
+      client.send('x');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(client.resetSeen).toBe(!lingers);
+      client.close();
+      await stopServer(server);
+      const trace = expectConformingTrace(server);
+      expect(trace.events.some((e) => e.type === 'conn.half-close')).toBe(lingers);
+    }
+  });
+
+  it('safe-drain: an idle keep-alive connection gets an idle window for one more request (answered with close), then is closed', async () => {
+    const server = await serve(['--workers', '1', '--threads', '4', '--policy', 'safe-drain', '--idle-grace', '1.5', '--graceful-timeout', '10']);
+    const active = new Client(server.target);
+    const quiet = new Client(server.target);
+    expect((await okResponse(active)).status).toBe(200);
+    expect((await okResponse(quiet)).status).toBe(200);
+    server.signal('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    // Inside the window: served, and told to close.
+    const late = await okResponse(active);
+    expect(late.headers.get('connection')).toBe('close');
+    // The quiet one is still open inside the window, and closed by the server after it.
+    expect(quiet.closedByPeer).toBe(false);
+    expect((await quiet.next(5000)).kind).toBe('eof');
+    expect(await server.exited).toBe(0);
+    const trace = expectConformingTrace(server);
+    expect(trace.events.some((e) => e.type === 'conn.grace-timeout')).toBe(true);
+  });
+
+  it('never-close-idle: a request sent on an idle connection after the drain began is never answered (the stale-socket hang) until the graceful deadline', async () => {
+    const server = await serve(['--workers', '1', '--threads', '4', '--policy', 'never-close-idle', '--graceful-timeout', '2']);
+    const client = new Client(server.target);
+    expect((await okResponse(client)).status).toBe(200);
+    server.signal('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    const outcome = await client.get('/', {}, 1000);
+    expect(outcome.kind).toBe('timeout');
+    expect(['eof', 'reset']).toContain((await client.next(5000)).kind);
+    expect(await server.exited).toBe(0);
+    expectConformingTrace(server);
+  });
+
   it('gunicorn-gthread decides the header before the app runs: the same response says keep-alive, then the connection is closed', async () => {
     const server = await serve(['--workers', '1', '--threads', '4', '--app', 'sleep', '--policy', 'gunicorn-gthread', '--graceful-timeout', '5']);
     const client = new Client(server.target);

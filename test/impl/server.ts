@@ -137,8 +137,9 @@ export class Client {
   readonly socket: net.Socket;
   readonly connected: Promise<void>;
 
-  constructor(target: net.NetConnectOpts) {
-    this.socket = net.connect(target);
+  /** `allowHalfOpen`: keep our side writable after the server's FIN (to see what a half-closed server does with more bytes). */
+  constructor(target: net.NetConnectOpts, options: { allowHalfOpen?: boolean } = {}) {
+    this.socket = net.connect({ ...target, allowHalfOpen: options.allowHalfOpen ?? false });
     this.connected = new Promise((resolve, reject) => {
       this.socket.once('connect', resolve);
       this.socket.once('error', reject);
@@ -191,6 +192,11 @@ export class Client {
       });
       this.wake = null;
     }
+  }
+
+  /** Whether an RST (or another socket error) ended the connection. */
+  get resetSeen(): boolean {
+    return this.failure !== null;
   }
 
   /** Whether the server has closed its side (EOF or RST seen). */
