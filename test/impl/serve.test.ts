@@ -307,6 +307,22 @@ describe('quiesce serve: drain behaviour of the policies', () => {
   const closeWhileDraining = propertiesFor(DEFAULT_SERVER_PARAMS).find((p) => p.name === 'close-while-draining')!;
   const promising = BASE_POLICY_NAMES.filter((name) => closeWhileDraining.expectedBy(getPolicy(name)) && getPolicy(name).keepAlive);
 
+  it.each([...BASE_POLICY_NAMES, 'gunicorn-gthread+lingering-close'])('%s: serves, drains with a request in flight and an idle connection, stops, and its trace conforms', async (policy) => {
+    const server = await serve(['--workers', '2', '--threads', '4', '--app', 'sleep', '--policy', policy, '--graceful-timeout', '3', '--idle-grace', '0.3']);
+    const idle = new Client(server.target);
+    expect((await okResponse(idle, '/?ms=1')).status).toBe(200); // kept alive, except by gunicorn-sync
+    const busy = new Client(server.target);
+    busy.send('GET /?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    server.signal('SIGTERM');
+    const outcome = await busy.next(5000);
+    // The request in flight is answered under every policy that lets it finish before the deadline.
+    expect(outcome.kind).toBe('response');
+    expect(await server.exited).toBe(0);
+    expect(server.output()).not.toMatch(/Error|invariant/i);
+    expectConformingTrace(server);
+  });
+
   it.each(promising)('%s: a response in progress when TERM arrives says Connection: close', async (policy) => {
     const server = await serve(['--workers', '1', '--threads', '4', '--app', 'sleep', '--policy', policy, '--graceful-timeout', '5']);
     const client = new Client(server.target);
