@@ -2,22 +2,19 @@
  * Client models. Each drives connections through the World and keeps the
  * counts its real counterpart prints.
  *
- * ApacheBench (httpd support/ab.c): C concurrent slots, closed loop, N
- * requests. With -k a slot reuses its connection while responses allow it.
- * An EOF before any byte on a *reused* keep-alive connection is, for ab, the
- * server legitimately closing an idle connection: ab does not count it and
- * sends the request again on a new connection (ab.c close_connection:
- * "if (c->read == 0 && c->keepalive) ... good--"). A receive error (RST)
- * counts as a failed request under Receive (with -r ab goes on instead of
- * exiting); an RST that follows the server's FIN (ab wrote its next request
- * into a connection the server had closed after a keep-alive response) makes
- * poll report POLLHUP|POLLERR, and ab's POLLERR branch counts an Exception; a failed connect under Connect, and once more than 10 requests
- * have failed the next failed connect aborts ab ("Test aborted after 10
- * failures"). `-s` bounds each apr_pollset_poll(): ab times out only when no
- * connection at all shows activity for that long, and then exits at once
- * ("apr_pollset_poll: The timeout specified has expired (70007)"); the
- * requests still outstanding are lost. (This is ab 2.4, Debian's and the
- * seed's; httpd trunk also forgives an RST on a kept-alive connection.)
+ * ApacheBench (httpd support/ab.c, 2.4 — Debian's and the seed's): C
+ * concurrent slots, closed loop, N requests. With -k a slot reuses its
+ * connection while responses say keep-alive. A lost exchange is counted as
+ * done (never sent again) and adds to "Failed requests" once per counter it
+ * touches — Receive, Length, Exceptions — so one RST counts up to three
+ * times (see countAbFailure). A failed connect counts under Connect; once
+ * more than 10 have failed, the next failed connect aborts ab ("Test aborted
+ * after 10 failures"). `-s` bounds each apr_pollset_poll(): ab times out only
+ * when no connection at all shows activity for that long, and then exits at
+ * once ("apr_pollset_poll: The timeout specified has expired (70007)"); the
+ * requests still outstanding are lost. (httpd trunk also forgives an EOF or
+ * RST on a kept-alive connection; 2.4 does not: its excuse for "the server
+ * closed an idle keep-alive connection" tests a flag it has already reset.)
  */
 import { match } from 'ts-pattern';
 import type { ClientFailure } from '../model/events.ts';
@@ -82,6 +79,27 @@ export function classifyFailure(world: World, link: Link, reason: ClientFailure,
     .exhaustive();
 }
 
+/**
+ * How ab 2.4 counts one lost exchange (support/ab.c). After a keep-alive
+ * response it resets `c->keepalive` and `c->read`, so close_connection's
+ * excuse for "the server closed an idle keep-alive connection" never applies:
+ *   - an EOF reaches close_connection with 0 body bytes, not the expected length: Length;
+ *   - an RST: recv fails with ECONNRESET, a Receive error under -r; then close_connection's
+ *     Length; and the poll that reported it also said POLLERR: Exceptions — three;
+ *   - an RST after the server's FIN (EPIPE in CLOSE_WAIT): recv returns the EOF, so Length,
+ *     plus the POLLERR's Exceptions — two;
+ *   - a failed connect: Connect.
+ * "Failed requests" is their sum. (It assumes the first response succeeded: that sets the expected length.)
+ */
+export function abFailureCounts(reason: ClientFailure, rstAfterFin: boolean): { receive: number; length: number; exceptions: number; connect: number } {
+  return match(reason)
+    .with('reset', () => ({ receive: rstAfterFin ? 0 : 1, length: 1, exceptions: 1, connect: 0 }))
+    .with('empty-reply', () => ({ receive: 0, length: 1, exceptions: 0, connect: 0 }))
+    .with('eagain', 'refused', 'connect-timeout', () => ({ receive: 0, length: 0, exceptions: 0, connect: 1 }))
+    .with('timeout', () => ({ receive: 0, length: 0, exceptions: 1, connect: 0 }))
+    .exhaustive();
+}
+
 export interface ClientStats {
   total: number;
   ok: number;
@@ -132,7 +150,6 @@ export class ApacheBench implements LinkOwner {
   private pollTimerArmed = false;
   private readonly outstanding = new Set<Link>();
   private readonly sentAt = new Map<string, number>();
-  private readonly reused = new WeakSet<Link>();
   private readonly slotOf = new WeakMap<Link, number>();
   onDone: () => void = () => {};
 
@@ -232,7 +249,6 @@ export class ApacheBench implements LinkOwner {
     this.stats.latenciesMs.push(this.world.engine.nowMs - (this.sentAt.get(req) ?? 0));
     this.sentAt.delete(req);
     if (this.options.keepAlive && !close) {
-      this.reused.add(link);
       const thinkMs = this.options.thinkMs ?? 0;
       if (thinkMs > 0) this.world.engine.at(thinkMs, () => this.sendNextIfOpen(link));
       else this.sendNext(link);
@@ -262,25 +278,24 @@ export class ApacheBench implements LinkOwner {
       this.open(slot);
       return;
     }
-    if (reason === 'empty-reply' && this.reused.has(link) && req !== null && !this.processed.started.has(req)) {
-      // ab.c: EOF before any byte on a reused keep-alive connection is not a failure; the request goes again.
-      this.issued--;
-      this.sentAt.delete(req);
-      this.open(slot);
-      return;
-    }
     const processed = req !== null && this.processed.started.has(req);
+    // A failed exchange is done for ab (close_connection: stats[done++]); it is never sent again.
     this.finished++;
     this.stats.total++;
-    this.stats.ab.failed++;
-    if (reason === 'eagain' || reason === 'refused' || reason === 'connect-timeout') this.stats.ab.connect++;
-    // An RST after the server's FIN: poll reports POLLHUP|POLLERR, and ab's POLLERR branch counts an exception.
-    else if (reason === 'reset' && link.serverClosedWithFin) this.stats.ab.exceptions++;
-    else if (reason === 'reset' || reason === 'empty-reply') this.stats.ab.receive++;
-    else this.stats.ab.exceptions++;
+    this.countAbFailure(link, reason);
     recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, processed), reason, processed });
     if (req) this.sentAt.delete(req);
     this.open(slot);
+  }
+
+  private countAbFailure(link: Link, reason: ClientFailure): void {
+    const counts = abFailureCounts(reason, link.serverClosedWithFin);
+    const ab = this.stats.ab;
+    ab.receive += counts.receive;
+    ab.length += counts.length;
+    ab.exceptions += counts.exceptions;
+    ab.connect += counts.connect;
+    ab.failed += counts.receive + counts.length + counts.exceptions + counts.connect;
   }
 
   onIdleClosed(link: Link): void {

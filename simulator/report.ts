@@ -87,7 +87,10 @@ export function table(results: readonly RunResult[], scenarios: readonly string[
   const cell = (r: RunResult | undefined) => {
     if (!r) return '';
     const m = mainMechanism(r.stats);
-    const text = r.stats.failed === 0 ? '0' : `${r.stats.failed} ${m ? SHORT[m] : ''}`.trim();
+    // What the client itself reports (ab's "Failed requests"), and the exchanges lost when that differs.
+    const reported = r.stats.ab.failed;
+    const count = reported === r.stats.failed ? `${reported}` : `${reported} (${r.stats.failed})`;
+    const text = r.stats.failed === 0 && reported === 0 ? '0' : `${count} ${m ? SHORT[m] : ''}`.trim();
     return r.stats.aborted ? `${text}*` : text;
   };
   const rows = scenarios.map((sc) => [sc, ...policies.map((p) => cell(results.find((r) => r.scenario === sc && r.policy === p)))]);
@@ -95,7 +98,12 @@ export function table(results: readonly RunResult[], scenarios: readonly string[
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const lines = [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)];
-  lines.push('', 'Cells: failed requests (as the client counts them) and the main mechanism; * = the client stopped early (ab: >10 failed connects, or no activity for -s seconds).');
+  lines.push(
+    '',
+    'Cells: failed requests as the client reports them — ab\'s "Failed requests", which counts one lost exchange up to three times',
+    '(Receive, Length, Exceptions); in parentheses the exchanges lost, when different — and the main mechanism;',
+    '* = the client stopped early (ab: >10 failed connects, or no activity for -s seconds).',
+  );
   for (const [m, short] of Object.entries(SHORT)) lines.push(`  ${short.padEnd(8)} ${MECHANISM_DESCRIPTIONS[m as FailureMechanism]}`);
   return lines.join('\n') + '\n';
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { TraceEvent } from '../../model/events.ts';
 import { replay } from '../../model/replay.ts';
 import { formatEvent } from '../../model/trace.ts';
+import { abFailureCounts } from '../../simulator/clients.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../../simulator/scenarios.ts';
 import { EventQueue } from '../../simulator/queue.ts';
@@ -98,6 +99,30 @@ describe('every simulated trace conforms to the machines of its policy', () => {
   });
 });
 
+describe('ab 2.4 failure accounting, from support/ab.c', () => {
+  // Hand-derived from read_connection, close_connection and the poll loop of ab 2.4:
+  // recv error → err_recv (with -r); close_connection with 0 of the expected body bytes → err_length;
+  // POLLERR in the same poll → err_except; a failed connect → err_conn. "Failed requests" is bad, their sum.
+  it.each([
+    ['reset', false, { receive: 1, length: 1, exceptions: 1, connect: 0 }],
+    ['reset', true, { receive: 0, length: 1, exceptions: 1, connect: 0 }],
+    ['empty-reply', false, { receive: 0, length: 1, exceptions: 0, connect: 0 }],
+    ['eagain', false, { receive: 0, length: 0, exceptions: 0, connect: 1 }],
+    ['refused', false, { receive: 0, length: 0, exceptions: 0, connect: 1 }],
+  ] as const)('%s (after the server FIN: %s)', (reason, afterFin, counts) => {
+    expect(abFailureCounts(reason, afterFin)).toEqual(counts);
+  });
+
+  it('a small run: every lost exchange is done (not retried), and Failed requests is the sum of the counters', () => {
+    const params = small('keepalive-recycle', 2000);
+    const stats = run('keepalive-recycle', 'gunicorn-gthread', 3, params).result.stats;
+    expect(stats.total).toBe(2000);
+    expect(stats.ok + stats.failed).toBe(2000);
+    expect(stats.ab.failed).toBe(stats.ab.receive + stats.ab.length + stats.ab.exceptions + stats.ab.connect);
+    expect(stats.ab.length).toBe(stats.failed);
+  });
+});
+
 describe("the seeds' numbers, by mechanism", () => {
   it('backlog-unix: min(backlog, somaxconn) + 1 wait, one is served, the rest get 502 at once', () => {
     const { result, events } = run('backlog-unix', 'gunicorn-sync', 1, getScenario('backlog-unix').params);
@@ -129,14 +154,14 @@ describe("the seeds' numbers, by mechanism", () => {
     const gthread = run('keepalive-recycle', 'gunicorn-gthread', 1, params).result.stats;
     const safe = run('keepalive-recycle', 'safe-drain', 1, params).result.stats;
     expect(gthread.failed).toBeGreaterThan(0);
-    // The two mechanisms of a recycling 20.x worker, and how ab counts each: an RST after the FIN is
-    // POLLERR (Exceptions); an RST of a request that sat unread is a recv error (Receive).
+    // The two mechanisms of a recycling 20.x worker, and how ab counts each: an RST after the FIN
+    // is an EOF plus POLLERR (Length, Exceptions); an RST of a request that sat unread is a recv
+    // error, then Length, then POLLERR (Receive, Length, Exceptions).
     const afterKeepAlive = gthread.byMechanism['close-after-keepalive-response']?.count ?? 0;
     const unread = gthread.byMechanism['unread-request-reset']?.count ?? 0;
     expect(afterKeepAlive).toBeGreaterThan(0);
     expect(afterKeepAlive + unread).toBe(gthread.failed);
-    expect(gthread.ab.exceptions).toBe(afterKeepAlive);
-    expect(gthread.ab.receive).toBe(unread);
+    expect(gthread.ab).toEqual({ failed: 2 * afterKeepAlive + 3 * unread, connect: 0, receive: unread, length: afterKeepAlive + unread, exceptions: afterKeepAlive + unread });
     expect(safe.failed).toBe(0);
   });
 
@@ -150,12 +175,17 @@ describe("the seeds' numbers, by mechanism", () => {
 
   it('a request written into a connection the server closed with a FIN: on loopback the RST beats the next poll, off loopback ab reads a clean EOF', () => {
     const params = small('keepalive-recycle', 3000);
-    const onLoopback = run('keepalive-recycle', 'gunicorn-gthread', 1, params).result.stats;
-    const offLoopback = run('keepalive-recycle', 'gunicorn-gthread', 1, { ...params, loopback: false }).result.stats;
-    expect(onLoopback.ab.exceptions).toBeGreaterThan(0);
-    // Off loopback ab sees the EOF first: "the server closed an idle keep-alive connection", not counted.
-    expect(offLoopback.ab.exceptions).toBe(0);
-    expect(offLoopback.byMechanism['close-after-keepalive-response']).toBeUndefined();
+    const onLoopback = run('keepalive-recycle', 'gunicorn-gthread', 1, params);
+    const offLoopback = run('keepalive-recycle', 'gunicorn-gthread', 1, { ...params, loopback: false });
+    const reasons = (events: TraceEvent[]) => new Set(events.filter((e) => e.type === 'client.fail').map((e) => (e as { reason: string }).reason));
+    // On loopback the client sees the RST with the EOF; off loopback it reads the EOF first and closes.
+    expect(reasons(onLoopback.events).has('reset')).toBe(true);
+    expect(reasons(offLoopback.events).has('empty-reply')).toBe(true);
+    const off = offLoopback.result.stats;
+    const offAfterKeepAlive = off.byMechanism['close-after-keepalive-response']?.count ?? 0;
+    expect(offAfterKeepAlive).toBeGreaterThan(0);
+    // ab 2.4 does not forgive that EOF either: one Length failure each, and no Exceptions for them.
+    expect(off.ab.exceptions).toBe(off.byMechanism['unread-request-reset']?.count ?? 0);
   });
 
   it('stale-keepalive: never-close-idle hangs requests until ab gives up (no socket moves for -s); safe-drain does not', () => {
