@@ -377,7 +377,7 @@ export class Arbiter {
         record.lastHeartbeatNs = monotonicNs();
         if (!this.announcedListening) {
           this.announcedListening = true;
-          this.output.log(`[arbiter] listening at ${this.address()} (${this.params.workers} workers, policy ${this.config.policy}, pid ${process.pid})`);
+          this.output.log(`[arbiter] listening at ${this.address()} (${this.params.workers} worker${this.params.workers === 1 ? '' : 's'}, policy ${this.config.policy}, pid ${process.pid})`);
         }
         return;
       case 'heartbeat':
