@@ -75,6 +75,7 @@ class WorkerShadow extends ActorHost {
   exited = false;
 
   constructor(
+    private readonly worker: WorkerId,
     machines: PolicyMachines,
     private readonly write: (event: TraceEvent) => void,
     private readonly clock: () => number,
@@ -82,7 +83,10 @@ class WorkerShadow extends ActorHost {
     super(machines, (event) => {
       if (this.writing) this.write(event);
     });
-    this.attach(() => {});
+    // While following, commands were the worker's own to carry out; after it died, the kernel's.
+    this.attach((actor, action) => {
+      if (this.writing) this.kernelDoes(actor, action);
+    });
   }
 
   get nowMs(): number {
@@ -118,23 +122,40 @@ class WorkerShadow extends ActorHost {
     this.unfolded.delete(actor);
   }
 
-  /** The worker is gone: bring every actor up to date, then write what the kernel did. */
-  writeKernelCleanup(worker: WorkerId, code: number, signal: NodeJS.Signals | null): void {
+  /**
+   * The worker is gone: bring every actor up to date, then let its machine take the signal that
+   * ended it. Its commands are the kernel's part, carried out here: each connection closed (RST
+   * where the machine says request bytes were unread), the listener copy released, the exit.
+   */
+  writeKernelCleanup(code: number, signal: NodeJS.Signals | null): void {
+    const worker = this.worker;
     for (const actor of [...this.unfolded.keys()]) this.fold(actor);
     if (this.exited || !this.has(worker) || this.snapshot(worker).status === 'done') return;
     this.writing = true;
-    this.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGABRT' ? 'ABRT' : 'KILL' });
-    const ctx = this.snapshot(worker).context as { openConns: ConnId[] };
-    for (const conn of [...ctx.openConns]) {
-      if (this.has(conn) && this.snapshot(conn).status !== 'done') {
-        this.emitIfAccepted(conn, { type: 'conn.abort', reason: 'killed' });
-        const unread = (this.snapshot(conn).context as ConnContext).unread;
-        this.emitIfAccepted(conn, { type: 'conn.close', rst: unread });
-      }
-      this.emitIfAccepted(worker, { type: 'worker.conn-closed', conn });
-    }
+    this.now(() => this.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGABRT' ? 'ABRT' : 'KILL' }));
+    // A close the worker's machine had already decided on but the process never carried out.
+    for (const conn of [...(this.snapshot(worker).context as { openConns: ConnId[] }).openConns]) this.now(() => this.closeSocket(conn));
     if ((this.snapshot(worker).context as { holdsListener: boolean }).holdsListener) this.emitIfAccepted(worker, { type: 'worker.close-listener' });
     this.emitIfAccepted(worker, { type: 'worker.exit', code });
+  }
+
+  private kernelDoes(actor: string, action: MachineAction): void {
+    if (action.type === 'abortConnections') {
+      const reason = (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason;
+      for (const conn of [...(this.snapshot(this.worker).context as { openConns: ConnId[] }).openConns]) {
+        if (this.has(conn)) this.emitIfAccepted(conn, { type: 'conn.abort', reason });
+      }
+    } else if (action.type === 'closeSocket') {
+      this.closeSocket(actor as ConnId);
+    }
+    // exitProcess: the exit follows once every connection is closed (writeKernelCleanup).
+  }
+
+  private closeSocket(conn: ConnId): void {
+    if (this.has(conn) && this.snapshot(conn).status !== 'done') {
+      this.emitIfAccepted(conn, { type: 'conn.close', rst: (this.snapshot(conn).context as ConnContext).unread });
+    }
+    this.emitIfAccepted(this.worker, { type: 'worker.conn-closed', conn });
   }
 }
 
@@ -313,7 +334,7 @@ export class Arbiter {
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
     const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null };
-    if (this.trace) this.shadows.set(id, new WorkerShadow(this.machines, (event) => this.trace?.write(event), () => this.host.nowMs));
+    if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.machines, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
     this.host.emit('arbiter', { type: 'arbiter.spawn', worker: id });
     this.host.emit('listener', { type: 'listener.hold', holder: id });
@@ -444,7 +465,7 @@ export class Arbiter {
   private writeWhatTheKernelDid(worker: WorkerId, code: number, signal: NodeJS.Signals | null): void {
     const shadow = this.shadows.get(worker);
     this.shadows.delete(worker);
-    shadow?.writeKernelCleanup(worker, code, signal);
+    shadow?.writeKernelCleanup(code, signal);
   }
 
   private maybeExit(): void {

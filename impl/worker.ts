@@ -437,7 +437,7 @@ export class WorkerServer {
     if (!conn) throw new ServerInvariantError(`closeSocket for unknown ${id}`);
     const rst = (this.host.snapshot(id).context as ConnContext).unread;
     if (!conn.socket.destroyed) {
-      if (rst && typeof conn.socket.resetAndDestroy === 'function' && conn.socket.remoteFamily !== undefined) conn.socket.resetAndDestroy();
+      if (rst) reset(conn.socket);
       else conn.socket.end(() => conn.socket.destroy());
     }
     this.host.emit(id, { type: 'conn.close', rst });
@@ -455,11 +455,11 @@ export class WorkerServer {
     if (conn.socket.readableEnded) this.host.emitIfAccepted(id, { type: 'conn.peer-fin' });
   }
 
-  private forgetConn(conn: Conn, _why: 'closed' | 'peer-rst'): void {
+  private forgetConn(conn: Conn, why: 'closed' | 'peer-rst'): void {
     if (conn.closed) return;
     conn.closed = true;
     if (conn.headerTimer) clearTimeout(conn.headerTimer);
-    if (!conn.socket.destroyed && _why === 'peer-rst') conn.socket.destroy();
+    if (!conn.socket.destroyed && why === 'peer-rst') conn.socket.destroy();
     this.conns.delete(conn.id);
     const i = this.waiting.indexOf(conn.id);
     if (i >= 0) this.waiting.splice(i, 1);
@@ -480,10 +480,7 @@ export class WorkerServer {
     if ((this.host.snapshot(this.id).context as { holdsListener: boolean }).holdsListener) this.closeListener();
     const killed = this.host.snapshot(this.id).matches('dying');
     const code = killed ? 1 : 0;
-    for (const socket of this.held.splice(0)) {
-      if (typeof socket.resetAndDestroy === 'function' && socket.remoteFamily !== undefined) socket.resetAndDestroy();
-      else socket.destroy();
-    }
+    for (const socket of this.held.splice(0)) reset(socket);
     this.host.emit(this.id, { type: 'worker.exit', code });
     // Let written responses reach the kernel before the process goes: exit once every socket closed.
     const sockets = [...this.openSockets];
@@ -511,4 +508,10 @@ export class WorkerServer {
     this.openSockets.add(socket);
     socket.once('close', () => this.openSockets.delete(socket));
   }
+}
+
+/** Close with RST (SO_LINGER 0). A unix socket has no RST: it is closed, and the peer reads EOF. */
+function reset(socket: net.Socket): void {
+  if (typeof socket.resetAndDestroy === 'function' && socket.remoteFamily !== undefined) socket.resetAndDestroy();
+  else socket.destroy();
 }

@@ -15,8 +15,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { acceptQueueCapacity } from '../../model/params.ts';
 import { readSomaxconn } from '../../impl/config.ts';
-import { parseTrace } from '../../model/trace.ts';
-import { startServer, stopServer, tempDir, type RunningServer } from './server.ts';
+import { startServer, stopServer, tempDir, traceOf, type RunningServer } from './server.ts';
 
 const SERVICE_MS = 150;
 const REQUESTS = 40;
@@ -127,7 +126,7 @@ describe('the backlog seed behind a real nginx (unix socket)', () => {
     const capacity = acceptQueueCapacity(backlog, readSomaxconn());
     // The worker holds what it accepted before its first burst request blocked it: gunicorn's sync
     // worker holds exactly one; Node's event loop may have accepted one more in the same turn.
-    const trace = parseTrace(readFileSync(server.trace, 'utf8'));
+    const trace = traceOf(server);
     const firstBurstRead = trace.events.filter((e) => e.type === 'conn.read')[1]!;
     const held = trace.events.filter((e) => e.type === 'worker.accept' && e.t <= firstBurstRead.t).length - 1;
     expect(held).toBeGreaterThanOrEqual(1);

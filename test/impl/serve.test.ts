@@ -7,12 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseTrace } from '../../model/trace.ts';
-import { replay } from '../../model/replay.ts';
 import { BASE_POLICY_NAMES, getPolicy } from '../../model/policies.ts';
 import { propertiesFor } from '../../model/properties.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
-import { BIN, Client, rawExchange, startServer, stopServer, tempDir, tryConnect, waitFor, type RunningServer } from './server.ts';
+import { BIN, Client, expectConformingTrace, rawExchange, startServer, stopServer, tempDir, traceOf, tryConnect, waitFor, type RunningServer } from './server.ts';
 
 const running: RunningServer[] = [];
 
@@ -27,19 +25,6 @@ afterEach(async () => {
     if (server.proc.exitCode === null && server.proc.signalCode === null) await stopServer(server);
   }
 });
-
-function traceOf(server: RunningServer) {
-  return parseTrace(readFileSync(server.trace, 'utf8'));
-}
-
-/** The server's trace conforms to its policy's machines and promised properties, and is complete. */
-function expectConformingTrace(server: RunningServer): ReturnType<typeof traceOf> {
-  const trace = traceOf(server);
-  const verdict = replay(trace);
-  expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
-  expect(trace.header.complete).toBe(true);
-  return trace;
-}
 
 async function okResponse(client: Client, path = '/', headers: Record<string, string> = {}) {
   const outcome = await client.get(path, headers);

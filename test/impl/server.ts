@@ -6,6 +6,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+import { replay } from '../../model/replay.ts';
+import { parseTrace, type Trace } from '../../model/trace.ts';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +75,19 @@ export async function startServer(flags: string[], options: { unix?: boolean; ti
     signal: (signal) => proc.kill(signal),
     workerPids: () => childrenOf(proc.pid!).filter(isWorkerProcess),
   };
+}
+
+export function traceOf(server: RunningServer): Trace {
+  return parseTrace(readFileSync(server.trace, 'utf8'));
+}
+
+/** The server's trace conforms to its policy's machines and promised properties, and is complete. */
+export function expectConformingTrace(server: RunningServer): Trace {
+  const trace = traceOf(server);
+  const verdict = replay(trace);
+  expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
+  expect(trace.header.complete).toBe(true);
+  return trace;
 }
 
 /** Stop a server (TERM) and wait for it; KILL if it is still there after `waitMs`. */
