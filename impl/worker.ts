@@ -392,9 +392,9 @@ export class WorkerServer {
   private command(actor: string, action: MachineAction): void {
     switch (action.type) {
       case 'drainConnections':
-        // A draining worker accepts no more (unless the policy's last loop turn may): stop accepting now,
-        // whether or not the policy releases its copy of the socket yet.
-        if (!this.policy.acceptAfterDrain) this.stopAccepting();
+        // A draining worker accepts no more unless its machine still allows it (gthread 21–23's last
+        // loop turn): stop accepting now, whether or not the policy releases its copy of the socket yet.
+        if (!this.host.accepts(this.id, { type: 'worker.accept', conn: connId(this.spec.n, this.nextConn) })) this.stopAccepting();
         for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.drain' });
         return;
       case 'closeListenerCopy':
