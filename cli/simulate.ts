@@ -14,6 +14,10 @@ import { formatTrace } from '../model/trace.ts';
 import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { parseNumberOption, UsageError } from './errors.ts';
+import { BOUNDS, type BoundName } from '../model/limits.ts';
+
+/** fast-check and the simulator's PRNG take 32-bit seeds. */
+const SEED_BOUND = { integer: true, min: 0, max: 2 ** 31 - 1 } as const;
 import type { Io } from './main.ts';
 import { progressBar } from './progress.ts';
 
@@ -42,30 +46,29 @@ interface SimulateOptions {
 /** Apply command-line overrides to a scenario's parameters, each checked and named in its error. */
 export function applyOverrides(base: ScenarioParams, o: SimulateOptions): ScenarioParams {
   const p: ScenarioParams = structuredClone(base);
-  const int = (flag: string, v: string, min = 0) => parseNumberOption(flag, v, { integer: true, min });
-  const num = (flag: string, v: string, min = 0) => parseNumberOption(flag, v, { min });
-  if (o.workers !== undefined) p.server.workers = int('--workers', o.workers, 1);
-  if (o.threads !== undefined) p.server.threads = int('--threads', o.threads, 1);
-  if (o.keepalive !== undefined) p.server.keepAliveMs = num('--keepalive', o.keepalive) * 1000;
-  if (o.maxRequests !== undefined) p.server.maxRequests = int('--max-requests', o.maxRequests);
-  if (o.maxRequestsJitter !== undefined) p.server.maxRequestsJitter = int('--max-requests-jitter', o.maxRequestsJitter);
-  if (o.gracefulTimeout !== undefined) p.server.gracefulTimeoutMs = num('--graceful-timeout', o.gracefulTimeout) * 1000;
-  if (o.backlog !== undefined) p.server.backlog = int('--backlog', o.backlog);
-  if (o.somaxconn !== undefined) p.server.somaxconn = int('--somaxconn', o.somaxconn);
-  if (o.idleGrace !== undefined) p.server.idleGraceMs = num('--idle-grace', o.idleGrace) * 1000;
+  const n = (flag: string, v: string, bound: BoundName) => parseNumberOption(flag, v, BOUNDS[bound]);
+  if (o.workers !== undefined) p.server.workers = n('--workers', o.workers, 'workers');
+  if (o.threads !== undefined) p.server.threads = n('--threads', o.threads, 'threads');
+  if (o.keepalive !== undefined) p.server.keepAliveMs = n('--keepalive', o.keepalive, 'seconds') * 1000;
+  if (o.maxRequests !== undefined) p.server.maxRequests = n('--max-requests', o.maxRequests, 'maxRequests');
+  if (o.maxRequestsJitter !== undefined) p.server.maxRequestsJitter = n('--max-requests-jitter', o.maxRequestsJitter, 'maxRequestsJitter');
+  if (o.gracefulTimeout !== undefined) p.server.gracefulTimeoutMs = n('--graceful-timeout', o.gracefulTimeout, 'seconds') * 1000;
+  if (o.backlog !== undefined) p.server.backlog = n('--backlog', o.backlog, 'backlog');
+  if (o.somaxconn !== undefined) p.server.somaxconn = n('--somaxconn', o.somaxconn, 'somaxconn');
+  if (o.idleGrace !== undefined) p.server.idleGraceMs = n('--idle-grace', o.idleGrace, 'seconds') * 1000;
   if (o.serviceMs !== undefined) {
-    const ms = num('--service-ms', o.serviceMs);
+    const ms = n('--service-ms', o.serviceMs, 'serviceMs');
     p.serviceMinMs = ms;
     p.serviceMaxMs = ms;
   }
   if (p.load.kind === 'ab') {
-    if (o.requests !== undefined) p.load.requests = int('--requests', o.requests, 1);
-    if (o.concurrency !== undefined) p.load.concurrency = int('--concurrency', o.concurrency, 1);
+    if (o.requests !== undefined) p.load.requests = n('--requests', o.requests, 'requests');
+    if (o.concurrency !== undefined) p.load.concurrency = n('--concurrency', o.concurrency, 'concurrency');
     if (o.rate !== undefined || o.duration !== undefined) throw new UsageError('--rate and --duration apply to the proxy scenarios (backlog-*), not to an ab run; use --requests and --concurrency');
     if (p.load.concurrency > p.load.requests) throw new UsageError(`--concurrency ${p.load.concurrency} exceeds --requests ${p.load.requests} (ab refuses this too)`);
   } else {
-    if (o.rate !== undefined) p.load.ratePerSec = num('--rate', o.rate, 0.001);
-    if (o.duration !== undefined) p.load.durationMs = num('--duration', o.duration, 0.001) * 1000;
+    if (o.rate !== undefined) p.load.ratePerSec = n('--rate', o.rate, 'ratePerSecond');
+    if (o.duration !== undefined) p.load.durationMs = n('--duration', o.duration, 'durationSeconds') * 1000;
     if (o.requests !== undefined || o.concurrency !== undefined) throw new UsageError('--requests and --concurrency apply to the ab scenarios, not to the proxy scenarios (backlog-*); use --rate and --duration');
   }
   return p;
@@ -91,8 +94,8 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
     .option('--path <path>', "fast-check's replay path of a reported counterexample")
     .option('--trace-out <file>', 'write the (first) counterexample as a JSONL trace, for `quiesce replay` and the viz')
     .action((options: CheckCommandOptions) => {
-      const runs = parseNumberOption('--runs', options.runs, { integer: true, min: 1 });
-      const seed = parseNumberOption('--seed', options.seed, { integer: true, min: 0, max: 2 ** 31 - 1 });
+      const runs = parseNumberOption('--runs', options.runs, { integer: true, min: 1, max: 10_000_000 });
+      const seed = parseNumberOption('--seed', options.seed, SEED_BOUND);
       if (options.property && !PROPERTY_NAMES.includes(options.property)) {
         throw new UsageError(`--property: unknown property "${options.property}"; expected one of: ${PROPERTY_NAMES.join(', ')}`);
       }
@@ -147,7 +150,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
     .option('--rate <r>', 'proxy scenarios: requests per second').option('--duration <s>', 'proxy scenarios: seconds')
     .option('--service-ms <ms>', 'fixed service time per request')
     .action((options: SimulateOptions) => {
-      const seed = parseNumberOption('--seed', options.seed, { integer: true, min: 0 });
+      const seed = parseNumberOption('--seed', options.seed, SEED_BOUND);
       const scenarios = options.scenario ? [checkedScenario(options.scenario)] : SCENARIO_NAMES.map(getScenario);
       if (options.policy) getPolicy(options.policy);
       const policies = options.policy ? [options.policy] : [...BASE_POLICY_NAMES];

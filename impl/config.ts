@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { getPolicy } from '../model/policies.ts';
 import { UnknownPolicyError } from '../model/policies.ts';
+import { BOUNDS, checkNumber, type BoundName } from '../model/limits.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -40,7 +41,7 @@ export interface ServeConfig {
   counterLog: string;
 }
 
-type Kind = { type: 'int'; min: number; max?: number } | { type: 'seconds'; min: number } | { type: 'string' };
+type Kind = { type: 'number'; bound: BoundName } | { type: 'string' };
 
 export interface OptionSpec {
   /** The flag without dashes, and the config file key. */
@@ -53,21 +54,21 @@ export interface OptionSpec {
 
 export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: 'bind', key: 'bind', kind: { type: 'string' }, placeholder: 'address', description: 'HOST:PORT or unix:PATH (default 127.0.0.1:8000)' },
-  { name: 'workers', key: 'workers', kind: { type: 'int', min: 1, max: 512 }, placeholder: 'n', description: 'worker processes (default 1)' },
-  { name: 'threads', key: 'threads', kind: { type: 'int', min: 1, max: 10_000 }, placeholder: 'n', description: 'requests a worker serves at once (default 1)' },
-  { name: 'worker-connections', key: 'workerConnections', kind: { type: 'int', min: 1 }, placeholder: 'n', description: 'connections a worker holds; at the limit it stops accepting (default 1000)' },
-  { name: 'keepalive', key: 'keepaliveS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'idle keep-alive timeout; 0 disables keep-alive (default 2)' },
-  { name: 'timeout', key: 'timeoutS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'a worker silent this long is killed and replaced; 0 disables (default 30)' },
-  { name: 'graceful-timeout', key: 'gracefulTimeoutS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'how long a stop or reload waits before SIGKILL (default 30)' },
-  { name: 'max-requests', key: 'maxRequests', kind: { type: 'int', min: 0 }, placeholder: 'n', description: 'recycle a worker after this many requests; 0 disables (default 0)' },
-  { name: 'max-requests-jitter', key: 'maxRequestsJitter', kind: { type: 'int', min: 0 }, placeholder: 'n', description: 'add 0..n to each worker\'s max-requests (default 0)' },
-  { name: 'backlog', key: 'backlog', kind: { type: 'int', min: 1, max: 65_535 }, placeholder: 'n', description: 'listen(2) backlog, capped by net.core.somaxconn (default 2048)' },
+  { name: 'workers', key: 'workers', kind: { type: 'number', bound: 'workers' }, placeholder: 'n', description: 'worker processes (default 1)' },
+  { name: 'threads', key: 'threads', kind: { type: 'number', bound: 'threads' }, placeholder: 'n', description: 'requests a worker serves at once (default 1)' },
+  { name: 'worker-connections', key: 'workerConnections', kind: { type: 'number', bound: 'workerConnections' }, placeholder: 'n', description: 'connections a worker holds; at the limit it stops accepting (default 1000)' },
+  { name: 'keepalive', key: 'keepaliveS', kind: { type: 'number', bound: 'seconds' }, placeholder: 's', description: 'idle keep-alive timeout; 0 disables keep-alive (default 2)' },
+  { name: 'timeout', key: 'timeoutS', kind: { type: 'number', bound: 'seconds' }, placeholder: 's', description: 'a worker silent this long is killed and replaced; 0 disables (default 30)' },
+  { name: 'graceful-timeout', key: 'gracefulTimeoutS', kind: { type: 'number', bound: 'seconds' }, placeholder: 's', description: 'how long a stop or reload waits before SIGKILL (default 30)' },
+  { name: 'max-requests', key: 'maxRequests', kind: { type: 'number', bound: 'maxRequests' }, placeholder: 'n', description: 'recycle a worker after this many requests; 0 disables (default 0)' },
+  { name: 'max-requests-jitter', key: 'maxRequestsJitter', kind: { type: 'number', bound: 'maxRequestsJitter' }, placeholder: 'n', description: 'add 0..n to each worker\'s max-requests (default 0)' },
+  { name: 'backlog', key: 'backlog', kind: { type: 'number', bound: 'backlog' }, placeholder: 'n', description: 'listen(2) backlog, capped by net.core.somaxconn (default 2048)' },
   { name: 'policy', key: 'policy', kind: { type: 'string' }, placeholder: 'name', description: 'shutdown policy, see `quiesce policies` (default safe-drain)' },
   { name: 'app', key: 'app', kind: { type: 'string' }, placeholder: 'app', description: 'hello | sleep | echo | counter | a module path (default hello)' },
-  { name: 'idle-grace', key: 'idleGraceS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'idle window for one more request while draining (idle-grace, safe-drain; default 1)' },
-  { name: 'linger', key: 'lingerS', kind: { type: 'seconds', min: 0 }, placeholder: 's', description: 'lingering close: read and discard at most this long (default 2)' },
-  { name: 'header-timeout', key: 'headerTimeoutS', kind: { type: 'seconds', min: 0.001 }, placeholder: 's', description: 'close a new connection whose request head has not arrived by then (default 10)' },
-  { name: 'max-body', key: 'maxBodyBytes', kind: { type: 'int', min: 0 }, placeholder: 'bytes', description: 'largest request body; more gets 413 (default 1048576)' },
+  { name: 'idle-grace', key: 'idleGraceS', kind: { type: 'number', bound: 'seconds' }, placeholder: 's', description: 'idle window for one more request while draining (idle-grace, safe-drain; default 1)' },
+  { name: 'linger', key: 'lingerS', kind: { type: 'number', bound: 'seconds' }, placeholder: 's', description: 'lingering close: read and discard at most this long (default 2)' },
+  { name: 'header-timeout', key: 'headerTimeoutS', kind: { type: 'number', bound: 'headerTimeoutSeconds' }, placeholder: 's', description: 'close a new connection whose request head has not arrived by then (default 10)' },
+  { name: 'max-body', key: 'maxBodyBytes', kind: { type: 'number', bound: 'maxBodyBytes' }, placeholder: 'bytes', description: 'largest request body; more gets 413 (default 1048576)' },
   { name: 'trace', key: 'trace', kind: { type: 'string' }, placeholder: 'file', description: "write every process's events to this JSONL trace (the model's format)" },
   { name: 'pid', key: 'pid', kind: { type: 'string' }, placeholder: 'file', description: "write the arbiter's PID to this file" },
   { name: 'counter-log', key: 'counterLog', kind: { type: 'string' }, placeholder: 'file', description: 'where the counter app appends request ids (default quiesce-counter.log)' },
@@ -121,12 +122,9 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): unknown {
     if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}: expected a non-empty string`);
     return raw;
   }
-  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
-  const expected = kind.type === 'int' ? 'an integer' : 'a number of seconds';
-  if (!Number.isFinite(value) || (kind.type === 'int' && !Number.isInteger(value))) throw new ConfigError(`${where}: expected ${expected}, got ${JSON.stringify(raw)}`);
-  if (value < kind.min) throw new ConfigError(`${where}: expected ${expected} ≥ ${kind.min}, got ${value}`);
-  if (kind.type === 'int' && kind.max !== undefined && value > kind.max) throw new ConfigError(`${where}: expected ${expected} ≤ ${kind.max}, got ${value}`);
-  return value;
+  const checked = checkNumber(raw, BOUNDS[kind.bound], source === '--' ? 'text' : 'json');
+  if ('expected' in checked) throw new ConfigError(`${where}: expected ${checked.expected}, got ${JSON.stringify(raw)}`);
+  return checked.value;
 }
 
 /** Read a JSON config file: an object whose keys are option names (`"graceful-timeout": 10`). */

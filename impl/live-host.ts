@@ -6,6 +6,7 @@
  */
 import type { TraceEvent } from '../model/events.ts';
 import { ActorHost, type Timer } from '../model/host.ts';
+import { MAX_TIMER_MS } from '../model/limits.ts';
 import type { PolicyMachines } from '../model/machines/index.ts';
 
 export class ServerInvariantError extends Error {
@@ -36,6 +37,8 @@ export class LiveHost extends ActorHost {
   private stopped = false;
 
   at(delayMs: number, run: () => void): Timer {
+    // Node turns a longer delay into 1 ms: a graceful timeout of weeks would fire at once.
+    if (!(delayMs >= 0 && delayMs <= MAX_TIMER_MS)) throw this.invariant(`a timer of ${delayMs} ms is outside 0..${MAX_TIMER_MS} ms (what a timer can hold)`);
     const timer = new LiveTimer(delayMs, () => {
       this.pending.delete(timer);
       this.dispatch(run);

@@ -19,19 +19,26 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['--bogus'], /unknown option '--bogus'/],
     [['simulate', '--scenario', 'nope'], /--scenario: unknown scenario "nope"; expected one of: keepalive-recycle, .*backlog-unix/],
     [['simulate', '--policy', 'yolo'], /unknown policy "yolo"; expected one of: gunicorn-sync/],
-    [['simulate', '--scenario', 'keepalive-recycle', '--workers', '-2'], /--workers: expected an integer ≥ 1, got -2/],
-    [['simulate', '--scenario', 'keepalive-recycle', '--workers', 'four'], /--workers: expected an integer, got "four"/],
-    [['simulate', '--scenario', 'keepalive-recycle', '--keepalive', '2s'], /--keepalive: expected a number, got "2s"/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--workers', '-2'], /--workers: expected an integer from 1 to 512 \(one machine\), got "-2"/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--workers', 'four'], /--workers: expected an integer from 1 to 512 \(one machine\) in decimal digits, got "four"/],
+    // Numbers JavaScript would read but a person does not mean: refused, as the same bound everywhere.
+    [['simulate', '--scenario', 'keepalive-recycle', '--workers', '1e6'], /--workers: expected an integer from 1 to 512 \(one machine\) in decimal digits, got "1e6"/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--workers', '1000000'], /--workers: expected an integer from 1 to 512/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--graceful-timeout', '3000000'], /--graceful-timeout: expected a number from 0 to 2147483 \(the longest timer Node.js can hold, 24.8 days\), got "3000000"/],
+    [['serve', '--graceful-timeout', '3000000'], /--graceful-timeout: expected a number from 0 to 2147483 \(the longest timer Node.js can hold, 24.8 days\), got "3000000"/],
+    [['serve', '--workers', '3x'], /--workers: expected an integer from 1 to 512 \(one machine\) in decimal digits, got "3x"/],
+    [['serve', '--workers', '0x10'], /--workers: expected an integer from 1 to 512 \(one machine\) in decimal digits, got "0x10"/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--keepalive', '2s'], /--keepalive: expected a number from 0 to 2147483 \(the longest timer Node.js can hold, 24.8 days\) in decimal digits, got "2s"/],
     [['simulate', '--scenario', 'keepalive-recycle', '--seed', '1.5'], /--seed: expected an integer/],
     [['simulate', '--scenario', 'keepalive-recycle', '--rate', '10'], /--rate and --duration apply to the proxy scenarios/],
     [['simulate', '--scenario', 'backlog-unix', '--concurrency', '3'], /--requests and --concurrency apply to the ab scenarios/],
     [['simulate', '--scenario', 'keepalive-recycle', '--requests', '5', '--concurrency', '10'], /--concurrency 10 exceeds --requests 5/],
     [['simulate', '--json'], /--json and --trace need one run/],
-    [['check', '--runs', '0'], /--runs: expected an integer ≥ 1, got 0/],
+    [['check', '--runs', '0'], /--runs: expected an integer from 1 to 10000000, got "0"/],
     [['serve', '--bogus'], /unknown option '--bogus'/],
-    [['serve', '--workers', 'abc'], /--workers: expected an integer, got "abc"/],
-    [['serve', '--workers', '0'], /--workers: expected an integer ≥ 1, got 0/],
-    [['serve', '--keepalive', '-1'], /--keepalive: expected a number of seconds ≥ 0, got -1/],
+    [['serve', '--workers', 'abc'], /--workers: expected an integer from 1 to 512 \(one machine\) in decimal digits, got "abc"/],
+    [['serve', '--workers', '0'], /--workers: expected an integer from 1 to 512 \(one machine\), got "0"/],
+    [['serve', '--keepalive', '-1'], /--keepalive: expected a number from 0 to 2147483 \(the longest timer Node.js can hold, 24.8 days\), got "-1"/],
     [['serve', '--policy', 'nope'], /policy: unknown policy "nope"; expected one of: gunicorn-sync/],
     [['serve', '--bind', 'localhost'], /bind: expected HOST:PORT, \[IPV6\]:PORT or unix:PATH, got "localhost"/],
     [['serve', '--bind', '127.0.0.1:70000'], /bind: port must be 0–65535, got 70000/],
@@ -59,8 +66,11 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     writeFileSync(join(dir, 'a.json'), JSON.stringify({ wokers: 2 }));
     writeFileSync(join(dir, 'b.json'), JSON.stringify({ 'graceful-timeout': 'soon' }));
     writeFileSync(join(dir, 'c.json'), '{ not json');
+    writeFileSync(join(dir, 'd.json'), JSON.stringify({ workers: '3' }));
     expect((await cli('serve', '--config', join(dir, 'a.json'))).err).toMatch(/unknown option "wokers"; expected one of bind, workers/);
-    expect((await cli('serve', '--config', join(dir, 'b.json'))).err).toMatch(/b\.json: graceful-timeout: expected a number of seconds, got "soon"/);
+    expect((await cli('serve', '--config', join(dir, 'b.json'))).err).toMatch(/b\.json: graceful-timeout: expected a number from 0 to 2147483 .* as a JSON number, not a string, got "soon"/);
+    // A flag is text, a config file is JSON: there a number is a JSON number, as "3x" is not a flag's.
+    expect((await cli('serve', '--config', join(dir, 'd.json'))).err).toMatch(/d\.json: workers: expected an integer from 1 to 512 \(one machine\) as a JSON number, not a string, got "3"/);
     expect((await cli('serve', '--config', join(dir, 'c.json'))).err).toMatch(/c\.json" is not JSON/);
   });
 
