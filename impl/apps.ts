@@ -17,6 +17,8 @@ import type { HttpRequest, HttpResponse } from './http.ts';
 export interface AppRequest extends HttpRequest {
   /** X-Request-Id, or the id the worker gave the request. */
   readonly requestId: string;
+  /** The peer's address (WSGI's REMOTE_ADDR and REMOTE_PORT); null over a unix socket. */
+  readonly remote: { readonly address: string; readonly port: number } | null;
 }
 
 export interface AppContext {

@@ -20,7 +20,7 @@ import { existsSync, lstatSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { workerId, type ConnId, type TraceEvent, type WorkerId, type WorkerSignal } from '../model/events.ts';
+import { workerId, type ConnId, type TraceEvent, type WorkerId, type WorkerSignal, type AbortReason } from '../model/events.ts';
 import { ActorHost, type Timer } from '../model/host.ts';
 import { machinesFor, maxRequestsBounds, type PolicyMachines } from '../model/machines/index.ts';
 import type { ConnContext } from '../model/machines/connection.ts';
@@ -54,7 +54,16 @@ interface WorkerRecord {
   ready: boolean;
   aborted: boolean;
   bootError: string | null;
+  /** What the worker said as it crashed (an uncaught error), if it had the chance. */
+  crash: string | null;
+  /** It exited through its machine (its last message, 'bye', arrived). */
+  saidBye: boolean;
+  /** Signals this arbiter sent it. */
+  readonly sent: Set<WorkerSignal>;
 }
+
+/** How a worker's process ended, as the arbiter saw it reaped. */
+type WorkerEnd = { kind: 'exited' } | { kind: 'killed'; signal: WorkerSignal } | { kind: 'crashed'; signal: string | null };
 
 export interface ArbiterOutput {
   log: (line: string) => void;
@@ -127,12 +136,17 @@ class WorkerShadow extends ActorHost {
    * ended it. Its commands are the kernel's part, carried out here: each connection closed (RST
    * where the machine says request bytes were unread), the listener copy released, the exit.
    */
-  writeKernelCleanup(code: number, signal: NodeJS.Signals | null): void {
+  writeKernelCleanup(code: number, end: WorkerEnd): void {
     const worker = this.worker;
     for (const actor of [...this.unfolded.keys()]) this.fold(actor);
-    if (this.exited || !this.has(worker) || this.snapshot(worker).status === 'done') return;
+    if (this.exited || end.kind === 'exited' || !this.has(worker) || this.snapshot(worker).status === 'done') return;
     this.writing = true;
-    this.now(() => this.emitIfAccepted(worker, { type: 'worker.signal', signal: signal === 'SIGABRT' ? 'ABRT' : 'KILL' }));
+    this.now(() =>
+      this.emitIfAccepted(
+        worker,
+        end.kind === 'crashed' ? { type: 'worker.crash', code, ...(end.signal ? { signal: end.signal } : {}) } : { type: 'worker.signal', signal: end.signal },
+      ),
+    );
     // A close the worker's machine had already decided on but the process never carried out.
     for (const conn of [...(this.snapshot(worker).context as { openConns: ConnId[] }).openConns]) this.now(() => this.closeSocket(conn));
     if ((this.snapshot(worker).context as { holdsListener: boolean }).holdsListener) this.emitIfAccepted(worker, { type: 'worker.close-listener' });
@@ -141,7 +155,7 @@ class WorkerShadow extends ActorHost {
 
   private kernelDoes(actor: string, action: MachineAction): void {
     if (action.type === 'abortConnections') {
-      const reason = (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason;
+      const reason = (action.params as { reason: AbortReason }).reason;
       for (const conn of [...(this.snapshot(this.worker).context as { openConns: ConnId[] }).openConns]) {
         if (this.has(conn)) this.emitIfAccepted(conn, { type: 'conn.abort', reason });
       }
@@ -333,7 +347,7 @@ export class Arbiter {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', this.handle!.fd, this.handle!.fd],
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
-    const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null };
+    const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null, crash: null, saidBye: false, sent: new Set() };
     if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.machines, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
     this.host.emit('arbiter', { type: 'arbiter.spawn', worker: id });
@@ -380,6 +394,7 @@ export class Arbiter {
     const record = this.workers.get(worker);
     if (!this.host.accepts('arbiter', { type: 'arbiter.kill', worker, signal })) return;
     this.host.emit('arbiter', { type: 'arbiter.kill', worker, signal });
+    record?.sent.add(signal);
     try {
       record?.child.kill(`SIG${signal}`);
     } catch {
@@ -396,7 +411,8 @@ export class Arbiter {
       case 'ready':
         record.ready = true;
         record.lastHeartbeatNs = monotonicNs();
-        if (!this.announcedListening) {
+        // Announced once the first set of workers all serve: "listening" then means ready for the load.
+        if (!this.announcedListening && [...this.workers.values()].filter((w) => w.ready).length >= this.params.workers) {
           this.announcedListening = true;
           this.output.log(`[arbiter] listening at ${this.address()} (${this.params.workers} worker${this.params.workers === 1 ? '' : 's'}, policy ${this.config.policy}, pid ${process.pid})`);
         }
@@ -416,6 +432,10 @@ export class Arbiter {
         record.bootError = m.message;
         return;
       case 'bye':
+        record.saidBye = true;
+        return;
+      case 'crash':
+        record.crash = m.message;
         return;
       case 'listener-request':
         // Only while the arbiter still holds its copy: after that no worker should accept anew.
@@ -447,7 +467,10 @@ export class Arbiter {
     if (record.bootError !== null || code === WORKER_BOOT_ERROR) {
       this.fatal = record.bootError ?? `${record.id} failed to boot (exit ${code})`;
     }
-    this.writeWhatTheKernelDid(record.id, exitCode, signal);
+    const end = this.endOf(record, code, signal);
+    // A boot error is said once, as the reason the server stops.
+    if (end.kind !== 'exited' && this.fatal === null) this.logEnd(record, end, exitCode);
+    this.writeWhatTheKernelDid(record.id, exitCode, end);
     this.host.emitIfAccepted('listener', { type: 'listener.release', holder: record.id });
     this.host.emit('arbiter', { type: 'arbiter.reap', worker: record.id, code: exitCode });
     if (this.fatal && this.host.snapshot('arbiter').matches('running')) {
@@ -462,10 +485,36 @@ export class Arbiter {
    * the signal, each open connection closed (RST if request bytes were
    * unread), the listener copy released, the exit.
    */
-  private writeWhatTheKernelDid(worker: WorkerId, code: number, signal: NodeJS.Signals | null): void {
+  private writeWhatTheKernelDid(worker: WorkerId, code: number, end: WorkerEnd): void {
     const shadow = this.shadows.get(worker);
     this.shadows.delete(worker);
-    shadow?.writeKernelCleanup(code, signal);
+    shadow?.writeKernelCleanup(code, end);
+  }
+
+  /**
+   * A worker that said goodbye exited through its machine. One that did not was killed — SIGKILL,
+   * whoever sent it — or crashed: an uncaught error (it says so, and exits WORKER_CRASH) or any other
+   * fatal signal (SEGV, BUS …), which no stop of ours sends.
+   */
+  private endOf(record: WorkerRecord, code: number | null, signal: NodeJS.Signals | null): WorkerEnd {
+    if (record.saidBye && record.crash === null) return { kind: 'exited' };
+    if (signal === 'SIGKILL') return { kind: 'killed', signal: 'KILL' };
+    // A signal this arbiter sent, that ended the process before its handler was in place (a TERM to a
+    // worker still loading): the stop it asked for, carried out by the kernel — not a crash.
+    const name = signal?.slice(3) as WorkerSignal | undefined;
+    if (name && record.sent.has(name)) return { kind: 'killed', signal: name };
+    return { kind: 'crashed', signal: signal ? signal.slice(3) : null };
+  }
+
+  /** One line for an end nobody asked for, or that the arbiter asked for (its KILL after a timeout). */
+  private logEnd(record: WorkerRecord, end: Exclude<WorkerEnd, { kind: 'exited' }>, code: number): void {
+    const who = `${record.id} (pid ${record.child.pid})`;
+    if (end.kind === 'killed') {
+      this.output.log(`[arbiter] ${who} killed by SIG${end.signal}${record.sent.has(end.signal) ? '' : ' (not sent by the arbiter)'}`);
+      return;
+    }
+    const how = end.signal ? `killed by SIG${end.signal}` : `exit code ${code}`;
+    this.output.log(`[arbiter] ${who} crashed: ${how}${record.crash ? `: ${record.crash}` : ''}; replacing it`);
   }
 
   private maybeExit(): void {

@@ -46,6 +46,8 @@ export type WorkerMessage =
   /** Below worker-connections again: send a copy of the listening socket to accept on. */
   | { readonly kind: 'listener-request' }
   | { readonly kind: 'boot-error'; readonly message: string }
+  /** An uncaught error is about to end the process (it exits with WORKER_CRASH). */
+  | { readonly kind: 'crash'; readonly message: string }
   /** The last message before exit: everything before it has been delivered. */
   | { readonly kind: 'bye' };
 
@@ -64,3 +66,5 @@ export function isListenerCopy(value: unknown): value is ListenerCopyMessage {
 
 /** gunicorn's exit code for a worker that could not boot (arbiter.py WORKER_BOOT_ERROR). */
 export const WORKER_BOOT_ERROR = 3;
+/** A worker that died of an uncaught error (sysexits EX_SOFTWARE). */
+export const WORKER_CRASH = 70;

@@ -34,4 +34,9 @@ process.on('message', (message: unknown, handle: unknown) => {
   if (isListenerCopy(message) && handle) worker.listenerCopy(handle);
 });
 
+// An error no connection owns (a bug in the server, an app's stray callback): the process cannot be
+// trusted to go on. Say so once, hand the trace over, and exit with WORKER_CRASH; the arbiter
+// writes the crash into the trace and replaces the worker.
+process.on('uncaughtException', (error) => worker.crash(error));
+
 await worker.boot();

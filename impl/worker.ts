@@ -13,20 +13,20 @@
  */
 import { closeSync } from 'node:fs';
 import net from 'node:net';
-import { connId, type ConnId, type TraceEvent, type WorkerId } from '../model/events.ts';
+import { connId, type ConnId, type TraceEvent, type WorkerId, type AbortReason } from '../model/events.ts';
 import { machinesFor, responseMustClose } from '../model/machines/index.ts';
 import type { ConnContext } from '../model/machines/connection.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
 import type { MachineAction } from '../model/step.ts';
-import { AppLoadError, loadApp, type App } from './apps.ts';
+import { AppLoadError, loadApp, type App, type AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { LiveHost, ServerInvariantError } from './live-host.ts';
-import { HELD_LISTENER_FD, LISTENER_FD, WORKER_BOOT_ERROR, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+import { HELD_LISTENER_FD, LISTENER_FD, WORKER_BOOT_ERROR, WORKER_CRASH, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 
 interface Conn {
   readonly id: ConnId;
   readonly socket: net.Socket;
-  readonly parser: RequestParser;
+  parser: RequestParser;
   /** The id of the request whose bytes the machine has been told about (conn.bytes), not yet read. */
   announced: string | null;
   /** Requests started on this connection: names requests that carry no X-Request-Id. */
@@ -37,7 +37,25 @@ interface Conn {
   /** 100 Continue was sent for the request being received. */
   continued: boolean;
   closed: boolean;
+  /** Reading is paused: the client is not reading its responses, or it sent more than the budget ahead. */
+  readPaused: boolean;
+  /** The last response is still above the write high-water mark: the next request waits for 'drain'. */
+  writeBlocked: boolean;
+  /** This connection's read-side bytes as last counted into the worker's total. */
+  accountedBytes: number;
 }
+
+/**
+ * Memory bounded by design. Per connection: the parser holds at most the request being assembled
+ * (head ≤ 16 KiB + body ≤ --max-body) plus, once that request is complete, PIPELINE_AHEAD_BYTES of
+ * later pipelined bytes — then reading stops; and the next request is not started while the last
+ * response sits above WRITE_HIGH_WATER_BYTES unsent. Per worker: when the connections' read-side
+ * bytes together pass WORKER_READ_BUDGET_BYTES, every connection stops reading until they fall to
+ * half of it (the header timeout frees connections that were stuck mid-request).
+ */
+export const PIPELINE_AHEAD_BYTES = 64 * 1024;
+export const WRITE_HIGH_WATER_BYTES = 64 * 1024;
+export const WORKER_READ_BUDGET_BYTES = 64 * 1024 * 1024;
 
 /** How long a worker waits for its sockets to flush before it exits anyway. */
 const EXIT_FLUSH_MS = 2000;
@@ -210,7 +228,20 @@ export class WorkerServer {
     }
     this.nextConn++;
     this.track(socket);
-    const state: Conn = { id: conn, socket, parser: new RequestParser(this.spec.limits), announced: null, requests: 0, headerTimer: null, discarding: false, continued: false, closed: false };
+    const state: Conn = {
+      id: conn,
+      socket,
+      parser: new RequestParser(this.spec.limits),
+      announced: null,
+      requests: 0,
+      headerTimer: null,
+      discarding: false,
+      continued: false,
+      closed: false,
+      readPaused: false,
+      writeBlocked: false,
+      accountedBytes: 0,
+    };
     this.conns.set(conn, state);
     // impl/ cannot see the client's own id: each peer is named after the connection that accepted it.
     const client = `client/${this.spec.n * 1_000_000 + this.nextConn - 1}` as const;
@@ -219,16 +250,55 @@ export class WorkerServer {
     if (this.host.snapshot(this.id).matches({ alive: 'draining' })) this.host.emit(conn, { type: 'conn.drain' });
     this.armHeaderTimer(state);
     this.pauseAcceptingIfFull();
-    socket.on('data', (chunk: Buffer) => this.host.now(() => this.onData(state, chunk)));
-    socket.on('end', () => this.host.now(() => this.onPeerFin(state)));
-    socket.on('error', (error: NodeJS.ErrnoException) => this.host.now(() => this.onSocketError(state, error)));
-    socket.on('close', () => this.host.now(() => this.onSocketClosed(state)));
+    socket.on('data', (chunk: Buffer) => this.isolated(state, 'reading', () => this.onData(state, chunk)));
+    socket.on('end', () => this.isolated(state, 'reading EOF', () => this.onPeerFin(state)));
+    socket.on('error', (error: NodeJS.ErrnoException) => this.isolated(state, 'a socket error', () => this.onSocketError(state, error)));
+    socket.on('close', () => this.isolated(state, 'the socket closing', () => this.onSocketClosed(state)));
+    socket.on('drain', () => this.isolated(state, 'writing', () => this.onDrain(state)));
+  }
+
+  /**
+   * Run one connection's event. An unexpected error there is that connection's, not the worker's:
+   * it is logged with the connection's id, the connection alone is answered (a 500 with
+   * Connection: close while its request is still unread, otherwise closed through its machine's
+   * abort), and the other connections carry on. A disagreement between the server and its own
+   * machines (ServerInvariantError) is not a connection's fault: it still stops the worker, loudly.
+   */
+  private isolated(conn: Conn, what: string, run: () => void): void {
+    this.host.now(() => {
+      try {
+        run();
+      } catch (error) {
+        if (error instanceof ServerInvariantError) throw error;
+        this.connectionFailed(conn, what, error);
+      }
+    });
+  }
+
+  private connectionFailed(conn: Conn, what: string, error: unknown): void {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    process.stderr.write(`[${this.id}] ${conn.id}: internal error while ${what}: ${message}\n`);
+    if (conn.closed) return;
+    const req = conn.announced;
+    if (req !== null && this.host.accepts(conn.id, { type: 'conn.read', req, keepAlive: false })) {
+      conn.parser = new RequestParser(this.spec.limits); // its state is unknown now: nothing more is read from it
+      this.dequeue(conn);
+      this.serve(conn, null, { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' });
+      return;
+    }
+    this.host.emitIfAccepted(conn.id, { type: 'conn.abort', reason: 'error' });
+  }
+
+  private dequeue(conn: Conn): void {
+    const i = this.waiting.indexOf(conn.id);
+    if (i >= 0) this.waiting.splice(i, 1);
   }
 
   private onData(conn: Conn, chunk: Buffer): void {
     if (conn.closed || conn.discarding) return; // a lingering close reads and discards
     conn.parser.push(chunk);
-    if (conn.announced !== null && !this.waiting.includes(conn.id) && this.host.snapshot(conn.id).matches('pending')) {
+    this.account(conn);
+    if (conn.announced !== null && !conn.writeBlocked && !this.waiting.includes(conn.id) && this.host.snapshot(conn.id).matches('pending')) {
       // More of an announced request (its body): it may be complete now.
       this.waiting.push(conn.id);
       this.pump();
@@ -243,23 +313,59 @@ export class WorkerServer {
     // While a request is being handled the next one waits in our buffer; it is announced once the
     // response is written (HTTP/1.1 pipelining is answered in order).
     if (this.host.snapshot(conn.id).matches('handling')) return;
-    if (!conn.parser.hasCompleteHead() && !this.headIsHopeless(conn)) return;
+    if (!conn.parser.hasCompleteHead() && !conn.parser.isHopeless()) return;
     const req = conn.parser.peekRequestId() ?? `${conn.id.slice('conn/'.length)}.${conn.requests + 1}`;
     if (!this.host.emitIfAccepted(conn.id, { type: 'conn.bytes', req })) return;
     conn.announced = req;
-    if (this.host.snapshot(conn.id).matches('pending')) this.waiting.push(conn.id);
+    // The request has arrived either way (the machine must know: no keep-alive timeout now), but while
+    // the client has not read the last response it waits to be served (backpressure): see onDrain.
+    if (this.host.snapshot(conn.id).matches('pending') && !conn.writeBlocked) this.waiting.push(conn.id);
     this.pump();
   }
 
-  /** An unfinished head that is already malformed or too large: it will be answered with a 4xx now. */
-  private headIsHopeless(conn: Conn): boolean {
-    try {
-      conn.parser.next();
-      return false;
-    } catch (error) {
-      if (error instanceof ParseError) return true;
-      throw error;
+  // ───────────────────────── backpressure ─────────────────────────
+
+  /** Read-side bytes held by all connections together. */
+  private readBytes = 0;
+  private overBudget = false;
+
+  /** Count this connection's buffered bytes into the worker's total, and pause or resume reading. */
+  private account(conn: Conn): void {
+    const now = conn.closed ? 0 : conn.parser.bufferedBytes;
+    this.readBytes += now - conn.accountedBytes;
+    conn.accountedBytes = now;
+    if (!this.overBudget && this.readBytes > WORKER_READ_BUDGET_BYTES) {
+      this.overBudget = true;
+      process.stderr.write(`[${this.id}] ${this.readBytes} bytes of requests buffered (budget ${WORKER_READ_BUDGET_BYTES}): reading paused on every connection\n`);
+    } else if (this.overBudget && this.readBytes <= WORKER_READ_BUDGET_BYTES / 2) {
+      this.overBudget = false;
+      for (const other of this.conns.values()) this.updateReading(other);
     }
+    this.updateReading(conn);
+  }
+
+  private updateReading(conn: Conn): void {
+    if (conn.closed) return;
+    const ahead = conn.parser.hasCompleteHead() || conn.announced !== null || this.host.snapshot(conn.id).matches('handling');
+    const pause = this.overBudget || conn.writeBlocked || (ahead && conn.parser.bufferedBytes > PIPELINE_AHEAD_BYTES + this.spec.limits.maxHeadBytes + this.spec.limits.maxBodyBytes);
+    if (pause && !conn.readPaused) {
+      conn.readPaused = true;
+      conn.socket.pause();
+    } else if (!pause && conn.readPaused) {
+      conn.readPaused = false;
+      conn.socket.resume();
+    }
+  }
+
+  /** The client read enough of its responses: the next pipelined request may start. */
+  private onDrain(conn: Conn): void {
+    if (conn.closed || !conn.writeBlocked) return;
+    conn.writeBlocked = false;
+    this.updateReading(conn);
+    if (conn.announced !== null && this.host.snapshot(conn.id).matches('pending') && !this.waiting.includes(conn.id)) {
+      this.waiting.push(conn.id);
+      this.pump();
+    } else if (this.host.snapshot(conn.id).matches('idle')) this.announce(conn);
   }
 
   private armHeaderTimer(conn: Conn): void {
@@ -306,11 +412,15 @@ export class WorkerServer {
       try {
         request = conn.parser.next();
       } catch (error) {
-        if (!(error instanceof ParseError)) throw error;
+        if (!(error instanceof ParseError)) {
+          this.connectionFailed(conn, 'parsing', error);
+          continue;
+        }
         if (!this.host.accepts(id, { type: 'conn.read', req: conn.announced, keepAlive: false })) continue; // orphaned: never read
         this.serve(conn, null, { status: error.status, headers: { 'Content-Type': 'text/plain' }, body: `${error.message}\n` });
         continue;
       }
+      this.account(conn);
       if (request === null) {
         // The body is still arriving; its next bytes bring it back. A client that asked waits for our go-ahead.
         if (!conn.continued && conn.parser.expectsContinue() && !conn.socket.destroyed) {
@@ -344,16 +454,17 @@ export class WorkerServer {
       this.finish(conn, req, refusal, head);
       return;
     }
-    void this.runApp(request!, req).then((response) => e.now(() => this.finish(conn, req, response, head)));
+    const remote = conn.socket.remotePort === undefined ? null : { address: conn.socket.remoteAddress ?? '', port: conn.socket.remotePort };
+    void this.runApp(request!, req, remote).then((response) => this.isolated(conn, 'finishing a response', () => this.finish(conn, req, response, head)));
   }
 
-  private async runApp(request: HttpRequest, requestId: string): Promise<HttpResponse> {
+  private async runApp(request: HttpRequest, requestId: string, remote: AppRequest['remote']): Promise<HttpResponse> {
     try {
-      const result = this.app!({ ...request, requestId }, { blocking: this.policy.singleThreaded, counterLog: this.spec.counterLog });
+      const result = this.app!({ ...request, requestId, remote }, { blocking: this.policy.singleThreaded, counterLog: this.spec.counterLog });
       if (this.policy.singleThreaded) this.deferAcceptsThisTurn();
-      return await result;
+      return checkedResponse(await result);
     } catch (error) {
-      process.stderr.write(`[${this.id}] app error on ${requestId}: ${(error as Error).message}\n`);
+      process.stderr.write(`[${this.id}] app error on ${requestId}: ${error instanceof Error ? error.message : String(error)}\n`);
       return { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' };
     }
   }
@@ -376,7 +487,10 @@ export class WorkerServer {
       bytes = serializeResponse({ status: 500, body: 'Internal Server Error\n' }, close, this.spec.params.keepAliveMs / 1000, head);
       response = { status: 500 };
     }
-    if (!conn.socket.destroyed) conn.socket.write(bytes);
+    if (!conn.socket.destroyed && !conn.socket.write(bytes) && conn.socket.writableLength > WRITE_HIGH_WATER_BYTES) {
+      conn.writeBlocked = true;
+      this.updateReading(conn);
+    }
     e.emit(conn.id, { type: 'conn.respond', req, status: response.status, close });
     e.emitIfAccepted(this.id, { type: 'worker.request-end', conn: conn.id, req });
     // Back to idle with the next request already buffered (pipelining): announce it.
@@ -400,7 +514,7 @@ export class WorkerServer {
       case 'closeListenerCopy':
         return this.closeListener();
       case 'abortConnections': {
-        const reason = (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason;
+        const reason = (action.params as { reason: AbortReason }).reason;
         for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.abort', reason });
         return;
       }
@@ -460,12 +574,34 @@ export class WorkerServer {
     conn.closed = true;
     if (conn.headerTimer) clearTimeout(conn.headerTimer);
     if (!conn.socket.destroyed && why === 'peer-rst') conn.socket.destroy();
+    this.account(conn);
     this.conns.delete(conn.id);
     const i = this.waiting.indexOf(conn.id);
     if (i >= 0) this.waiting.splice(i, 1);
     this.host.emitIfAccepted(this.id, { type: 'worker.conn-closed', conn: conn.id });
     this.host.forget(conn.id);
     this.resumeAcceptingIfRoom();
+  }
+
+  private crashed = false;
+
+  /** Dying of an uncaught error: one line on stderr, the trace so far to the arbiter, exit WORKER_CRASH. */
+  crash(error: unknown): void {
+    if (this.crashed) return;
+    this.crashed = true;
+    const message = error instanceof Error ? `${error.name}: ${error.message}${error.stack?.split('\n')[1]?.trim() ? ` (${error.stack.split('\n')[1]!.trim()})` : ''}` : String(error);
+    process.stderr.write(`[${this.id}] crashed: ${message}\n`);
+    const leave = () => this.exit(WORKER_CRASH);
+    const timer = setTimeout(leave, 500);
+    try {
+      this.flushEvents();
+      this.send({ kind: 'crash', message }, () => {
+        clearTimeout(timer);
+        leave();
+      });
+    } catch {
+      leave();
+    }
   }
 
   private exitProcess(): void {
@@ -514,4 +650,14 @@ export class WorkerServer {
 function reset(socket: net.Socket): void {
   if (typeof socket.resetAndDestroy === 'function' && socket.remoteFamily !== undefined) socket.resetAndDestroy();
   else socket.destroy();
+}
+
+/** What an app returned, checked: a bad status or body is the app's bug, answered with a 500, never a malformed response. */
+function checkedResponse(response: unknown): HttpResponse {
+  if (typeof response !== 'object' || response === null) throw new Error(`the app returned ${JSON.stringify(response)}, not { status, headers?, body? }`);
+  const { status, body, headers } = response as { status?: unknown; body?: unknown; headers?: unknown };
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) throw new Error(`the app returned status ${JSON.stringify(status)}; expected an integer from 200 to 599`);
+  if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)) throw new Error('the app returned a body that is neither a string nor a Buffer');
+  if (headers !== undefined && (typeof headers !== 'object' || headers === null || Object.values(headers).some((v) => typeof v !== 'string'))) throw new Error('the app returned headers that are not an object of strings');
+  return response as HttpResponse;
 }

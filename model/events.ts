@@ -73,7 +73,13 @@ export const CLIENT_FAILURES = [
 export type ClientFailure = (typeof CLIENT_FAILURES)[number];
 
 /** Why a server connection is closed without the connection machine asking for it. */
-export const ABORT_REASONS = ['worker-exit', 'deadline', 'killed'] as const;
+export const ABORT_REASONS = [
+  'worker-exit', // the worker exits with the connection still open
+  'deadline', // the graceful timeout passed
+  'killed', // SIGKILL / the heartbeat's ABRT: the kernel closes every fd
+  'crashed', // the worker process died of an error (worker.crash): the kernel closes every fd
+  'error', // an unexpected error while handling this one connection: it alone is closed
+] as const;
 export type AbortReason = (typeof ABORT_REASONS)[number];
 
 function event<T extends string, S extends z.ZodRawShape>(type: T, actorPattern: RegExp, payload: S) {
@@ -128,6 +134,11 @@ export const workerEventSchemas = [
   event('worker.close-listener', W, {}),
   event('worker.graceful-timeout', W, {}),
   event('worker.exit', W, { code: z.number().int() }),
+  /**
+   * The process died without exiting through its machine: an uncaught error (an exit code) or a
+   * signal nobody here sent for a stop (SEGV, BUS …). Written by the arbiter, which saw it die.
+   */
+  event('worker.crash', W, { code: z.number().int(), signal: z.string().regex(/^[A-Z0-9]+$/, 'a signal name like "SEGV"').optional() }),
 ] as const;
 
 export const connEventSchemas = [

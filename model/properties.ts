@@ -143,7 +143,7 @@ function drainingWorkerHeartbeats(params: ServerParams): (trace: Trace) => Prope
         const late = check(i, worker, e.t);
         if (late) return late;
         if (e.type === 'worker.heartbeat') lastBeat.set(worker, e.t);
-        if (e.type === 'worker.exit' || (e.type === 'worker.signal' && (e.signal === 'KILL' || e.signal === 'QUIT' || e.signal === 'INT'))) {
+        if (e.type === 'worker.exit' || e.type === 'worker.crash' || (e.type === 'worker.signal' && (e.signal === 'KILL' || e.signal === 'QUIT' || e.signal === 'INT'))) {
           draining.delete(worker);
         }
       } else {

@@ -8,7 +8,7 @@
  * (FIN or RST, EAGAIN or a dropped SYN); the policy is never consulted here
  * except through the machines and `responseMustClose` from the model.
  */
-import { clientId, connId, connWorker, workerId, type ClientEvent, type ClientFailure, type ClientId, type MachineEvent, type ConnId, type WorkerId, type WorkerSignal } from '../model/events.ts';
+import { clientId, connId, connWorker, workerId, type ClientEvent, type ClientFailure, type ClientId, type MachineEvent, type ConnId, type WorkerId, type WorkerSignal, type AbortReason } from '../model/events.ts';
 import { maxRequestsBounds, responseMustClose } from '../model/machines/index.ts';
 import type { ConnContext } from '../model/machines/connection.ts';
 import type { ServerParams } from '../model/params.ts';
@@ -59,6 +59,8 @@ export type ServerCloseCause =
   | 'worker-exit'
   | 'deadline'
   | 'killed'
+  | 'crashed'
+  | 'error'
   | 'peer-closed';
 
 export class Link {
@@ -157,7 +159,7 @@ export class World {
       case 'abortWorker': return this.sendSignal((action.params as { worker: WorkerId }).worker, 'ABRT');
       case 'drainConnections': return this.drainConnections(actor as WorkerId);
       case 'closeListenerCopy': return this.closeListenerAfterLoopTurn(actor as WorkerId);
-      case 'abortConnections': return this.abortConnections(actor as WorkerId, (action.params as { reason: 'worker-exit' | 'deadline' | 'killed' }).reason);
+      case 'abortConnections': return this.abortConnections(actor as WorkerId, (action.params as { reason: AbortReason }).reason);
       case 'exitProcess': return this.exitWorker(actor as WorkerId);
       case 'closeSocket': return this.closeSocket(actor as ConnId);
       case 'halfClose': return this.halfClose(actor as ConnId);
@@ -281,7 +283,7 @@ export class World {
     this.engine.emit('listener', { type: 'listener.release', holder: worker });
   }
 
-  private abortConnections(worker: WorkerId, reason: 'worker-exit' | 'deadline' | 'killed'): void {
+  private abortConnections(worker: WorkerId, reason: AbortReason): void {
     const proc = this.proc(worker);
     for (const conn of [...proc.conns]) {
       const link = this.linkOfConn.get(conn);

@@ -11,7 +11,7 @@
  * trace must show what the process exit did to them.
  */
 import { and, assign, raise, setup } from 'xstate';
-import type { ConnId, MachineEvent, WorkerEvent } from '../events.ts';
+import type { AbortReason, ConnId, MachineEvent, WorkerEvent } from '../events.ts';
 
 export type WorkerMachineEvent = MachineEvent<WorkerEvent>;
 
@@ -38,7 +38,7 @@ export const workerChart = setup({
     // Commands.
     drainConnections: () => {},
     closeListenerCopy: () => {},
-    abortConnections: (_, _params: { reason: 'worker-exit' | 'deadline' | 'killed' }) => {},
+    abortConnections: (_, _params: { reason: AbortReason }) => {},
     exitProcess: () => {},
     // Bookkeeping.
     addConn: assign({
@@ -85,6 +85,7 @@ export const workerChart = setup({
     booting: {
       on: {
         'worker.ready': 'alive',
+        'worker.crash': 'crashed',
         'worker.signal': [
           { guard: 'isFatal', target: 'dying' },
           { guard: 'isQuit', target: 'exiting' },
@@ -103,6 +104,7 @@ export const workerChart = setup({
           { guard: 'isFatal', target: 'dying' },
           { guard: 'isQuit', target: 'exiting' },
         ],
+        'worker.crash': '#worker.crashed',
       },
       states: {
         serving: {
@@ -158,6 +160,7 @@ export const workerChart = setup({
           { guard: 'isCont', target: 'alive.serving' },
           { guard: 'isFatal', target: 'dying' },
         ],
+        'worker.crash': 'crashed',
       },
     },
     /** Leaving: what is still open is closed by the exit itself. */
@@ -169,6 +172,7 @@ export const workerChart = setup({
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
         'worker.exit': { guard: 'fullyReleased', target: 'exited' },
         'worker.signal': [{ guard: 'isFatal', target: 'dying' }, {}],
+        'worker.crash': 'crashed',
         'worker.heartbeat': {},
         'worker.graceful-timeout': {},
       },
@@ -176,6 +180,21 @@ export const workerChart = setup({
     /** KILL (or the heartbeat's ABRT): the kernel closes every fd. */
     dying: {
       entry: [{ type: 'abortConnections', params: { reason: 'killed' } }, 'exitProcess'],
+      on: {
+        'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
+        'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
+        'worker.request-end': {},
+        'worker.signal': {},
+        'worker.graceful-timeout': {},
+        'worker.exit': { guard: 'fullyReleased', target: 'exited' },
+      },
+    },
+    /**
+     * Died of an error (worker.crash): like a KILL, the kernel closes every fd — but it is a bug or a
+     * fault, not a decision, and the trace says so. Connections are aborted as 'crashed'.
+     */
+    crashed: {
+      entry: [{ type: 'abortConnections', params: { reason: 'crashed' } }, 'exitProcess'],
       on: {
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },

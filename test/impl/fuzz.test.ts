@@ -13,7 +13,7 @@ const HEADER_TIMEOUT_S = 0.3;
 const VALID = [
   'GET /?x=1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: fuzz\r\n\r\n',
   'POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello',
-  'POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+  'POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
   'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n',
 ];
 

@@ -272,7 +272,7 @@ describe('quiesce serve: apps', () => {
   it('echo returns the body; sleep refuses a bad ms with 400 and keeps the connection', async () => {
     const server = await serve(['--workers', '1', '--app', 'echo']);
     const client = new Client(server.target);
-    client.send('POST /e HTTP/1.1\r\nContent-Type: text/x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    client.send('POST /e HTTP/1.1\r\nHost: a\r\nContent-Type: text/x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
     const echoed = await client.next();
     expect(echoed.kind === 'response' && [echoed.response.body, echoed.response.headers.get('content-type')]).toEqual(['hello', 'text/x']);
     client.close();
@@ -414,12 +414,12 @@ describe('quiesce serve: drain behaviour of the policies', () => {
 describe('quiesce serve: bad input gets a 4xx and a close, and the server keeps serving', () => {
   it.each([
     ['a malformed request line', 'GARBAGE\r\n\r\n', 400],
-    ['a bad header', 'GET / HTTP/1.1\r\nBad Header: x\r\n\r\n', 400],
+    ['a bad header', 'GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n', 400],
     ['HTTP/2.0', 'GET / HTTP/2.0\r\n\r\n', 505],
-    ['a too-long request line', `GET /${'a'.repeat(9000)} HTTP/1.1\r\n\r\n`, 414],
-    ['too many header bytes', `GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
-    ['a body over the limit', 'POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n', 413],
-    ['an unsupported transfer coding', 'POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 501],
+    ['a too-long request line', `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: a\r\n\r\n`, 414],
+    ['too many header bytes', `GET / HTTP/1.1\r\nHost: a\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+    ['a body over the limit', 'POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n', 413],
+    ['an unsupported transfer coding', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 501],
   ])('%s', async (_what, raw, status) => {
     const server = await serve(['--workers', '1', '--app', 'echo', '--max-body', '1000']);
     const { data, ending } = await rawExchange(server.target, raw);
@@ -449,12 +449,12 @@ describe('quiesce serve: bad input gets a 4xx and a close, and the server keeps 
   it('waits for a body that arrives later, and says 100 Continue to a client that asks', async () => {
     const server = await serve(['--workers', '1', '--app', 'echo']);
     const client = new Client(server.target);
-    client.send('POST /late HTTP/1.1\r\nContent-Length: 4\r\n\r\nab');
+    client.send('POST /late HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab');
     await new Promise((r) => setTimeout(r, 150));
     client.send('cd');
     const late = await client.next();
     expect(late.kind === 'response' && late.response.body).toBe('abcd');
-    client.send('POST /ask HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n');
+    client.send('POST /ask HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n');
     const go = await client.next();
     expect(go.kind === 'response' && go.response.status).toBe(100);
     client.send('xyz');
@@ -468,7 +468,7 @@ describe('quiesce serve: bad input gets a 4xx and a close, and the server keeps 
   it('answers pipelined requests in order', async () => {
     const server = await serve(['--workers', '1', '--app', 'echo']);
     const client = new Client(server.target);
-    client.send('POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\none' + 'POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\ntwo');
+    client.send('POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\none' + 'POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\ntwo');
     const first = await client.next();
     const second = await client.next();
     expect(first.kind === 'response' && first.response.body).toBe('one');

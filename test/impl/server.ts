@@ -36,13 +36,13 @@ export function tempDir(prefix = 'quiesce-test-'): string {
 }
 
 /** Start `quiesce serve` with these flags (plus --bind and --trace unless given); resolves once it listens. */
-export async function startServer(flags: string[], options: { unix?: boolean; timeoutMs?: number } = {}): Promise<RunningServer> {
+export async function startServer(flags: string[], options: { unix?: boolean; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunningServer> {
   const dir = tempDir();
   const trace = join(dir, 'trace.jsonl');
   const args = [BIN, 'serve', ...flags];
   if (!flags.includes('--bind')) args.push('--bind', options.unix ? `unix:${join(dir, 'app.sock')}` : '127.0.0.1:0');
   if (!flags.includes('--trace')) args.push('--trace', trace);
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, env: { ...process.env, ...options.env } });
   let output = '';
   proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
