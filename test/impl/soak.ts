@@ -1,0 +1,227 @@
+/**
+ * The soak: `quiesce serve` under safe-drain, a non-idempotent POST load from
+ * ApacheBench (`ab -k`), HUP reloads spread over the run, max-requests
+ * recycling, one worker SIGSTOPped (the heartbeat must replace it within
+ * --timeout + 1 s) and one SIGKILLed. What must hold, each checked from
+ * outside the server as well as from its trace:
+ *
+ * - every POST the server processed (the counter app's log) reached its
+ *   client (ab's completed, non-failed exchanges), except those in flight on
+ *   the two workers we killed — the model's only excuse (conn.abort 'killed');
+ * - ab's failures are those exchanges, no more;
+ * - the server's memory stays flat: RSS sampled every second;
+ * - the trace replays through the machines and safe-drain's properties.
+ *
+ * `npm run soak` runs it at full size (1,000,000 requests, 100 reloads);
+ * test/impl/soak.test.ts at a size that fits the suite.
+ */
+import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { replay } from '../../model/replay.ts';
+import { parseTrace } from '../../model/trace.ts';
+import { runAb, type AbReport } from './ab.ts';
+import { childrenOf, startServer, stopServer, waitFor, type RunningServer } from './server.ts';
+
+export interface SoakOptions {
+  readonly requests: number;
+  readonly reloads: number;
+  readonly concurrency: number;
+  readonly workers: number;
+  readonly threads: number;
+  readonly maxRequests: number;
+  /** Heartbeat timeout (s): how soon a stopped worker must be replaced (+1 s). */
+  readonly timeoutS: number;
+  readonly log?: (line: string) => void;
+}
+
+export const FULL_SOAK: SoakOptions = { requests: 1_000_000, reloads: 100, concurrency: 20, workers: 4, threads: 20, maxRequests: 5000, timeoutS: 2 };
+
+export interface SoakResult {
+  readonly options: SoakOptions;
+  readonly seconds: number;
+  readonly ab: AbReport;
+  readonly processed: number;
+  readonly received: number;
+  /** Requests in flight on the workers we killed, when they died (the trace's conn.abort 'killed' while handling). */
+  readonly inFlightOnKilled: number;
+  /** Connections the two kills aborted. */
+  readonly abortedByKills: number;
+  readonly reloads: number;
+  readonly recycles: number;
+  readonly stoppedReplacedAfterMs: number | null;
+  readonly rss: { readonly firstThirdMaxMiB: number; readonly lastThirdMaxMiB: number; readonly samples: number };
+  readonly traceEvents: number;
+  readonly replay: string;
+  readonly failures: readonly string[];
+}
+
+function rssOf(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      total += Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+    } catch {
+      // gone between listing and reading
+    }
+  }
+  return total;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runSoak(options: SoakOptions): Promise<SoakResult> {
+  const log = options.log ?? (() => {});
+  const startedAt = Date.now();
+  const server: RunningServer = await startServer([
+    '--policy', 'safe-drain', '--app', 'counter', '--workers', String(options.workers), '--threads', String(options.threads),
+    '--keepalive', '2', '--max-requests', String(options.maxRequests), '--max-requests-jitter', String(Math.floor(options.maxRequests / 10)),
+    '--timeout', String(options.timeoutS), '--graceful-timeout', '30',
+  ]);
+  const counterLog = join(server.dir, 'quiesce-counter.log');
+  const body = join(server.dir, 'body.txt');
+  writeFileSync(body, 'increment');
+  // Lines of the counter log so far, counted in the bytes added since the last look.
+  let counted = 0;
+  let countedBytes = 0;
+  const processedSoFar = () => {
+    let size = 0;
+    try {
+      size = statSync(counterLog).size;
+    } catch {
+      return 0;
+    }
+    if (size > countedBytes) {
+      const fd = openSync(counterLog, 'r');
+      const fresh = Buffer.alloc(size - countedBytes);
+      readSync(fd, fresh, 0, fresh.length, countedBytes);
+      closeSync(fd);
+      for (const byte of fresh) if (byte === 0x0a) counted++;
+      countedBytes = size;
+    }
+    return counted;
+  };
+  const rss: number[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      rss.push(rssOf([server.pid, ...childrenOf(server.pid)]));
+      await sleep(1000);
+    }
+  })();
+
+  const ab = runAb(['-n', String(options.requests), '-c', String(options.concurrency), '-k', '-r', '-s', '30', '-p', body, '-T', 'text/plain', `${server.address}/`]);
+  let abDone = false;
+  void ab.then(() => (abDone = true));
+
+  // Faults and reloads, paced by how much has been processed.
+  let reloads = 0;
+  let stoppedReplacedAfterMs: number | null = null;
+  let killed = false;
+  let stopped = false;
+  while (!abDone && (reloads < options.reloads || !killed || !stopped)) {
+    const done = processedSoFar();
+    if (!stopped && done >= options.requests / 3) {
+      stopped = true;
+      const victim = server.workerPids()[0]!;
+      log(`SIGSTOP worker pid ${victim}`);
+      const at = Date.now();
+      process.kill(victim, 'SIGSTOP');
+      await waitFor(() => !server.workerPids().includes(victim), (options.timeoutS + 10) * 1000, `the stopped worker ${victim} to be replaced`).catch(() => {});
+      if (!server.workerPids().includes(victim)) stoppedReplacedAfterMs = Date.now() - at;
+      else process.kill(victim, 'SIGKILL');
+    } else if (!killed && done >= (2 * options.requests) / 3) {
+      killed = true;
+      const victim = server.workerPids()[0]!;
+      log(`SIGKILL worker pid ${victim}`);
+      process.kill(victim, 'SIGKILL');
+    } else if (reloads < options.reloads && done >= ((reloads + 1) * options.requests) / (options.reloads + 1)) {
+      const before = new Set(server.workerPids());
+      server.signal('SIGHUP');
+      reloads++;
+      // Wait until every old worker is gone before the next HUP (a reload, not a pile of them).
+      await waitFor(() => server.workerPids().every((p) => !before.has(p)), 60_000, 'a reload to finish').catch(() => {});
+      if (reloads % 10 === 0) log(`${reloads} reloads, ~${Math.round(processedSoFar())} processed`);
+    }
+    await sleep(50);
+  }
+  const report = await ab;
+  sampling = false;
+  await sampler;
+  await stopServer(server, 60_000);
+  const seconds = (Date.now() - startedAt) / 1000;
+
+  const processedIds = readFileSync(counterLog, 'utf8').split('\n').filter(Boolean);
+  const processed = processedIds.length;
+  // ab counts a lost exchange once under Length (and maybe Receive/Exceptions too): Length is the count of exchanges lost.
+  const lost = report.length;
+  const received = report.complete - lost;
+  log(`ab done; reading and replaying the trace`);
+  const trace = parseTrace(readFileSync(server.trace, 'utf8'));
+  const verdict = replay(trace);
+  // The workers the faults killed, and what was in flight on them: requests their app processed (the
+  // counter log names each request's worker: "<worker>.<conn>.<n>") whose response the trace never
+  // shows. The trace alone would undercount: a killed worker's last events may never have been sent.
+  const killedWorkers = new Set<string>();
+  const responded = new Set<string>();
+  const openedConns = new Set<string>();
+  let recycles = 0;
+  let abortedByKills = 0;
+  for (const e of trace.events) {
+    if (e.type === 'worker.signal' && (e.signal === 'KILL' || e.signal === 'ABRT')) killedWorkers.add(e.actor.slice('worker/'.length));
+    else if (e.type === 'conn.abort' && e.reason === 'killed') abortedByKills++;
+    else if (e.type === 'conn.respond') responded.add(e.req);
+    else if (e.type === 'conn.open') openedConns.add(e.actor.slice('conn/'.length));
+    else if (e.type === 'worker.max-requests') recycles++;
+  }
+  const onKilled = processedIds.filter((id) => killedWorkers.has(id.split('.')[0]!) && !responded.has(id));
+  const inFlightOnKilled = onKilled.length;
+  // Connections the trace never saw opened (the worker died before reporting them) that had a request processed.
+  const unreportedConns = new Set(onKilled.map((id) => id.split('.').slice(0, 2).join('.')).filter((c) => !openedConns.has(c))).size;
+  const third = Math.max(1, Math.floor(rss.length / 3));
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  const firstThirdMaxMiB = mib(Math.max(...rss.slice(0, third)));
+  const lastThirdMaxMiB = mib(Math.max(...rss.slice(-third)));
+
+  const failures: string[] = [];
+  if (report.code !== 0 || report.complete !== options.requests) failures.push(`ab did not run to the end (exit ${report.code}, ${report.complete}/${options.requests})`);
+  if (processed - received > inFlightOnKilled) failures.push(`${processed - received} processed POSTs never reached their client; only ${inFlightOnKilled} were in flight on the killed workers`);
+  // ab keeps one exchange outstanding per connection, so a connection the kills aborted loses at most one.
+  if (lost > abortedByKills + unreportedConns) failures.push(`ab lost ${lost} exchanges; the kills aborted only ${abortedByKills + unreportedConns} connections`);
+  if (reloads < options.reloads) failures.push(`only ${reloads} of ${options.reloads} reloads happened before ab finished`);
+  if (stoppedReplacedAfterMs === null || stoppedReplacedAfterMs > (options.timeoutS + 1) * 1000 + 500) failures.push(`the SIGSTOPped worker was replaced after ${stoppedReplacedAfterMs ?? 'never'} ms (limit: --timeout ${options.timeoutS} s + 1 s)`);
+  if (lastThirdMaxMiB > firstThirdMaxMiB * 1.25 + 32) failures.push(`RSS grew: ${firstThirdMaxMiB} MiB in the first third, ${lastThirdMaxMiB} MiB in the last`);
+  if (!verdict.ok) failures.push(`the trace does not replay: ${verdict.violation.message}`);
+  return {
+    options,
+    seconds,
+    ab: report,
+    processed,
+    received,
+    inFlightOnKilled,
+    abortedByKills,
+    reloads,
+    recycles,
+    stoppedReplacedAfterMs,
+    rss: { firstThirdMaxMiB, lastThirdMaxMiB, samples: rss.length },
+    traceEvents: trace.events.length,
+    replay: verdict.ok ? 'conforms' : verdict.violation.message,
+    failures,
+  };
+}
+
+export function describeSoak(r: SoakResult): string {
+  const o = r.options;
+  return [
+    `soak: ${o.requests} POSTs (ab -k -c ${o.concurrency}), ${o.workers} workers × ${o.threads} threads, safe-drain, max-requests ${o.maxRequests}, in ${r.seconds.toFixed(0)} s`,
+    `  reloads (HUP)            ${r.reloads}`,
+    `  max-requests recycles    ${r.recycles}`,
+    `  SIGSTOPped worker        replaced after ${r.stoppedReplacedAfterMs ?? '—'} ms (limit ${(o.timeoutS + 1) * 1000} ms)`,
+    `  SIGKILLed worker         1`,
+    `  ab                       complete ${r.ab.complete}, failed ${r.ab.failed} (receive ${r.ab.receive}, length ${r.ab.length}, exceptions ${r.ab.exceptions})`,
+    `  processed (counter log)  ${r.processed}; reached their client ${r.received}; in flight on the killed workers ${r.inFlightOnKilled}`,
+    `  connections the kills aborted ${r.abortedByKills} (each may lose its one outstanding exchange)`,
+    `  RSS, arbiter + workers   max ${r.rss.firstThirdMaxMiB} MiB in the first third, ${r.rss.lastThirdMaxMiB} MiB in the last (${r.rss.samples} samples)`,
+    `  trace                    ${r.traceEvents} events: ${r.replay}`,
+    r.failures.length === 0 ? 'PASS' : `FAIL\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
+  ].join('\n');
+}
