@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readTrace } from '../impl/trace-file.ts';
 import { join } from 'node:path';
 import { CHARTS, listPolicies, parseTrace, replay, TraceParseError, UnknownPolicyError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
 import { mermaidOf } from '../model/diagram.ts';
@@ -26,16 +27,12 @@ function processIo(): Io {
 }
 
 function readTraceFile(path: string) {
-  let text: string;
   try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new UsageError(`cannot read trace file "${path}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  try {
-    return parseTrace(text);
+    return readTrace(path);
   } catch (error) {
     if (error instanceof TraceParseError) throw new UsageError(`${path}: ${error.message}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code) throw new UsageError(`cannot read trace file "${path}": ${code}`);
     throw error;
   }
 }

@@ -520,25 +520,15 @@ export class RequestParser {
     switch (this.phase.at) {
       case 'head':
         return this.scanHead();
-      case 'length': {
-        const part = Math.min(this.phase.left, this.queue.front().length);
-        this.body.append(this.queue.front().subarray(0, part));
-        this.queue.skip(part);
-        this.phase.left -= part;
-        if (this.phase.left === 0) this.phase = { at: 'complete' };
+      case 'length':
+        if (this.copyBody(this.phase) === 0) this.phase = { at: 'complete' };
         return true;
-      }
       case 'chunk-line':
       case 'trailers':
         return this.collectLine();
-      case 'chunk-data': {
-        const part = Math.min(this.phase.left, this.queue.front().length);
-        this.body.append(this.queue.front().subarray(0, part));
-        this.queue.skip(part);
-        this.phase.left -= part;
-        if (this.phase.left === 0) this.phase = { at: 'chunk-data-end' };
+      case 'chunk-data':
+        if (this.copyBody(this.phase) === 0) this.phase = { at: 'chunk-data-end' };
         return true;
-      }
       case 'chunk-data-end': {
         if (this.queue.length < 2) {
           if (this.queue.at(0) !== CR) throw new ParseError(400, 'chunk data not followed by CRLF');
@@ -552,6 +542,15 @@ export class RequestParser {
       case 'complete':
         return false;
     }
+  }
+
+  /** Move body bytes from the queue's front into the body; what is left of the run. */
+  private copyBody(phase: { left: number }): number {
+    const front = this.queue.front();
+    const part = Math.min(phase.left, front.length);
+    this.body.append(front.subarray(0, part));
+    this.queue.skip(part);
+    return (phase.left -= part);
   }
 
   /**

@@ -6,7 +6,8 @@
  * is stable and every actor lives in one process with one monotonic clock,
  * so no actor's events are reordered.
  */
-import { closeSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import { fileLines } from './trace-file.ts';
 import type { TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import { formatEvent, makeHeader, type TraceHeader } from '../model/trace.ts';
@@ -35,13 +36,26 @@ export class TraceWriter {
     if (this.closed) return;
     this.closed = true;
     closeSync(this.fd);
-    // Read back what was appended (memory is not spent on it while the server runs).
-    const lines = readFileSync(this.path, 'utf8').split('\n').slice(1).filter((line) => line !== '');
-    const ordered = lines.map((line, index) => ({ event: JSON.parse(line) as TraceEvent, index })).sort((a, b) => a.event.t - b.event.t || a.index - b.index);
+    // Read back what was appended (memory is not spent on it while the server runs), in pieces: a
+    // long run's trace is larger than one string can be. Lines are kept as they were written and
+    // sorted by their time; an index sort keeps equal times in arrival order.
+    const lines: string[] = [];
+    let first = true;
+    for (const line of fileLines(this.path)) {
+      if (first) first = false;
+      else if (line !== '') lines.push(line);
+    }
+    const times = new Float64Array(lines.length);
+    for (let i = 0; i < lines.length; i++) times[i] = (JSON.parse(lines[i]!) as TraceEvent).t;
+    const order = Uint32Array.from({ length: lines.length }, (_, i) => i).sort((a, b) => times[a]! - times[b]! || a - b);
     const temporary = `${this.path}.tmp-${process.pid}`;
     const fd = openSync(temporary, 'w');
     writeSync(fd, JSON.stringify(this.header(complete)) + '\n');
-    for (const { event } of ordered) writeSync(fd, formatEvent(event) + '\n');
+    for (let from = 0; from < order.length; from += 10_000) {
+      let batch = '';
+      for (let k = from; k < Math.min(order.length, from + 10_000); k++) batch += lines[order[k]!]! + '\n';
+      writeSync(fd, batch);
+    }
     closeSync(fd);
     renameSync(temporary, this.path);
   }

@@ -111,13 +111,19 @@ export function parseEvent(text: string, line: number): TraceEvent {
 
 /** Parse a whole trace. Blank lines are allowed (and skipped); times must not go backwards. */
 export function parseTrace(text: string): Trace {
-  const lines = text.split('\n');
+  return parseTraceLines(text.split('\n'));
+}
+
+/** Parse a trace given line by line (a file read in pieces: a trace may be larger than one string can hold). */
+export function parseTraceLines(lines: Iterable<string>): Trace {
   let header: TraceHeader | undefined;
   const events: TraceEvent[] = [];
   const eventLines: number[] = [];
   let lastTime = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!.trim();
+  let i = -1;
+  for (const text of lines) {
+    i++;
+    const raw = text.trim();
     if (raw === '') continue;
     const line = i + 1;
     if (!header) {

@@ -85,7 +85,7 @@ export const workerChart = setup({
     booting: {
       on: {
         'worker.ready': 'alive',
-        'worker.crash': 'crashed',
+        'worker.crash': '#worker.dying.crashed',
         'worker.signal': [
           { guard: 'isFatal', target: 'dying' },
           { guard: 'isQuit', target: 'exiting' },
@@ -104,7 +104,7 @@ export const workerChart = setup({
           { guard: 'isFatal', target: 'dying' },
           { guard: 'isQuit', target: 'exiting' },
         ],
-        'worker.crash': '#worker.crashed',
+        'worker.crash': '#worker.dying.crashed',
       },
       states: {
         serving: {
@@ -160,7 +160,7 @@ export const workerChart = setup({
           { guard: 'isCont', target: 'alive.serving' },
           { guard: 'isFatal', target: 'dying' },
         ],
-        'worker.crash': 'crashed',
+        'worker.crash': '#worker.dying.crashed',
       },
     },
     /** Leaving: what is still open is closed by the exit itself. */
@@ -172,14 +172,18 @@ export const workerChart = setup({
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
         'worker.exit': { guard: 'fullyReleased', target: 'exited' },
         'worker.signal': [{ guard: 'isFatal', target: 'dying' }, {}],
-        'worker.crash': 'crashed',
+        'worker.crash': '#worker.dying.crashed',
         'worker.heartbeat': {},
         'worker.graceful-timeout': {},
       },
     },
-    /** KILL (or the heartbeat's ABRT): the kernel closes every fd. */
+    /**
+     * The process is ended from outside: the kernel closes every fd, whatever the machine was doing.
+     * `killed` by KILL (or the heartbeat's ABRT) is a decision; `crashed` (worker.crash: an uncaught
+     * error, a SEGV) is a fault, and the trace says which — connections are aborted as one or the other.
+     */
     dying: {
-      entry: [{ type: 'abortConnections', params: { reason: 'killed' } }, 'exitProcess'],
+      initial: 'killed',
       on: {
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
@@ -188,20 +192,9 @@ export const workerChart = setup({
         'worker.graceful-timeout': {},
         'worker.exit': { guard: 'fullyReleased', target: 'exited' },
       },
-    },
-    /**
-     * Died of an error (worker.crash): like a KILL, the kernel closes every fd — but it is a bug or a
-     * fault, not a decision, and the trace says so. Connections are aborted as 'crashed'.
-     */
-    crashed: {
-      entry: [{ type: 'abortConnections', params: { reason: 'crashed' } }, 'exitProcess'],
-      on: {
-        'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
-        'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
-        'worker.request-end': {},
-        'worker.signal': {},
-        'worker.graceful-timeout': {},
-        'worker.exit': { guard: 'fullyReleased', target: 'exited' },
+      states: {
+        killed: { entry: [{ type: 'abortConnections', params: { reason: 'killed' } }, 'exitProcess'] },
+        crashed: { entry: [{ type: 'abortConnections', params: { reason: 'crashed' } }, 'exitProcess'] },
       },
     },
     exited: { type: 'final' },

@@ -14,7 +14,7 @@ describe('the terminal after an interrupted simulate', () => {
     const command = `${process.execPath} ${BIN} simulate --scenario keepalive-recycle --policy safe-drain --requests 2000000 --concurrency 20`;
     const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, COLUMNS: '100', LINES: '30' } });
     let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString('latin1')));
+    child.stdout.on('data', (d: Buffer) => (output += d.toString('utf8')));
     // Wait until the bar is on screen (it appears after a second of work), then interrupt.
     await new Promise<void>((resolve, reject) => {
       const deadline = setTimeout(() => reject(new Error(`no progress bar within 20 s:\n${output}`)), 20_000);

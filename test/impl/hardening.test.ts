@@ -8,20 +8,12 @@
  */
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { Client, expectConformingTrace, rawExchange, startServer, stopServer, waitFor, type RunningServer } from './server.ts';
+import { describe, expect, it } from 'vitest';
+import { Client, expectConformingTrace, rawExchange, serversStoppedAfterEach, stopServer, waitFor, type RunningServer } from './server.ts';
 import { PIPELINE_AHEAD_BYTES, WORKER_READ_BUDGET_BYTES, WRITE_HIGH_WATER_BYTES } from '../../impl/worker.ts';
 import { DEFAULT_LIMITS } from '../../impl/http-parser.ts';
 
-const running: RunningServer[] = [];
-afterEach(async () => {
-  for (const server of running.splice(0)) if (server.proc.exitCode === null) await stopServer(server);
-});
-async function serve(flags: string[]): Promise<RunningServer> {
-  const server = await startServer(flags);
-  running.push(server);
-  return server;
-}
+const serve = serversStoppedAfterEach();
 
 function rssBytes(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

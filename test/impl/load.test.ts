@@ -8,23 +8,14 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runAb, type AbReport } from './ab.ts';
-import { expectConformingTrace, startServer, stopServer, type RunningServer } from './server.ts';
+import { expectConformingTrace, serversStoppedAfterEach, stopServer, type RunningServer } from './server.ts';
 
 const SEED_SERVER = ['--workers', '4', '--threads', '20', '--keepalive', '2', '--max-requests', '512'];
 const SEED_LOAD = ['-n', '10000', '-c', '20', '-s', '1', '-k', '-r'];
 
-const running: RunningServer[] = [];
-afterEach(async () => {
-  for (const server of running.splice(0)) if (server.proc.exitCode === null) await stopServer(server);
-});
-
-async function serve(flags: string[]): Promise<RunningServer> {
-  const server = await startServer(flags);
-  running.push(server);
-  return server;
-}
+const serve = serversStoppedAfterEach();
 
 function url(server: RunningServer): string {
   return `${server.address}/`;

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { replay } from '../../model/replay.ts';
 import { parseTrace, type Trace } from '../../model/trace.ts';
 import net from 'node:net';
@@ -275,4 +275,20 @@ export function tryConnect(target: net.NetConnectOpts): Promise<string> {
     });
     socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
   });
+}
+
+/**
+ * Servers a test file starts, stopped after each test if the test did not: call once at the top of
+ * the file; `serve(flags)` starts one.
+ */
+export function serversStoppedAfterEach(): (flags: string[], options?: Parameters<typeof startServer>[1]) => Promise<RunningServer> {
+  const running: RunningServer[] = [];
+  afterEach(async () => {
+    for (const server of running.splice(0)) if (server.proc.exitCode === null) await stopServer(server);
+  });
+  return async (flags, options) => {
+    const server = await startServer(flags, options);
+    running.push(server);
+    return server;
+  };
 }

@@ -18,7 +18,7 @@
 import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { replay } from '../../model/replay.ts';
-import { parseTrace } from '../../model/trace.ts';
+import { readTrace } from '../../impl/trace-file.ts';
 import { runAb, type AbReport } from './ab.ts';
 import { childrenOf, startServer, stopServer, waitFor, type RunningServer } from './server.ts';
 
@@ -156,7 +156,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const lost = report.length;
   const received = report.complete - lost;
   log(`ab done; reading and replaying the trace`);
-  const trace = parseTrace(readFileSync(server.trace, 'utf8'));
+  const trace = readTrace(server.trace);
   const verdict = replay(trace);
   // The workers the faults killed, and what was in flight on them: requests their app processed (the
   // counter log names each request's worker: "<worker>.<conn>.<n>") whose response the trace never
