@@ -5,14 +5,35 @@
  * off). Run under a real pseudo-terminal (script(1)) and interrupted.
  */
 import { spawn } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { childrenOf } from '../impl/server.ts';
+
+/** Every process below `pid` (script(1) may run the command under a shell). */
+function descendants(pid: number): number[] {
+  return childrenOf(pid).flatMap((c) => [c, ...descendants(c)]);
+}
 
 const BIN = new URL('../../bin/quiesce.mjs', import.meta.url).pathname;
 
 describe('the terminal after an interrupted simulate', () => {
+  let spawned: number[] = [];
+  afterEach(() => {
+    // Never leave a simulation running behind the test, whatever failed.
+    for (const pid of spawned) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    spawned = [];
+  });
+
   it('the progress bar is drawn, and no cursor-hiding or wrap-disabling sequence is ever written', async () => {
     const command = `${process.execPath} ${BIN} simulate --scenario keepalive-recycle --policy safe-drain --requests 2000000 --concurrency 20`;
     const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, COLUMNS: '100', LINES: '30' } });
+    spawned.push(child.pid!);
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString('utf8')));
     // Wait until the bar is on screen (it appears after a second of work), then interrupt.
@@ -25,9 +46,15 @@ describe('the terminal after an interrupted simulate', () => {
         }
       });
     });
-    child.stdin.write('\x03'); // Ctrl-C, through the pty's line discipline: SIGINT to the foreground job
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    // Ctrl-C: SIGINT to the simulation itself (script(1)'s child), as a terminal sends it to the foreground job.
+    const simulate = descendants(child.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('simulate'));
+    expect(simulate).toBeDefined();
+    spawned.push(simulate!);
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    process.kill(simulate!, 'SIGINT');
+    const code = await closed;
     expect(code).not.toBe(0);
+    expect(descendants(child.pid!)).toEqual([]);
     expect(output).not.toContain('\x1b[?25l'); // cursor hidden
     expect(output).not.toContain('\x1b[?7l'); // line wrap off
   }, 40_000);
