@@ -34,7 +34,7 @@ export interface SoakOptions {
   readonly log?: (line: string) => void;
 }
 
-export const FULL_SOAK: SoakOptions = { requests: 1_000_000, reloads: 100, concurrency: 20, workers: 4, threads: 20, maxRequests: 5000, timeoutS: 2 };
+export const FULL_SOAK: SoakOptions = { requests: 1_000_000, reloads: 100, concurrency: 20, workers: 4, threads: 20, maxRequests: 5000, timeoutS: 5 };
 
 export interface SoakResult {
   readonly options: SoakOptions;
