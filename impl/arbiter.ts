@@ -1,7 +1,10 @@
 /**
- * The arbiter (gunicorn's master): binds the listening socket once, spawns
- * workers that all accept from it, turns signals into worker lifecycle
- * changes, watches heartbeats, and writes the one merged trace.
+ * The arbiter (gunicorn's master) as a platform under the model's arbiter
+ * driver: it binds the listening socket once, starts worker processes that
+ * all accept from it, delivers real signals, relays heartbeats, reaps, and
+ * writes the one merged trace. Who to spawn, signal or retire, when the
+ * deadline or the heartbeat watchdog strikes, and when to exit are the
+ * arbiter machine's; this file carries them out with real processes.
  *
  * The socket is bound here but listen(2) is called by the workers: the
  * arbiter keeps its copy of the fd without ever accepting on it (Node has no
@@ -9,24 +12,19 @@
  * queue, shared by every worker as behind gunicorn. Because the arbiter holds
  * its copy, connections queued while no worker accepts (a recycle, a reload)
  * wait instead of being reset.
- *
- * As in the worker, the decisions are the model's: the arbiter machine says
- * when to spawn, whom to signal, when the graceful timeout escalates, and
- * when the arbiter may exit; this file carries them out with real processes
- * and signals.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { workerId, type ConnId, type TraceEvent, type WorkerId, type WorkerSignal, type AbortReason } from '../model/events.ts';
+import { ArbiterDriver, type ArbiterSignal } from '../model/driver/arbiter.ts';
+import { WorkerDriver } from '../model/driver/worker.ts';
+import type { TraceEvent, WorkerId, WorkerSignal } from '../model/events.ts';
 import { ActorHost, type Timer } from '../model/host.ts';
-import { machinesFor, maxRequestsBounds, type PolicyMachines } from '../model/machines/index.ts';
-import type { ConnContext } from '../model/machines/connection.ts';
-import { getPolicy } from '../model/policies.ts';
-import type { MachineAction } from '../model/step.ts';
+import { runtimesFor, type Runtimes } from '../model/machines/index.ts';
 import type { ServerParams } from '../model/params.ts';
+import { getPolicy } from '../model/policies.ts';
 import { isBuiltinApp } from './apps.ts';
 import { ConfigError, readSomaxconn, serverParamsOf, type ServeConfig } from './config.ts';
 import { DEFAULT_LIMITS } from './http.ts';
@@ -34,9 +32,6 @@ import { LiveHost, monotonicNs, ServerInvariantError } from './live-host.ts';
 import { isWorkerMessage, WORKER_BOOT_ERROR, WORKER_SPEC_ENV, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 import { TraceWriter } from './trace-writer.ts';
 import { workerBundle } from './worker-bundle.ts';
-
-/** gunicorn's arbiter loop sleeps at most 1 s between heartbeat checks. */
-const ARBITER_TICK_MS = 1000;
 
 /** A bound, not yet listening socket handle (Node's internal TCP/Pipe wrap). */
 interface ServerHandle {
@@ -50,9 +45,7 @@ type CreateServerHandle = (address: string | null, port: number, addressType: nu
 interface WorkerRecord {
   readonly id: WorkerId;
   readonly child: ChildProcess;
-  lastHeartbeatNs: bigint;
   ready: boolean;
-  aborted: boolean;
   bootError: string | null;
   /** What the worker said as it crashed (an uncaught error), if it had the chance. */
   crash: string | null;
@@ -63,7 +56,7 @@ interface WorkerRecord {
 }
 
 /** How a worker's process ended, as the arbiter saw it reaped. */
-type WorkerEnd = { kind: 'exited' } | { kind: 'killed'; signal: WorkerSignal } | { kind: 'crashed'; signal: string | null };
+type WorkerEnd = { kind: 'exited' } | { kind: 'killed' } | { kind: 'crashed'; signal: string | null };
 
 export interface ArbiterOutput {
   log: (line: string) => void;
@@ -72,11 +65,12 @@ export interface ArbiterOutput {
 /**
  * Follows a worker's actors from the events it reports, so that when the
  * worker dies without a word (SIGKILL, a crash) the arbiter can write what the
- * kernel did for it — each open connection closed, FIN or RST by what was
- * unread. Events are kept per actor and folded into machine snapshots in
- * batches (stepping each once, off the hot path); a closed connection is
- * forgotten, so memory stays bounded by what is open. It never schedules
- * timers: it only follows.
+ * kernel did for it. Events are kept per actor and folded into machine states
+ * in batches (off the hot path); a closed connection is forgotten, so memory
+ * stays bounded by what is open. While following, the machines' commands were
+ * the worker's own to carry out: nothing here acts on them, and no timer
+ * fires. When the worker dies, its own driver takes over on this host with
+ * the kernel as its platform, and writes the end the chart gives.
  */
 class WorkerShadow extends ActorHost {
   private readonly unfolded = new Map<string, TraceEvent[]>();
@@ -84,18 +78,15 @@ class WorkerShadow extends ActorHost {
   exited = false;
 
   constructor(
-    private readonly worker: WorkerId,
-    machines: PolicyMachines,
+    private readonly followed: WorkerId,
+    runtimes: Runtimes,
     private readonly write: (event: TraceEvent) => void,
     private readonly clock: () => number,
   ) {
-    super(machines, (event) => {
+    super(runtimes, (event) => {
       if (this.writing) this.write(event);
     });
-    // While following, commands were the worker's own to carry out; after it died, the kernel's.
-    this.attach((actor, action) => {
-      if (this.writing) this.kernelDoes(actor, action);
-    });
+    this.own(followed, () => {});
   }
 
   get nowMs(): number {
@@ -132,51 +123,38 @@ class WorkerShadow extends ActorHost {
   }
 
   /**
-   * The worker is gone: bring every actor up to date, then let its machine take the signal that
-   * ended it. Its commands are the kernel's part, carried out here: each connection closed (RST
-   * where the machine says request bytes were unread), the listener copy released, the exit.
+   * The worker is gone: bring every actor up to date, then its driver takes the end the kernel
+   * gave it — each open connection closed (RST where request bytes were unread), the listener copy
+   * released, the exit.
    */
-  writeKernelCleanup(code: number, end: WorkerEnd): void {
-    const worker = this.worker;
+  writeKernelEnd(code: number, end: WorkerEnd): void {
     for (const actor of [...this.unfolded.keys()]) this.fold(actor);
-    if (this.exited || end.kind === 'exited' || !this.has(worker) || this.snapshot(worker).status === 'done') return;
+    if (this.exited || end.kind === 'exited' || !this.has(this.followed) || this.isDone(this.followed)) return;
     this.writing = true;
-    this.now(() =>
-      this.emitIfAccepted(
-        worker,
-        end.kind === 'crashed' ? { type: 'worker.crash', code, ...(end.signal ? { signal: end.signal } : {}) } : { type: 'worker.signal', signal: end.signal },
-      ),
-    );
-    // A close the worker's machine had already decided on but the process never carried out.
-    for (const conn of [...(this.snapshot(worker).context as { openConns: ConnId[] }).openConns]) this.now(() => this.closeSocket(conn));
-    if ((this.snapshot(worker).context as { holdsListener: boolean }).holdsListener) this.emitIfAccepted(worker, { type: 'worker.close-listener' });
-    this.emitIfAccepted(worker, { type: 'worker.exit', code });
-  }
-
-  private kernelDoes(actor: string, action: MachineAction): void {
-    if (action.type === 'abortConnections') {
-      const reason = (action.params as { reason: AbortReason }).reason;
-      for (const conn of [...(this.snapshot(this.worker).context as { openConns: ConnId[] }).openConns]) {
-        if (this.has(conn)) this.emitIfAccepted(conn, { type: 'conn.abort', reason });
-      }
-    } else if (action.type === 'closeSocket') {
-      this.closeSocket(actor as ConnId);
-    }
-    // exitProcess: the exit follows once every connection is closed (writeKernelCleanup).
-  }
-
-  private closeSocket(conn: ConnId): void {
-    if (this.has(conn) && this.snapshot(conn).status !== 'done') {
-      this.emitIfAccepted(conn, { type: 'conn.close', rst: (this.snapshot(conn).context as ConnContext).unread });
-    }
-    this.emitIfAccepted(this.worker, { type: 'worker.conn-closed', conn });
+    const driver = new WorkerDriver(this, this.followed, KERNEL);
+    if (end.kind === 'killed') driver.signal('KILL');
+    else driver.crashed(code, end.signal ?? undefined);
   }
 }
 
+/** A dead process's platform: the kernel has closed everything already, so there is nothing left to do. */
+const KERNEL = {
+  stopAccepting: () => {},
+  releaseListener: () => {},
+  read: () => null,
+  handle: () => {},
+  respond: () => 0,
+  closeSocket: () => {},
+  halfClose: () => {},
+  notifyArbiter: () => {},
+  exit: () => {},
+};
+
 export class Arbiter {
   private readonly params: ServerParams;
+  private readonly runtimes: Runtimes;
   private readonly host: LiveHost;
-  private readonly machines: PolicyMachines;
+  private readonly driver: ArbiterDriver;
   /** Each worker's actors as it reported them, to write its end if it dies silently. */
   private readonly shadows = new Map<WorkerId, WorkerShadow>();
   private readonly trace: TraceWriter | null;
@@ -184,9 +162,6 @@ export class Arbiter {
   private readonly originNs = monotonicNs();
   private handle: ServerHandle | null = null;
   private workerScript = '';
-  private nextWorker = 1;
-  private gracefulTimer: Timer | null = null;
-  private tick: NodeJS.Timeout | null = null;
   private announcedListening = false;
   private fatal: string | null = null;
   private resolveDone: ((code: number) => void) | null = null;
@@ -195,14 +170,20 @@ export class Arbiter {
     private readonly config: ServeConfig,
     private readonly output: ArbiterOutput,
   ) {
-    const policy = getPolicy(config.policy);
     this.params = serverParamsOf(config, readSomaxconn());
-    const machines = machinesFor(policy, this.params);
+    this.runtimes = runtimesFor(getPolicy(config.policy), this.params);
     this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind }) : null;
-    const write = (event: TraceEvent) => this.trace?.write(event);
-    this.host = new LiveHost(machines, write, this.originNs);
-    this.host.attach((actor, action) => this.command(actor, action));
-    this.machines = machines;
+    this.host = new LiveHost(this.runtimes, (event) => this.trace?.write(event), this.originNs);
+    // The kernel resets whatever was queued when the last copy closed; the server cannot see it.
+    this.host.own('listener', () => {});
+    this.driver = new ArbiterDriver(this.host, {
+      spawnWorker: (worker, maxRequests) => this.spawnWorker(worker, maxRequests),
+      signalWorker: (worker, signal) => this.signalWorker(worker, signal),
+      // Closing a unix socket handle that bound the path also unlinks it: new connects get ENOENT.
+      closeListener: () => this.handle?.close(),
+      exit: (code) => this.exited(code),
+      random: Math.random,
+    });
   }
 
   /** Bind, spawn the workers, and run until the server stops; resolves with the exit code. */
@@ -219,20 +200,15 @@ export class Arbiter {
     }
     const done = new Promise<number>((resolve) => (this.resolveDone = resolve));
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const) {
-      process.on(signal, () => this.signal(signal.slice(3) as 'TERM' | 'INT' | 'QUIT' | 'HUP' | 'TTIN' | 'TTOU'));
+      process.on(signal, () => this.signal(signal.slice(3) as ArbiterSignal));
     }
-    this.host.now(() => {
-      this.host.emit('listener', { type: 'listener.open', family: this.params.family, backlog: this.params.backlog, somaxconn: this.params.somaxconn });
-      this.host.emit('listener', { type: 'listener.hold', holder: 'arbiter' });
-      this.host.emit('arbiter', { type: 'arbiter.start', workers: this.params.workers });
-    });
-    this.tick = setInterval(() => this.host.now(() => this.murderWorkers()), Math.min(ARBITER_TICK_MS, Math.max(50, this.params.timeoutMs / 4 || ARBITER_TICK_MS)));
+    this.driver.boot();
     return done;
   }
 
-  signal(signal: 'TERM' | 'INT' | 'QUIT' | 'HUP' | 'TTIN' | 'TTOU'): void {
+  signal(signal: ArbiterSignal): void {
     this.output.log(`[arbiter] received SIG${signal}`);
-    this.host.now(() => this.host.emitIfAccepted('arbiter', { type: 'arbiter.signal', signal }));
+    this.driver.signal(signal);
   }
 
   /** The address clients connect to, once bound. */
@@ -290,53 +266,19 @@ export class Arbiter {
     unlinkSync(path);
   }
 
-  // ───────────────────────── commands from the arbiter machine ─────────────────────────
+  // ───────────────────────── the port ─────────────────────────
 
-  private command(actor: string, action: MachineAction): void {
-    switch (action.type) {
-      case 'spawnWorkers':
-        return this.spawnWorkers();
-      case 'reloadWorkers':
-        return this.reloadWorkers();
-      case 'retireOldest':
-        return this.retireExcess();
-      case 'closeListener':
-        return this.closeListener();
-      case 'signalWorkers':
-        return this.signalWorkers((action.params as { signal: WorkerSignal }).signal);
-      case 'abortWorker':
-        return this.sendSignal((action.params as { worker: WorkerId }).worker, 'ABRT');
-      case 'resetQueued':
-        // The kernel resets whatever was queued when the last copy closed; the server cannot see it.
-        return;
-      default:
-        throw new ServerInvariantError(`${actor} asked the arbiter for an unknown command ${action.type}`);
-    }
-  }
-
-  private arbiterContext(): { workers: WorkerId[]; target: number; holdsListener: boolean } {
-    return this.host.snapshot('arbiter').context as { workers: WorkerId[]; target: number; holdsListener: boolean };
-  }
-
-  private spawnWorkers(): void {
-    if (!this.host.snapshot('arbiter').matches('running') || this.fatal) return;
-    while (this.arbiterContext().workers.length < this.arbiterContext().target) this.spawnWorker();
-  }
-
-  private spawnWorker(): void {
-    const n = this.nextWorker++;
-    const id = workerId(n);
-    const bounds = maxRequestsBounds(this.params);
+  private spawnWorker(id: WorkerId, maxRequests: number): void {
+    const n = Number(id.slice('worker/'.length));
     const spec: WorkerSpec = {
       id,
       n,
       policy: this.config.policy,
       params: this.params,
-      maxRequests: this.params.maxRequests > 0 ? bounds.min + Math.floor(Math.random() * (bounds.max - bounds.min + 1)) : 0,
+      maxRequests,
       app: this.config.app,
       cwd: process.cwd(),
       counterLog: this.config.counterLog,
-      headerTimeoutMs: this.config.headerTimeoutS * 1000,
       limits: { ...DEFAULT_LIMITS, maxBodyBytes: this.config.maxBodyBytes },
       originNs: this.originNs.toString(),
       trace: this.trace !== null,
@@ -347,59 +289,40 @@ export class Arbiter {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', this.handle!.fd, this.handle!.fd],
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
-    const record: WorkerRecord = { id, child, lastHeartbeatNs: monotonicNs(), ready: false, aborted: false, bootError: null, crash: null, saidBye: false, sent: new Set() };
-    if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.machines, (event) => this.trace?.write(event), () => this.host.nowMs));
+    const record: WorkerRecord = { id, child, ready: false, bootError: null, crash: null, saidBye: false, sent: new Set() };
+    if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
-    this.host.emit('arbiter', { type: 'arbiter.spawn', worker: id });
-    this.host.emit('listener', { type: 'listener.hold', holder: id });
-    child.on('message', (message: unknown) => this.host.now(() => this.onMessage(record, message)));
+    child.on('message', (message: unknown) => this.onMessage(record, message));
     // 'close' comes after the IPC channel drained: every event the worker sent is in.
-    child.on('close', (code, signal) => this.host.now(() => this.reap(record, code, signal)));
+    child.on('close', (code, signal) => this.reap(record, code, signal));
     child.on('error', (error) => this.output.log(`[arbiter] ${id}: ${error.message}`));
   }
 
-  private reloadWorkers(): void {
-    const old = [...this.arbiterContext().workers];
-    for (let i = 0; i < this.arbiterContext().target; i++) this.spawnWorker();
-    for (const w of old) this.sendSignal(w, 'TERM');
-  }
-
-  private retireExcess(): void {
-    const workers = this.arbiterContext().workers;
-    const excess = workers.length - this.arbiterContext().target;
-    for (const w of workers.slice(0, Math.max(0, excess))) this.sendSignal(w, 'TERM');
-  }
-
-  private closeListener(): void {
-    if (!this.host.accepts('arbiter', { type: 'arbiter.close-listener' })) return;
-    // Closing a unix socket handle that bound the path also unlinks it: new connects get ENOENT.
-    this.handle?.close();
-    this.host.emit('arbiter', { type: 'arbiter.close-listener' });
-    this.host.emitIfAccepted('listener', { type: 'listener.release', holder: 'arbiter' });
-    this.maybeExit();
-  }
-
-  private signalWorkers(signal: WorkerSignal): void {
-    for (const w of [...this.arbiterContext().workers]) this.sendSignal(w, signal);
-    if (signal === 'TERM' || signal === 'QUIT') {
-      if (this.gracefulTimer) this.gracefulTimer.cancelled = true;
-      this.gracefulTimer = this.host.at(this.params.gracefulTimeoutMs, () => {
-        this.host.emitIfAccepted('arbiter', { type: 'arbiter.graceful-timeout' });
-      });
-    }
-    this.maybeExit();
-  }
-
-  private sendSignal(worker: WorkerId, signal: WorkerSignal): void {
+  private signalWorker(worker: WorkerId, signal: WorkerSignal): void {
     const record = this.workers.get(worker);
-    if (!this.host.accepts('arbiter', { type: 'arbiter.kill', worker, signal })) return;
-    this.host.emit('arbiter', { type: 'arbiter.kill', worker, signal });
-    record?.sent.add(signal);
+    if (!record) return;
+    record.sent.add(signal);
+    if (signal === 'ABRT') this.output.log(`[arbiter] WORKER TIMEOUT ${worker} (pid ${record.child.pid})`);
     try {
-      record?.child.kill(`SIG${signal}`);
+      record.child.kill(`SIG${signal}`);
     } catch {
       // Already gone: its close event is on the way.
     }
+  }
+
+  private exited(code: number): void {
+    this.host.stop();
+    this.trace?.finish(this.fatal === null);
+    if (this.config.pid) {
+      try {
+        unlinkSync(this.config.pid);
+      } catch {
+        // already gone
+      }
+    }
+    if (this.fatal) this.output.log(`quiesce serve: ${this.fatal}`);
+    else this.output.log('[arbiter] stopped');
+    this.resolveDone?.(code);
   }
 
   // ───────────────────────── workers ─────────────────────────
@@ -410,7 +333,6 @@ export class Arbiter {
     switch (m.kind) {
       case 'ready':
         record.ready = true;
-        record.lastHeartbeatNs = monotonicNs();
         // Announced once the first set of workers all serve: "listening" then means ready for the load.
         if (!this.announcedListening && [...this.workers.values()].filter((w) => w.ready).length >= this.params.workers) {
           this.announcedListening = true;
@@ -418,15 +340,16 @@ export class Arbiter {
         }
         return;
       case 'heartbeat':
-        record.lastHeartbeatNs = monotonicNs();
+        this.driver.heartbeatFrom(record.id);
         return;
-      case 'events':
+      case 'events': {
         for (const event of m.events) this.trace?.write(event);
         const shadow = this.shadows.get(record.id);
         if (shadow) for (const event of m.events) shadow.report(event);
         return;
+      }
       case 'released-listener':
-        this.host.emitIfAccepted('listener', { type: 'listener.release', holder: record.id });
+        this.driver.listenerReleasedBy(record.id);
         return;
       case 'boot-error':
         record.bootError = m.message;
@@ -439,70 +362,37 @@ export class Arbiter {
         return;
       case 'listener-request':
         // Only while the arbiter still holds its copy: after that no worker should accept anew.
-        if (this.handle && this.arbiterContext().holdsListener) record.child.send({ kind: 'listener-copy' }, this.handle as unknown as net.Socket);
+        if (this.handle && this.host.arbiter().context.holdsListener) record.child.send({ kind: 'listener-copy' }, this.handle as unknown as net.Socket);
         return;
     }
   }
 
-  /** gunicorn murder_workers: a worker silent for longer than the timeout gets ABRT, then KILL a tick later. */
-  private murderWorkers(): void {
-    if (this.params.timeoutMs <= 0) return;
-    const now = monotonicNs();
-    // A worker that hangs while booting is as silent as one that hangs later (gunicorn's heartbeat file starts at spawn).
-    for (const record of this.workers.values()) {
-      if (Number(now - record.lastHeartbeatNs) / 1e6 <= this.params.timeoutMs) continue;
-      if (!record.aborted) {
-        record.aborted = true;
-        this.output.log(`[arbiter] WORKER TIMEOUT ${record.id} (pid ${record.child.pid})`);
-        this.host.emitIfAccepted('arbiter', { type: 'arbiter.heartbeat-timeout', worker: record.id });
-      } else {
-        this.sendSignal(record.id, 'KILL');
-      }
-    }
-  }
-
   private reap(record: WorkerRecord, code: number | null, signal: NodeJS.Signals | null): void {
+    // As Python's subprocess and Node report it: the exit code, or −(signal number).
     const exitCode = code ?? -(signal ? (osConstants.signals[signal] ?? 1) : 1);
     this.workers.delete(record.id);
-    if (record.bootError !== null || code === WORKER_BOOT_ERROR) {
-      this.fatal = record.bootError ?? `${record.id} failed to boot (exit ${code})`;
-    }
-    const end = this.endOf(record, code, signal);
+    const bootFailed = record.bootError !== null || code === WORKER_BOOT_ERROR;
+    if (bootFailed && this.fatal === null) this.fatal = record.bootError ?? `${record.id} failed to boot (exit ${code})`;
+    const end = this.endOf(record, signal);
     // A boot error is said once, as the reason the server stops.
-    if (end.kind !== 'exited' && this.fatal === null) this.logEnd(record, end, exitCode);
-    this.writeWhatTheKernelDid(record.id, exitCode, end);
-    this.host.emitIfAccepted('listener', { type: 'listener.release', holder: record.id });
-    this.host.emit('arbiter', { type: 'arbiter.reap', worker: record.id, code: exitCode });
-    if (this.fatal && this.host.snapshot('arbiter').matches('running')) {
-      this.host.emitIfAccepted('arbiter', { type: 'arbiter.signal', signal: 'TERM' });
-    }
-    this.maybeExit();
+    if (end.kind !== 'exited' && !bootFailed) this.logEnd(record, end, exitCode);
+    const shadow = this.shadows.get(record.id);
+    this.shadows.delete(record.id);
+    shadow?.writeKernelEnd(exitCode, end);
+    // A worker that cannot boot stops the server (gunicorn: HaltServer), with a user error's exit code —
+    // before its reap, so that the stopping arbiter does not replace it.
+    if (bootFailed) this.driver.halt(2);
+    this.driver.reaped(record.id, exitCode);
   }
 
   /**
-   * A worker that died without finishing its own trace (SIGKILL, a crash): its
-   * machine is still mid-flight in the mirror. Write what the kernel did —
-   * the signal, each open connection closed (RST if request bytes were
-   * unread), the listener copy released, the exit.
+   * A worker that said goodbye exited through its machine. One that did not was killed (SIGKILL,
+   * whoever sent it) or died otherwise: an uncaught error (it says so, and exits WORKER_CRASH), or a
+   * signal that ended it before its handler could (a TERM to a worker still loading, a SEGV).
    */
-  private writeWhatTheKernelDid(worker: WorkerId, code: number, end: WorkerEnd): void {
-    const shadow = this.shadows.get(worker);
-    this.shadows.delete(worker);
-    shadow?.writeKernelCleanup(code, end);
-  }
-
-  /**
-   * A worker that said goodbye exited through its machine. One that did not was killed — SIGKILL,
-   * whoever sent it — or crashed: an uncaught error (it says so, and exits WORKER_CRASH) or any other
-   * fatal signal (SEGV, BUS …), which no stop of ours sends.
-   */
-  private endOf(record: WorkerRecord, code: number | null, signal: NodeJS.Signals | null): WorkerEnd {
+  private endOf(record: WorkerRecord, signal: NodeJS.Signals | null): WorkerEnd {
     if (record.saidBye && record.crash === null) return { kind: 'exited' };
-    if (signal === 'SIGKILL') return { kind: 'killed', signal: 'KILL' };
-    // A signal this arbiter sent, that ended the process before its handler was in place (a TERM to a
-    // worker still loading): the stop it asked for, carried out by the kernel — not a crash.
-    const name = signal?.slice(3) as WorkerSignal | undefined;
-    if (name && record.sent.has(name)) return { kind: 'killed', signal: name };
+    if (signal === 'SIGKILL') return { kind: 'killed' };
     return { kind: 'crashed', signal: signal ? signal.slice(3) : null };
   }
 
@@ -510,30 +400,13 @@ export class Arbiter {
   private logEnd(record: WorkerRecord, end: Exclude<WorkerEnd, { kind: 'exited' }>, code: number): void {
     const who = `${record.id} (pid ${record.child.pid})`;
     if (end.kind === 'killed') {
-      this.output.log(`[arbiter] ${who} killed by SIG${end.signal}${record.sent.has(end.signal) ? '' : ' (not sent by the arbiter)'}`);
+      this.output.log(`[arbiter] ${who} killed by SIGKILL${record.sent.has('KILL') ? '' : ' (not sent by the arbiter)'}`);
       return;
     }
-    const how = end.signal ? `killed by SIG${end.signal}` : `exit code ${code}`;
-    this.output.log(`[arbiter] ${who} crashed: ${how}${record.crash ? `: ${record.crash}` : ''}; replacing it`);
-  }
-
-  private maybeExit(): void {
-    if (!this.host.accepts('arbiter', { type: 'arbiter.exit', code: 0 })) return;
-    const code = this.fatal ? 2 : 0;
-    this.host.emit('arbiter', { type: 'arbiter.exit', code: 0 });
-    this.host.stop();
-    if (this.tick) clearInterval(this.tick);
-    this.trace?.finish(this.fatal === null);
-    if (this.config.pid) {
-      try {
-        unlinkSync(this.config.pid);
-      } catch {
-        // already gone
-      }
-    }
-    if (this.fatal) this.output.log(`quiesce serve: ${this.fatal}`);
-    else this.output.log('[arbiter] stopped');
-    this.resolveDone?.(code);
+    const name = end.signal as WorkerSignal | null;
+    const sentByUs = name !== null && record.sent.has(name);
+    const how = end.signal ? `killed by SIG${end.signal}${sentByUs ? ' (sent by the arbiter, before the worker could handle it)' : ''}` : `exit code ${code}`;
+    this.output.log(`[arbiter] ${who} ${sentByUs ? 'ended' : 'crashed'}: ${how}${record.crash ? `: ${record.crash}` : ''}${this.driver.isRunning() ? '; replacing it' : ''}`);
   }
 }
 

@@ -10,6 +10,9 @@ import { getPolicy } from '../model/policies.ts';
 import { UnknownPolicyError } from '../model/policies.ts';
 import { BOUNDS, checkNumber, type BoundName } from '../model/limits.ts';
 
+/** The arbiter's loop turn in the real server (see serverParamsOf). */
+export const ARBITER_TICK_MS = 250;
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -191,6 +194,10 @@ export function serverParamsOf(config: ServeConfig, somaxconn: number): ServerPa
     lingerMs: config.lingerS * 1000,
     // A worker notifies at least four times per timeout (gunicorn notifies every loop turn, ≤ 1 s).
     heartbeatIntervalMs: config.timeoutS > 0 ? Math.min(1000, (config.timeoutS * 1000) / 4) : 1000,
+    // The arbiter's loop turns four times a second (gunicorn's: once): a silent worker is aborted
+    // within --timeout + 0.5 s and killed a quarter second later — replaced within --timeout + 1 s.
+    arbiterTickMs: ARBITER_TICK_MS,
+    headerTimeoutMs: config.headerTimeoutS * 1000,
     backlog: config.backlog,
     somaxconn,
     family: config.bind.family,

@@ -7,7 +7,7 @@
 import type { TraceEvent } from '../model/events.ts';
 import { ActorHost, type Timer } from '../model/host.ts';
 import { MAX_TIMER_MS } from '../model/limits.ts';
-import type { PolicyMachines } from '../model/machines/index.ts';
+import type { Runtimes } from '../model/machines/index.ts';
 
 export class ServerInvariantError extends Error {
   constructor(message: string) {
@@ -22,11 +22,11 @@ export function monotonicNs(): bigint {
 
 export class LiveHost extends ActorHost {
   constructor(
-    machines: PolicyMachines,
+    runtimes: Runtimes,
     sink: (event: TraceEvent) => void,
     private readonly originNs: bigint,
   ) {
-    super(machines, sink);
+    super(runtimes, sink);
   }
 
   get nowMs(): number {

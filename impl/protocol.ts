@@ -19,7 +19,6 @@ export interface WorkerSpec {
   readonly app: string;
   readonly cwd: string;
   readonly counterLog: string;
-  readonly headerTimeoutMs: number;
   readonly limits: ParserLimits;
   /** CLOCK_MONOTONIC at the arbiter's start, in ns (decimal string): the trace's time origin. */
   readonly originNs: string;

@@ -19,7 +19,7 @@ if (!raw || !process.send) {
   process.exit(2);
 }
 const spec = JSON.parse(raw) as WorkerSpec;
-const worker = new WorkerServer(spec, send, (code) => process.exit(code));
+const worker = new WorkerServer(spec, send, (code) => process.exit(code), (process.env.QUIESCE_DEBUG ?? '').split(',').includes('pairs'));
 
 // gunicorn's worker signals: TERM drains, INT/QUIT exit at once, ABRT is the arbiter's heartbeat kill.
 process.on('SIGTERM', () => worker.signal('TERM'));

@@ -1,23 +1,17 @@
 /**
- * A worker process: accepts from the listening socket it shares with the
- * arbiter and every other worker, reads HTTP/1.1 requests, runs the app, and
- * lets the model's machines make every lifecycle decision.
- *
- * The worker never decides on its own when to close a connection, whether a
- * response says keep-alive, when an idle connection times out or when it
- * exits: it tells the worker and connection machines what happened (a
- * request arrived, a signal, a response was written) and carries out the
- * commands they answer with (`closeSocket`, `halfClose`, `drainConnections`,
- * `exitProcess`, timers). So the policy in force here is, by construction,
- * the policy in the model — and the trace it writes is what the machines saw.
+ * A worker process: the platform under the model's worker driver. It keeps
+ * the sockets, the HTTP parser and the app; the driver (model/driver) owns
+ * every lifecycle event sequence and the machines decide: whether to accept,
+ * when a request is read, what the `Connection` header says, when to close
+ * (FIN or RST), drain, time out or exit. This file reports what happened on
+ * the wire and carries out what the driver asks through `WorkerPort`.
  */
 import { closeSync } from 'node:fs';
 import net from 'node:net';
-import { connId, type ConnId, type TraceEvent, type WorkerId, type AbortReason } from '../model/events.ts';
-import { machinesFor, responseMustClose } from '../model/machines/index.ts';
-import type { ConnContext } from '../model/machines/connection.ts';
+import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
+import type { ConnId, TraceEvent, WorkerId } from '../model/events.ts';
+import { runtimesFor } from '../model/machines/index.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
-import type { MachineAction } from '../model/step.ts';
 import { AppLoadError, loadApp, type App, type AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { LiveHost, ServerInvariantError } from './live-host.ts';
@@ -31,7 +25,9 @@ interface Conn {
   announced: string | null;
   /** Requests started on this connection: names requests that carry no X-Request-Id. */
   requests: number;
-  headerTimer: NodeJS.Timeout | null;
+  /** The request read for the thread that will run it, or the refusal that answers it. */
+  request: HttpRequest | null;
+  response: HttpResponse | null;
   /** After a half-close: whatever arrives is read and discarded. */
   discarding: boolean;
   /** 100 Continue was sent for the request being received. */
@@ -60,16 +56,14 @@ export const WORKER_READ_BUDGET_BYTES = 64 * 1024 * 1024;
 /** How long a worker waits for its sockets to flush before it exits anyway. */
 const EXIT_FLUSH_MS = 2000;
 
-export class WorkerServer {
+const INTERNAL_ERROR: HttpResponse = { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' };
+
+export class WorkerServer implements WorkerPort {
   readonly id: WorkerId;
   private readonly policy: PolicySpec;
   private readonly host: LiveHost;
-  private readonly threads: number;
+  private readonly driver: WorkerDriver;
   private readonly conns = new Map<ConnId, Conn>();
-  /** Connections whose request has arrived and waits for a free thread, in arrival order. */
-  private readonly waiting: ConnId[] = [];
-  private busy = 0;
-  private nextConn = 1;
   private server: net.Server | null = null;
   private app: App | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -78,14 +72,15 @@ export class WorkerServer {
   constructor(
     private readonly spec: WorkerSpec,
     private readonly send: (message: WorkerMessage, done?: () => void) => void,
-    private readonly exit: (code: number) => void,
+    private readonly exitProcess: (code: number) => void,
+    /** Check after every connection event that the platform's count agrees with the machine's (QUIESCE_DEBUG=pairs). */
+    private readonly debugPairs = false,
   ) {
     this.id = spec.id;
     this.policy = getPolicy(spec.policy);
-    this.threads = this.policy.singleThreaded ? 1 : spec.params.threads;
     const sink = spec.trace ? (event: TraceEvent) => this.queueEvent(event) : () => {};
-    this.host = new LiveHost(machinesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
-    this.host.attach((actor, action) => this.command(actor, action));
+    this.host = new LiveHost(runtimesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
+    this.driver = new WorkerDriver(this.host, this.id, this);
   }
 
   private queued: TraceEvent[] = [];
@@ -104,23 +99,21 @@ export class WorkerServer {
   }
 
   async boot(): Promise<void> {
-    this.host.now(() => this.host.emit(this.id, { type: 'worker.boot' }));
+    this.driver.boot(this.spec.maxRequests);
     try {
       this.app = await loadApp(this.spec.app, this.spec.cwd);
     } catch (error) {
       const message = error instanceof AppLoadError ? error.message : `app ${this.spec.app} failed to load: ${(error as Error).message}`;
       this.flushEvents();
-      this.send({ kind: 'boot-error', message }, () => this.exit(WORKER_BOOT_ERROR));
+      this.send({ kind: 'boot-error', message }, () => this.exitProcess(WORKER_BOOT_ERROR));
       return;
     }
     const server = this.makeServer();
     // The backlog must be positional: Node ignores `backlog` in the options object when listening on an fd.
     server.listen({ fd: LISTENER_FD }, this.spec.params.backlog, () => {
-      this.host.now(() => {
-        if (!this.host.emitIfAccepted(this.id, { type: 'worker.ready' })) return;
-        this.send({ kind: 'ready' });
-        this.scheduleHeartbeat();
-      });
+      if (!this.driver.ready()) return;
+      this.send({ kind: 'ready' });
+      this.scheduleHeartbeat();
     });
   }
 
@@ -130,62 +123,65 @@ export class WorkerServer {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });
     server.on('connection', (socket) => {
       if (this.acceptsDeferred) this.deferred.push(socket);
-      else this.host.now(() => this.accept(socket));
+      else this.accept(socket);
     });
     server.on('error', (error) => {
-      this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exit(WORKER_BOOT_ERROR));
+      this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exitProcess(WORKER_BOOT_ERROR));
     });
     this.server = server;
     return server;
   }
 
-  // ───────────────────────── worker-connections ─────────────────────────
+  // ───────────────────────── room for connections ─────────────────────────
 
-  /** At worker-connections the worker stops accepting (gthread stops polling its listener) and the kernel queue holds the rest. */
+  /**
+   * When the machine says the worker takes no more connections (worker_connections reached; the sync
+   * worker while it serves one), it stops accepting and the kernel queue holds the rest, as behind
+   * gunicorn. Node cannot stop accepting on a socket except by closing it, and libuv may have
+   * accepted a few more in the same turn: those are held unread (for the client they are still
+   * queued) and adopted first when there is room again.
+   */
   private acceptPaused = false;
   private listenerRequested = false;
 
   private pauseAcceptingIfFull(): void {
-    if (this.conns.size < this.spec.params.workerConnections || this.acceptPaused) return;
+    if (this.acceptPaused || this.driver.mayAccept() || !this.driver.isServing()) return;
     this.acceptPaused = true;
     this.stopAccepting();
   }
 
-  /** Below the limit again: accepting needs a fresh copy of the socket (closing was the only way to stop), from the arbiter. */
-  private resumeAcceptingIfRoom(): void {
-    if (!this.acceptPaused || this.listenerRequested || this.conns.size >= this.spec.params.workerConnections) return;
-    if (!this.host.snapshot(this.id).matches({ alive: 'serving' })) return;
+  /** Room again: adopt what libuv handed over meanwhile, then ask the arbiter for a fresh copy of the socket to accept on. */
+  private roomAgain(): void {
+    while (this.held.length > 0 && this.driver.mayAccept()) {
+      const socket = this.held.shift()!;
+      if (!socket.destroyed) this.adopt(socket);
+    }
+    if (!this.acceptPaused || this.listenerRequested || this.held.length > 0 || !this.driver.mayAccept()) return;
     this.listenerRequested = true;
     this.send({ kind: 'listener-request' });
   }
 
   /** The arbiter sent a copy of the listening socket. */
   listenerCopy(handle: unknown): void {
-    this.host.now(() => {
-      this.listenerRequested = false;
-      const usable = this.acceptPaused && this.host.snapshot(this.id).matches({ alive: 'serving' }) && this.conns.size < this.spec.params.workerConnections;
-      if (!usable) {
-        (handle as { close?: () => void }).close?.();
-        return;
-      }
-      this.acceptPaused = false;
-      this.makeServer().listen(handle as net.ListenOptions, this.spec.params.backlog);
-    });
+    this.listenerRequested = false;
+    if (!this.acceptPaused || !this.driver.mayAccept()) {
+      (handle as { close?: () => void }).close?.();
+      return;
+    }
+    this.acceptPaused = false;
+    this.makeServer().listen(handle as net.ListenOptions, this.spec.params.backlog);
   }
 
   /** A signal delivered to this process. */
   signal(signal: 'TERM' | 'INT' | 'QUIT' | 'ABRT'): void {
-    this.host.now(() => this.host.emitIfAccepted(this.id, { type: 'worker.signal', signal }));
+    this.driver.signal(signal);
   }
 
   // ───────────────────────── heartbeat ─────────────────────────
 
   private scheduleHeartbeat(): void {
     this.heartbeat = setTimeout(() => {
-      this.host.now(() => {
-        // A draining gthread worker no longer notifies (its loop has exited): the model says which.
-        if (this.host.emitIfAccepted(this.id, { type: 'worker.heartbeat' })) this.send({ kind: 'heartbeat' });
-      });
+      this.driver.heartbeat();
       if (!this.exiting) this.scheduleHeartbeat();
     }, this.spec.params.heartbeatIntervalMs);
   }
@@ -201,7 +197,10 @@ export class WorkerServer {
    */
   private acceptsDeferred = false;
   private readonly deferred: net.Socket[] = [];
-  /** Connections the kernel handed over after this worker stopped accepting: never served, reset at exit as the queue would be. */
+  /**
+   * Connections libuv handed over when the machine took no more: still queued for the client, unread.
+   * Adopted in order when there is room; reset at exit, as the queue would be at the last close.
+   */
   private readonly held: net.Socket[] = [];
 
   private deferAcceptsThisTurn(): void {
@@ -212,29 +211,36 @@ export class WorkerServer {
     setImmediate(() =>
       setImmediate(() => {
         this.acceptsDeferred = false;
-        for (const socket of this.deferred.splice(0)) this.host.now(() => this.accept(socket));
+        for (const socket of this.deferred.splice(0)) this.accept(socket);
       }),
     );
   }
 
   private accept(socket: net.Socket): void {
-    const conn = connId(this.spec.n, this.nextConn);
-    if (!this.host.accepts(this.id, { type: 'worker.accept', conn })) {
-      // libuv accepted it just before this worker stopped accepting. The model's worker never did:
-      // for the client it is still queued — unread, and reset when the worker goes.
+    if (this.held.length > 0 || !this.adopt(socket)) {
+      // The model's worker takes no connection now: for the client it is still queued.
       socket.pause();
       this.held.push(socket);
-      return;
     }
-    this.nextConn++;
+    this.pauseAcceptingIfFull();
+  }
+
+  /** The worker takes the connection, if its machine lets it now. */
+  private adopt(socket: net.Socket): boolean {
+    // impl/ cannot see the client's own id: each peer is named after the connection that accepted it.
+    const next = this.driver.nextConnId();
+    const client = `client/${this.spec.n * 1_000_000 + Number(next.slice(next.indexOf('.') + 1))}` as const;
+    const id = this.driver.accept(client);
+    if (id === null) return false;
     this.track(socket);
-    const state: Conn = {
-      id: conn,
+    const conn: Conn = {
+      id,
       socket,
       parser: new RequestParser(this.spec.limits),
       announced: null,
       requests: 0,
-      headerTimer: null,
+      request: null,
+      response: null,
       discarding: false,
       continued: false,
       closed: false,
@@ -242,19 +248,15 @@ export class WorkerServer {
       writeBlocked: false,
       accountedBytes: 0,
     };
-    this.conns.set(conn, state);
-    // impl/ cannot see the client's own id: each peer is named after the connection that accepted it.
-    const client = `client/${this.spec.n * 1_000_000 + this.nextConn - 1}` as const;
-    this.host.emit(this.id, { type: 'worker.accept', conn });
-    this.host.emit(conn, { type: 'conn.open', worker: this.id, client });
-    if (this.host.snapshot(this.id).matches({ alive: 'draining' })) this.host.emit(conn, { type: 'conn.drain' });
-    this.armHeaderTimer(state);
-    this.pauseAcceptingIfFull();
-    socket.on('data', (chunk: Buffer) => this.isolated(state, 'reading', () => this.onData(state, chunk)));
-    socket.on('end', () => this.isolated(state, 'reading EOF', () => this.onPeerFin(state)));
-    socket.on('error', (error: NodeJS.ErrnoException) => this.isolated(state, 'a socket error', () => this.onSocketError(state, error)));
-    socket.on('close', () => this.isolated(state, 'the socket closing', () => this.onSocketClosed(state)));
-    socket.on('drain', () => this.isolated(state, 'writing', () => this.onDrain(state)));
+    this.conns.set(id, conn);
+    socket.on('data', (chunk: Buffer) => this.isolated(conn, 'reading', () => this.onData(conn, chunk)));
+    socket.on('end', () => this.isolated(conn, 'reading EOF', () => this.driver.peerFin(conn.id)));
+    socket.on('error', (error: NodeJS.ErrnoException) => this.isolated(conn, 'a socket error', () => this.onSocketError(conn, error)));
+    socket.on('close', () => this.isolated(conn, 'the socket closing', () => this.onPeerGone(conn)));
+    socket.on('drain', () => this.isolated(conn, 'writing', () => this.onDrain(conn)));
+    // What the client sent while it waited (held) is read now.
+    if (socket.isPaused()) socket.resume();
+    return true;
   }
 
   /**
@@ -265,46 +267,37 @@ export class WorkerServer {
    * machines (ServerInvariantError) is not a connection's fault: it still stops the worker, loudly.
    */
   private isolated(conn: Conn, what: string, run: () => void): void {
-    this.host.now(() => {
-      try {
-        run();
-      } catch (error) {
-        if (error instanceof ServerInvariantError) throw error;
-        this.connectionFailed(conn, what, error);
-      }
-    });
+    try {
+      run();
+    } catch (error) {
+      if (error instanceof ServerInvariantError) throw error;
+      this.connectionFailed(conn, what, error);
+    }
+    if (this.debugPairs) this.checkPairs();
   }
 
   private connectionFailed(conn: Conn, what: string, error: unknown): void {
     const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     process.stderr.write(`[${this.id}] ${conn.id}: internal error while ${what}: ${message}\n`);
     if (conn.closed) return;
-    const req = conn.announced;
-    if (req !== null && this.host.accepts(conn.id, { type: 'conn.read', req, keepAlive: false })) {
-      conn.parser = new RequestParser(this.spec.limits); // its state is unknown now: nothing more is read from it
-      this.dequeue(conn);
-      this.serve(conn, null, { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' });
+    if (conn.announced !== null && this.driver.isPending(conn.id)) {
+      // Its request is still unread: answer it with a 500 and close; nothing more is read from the parser.
+      conn.parser = new RequestParser(this.spec.limits);
+      conn.response = INTERNAL_ERROR;
+      conn.writeBlocked = false;
+      this.driver.requestReadable(conn.id);
       return;
     }
-    this.host.emitIfAccepted(conn.id, { type: 'conn.abort', reason: 'error' });
-  }
-
-  private dequeue(conn: Conn): void {
-    const i = this.waiting.indexOf(conn.id);
-    if (i >= 0) this.waiting.splice(i, 1);
+    this.driver.connectionFailed(conn.id);
   }
 
   private onData(conn: Conn, chunk: Buffer): void {
     if (conn.closed || conn.discarding) return; // a lingering close reads and discards
     conn.parser.push(chunk);
     this.account(conn);
-    if (conn.announced !== null && !conn.writeBlocked && !this.waiting.includes(conn.id) && this.host.snapshot(conn.id).matches('pending')) {
-      // More of an announced request (its body): it may be complete now.
-      this.waiting.push(conn.id);
-      this.pump();
-      return;
-    }
-    this.announce(conn);
+    // More of an announced request (its body): it may be complete now.
+    if (conn.announced !== null) this.driver.requestReadable(conn.id);
+    else this.announce(conn);
   }
 
   /** Tell the machine a request has arrived (its head is complete, or it is already known to be bad). */
@@ -312,15 +305,12 @@ export class WorkerServer {
     if (conn.announced !== null || conn.closed) return;
     // While a request is being handled the next one waits in our buffer; it is announced once the
     // response is written (HTTP/1.1 pipelining is answered in order).
-    if (this.host.snapshot(conn.id).matches('handling')) return;
+    if (this.driver.isHandling(conn.id)) return;
     if (!conn.parser.hasCompleteHead() && !conn.parser.isHopeless()) return;
     const req = conn.parser.peekRequestId() ?? `${conn.id.slice('conn/'.length)}.${conn.requests + 1}`;
-    if (!this.host.emitIfAccepted(conn.id, { type: 'conn.bytes', req })) return;
+    // Announced before the driver hears of it: a free thread may read (and clear) it at once.
     conn.announced = req;
-    // The request has arrived either way (the machine must know: no keep-alive timeout now), but while
-    // the client has not read the last response it waits to be served (backpressure): see onDrain.
-    if (this.host.snapshot(conn.id).matches('pending') && !conn.writeBlocked) this.waiting.push(conn.id);
-    this.pump();
+    if (!this.driver.requestArrived(conn.id, req)) conn.announced = null;
   }
 
   // ───────────────────────── backpressure ─────────────────────────
@@ -346,7 +336,7 @@ export class WorkerServer {
 
   private updateReading(conn: Conn): void {
     if (conn.closed) return;
-    const ahead = conn.parser.hasCompleteHead() || conn.announced !== null || this.host.snapshot(conn.id).matches('handling');
+    const ahead = conn.parser.hasCompleteHead() || conn.announced !== null || this.driver.isHandling(conn.id);
     const pause = this.overBudget || conn.writeBlocked || (ahead && conn.parser.bufferedBytes > PIPELINE_AHEAD_BYTES + this.spec.limits.maxHeadBytes + this.spec.limits.maxBodyBytes);
     if (pause && !conn.readPaused) {
       conn.readPaused = true;
@@ -362,100 +352,68 @@ export class WorkerServer {
     if (conn.closed || !conn.writeBlocked) return;
     conn.writeBlocked = false;
     this.updateReading(conn);
-    if (conn.announced !== null && this.host.snapshot(conn.id).matches('pending') && !this.waiting.includes(conn.id)) {
-      this.waiting.push(conn.id);
-      this.pump();
-    } else if (this.host.snapshot(conn.id).matches('idle')) this.announce(conn);
-  }
-
-  private armHeaderTimer(conn: Conn): void {
-    if (conn.headerTimer) clearTimeout(conn.headerTimer);
-    conn.headerTimer = setTimeout(() => {
-      conn.headerTimer = null;
-      this.host.now(() => {
-        const s = this.host.snapshot(conn.id);
-        // Only a connection still waiting for its first request, or for the rest of one, is given up on;
-        // kept-alive connections have the keep-alive timer.
-        const waitingForFirst = s.matches({ idle: 'fresh' }) || (s.matches({ idle: 'drainKept' }) && conn.requests === 0);
-        if (waitingForFirst || s.matches('pending')) this.host.emitIfAccepted(conn.id, { type: 'conn.header-timeout' });
-      });
-    }, this.spec.headerTimeoutMs);
-  }
-
-  private onPeerFin(conn: Conn): void {
-    if (conn.closed) return;
-    this.host.emitIfAccepted(conn.id, { type: 'conn.peer-fin' });
+    if (conn.announced !== null) this.driver.requestReadable(conn.id);
+    else if (this.driver.isIdle(conn.id)) this.announce(conn);
   }
 
   private onSocketError(conn: Conn, error: NodeJS.ErrnoException): void {
     if (conn.closed) return;
-    if (error.code === 'ECONNRESET' || error.code === 'EPIPE') this.host.emitIfAccepted(conn.id, { type: 'conn.peer-rst' });
-    if (this.host.snapshot(conn.id).status === 'done') this.forgetConn(conn, 'peer-rst');
+    if ((error.code === 'ECONNRESET' || error.code === 'EPIPE') && this.driver.peerReset(conn.id)) this.forget(conn, true);
   }
 
-  private onSocketClosed(conn: Conn): void {
+  /** The socket went away under us (the peer reset it): the machine hears it as an RST. */
+  private onPeerGone(conn: Conn): void {
     if (conn.closed) return;
-    // The socket went away under us (the peer reset it): the machine hears it as an RST.
-    this.host.emitIfAccepted(conn.id, { type: 'conn.peer-rst' });
-    if (this.host.snapshot(conn.id).status === 'done') this.forgetConn(conn, 'peer-rst');
+    if (this.driver.peerReset(conn.id)) this.forget(conn, true);
   }
 
-  // ───────────────────────── requests ─────────────────────────
+  // ───────────────────────── the port: requests ─────────────────────────
 
-  /** Give free threads work: connections whose request has arrived, in arrival order. */
-  private pump(): void {
-    while (this.busy < this.threads && this.waiting.length > 0) {
-      const id = this.waiting.shift()!;
-      const conn = this.conns.get(id);
-      if (!conn || conn.closed || conn.announced === null) continue;
-      let request: HttpRequest | null;
-      try {
-        request = conn.parser.next();
-      } catch (error) {
-        if (!(error instanceof ParseError)) {
-          this.connectionFailed(conn, 'parsing', error);
-          continue;
-        }
-        if (!this.host.accepts(id, { type: 'conn.read', req: conn.announced, keepAlive: false })) continue; // orphaned: never read
-        this.serve(conn, null, { status: error.status, headers: { 'Content-Type': 'text/plain' }, body: `${error.message}\n` });
-        continue;
-      }
-      this.account(conn);
-      if (request === null) {
-        // The body is still arriving; its next bytes bring it back. A client that asked waits for our go-ahead.
-        if (!conn.continued && conn.parser.expectsContinue() && !conn.socket.destroyed) {
-          conn.continued = true;
-          conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
-        }
-        continue;
-      }
-      if (!this.host.accepts(id, { type: 'conn.read', req: conn.announced, keepAlive: request.keepAlive })) continue;
-      this.serve(conn, request, null);
+  read(id: ConnId, req: string): { keepAlive: boolean } | null {
+    const conn = this.conn(id);
+    // The client has not read the last response yet: this request waits (backpressure); drain brings it back.
+    if (conn.writeBlocked) return null;
+    if (conn.response !== null) return { keepAlive: false }; // an internal error answered it already
+    let request: HttpRequest | null;
+    try {
+      request = conn.parser.next();
+    } catch (error) {
+      const refusal = error instanceof ParseError ? error : null;
+      if (!refusal) process.stderr.write(`[${this.id}] ${id}: internal error while parsing ${req}: ${error instanceof Error ? error.message : String(error)}\n`);
+      conn.response = refusal ? { status: refusal.status, headers: { 'Content-Type': 'text/plain' }, body: `${refusal.message}\n` } : INTERNAL_ERROR;
+      return { keepAlive: false };
     }
+    this.account(conn);
+    if (request === null) {
+      // The body is still arriving; its next bytes bring it back. A client that asked waits for our go-ahead.
+      if (!conn.continued && conn.parser.expectsContinue() && !conn.socket.destroyed) {
+        conn.continued = true;
+        conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+      }
+      return null;
+    }
+    conn.request = request;
+    return { keepAlive: request.keepAlive };
   }
 
-  /** Read, handle and answer one request: `request` to run the app, or `refusal` to answer a bad request. */
-  private serve(conn: Conn, request: HttpRequest | null, refusal: HttpResponse | null): void {
-    const e = this.host;
-    const req = conn.announced!;
+  handle(id: ConnId, req: string): void {
+    const conn = this.conn(id);
     conn.announced = null;
     conn.continued = false;
     conn.requests++;
-    if (conn.headerTimer) clearTimeout(conn.headerTimer);
-    conn.headerTimer = null;
-    e.emit(conn.id, { type: 'conn.read', req, keepAlive: request?.keepAlive ?? false });
-    this.busy++;
-    e.emit(this.id, { type: 'worker.request-start', conn: conn.id, req });
-    const started = (e.snapshot(this.id).context as { requests: number }).requests;
-    if (this.spec.maxRequests > 0 && started >= this.spec.maxRequests) e.emitIfAccepted(this.id, { type: 'worker.max-requests' });
-    e.emit(conn.id, { type: 'conn.handler-start', req });
-    const head = request?.method === 'HEAD';
-    if (refusal) {
-      this.finish(conn, req, refusal, head);
+    const request = conn.request;
+    conn.request = null;
+    if (request === null || conn.response !== null) {
+      // A refusal (or an internal error) needs no app: it is answered at once.
+      const response = conn.response ?? INTERNAL_ERROR;
+      conn.response = null;
+      this.finish(conn, req, response, false);
       return;
     }
     const remote = conn.socket.remotePort === undefined ? null : { address: conn.socket.remoteAddress ?? '', port: conn.socket.remotePort };
-    void this.runApp(request!, req, remote).then((response) => this.isolated(conn, 'finishing a response', () => this.finish(conn, req, response, head)));
+    void this.runApp(request, req, remote).then((response) =>
+      this.isolated(conn, 'finishing a response', () => this.finish(conn, req, response, request.method === 'HEAD')),
+    );
   }
 
   private async runApp(request: HttpRequest, requestId: string, remote: AppRequest['remote']): Promise<HttpResponse> {
@@ -465,164 +423,92 @@ export class WorkerServer {
       return checkedResponse(await result);
     } catch (error) {
       process.stderr.write(`[${this.id}] app error on ${requestId}: ${error instanceof Error ? error.message : String(error)}\n`);
-      return { status: 500, headers: { 'Content-Type': 'text/plain' }, body: 'Internal Server Error\n' };
+      return INTERNAL_ERROR;
     }
   }
 
+  /** The handler is done: the driver writes its response (through respond) and frees the thread. */
   private finish(conn: Conn, req: string, response: HttpResponse, head: boolean): void {
-    const e = this.host;
-    this.busy--;
-    // Aborted meanwhile (graceful deadline, exit): the response has nowhere to go.
-    if (!e.emitIfAccepted(conn.id, { type: 'conn.handler-finish', req })) {
-      e.emitIfAccepted(this.id, { type: 'worker.request-end', conn: conn.id, req });
-      this.pump();
-      return;
-    }
-    const close = responseMustClose(this.policy, this.spec.params, e.snapshot(conn.id).context as ConnContext);
+    this.pendingResponse = { response, head };
+    this.driver.handlerFinished(conn.id, req);
+    this.pendingResponse = null;
+    // Back to idle with the next request already buffered (pipelining): announce it.
+    if (!conn.closed && this.driver.isIdle(conn.id)) this.announce(conn);
+  }
+
+  /** The response being finished, for respond() (called by the driver from inside handlerFinished). */
+  private pendingResponse: { response: HttpResponse; head: boolean } | null = null;
+
+  respond(id: ConnId, _req: string, close: boolean): number {
+    const conn = this.conn(id);
+    const pending = this.pendingResponse;
+    if (pending === null) throw new ServerInvariantError(`${id}: a response was asked for outside a handler's end`);
+    let { response } = pending;
     let bytes: Buffer;
     try {
-      bytes = serializeResponse(response, close, this.spec.params.keepAliveMs / 1000, head);
+      bytes = serializeResponse(response, close, this.spec.params.keepAliveMs / 1000, pending.head);
     } catch (error) {
       process.stderr.write(`[${this.id}] ${(error as Error).message}\n`);
-      bytes = serializeResponse({ status: 500, body: 'Internal Server Error\n' }, close, this.spec.params.keepAliveMs / 1000, head);
-      response = { status: 500 };
+      response = INTERNAL_ERROR;
+      bytes = serializeResponse(response, close, this.spec.params.keepAliveMs / 1000, pending.head);
     }
     if (!conn.socket.destroyed && !conn.socket.write(bytes) && conn.socket.writableLength > WRITE_HIGH_WATER_BYTES) {
       conn.writeBlocked = true;
       this.updateReading(conn);
     }
-    e.emit(conn.id, { type: 'conn.respond', req, status: response.status, close });
-    e.emitIfAccepted(this.id, { type: 'worker.request-end', conn: conn.id, req });
-    // Back to idle with the next request already buffered (pipelining): announce it.
-    if (!conn.closed && e.snapshot(conn.id).matches('idle')) {
-      this.armHeaderTimer(conn);
-      this.announce(conn);
-    }
-    this.pump();
+    return response.status;
   }
 
-  // ───────────────────────── commands from the machines ─────────────────────────
+  // ───────────────────────── the port: sockets and the process ─────────────────────────
 
-  private command(actor: string, action: MachineAction): void {
-    switch (action.type) {
-      case 'drainConnections':
-        // A draining worker accepts no more unless its machine still allows it (gthread 21–23's last
-        // loop turn): stop accepting now, whether or not the policy releases its copy of the socket yet.
-        if (!this.host.accepts(this.id, { type: 'worker.accept', conn: connId(this.spec.n, this.nextConn) })) this.stopAccepting();
-        for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.drain' });
-        return;
-      case 'closeListenerCopy':
-        return this.closeListener();
-      case 'abortConnections': {
-        const reason = (action.params as { reason: AbortReason }).reason;
-        for (const id of [...this.conns.keys()]) this.host.emitIfAccepted(id, { type: 'conn.abort', reason });
-        return;
-      }
-      case 'exitProcess':
-        return this.exitProcess();
-      case 'closeSocket':
-        return this.closeSocket(actor as ConnId);
-      case 'halfClose':
-        return this.halfClose(actor as ConnId);
-      default:
-        throw new ServerInvariantError(`${actor} asked the worker for an unknown command ${action.type}`);
-    }
-  }
-
-  private stopAccepting(): void {
+  stopAccepting(): void {
     if (this.server?.listening) this.server.close();
   }
 
-  private closeListener(): void {
-    if (!this.host.accepts(this.id, { type: 'worker.close-listener' })) return;
+  releaseListener(): void {
     this.stopAccepting();
     try {
       closeSync(HELD_LISTENER_FD);
     } catch {
       // already closed
     }
-    this.host.emit(this.id, { type: 'worker.close-listener' });
+    this.driver.listenerReleased();
     this.send({ kind: 'released-listener' });
   }
 
-  /** close(2): FIN, or RST when request bytes sit unread (RFC 1122 §4.2.2.13) — the machine says which. */
-  private closeSocket(id: ConnId): void {
-    const conn = this.conns.get(id);
-    if (!conn) throw new ServerInvariantError(`closeSocket for unknown ${id}`);
-    const rst = (this.host.snapshot(id).context as ConnContext).unread;
+  closeSocket(id: ConnId, rst: boolean): void {
+    const conn = this.conn(id);
     if (!conn.socket.destroyed) {
       if (rst) reset(conn.socket);
       else conn.socket.end(() => conn.socket.destroy());
     }
-    this.host.emit(id, { type: 'conn.close', rst });
-    this.forgetConn(conn, 'closed');
+    this.forget(conn);
   }
 
-  /** RFC 9112 §9.6: send FIN, keep reading and discarding until the peer closes or the linger bound. */
-  private halfClose(id: ConnId): void {
-    const conn = this.conns.get(id);
-    if (!conn) throw new ServerInvariantError(`halfClose for unknown ${id}`);
+  halfClose(id: ConnId): void {
+    const conn = this.conn(id);
     conn.discarding = true;
     if (!conn.socket.destroyed) conn.socket.end();
-    this.host.emit(id, { type: 'conn.half-close' });
-    // Already closed by the peer: the discarding state waits for a FIN that came before it.
-    if (conn.socket.readableEnded) this.host.emitIfAccepted(id, { type: 'conn.peer-fin' });
+    // Already closed by the peer: the discarding state waits for a FIN that came before it — told
+    // once this half-close is done.
+    if (conn.socket.readableEnded) queueMicrotask(() => this.driver.peerFin(id));
   }
 
-  private forgetConn(conn: Conn, why: 'closed' | 'peer-rst'): void {
-    if (conn.closed) return;
-    conn.closed = true;
-    if (conn.headerTimer) clearTimeout(conn.headerTimer);
-    if (!conn.socket.destroyed && why === 'peer-rst') conn.socket.destroy();
-    this.account(conn);
-    this.conns.delete(conn.id);
-    const i = this.waiting.indexOf(conn.id);
-    if (i >= 0) this.waiting.splice(i, 1);
-    this.host.emitIfAccepted(this.id, { type: 'worker.conn-closed', conn: conn.id });
-    this.host.forget(conn.id);
-    this.resumeAcceptingIfRoom();
+  notifyArbiter(): void {
+    this.send({ kind: 'heartbeat' });
   }
 
-  private crashed = false;
-
-  /** Dying of an uncaught error: one line on stderr, the trace so far to the arbiter, exit WORKER_CRASH. */
-  crash(error: unknown): void {
-    if (this.crashed) return;
-    this.crashed = true;
-    const message = error instanceof Error ? `${error.name}: ${error.message}${error.stack?.split('\n')[1]?.trim() ? ` (${error.stack.split('\n')[1]!.trim()})` : ''}` : String(error);
-    process.stderr.write(`[${this.id}] crashed: ${message}\n`);
-    const leave = () => this.exit(WORKER_CRASH);
-    const timer = setTimeout(leave, 500);
-    try {
-      this.flushEvents();
-      this.send({ kind: 'crash', message }, () => {
-        clearTimeout(timer);
-        leave();
-      });
-    } catch {
-      leave();
-    }
-  }
-
-  private exitProcess(): void {
+  exit(code: number): void {
     if (this.exiting) return;
-    if (this.conns.size > 0) {
-      // The connections' closes are queued behind this command: exit after them.
-      setImmediate(() => this.host.now(() => this.exitProcess()));
-      return;
-    }
     this.exiting = true;
     if (this.heartbeat) clearTimeout(this.heartbeat);
-    if ((this.host.snapshot(this.id).context as { holdsListener: boolean }).holdsListener) this.closeListener();
-    const killed = this.host.snapshot(this.id).matches('dying');
-    const code = killed ? 1 : 0;
     for (const socket of this.held.splice(0)) reset(socket);
-    this.host.emit(this.id, { type: 'worker.exit', code });
+    this.stopAccepting();
     // Let written responses reach the kernel before the process goes: exit once every socket closed.
     const sockets = [...this.openSockets];
     const leave = () => {
       this.flushEvents();
-      this.send({ kind: 'bye' }, () => this.exit(code));
+      this.send({ kind: 'bye' }, () => this.exitProcess(code));
     };
     if (sockets.length === 0) return leave();
     let left = sockets.length;
@@ -637,12 +523,56 @@ export class WorkerServer {
     }
   }
 
+  private conn(id: ConnId): Conn {
+    const conn = this.conns.get(id);
+    if (!conn) throw new ServerInvariantError(`${id} is not a connection of ${this.id}`);
+    return conn;
+  }
+
+  /** The connection is closed for the machine: the platform lets go of it (and of the socket, when the peer reset it). */
+  private forget(conn: Conn, destroy = false): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    if (destroy && !conn.socket.destroyed) conn.socket.destroy();
+    this.account(conn);
+    this.conns.delete(conn.id);
+    // The sync worker's thread is free only once the handler returned: let the close finish first.
+    queueMicrotask(() => this.roomAgain());
+  }
+
+  private crashed = false;
+
+  /** Dying of an uncaught error: one line on stderr, the trace so far to the arbiter, exit WORKER_CRASH. */
+  crash(error: unknown): void {
+    if (this.crashed) return;
+    this.crashed = true;
+    const message = error instanceof Error ? `${error.name}: ${error.message}${error.stack?.split('\n')[1]?.trim() ? ` (${error.stack.split('\n')[1]!.trim()})` : ''}` : String(error);
+    process.stderr.write(`[${this.id}] crashed: ${message}\n`);
+    const leave = () => this.exitProcess(WORKER_CRASH);
+    const timer = setTimeout(leave, 500);
+    try {
+      this.flushEvents();
+      this.send({ kind: 'crash', message }, () => {
+        clearTimeout(timer);
+        leave();
+      });
+    } catch {
+      leave();
+    }
+  }
+
   private readonly openSockets = new Set<net.Socket>();
 
   /** Track every socket until it is fully closed, so exit can wait for written bytes to flush. */
-  track(socket: net.Socket): void {
+  private track(socket: net.Socket): void {
     this.openSockets.add(socket);
     socket.once('close', () => this.openSockets.delete(socket));
+  }
+
+  /** Debug: the platform's own count of connections agrees with the machine's (QUIESCE_DEBUG=pairs). */
+  checkPairs(): void {
+    const machine = this.driver.openConns().length;
+    if (machine !== this.conns.size) throw new ServerInvariantError(`${this.id} holds ${this.conns.size} connections; its machine says ${machine}`);
   }
 }
 

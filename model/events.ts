@@ -115,14 +115,22 @@ export const arbiterEventSchemas = [
   event('arbiter.spawn', A, { worker: workerRef }),
   event('arbiter.kill', A, { worker: workerRef, signal: z.enum(WORKER_SIGNALS) }),
   event('arbiter.reap', A, { worker: workerRef, code: z.number().int() }),
-  event('arbiter.heartbeat-timeout', A, { worker: workerRef }),
+  /** The arbiter saw this worker's heartbeat (gunicorn: the worker touched its tmp file). */
+  event('arbiter.heartbeat', A, { worker: workerRef }),
+  /** One turn of the arbiter's loop (gunicorn: at most 1 s apart): the heartbeat watchdog looks at every worker. */
+  event('arbiter.tick', A, {}),
   event('arbiter.graceful-timeout', A, {}),
   event('arbiter.close-listener', A, {}),
   event('arbiter.exit', A, { code: z.number().int() }),
 ] as const;
 
 export const workerEventSchemas = [
-  event('worker.boot', W, {}),
+  /**
+   * The process started. `maxRequests`: the request count at which it recycles itself (gunicorn's
+   * max_requests + its jitter, drawn when it was spawned); 0 means never. Absent in traces of servers
+   * that do not say: any count within the header's bounds is then allowed.
+   */
+  event('worker.boot', W, { maxRequests: nonNegativeInt.optional() }),
   event('worker.ready', W, {}),
   event('worker.heartbeat', W, {}),
   event('worker.signal', W, { signal: z.enum(WORKER_SIGNALS) }),

@@ -1,44 +1,67 @@
 /**
  * Running the machines as the controllers of something real or simulated.
  *
- * A host keeps one snapshot per actor and offers every event to its actor's
- * machine before anything else sees it: a rejection means the host (the
- * simulator's world, impl/'s server) tried to do what the model forbids, and
- * is a bug. Accepted events are written to the trace; the machine's delayed
- * `raise` actions become timers on the host's clock; its commands
- * (`closeSocket`, `drainConnections`, …) are carried out by the host after
- * the step that asked for them, so a command never re-enters a step.
+ * A host keeps one state per actor and offers every event to its actor's
+ * machine before anything else sees it: a rejection means the caller (the
+ * driver, a platform) tried to do what the model forbids, and is a bug.
+ * Accepted events are written to the trace; the machine's delayed `raise`
+ * actions become timers on the host's clock; its commands (`closeSocket`,
+ * `drainConnections`, …) go to the actor's owner — a driver — after the step
+ * that asked for them, so a command never re-enters a step.
  *
- * The simulator runs this on a virtual clock, impl/ on the process's
- * monotonic clock: the same code decides in both.
+ * The simulator runs this on a virtual clock, the server on the process's
+ * monotonic clock, the explorer on a clock it chooses: the same code decides
+ * in all of them.
  */
-import type { AnyStateMachine } from 'xstate';
-import { actorKind, type MachineEvent, type TraceEvent } from './events.ts';
-import { machineFor, type PolicyMachines } from './machines/index.ts';
-import { accepts, eventsHandledIn, start, stateName, step, type MachineAction, type Snapshot } from './step.ts';
+import { actorKind, connWorker, type ActorId, type ActorKind, type ClientId, type ConnId, type MachineEvent, type TraceEvent, type WorkerId } from './events.ts';
+import type { ArbiterContext } from './machines/arbiter.ts';
+import type { ClientContext } from './machines/client.ts';
+import type { ConnContext } from './machines/connection.ts';
+import { runtimeFor, type Runtimes } from './machines/index.ts';
+import type { ListenerContext } from './machines/listener.ts';
+import type { WorkerContext } from './machines/worker.ts';
+import type { ActorState, MachineAction, MachineRuntime, RaiseParams, StateValue } from './step.ts';
 
 export interface Timer {
   cancelled: boolean;
 }
 
-export type CommandHandler = (actor: string, action: MachineAction) => void;
+/** A machine's timer as data: what it will raise, and when (on the host's clock). */
+export interface PendingTimer {
+  readonly id: string;
+  readonly event: { readonly type: string };
+  readonly dueMs: number;
+  readonly handle: Timer;
+}
 
 interface ActorRecord {
-  readonly machine: AnyStateMachine;
-  snapshot: Snapshot;
-  readonly timers: Map<string, Timer>;
+  readonly kind: ActorKind;
+  readonly runtime: MachineRuntime;
+  state: ActorState;
+  readonly timers: Map<string, PendingTimer>;
+}
+
+/** Who carries out an actor's commands: a worker's driver owns the worker and its connections. */
+export type OwnerKey = 'arbiter' | 'listener' | 'client' | WorkerId;
+export type CommandSink = (actor: ActorId, command: MachineAction) => void;
+
+export function ownerOf(actor: ActorId): OwnerKey {
+  const kind = actorKind(actor);
+  if (kind === 'conn') return connWorker(actor as ConnId);
+  if (kind === 'worker') return actor as WorkerId;
+  if (kind === undefined) throw new Error(`bad actor id ${actor}`);
+  return kind;
 }
 
 export abstract class ActorHost {
   private readonly actors = new Map<string, ActorRecord>();
+  private readonly owners = new Map<OwnerKey, CommandSink>();
   private readonly commands: (() => void)[] = [];
+  private commandsRun = 0;
   private dispatching = false;
-  private onCommand: CommandHandler = (actor, action) => {
-    throw this.invariant(`${actor} asked for ${action.type} before a command handler was attached`);
-  };
 
   constructor(
-    readonly machines: PolicyMachines,
+    readonly runtimes: Runtimes,
     private readonly sink: (event: TraceEvent) => void,
   ) {}
 
@@ -51,51 +74,107 @@ export abstract class ActorHost {
   /** The error a broken invariant raises (each host names its own). */
   protected abstract invariant(message: string): Error;
 
-  /** Who carries out the machines' commands. Set once, before the first event. */
-  attach(handler: CommandHandler): void {
-    this.onCommand = handler;
+  /** Carry out the commands of these actors (a driver registers itself). */
+  own(key: OwnerKey, sink: CommandSink): void {
+    this.owners.set(key, sink);
   }
 
-  snapshot(actor: string): Snapshot {
-    return this.record(actor).snapshot;
+  disown(key: OwnerKey): void {
+    this.owners.delete(key);
+  }
+
+  // ───────────────────────── what an actor is ─────────────────────────
+
+  state(actor: ActorId): ActorState {
+    return this.record(actor).state;
+  }
+
+  arbiter(): ActorState<ArbiterContext> {
+    return this.state('arbiter') as ActorState<ArbiterContext>;
+  }
+
+  listener(): ActorState<ListenerContext> {
+    return this.state('listener') as ActorState<ListenerContext>;
+  }
+
+  worker(id: WorkerId): ActorState<WorkerContext> {
+    return this.state(id) as ActorState<WorkerContext>;
+  }
+
+  conn(id: ConnId): ActorState<ConnContext> {
+    return this.state(id) as ActorState<ConnContext>;
+  }
+
+  client(id: ClientId): ActorState<ClientContext> {
+    return this.state(id) as ActorState<ClientContext>;
+  }
+
+  matches(actor: ActorId, value: StateValue): boolean {
+    const record = this.record(actor);
+    return record.runtime.matches(record.state, value);
+  }
+
+  isDone(actor: ActorId): boolean {
+    return this.record(actor).state.status === 'done';
+  }
+
+  stateName(actor: ActorId): string {
+    const record = this.record(actor);
+    return record.runtime.stateName(record.state);
+  }
+
+  /** The actor's machine timers that have not fired yet. */
+  pendingTimers(actor: ActorId): readonly PendingTimer[] {
+    return [...(this.actors.get(actor)?.timers.values() ?? [])];
   }
 
   /** Whether the actor exists yet (has taken an event or been asked about). */
-  has(actor: string): boolean {
+  has(actor: ActorId): boolean {
     return this.actors.has(actor);
   }
 
-  accepts(actor: string, event: { type: string } & Record<string, unknown>): boolean {
-    return accepts(this.record(actor).snapshot, event);
+  /** Every actor the host knows, in the order they appeared. */
+  actorIds(): ActorId[] {
+    return [...this.actors.keys()] as ActorId[];
   }
 
-  /** Offer an event to its actor's machine, trace it, and queue the commands it produced. */
+  accepts(actor: ActorId, event: { type: string } & Record<string, unknown>): boolean {
+    const record = this.record(actor);
+    return record.runtime.accepts(record.state, event);
+  }
+
+  // ───────────────────────── stepping ─────────────────────────
+
+  /** Offer an event to its actor's machine, trace it, and queue the commands it produced. A refusal is a bug. */
   emit<E extends TraceEvent>(actor: E['actor'], event: MachineEvent<E>): void {
     const record = this.record(actor);
-    if (!accepts(record.snapshot, event)) {
+    if (!record.runtime.accepts(record.state, event)) {
       throw this.invariant(
-        `at ${this.nowMs.toFixed(3)} ms the host produced ${event.type} for ${actor} in state ${stateName(record.snapshot)}, which accepts only ${eventsHandledIn(record.snapshot).join(', ') || 'nothing (final)'}`,
+        `at ${this.nowMs.toFixed(3)} ms the host produced ${event.type} for ${actor} in state ${record.runtime.stateName(record.state)}, which accepts only ${record.runtime.eventsHandledIn(record.state).join(', ') || 'nothing (final)'}`,
       );
     }
     this.take(actor, record, event);
   }
 
-  /** Emit only if the machine takes the event now (a signal to a worker that already left, say). */
+  /**
+   * Emit only if the machine takes the event now. Every caller says why a refusal is legitimate
+   * there (a signal to a worker that already left, a heartbeat the policy does not send …).
+   */
   emitIfAccepted<E extends TraceEvent>(actor: E['actor'], event: MachineEvent<E>): boolean {
     const record = this.record(actor);
-    if (!accepts(record.snapshot, event)) return false;
+    if (!record.runtime.accepts(record.state, event)) return false;
     this.take(actor, record, event);
     return true;
   }
 
-  private take(actor: string, record: ActorRecord, event: { type: string }): void {
-    const next = step(record.machine, record.snapshot, event);
-    record.snapshot = next.snapshot;
+  private take(actor: ActorId, record: ActorRecord, event: { type: string }): void {
+    const next = record.runtime.step(record.state, event);
+    record.state = next.state;
     this.sink({ t: this.nowMs, actor, ...event } as TraceEvent);
     for (const action of next.actions) this.perform(actor, record, action);
-    if (record.snapshot.status === 'done') {
+    if (record.state.status === 'done') {
       // A finished actor (an exited process, a closed socket) has no timers left.
-      for (const timer of record.timers.values()) timer.cancelled = true;
+      for (const timer of record.timers.values()) timer.handle.cancelled = true;
       record.timers.clear();
     }
   }
@@ -106,11 +185,16 @@ export abstract class ActorHost {
   }
 
   /** Forget a finished actor (a long-running server would otherwise keep every closed connection). */
-  forget(actor: string): void {
+  forget(actor: ActorId): void {
     const record = this.actors.get(actor);
     if (!record) return;
-    for (const timer of record.timers.values()) timer.cancelled = true;
+    for (const timer of record.timers.values()) timer.handle.cancelled = true;
     this.actors.delete(actor);
+  }
+
+  /** Commands carried out so far: a driver that waits for its commands to settle can tell. */
+  get commandCount(): number {
+    return this.commandsRun;
   }
 
   protected dispatch(run: () => void): void {
@@ -121,45 +205,53 @@ export abstract class ActorHost {
     this.dispatching = true;
     try {
       run();
-      while (this.commands.length > 0) this.commands.shift()!();
+      while (this.commands.length > 0) {
+        this.commandsRun++;
+        this.commands.shift()!();
+      }
     } finally {
       this.dispatching = false;
       this.commands.length = 0;
     }
   }
 
-  private perform(actor: string, record: ActorRecord, action: MachineAction): void {
+  private perform(actor: ActorId, record: ActorRecord, action: MachineAction): void {
     if (action.type === 'xstate.raise') {
-      const params = action.params as { event: { type: string }; id?: string; delay?: number };
-      if (params.delay === undefined) throw this.invariant(`${actor}: undelayed raise of ${params.event.type}`);
+      const params = action.params as RaiseParams;
+      if (typeof params.delay !== 'number') throw this.invariant(`${actor}: undelayed raise of ${params.event.type}`);
       const id = params.id ?? params.event.type;
       const previous = record.timers.get(id);
-      if (previous) previous.cancelled = true;
-      const timer = this.at(params.delay, () => {
+      if (previous) previous.handle.cancelled = true;
+      const handle = this.at(params.delay, () => {
         record.timers.delete(id);
         this.emit(actor as TraceEvent['actor'], params.event as never);
       });
-      record.timers.set(id, timer);
+      record.timers.set(id, { id, event: params.event, dueMs: this.nowMs + params.delay, handle });
       return;
     }
     if (action.type === 'xstate.cancel') {
       const { sendId } = action.params as { sendId: string };
       const timer = record.timers.get(sendId);
-      if (timer) timer.cancelled = true;
+      if (timer) timer.handle.cancelled = true;
       record.timers.delete(sendId);
       return;
     }
     if (action.type.startsWith('xstate.')) return;
-    this.commands.push(() => this.onCommand(actor, action));
+    const owner = this.owners.get(ownerOf(actor));
+    if (!owner) throw this.invariant(`${actor} asked for ${action.type}, and nobody carries out its commands`);
+    this.commands.push(() => owner(actor, action));
   }
 
-  private record(actor: string): ActorRecord {
+  private record(actor: ActorId): ActorRecord {
     let record = this.actors.get(actor);
     if (!record) {
       const kind = actorKind(actor);
       if (!kind) throw this.invariant(`bad actor id ${actor}`);
-      const machine = machineFor(this.machines, kind);
-      record = { machine, snapshot: start(machine).snapshot, timers: new Map() };
+      const runtime = runtimeFor(this.runtimes, kind);
+      const initial = runtime.initial();
+      // No chart acts in its initial state: an actor starts by taking its first event.
+      if (initial.actions.length > 0) throw this.invariant(`${actor}'s machine acts before its first event`);
+      record = { kind, runtime, state: initial.state, timers: new Map() };
       this.actors.set(actor, record);
     }
     return record;

@@ -27,13 +27,18 @@ export const serverParamsSchema = z.strictObject({
   lingerMs: z.number().nonnegative(),
   /** Heartbeat interval of a worker (gunicorn notifies once per loop turn, ≤ 1 s). */
   heartbeatIntervalMs: z.number().positive(),
+  /** The arbiter's loop turn: how often its heartbeat watchdog looks (gunicorn: ≤ 1 s). A silent worker is aborted within timeoutMs + one turn, and killed a turn later. */
+  arbiterTickMs: z.number().positive().default(1000),
+  /** A connection whose request has not fully arrived this long after it was accepted (or its request began) is closed; 0: no such timer (gunicorn has none). */
+  headerTimeoutMs: z.number().nonnegative().default(0),
   /** `listen()` backlog; the kernel caps it at somaxconn. */
   backlog: z.number().int().nonnegative(),
   somaxconn: z.number().int().nonnegative(),
   family: z.enum(['tcp', 'unix']),
 });
 
-export type ServerParams = z.infer<typeof serverParamsSchema>;
+/** Parameters as the model uses them (a trace written before a parameter existed gets its default). */
+export type ServerParams = z.output<typeof serverParamsSchema>;
 
 export const DEFAULT_SERVER_PARAMS: ServerParams = {
   workers: 1,
@@ -47,6 +52,8 @@ export const DEFAULT_SERVER_PARAMS: ServerParams = {
   idleGraceMs: 1000,
   lingerMs: 2000,
   heartbeatIntervalMs: 1000,
+  arbiterTickMs: 1000,
+  headerTimeoutMs: 0,
   backlog: 2048,
   somaxconn: 4096,
   family: 'tcp',

@@ -8,9 +8,11 @@
  */
 import { match, P } from 'ts-pattern';
 import { connWorker, type ConnId, type TraceEvent, type WorkerId } from './events.ts';
-import type { ServerParams } from './params.ts';
+import { DEFAULT_SERVER_PARAMS, type ServerParams } from './params.ts';
 import { getPolicy, type PolicySpec } from './policies.ts';
+import { threadsOf } from './machines/index.ts';
 import type { Trace } from './trace.ts';
+import type { MachineView } from './view.ts';
 
 /** Reachability conditions: the interesting interleavings a run can hit. */
 export const RACE_WINDOWS = {
@@ -21,6 +23,8 @@ export const RACE_WINDOWS = {
   'backlog-overflow': 'a connection found the accept queue full',
   'queued-at-last-close': 'a connection was still in the accept queue when the last listener copy closed',
   'graceful-deadline': "a worker's graceful deadline passed with connections open",
+  'connect-during-drain': 'a connection reached the listening socket, or a worker, while a worker was draining',
+  'drain-outlasting-heartbeat': 'a worker stayed draining for longer than two heartbeat intervals',
 } as const;
 export type RaceWindow = keyof typeof RACE_WINDOWS;
 
@@ -40,34 +44,11 @@ export interface Property {
   readonly statement: string;
   readonly windows: readonly RaceWindow[];
   readonly expectedBy: (policy: PolicySpec) => boolean;
-  readonly check: (trace: Trace) => PropertyResult;
+  readonly check: (trace: Trace, view: MachineView) => PropertyResult;
 }
 
 const HOLDS: PropertyResult = { holds: true };
 const broken = (index: number, message: string): PropertyResult => ({ holds: false, violation: { index, message } });
-
-interface DrainStart {
-  readonly t: number;
-  /** Position in the trace: events at the same millisecond are ordered by it. */
-  readonly index: number;
-}
-
-/** When each worker began draining (TERM or max-requests), from the worker's own events. */
-function drainStarts(events: readonly TraceEvent[]): Map<WorkerId, DrainStart> {
-  const starts = new Map<WorkerId, DrainStart>();
-  events.forEach((e, index) => {
-    if (e.type === 'worker.max-requests' || (e.type === 'worker.signal' && e.signal === 'TERM')) {
-      if (!starts.has(e.actor)) starts.set(e.actor, { t: e.t, index });
-    }
-  });
-  return starts;
-}
-
-/** Had the worker begun draining by the event at this index? */
-function isDrainingAt(starts: Map<WorkerId, DrainStart>, worker: WorkerId, index: number): boolean {
-  const start = starts.get(worker);
-  return start !== undefined && index >= start.index;
-}
 
 /** Times are floating-point sums of latencies; a difference this small is no difference. */
 const EPSILON_MS = 1e-6;
@@ -104,14 +85,12 @@ const processedRequestsAnswered: Property = {
 const noAcceptAfterDrain: Property = {
   name: 'no-accept-after-drain',
   statement: 'A worker that has begun draining accepts no new connection.',
-  windows: ['drain-with-request-in-flight'],
+  windows: ['connect-during-drain'],
   expectedBy: (p) => !p.acceptAfterDrain,
-  check(trace) {
-    const draining = new Set<WorkerId>();
+  check(trace, view) {
     for (let i = 0; i < trace.events.length; i++) {
       const e = trace.events[i]!;
-      if (e.type === 'worker.max-requests' || (e.type === 'worker.signal' && e.signal === 'TERM')) draining.add(e.actor);
-      if (e.type === 'worker.accept' && draining.has(e.actor)) {
+      if (e.type === 'worker.accept' && view.hasBegunDraining(e.actor, i)) {
         return broken(i, `${e.actor} accepted ${e.conn} after it had begun draining`);
       }
     }
@@ -119,53 +98,37 @@ const noAcceptAfterDrain: Property = {
   },
 };
 
-function drainingWorkerHeartbeats(params: ServerParams): (trace: Trace) => PropertyResult {
+function drainingWorkerHeartbeats(params: ServerParams): Property['check'] {
   // Allow one missed beat: a loop turn may straddle the drain's start.
   const maxGapMs = 2 * params.heartbeatIntervalMs;
-  return (trace) => {
+  return (trace, view) => {
     const lastBeat = new Map<WorkerId, number>();
-    const draining = new Set<WorkerId>();
-    const check = (i: number, worker: WorkerId, t: number): PropertyResult | undefined => {
-      const last = lastBeat.get(worker);
-      if (draining.has(worker) && last !== undefined && t - last > maxGapMs) {
-        return broken(i, `${worker} was draining and silent for ${t - last} ms (more than ${maxGapMs} ms): the arbiter cannot tell it from a hung worker`);
-      }
-      return undefined;
-    };
-    for (let i = 0; i < trace.events.length; i++) {
+    let late: PropertyResult | undefined;
+    view.walk(trace.events.length, (i, draining) => {
+      if (late) return;
       const e = trace.events[i]!;
-      if (e.actor.startsWith('worker/')) {
-        const worker = e.actor as WorkerId;
-        if (e.type === 'worker.max-requests' || (e.type === 'worker.signal' && e.signal === 'TERM')) {
-          draining.add(worker);
-          if (!lastBeat.has(worker)) lastBeat.set(worker, e.t);
-        }
-        const late = check(i, worker, e.t);
-        if (late) return late;
-        if (e.type === 'worker.heartbeat') lastBeat.set(worker, e.t);
-        if (e.type === 'worker.exit' || e.type === 'worker.crash' || (e.type === 'worker.signal' && (e.signal === 'KILL' || e.signal === 'QUIT' || e.signal === 'INT'))) {
-          draining.delete(worker);
-        }
-      } else {
-        for (const worker of draining) {
-          const late = check(i, worker, e.t);
-          if (late) return late;
+      for (const worker of draining) {
+        // Silent since its last beat, or since the drain began if it never beat before.
+        const last = lastBeat.get(worker) ?? view.drain(worker)!.startMs;
+        if (e.t - last > maxGapMs) {
+          late = broken(i, `${worker} was draining and silent for ${e.t - last} ms (more than ${maxGapMs} ms): the arbiter cannot tell it from a hung worker`);
+          return;
         }
       }
-    }
-    return HOLDS;
+      if (e.type === 'worker.heartbeat') lastBeat.set(e.actor, e.t);
+    });
+    return late ?? HOLDS;
   };
 }
 
-function exitByDeadline(params: ServerParams): (trace: Trace) => PropertyResult {
+function exitByDeadline(params: ServerParams): Property['check'] {
   // The arbiter checks its deadline once per loop turn.
   const toleranceMs = params.heartbeatIntervalMs;
-  return (trace) => {
-    const starts = drainStarts(trace.events);
+  return (trace, view) => {
     for (let i = 0; i < trace.events.length; i++) {
       const e = trace.events[i]!;
       if (!e.actor.startsWith('worker/')) continue;
-      const start = starts.get(e.actor as WorkerId)?.t;
+      const start = view.drain(e.actor as WorkerId)?.startMs;
       if (start !== undefined && e.t > start + params.gracefulTimeoutMs + toleranceMs + EPSILON_MS) {
         return broken(i, `${e.actor} is still running ${e.t - start} ms after it began draining; the graceful timeout is ${params.gracefulTimeoutMs} ms`);
       }
@@ -179,11 +142,10 @@ const closeWhileDraining: Property = {
   statement: 'Every response written by a draining worker carries Connection: close.',
   windows: ['drain-with-request-in-flight'],
   expectedBy: (p) => !p.keepAlive || (p.forceCloseWhileDraining && p.closeDecision === 'respond'),
-  check(trace) {
-    const starts = drainStarts(trace.events);
+  check(trace, view) {
     for (let i = 0; i < trace.events.length; i++) {
       const e = trace.events[i]!;
-      if (e.type === 'conn.respond' && !e.close && isDrainingAt(starts, connWorker(e.actor), i)) {
+      if (e.type === 'conn.respond' && !e.close && view.hasBegunDraining(connWorker(e.actor), i)) {
         return broken(i, `${e.actor} answered ${e.req} with keep-alive although ${connWorker(e.actor)} was draining`);
       }
     }
@@ -191,7 +153,7 @@ const closeWhileDraining: Property = {
   },
 };
 
-function idleCloseAfterWindow(params: ServerParams): (trace: Trace) => PropertyResult {
+function idleCloseAfterWindow(params: ServerParams): Property['check'] {
   const windowMs = Math.min(params.idleGraceMs, params.keepAliveMs);
   return (trace) => {
     // When each connection last became idle after a keep-alive response; absent while busy.
@@ -242,11 +204,10 @@ const noResetOfUnreadRequest: Property = {
  * the worker has a free thread to read them. Waiting for a busy thread is
  * queueing, not staleness, and is not counted.
  */
-function noStaleRequest(params: ServerParams): (trace: Trace) => PropertyResult {
+function noStaleRequest(params: ServerParams): Property['check'] {
   const staleMs = Math.max(params.idleGraceMs, params.heartbeatIntervalMs);
-  return (trace) => {
-    const threads = getPolicy(trace.header.policy).singleThreaded ? 1 : params.threads;
-    const starts = drainStarts(trace.events);
+  return (trace, view) => {
+    const threads = threadsOf(getPolicy(trace.header.policy), params);
     const busy = new Map<WorkerId, number>();
     /** Per unread connection: unread-with-a-free-thread time so far, and since when it is accruing. */
     const waits = new Map<ConnId, { waitedMs: number; accruingSince: number | null; arrivedIndex: number }>();
@@ -266,7 +227,7 @@ function noStaleRequest(params: ServerParams): (trace: Trace) => PropertyResult 
     const stale = (i: number, conn: ConnId, t: number): PropertyResult | undefined => {
       settle(conn, t);
       const w = waits.get(conn);
-      if (w && w.waitedMs > staleMs + EPSILON_MS && isDrainingAt(starts, connWorker(conn), w.arrivedIndex)) {
+      if (w && w.waitedMs > staleMs + EPSILON_MS && view.hasBegunDraining(connWorker(conn), w.arrivedIndex)) {
         return broken(i, `a request waited unread on ${conn} for ${w.waitedMs.toFixed(1)} ms while ${connWorker(conn)} drained with a thread free to read it (a stale keep-alive socket)`);
       }
       return undefined;
@@ -369,7 +330,7 @@ export function propertiesFor(params: ServerParams): Property[] {
     {
       name: 'draining-worker-heartbeats',
       statement: 'A draining worker keeps notifying the arbiter, at least every two heartbeat intervals, until it exits.',
-      windows: ['drain-with-request-in-flight'],
+      windows: ['drain-outlasting-heartbeat'],
       expectedBy: (p) => p.heartbeatWhileDraining,
       check: drainingWorkerHeartbeats(params),
     },
@@ -403,19 +364,28 @@ export function propertiesFor(params: ServerParams): Property[] {
   ];
 }
 
-export const PROPERTY_NAMES: readonly string[] = propertiesFor({
-  workers: 1, threads: 1, workerConnections: 1, keepAliveMs: 1, timeoutMs: 1, gracefulTimeoutMs: 1, maxRequests: 0, maxRequestsJitter: 0,
-  idleGraceMs: 1, lingerMs: 1, heartbeatIntervalMs: 1, backlog: 1, somaxconn: 1, family: 'tcp',
-}).map((p) => p.name);
+export const PROPERTY_NAMES: readonly string[] = propertiesFor(DEFAULT_SERVER_PARAMS).map((p) => p.name);
 
 /** How often each race window was reached in a trace. */
-export function windowHits(trace: Trace): Record<RaceWindow, number> {
+export function windowHits(trace: Trace, view: MachineView): Record<RaceWindow, number> {
   const hits = Object.fromEntries(Object.keys(RACE_WINDOWS).map((w) => [w, 0])) as Record<RaceWindow, number>;
   const busy = new Map<ConnId, boolean>();
   const idleKeptAlive = new Set<ConnId>();
   const closed = new Set<ConnId>();
-  const starts = new Map<WorkerId, number>();
-  for (const e of trace.events) {
+  const lastT = trace.events.at(-1)?.t ?? 0;
+  for (const worker of view.drainingWorkers()) {
+    const span = view.drain(worker)!;
+    // One missed beat is allowed (draining-worker-heartbeats): a longer drain is where silence would show.
+    if ((span.endMs ?? lastT) - span.startMs > 2 * trace.header.params.heartbeatIntervalMs) hits['drain-outlasting-heartbeat']++;
+  }
+  view.walk(trace.events.length, (i, draining) => {
+    const e = trace.events[i]!;
+    for (const worker of view.drainsStartingAt(i)) {
+      for (const [conn, isBusy] of busy) {
+        if (connWorker(conn) === worker && !closed.has(conn) && isBusy) hits['drain-with-request-in-flight']++;
+      }
+      for (const conn of idleKeptAlive) if (connWorker(conn) === worker) hits['drain-with-idle-keepalive']++;
+    }
     match(e)
       .with({ type: 'conn.read' }, (e) => {
         busy.set(e.actor, true);
@@ -431,22 +401,17 @@ export function windowHits(trace: Trace): Record<RaceWindow, number> {
       })
       .with({ type: 'conn.bytes' }, (e) => {
         if (closed.has(e.actor)) hits['request-crossed-close']++;
-        if (starts.has(connWorker(e.actor))) hits['request-on-draining-worker']++;
+        if (view.hasBegunDraining(connWorker(e.actor), i)) hits['request-on-draining-worker']++;
         idleKeptAlive.delete(e.actor);
+      })
+      .with({ type: P.union('listener.syn', 'conn.open') }, () => {
+        if (draining.size > 0) hits['connect-during-drain']++;
       })
       .with({ type: 'listener.overflow' }, () => void hits['backlog-overflow']++)
       .with({ type: 'listener.reset' }, () => void hits['queued-at-last-close']++)
       .with({ type: 'worker.graceful-timeout' }, () => void hits['graceful-deadline']++)
-      .with({ type: 'worker.max-requests' }, { type: 'worker.signal', signal: 'TERM' }, (e) => {
-        if (starts.has(e.actor)) return;
-        starts.set(e.actor, e.t);
-        for (const [conn, isBusy] of busy) {
-          if (connWorker(conn) === e.actor && !closed.has(conn) && isBusy) hits['drain-with-request-in-flight']++;
-        }
-        for (const conn of idleKeptAlive) if (connWorker(conn) === e.actor) hits['drain-with-idle-keepalive']++;
-      })
       // Every other event leaves the windows as they are.
       .otherwise(() => {});
-  }
+  });
   return hits;
 }

@@ -3,13 +3,18 @@
  * its actor's machine in the state that actor is in (XState would silently
  * ignore it; we do not), the properties the policy promises must hold, and
  * in a complete trace every actor must end at rest.
+ *
+ * Replaying also yields what the properties need to know about the
+ * machines' states along the way (`MachineView`): when each worker was
+ * draining is what its machine said, not a guess from the events.
  */
-import { actorKind, type TraceEvent } from './events.ts';
-import { machineFor, machinesFor, type PolicyMachines } from './machines/index.ts';
+import { actorKind, type TraceEvent, type WorkerId } from './events.ts';
+import { runtimeFor, runtimesFor, type Runtimes } from './machines/index.ts';
 import { getPolicy, type PolicySpec } from './policies.ts';
 import { propertiesFor, type Property } from './properties.ts';
-import { accepts, eventsHandledIn, isAtRest, start, stateName, step, type Snapshot } from './step.ts';
+import { isAtRest, type ActorState } from './step.ts';
 import { lineOf, type Trace } from './trace.ts';
+import { MachineView, type DrainSpan } from './view.ts';
 
 export type Verdict =
   | { readonly ok: true; readonly events: number; readonly actors: number; readonly properties: readonly string[] }
@@ -41,47 +46,64 @@ function machineEvent(event: TraceEvent): { type: string } {
   return rest;
 }
 
-/** Run each actor's events through its machine; returns the final snapshots, or the first rejected event. */
-export function replayMachines(
-  trace: Trace,
-  machines: PolicyMachines,
-): { snapshots: Map<string, Snapshot>; violation?: ReplayViolation } {
-  const snapshots = new Map<string, Snapshot>();
+export interface MachinesReplay {
+  readonly states: Map<string, ActorState>;
+  readonly view: MachineView;
+  readonly violation?: ReplayViolation;
+}
+
+/** Run each actor's events through its machine; returns the final states and the view, or the first rejected event. */
+export function replayMachines(trace: Trace, runtimes: Runtimes): MachinesReplay {
+  const states = new Map<string, ActorState>();
+  const spans = new Map<WorkerId, { startIndex: number; startMs: number; endIndex: number | null; endMs: number | null }>();
+  const view = () => new MachineView(spans as Map<WorkerId, DrainSpan>);
   for (let i = 0; i < trace.events.length; i++) {
     const event = trace.events[i]!;
     const kind = actorKind(event.actor);
     if (!kind) throw new Error(`unreachable: parser admitted actor ${event.actor}`);
-    const machine = machineFor(machines, kind);
-    let snapshot = snapshots.get(event.actor) ?? start(machine).snapshot;
+    const runtime = runtimeFor(runtimes, kind);
+    let state = states.get(event.actor) ?? runtime.initial().state;
     const input = machineEvent(event);
-    if (!accepts(snapshot, input)) {
-      const state = snapshot.status === 'done' ? `${stateName(snapshot)} (final)` : stateName(snapshot);
-      const expected = snapshot.status === 'done' ? [] : eventsHandledIn(snapshot);
+    if (!runtime.accepts(state, input)) {
+      const done = state.status === 'done';
+      const stateName = done ? `${runtime.stateName(state)} (final)` : runtime.stateName(state);
+      const expected = done ? [] : runtime.eventsHandledIn(state);
       const line = lineOf(trace, i);
       return {
-        snapshots,
+        states,
+        view: view(),
         violation: {
           kind: 'unexpected-event',
           line,
           actor: event.actor,
-          state,
+          state: stateName,
           event,
           expected,
           message:
-            `line ${line}: ${event.actor} in state ${state} does not accept ${event.type}` +
+            `line ${line}: ${event.actor} in state ${stateName} does not accept ${event.type}` +
             (expected.length > 0 ? `; it accepts: ${expected.join(', ')} (where their guards allow)` : '; it has finished'),
         },
       };
     }
-    snapshot = step(machine, snapshot, input).snapshot;
-    snapshots.set(event.actor, snapshot);
+    state = runtime.step(state, input).state;
+    states.set(event.actor, state);
+    if (kind === 'worker') {
+      const worker = event.actor as WorkerId;
+      const draining = runtime.matches(state, { alive: 'draining' });
+      const span = spans.get(worker);
+      if (draining && span === undefined) spans.set(worker, { startIndex: i, startMs: event.t, endIndex: null, endMs: null });
+      else if (!draining && span !== undefined && span.endIndex === null) {
+        span.endIndex = i;
+        span.endMs = event.t;
+      }
+    }
   }
-  return { snapshots };
+  return { states, view: view() };
 }
 
-export function checkProperties(trace: Trace, properties: readonly Property[]): ReplayViolation | undefined {
+export function checkProperties(trace: Trace, view: MachineView, properties: readonly Property[]): ReplayViolation | undefined {
   for (const property of properties) {
-    const result = property.check(trace);
+    const result = property.check(trace, view);
     if (!result.holds && result.violation) {
       const line = lineOf(trace, result.violation.index);
       return {
@@ -102,31 +124,32 @@ export function promisedProperties(policy: PolicySpec, trace: Trace): Property[]
 
 export function replay(trace: Trace, policyName: string = trace.header.policy, options: ReplayOptions = {}): Verdict {
   const policy = getPolicy(policyName);
-  const machines = machinesFor(policy, trace.header.params);
-  const { snapshots, violation } = replayMachines(trace, machines);
+  const runtimes = runtimesFor(policy, trace.header.params);
+  const { states, view, violation } = replayMachines(trace, runtimes);
   if (violation) return { ok: false, violation };
 
   const properties = options.properties ?? promisedProperties(policy, trace);
-  const broken = checkProperties(trace, properties);
+  const broken = checkProperties(trace, view, properties);
   if (broken) return { ok: false, violation: broken };
 
   if (options.complete ?? trace.header.complete) {
     const lastLine = lineOf(trace, trace.events.length - 1);
-    for (const [actor, snapshot] of snapshots) {
-      if (!isAtRest(snapshot)) {
-        const state = stateName(snapshot);
+    for (const [actor, state] of states) {
+      const runtime = runtimeFor(runtimes, actorKind(actor)!);
+      if (!isAtRest(runtime, state)) {
+        const stateName = runtime.stateName(state);
         return {
           ok: false,
           violation: {
             kind: 'not-at-rest',
             line: lastLine,
             actor,
-            state,
-            message: `end of a complete trace (line ${lastLine}): ${actor} is still in state ${state}; it accepts: ${eventsHandledIn(snapshot).join(', ')}`,
+            state: stateName,
+            message: `end of a complete trace (line ${lastLine}): ${actor} is still in state ${stateName}; it accepts: ${runtime.eventsHandledIn(state).join(', ')}`,
           },
         };
       }
     }
   }
-  return { ok: true, events: trace.events.length, actors: snapshots.size, properties: properties.map((p) => p.name) };
+  return { ok: true, events: trace.events.length, actors: states.size, properties: properties.map((p) => p.name) };
 }

@@ -13,7 +13,8 @@ import type { TraceEvent } from '../model/events.ts';
 import { DEFAULT_SERVER_PARAMS } from '../model/params.ts';
 import { getPolicy } from '../model/policies.ts';
 import { propertiesFor, windowHits, type Property, type RaceWindow } from '../model/properties.ts';
-import { replay } from '../model/replay.ts';
+import { replayMachines } from '../model/replay.ts';
+import { runtimesFor } from '../model/machines/index.ts';
 import { makeHeader, type Trace } from '../model/trace.ts';
 import { SimulationInvariantError } from './engine.ts';
 import { runScenario } from './run.ts';
@@ -164,14 +165,14 @@ export function checkOne(policyName: string, propertyName: string, options: { ru
       nonconforming = error.message;
       return false;
     }
-    const conformance = replay(trace, policyName, { properties: [] });
-    if (!conformance.ok) {
-      nonconforming = conformance.violation.message;
+    const machines = replayMachines(trace, runtimesFor(policy, trace.header.params));
+    if (machines.violation) {
+      nonconforming = machines.violation.message;
       return false;
     }
-    const windows = windowHits(trace);
+    const windows = windowHits(trace, machines.view);
     for (const w of probe.windows) hits[w] = (hits[w] ?? 0) + (windows[w] > 0 ? 1 : 0);
-    return propertyNamed(propertyName, c).check(trace).holds;
+    return propertyNamed(propertyName, c).check(trace, machines.view).holds;
   };
 
   const result = fc.check(fc.property(raceCaseArbitrary, predicate), {
@@ -190,8 +191,9 @@ export function checkOne(policyName: string, propertyName: string, options: { ru
       if (!(error instanceof SimulationInvariantError)) throw error;
       return { ...base, status: 'nonconforming', counterexample: { case: c, trace: { header: makeHeader(policyName, scenarioParamsOf(c).server, false), events: [] }, index: 0, message: error.message }, ...(result.counterexamplePath ? { path: result.counterexamplePath } : {}) };
     }
-    const verdict = propertyNamed(propertyName, c).check(trace);
-    const status = nonconforming !== undefined && replay(trace, policyName, { properties: [] }).ok === false ? 'nonconforming' : 'violated';
+    const machines = replayMachines(trace, runtimesFor(policy, trace.header.params));
+    const verdict = propertyNamed(propertyName, c).check(trace, machines.view);
+    const status = nonconforming !== undefined && machines.violation !== undefined ? 'nonconforming' : 'violated';
     return {
       ...base,
       status,

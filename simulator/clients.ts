@@ -18,7 +18,8 @@
  */
 import { match } from 'ts-pattern';
 import type { ClientFailure } from '../model/events.ts';
-import type { Link, LinkOwner, World } from './world.ts';
+import type { Engine } from './engine.ts';
+import type { Link, LinkOwner, Network } from './network.ts';
 
 export type FailureMechanism =
   | 'idle-close-race'
@@ -55,15 +56,14 @@ export interface FailureRecord {
 }
 
 /** Attribute a client-observed failure to the server-side mechanism behind it. */
-export function classifyFailure(world: World, link: Link, reason: ClientFailure, processed: boolean): FailureMechanism {
+export function classifyFailure(engine: Engine, link: Link, reason: ClientFailure, processed: boolean): FailureMechanism {
   return match(reason)
     .with('eagain', () => 'backlog-overflow' as const)
     .with('connect-timeout', () => 'syn-timeout' as const)
     .with('refused', () => 'listener-refused' as const)
     .with('timeout', (): FailureMechanism => {
       const conn = link.conn;
-      const state = conn ? world.engine.snapshot(conn) : undefined;
-      if (state && (state.matches('orphaned') || (state.matches('pending') && state.context.draining))) return 'stale-hang';
+      if (conn && engine.has(conn) && (engine.matches(conn, 'orphaned') || (engine.matches(conn, 'pending') && engine.conn(conn).context.draining))) return 'stale-hang';
       if (link.conn === null) return link.synRetries > 0 ? 'syn-timeout' : 'accept-starved';
       return 'client-timeout';
     })
@@ -154,13 +154,13 @@ export class ApacheBench implements LinkOwner {
   onDone: () => void = () => {};
 
   constructor(
-    private readonly world: World,
+    private readonly network: Network,
     private readonly options: AbOptions,
     private readonly processed: ProcessedRequests,
   ) {}
 
   start(): void {
-    this.lastActivityMs = this.world.engine.nowMs;
+    this.lastActivityMs = this.network.engine.nowMs;
     for (let slot = 0; slot < this.options.concurrency; slot++) this.open(slot);
   }
 
@@ -169,14 +169,14 @@ export class ApacheBench implements LinkOwner {
   }
 
   private activity(): void {
-    this.lastActivityMs = this.world.engine.nowMs;
+    this.lastActivityMs = this.network.engine.nowMs;
     this.activityEpoch++;
   }
 
   /** Arm ab's poll timeout while requests are outstanding: it fires when -s passes with no activity at all. */
   private armPollTimeout(): void {
     if (this.pollTimerArmed || !Number.isFinite(this.options.timeoutMs) || this.outstanding.size === 0) return;
-    const e = this.world.engine;
+    const e = this.network.engine;
     const epoch = this.activityEpoch;
     this.pollTimerArmed = true;
     e.at(Math.max(0, this.lastActivityMs + this.options.timeoutMs - e.nowMs), () => {
@@ -196,8 +196,8 @@ export class ApacheBench implements LinkOwner {
       const processed = req !== null && this.processed.started.has(req);
       // Lost, but ab counts nothing more: apr_err() prints the error and "Total of N requests completed" and exits.
       this.stats.total++;
-      recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, 'timeout', processed), reason: 'timeout', processed });
-      this.world.close(link);
+      recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, 'timeout', processed), reason: 'timeout', processed });
+      this.network.close(link);
     }
     this.outstanding.clear();
     this.onDone();
@@ -209,7 +209,7 @@ export class ApacheBench implements LinkOwner {
       if (this.done) this.onDone();
       return;
     }
-    const link = this.world.connect(this);
+    const link = this.network.connect(this);
     this.slotOf.set(link, slot);
   }
 
@@ -226,15 +226,15 @@ export class ApacheBench implements LinkOwner {
 
   private sendNext(link: Link): void {
     if (this.issued >= this.options.requests) {
-      this.world.close(link);
+      this.network.close(link);
       if (this.done) this.onDone();
       return;
     }
     this.issued++;
-    const req = this.world.nextRequestId();
-    this.sentAt.set(req, this.world.engine.nowMs);
+    const req = this.network.nextRequestId();
+    this.sentAt.set(req, this.network.engine.nowMs);
     this.outstanding.add(link);
-    this.world.send(link, req, true, Number.POSITIVE_INFINITY);
+    this.network.send(link, req, true, Number.POSITIVE_INFINITY);
     this.armPollTimeout();
   }
 
@@ -245,14 +245,14 @@ export class ApacheBench implements LinkOwner {
     this.finished++;
     this.stats.total++;
     this.stats.ok++;
-    this.stats.latenciesMs.push(this.world.engine.nowMs - (this.sentAt.get(req) ?? 0));
+    this.stats.latenciesMs.push(this.network.engine.nowMs - (this.sentAt.get(req) ?? 0));
     this.sentAt.delete(req);
     if (this.options.keepAlive && !close) {
       const thinkMs = this.options.thinkMs ?? 0;
-      if (thinkMs > 0) this.world.engine.at(thinkMs, () => this.sendNextIfOpen(link));
+      if (thinkMs > 0) this.network.engine.at(thinkMs, () => this.sendNextIfOpen(link));
       else this.sendNext(link);
     } else {
-      this.world.close(link);
+      this.network.close(link);
       this.open(this.slotOf.get(link) ?? 0);
     }
   }
@@ -267,7 +267,7 @@ export class ApacheBench implements LinkOwner {
       const badBefore = this.stats.ab.failed;
       this.stats.ab.failed++;
       this.stats.ab.connect++;
-      recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, false), reason, processed: false });
+      recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, false), reason, processed: false });
       if (badBefore > 10) {
         this.abortedWith = 'Test aborted after 10 failures';
         this.stats.aborted = this.abortedWith;
@@ -282,7 +282,7 @@ export class ApacheBench implements LinkOwner {
     this.finished++;
     this.stats.total++;
     this.countAbFailure(link, reason);
-    recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, processed), reason, processed });
+    recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, processed), reason, processed });
     if (req) this.sentAt.delete(req);
     this.open(slot);
   }
@@ -327,7 +327,7 @@ export class ProxyLoad implements LinkOwner {
   private readonly connectTimer = new WeakMap<Link, { cancelled: boolean }>();
 
   constructor(
-    private readonly world: World,
+    private readonly network: Network,
     private readonly options: ProxyOptions,
     private readonly processed: ProcessedRequests,
   ) {}
@@ -335,28 +335,28 @@ export class ProxyLoad implements LinkOwner {
   start(): void {
     const count = Math.round((this.options.ratePerSec * this.options.durationMs) / 1000);
     const gapMs = 1000 / this.options.ratePerSec;
-    for (let i = 0; i < count; i++) this.world.engine.at(i * gapMs, () => this.request());
+    for (let i = 0; i < count; i++) this.network.engine.at(i * gapMs, () => this.request());
   }
 
   private request(): void {
-    const link = this.world.connect(this);
-    this.startedAt.set(link, this.world.engine.nowMs);
-    this.connectTimer.set(link, this.world.engine.at(this.options.connectTimeoutMs, () => this.world.abandonConnect(link, 'connect-timeout')));
+    const link = this.network.connect(this);
+    this.startedAt.set(link, this.network.engine.nowMs);
+    this.connectTimer.set(link, this.network.engine.at(this.options.connectTimeoutMs, () => this.network.abandonConnect(link, 'connect-timeout')));
   }
 
   onConnected(link: Link): void {
     const timer = this.connectTimer.get(link);
     if (timer) timer.cancelled = true;
-    this.world.send(link, this.world.nextRequestId(), true, this.options.readTimeoutMs);
+    this.network.send(link, this.network.nextRequestId(), true, this.options.readTimeoutMs);
   }
 
   onResponse(link: Link, _req: string, status: number): void {
     this.stats.total++;
     this.stats.ok++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
-    this.stats.latenciesMs.push(this.world.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    this.stats.latenciesMs.push(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
-    this.world.close(link);
+    this.network.close(link);
   }
 
   onFailure(link: Link, reason: ClientFailure, req: string | null): void {
@@ -367,8 +367,8 @@ export class ProxyLoad implements LinkOwner {
     this.stats.total++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
     this.stats.ab.failed++;
-    recordFailure(this.stats, { atMs: this.world.engine.nowMs, mechanism: classifyFailure(this.world, link, reason, processed), reason, processed });
-    this.stats.latenciesMs.push(this.world.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, processed), reason, processed });
+    this.stats.latenciesMs.push(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
   }
 

@@ -1,16 +1,13 @@
 /**
- * The discrete-event engine. Virtual time in ms; one event queue; one seeded
- * PRNG; no other state. Actors are the model's machines, stepped through
- * `model/step.ts`: every event the simulation produces is first offered to
- * its actor's machine — a rejection is a bug in the simulator and stops the
- * run — then written to the trace. Timers are the machines' own delayed
- * `raise` actions, scheduled in virtual time; commands (`closeSocket`,
- * `drainConnections`, …) are handed to the world (server, kernel, clients)
- * to carry out, after the step that asked for them.
+ * The discrete-event engine: the actor host on a virtual clock. Time in ms;
+ * one event queue; one seeded PRNG; no other state. The machines' delayed
+ * `raise` actions are scheduled in virtual time; their commands go to the
+ * drivers that own the actors. A rejected event is a bug in the simulator
+ * and stops the run.
  */
 import type { TraceEvent } from '../model/events.ts';
-import { ActorHost, type CommandHandler } from '../model/host.ts';
-import type { PolicyMachines } from '../model/machines/index.ts';
+import { ActorHost } from '../model/host.ts';
+import type { Runtimes } from '../model/machines/index.ts';
 import { EventQueue, type Scheduled } from './queue.ts';
 import { Rng } from './rng.ts';
 
@@ -21,18 +18,19 @@ export class SimulationInvariantError extends Error {
   }
 }
 
-export type { CommandHandler };
+export interface Budget {
+  readonly maxVirtualMs: number;
+  readonly maxSteps: number;
+}
 
-/** The actor host on a virtual clock: one event queue, one seeded PRNG, no other state. */
 export class Engine extends ActorHost {
   private virtualNowMs = 0;
   readonly rng: Rng;
   private readonly queue = new EventQueue();
 
-  constructor(machines: PolicyMachines, seed: number, sink: (event: TraceEvent) => void, onCommand: CommandHandler) {
-    super(machines, sink);
+  constructor(runtimes: Runtimes, seed: number, sink: (event: TraceEvent) => void) {
+    super(runtimes, sink);
     this.rng = new Rng(seed);
-    this.attach(onCommand);
   }
 
   get nowMs(): number {
@@ -53,7 +51,7 @@ export class Engine extends ActorHost {
    * so a run that is still busy past the budget has a liveness bug: something
    * keeps rescheduling itself (the simulator's, or the model's).
    */
-  run(budget: { maxVirtualMs: number; maxSteps: number }, onTick?: (nowMs: number) => void): void {
+  run(budget: Budget, onTick?: (nowMs: number) => void): void {
     let steps = 0;
     for (;;) {
       const next = this.queue.pop();

@@ -3,13 +3,15 @@
  * to a sink as it is produced (nothing per-request is kept unless asked).
  */
 import type { TraceEvent } from '../model/events.ts';
-import { machinesFor } from '../model/machines/index.ts';
+import { runtimesFor } from '../model/machines/index.ts';
 import { getPolicy } from '../model/policies.ts';
 import { makeHeader, type TraceHeader } from '../model/trace.ts';
 import { ApacheBench, ProcessedRequests, ProxyLoad, type ClientStats } from './clients.ts';
 import { Engine } from './engine.ts';
+import { Kernel } from './kernel.ts';
+import { CLASSIC_SYN_SCHEDULE_MS, Network } from './network.ts';
 import type { ScenarioParams } from './scenarios.ts';
-import { CLASSIC_SYN_SCHEDULE_MS, World } from './world.ts';
+import { SimulatedServer } from './server.ts';
 
 export interface RunOptions {
   scenario: string;
@@ -36,10 +38,28 @@ export interface RunResult {
   header: TraceHeader;
 }
 
+/** The simulated world of one run, wired: engine, kernel, network, server. */
+export interface SimulatedWorld {
+  readonly engine: Engine;
+  readonly kernel: Kernel;
+  readonly network: Network;
+  readonly server: SimulatedServer;
+}
+
+export function buildWorld(policyName: string, seed: number, params: ScenarioParams, sink: (event: TraceEvent) => void): SimulatedWorld {
+  const engine = new Engine(runtimesFor(getPolicy(policyName), params.server), seed, sink);
+  const kernel = new Kernel(engine);
+  const network = new Network(engine, kernel, { latencyMs: params.latencyMs, synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS, loopback: params.loopback });
+  const server = new SimulatedServer(engine, kernel, network, {
+    bootMs: params.bootMs,
+    serviceMs: () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs),
+    loopTickMs: params.loopTickMs,
+  });
+  return { engine, kernel, network, server };
+}
+
 export function runScenario(options: RunOptions): RunResult {
   const { params } = options;
-  const policy = getPolicy(options.policy);
-  const machines = machinesFor(policy, params.server);
   const processed = new ProcessedRequests();
   let events = 0;
   const sink = (event: TraceEvent) => {
@@ -47,25 +67,15 @@ export function runScenario(options: RunOptions): RunResult {
     if (event.type === 'conn.handler-start') processed.started.add(event.req);
     options.onEvent?.(event);
   };
-  let world: World | undefined;
-  const engine = new Engine(machines, options.seed, sink, (actor, action) => world!.handle(actor, action));
-  world = new World(engine, policy, params.server, {
-    latencyMs: params.latencyMs,
-    bootMs: params.bootMs,
-    serviceMs: () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs),
-    synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS,
-    loopTickMs: params.loopTickMs,
-    loopback: params.loopback,
-  });
-  const w = world;
-  w.boot();
+  const { engine, network, server } = buildWorld(options.policy, options.seed, params, sink);
+  server.boot();
 
   // Load starts once the first workers are up.
   const loadStartMs = params.bootMs + 1;
   let stats: ClientStats;
-  const shutdown = () => w.signalArbiter('TERM');
+  const shutdown = () => server.signal('TERM');
   if (params.load.kind === 'ab') {
-    const ab = new ApacheBench(w, params.load, processed);
+    const ab = new ApacheBench(network, params.load, processed);
     stats = ab.stats;
     let shutDown = false;
     ab.onDone = () => {
@@ -75,7 +85,7 @@ export function runScenario(options: RunOptions): RunResult {
     };
     engine.at(loadStartMs, () => ab.start());
   } else {
-    const proxy = new ProxyLoad(w, params.load, processed);
+    const proxy = new ProxyLoad(network, params.load, processed);
     stats = proxy.stats;
     engine.at(loadStartMs, () => proxy.start());
     // TERM once every downstream request has an answer.
@@ -86,7 +96,7 @@ export function runScenario(options: RunOptions): RunResult {
     };
     engine.at(loadStartMs + params.load.durationMs, watch);
   }
-  for (const { atMs, signal } of params.signals) engine.at(loadStartMs + atMs, () => w.signalArbiter(signal));
+  for (const { atMs, signal } of params.signals) engine.at(loadStartMs + atMs, () => server.signal(signal));
 
   let lastReport = 0;
   // Generous: the longest scenario needs ~400 s of virtual time and ~400k steps.

@@ -5,46 +5,86 @@
  *   TERM      graceful stop: close its listener copy, TERM every worker, wait up
  *             to the graceful timeout, then KILL what is left.
  *   INT/QUIT  fast stop: QUIT every worker (they exit at once), same deadline.
+ *             During a graceful stop it escalates: QUIT, and the deadline comes
+ *             closer, to ESCALATION_MS from now (gunicorn 24+).
  *   HUP       reload: spawn a new generation, TERM the old one (which drains).
  *   TTIN/TTOU one worker more / fewer (the oldest is retired).
- *   CHLD      reap; the next loop turn spawns replacements.
- * A worker whose heartbeat is older than the timeout is aborted and replaced.
+ *   CHLD      reap; a running arbiter spawns replacements.
+ *
+ * Every loop turn (`arbiter.tick`, gunicorn's `murder_workers`) the heartbeat
+ * watchdog looks at each worker: one silent for longer than the timeout gets
+ * ABRT; if it is still silent a turn later, KILL. Silence is counted in turns
+ * since the worker's last heartbeat, as gunicorn compares the tmp file's age
+ * once per turn.
  */
-import { assign, setup } from 'xstate';
-import type { ArbiterEvent, MachineEvent, WorkerId } from '../events.ts';
+import { assign, cancel, raise, setup } from 'xstate';
+import type { ArbiterEvent, MachineEvent, WorkerId, WorkerSignal } from '../events.ts';
+import { command, type CommandOf } from './commands.ts';
 
 export type ArbiterMachineEvent = MachineEvent<ArbiterEvent>;
 
 export interface ArbiterContext {
-  /** Spawned and not yet reaped. */
+  /** Spawned and not yet reaped, oldest first. */
   workers: WorkerId[];
-  /** The number of workers the arbiter keeps (TTIN/TTOU change it, HUP resets it). */
+  /** The number of workers the arbiter keeps (TTIN/TTOU change it). */
   target: number;
   holdsListener: boolean;
+  /** Loop turns since each worker's last heartbeat (or its spawn). */
+  silentTurns: Partial<Record<WorkerId, number>>;
+  /** Workers silent for longer than the timeout at the last turn. */
+  stale: WorkerId[];
+  /** Workers the watchdog sent ABRT: still silent a turn later, they get KILL. */
+  aborted: WorkerId[];
 }
+
+/** gunicorn 24+: INT/QUIT during a graceful stop brings the deadline to 2 s from now. */
+export const ESCALATION_MS = 2000;
+export const ARBITER_TIMER_IDS = { tick: 'tick', deadline: 'deadline' } as const;
+
+export const arbiterCommands = {
+  /** Start this many new worker processes. */
+  spawnWorkers: command<{ count: number }>(),
+  /** HUP: start `count` new workers, then TERM the old generation. */
+  reloadWorkers: command<{ count: number; retire: readonly WorkerId[] }>(),
+  /** TTOU: TERM the oldest workers beyond the target. */
+  retireWorkers: command<{ retire: readonly WorkerId[] }>(),
+  /** Close the arbiter's copy of the listening socket. */
+  closeListener: command(),
+  signalWorkers: command<{ signal: WorkerSignal; workers: readonly WorkerId[] }>(),
+  /** The watchdog: ABRT for workers newly stale, KILL for stale ones already aborted. */
+  murderWorkers: command<{ abort: readonly WorkerId[]; kill: readonly WorkerId[] }>(),
+};
+export type ArbiterCommand = CommandOf<typeof arbiterCommands>;
 
 function signalIs(...names: string[]) {
   return ({ event }: { event: ArbiterMachineEvent }) => event.type === 'arbiter.signal' && names.includes(event.signal);
 }
 
+const placeholder = () => {
+  throw new Error('arbiter machine used without parameters: build it with machinesFor(policy, params)');
+};
+
 export const arbiterChart = setup({
   types: { context: {} as ArbiterContext, events: {} as ArbiterMachineEvent },
   actions: {
-    // Commands.
-    spawnWorkers: () => {},
-    reloadWorkers: () => {},
-    retireOldest: () => {},
-    closeListener: () => {},
-    signalWorkers: (_, _params: { signal: 'TERM' | 'QUIT' | 'KILL' }) => {},
-    abortWorker: (_, _params: { worker: WorkerId }) => {},
-    // Bookkeeping.
-    addWorker: assign({
-      workers: ({ context, event }) => (event.type === 'arbiter.spawn' ? [...context.workers, event.worker] : context.workers),
+    ...arbiterCommands,
+    addWorker: assign(({ context, event }) =>
+      event.type === 'arbiter.spawn' ? { workers: [...context.workers, event.worker], silentTurns: { ...context.silentTurns, [event.worker]: 0 } } : {},
+    ),
+    removeWorker: assign(({ context, event }) => {
+      if (event.type !== 'arbiter.reap') return {};
+      const { [event.worker]: _gone, ...silentTurns } = context.silentTurns;
+      const other = (w: WorkerId) => w !== event.worker;
+      return { workers: context.workers.filter(other), silentTurns, stale: context.stale.filter(other), aborted: context.aborted.filter(other) };
     }),
-    removeWorker: assign({
-      workers: ({ context, event }) =>
-        event.type === 'arbiter.reap' ? context.workers.filter((w) => w !== event.worker) : context.workers,
-    }),
+    noteHeartbeat: assign(({ context, event }) =>
+      event.type === 'arbiter.heartbeat' ? { silentTurns: { ...context.silentTurns, [event.worker]: 0 } } : {},
+    ),
+    noteAbort: assign(({ context, event }) =>
+      event.type === 'arbiter.kill' && event.signal === 'ABRT' && !context.aborted.includes(event.worker) ? { aborted: [...context.aborted, event.worker] } : {},
+    ),
+    /** One more silent turn for every worker; which are now silent for longer than the timeout (params). */
+    countSilence: placeholder,
     incrementTarget: assign({ target: ({ context }) => context.target + 1 }),
     decrementTarget: assign({ target: ({ context }) => Math.max(1, context.target - 1) }),
     releaseListener: assign({ holdsListener: false }),
@@ -62,30 +102,67 @@ export const arbiterChart = setup({
     holdsListener: ({ context }) => context.holdsListener,
     allWorkersGoneAndListenerClosed: ({ context }) => context.workers.length === 0 && !context.holdsListener,
   },
+  delays: { gracefulTimeout: 30_000, escalation: ESCALATION_MS, tick: 1000 },
 }).createMachine({
   id: 'arbiter',
-  context: { workers: [], target: 1, holdsListener: true },
+  context: { workers: [], target: 1, holdsListener: true, silentTurns: {}, stale: [], aborted: [] },
   initial: 'booting',
+  on: {
+    // The loop turns in every state but the last; the watchdog looks at each turn.
+    'arbiter.tick': {
+      actions: [
+        'countSilence',
+        {
+          type: 'murderWorkers',
+          params: ({ context }) => ({
+            abort: context.stale.filter((w) => !context.aborted.includes(w)),
+            kill: context.stale.filter((w) => context.aborted.includes(w)),
+          }),
+        },
+        raise({ type: 'arbiter.tick' }, { delay: 'tick', id: ARBITER_TIMER_IDS.tick }),
+      ],
+    },
+    'arbiter.heartbeat': { guard: 'workerIsKnown', actions: 'noteHeartbeat' },
+    'arbiter.kill': { guard: 'workerIsKnown', actions: 'noteAbort' },
+    'arbiter.reap': { guard: 'workerIsKnown', actions: 'removeWorker' },
+  },
   states: {
     booting: {
       on: {
-        'arbiter.start': { target: 'running', actions: assign({ target: ({ event }) => event.workers }) },
+        'arbiter.start': {
+          target: 'running',
+          actions: [assign({ target: ({ event }) => event.workers }), raise({ type: 'arbiter.tick' }, { delay: 'tick', id: ARBITER_TIMER_IDS.tick })],
+        },
       },
     },
     running: {
-      entry: 'spawnWorkers',
+      entry: { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) },
       on: {
         'arbiter.spawn': { guard: 'workerIsNew', actions: 'addWorker' },
-        'arbiter.reap': { guard: 'workerIsKnown', actions: ['removeWorker', 'spawnWorkers'] },
-        'arbiter.kill': { guard: 'workerIsKnown' },
-        'arbiter.heartbeat-timeout': { guard: 'workerIsKnown', actions: { type: 'abortWorker', params: ({ event }) => ({ worker: (event as { worker: WorkerId }).worker }) } },
+        // A reaped worker is replaced at once (gunicorn: on the next loop turn).
+        'arbiter.reap': {
+          guard: 'workerIsKnown',
+          actions: ['removeWorker', { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) }],
+        },
         'arbiter.signal': [
           { guard: 'isGracefulStop', target: 'stopping.graceful' },
           { guard: 'isFastStop', target: 'stopping.fast' },
           { guard: 'isKill', target: 'dead' },
-          { guard: 'isReload', actions: 'reloadWorkers' },
-          { guard: 'isIncrease', actions: ['incrementTarget', 'spawnWorkers'] },
-          { guard: 'isDecrease', actions: ['decrementTarget', 'retireOldest'] },
+          {
+            guard: 'isReload',
+            actions: { type: 'reloadWorkers', params: ({ context }) => ({ count: context.target, retire: [...context.workers] }) },
+          },
+          {
+            guard: 'isIncrease',
+            actions: ['incrementTarget', { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) }],
+          },
+          {
+            guard: 'isDecrease',
+            actions: [
+              'decrementTarget',
+              { type: 'retireWorkers', params: ({ context }) => ({ retire: context.workers.slice(0, Math.max(0, context.workers.length - context.target)) }) },
+            ],
+          },
           { guard: 'isChild' },
         ],
       },
@@ -96,27 +173,31 @@ export const arbiterChart = setup({
       entry: 'closeListener',
       on: {
         'arbiter.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
-        'arbiter.reap': { guard: 'workerIsKnown', actions: 'removeWorker' },
-        'arbiter.kill': { guard: 'workerIsKnown' },
-        'arbiter.heartbeat-timeout': { guard: 'workerIsKnown', actions: { type: 'abortWorker', params: ({ event }) => ({ worker: (event as { worker: WorkerId }).worker }) } },
         'arbiter.exit': { guard: 'allWorkersGoneAndListenerClosed', target: 'halted' },
         'arbiter.signal': [{ guard: 'isKill', target: 'dead' }, {}],
       },
       states: {
         graceful: {
-          entry: { type: 'signalWorkers', params: { signal: 'TERM' } },
+          entry: [{ type: 'signalWorkers', params: ({ context }) => ({ signal: 'TERM', workers: [...context.workers] }) }, raise({ type: 'arbiter.graceful-timeout' }, { delay: 'gracefulTimeout', id: ARBITER_TIMER_IDS.deadline })],
+          exit: cancel(ARBITER_TIMER_IDS.deadline),
           on: {
             'arbiter.graceful-timeout': 'killing',
-            // gunicorn 24+: INT/QUIT during a graceful stop escalates to a fast stop.
-            'arbiter.signal': [{ guard: 'isFastStop', target: 'fast' }, { guard: 'isKill', target: '#arbiter.dead' }, {}],
+            // gunicorn 24+: INT/QUIT during a graceful stop escalates to a fast stop with a near deadline.
+            'arbiter.signal': [{ guard: 'isFastStop', target: 'escalated' }, { guard: 'isKill', target: '#arbiter.dead' }, {}],
           },
         },
         fast: {
-          entry: { type: 'signalWorkers', params: { signal: 'QUIT' } },
+          entry: [{ type: 'signalWorkers', params: ({ context }) => ({ signal: 'QUIT', workers: [...context.workers] }) }, raise({ type: 'arbiter.graceful-timeout' }, { delay: 'gracefulTimeout', id: ARBITER_TIMER_IDS.deadline })],
+          exit: cancel(ARBITER_TIMER_IDS.deadline),
+          on: { 'arbiter.graceful-timeout': 'killing' },
+        },
+        escalated: {
+          entry: [{ type: 'signalWorkers', params: ({ context }) => ({ signal: 'QUIT', workers: [...context.workers] }) }, raise({ type: 'arbiter.graceful-timeout' }, { delay: 'escalation', id: ARBITER_TIMER_IDS.deadline })],
+          exit: cancel(ARBITER_TIMER_IDS.deadline),
           on: { 'arbiter.graceful-timeout': 'killing' },
         },
         killing: {
-          entry: { type: 'signalWorkers', params: { signal: 'KILL' } },
+          entry: { type: 'signalWorkers', params: ({ context }) => ({ signal: 'KILL', workers: [...context.workers] }) },
         },
       },
     },
@@ -125,3 +206,23 @@ export const arbiterChart = setup({
     dead: { type: 'final' },
   },
 });
+
+/**
+ * The watchdog's bookkeeping for these parameters. After k turns without a heartbeat the worker has
+ * been silent for more than (k − 1) turns, so it is surely silent for longer than the timeout from
+ * k = ⌈timeout / turn⌉ + 1 on: never earlier than gunicorn, at most a turn later. timeoutMs 0 turns
+ * the watchdog off.
+ */
+export function countSilence(timeoutMs: number, tickMs: number) {
+  const staleAfterTurns = Math.ceil(timeoutMs / tickMs) + 1;
+  return assign<ArbiterContext, ArbiterMachineEvent, unknown, ArbiterMachineEvent, never>(({ context }) => {
+    const silentTurns: Partial<Record<WorkerId, number>> = {};
+    const stale: WorkerId[] = [];
+    for (const w of context.workers) {
+      const turns = (context.silentTurns[w] ?? 0) + 1;
+      silentTurns[w] = turns;
+      if (timeoutMs > 0 && turns >= staleAfterTurns) stale.push(w);
+    }
+    return { silentTurns, stale };
+  });
+}

@@ -15,6 +15,7 @@
  */
 import { and, assign, cancel, raise, setup } from 'xstate';
 import type { ClientId, ConnEvent, MachineEvent, WorkerId, AbortReason } from '../events.ts';
+import { command, type CommandOf } from './commands.ts';
 
 export type ConnMachineEvent = MachineEvent<ConnEvent>;
 
@@ -27,6 +28,8 @@ export interface ConnContext {
   drainingAtHandlerStart: boolean;
   /** Request bytes sit in the receive buffer, unread by the server: a close now sends RST. */
   unread: boolean;
+  /** The request whose bytes arrived and that is not read yet. */
+  pendingReq: string | null;
   /** The request being served (read, handled, not yet answered). */
   req: string | null;
   /** The request being served allows keep-alive. */
@@ -36,7 +39,16 @@ export interface ConnContext {
   abortReason: AbortReason | null;
 }
 
-export const TIMER_IDS = { keepAlive: 'keepalive', grace: 'grace', linger: 'linger' } as const;
+export const TIMER_IDS = { keepAlive: 'keepalive', grace: 'grace', linger: 'linger', header: 'header' } as const;
+
+export const connCommands = {
+  /** close(2): FIN, or RST when request bytes are unread (RFC 1122 §4.2.2.13) — `rst` says which. */
+  closeSocket: command<{ rst: boolean }>(),
+  /** shutdown(SHUT_WR): FIN, and keep reading (and discarding). */
+  halfClose: command(),
+};
+export type ConnCommand = CommandOf<typeof connCommands>;
+
 
 const policyGuardPlaceholder = () => {
   throw new Error('connection machine used without a policy: build it with machinesFor(policy, params)');
@@ -48,9 +60,7 @@ export const connectionChart = setup({
     events: {} as ConnMachineEvent,
   },
   actions: {
-    // Commands: carried out by whoever runs the machine (simulator, impl/).
-    closeSocket: () => {},
-    halfClose: () => {},
+    ...connCommands,
     markDraining: assign({ draining: true }),
     recordResponse: assign({ responses: ({ context }) => context.responses + 1, req: null }),
   },
@@ -66,9 +76,11 @@ export const connectionChart = setup({
     freshHeldByThread: policyGuardPlaceholder,
     lingers: policyGuardPlaceholder,
     keepAliveEnabled: policyGuardPlaceholder,
+    hasHeaderTimer: policyGuardPlaceholder,
     isDraining: ({ context }) => context.draining,
     hasServedARequest: ({ context }) => context.responses > 0,
     respondsWithClose: ({ event }) => event.type === 'conn.respond' && event.close,
+    readsPendingRequest: ({ context, event }) => event.type === 'conn.read' && context.pendingReq === event.req,
     isCurrentRequest: ({ context, event }) =>
       'req' in event && event.type !== 'conn.bytes' && context.req === event.req,
     rstMatchesUnreadBytes: ({ context, event }) => event.type === 'conn.close' && event.rst === context.unread,
@@ -77,6 +89,7 @@ export const connectionChart = setup({
     keepAlive: 2000,
     idleGrace: 1000,
     linger: 2000,
+    headerTimeout: 10_000,
   },
 }).createMachine({
   id: 'conn',
@@ -86,6 +99,7 @@ export const connectionChart = setup({
     draining: false,
     drainingAtHandlerStart: false,
     unread: false,
+    pendingReq: null,
     req: null,
     requestKeepAlive: true,
     responses: 0,
@@ -108,11 +122,9 @@ export const connectionChart = setup({
     idle: {
       initial: 'route',
       on: {
-        'conn.bytes': { target: 'pending', actions: assign({ unread: true }) },
+        'conn.bytes': { target: 'pending', actions: assign({ unread: true, pendingReq: ({ event }) => event.req }) },
         // The client closed its end; the server reads EOF and closes. Nothing to linger for.
         'conn.peer-fin': { target: 'closingHard' },
-        // A client that never completes its request head (slowloris) is given up on.
-        'conn.header-timeout': { target: '#conn.closing' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
       states: {
@@ -123,8 +135,20 @@ export const connectionChart = setup({
             { target: 'fresh' },
           ],
         },
-        /** Accepted, first request not arrived yet. */
+        /** Accepted, first request not arrived yet: a client that never sends one (slowloris) meets the header timer. */
         fresh: {
+          initial: 'checking',
+          states: {
+            // Waiting for a request (its head, or the rest of it): the header timer runs when the server
+            // has one (headerTimeoutMs > 0), and gives up on the client when it fires.
+            checking: { always: [{ guard: 'hasHeaderTimer', target: 'timed' }, { target: 'untimed' }] },
+            timed: {
+              entry: raise({ type: 'conn.header-timeout' }, { delay: 'headerTimeout', id: TIMER_IDS.header }),
+              exit: cancel(TIMER_IDS.header),
+              on: { 'conn.header-timeout': { target: '#conn.closing' } },
+            },
+            untimed: {},
+          },
           on: {
             'conn.drain': [
               // Already in a pool thread, blocked reading the first request: it will be served.
@@ -171,21 +195,31 @@ export const connectionChart = setup({
         drainKept: {},
       },
     },
-    /** Request bytes are in the receive buffer; the worker has not read them yet. */
+    /** Request bytes are in the receive buffer; the worker has not read them yet (nor all of them, maybe). */
     pending: {
+      initial: 'checking',
+      states: {
+        // The header timer again (see idle.fresh): a request whose rest never comes is given up on.
+        checking: { always: [{ guard: 'hasHeaderTimer', target: 'timed' }, { target: 'untimed' }] },
+        timed: {
+          entry: raise({ type: 'conn.header-timeout' }, { delay: 'headerTimeout', id: TIMER_IDS.header }),
+          exit: cancel(TIMER_IDS.header),
+          on: { 'conn.header-timeout': { target: '#conn.closing' } },
+        },
+        untimed: {},
+      },
       on: {
         'conn.bytes': {},
         'conn.read': {
+          guard: 'readsPendingRequest',
           target: 'handling',
-          actions: assign({ unread: false, req: ({ event }) => event.req, requestKeepAlive: ({ event }) => event.keepAlive ?? true }),
+          actions: assign({ unread: false, pendingReq: null, req: ({ event }) => event.req, requestKeepAlive: ({ event }) => event.keepAlive ?? true }),
         },
         'conn.drain': [
           { guard: 'pendingOrphanedOnDrain', target: 'orphaned', actions: 'markDraining' },
           { actions: 'markDraining' },
         ],
         'conn.peer-fin': {},
-        // The body never completed: a plain close sends RST for the unread bytes; a lingering close does not.
-        'conn.header-timeout': { target: 'closing' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
     },
@@ -270,7 +304,7 @@ export const connectionChart = setup({
     },
     /** close(): FIN, or RST if request bytes are still unread (RFC 1122 §4.2.2.13). */
     closingHard: {
-      entry: 'closeSocket',
+      entry: { type: 'closeSocket', params: ({ context }) => ({ rst: context.unread }) },
       on: {
         'conn.bytes': { actions: assign({ unread: true }) },
         'conn.peer-fin': {},

@@ -8,16 +8,17 @@ import type { AnyStateMachine } from 'xstate';
 import type { ActorKind } from '../events.ts';
 import type { ServerParams } from '../params.ts';
 import type { PolicySpec } from '../policies.ts';
-import { arbiterChart } from './arbiter.ts';
-import { clientChart } from './client.ts';
+import { xstateRuntime, type MachineRuntime } from '../step.ts';
+import { arbiterChart, countSilence, type ArbiterContext } from './arbiter.ts';
+import { clientChart, type ClientContext } from './client.ts';
 import { connectionChart, type ConnContext } from './connection.ts';
-import { listenerChart } from './listener.ts';
+import { listenerChart, type ListenerContext } from './listener.ts';
 import { workerChart, type WorkerContext } from './worker.ts';
 
 export { arbiterChart, clientChart, connectionChart, listenerChart, workerChart };
 
 export interface PolicyMachines {
-  readonly arbiter: typeof arbiterChart;
+  readonly arbiter: ReturnType<typeof arbiterFor>;
   readonly listener: typeof listenerChart;
   readonly worker: ReturnType<typeof workerFor>;
   readonly conn: ReturnType<typeof connectionFor>;
@@ -51,11 +52,13 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       freshHeldByThread: () => policy.acceptHandsToThread,
       lingers: () => policy.lingeringClose,
       keepAliveEnabled: () => policy.keepAlive && params.keepAliveMs > 0,
+      hasHeaderTimer: () => params.headerTimeoutMs > 0,
     },
     delays: {
       keepAlive: params.keepAliveMs,
       idleGrace: params.idleGraceMs,
       linger: params.lingerMs,
+      headerTimeout: params.headerTimeoutMs,
     },
   });
 }
@@ -74,12 +77,25 @@ function drainComplete(policy: PolicySpec, context: WorkerContext): boolean {
   return policy.exitAbandonsIdle || context.openConns.length === 0;
 }
 
+/** Requests a worker serves at once: one for single-threaded policies (the sync worker), else `threads`. */
+export function threadsOf(policy: PolicySpec, params: ServerParams): number {
+  return policy.singleThreaded ? 1 : params.threads;
+}
+
 function workerFor(policy: PolicySpec, params: ServerParams) {
   const bounds = maxRequestsBounds(params);
+  const threads = threadsOf(policy, params);
   return workerChart.provide({
     guards: {
+      // The worker's own limit when its boot said it; otherwise any count within the parameters' bounds.
       reachedMaxRequests: ({ context }) =>
-        params.maxRequests > 0 && context.requests >= bounds.min && context.requests <= bounds.max,
+        context.maxRequests !== null
+          ? context.maxRequests > 0 && context.requests >= context.maxRequests
+          : params.maxRequests > 0 && context.requests >= bounds.min && context.requests <= bounds.max,
+      hasFreeThread: ({ context }) => context.busy < threads,
+      // The sync worker accepts only when it can serve at once; threaded workers hold up to worker_connections.
+      hasRoomForConn: ({ context }) =>
+        policy.singleThreaded ? context.busy === 0 && context.openConns.length === 0 : context.openConns.length < params.workerConnections,
       acceptsAfterDrain: () => policy.acceptAfterDrain,
       heartbeatsWhileDraining: () => policy.heartbeatWhileDraining,
       drainComplete: ({ context }) => drainComplete(policy, context),
@@ -89,9 +105,16 @@ function workerFor(policy: PolicySpec, params: ServerParams) {
   });
 }
 
+function arbiterFor(params: ServerParams) {
+  return arbiterChart.provide({
+    actions: { countSilence: countSilence(params.timeoutMs, params.arbiterTickMs) },
+    delays: { gracefulTimeout: params.gracefulTimeoutMs, tick: params.arbiterTickMs },
+  });
+}
+
 export function machinesFor(policy: PolicySpec, params: ServerParams): PolicyMachines {
   return {
-    arbiter: arbiterChart,
+    arbiter: arbiterFor(params),
     listener: listenerChart,
     worker: workerFor(policy, params),
     conn: connectionFor(policy, params),
@@ -111,3 +134,34 @@ export const CHARTS: Record<ActorKind, AnyStateMachine> = {
   conn: connectionChart,
   client: clientChart,
 };
+
+/** The charts as runtimes an engine steps, typed by actor kind. */
+export interface Runtimes {
+  readonly policy: PolicySpec;
+  readonly params: ServerParams;
+  readonly arbiter: MachineRuntime<ArbiterContext>;
+  readonly listener: MachineRuntime<ListenerContext>;
+  readonly worker: MachineRuntime<WorkerContext>;
+  readonly conn: MachineRuntime<ConnContext>;
+  readonly client: MachineRuntime<ClientContext>;
+}
+
+/** Which form executes the machines: XState's interpreter (the reference) or the compiled form. */
+export type Engine = 'xstate';
+
+export function runtimesFor(policy: PolicySpec, params: ServerParams, _engine: Engine = 'xstate'): Runtimes {
+  const machines = machinesFor(policy, params);
+  return {
+    policy,
+    params,
+    arbiter: xstateRuntime<ArbiterContext>(machines.arbiter),
+    listener: xstateRuntime<ListenerContext>(machines.listener),
+    worker: xstateRuntime<WorkerContext>(machines.worker),
+    conn: xstateRuntime<ConnContext>(machines.conn),
+    client: xstateRuntime<ClientContext>(machines.client),
+  };
+}
+
+export function runtimeFor(runtimes: Runtimes, kind: ActorKind): MachineRuntime {
+  return runtimes[kind] as MachineRuntime;
+}

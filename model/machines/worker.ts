@@ -9,41 +9,75 @@
  * at the graceful deadline, whichever is first. A worker exits only after
  * every connection it holds is closed and its listener copy released: the
  * trace must show what the process exit did to them.
+ *
+ * What a worker may take on is the chart's to say, through guards the policy
+ * provides: a new connection (room below worker_connections; the sync worker
+ * only when idle), a request (a free thread), the recycle (its own limit,
+ * drawn when it was spawned).
  */
-import { and, assign, raise, setup } from 'xstate';
+import { and, assign, cancel, raise, setup } from 'xstate';
 import type { AbortReason, ConnId, MachineEvent, WorkerEvent } from '../events.ts';
+import { command, type CommandOf } from './commands.ts';
 
 export type WorkerMachineEvent = MachineEvent<WorkerEvent>;
 
 export interface WorkerContext {
   /** Requests started (gunicorn's `nr`, incremented before the app runs). */
   requests: number;
-  /** Requests in progress. */
+  /** Requests in progress: the threads busy. */
   busy: number;
   openConns: ConnId[];
   /** Open connections that have started at least one request. */
   startedConns: ConnId[];
   holdsListener: boolean;
+  /** This worker's recycle limit (0: never), as worker.boot said; null when the trace did not say. */
+  maxRequests: number | null;
+  /** gthread 21–23: accepts the last loop turn may still make after the drain began (one at most). */
+  lastTurnAccepts: number;
+  /** The gravest signal that arrived while the process was stopped (SIGSTOP): delivered at CONT. */
+  pendingSignal: 'TERM' | 'QUIT' | 'ABRT' | null;
+  /** What ended the process from outside: the exit code it leaves behind. */
+  fatal: { signal: 'KILL' | 'ABRT' } | { crash: number } | null;
 }
+
+export const WORKER_TIMER_IDS = { graceful: 'graceful' } as const;
+
+/**
+ * The exit code a worker's end leaves for its parent to reap (as Python's subprocess and Node report
+ * it): 0 for an exit of its own, −9 for SIGKILL, 1 after ABRT (gunicorn's handle_abort: sys.exit(1)),
+ * and a crash's own code.
+ */
+export function exitCodeOf(context: WorkerContext): number {
+  const fatal = context.fatal;
+  if (fatal === null) return 0;
+  if ('crash' in fatal) return fatal.crash;
+  return fatal.signal === 'KILL' ? -9 : 1;
+}
+
+export const workerCommands = {
+  /** Draining began: stop accepting (unless the chart still allows a last-turn accept) and tell every connection. */
+  drainConnections: command(),
+  /** Close this process's copy of the listening socket. */
+  closeListenerCopy: command(),
+  abortConnections: command<{ reason: AbortReason }>(),
+  /** Exit once every connection is closed and the listener copy released, with the code exitCodeOf() gives then. */
+  exitProcess: command(),
+};
+export type WorkerCommand = CommandOf<typeof workerCommands>;
 
 const policyGuardPlaceholder = () => {
   throw new Error('worker machine used without a policy: build it with machinesFor(policy, params)');
 };
 
-export const GRACEFUL_TIMER_ID = 'graceful';
-
 export const workerChart = setup({
   types: { context: {} as WorkerContext, events: {} as WorkerMachineEvent },
   actions: {
-    // Commands.
-    drainConnections: () => {},
-    closeListenerCopy: () => {},
-    abortConnections: (_, _params: { reason: AbortReason }) => {},
-    exitProcess: () => {},
-    // Bookkeeping.
+    ...workerCommands,
+    noteLimit: assign(({ event }) => (event.type === 'worker.boot' && event.maxRequests !== undefined ? { maxRequests: event.maxRequests } : {})),
     addConn: assign({
       openConns: ({ context, event }) => (event.type === 'worker.accept' ? [...context.openConns, event.conn] : context.openConns),
     }),
+    useLastTurnAccept: assign({ lastTurnAccepts: ({ context }) => context.lastTurnAccepts - 1 }),
     removeConn: assign(({ context, event }) =>
       event.type === 'worker.conn-closed'
         ? { openConns: context.openConns.filter((c) => c !== event.conn), startedConns: context.startedConns.filter((c) => c !== event.conn) }
@@ -57,6 +91,19 @@ export const workerChart = setup({
     })),
     endRequest: assign({ busy: ({ context }) => context.busy - 1 }),
     releaseListener: assign({ holdsListener: false }),
+    noteFatalSignal: assign(({ event }) =>
+      event.type === 'worker.signal' && (event.signal === 'KILL' || event.signal === 'ABRT') ? { fatal: { signal: event.signal } } : {},
+    ),
+    noteCrash: assign(({ event }) => (event.type === 'worker.crash' ? { fatal: { crash: event.code } } : {})),
+    holdSignal: assign(({ context, event }) => {
+      if (event.type !== 'worker.signal') return {};
+      const held = event.signal === 'ABRT' ? 'ABRT' : event.signal === 'TERM' ? 'TERM' : event.signal === 'QUIT' || event.signal === 'INT' ? 'QUIT' : null;
+      const gravity = { TERM: 1, QUIT: 2, ABRT: 3 } as const;
+      if (held === null || (context.pendingSignal !== null && gravity[context.pendingSignal] >= gravity[held])) return {};
+      return { pendingSignal: held };
+    }),
+    deliverHeldAbort: assign({ pendingSignal: null, fatal: { signal: 'ABRT' as const } }),
+    clearPendingSignal: assign({ pendingSignal: null }),
   },
   guards: {
     reachedMaxRequests: policyGuardPlaceholder,
@@ -64,30 +111,40 @@ export const workerChart = setup({
     heartbeatsWhileDraining: policyGuardPlaceholder,
     drainComplete: policyGuardPlaceholder,
     closesListenerAtDrain: policyGuardPlaceholder,
+    hasFreeThread: policyGuardPlaceholder,
+    hasRoomForConn: policyGuardPlaceholder,
     isTerm: ({ event }) => event.type === 'worker.signal' && event.signal === 'TERM',
     isQuit: ({ event }) => event.type === 'worker.signal' && (event.signal === 'QUIT' || event.signal === 'INT'),
     isFatal: ({ event }) => event.type === 'worker.signal' && (event.signal === 'KILL' || event.signal === 'ABRT'),
+    isKill: ({ event }) => event.type === 'worker.signal' && event.signal === 'KILL',
     isStop: ({ event }) => event.type === 'worker.signal' && event.signal === 'STOP',
     isCont: ({ event }) => event.type === 'worker.signal' && event.signal === 'CONT',
+    termIsPending: ({ context }) => context.pendingSignal === 'TERM',
+    quitIsPending: ({ context }) => context.pendingSignal === 'QUIT',
+    abortIsPending: ({ context }) => context.pendingSignal === 'ABRT',
+    isHeldWhileStopped: ({ event }) =>
+      event.type === 'worker.signal' && (event.signal === 'TERM' || event.signal === 'QUIT' || event.signal === 'INT' || event.signal === 'ABRT'),
     connIsNew: ({ context, event }) => event.type === 'worker.accept' && !context.openConns.includes(event.conn),
     connIsOpen: ({ context, event }) => 'conn' in event && context.openConns.includes(event.conn),
+    hasLastTurnAccept: ({ context }) => context.lastTurnAccepts > 0,
     hasBusyRequest: ({ context }) => context.busy > 0,
     holdsListener: ({ context }) => context.holdsListener,
     fullyReleased: ({ context }) => context.openConns.length === 0 && !context.holdsListener,
+    exitCodeIsRight: ({ context, event }) => event.type === 'worker.exit' && event.code === exitCodeOf(context),
   },
   delays: { gracefulTimeout: 30_000 },
 }).createMachine({
   id: 'worker',
-  context: { requests: 0, busy: 0, openConns: [], startedConns: [], holdsListener: true },
+  context: { requests: 0, busy: 0, openConns: [], startedConns: [], holdsListener: true, maxRequests: null, lastTurnAccepts: 1, pendingSignal: null, fatal: null },
   initial: 'unborn',
   states: {
-    unborn: { on: { 'worker.boot': 'booting' } },
+    unborn: { on: { 'worker.boot': { target: 'booting', actions: 'noteLimit' } } },
     booting: {
       on: {
         'worker.ready': 'alive',
-        'worker.crash': '#worker.dying.crashed',
+        'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
         'worker.signal': [
-          { guard: 'isFatal', target: 'dying' },
+          { guard: 'isFatal', target: 'dying', actions: 'noteFatalSignal' },
           { guard: 'isQuit', target: 'exiting' },
           { guard: 'isTerm', target: 'exiting' },
         ],
@@ -97,20 +154,20 @@ export const workerChart = setup({
     alive: {
       initial: 'serving',
       on: {
-        'worker.request-start': { guard: 'connIsOpen', actions: 'startRequest' },
+        'worker.request-start': { guard: and(['connIsOpen', 'hasFreeThread']), actions: 'startRequest' },
         'worker.request-end': { guard: and(['connIsOpen', 'hasBusyRequest']), actions: 'endRequest' },
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.signal': [
-          { guard: 'isFatal', target: 'dying' },
+          { guard: 'isFatal', target: 'dying', actions: 'noteFatalSignal' },
           { guard: 'isQuit', target: 'exiting' },
         ],
-        'worker.crash': '#worker.dying.crashed',
+        'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
       },
       states: {
         serving: {
           on: {
             'worker.heartbeat': {},
-            'worker.accept': { guard: 'connIsNew', actions: 'addConn' },
+            'worker.accept': { guard: and(['connIsNew', 'hasRoomForConn']), actions: 'addConn' },
             'worker.max-requests': { guard: 'reachedMaxRequests', target: 'draining' },
             'worker.signal': [
               { guard: 'isTerm', target: 'draining' },
@@ -121,7 +178,7 @@ export const workerChart = setup({
         draining: {
           entry: [
             'drainConnections',
-            raise({ type: 'worker.graceful-timeout' }, { delay: 'gracefulTimeout', id: GRACEFUL_TIMER_ID }),
+            raise({ type: 'worker.graceful-timeout' }, { delay: 'gracefulTimeout', id: WORKER_TIMER_IDS.graceful }),
           ],
           initial: 'listening',
           // Done when no request is in progress and no connection is left (or, for
@@ -137,14 +194,20 @@ export const workerChart = setup({
             listening: {
               always: { guard: 'closesListenerAtDrain', target: 'closingListener' },
               on: {
-                // gthread 21–23: the loop turn already in progress may still accept (gunicorn #3038).
-                'worker.accept': { guard: and(['acceptsAfterDrain', 'connIsNew']), actions: 'addConn' },
+                // gthread 21–23: the loop turn already in progress may still accept, once (gunicorn #3038).
+                'worker.accept': {
+                  guard: and(['acceptsAfterDrain', 'hasLastTurnAccept', 'connIsNew', 'hasRoomForConn']),
+                  actions: ['addConn', 'useLastTurnAccept'],
+                },
               },
             },
             closingListener: {
               entry: 'closeListenerCopy',
               on: {
-                'worker.accept': { guard: and(['acceptsAfterDrain', 'connIsNew']), actions: 'addConn' },
+                'worker.accept': {
+                  guard: and(['acceptsAfterDrain', 'hasLastTurnAccept', 'connIsNew', 'hasRoomForConn']),
+                  actions: ['addConn', 'useLastTurnAccept'],
+                },
                 'worker.close-listener': { guard: 'holdsListener', target: 'released', actions: 'releaseListener' },
               },
             },
@@ -153,14 +216,22 @@ export const workerChart = setup({
         },
       },
     },
-    /** SIGSTOP while serving: does nothing, not even heartbeat, until CONT or a fatal signal. */
+    /**
+     * SIGSTOP while serving: does nothing, not even heartbeat, until CONT or SIGKILL (the one signal a
+     * stopped process cannot hold off). TERM, QUIT or the watchdog's ABRT sent meanwhile wait in the
+     * kernel and are delivered at CONT.
+     */
     frozen: {
       on: {
         'worker.signal': [
+          { guard: 'isKill', target: 'dying', actions: 'noteFatalSignal' },
+          { guard: and(['isCont', 'abortIsPending']), target: 'dying', actions: 'deliverHeldAbort' },
+          { guard: and(['isCont', 'quitIsPending']), target: 'exiting', actions: 'clearPendingSignal' },
+          { guard: and(['isCont', 'termIsPending']), target: 'alive.draining', actions: 'clearPendingSignal' },
           { guard: 'isCont', target: 'alive.serving' },
-          { guard: 'isFatal', target: 'dying' },
+          { guard: 'isHeldWhileStopped', actions: 'holdSignal' },
         ],
-        'worker.crash': '#worker.dying.crashed',
+        'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
       },
     },
     /** Leaving: what is still open is closed by the exit itself. */
@@ -170,9 +241,9 @@ export const workerChart = setup({
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.request-end': { guard: 'hasBusyRequest', actions: 'endRequest' },
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
-        'worker.exit': { guard: 'fullyReleased', target: 'exited' },
-        'worker.signal': [{ guard: 'isFatal', target: 'dying' }, {}],
-        'worker.crash': '#worker.dying.crashed',
+        'worker.exit': { guard: and(['fullyReleased', 'exitCodeIsRight']), target: 'exited' },
+        'worker.signal': [{ guard: 'isFatal', target: 'dying', actions: 'noteFatalSignal' }, {}],
+        'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
         'worker.heartbeat': {},
         'worker.graceful-timeout': {},
       },
@@ -188,9 +259,10 @@ export const workerChart = setup({
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
         'worker.request-end': {},
-        'worker.signal': {},
+        // A KILL after the ABRT ends the process for good: its exit code is the KILL's.
+        'worker.signal': [{ guard: 'isKill', actions: 'noteFatalSignal' }, {}],
         'worker.graceful-timeout': {},
-        'worker.exit': { guard: 'fullyReleased', target: 'exited' },
+        'worker.exit': { guard: and(['fullyReleased', 'exitCodeIsRight']), target: 'exited' },
       },
       states: {
         killed: { entry: [{ type: 'abortConnections', params: { reason: 'killed' } }, 'exitProcess'] },

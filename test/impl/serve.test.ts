@@ -120,9 +120,10 @@ describe('quiesce serve: lifecycle', () => {
     expect(server.output()).toMatch(/WORKER TIMEOUT/);
     await stopServer(server);
     const trace = expectConformingTrace(server);
-    const timedOut = trace.events.filter((e) => e.type === 'arbiter.heartbeat-timeout');
-    expect(timedOut).toHaveLength(1);
-    const worker = (timedOut[0] as { worker: string }).worker;
+    // The watchdog's turn: ABRT to the silent worker, then (still silent: it is stopped) KILL.
+    const aborted = trace.events.filter((e) => e.type === 'arbiter.kill' && e.signal === 'ABRT');
+    expect(aborted).toHaveLength(1);
+    const worker = (aborted[0] as { worker: string }).worker;
     expect(trace.events.some((e) => e.type === 'arbiter.kill' && e.worker === worker && e.signal === 'KILL')).toBe(true);
   });
 

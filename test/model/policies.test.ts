@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_SERVER_PARAMS, getPolicy, listPolicies, machinesFor, POLICY_NAMES, BASE_POLICY_NAMES, UnknownPolicyError, responseMustClose } from '../../model/index.ts';
 import { drive } from '../helpers.ts';
 
-const params = { ...DEFAULT_SERVER_PARAMS, keepAliveMs: 2000, idleGraceMs: 1000 };
+const params = { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, idleGraceMs: 1000 };
 
 const open = { type: 'conn.open', worker: 'worker/1', client: 'client/1' };
 const serve = (req: string, close: boolean) => [
@@ -150,7 +150,8 @@ describe('workers under the policies', () => {
   it('the sync and gthread-24 workers keep their listener copy while draining', () => {
     for (const name of ['gunicorn-sync', 'gunicorn-gthread-24']) {
       const { worker } = machinesFor(getPolicy(name), params);
-      const draining = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }];
+      // One connection busy (the sync worker takes no second one while it serves the first).
+      const draining = [...boot, busy[0]!, busy[2]!, { type: 'worker.signal', signal: 'TERM' }];
       expect(drive(worker, draining).state, name).toBe('alive.draining.listening');
       expect(() => drive(worker, [...draining, { type: 'worker.close-listener' }]), name).toThrow(/close-listener rejected/);
     }
@@ -186,14 +187,37 @@ describe('the policy registry', () => {
 });
 
 describe('the arbiter', () => {
-  it('a heartbeat timeout asks to abort that worker, by name (the command carries the worker)', () => {
-    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
-    const { actions } = drive(arbiter, [
-      { type: 'arbiter.start', workers: 2 },
-      { type: 'arbiter.spawn', worker: 'worker/1' },
-      { type: 'arbiter.spawn', worker: 'worker/2' },
-      { type: 'arbiter.heartbeat-timeout', worker: 'worker/2' },
-    ]);
-    expect(actions.map((a) => ({ type: a.type, params: a.params }))).toEqual([{ type: 'abortWorker', params: { worker: 'worker/2' } }]);
+  // A watchdog with a 3 s timeout and a 1 s loop turn: a worker is surely silent for longer than
+  // 3 s after ⌈3000 / 1000⌉ + 1 = 4 turns without a heartbeat; ABRT then, and KILL a turn later.
+  const watched = { ...params, timeoutMs: 3000, arbiterTickMs: 1000 };
+  const arbiter = machinesFor(getPolicy('safe-drain'), watched).arbiter;
+  const started = [{ type: 'arbiter.start', workers: 2 }, { type: 'arbiter.spawn', worker: 'worker/1' }, { type: 'arbiter.spawn', worker: 'worker/2' }];
+  /** One loop turn, with worker/1 heartbeating before it and worker/2 silent. */
+  const turn = [{ type: 'arbiter.heartbeat', worker: 'worker/1' }, { type: 'arbiter.tick' }];
+  const murder = (actions: readonly { type: string; params?: unknown }[]) => actions.find((a) => a.type === 'murderWorkers')?.params;
+
+  it('a worker silent for three turns is left alone', () => {
+    expect(murder(drive(arbiter, [...started, ...turn, ...turn, ...turn]).actions)).toEqual({ abort: [], kill: [] });
+  });
+
+  it('at the fourth silent turn the watchdog aborts that worker, by name; the heartbeating one is spared', () => {
+    expect(murder(drive(arbiter, [...started, ...turn, ...turn, ...turn, ...turn]).actions)).toEqual({ abort: ['worker/2'], kill: [] });
+  });
+
+  it('still silent a turn after its ABRT, it gets KILL', () => {
+    const events = [...started, ...turn, ...turn, ...turn, ...turn, { type: 'arbiter.kill', worker: 'worker/2', signal: 'ABRT' }, ...turn];
+    expect(murder(drive(arbiter, events).actions)).toEqual({ abort: [], kill: ['worker/2'] });
+  });
+
+  it('a heartbeat resets the count: a worker that beats every third turn is never aborted', () => {
+    const beat = { type: 'arbiter.heartbeat', worker: 'worker/2' };
+    const events = [...started, ...turn, ...turn, beat, ...turn, ...turn, ...turn, beat, ...turn];
+    expect(murder(drive(arbiter, events).actions)).toEqual({ abort: [], kill: [] });
+  });
+
+  it('with timeout 0 the watchdog is off', () => {
+    const off = machinesFor(getPolicy('safe-drain'), { ...watched, timeoutMs: 0 }).arbiter;
+    const silent = Array.from({ length: 10 }, () => ({ type: 'arbiter.tick' }));
+    expect(murder(drive(off, [...started, ...silent]).actions)).toEqual({ abort: [], kill: [] });
   });
 });

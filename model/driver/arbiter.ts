@@ -1,0 +1,158 @@
+/**
+ * The arbiter's driver: every event sequence of the arbiter process, once,
+ * for every platform (the simulator's virtual processes, the real server's
+ * arbiter, the explorer). It tells the arbiter machine what happened and
+ * carries out what the machine asks through a small port: start a worker,
+ * signal one, close the listening socket, exit. It decides nothing itself:
+ * who to spawn, signal or retire, when the deadline or the watchdog strikes,
+ * and when the arbiter may exit are the chart's.
+ *
+ * The listening socket's holders are part of it: the arbiter holds a copy
+ * from the start, every worker from its spawn until it releases its copy or
+ * its process goes (the kernel closes every fd of a process that ends).
+ */
+import type { WorkerId, WorkerSignal } from '../events.ts';
+import { workerId } from '../events.ts';
+import type { ActorHost } from '../host.ts';
+import type { ArbiterCommand } from '../machines/arbiter.ts';
+import { dispatchCommand, type CommandHandlers } from '../machines/commands.ts';
+import { maxRequestsBounds } from '../machines/index.ts';
+
+/** What an arbiter does to the world: the platform carries it out. */
+export interface ArbiterPort {
+  /** Start a worker process; its own driver boots it. `maxRequests`: its recycle limit (0: never). */
+  spawnWorker(worker: WorkerId, maxRequests: number): void;
+  /** Deliver a signal to a worker process (it may be gone already). */
+  signalWorker(worker: WorkerId, signal: WorkerSignal): void;
+  /** Close the arbiter's copy of the listening socket. */
+  closeListener(): void;
+  /** The arbiter halted: the process exits with this code. */
+  exit(code: number): void;
+  /** Uniform in [0, 1): each worker's max-requests jitter is drawn from it. */
+  random(): number;
+}
+
+export type ArbiterSignal = 'TERM' | 'INT' | 'QUIT' | 'HUP' | 'TTIN' | 'TTOU';
+
+export class ArbiterDriver {
+  private nextWorker = 1;
+  private exitCode = 0;
+  private readonly handlers: CommandHandlers<ArbiterCommand, 'arbiter'> = {
+    spawnWorkers: (_, { count }) => {
+      // Only a running arbiter spawns: a command queued behind the step that began the stop is void.
+      if (!this.host.matches('arbiter', 'running')) return;
+      for (let i = 0; i < count; i++) this.spawn();
+    },
+    reloadWorkers: (_, { count, retire }) => {
+      // New workers first, so that something accepts while the old generation drains (gunicorn reload()).
+      for (let i = 0; i < count; i++) this.spawn();
+      for (const worker of retire) this.signalWorker(worker, 'TERM');
+    },
+    retireWorkers: (_, { retire }) => {
+      for (const worker of retire) this.signalWorker(worker, 'TERM');
+    },
+    closeListener: () => {
+      this.port.closeListener();
+      this.host.emit('arbiter', { type: 'arbiter.close-listener' });
+      this.host.emit('listener', { type: 'listener.release', holder: 'arbiter' });
+      this.maybeExit();
+    },
+    signalWorkers: (_, { signal, workers }) => {
+      for (const worker of workers) this.signalWorker(worker, signal);
+      this.maybeExit();
+    },
+    murderWorkers: (_, { abort, kill }) => {
+      for (const worker of abort) this.signalWorker(worker, 'ABRT');
+      for (const worker of kill) this.signalWorker(worker, 'KILL');
+    },
+  };
+
+  constructor(
+    private readonly host: ActorHost,
+    private readonly port: ArbiterPort,
+  ) {
+    host.own('arbiter', (actor, action) => dispatchCommand(this.handlers, actor as 'arbiter', action));
+  }
+
+  /** The process started: the listening socket is open (held by the arbiter), and the arbiter runs. */
+  boot(): void {
+    const { params } = this.host.runtimes;
+    this.host.now(() => {
+      this.host.emit('listener', { type: 'listener.open', family: params.family, backlog: params.backlog, somaxconn: params.somaxconn });
+      this.host.emit('listener', { type: 'listener.hold', holder: 'arbiter' });
+      this.host.emit('arbiter', { type: 'arbiter.start', workers: params.workers });
+    });
+  }
+
+  /** A signal reached the arbiter. A halted (or killed) arbiter takes none: the process is gone. */
+  signal(signal: ArbiterSignal): boolean {
+    let taken = false;
+    this.host.now(() => (taken = this.host.emitIfAccepted('arbiter', { type: 'arbiter.signal', signal })));
+    return taken;
+  }
+
+  /** The arbiter saw a worker's heartbeat. Refused for a worker already reaped (its last beat arrived late). */
+  heartbeatFrom(worker: WorkerId): void {
+    this.host.now(() => this.host.emitIfAccepted('arbiter', { type: 'arbiter.heartbeat', worker }));
+  }
+
+  /** A worker closed its copy of the listening socket (while draining, or as its process ended). */
+  listenerReleasedBy(worker: WorkerId): void {
+    // Refused when the copy is already released: a worker that closed it before exiting, then exited.
+    this.host.now(() => this.host.emitIfAccepted('listener', { type: 'listener.release', holder: worker }));
+  }
+
+  /**
+   * A worker process ended and was reaped. The kernel closed its fds, its listener copy among them;
+   * the arbiter forgets it (and a running arbiter replaces it).
+   */
+  reaped(worker: WorkerId, code: number): void {
+    this.host.now(() => {
+      this.listenerReleasedBy(worker);
+      this.host.emit('arbiter', { type: 'arbiter.reap', worker, code });
+      this.maybeExit();
+    });
+  }
+
+  /** Something the arbiter cannot serve without (a worker that cannot boot): stop, and exit with this code. */
+  halt(code: number): void {
+    this.exitCode = code;
+    // A halt while already stopping is just the stop going on; while running it begins one.
+    this.host.now(() => this.host.emitIfAccepted('arbiter', { type: 'arbiter.signal', signal: 'TERM' }));
+  }
+
+  /** The workers the arbiter has spawned and not yet reaped, oldest first. */
+  workers(): readonly WorkerId[] {
+    return this.host.arbiter().context.workers;
+  }
+
+  isRunning(): boolean {
+    return this.host.matches('arbiter', 'running');
+  }
+
+  hasExited(): boolean {
+    return this.host.isDone('arbiter');
+  }
+
+  private spawn(): void {
+    const worker = workerId(this.nextWorker++);
+    const bounds = maxRequestsBounds(this.host.runtimes.params);
+    // gunicorn draws each worker's limit when it creates it: max_requests + randint(0, jitter).
+    const maxRequests = bounds.min > 0 ? bounds.min + Math.floor(this.port.random() * (bounds.max - bounds.min + 1)) : 0;
+    this.host.emit('arbiter', { type: 'arbiter.spawn', worker });
+    this.host.emit('listener', { type: 'listener.hold', holder: worker });
+    this.port.spawnWorker(worker, maxRequests);
+  }
+
+  private signalWorker(worker: WorkerId, signal: WorkerSignal): void {
+    // Refused when the worker was reaped meanwhile: a command computed before the reap names it still.
+    if (!this.host.emitIfAccepted('arbiter', { type: 'arbiter.kill', worker, signal })) return;
+    this.port.signalWorker(worker, signal);
+  }
+
+  /** The arbiter exits once every worker is reaped and its listener copy closed: the chart says when. */
+  private maybeExit(): void {
+    if (!this.host.emitIfAccepted('arbiter', { type: 'arbiter.exit', code: this.exitCode })) return;
+    this.port.exit(this.exitCode);
+  }
+}

@@ -1,0 +1,371 @@
+/**
+ * A worker's driver: every event sequence of a worker process and its
+ * connections, once, for every platform. The platform reports what happened
+ * on its sockets and threads (a connection came in, request bytes arrived, a
+ * handler finished, the peer closed) and carries out the port's effects
+ * (close with FIN or RST, half-close, write a response, stop accepting,
+ * exit). In between, the worker's and connections' machines decide: whether
+ * to accept, whether a thread is free to read, what the response's
+ * `Connection` header says, when to drain, close, give up or exit.
+ *
+ * A new platform implements `WorkerPort`, calls these methods, and is a
+ * server with every policy of the model.
+ */
+import { connId, type AbortReason, type ClientId, type ConnId, type WorkerId, type WorkerSignal } from '../events.ts';
+import type { ActorHost } from '../host.ts';
+import { dispatchCommand, type CommandHandlers } from '../machines/commands.ts';
+import type { ConnCommand } from '../machines/connection.ts';
+import { responseMustClose } from '../machines/index.ts';
+import { exitCodeOf, type WorkerCommand } from '../machines/worker.ts';
+
+/** What a worker does to the world: the platform carries it out. */
+export interface WorkerPort {
+  /** Stop taking connections from the listening socket (the fd stays open until releaseListener). */
+  stopAccepting(): void;
+  /**
+   * Close this process's copy of the listening socket. The platform calls `listenerReleased()` when it
+   * has (at once, or when its event loop gets there).
+   */
+  releaseListener(): void;
+  /** Take the request of `conn` off the socket now that a thread is free: whether it allows keep-alive; null while it is incomplete. */
+  read(conn: ConnId, req: string): { readonly keepAlive: boolean } | null;
+  /** Run the app on the request just read; the platform calls `handlerFinished(conn, req)` when it is done. */
+  handle(conn: ConnId, req: string): void;
+  /** Write the handler's response, with `Connection: close` or not; returns its status. */
+  respond(conn: ConnId, req: string, close: boolean): number;
+  /** close(2): FIN, or RST when `rst` (request bytes unread). */
+  closeSocket(conn: ConnId, rst: boolean): void;
+  /** shutdown(SHUT_WR): FIN now, keep reading and discarding. */
+  halfClose(conn: ConnId): void;
+  /** Tell the arbiter this worker is alive (gunicorn: touch the heartbeat file). */
+  notifyArbiter(): void;
+  /** The process exits with this code; the kernel closes whatever fds it still had. */
+  exit(code: number): void;
+}
+
+export type WorkerSignalIn = Exclude<WorkerSignal, 'KILL'> | 'KILL';
+
+export class WorkerDriver {
+  /** Connections whose request has arrived and waits for a free thread, in arrival order. */
+  private readonly waiting: ConnId[] = [];
+  private nextConn = 1;
+  private exitPending = false;
+
+  private readonly workerHandlers: CommandHandlers<WorkerCommand, string> = {
+    drainConnections: () => {
+      // Stop accepting now, unless the chart still allows a last-turn accept (gthread 21–23).
+      if (!this.mayAccept()) this.port.stopAccepting();
+      // Refused by a connection already on its way out (closing, lingering): draining changes nothing there.
+      for (const conn of this.openConns()) this.host.emitIfAccepted(conn, { type: 'conn.drain' });
+      this.pump();
+    },
+    closeListenerCopy: () => this.port.releaseListener(),
+    abortConnections: (_, { reason }) => {
+      for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason });
+    },
+    exitProcess: () => {
+      this.exitPending = true;
+      this.tryExit();
+    },
+  };
+
+  private readonly connHandlers: CommandHandlers<ConnCommand, string> = {
+    closeSocket: (actor, { rst }) => {
+      const conn = actor as ConnId;
+      this.port.closeSocket(conn, rst);
+      this.host.emit(conn, { type: 'conn.close', rst });
+      this.closed(conn);
+    },
+    halfClose: (actor) => {
+      this.port.halfClose(actor as ConnId);
+      this.host.emit(actor as ConnId, { type: 'conn.half-close' });
+    },
+  };
+
+  constructor(
+    private readonly host: ActorHost,
+    readonly id: WorkerId,
+    private readonly port: WorkerPort,
+  ) {
+    const n = Number(id.slice('worker/'.length));
+    this.n = n;
+    host.own(id, (actor, action) => {
+      if (actor === id) dispatchCommand(this.workerHandlers, actor, action);
+      else dispatchCommand(this.connHandlers, actor, action);
+    });
+  }
+
+  private readonly n: number;
+
+  // ───────────────────────── the process ─────────────────────────
+
+  /** The process started (its app loading). `maxRequests`: its recycle limit, 0 for none. */
+  boot(maxRequests: number): void {
+    this.host.now(() => this.host.emit(this.id, { type: 'worker.boot', maxRequests }));
+  }
+
+  /** The app loaded: the worker serves. Refused when a signal ended it while it was still booting. */
+  ready(): boolean {
+    let taken = false;
+    this.host.now(() => (taken = this.host.emitIfAccepted(this.id, { type: 'worker.ready' })));
+    return taken;
+  }
+
+  /** One turn of the worker's loop: it notifies the arbiter — if its machine says a worker in its state does. */
+  heartbeat(): void {
+    this.host.now(() => {
+      // Refused while booting, stopped, exiting, or draining under a policy whose loop has ended (gthread ≤ 23).
+      if (this.host.emitIfAccepted(this.id, { type: 'worker.heartbeat' })) this.port.notifyArbiter();
+    });
+  }
+
+  /** A signal reached the worker. Refused once it exited: nothing is left to take it. */
+  signal(signal: WorkerSignal): boolean {
+    let taken = false;
+    this.host.now(() => (taken = this.host.emitIfAccepted(this.id, { type: 'worker.signal', signal })));
+    return taken;
+  }
+
+  /** The process died of a fault (an uncaught error, a signal nobody sent to stop it). */
+  crashed(code: number, signal?: string): void {
+    // Refused when its end was already written (it had exited, or was killed).
+    this.host.now(() => this.host.emitIfAccepted(this.id, { type: 'worker.crash', code, ...(signal ? { signal } : {}) }));
+  }
+
+  /** The platform closed this process's copy of the listening socket, as `releaseListener` asked. */
+  listenerReleased(): void {
+    // Refused when the exit closed it first.
+    this.host.now(() => this.host.emitIfAccepted(this.id, { type: 'worker.close-listener' }));
+  }
+
+  // ───────────────────────── connections ─────────────────────────
+
+  /** Whether the worker's machine lets it take a new connection now (room, a free sync worker, not draining). */
+  mayAccept(): boolean {
+    return this.host.accepts(this.id, { type: 'worker.accept', conn: connId(this.n, this.nextConn) });
+  }
+
+  /**
+   * The platform took a connection off the listening socket. Returns its id, or null when the machine
+   * says this worker takes no connection now: for the client it is still queued, unread.
+   */
+  accept(client: ClientId): ConnId | null {
+    const conn = connId(this.n, this.nextConn);
+    let accepted = false;
+    this.host.now(() => {
+      if (!this.host.emitIfAccepted(this.id, { type: 'worker.accept', conn })) return;
+      accepted = true;
+      this.nextConn++;
+      this.host.emit(conn, { type: 'conn.open', worker: this.id, client });
+      if (this.isDraining()) this.host.emit(conn, { type: 'conn.drain' });
+    });
+    return accepted ? conn : null;
+  }
+
+  /** The connection id the next accept will get. */
+  nextConnId(): ConnId {
+    return connId(this.n, this.nextConn);
+  }
+
+  /**
+   * Request bytes reached the socket (a whole head, or a request the server already knows is bad).
+   * Returns false when the connection no longer reads (it closed meanwhile).
+   */
+  requestArrived(conn: ConnId, req: string): boolean {
+    let taken = false;
+    if (!this.host.has(conn)) return false; // closed and forgotten
+    this.host.now(() => {
+      // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
+      taken = this.host.emitIfAccepted(conn, { type: 'conn.bytes', req });
+      if (taken) this.wantsThread(conn);
+    });
+    return taken;
+  }
+
+  /** The rest of a request arrived, or the client read its responses again: a pending request may be served now. */
+  requestReadable(conn: ConnId): void {
+    this.host.now(() => this.wantsThread(conn));
+  }
+
+  /** The app is done with a request: write its response with the header the policy says, and free the thread. */
+  handlerFinished(conn: ConnId, req: string): void {
+    this.host.now(() => {
+      // Refused when the connection was aborted meanwhile (the deadline, a kill, an error): the response has nowhere to go.
+      if (this.host.emitIfAccepted(conn, { type: 'conn.handler-finish', req })) {
+        const close = responseMustClose(this.host.runtimes.policy, this.host.runtimes.params, this.host.conn(conn).context);
+        const status = this.port.respond(conn, req, close);
+        this.host.emit(conn, { type: 'conn.respond', req, status, close });
+      }
+      // The thread is free either way. Refused only by a process that is gone (its threads with it).
+      this.host.emitIfAccepted(this.id, { type: 'worker.request-end', conn, req });
+      this.pump();
+    });
+  }
+
+  /** The peer closed its sending side (EOF). */
+  peerFin(conn: ConnId): void {
+    if (!this.host.has(conn)) return; // closed and forgotten
+    // Refused by a connection that is closing already and does not wait for the peer.
+    this.host.now(() => this.host.emitIfAccepted(conn, { type: 'conn.peer-fin' }));
+  }
+
+  /** The peer reset the connection: it is gone, whatever the machine was doing. Returns whether that closed it. */
+  peerReset(conn: ConnId): boolean {
+    if (!this.host.has(conn)) return false; // closed and forgotten: our own close raced the peer's RST
+    let closed = false;
+    this.host.now(() => {
+      if (!this.host.emitIfAccepted(conn, { type: 'conn.peer-rst' })) return;
+      closed = true;
+      this.closed(conn);
+    });
+    return closed;
+  }
+
+  /** An unexpected error while handling this connection: it alone is closed. */
+  connectionFailed(conn: ConnId): void {
+    if (!this.host.has(conn)) return;
+    // Every open state takes an abort; a closed connection is forgotten already.
+    this.host.now(() => this.host.emit(conn, { type: 'conn.abort', reason: 'error' }));
+  }
+
+  // ───────────────────────── what the platform may ask ─────────────────────────
+
+  isDraining(): boolean {
+    return this.host.matches(this.id, { alive: 'draining' });
+  }
+
+  isServing(): boolean {
+    return this.host.matches(this.id, { alive: 'serving' });
+  }
+
+  hasExited(): boolean {
+    return this.host.isDone(this.id);
+  }
+
+  openConns(): readonly ConnId[] {
+    return this.host.worker(this.id).context.openConns;
+  }
+
+  /** Requests in progress (threads busy). */
+  busy(): number {
+    return this.host.worker(this.id).context.busy;
+  }
+
+  /** Open: accepted, and not yet closed (a closed connection is forgotten). */
+  isOpen(conn: ConnId): boolean {
+    return this.host.has(conn) && !this.host.isDone(conn);
+  }
+
+  /** A request is being handled on the connection (a pipelined one waits behind it). */
+  isHandling(conn: ConnId): boolean {
+    return this.isOpen(conn) && this.host.matches(conn, 'handling');
+  }
+
+  /** The connection has a request that has arrived and is not read yet. */
+  isPending(conn: ConnId): boolean {
+    return this.isOpen(conn) && this.host.matches(conn, 'pending');
+  }
+
+  /** The connection waits for a request (fresh, or kept alive after a response). */
+  isIdle(conn: ConnId): boolean {
+    return this.isOpen(conn) && this.host.matches(conn, 'idle');
+  }
+
+  /** Request bytes sit unread on the connection (a close now would send RST). */
+  hasUnread(conn: ConnId): boolean {
+    return this.isOpen(conn) && this.host.conn(conn).context.unread;
+  }
+
+  /** Connections waiting for a free thread, in arrival order. */
+  waitingForThread(): readonly ConnId[] {
+    return this.waiting;
+  }
+
+  // ───────────────────────── inside ─────────────────────────
+
+  private wantsThread(conn: ConnId): void {
+    if (this.host.matches(conn, 'pending') && !this.waiting.includes(conn)) this.waiting.push(conn);
+    this.pump();
+  }
+
+  private pumping = false;
+  private pumpAgain = false;
+
+  /**
+   * Give free threads work: connections whose request has arrived, in arrival order. A platform may
+   * finish a request from inside `handle` (a refusal needs no app): the pump then runs once more
+   * instead of re-entering itself.
+   */
+  private pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pumpOnce();
+      } while (this.pumpAgain);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOnce(): void {
+    for (let i = 0; i < this.waiting.length; ) {
+      const conn = this.waiting[i]!;
+      const req = this.isOpen(conn) ? this.host.conn(conn).context.pendingReq : null;
+      // No longer pending (orphaned by the drain, closed): it leaves the queue; the machine said so.
+      if (req === null || !this.host.matches(conn, 'pending')) {
+        this.waiting.splice(i, 1);
+        continue;
+      }
+      // The worker machine says whether a thread is free; the connection machine whether it reads at all.
+      if (!this.host.accepts(this.id, { type: 'worker.request-start', conn, req })) return;
+      if (!this.host.accepts(conn, { type: 'conn.read', req })) {
+        this.waiting.splice(i, 1);
+        continue;
+      }
+      const read = this.port.read(conn, req);
+      if (read === null) {
+        // Incomplete: the rest brings it back (requestReadable).
+        this.waiting.splice(i, 1);
+        continue;
+      }
+      this.waiting.splice(i, 1);
+      this.host.emit(conn, { type: 'conn.read', req, keepAlive: read.keepAlive });
+      this.host.emit(this.id, { type: 'worker.request-start', conn, req });
+      // Refused unless this request reached the worker's limit: the chart's guard decides the recycle.
+      this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' });
+      this.host.emit(conn, { type: 'conn.handler-start', req });
+      this.port.handle(conn, req);
+    }
+  }
+
+  /** A connection's socket is closed: the worker forgets it, and may now be free to exit. */
+  private closed(conn: ConnId): void {
+    this.host.emit(this.id, { type: 'worker.conn-closed', conn });
+    const i = this.waiting.indexOf(conn);
+    if (i >= 0) this.waiting.splice(i, 1);
+    // A long-running server would otherwise keep every connection it ever had.
+    this.host.forget(conn);
+    this.tryExit();
+  }
+
+  /** The exit the machine asked for, once every connection is closed: the exit closes the listener copy with the rest. */
+  private tryExit(): void {
+    if (!this.exitPending || this.openConns().length > 0 || this.host.isDone(this.id)) return;
+    this.exitPending = false;
+    const context = this.host.worker(this.id).context;
+    if (context.holdsListener) this.host.emit(this.id, { type: 'worker.close-listener' });
+    const code = exitCodeOf(this.host.worker(this.id).context);
+    this.host.emit(this.id, { type: 'worker.exit', code });
+    // Nothing of this worker asks for anything any more: every connection is closed, the process gone.
+    this.host.disown(this.id);
+    this.port.exit(code);
+  }
+}
+
+/** Why a connection was aborted: re-exported for platforms. */
+export type { AbortReason };
