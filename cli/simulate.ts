@@ -8,7 +8,7 @@ import type { TraceEvent } from '../model/events.ts';
 import { runScenario, type RunResult } from '../simulator/run.ts';
 import { abReport, table, toJson } from '../simulator/report.ts';
 import { getScenario, SCENARIO_NAMES, UnknownScenarioError, type ScenarioParams } from '../simulator/scenarios.ts';
-import { check, isFailure, timeline, type CheckOutcome } from '../simulator/check.ts';
+import { check, describeCase, isFailure, timeline, type CheckOutcome } from '../simulator/check.ts';
 import { PROPERTY_NAMES } from '../model/properties.ts';
 import { formatTrace } from '../model/trace.ts';
 import { writeFileSync } from 'node:fs';
@@ -118,7 +118,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
         if (o.counterexample && o.status !== 'held') {
           io.out(`      minimal counterexample (${o.counterexample.trace.events.length} events; the actors involved):\n`);
           for (const line of timeline(o.counterexample.trace, o.counterexample.index)) io.out(`      ${line}\n`);
-          io.out(`      world: ${JSON.stringify(o.counterexample.case)}\n`);
+          io.out(`      world: ${describeCase(o.counterexample.case)}\n`);
           const commit = currentCommit();
           io.out(`      replay: ${checkReplayCommand(o)}${commit ? `   (found on commit ${commit})` : ''}\n\n`);
           if (options.traceOut && !traceWritten && o.counterexample.trace.events.length > 0) {

@@ -1,9 +1,10 @@
 /**
  * Apps the worker serves. An app is a function from a parsed request to a
- * response; it may be async. `blocking` apps run on the worker's only thread
- * and hold it (gunicorn's sync worker: the process does nothing else, not even
- * accept, until the app returns) — `sleep` does that under single-threaded
- * policies, so the kernel's accept queue fills as it does behind gunicorn.
+ * response; it may be async. What a worker takes on while an app runs is its
+ * machine's to say: under the sync policy a busy worker accepts nothing, so
+ * the kernel's accept queue fills as it does behind gunicorn — and, as in
+ * gunicorn's sync worker (Python runs signal handlers while it sleeps), a
+ * signal is taken during the request, not after it.
  *
  * A user's module (`--app ./handler.js`) exports a default function
  * `(request) => response | Promise<response>` with `request` as below and
@@ -22,8 +23,6 @@ export interface AppRequest extends HttpRequest {
 }
 
 export interface AppContext {
-  /** Block the thread instead of yielding (single-threaded policies). */
-  readonly blocking: boolean;
   /** Where `counter` records what it processed. */
   readonly counterLog: string;
 }
@@ -36,22 +35,15 @@ export type BuiltinApp = (typeof BUILTIN_APPS)[number];
 /** The longest `sleep` a request may ask for: a bound on what one request can hold a worker. */
 export const MAX_SLEEP_MS = 600_000;
 
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-
-function blockFor(ms: number): void {
-  Atomics.wait(sleepCell, 0, 0, ms);
-}
-
 const hello: App = () => ({ status: 200, headers: { 'Content-Type': 'text/plain' }, body: 'Hello, world!\n' });
 
-const sleep: App = async (request, context) => {
+const sleep: App = async (request) => {
   const raw = request.query.get('ms') ?? '0';
   if (!/^\d+$/.test(raw) || Number(raw) > MAX_SLEEP_MS) {
     return { status: 400, headers: { 'Content-Type': 'text/plain' }, body: `ms must be an integer from 0 to ${MAX_SLEEP_MS}, got ${JSON.stringify(raw.slice(0, 40))}\n` };
   }
   const ms = Number(raw);
-  if (context.blocking) blockFor(ms);
-  else await new Promise((done) => setTimeout(done, ms));
+  await new Promise((done) => setTimeout(done, ms));
   return { status: 200, headers: { 'Content-Type': 'text/plain' }, body: `slept ${ms} ms\n` };
 };
 

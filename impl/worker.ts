@@ -53,6 +53,9 @@ export const PIPELINE_AHEAD_BYTES = 64 * 1024;
 export const WRITE_HIGH_WATER_BYTES = 64 * 1024;
 export const WORKER_READ_BUDGET_BYTES = 64 * 1024 * 1024;
 
+/** An app that ran this long synchronously blocked the worker: signals that came meanwhile are taken before new connections. */
+const BLOCKED_MS = 20;
+
 /** How long a worker waits for its sockets to flush before it exits anyway. */
 const EXIT_FLUSH_MS = 2000;
 
@@ -189,7 +192,7 @@ export class WorkerServer implements WorkerPort {
   // ───────────────────────── connections ─────────────────────────
 
   /**
-   * After an app blocked the worker (single-threaded policies), a signal that came meanwhile waits
+   * After an app blocked the worker (a handler that does not yield), a signal that came meanwhile waits
    * in the same event-loop turn as the connections that queued meanwhile, and libuv may hand us
    * the connections first. gunicorn's sync worker would have taken the signal during the block
    * (Python runs handlers while it sleeps): so connections of that turn are looked at only once
@@ -418,8 +421,10 @@ export class WorkerServer implements WorkerPort {
 
   private async runApp(request: HttpRequest, requestId: string, remote: AppRequest['remote']): Promise<HttpResponse> {
     try {
-      const result = this.app!({ ...request, requestId, remote }, { blocking: this.policy.singleThreaded, counterLog: this.spec.counterLog });
-      if (this.policy.singleThreaded) this.deferAcceptsThisTurn();
+      const started = performance.now();
+      const result = this.app!({ ...request, requestId, remote }, { counterLog: this.spec.counterLog });
+      // An app that blocked the event loop (a CPU-bound handler) held up this turn's signals too.
+      if (performance.now() - started > BLOCKED_MS) this.deferAcceptsThisTurn();
       return checkedResponse(await result);
     } catch (error) {
       process.stderr.write(`[${this.id}] app error on ${requestId}: ${error instanceof Error ? error.message : String(error)}\n`);

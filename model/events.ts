@@ -74,7 +74,8 @@ export type ClientFailure = (typeof CLIENT_FAILURES)[number];
 
 /** Why a server connection is closed without the connection machine asking for it. */
 export const ABORT_REASONS = [
-  'worker-exit', // the worker exits with the connection still open
+  'worker-exit', // the worker exits with the connection still open (its policy abandons idle connections)
+  'quit', // the worker was told to exit at once (QUIT/INT: a fast stop)
   'deadline', // the graceful timeout passed
   'killed', // SIGKILL / the heartbeat's ABRT: the kernel closes every fd
   'crashed', // the worker process died of an error (worker.crash): the kernel closes every fd

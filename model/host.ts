@@ -56,6 +56,8 @@ export function ownerOf(actor: ActorId): OwnerKey {
 export abstract class ActorHost {
   private readonly actors = new Map<string, ActorRecord>();
   private readonly owners = new Map<OwnerKey, CommandSink>();
+  /** Owners whose process is stopped (SIGSTOP): their actors' timers wait until it resumes. */
+  private readonly suspended = new Map<OwnerKey, (() => void)[]>();
   private readonly commands: (() => void)[] = [];
   private commandsRun = 0;
   private dispatching = false;
@@ -81,6 +83,21 @@ export abstract class ActorHost {
 
   disown(key: OwnerKey): void {
     this.owners.delete(key);
+    this.suspended.delete(key);
+  }
+
+  /**
+   * A stopped process runs no timer: the timers of these actors that come due meanwhile fire when it
+   * resumes, in the order they came due (what a SIGSTOPped process does at SIGCONT).
+   */
+  suspend(key: OwnerKey): void {
+    if (!this.suspended.has(key)) this.suspended.set(key, []);
+  }
+
+  resume(key: OwnerKey): void {
+    const due = this.suspended.get(key);
+    this.suspended.delete(key);
+    if (due) this.now(() => due.forEach((fire) => fire()));
   }
 
   // ───────────────────────── what an actor is ─────────────────────────
@@ -222,9 +239,15 @@ export abstract class ActorHost {
       const id = params.id ?? params.event.type;
       const previous = record.timers.get(id);
       if (previous) previous.handle.cancelled = true;
-      const handle = this.at(params.delay, () => {
+      const fire = () => {
         record.timers.delete(id);
         this.emit(actor as TraceEvent['actor'], params.event as never);
+      };
+      const handle = this.at(params.delay, () => {
+        const stopped = this.suspended.get(ownerOf(actor));
+        // Cancelled while its process was stopped: the timer is no longer the actor's (or the actor is gone).
+        if (stopped) stopped.push(() => record.timers.get(id)?.handle === handle && this.actors.get(actor) === record && fire());
+        else fire();
       });
       record.timers.set(id, { id, event: params.event, dueMs: this.nowMs + params.delay, handle });
       return;

@@ -70,6 +70,7 @@ const processedRequestsAnswered: Property = {
       } else if (e.type === 'conn.respond') {
         running.delete(e.actor);
       } else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
+        // The deadline, a kill, a fast stop, a crash: the operator's bound or a fault, not the policy's choice.
         const req = running.get(e.actor);
         if (req !== undefined) cutShort.add(req);
       } else if (e.type === 'client.fail' && e.req !== undefined && (e.reason === 'reset' || e.reason === 'empty-reply')) {

@@ -18,7 +18,51 @@ import { runtimesFor } from '../model/machines/index.ts';
 import { makeHeader, type Trace } from '../model/trace.ts';
 import { SimulationInvariantError } from './engine.ts';
 import { runScenario } from './run.ts';
-import type { ScenarioParams } from './scenarios.ts';
+import type { ScenarioParams, ScheduledSignal } from './scenarios.ts';
+
+/** The signals of a race world, built by running its commands (fast-check shrinks what ran). */
+interface SignalSchedule {
+  atMs: number;
+  readonly signals: ScheduledSignal[];
+}
+
+type SignalCommand = fc.Command<SignalSchedule, null>;
+
+/** After `afterMs`, a signal to the arbiter: TERM, INT, QUIT, HUP, TTIN, TTOU — in any order, INT/QUIT after TERM, HUP during a drain. */
+class ArbiterSignalCommand implements SignalCommand {
+  constructor(
+    readonly afterMs: number,
+    readonly signal: 'TERM' | 'INT' | 'QUIT' | 'HUP' | 'TTIN' | 'TTOU',
+  ) {}
+  check = () => true;
+  run(schedule: SignalSchedule): void {
+    schedule.atMs += this.afterMs;
+    schedule.signals.push({ atMs: schedule.atMs, signal: this.signal });
+  }
+  toString = () => `+${this.afterMs}ms ${this.signal}`;
+}
+
+/** After `afterMs`, a signal to a worker from outside: KILL (the OOM killer), STOP and CONT (a debugger, a frozen VM). */
+class WorkerSignalCommand implements SignalCommand {
+  constructor(
+    readonly afterMs: number,
+    readonly signal: 'KILL' | 'STOP' | 'CONT',
+    readonly worker: number,
+  ) {}
+  check = () => true;
+  run(schedule: SignalSchedule): void {
+    schedule.atMs += this.afterMs;
+    schedule.signals.push({ atMs: schedule.atMs, signal: this.signal, worker: this.worker });
+  }
+  toString = () => `+${this.afterMs}ms ${this.signal} worker#${this.worker}`;
+}
+
+/** The signals the commands schedule, in order (running them marks them for fast-check's shrinking). */
+export function signalsOf(commands: Iterable<SignalCommand>): ScheduledSignal[] {
+  const schedule: SignalSchedule = { atMs: 0, signals: [] };
+  fc.modelRun(() => ({ model: schedule, real: null }), commands);
+  return schedule.signals;
+}
 
 export interface RaceCase {
   workers: number;
@@ -38,7 +82,9 @@ export interface RaceCase {
   workerConnections: number;
   backlog: number;
   family: 'tcp' | 'unix';
-  signals: { atMs: number; signal: 'TERM' | 'HUP' }[];
+  /** The heartbeat watchdog: a stopped worker is killed this long after its last heartbeat. */
+  timeoutMs: number;
+  commands: Iterable<SignalCommand>;
   seed: number;
 }
 
@@ -59,7 +105,8 @@ export const raceCaseArbitrary: fc.Arbitrary<RaceCase> = fc.record({
   concurrency: fc.integer({ min: 1, max: 4 }),
   // Timings are whole microseconds: sub-millisecond resolution, and integers shrink fast.
   serviceMinMs: microseconds(0, 40),
-  serviceSpreadMs: fc.oneof(microseconds(0, 40), microseconds(0, 400)),
+  // Now and then a slow request, so that a drain outlasts heartbeats and deadlines.
+  serviceSpreadMs: fc.oneof(microseconds(0, 40), microseconds(0, 400), microseconds(0, 1500)),
   latencyMs: microseconds(0.001, 2),
   thinkMs: fc.oneof(fc.constant(0), microseconds(0, 1500)),
   // Aim at the race: a client that pauses about as long as the server's idle window.
@@ -68,9 +115,17 @@ export const raceCaseArbitrary: fc.Arbitrary<RaceCase> = fc.record({
   workerConnections: fc.integer({ min: 1, max: 8 }),
   backlog: fc.integer({ min: 0, max: 8 }),
   family: fc.constantFrom('tcp' as const, 'unix' as const),
-  signals: fc.array(
-    fc.record({ atMs: microseconds(0, 200), signal: fc.constantFrom('TERM' as const, 'HUP' as const) }),
-    { maxLength: 2 },
+  timeoutMs: fc.integer({ min: 300, max: 2000 }),
+  commands: fc.commands(
+    [
+      fc
+        .tuple(microseconds(0, 200), fc.constantFrom('TERM' as const, 'INT' as const, 'QUIT' as const, 'HUP' as const, 'TTIN' as const, 'TTOU' as const))
+        .map(([afterMs, signal]) => new ArbiterSignalCommand(afterMs, signal)),
+      fc
+        .tuple(microseconds(0, 200), fc.constantFrom('KILL' as const, 'STOP' as const, 'CONT' as const), fc.integer({ min: 0, max: 3 }))
+        .map(([afterMs, signal, worker]) => new WorkerSignalCommand(afterMs, signal, worker)),
+    ],
+    { maxCommands: 4 },
   ),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
@@ -91,6 +146,8 @@ export function scenarioParamsOf(c: RaceCase): ScenarioParams {
       gracefulTimeoutMs: c.gracefulTimeoutMs,
       maxRequests: c.maxRequests,
       heartbeatIntervalMs: 200,
+      timeoutMs: c.timeoutMs,
+      arbiterTickMs: 100,
       workerConnections: c.workerConnections,
       backlog: c.backlog,
       family: c.family,
@@ -102,8 +159,14 @@ export function scenarioParamsOf(c: RaceCase): ScenarioParams {
     serviceMaxMs: c.serviceMinMs + c.serviceSpreadMs,
     loopTickMs: 50,
     loopback: true,
-    signals: c.signals,
+    signals: signalsOf(c.commands),
   };
+}
+
+/** A race world as a person reads it: its parameters, and its commands in order. */
+export function describeCase(c: RaceCase): string {
+  const { commands, ...rest } = c;
+  return `${JSON.stringify(rest)} signals: ${[...commands].map(String).join(', ') || 'none'}`;
 }
 
 export function traceOf(c: RaceCase, policy: string): Trace {

@@ -30,6 +30,7 @@ export type FailureMechanism =
   | 'syn-timeout'
   | 'listener-refused'
   | 'graceful-timeout-kill'
+  | 'fast-stop'
   | 'stale-hang'
   | 'client-timeout'
   | 'accept-starved';
@@ -43,6 +44,7 @@ export const MECHANISM_DESCRIPTIONS: Record<FailureMechanism, string> = {
   'syn-timeout': 'accept queue full over TCP: SYNs dropped until the client or proxy gave up',
   'listener-refused': 'connect after the listener closed (ECONNREFUSED)',
   'graceful-timeout-kill': 'the graceful deadline or a kill closed the connection mid-request',
+  'fast-stop': 'a fast stop (QUIT/INT) closed the connection at once',
   'stale-hang': 'request sat on a keep-alive socket nobody reads until the client timed out',
   'client-timeout': 'the client gave up waiting for a slow response',
   'accept-starved': 'connection waited in the accept queue, no worker accepting, until the client gave up',
@@ -70,7 +72,8 @@ export function classifyFailure(engine: Engine, link: Link, reason: ClientFailur
     .with('reset', 'empty-reply', (): FailureMechanism => {
       if (link.queuedReset) return 'queued-at-close';
       const cause = link.serverCloseCause;
-      if (cause === 'deadline' || cause === 'killed') return 'graceful-timeout-kill';
+      if (cause === 'deadline' || cause === 'killed' || cause === 'crashed') return 'graceful-timeout-kill';
+      if (cause === 'quit') return 'fast-stop';
       if (link.reqDelivered && !processed) return 'unread-request-reset';
       if (cause === 'after-response') return 'close-after-keepalive-response';
       if (link.reqDelivered && processed) return 'graceful-timeout-kill';

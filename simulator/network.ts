@@ -44,6 +44,7 @@ export type ServerCloseCause =
   | 'idle-close'
   | 'linger'
   | 'worker-exit'
+  | 'quit'
   | 'deadline'
   | 'killed'
   | 'crashed'

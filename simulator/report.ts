@@ -78,6 +78,7 @@ const SHORT: Record<FailureMechanism, string> = {
   'syn-timeout': 'syn',
   'listener-refused': 'refused',
   'graceful-timeout-kill': 'kill',
+  'fast-stop': 'quit',
   'stale-hang': 'stale',
   'client-timeout': 'slow',
   'accept-starved': 'starved',

@@ -46,13 +46,20 @@ export interface SimulatedWorld {
   readonly server: SimulatedServer;
 }
 
-export function buildWorld(policyName: string, seed: number, params: ScenarioParams, sink: (event: TraceEvent) => void): SimulatedWorld {
+export function buildWorld(
+  policyName: string,
+  seed: number,
+  params: ScenarioParams,
+  sink: (event: TraceEvent) => void,
+  /** Each request's service time; by default drawn uniformly from the scenario's range. */
+  serviceMs?: (req: string) => number,
+): SimulatedWorld {
   const engine = new Engine(runtimesFor(getPolicy(policyName), params.server), seed, sink);
   const kernel = new Kernel(engine);
   const network = new Network(engine, kernel, { latencyMs: params.latencyMs, synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS, loopback: params.loopback });
   const server = new SimulatedServer(engine, kernel, network, {
     bootMs: params.bootMs,
-    serviceMs: () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs),
+    serviceMs: serviceMs ?? (() => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs)),
     loopTickMs: params.loopTickMs,
   });
   return { engine, kernel, network, server };
@@ -96,7 +103,13 @@ export function runScenario(options: RunOptions): RunResult {
     };
     engine.at(loadStartMs + params.load.durationMs, watch);
   }
-  for (const { atMs, signal } of params.signals) engine.at(loadStartMs + atMs, () => server.signal(signal));
+  for (const scheduled of params.signals) {
+    engine.at(loadStartMs + scheduled.atMs, () => {
+      if (!('worker' in scheduled)) return server.signal(scheduled.signal);
+      const live = server.workerIds();
+      if (live.length > 0) server.signalWorker(live[scheduled.worker % live.length]!, scheduled.signal);
+    });
+  }
 
   let lastReport = 0;
   // Generous: the longest scenario needs ~400 s of virtual time and ~400k steps.

@@ -30,9 +30,18 @@ export interface ScenarioParams {
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;
-  /** Signals to the arbiter, at ms after the load starts. */
-  signals: { atMs: number; signal: 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT' }[];
+  /** Signals sent during the run, at ms after the load starts. */
+  signals: ScheduledSignal[];
 }
+
+/**
+ * A signal at a moment: to the arbiter (what an operator or a supervisor sends), or — with `worker` —
+ * to a worker process from outside (an OOM killer's KILL, a debugger's STOP and CONT): `worker` is an
+ * index into the live workers at that moment, oldest first, taken modulo their number.
+ */
+export type ScheduledSignal =
+  | { readonly atMs: number; readonly signal: 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT' }
+  | { readonly atMs: number; readonly signal: 'KILL' | 'STOP' | 'CONT'; readonly worker: number };
 
 export interface Scenario {
   readonly name: string;

@@ -16,7 +16,7 @@ export interface ServerTiming {
   /** Time from fork to a worker ready to accept (app import). */
   bootMs: number;
   /** Service time of a request, drawn per request. */
-  serviceMs: () => number;
+  serviceMs: (req: string) => number;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
 }
@@ -71,16 +71,18 @@ export class SimulatedServer implements ServerSide {
   // ───────────────────────── from the network ─────────────────────────
 
   requestArrives(_link: Link, conn: ConnId, req: string): void {
-    this.owner(conn).driver.requestArrived(conn, req);
+    const proc = this.owner(conn);
+    proc.whenRunning(() => proc.driver.requestArrived(conn, req));
   }
 
   finArrives(_link: Link, conn: ConnId): void {
-    this.owner(conn).driver.peerFin(conn);
+    const proc = this.owner(conn);
+    proc.whenRunning(() => proc.driver.peerFin(conn));
   }
 
   connectionQueued(): void {
     // The kernel wakes one accept() waiter, not always the same: the waiting workers in a seeded random order.
-    const ready = [...this.workers.values()].filter((p) => p.ready);
+    const ready = [...this.workers.values()].filter((p) => p.ready && !p.stopped);
     for (let i = ready.length - 1; i > 0; i--) {
       const j = this.engine.rng.int(0, i);
       [ready[i], ready[j]] = [ready[j]!, ready[i]!];
@@ -114,6 +116,9 @@ export class WorkerProcess implements WorkerPort {
   readonly driver: WorkerDriver;
   ready = false;
   private heartbeatTimer: { cancelled: boolean } | null = null;
+  /** SIGSTOPped: it reads nothing, finishes nothing, accepts nothing until CONT (only KILL reaches it). */
+  stopped = false;
+  private readonly whileStopped: (() => void)[] = [];
 
   constructor(
     private readonly server: SimulatedServer,
@@ -137,12 +142,36 @@ export class WorkerProcess implements WorkerPort {
   }
 
   signal(signal: WorkerSignal): void {
-    this.driver.signal(signal);
+    // A stopped process takes no signal but KILL (and CONT): the kernel holds the rest until CONT.
+    if (this.stopped && signal !== 'KILL' && signal !== 'CONT') {
+      this.whileStopped.push(() => this.driver.signal(signal));
+      return;
+    }
+    if (!this.driver.signal(signal)) return;
+    if (signal === 'STOP' && this.driver.isFrozen()) {
+      this.stopped = true;
+      this.engine.suspend(this.id);
+    } else if (this.stopped && signal === 'CONT') this.wake();
+    else if (this.stopped && this.driver.hasExited()) this.wake(); // killed while stopped: nothing is left to wait for it
+  }
+
+  /** Run now, or when the process is continued if it is stopped. */
+  whenRunning(run: () => void): void {
+    if (this.stopped) this.whileStopped.push(run);
+    else run();
+  }
+
+  private wake(): void {
+    this.stopped = false;
+    this.engine.resume(this.id);
+    // What arrived meanwhile — signals held by the kernel, bytes, finished handlers — in the order it came.
+    for (const run of this.whileStopped.splice(0)) run();
+    this.acceptFromQueue();
   }
 
   /** Take connections from the kernel's queue while the worker's machine lets it. */
   acceptFromQueue(): void {
-    if (!this.ready) return;
+    if (!this.ready || this.stopped) return;
     const kernel = this.server.kernel;
     for (let head = kernel.head(); head !== undefined && this.driver.mayAccept(); head = kernel.head()) this.accept(head);
   }
@@ -202,7 +231,7 @@ export class WorkerProcess implements WorkerPort {
   }
 
   handle(conn: ConnId, req: string): void {
-    this.engine.at(Math.max(0, this.server.timing.serviceMs()), () => this.driver.handlerFinished(conn, req));
+    this.engine.at(Math.max(0, this.server.timing.serviceMs(req)), () => this.whenRunning(() => this.driver.handlerFinished(conn, req)));
   }
 
   respond(conn: ConnId, req: string, close: boolean): number {
@@ -229,6 +258,9 @@ export class WorkerProcess implements WorkerPort {
 
   exit(code: number): void {
     if (this.heartbeatTimer) this.heartbeatTimer.cancelled = true;
+    // What waited for the stopped process is void: it is gone (its connections closed with it).
+    this.whileStopped.length = 0;
+    this.stopped = false;
     this.server.reap(this, code);
   }
 

@@ -191,7 +191,7 @@ export class WorkerDriver {
   handlerFinished(conn: ConnId, req: string): void {
     this.host.now(() => {
       // Refused when the connection was aborted meanwhile (the deadline, a kill, an error): the response has nowhere to go.
-      if (this.host.emitIfAccepted(conn, { type: 'conn.handler-finish', req })) {
+      if (this.host.has(conn) && this.host.emitIfAccepted(conn, { type: 'conn.handler-finish', req })) {
         const close = responseMustClose(this.host.runtimes.policy, this.host.runtimes.params, this.host.conn(conn).context);
         const status = this.port.respond(conn, req, close);
         this.host.emit(conn, { type: 'conn.respond', req, status, close });
@@ -236,6 +236,11 @@ export class WorkerDriver {
 
   isServing(): boolean {
     return this.host.matches(this.id, { alive: 'serving' });
+  }
+
+  /** SIGSTOPped (its machine took the STOP). */
+  isFrozen(): boolean {
+    return this.host.matches(this.id, 'frozen');
   }
 
   hasExited(): boolean {

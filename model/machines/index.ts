@@ -96,6 +96,7 @@ function workerFor(policy: PolicySpec, params: ServerParams) {
       // The sync worker accepts only when it can serve at once; threaded workers hold up to worker_connections.
       hasRoomForConn: ({ context }) =>
         policy.singleThreaded ? context.busy === 0 && context.openConns.length === 0 : context.openConns.length < params.workerConnections,
+      heartbeatsNow: ({ context }) => !policy.singleThreaded || context.busy === 0,
       acceptsAfterDrain: () => policy.acceptAfterDrain,
       heartbeatsWhileDraining: () => policy.heartbeatWhileDraining,
       drainComplete: ({ context }) => drainComplete(policy, context),

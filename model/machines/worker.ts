@@ -34,10 +34,10 @@ export interface WorkerContext {
   maxRequests: number | null;
   /** gthread 21–23: accepts the last loop turn may still make after the drain began (one at most). */
   lastTurnAccepts: number;
-  /** The gravest signal that arrived while the process was stopped (SIGSTOP): delivered at CONT. */
-  pendingSignal: 'TERM' | 'QUIT' | 'ABRT' | null;
   /** What ended the process from outside: the exit code it leaves behind. */
   fatal: { signal: 'KILL' | 'ABRT' } | { crash: number } | null;
+  /** Told to exit at once (QUIT/INT): what is still open is cut by the operator's fast stop. */
+  quitting: boolean;
 }
 
 export const WORKER_TIMER_IDS = { graceful: 'graceful' } as const;
@@ -95,15 +95,7 @@ export const workerChart = setup({
       event.type === 'worker.signal' && (event.signal === 'KILL' || event.signal === 'ABRT') ? { fatal: { signal: event.signal } } : {},
     ),
     noteCrash: assign(({ event }) => (event.type === 'worker.crash' ? { fatal: { crash: event.code } } : {})),
-    holdSignal: assign(({ context, event }) => {
-      if (event.type !== 'worker.signal') return {};
-      const held = event.signal === 'ABRT' ? 'ABRT' : event.signal === 'TERM' ? 'TERM' : event.signal === 'QUIT' || event.signal === 'INT' ? 'QUIT' : null;
-      const gravity = { TERM: 1, QUIT: 2, ABRT: 3 } as const;
-      if (held === null || (context.pendingSignal !== null && gravity[context.pendingSignal] >= gravity[held])) return {};
-      return { pendingSignal: held };
-    }),
-    deliverHeldAbort: assign({ pendingSignal: null, fatal: { signal: 'ABRT' as const } }),
-    clearPendingSignal: assign({ pendingSignal: null }),
+    noteQuit: assign({ quitting: true }),
   },
   guards: {
     reachedMaxRequests: policyGuardPlaceholder,
@@ -113,17 +105,14 @@ export const workerChart = setup({
     closesListenerAtDrain: policyGuardPlaceholder,
     hasFreeThread: policyGuardPlaceholder,
     hasRoomForConn: policyGuardPlaceholder,
+    /** The loop that notifies runs now: always for threaded workers; between requests for the sync worker (its loop waits for the handler). */
+    heartbeatsNow: policyGuardPlaceholder,
     isTerm: ({ event }) => event.type === 'worker.signal' && event.signal === 'TERM',
     isQuit: ({ event }) => event.type === 'worker.signal' && (event.signal === 'QUIT' || event.signal === 'INT'),
     isFatal: ({ event }) => event.type === 'worker.signal' && (event.signal === 'KILL' || event.signal === 'ABRT'),
     isKill: ({ event }) => event.type === 'worker.signal' && event.signal === 'KILL',
     isStop: ({ event }) => event.type === 'worker.signal' && event.signal === 'STOP',
     isCont: ({ event }) => event.type === 'worker.signal' && event.signal === 'CONT',
-    termIsPending: ({ context }) => context.pendingSignal === 'TERM',
-    quitIsPending: ({ context }) => context.pendingSignal === 'QUIT',
-    abortIsPending: ({ context }) => context.pendingSignal === 'ABRT',
-    isHeldWhileStopped: ({ event }) =>
-      event.type === 'worker.signal' && (event.signal === 'TERM' || event.signal === 'QUIT' || event.signal === 'INT' || event.signal === 'ABRT'),
     connIsNew: ({ context, event }) => event.type === 'worker.accept' && !context.openConns.includes(event.conn),
     connIsOpen: ({ context, event }) => 'conn' in event && context.openConns.includes(event.conn),
     hasLastTurnAccept: ({ context }) => context.lastTurnAccepts > 0,
@@ -135,7 +124,7 @@ export const workerChart = setup({
   delays: { gracefulTimeout: 30_000 },
 }).createMachine({
   id: 'worker',
-  context: { requests: 0, busy: 0, openConns: [], startedConns: [], holdsListener: true, maxRequests: null, lastTurnAccepts: 1, pendingSignal: null, fatal: null },
+  context: { requests: 0, busy: 0, openConns: [], startedConns: [], holdsListener: true, maxRequests: null, lastTurnAccepts: 1, fatal: null, quitting: false },
   initial: 'unborn',
   states: {
     unborn: { on: { 'worker.boot': { target: 'booting', actions: 'noteLimit' } } },
@@ -145,7 +134,7 @@ export const workerChart = setup({
         'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
         'worker.signal': [
           { guard: 'isFatal', target: 'dying', actions: 'noteFatalSignal' },
-          { guard: 'isQuit', target: 'exiting' },
+          { guard: 'isQuit', target: 'exiting', actions: 'noteQuit' },
           { guard: 'isTerm', target: 'exiting' },
         ],
       },
@@ -155,18 +144,19 @@ export const workerChart = setup({
       initial: 'serving',
       on: {
         'worker.request-start': { guard: and(['connIsOpen', 'hasFreeThread']), actions: 'startRequest' },
-        'worker.request-end': { guard: and(['connIsOpen', 'hasBusyRequest']), actions: 'endRequest' },
+        // Its connection may be gone already (aborted by an error): the thread is free once the handler returns.
+        'worker.request-end': { guard: 'hasBusyRequest', actions: 'endRequest' },
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.signal': [
           { guard: 'isFatal', target: 'dying', actions: 'noteFatalSignal' },
-          { guard: 'isQuit', target: 'exiting' },
+          { guard: 'isQuit', target: 'exiting', actions: 'noteQuit' },
         ],
         'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
       },
       states: {
         serving: {
           on: {
-            'worker.heartbeat': {},
+            'worker.heartbeat': { guard: 'heartbeatsNow' },
             'worker.accept': { guard: and(['connIsNew', 'hasRoomForConn']), actions: 'addConn' },
             'worker.max-requests': { guard: 'reachedMaxRequests', target: 'draining' },
             'worker.signal': [
@@ -185,7 +175,7 @@ export const workerChart = setup({
           // policies that abandon idle connections, none is busy) — the policy's guard.
           always: { guard: 'drainComplete', target: '#worker.exiting' },
           on: {
-            'worker.heartbeat': { guard: 'heartbeatsWhileDraining' },
+            'worker.heartbeat': { guard: and(['heartbeatsWhileDraining', 'heartbeatsNow']) },
             // A second TERM, or max-requests already reached: nothing new.
             'worker.signal': { guard: 'isTerm' },
             'worker.graceful-timeout': { target: '#worker.exiting', actions: { type: 'abortConnections', params: { reason: 'deadline' } } },
@@ -217,26 +207,22 @@ export const workerChart = setup({
       },
     },
     /**
-     * SIGSTOP while serving: does nothing, not even heartbeat, until CONT or SIGKILL (the one signal a
-     * stopped process cannot hold off). TERM, QUIT or the watchdog's ABRT sent meanwhile wait in the
-     * kernel and are delivered at CONT.
+     * SIGSTOP while serving: does nothing, not even heartbeat, until CONT or SIGKILL — the one signal a
+     * stopped process cannot hold off. Any other signal waits in the kernel until CONT: the process
+     * takes it only then.
      */
     frozen: {
       on: {
         'worker.signal': [
           { guard: 'isKill', target: 'dying', actions: 'noteFatalSignal' },
-          { guard: and(['isCont', 'abortIsPending']), target: 'dying', actions: 'deliverHeldAbort' },
-          { guard: and(['isCont', 'quitIsPending']), target: 'exiting', actions: 'clearPendingSignal' },
-          { guard: and(['isCont', 'termIsPending']), target: 'alive.draining', actions: 'clearPendingSignal' },
           { guard: 'isCont', target: 'alive.serving' },
-          { guard: 'isHeldWhileStopped', actions: 'holdSignal' },
         ],
         'worker.crash': { target: '#worker.dying.crashed', actions: 'noteCrash' },
       },
     },
     /** Leaving: what is still open is closed by the exit itself. */
     exiting: {
-      entry: [{ type: 'abortConnections', params: { reason: 'worker-exit' } }, 'exitProcess'],
+      entry: [{ type: 'abortConnections', params: ({ context }) => ({ reason: context.quitting ? 'quit' : 'worker-exit' }) }, 'exitProcess'],
       on: {
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.request-end': { guard: 'hasBusyRequest', actions: 'endRequest' },

@@ -1,0 +1,73 @@
+/**
+ * Comparing two traces of the same scenario actor by actor: the sequence of
+ * lifecycle events each actor went through, timestamps aside. What only one
+ * platform can see is left out — the kernel's queue (a real server does not
+ * see SYNs), the clients (a real server does not know them), heartbeats and
+ * loop turns (their count is a matter of time), and a stop (SIGSTOP is not
+ * seen by the stopped process).
+ */
+import type { TraceEvent } from '../model/events.ts';
+import type { Trace } from '../model/trace.ts';
+
+const TIMING_ONLY = new Set(['worker.heartbeat', 'arbiter.heartbeat', 'arbiter.tick']);
+const KERNEL_ONLY = new Set(['listener.syn', 'listener.overflow', 'listener.accept', 'listener.refuse', 'listener.reset']);
+
+/** Whether both platforms see this event. */
+function comparable(event: TraceEvent): boolean {
+  if (event.actor.startsWith('client/')) return false;
+  if (TIMING_ONLY.has(event.type) || KERNEL_ONLY.has(event.type)) return false;
+  if (event.type === 'worker.signal' && (event.signal === 'STOP' || event.signal === 'CONT')) return false;
+  return true;
+}
+
+/** An event as compared: its type and payload, without the time and the client's name (each platform names clients its own way). */
+function signature(event: TraceEvent): string {
+  const { t: _t, actor: _actor, type, ...payload } = event;
+  if (event.type === 'conn.open') delete (payload as { client?: string }).client;
+  const fields = Object.entries(payload)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${String(v)}`);
+  return fields.length > 0 ? `${type} ${fields.join(' ')}` : type;
+}
+
+/** Each actor's lifecycle, in trace order. */
+export function lifecycles(trace: Trace): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const event of trace.events) {
+    if (!comparable(event)) continue;
+    let list = out.get(event.actor);
+    if (!list) out.set(event.actor, (list = []));
+    list.push(signature(event));
+  }
+  return out;
+}
+
+export interface LifecycleDifference {
+  readonly actor: string;
+  /** Index of the first event where they differ. */
+  readonly at: number;
+  readonly left: readonly string[];
+  readonly right: readonly string[];
+}
+
+/** The actors whose lifecycles differ, with where. Empty when the two traces agree. */
+export function compareLifecycles(left: Trace, right: Trace): LifecycleDifference[] {
+  const a = lifecycles(left);
+  const b = lifecycles(right);
+  const differences: LifecycleDifference[] = [];
+  for (const actor of [...new Set([...a.keys(), ...b.keys()])].sort()) {
+    const x = a.get(actor) ?? [];
+    const y = b.get(actor) ?? [];
+    let i = 0;
+    while (i < x.length && i < y.length && x[i] === y[i]) i++;
+    if (i < x.length || i < y.length) differences.push({ actor, at: i, left: x, right: y });
+  }
+  return differences;
+}
+
+/** A difference as a person reads it: the actor, and both sequences from a little before the first difference. */
+export function describeDifference(d: LifecycleDifference, names: readonly [string, string] = ['left', 'right']): string {
+  const from = Math.max(0, d.at - 2);
+  const show = (list: readonly string[]) => list.slice(from, d.at + 3).map((s, k) => `${from + k === d.at ? '▶' : ' '} ${s}`).join('\n      ');
+  return `${d.actor}, event ${d.at + 1}:\n   ${names[0]}:\n      ${show(d.left) || '(nothing)'}\n   ${names[1]}:\n      ${show(d.right) || '(nothing)'}`;
+}

@@ -1,0 +1,214 @@
+/**
+ * Running a script (simulator/script.ts) against a real `quiesce serve`: the
+ * same clients and signals at the same moments, on real sockets and real
+ * processes. Each script client is a raw socket that behaves as the
+ * simulator's client does — it sends whole requests (with the script's
+ * request id as X-Request-Id), reads responses, and closes its side when
+ * the server closes — and records what it sees in the model's client
+ * vocabulary: connected, a response and its Connection header, an EOF, an
+ * RST.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import type { ClientFailure, TraceEvent } from '../model/events.ts';
+import type { ServerParams } from '../model/params.ts';
+import { parseTrace, type Trace } from '../model/trace.ts';
+import { requestId, type Script } from '../simulator/script.ts';
+import { childrenOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
+
+/** `quiesce serve` flags for a script's parameters (what the simulator runs with is then read from the real trace's header). */
+export function serveFlags(server: Partial<ServerParams>): string[] {
+  const seconds = (ms: number) => String(ms / 1000);
+  const flags: string[] = [];
+  const add = (flag: string, value: number | undefined, as: (v: number) => string = String) => {
+    if (value !== undefined) flags.push(flag, as(value));
+  };
+  add('--workers', server.workers);
+  add('--threads', server.threads);
+  add('--worker-connections', server.workerConnections);
+  add('--keepalive', server.keepAliveMs, seconds);
+  add('--timeout', server.timeoutMs, seconds);
+  add('--graceful-timeout', server.gracefulTimeoutMs, seconds);
+  add('--max-requests', server.maxRequests);
+  add('--max-requests-jitter', server.maxRequestsJitter);
+  add('--idle-grace', server.idleGraceMs, seconds);
+  add('--linger', server.lingerMs, seconds);
+  add('--backlog', server.backlog);
+  if (server.headerTimeoutMs !== undefined && server.headerTimeoutMs > 0) add('--header-timeout', server.headerTimeoutMs, seconds);
+  return flags;
+}
+
+export interface LiveRun {
+  /** The server's own trace. */
+  readonly trace: Trace;
+  /** What the script's clients saw, in the model's vocabulary, on the runner's clock. */
+  readonly observed: readonly TraceEvent[];
+  readonly exitCode: number;
+  readonly output: string;
+}
+
+/** One script client: a raw socket that records what happens to it. */
+class ScriptClient {
+  private socket: net.Socket | null = null;
+  private buffer = Buffer.alloc(0);
+  private outstanding: string[] = [];
+  private sent = 0;
+  private done = false;
+
+  constructor(
+    readonly name: string,
+    readonly actor: `client/${number}`,
+    private readonly record: (event: Omit<TraceEvent, 't'>) => void,
+  ) {}
+
+  connect(target: net.NetConnectOpts): void {
+    this.record({ actor: this.actor, type: 'client.connect' } as Omit<TraceEvent, 't'>);
+    const socket = net.connect({ ...target, allowHalfOpen: true });
+    this.socket = socket;
+    socket.on('connect', () => this.record({ actor: this.actor, type: 'client.connected' } as Omit<TraceEvent, 't'>));
+    socket.on('data', (data: Buffer) => this.onData(data));
+    // The server closed its side: like the simulator's client, see what was lost, then close ours.
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (error: NodeJS.ErrnoException) => this.onError(error));
+  }
+
+  request(serviceMs: number): void {
+    if (!this.socket || this.done || this.socket.destroyed || this.socket.readableEnded) return;
+    const req = requestId(this.name, ++this.sent);
+    this.outstanding.push(req);
+    this.record({ actor: this.actor, type: 'client.send', req, idempotent: true } as Omit<TraceEvent, 't'>);
+    this.socket.write(`GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\n\r\n`);
+  }
+
+  partial(): void {
+    if (!this.socket || this.done) return;
+    this.socket.write('GET /?ms=0 HTTP/1.1\r\nHost: quie');
+  }
+
+  close(): void {
+    if (!this.socket || this.done) return;
+    this.done = true;
+    this.record({ actor: this.actor, type: 'client.close' } as Omit<TraceEvent, 't'>);
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket?.destroy();
+  }
+
+  private onData(data: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, data]);
+    for (;;) {
+      const end = this.buffer.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const head = this.buffer.subarray(0, end).toString('latin1').split('\r\n');
+      const headers = new Map(head.slice(1).map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()] as const));
+      const length = Number(headers.get('content-length') ?? 0);
+      if (this.buffer.length < end + 4 + length) return;
+      this.buffer = this.buffer.subarray(end + 4 + length);
+      const status = Number(head[0]!.split(' ')[1]);
+      if (status === 100) continue;
+      const req = this.outstanding.shift() ?? requestId(this.name, 0);
+      const close = (headers.get('connection') ?? '').toLowerCase() === 'close';
+      this.record({ actor: this.actor, type: 'client.response', req, status, close } as Omit<TraceEvent, 't'>);
+    }
+  }
+
+  private onEnd(): void {
+    if (this.done) return;
+    this.done = true;
+    const req = this.outstanding.shift();
+    if (req !== undefined) this.fail('empty-reply', req);
+    else this.record({ actor: this.actor, type: 'client.eof' } as Omit<TraceEvent, 't'>);
+    this.socket?.end();
+  }
+
+  private onError(error: NodeJS.ErrnoException): void {
+    if (this.done) return;
+    this.done = true;
+    const reason: ClientFailure = error.code === 'ECONNREFUSED' || error.code === 'ENOENT' ? 'refused' : error.code === 'EAGAIN' ? 'eagain' : 'reset';
+    this.fail(reason, this.outstanding.shift());
+  }
+
+  private fail(reason: ClientFailure, req: string | undefined): void {
+    this.record({ actor: this.actor, type: 'client.fail', reason, ...(req !== undefined ? { req } : {}) } as Omit<TraceEvent, 't'>);
+  }
+}
+
+/** Run a script against `quiesce serve` under a policy: the server's trace and what the clients saw. */
+export async function runScriptLive(script: Script, policy: string, options: { timeoutMs?: number } = {}): Promise<LiveRun> {
+  const dir = tempDir('quiesce-script-');
+  const tracePath = join(dir, 'trace.jsonl');
+  const server = startProcess(
+    [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', tracePath, ...serveFlags(script.server)],
+    { cwd: dir },
+  );
+  const observed: TraceEvent[] = [];
+  const clients = new Map<string, ScriptClient>();
+  try {
+    const target = await listening(server, options.timeoutMs ?? 20_000);
+    const t0 = performance.now();
+    const record = (event: Omit<TraceEvent, 't'>) => observed.push({ t: performance.now() - t0, ...event } as TraceEvent);
+    const client = (name: string) => {
+      let c = clients.get(name);
+      if (!c) clients.set(name, (c = new ScriptClient(name, `client/${clients.size + 1}`, record)));
+      return c;
+    };
+    for (const step of script.steps) {
+      const wait = step.atMs - (performance.now() - t0);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      switch (step.do) {
+        case 'connect':
+          client(step.client).connect(target);
+          break;
+        case 'request':
+          client(step.client).request(step.serviceMs);
+          break;
+        case 'partial':
+          client(step.client).partial();
+          break;
+        case 'close':
+          client(step.client).close();
+          break;
+        case 'signal':
+          server.signal(`SIG${step.signal}`);
+          break;
+        case 'signal-worker': {
+          const live = childrenOf(server.pid).filter(isWorker);
+          const pid = live[step.worker % Math.max(1, live.length)];
+          if (pid !== undefined) process.kill(pid, `SIG${step.signal}`);
+          break;
+        }
+      }
+    }
+    const timeout = setTimeout(() => server.destroy(), options.timeoutMs ?? 20_000);
+    const exitCode = await server.exited;
+    clearTimeout(timeout);
+    return { trace: parseTrace(readFileSync(tracePath, 'utf8')), observed, exitCode, output: server.output() };
+  } finally {
+    for (const c of clients.values()) c.destroy();
+    server.destroy();
+  }
+}
+
+/** Where the server listens, once it says so. */
+async function listening(server: ServerProcess, timeoutMs: number): Promise<net.NetConnectOpts> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = /listening at http:\/\/([^:\s]+):(\d+)/.exec(server.output());
+    if (match) return { host: match[1]!, port: Number(match[2]) };
+    if (server.proc.exitCode !== null) throw new Error(`the server exited before listening:\n${server.output()}`);
+    if (Date.now() > deadline) throw new Error(`the server did not listen within ${timeoutMs} ms:\n${server.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A worker process of `quiesce serve` (the arbiter has other children: tsx's esbuild service). */
+function isWorker(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('quiesce-worker-');
+  } catch {
+    return false;
+  }
+}

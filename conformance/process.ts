@@ -1,0 +1,106 @@
+/**
+ * Server processes seen from outside, as a supervisor sees them: started
+ * from a command, signalled by pid, their children listed from /proc, their
+ * exit awaited. Used by the conformance runner, the calibration and the
+ * tests — never by the server itself.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { constants, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const QUIESCE_BIN = new URL('../bin/quiesce.mjs', import.meta.url).pathname;
+
+export function tempDir(prefix = 'quiesce-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** The PIDs whose parent is `pid`, from /proc, in the order they were started. */
+export function childrenOf(pid: number): number[] {
+  const children: { pid: number; start: number }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may contain spaces, so split after the last ')'. Field 22 is the start time.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid) children.push({ pid: Number(entry), start: Number(fields[19]) });
+    } catch {
+      // the process went away while we looked
+    }
+  }
+  return children.sort((a, b) => a.start - b.start || a.pid - b.pid).map((c) => c.pid);
+}
+
+/** Every process below `pid`. */
+export function descendantsOf(pid: number): number[] {
+  return childrenOf(pid).flatMap((c) => [c, ...descendantsOf(c)]);
+}
+
+export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Whether something accepts connections there now. */
+export function accepts(target: net.NetConnectOpts): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(target);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export interface ServerProcess {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  output(): string;
+  /** Resolves with the exit code (or −signal) once the process exited. */
+  readonly exited: Promise<number>;
+  signal(signal: NodeJS.Signals): void;
+  /** Kill it and every process below it (a server left behind by a failed run). */
+  destroy(): void;
+}
+
+/** Start a server from an argv, capturing its output. */
+export function startProcess(argv: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): ServerProcess {
+  const [command, ...args] = argv;
+  if (command === undefined) throw new Error('no command to start');
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd, env: { ...process.env, ...options.env } });
+  let output = '';
+  proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number>((resolve) => {
+    proc.on('exit', (code, signal) => resolve(code ?? -(signal ? (constants.signals[signal] ?? 1) : 1)));
+    proc.on('error', () => resolve(127));
+  });
+  return {
+    proc,
+    pid: proc.pid ?? -1,
+    output: () => output,
+    exited,
+    signal: (signal) => {
+      try {
+        proc.kill(signal);
+      } catch {
+        // already gone
+      }
+    },
+    destroy: () => {
+      for (const pid of [...descendantsOf(proc.pid ?? -1), proc.pid ?? -1]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}

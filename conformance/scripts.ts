@@ -1,0 +1,145 @@
+/**
+ * The scripted scenarios: each a few clients and signals aimed at a race
+ * window, run the same way in the simulator and against a real server. Times
+ * are ms after the server listens; gaps are wide enough (≥ 200 ms) that a
+ * real server's scheduling cannot swap two steps.
+ */
+import type { Script } from '../simulator/script.ts';
+
+/** One worker (so which worker takes a connection is not the kernel's choice), short timers. */
+const BASE = {
+  workers: 1,
+  threads: 4,
+  keepAliveMs: 2000,
+  idleGraceMs: 600,
+  lingerMs: 500,
+  gracefulTimeoutMs: 3000,
+  headerTimeoutMs: 10_000,
+} as const;
+
+export const SCRIPTS: readonly Script[] = [
+  {
+    name: 'term-idle-and-in-flight',
+    description: 'TERM with one keep-alive connection idle and one request in flight; the idle client sends again while the worker drains',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'idle' },
+      { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 100, do: 'connect', client: 'busy' },
+      { atMs: 100, do: 'request', client: 'busy', serviceMs: 800 },
+      { atMs: 350, do: 'signal', signal: 'TERM' },
+      { atMs: 600, do: 'request', client: 'idle', serviceMs: 10 },
+    ],
+  },
+  {
+    name: 'term-then-int',
+    description: 'TERM with a slow request in flight, then INT: the stop escalates to a fast one and the request is cut',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'slow' },
+      { atMs: 0, do: 'request', client: 'slow', serviceMs: 2500 },
+      { atMs: 250, do: 'signal', signal: 'TERM' },
+      { atMs: 600, do: 'signal', signal: 'INT' },
+    ],
+  },
+  {
+    name: 'stopped-worker-escalation',
+    description: 'TERM, then INT, to a server whose worker is SIGSTOPped: the escalated deadline (2 s after INT, gunicorn 24+) KILLs it',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'idle' },
+      { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 100, do: 'signal-worker', worker: 0, signal: 'STOP' },
+      { atMs: 300, do: 'signal', signal: 'TERM' },
+      { atMs: 600, do: 'signal', signal: 'INT' },
+    ],
+  },
+  {
+    name: 'killed-worker',
+    description: 'SIGKILL to the worker with an idle connection and a request in flight; its replacement serves the next client',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'idle' },
+      { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 100, do: 'connect', client: 'busy' },
+      { atMs: 100, do: 'request', client: 'busy', serviceMs: 2000 },
+      { atMs: 350, do: 'signal-worker', worker: 0, signal: 'KILL' },
+      { atMs: 1300, do: 'connect', client: 'next' },
+      { atMs: 1300, do: 'request', client: 'next', serviceMs: 10 },
+      { atMs: 1600, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'heartbeat-timeout',
+    description: 'a SIGSTOPped worker: the watchdog sends ABRT, then KILL, and a replacement serves the next client',
+    server: { ...BASE, timeoutMs: 1000 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'first' },
+      { atMs: 0, do: 'request', client: 'first', serviceMs: 10 },
+      { atMs: 200, do: 'signal-worker', worker: 0, signal: 'STOP' },
+      { atMs: 3000, do: 'connect', client: 'next' },
+      { atMs: 3000, do: 'request', client: 'next', serviceMs: 10 },
+      { atMs: 3300, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'header-timeout',
+    description: 'a client that sends half a request head is given up on at the header timeout; another is served meanwhile',
+    server: { ...BASE, headerTimeoutMs: 400 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'slowloris' },
+      { atMs: 0, do: 'partial', client: 'slowloris' },
+      { atMs: 100, do: 'connect', client: 'fast' },
+      { atMs: 100, do: 'request', client: 'fast', serviceMs: 10 },
+      { atMs: 1200, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'hup-reload',
+    description: 'HUP with an idle connection and a request in flight: a new worker takes the next client while the old one drains',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'idle' },
+      { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 100, do: 'connect', client: 'busy' },
+      { atMs: 100, do: 'request', client: 'busy', serviceMs: 900 },
+      { atMs: 350, do: 'signal', signal: 'HUP' },
+      { atMs: 700, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 1500, do: 'connect', client: 'next' },
+      { atMs: 1500, do: 'request', client: 'next', serviceMs: 10 },
+      { atMs: 1800, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'max-requests',
+    description: 'the second request reaches max-requests: its response closes, the worker recycles, and its replacement serves the next client',
+    server: { ...BASE, maxRequests: 2 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'a' },
+      { atMs: 0, do: 'request', client: 'a', serviceMs: 10 },
+      { atMs: 200, do: 'request', client: 'a', serviceMs: 10 },
+      { atMs: 1000, do: 'connect', client: 'b' },
+      { atMs: 1000, do: 'request', client: 'b', serviceMs: 10 },
+      { atMs: 1300, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'ttin-ttou',
+    description: 'TTIN adds a worker, TTOU retires the oldest while it holds an idle keep-alive connection',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'idle' },
+      { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 200, do: 'signal', signal: 'TTIN' },
+      { atMs: 900, do: 'signal', signal: 'TTOU' },
+      { atMs: 1300, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 2200, do: 'signal', signal: 'TERM' },
+    ],
+  },
+];
+
+export function getScript(name: string): Script {
+  const script = SCRIPTS.find((s) => s.name === name);
+  if (!script) throw new Error(`unknown script "${name}"; expected one of: ${SCRIPTS.map((s) => s.name).join(', ')}`);
+  return script;
+}

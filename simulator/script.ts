@@ -1,0 +1,130 @@
+/**
+ * Scripted scenarios: a few clients and signals at given moments, the same
+ * script for the simulator and for a real server (conformance/live.ts runs
+ * it on real sockets and real processes). Scripts aim at the race windows —
+ * a request on an idle keep-alive connection as the drain starts, a kill
+ * with a request in flight — where a small difference between two
+ * platforms would show.
+ */
+import type { ArbiterSignal } from '../model/driver/arbiter.ts';
+import type { TraceEvent } from '../model/events.ts';
+import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
+import { makeHeader, type Trace } from '../model/trace.ts';
+import type { Link, LinkOwner } from './network.ts';
+import { buildWorld } from './run.ts';
+
+export type ScriptStep = { readonly atMs: number } & (
+  | { readonly do: 'connect'; readonly client: string }
+  /** An HTTP/1.1 request on the client's connection whose handler takes `serviceMs`. */
+  | { readonly do: 'request'; readonly client: string; readonly serviceMs: number }
+  /** Part of a request head, and nothing more (a slow client; slowloris). */
+  | { readonly do: 'partial'; readonly client: string }
+  /** The client closes its connection. */
+  | { readonly do: 'close'; readonly client: string }
+  | { readonly do: 'signal'; readonly signal: ArbiterSignal }
+  /** A signal to a worker process from outside: `worker` indexes the live workers, oldest first. */
+  | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' }
+);
+
+export interface Script {
+  readonly name: string;
+  readonly description: string;
+  /** The server's parameters beyond the defaults (the real server gets the matching flags). */
+  readonly server: Partial<ServerParams>;
+  readonly steps: readonly ScriptStep[];
+}
+
+/** The server parameters a script runs with. */
+export function scriptParams(script: Script): ServerParams {
+  return { ...DEFAULT_SERVER_PARAMS, ...script.server };
+}
+
+/** The id of a client's n-th request (1-based): the same in both platforms (the real client sends it as X-Request-Id). */
+export function requestId(client: string, n: number): string {
+  return `${client}-${n}`;
+}
+
+/** Simulated platform timings for scripts: a loopback network and a worker boot as long as a real one's. */
+const SCRIPT_NETWORK = { latencyMs: 0.05, bootMs: 150, loopback: true } as const;
+
+/** Run a script in the simulator: its complete trace. `params`: exactly these (a real run's, from its trace header). */
+export function simulateScript(script: Script, policy: string, seed = 1, params: ServerParams = scriptParams(script)): Trace {
+  const events: TraceEvent[] = [];
+  const serviceOf = new Map<string, number>();
+  const world = buildWorld(
+    policy,
+    seed,
+    {
+      server: params,
+      load: { kind: 'ab', requests: 1, concurrency: 1, keepAlive: true, timeoutMs: Number.POSITIVE_INFINITY },
+      ...SCRIPT_NETWORK,
+      serviceMinMs: 0,
+      serviceMaxMs: 0,
+      // A drained worker closes its listener copy at once here, as the real server does.
+      loopTickMs: 0,
+      signals: [],
+    },
+    (event) => events.push(event),
+    (req) => serviceOf.get(req) ?? 0,
+  );
+  const links = new Map<string, Link>();
+  const sent = new Map<string, number>();
+  /** Requests a client wrote before its connect completed: the socket sends them once connected. */
+  const unsent = new Map<Link, string[]>();
+  const { engine, network, server } = world;
+  // Script clients do what a plain HTTP client does; the network records what they see.
+  const owner: LinkOwner = {
+    onConnected: (link) => {
+      for (const req of unsent.get(link) ?? []) network.send(link, req, true, Number.POSITIVE_INFINITY);
+      unsent.delete(link);
+    },
+    onResponse: () => {},
+    onFailure: () => {},
+    onIdleClosed: () => {},
+  };
+  server.boot();
+  const startMs = SCRIPT_NETWORK.bootMs + 1;
+  for (const step of script.steps) {
+    engine.at(startMs + step.atMs, () => {
+      switch (step.do) {
+        case 'connect': {
+          const link = network.connect(owner);
+          links.set(step.client, link);
+          unsent.set(link, []);
+          return;
+        }
+        case 'request': {
+          const link = links.get(step.client);
+          // A connection the server closed takes no more requests: the client would see the close first.
+          if (!link || link.clientDone) return;
+          const n = (sent.get(step.client) ?? 0) + 1;
+          sent.set(step.client, n);
+          const req = requestId(step.client, n);
+          serviceOf.set(req, step.serviceMs);
+          const waiting = unsent.get(link);
+          if (waiting) waiting.push(req);
+          else network.send(link, req, true, Number.POSITIVE_INFINITY);
+          return;
+        }
+        case 'partial':
+          // The server never has a whole head: for its machines the connection is still fresh.
+          return;
+        case 'close': {
+          const link = links.get(step.client);
+          if (link) network.close(link);
+          return;
+        }
+        case 'signal':
+          server.signal(step.signal);
+          return;
+        case 'signal-worker': {
+          const live = server.workerIds();
+          if (live.length > 0) server.signalWorker(live[step.worker % live.length]!, step.signal);
+          return;
+        }
+      }
+    });
+  }
+  engine.run({ maxVirtualMs: 3_600_000, maxSteps: 1_000_000 });
+  return { header: makeHeader(policy, params, true, { script: script.name, seed, source: 'simulator' }), events };
+}

@@ -1,0 +1,88 @@
+/**
+ * One driver, two platforms: each scripted scenario runs against a real
+ * `quiesce serve` and in the simulator (with the parameters the real run's
+ * trace header records), under every policy, and every actor must go
+ * through the same lifecycle events in both — timestamps aside, and leaving
+ * out what only one of them can see (conformance/compare.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { compareLifecycles, describeDifference } from '../../conformance/compare.ts';
+import { runScriptLive, type LiveRun } from '../../conformance/live.ts';
+import { getScript, SCRIPTS } from '../../conformance/scripts.ts';
+import { BASE_POLICY_NAMES } from '../../model/policies.ts';
+import { replay } from '../../model/replay.ts';
+import type { Trace } from '../../model/trace.ts';
+import { simulateScript, type Script } from '../../simulator/script.ts';
+
+interface Pair {
+  readonly policy: string;
+  readonly live: LiveRun;
+  readonly simulated: Trace;
+}
+
+/** Run `task` over `items`, `concurrency` at a time (each real server is two or three processes on two cores). */
+async function pool<T, R>(items: readonly T[], concurrency: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await task(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+async function bothWays(script: Script, policy: string): Promise<Pair> {
+  const live = await runScriptLive(script, policy);
+  return { policy, live, simulated: simulateScript(script, policy, 1, live.trace.header.params) };
+}
+
+function verdicts(pairs: readonly Pair[]): string[] {
+  return pairs.flatMap(({ policy, live, simulated }) => {
+    const problems: string[] = [];
+    if (live.exitCode !== 0) problems.push(`${policy}: the server exited ${live.exitCode}:\n${live.output}`);
+    const real = replay(live.trace);
+    if (!real.ok) problems.push(`${policy}: the server's trace does not conform: ${real.violation.message}`);
+    const sim = replay(simulated);
+    if (!sim.ok) problems.push(`${policy}: the simulated trace does not conform: ${sim.violation.message}`);
+    for (const d of compareLifecycles(simulated, live.trace)) problems.push(`${policy}: ${describeDifference(d, ['simulator', 'server'])}`);
+    return problems;
+  });
+}
+
+describe('the simulator and the real server run the same event sequences (one driver)', () => {
+  for (const script of SCRIPTS) {
+    it(`${script.name}: ${script.description} — under every policy`, async () => {
+      const pairs = await pool(BASE_POLICY_NAMES, 3, (policy) => bothWays(script, policy));
+      expect(verdicts(pairs)).toEqual([]);
+    }, 180_000);
+  }
+});
+
+describe('what the two copies of the lifecycle used to disagree on', () => {
+  it('TERM then INT: the deadline moves to 2 s after the INT in both (the server used to restart the whole graceful timeout; the simulator kept the first)', async () => {
+    const script = getScript('stopped-worker-escalation');
+    const { live, simulated } = await bothWays(script, 'safe-drain');
+    for (const trace of [simulated, live.trace]) {
+      const signal = (name: string) => trace.events.find((e) => e.type === 'arbiter.signal' && e.signal === name)!.t;
+      const deadline = trace.events.find((e) => e.type === 'arbiter.graceful-timeout');
+      expect(deadline, trace.header.meta?.source as string).toBeDefined();
+      // The escalated deadline is a timer of the chart: 2000 ms after the INT (a real timer fires a little late, never early).
+      expect(deadline!.t - signal('INT')).toBeGreaterThanOrEqual(2000);
+      expect(deadline!.t - signal('INT')).toBeLessThan(2000 + (trace === simulated ? 1e-6 : 250));
+      // The stopped worker took neither TERM nor QUIT: the deadline's KILL ends it.
+      expect(trace.events.filter((e) => e.type === 'worker.exit').map((e) => (e as { code: number }).code)).toEqual([-9]);
+    }
+  }, 60_000);
+
+  it("a killed worker's exit code is −9 in both, for the worker and for the arbiter's reap (it was −9, 1 and −(signal))", async () => {
+    const { live, simulated } = await bothWays(getScript('killed-worker'), 'safe-drain');
+    for (const trace of [simulated, live.trace]) {
+      const codes = trace.events.flatMap((e) => (e.type === 'worker.exit' || e.type === 'arbiter.reap') && e.code !== 0 ? [`${e.type} ${e.code}`] : []);
+      expect(codes).toEqual(['worker.exit -9', 'arbiter.reap -9']);
+    }
+  }, 60_000);
+});

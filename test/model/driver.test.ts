@@ -1,0 +1,149 @@
+/**
+ * The drivers with a platform of a few dozen lines: a hand-cranked clock and
+ * ports that only note what they were asked. If this is a server, the port
+ * is all a platform needs.
+ */
+import { describe, expect, it } from 'vitest';
+import { ArbiterDriver } from '../../model/driver/arbiter.ts';
+import { WorkerDriver, type WorkerPort } from '../../model/driver/worker.ts';
+import type { ConnId, TraceEvent, WorkerId } from '../../model/events.ts';
+import { ActorHost, type Timer } from '../../model/host.ts';
+import { runtimesFor } from '../../model/machines/index.ts';
+import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
+import { getPolicy } from '../../model/policies.ts';
+import { replay } from '../../model/replay.ts';
+import { makeHeader } from '../../model/trace.ts';
+
+/** A clock turned by hand: `advance(ms)` fires what came due. */
+class HandClock extends ActorHost {
+  time = 0;
+  private timers: { at: number; run: () => void; timer: Timer }[] = [];
+  get nowMs() {
+    return this.time;
+  }
+  at(delayMs: number, run: () => void): Timer {
+    const timer = { cancelled: false };
+    this.timers.push({ at: this.time + delayMs, run, timer });
+    return timer;
+  }
+  advance(ms: number): void {
+    const until = this.time + ms;
+    for (let next = this.nextDue(until); next; next = this.nextDue(until)) {
+      this.time = next.at;
+      if (!next.timer.cancelled) this.dispatch(next.run);
+    }
+    this.time = until;
+  }
+  private nextDue(until: number) {
+    this.timers.sort((a, b) => a.at - b.at);
+    return this.timers[0] && this.timers[0].at <= until ? this.timers.shift() : undefined;
+  }
+  protected invariant(message: string): Error {
+    return new Error(message);
+  }
+}
+
+/** The fake platform: notes each effect; a worker's "process" is its driver. */
+function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }) {
+  const events: TraceEvent[] = [];
+  const host = new HandClock(runtimesFor(getPolicy(policy), params), (e) => events.push(e));
+  const effects: string[] = [];
+  const workers = new Map<WorkerId, WorkerDriver>();
+  const arbiter: ArbiterDriver = new ArbiterDriver(host, {
+    spawnWorker: (id, maxRequests) => {
+      const port: WorkerPort = {
+        stopAccepting: () => effects.push(`${id} stops accepting`),
+        releaseListener: () => (driver.listenerReleased(), arbiter.listenerReleasedBy(id)),
+        read: () => ({ keepAlive: true }),
+        handle: (conn, req) => effects.push(`${conn} handles ${req}`),
+        respond: (conn, req, close) => (effects.push(`${conn} answers ${req}${close ? ' with close' : ''}`), 200),
+        closeSocket: (conn, rst) => effects.push(`${conn} ${rst ? 'RST' : 'FIN'}`),
+        halfClose: (conn) => effects.push(`${conn} half-close`),
+        notifyArbiter: () => arbiter.heartbeatFrom(id),
+        exit: (code) => (workers.delete(id), arbiter.reaped(id, code)),
+      };
+      const driver = new WorkerDriver(host, id, port);
+      workers.set(id, driver);
+      driver.boot(maxRequests);
+    },
+    signalWorker: (id, signal) => workers.get(id)?.signal(signal),
+    closeListener: () => effects.push('arbiter closes its listener copy'),
+    exit: (code) => effects.push(`arbiter exits ${code}`),
+    random: () => 0.5,
+  });
+  host.own('listener', () => {});
+  return { host, events, effects, workers, arbiter, params, trace: () => ({ header: makeHeader(policy, params, true), events }) };
+}
+
+describe('the drivers on a platform of a few dozen lines', () => {
+  it('boot, serve a keep-alive request, stop on TERM: every effect asked for, and a trace that replays', () => {
+    const p = platform('safe-drain');
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    expect(worker.ready()).toBe(true);
+    const conn = worker.accept('client/1')!;
+    expect(worker.requestArrived(conn, 'r1')).toBe(true);
+    expect(p.effects).toEqual(['conn/1.1 handles r1']);
+    worker.handlerFinished(conn, 'r1');
+    p.arbiter.signal('TERM');
+    // safe-drain: the idle connection gets its idle window, then a lingering close; the peer's FIN ends it.
+    p.host.advance(p.params.idleGraceMs);
+    worker.peerFin(conn);
+    expect(p.effects).toEqual([
+      'conn/1.1 handles r1',
+      'conn/1.1 answers r1',
+      'arbiter closes its listener copy',
+      'worker/1 stops accepting',
+      'conn/1.1 half-close',
+      'conn/1.1 FIN',
+      'arbiter exits 0',
+    ]);
+    expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
+  });
+
+  it('a connection aborted by an error while its handler runs: the handler finishing later still frees its thread', () => {
+    const p = platform('safe-drain');
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const conn = worker.accept('client/1')!;
+    worker.requestArrived(conn, 'r1');
+    expect(worker.busy()).toBe(1);
+    worker.connectionFailed(conn);
+    worker.handlerFinished(conn, 'r1');
+    // The thread is free again (the simulator used to return before worker.request-end after an abort).
+    expect(worker.busy()).toBe(0);
+    expect(p.events.filter((e) => e.type === 'worker.request-end')).toHaveLength(1);
+    expect(p.effects).toContain('conn/1.1 FIN');
+  });
+
+  it('a SIGKILLed worker exits with −9, and the arbiter reaps it with the same code', () => {
+    const p = platform('safe-drain');
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const conn: ConnId = worker.accept('client/1')!;
+    worker.requestArrived(conn, 'r1');
+    worker.signal('KILL');
+    const codes = p.events.flatMap((e) => (e.type === 'worker.exit' || e.type === 'arbiter.reap' ? [[e.type, e.code]] : []));
+    expect(codes).toEqual([
+      ['worker.exit', -9],
+      ['arbiter.reap', -9],
+    ]);
+    // The running arbiter replaces it.
+    expect(p.workers.has('worker/2')).toBe(true);
+  });
+
+  it('the watchdog: a worker that stops heartbeating gets ABRT once it has been silent longer than the timeout, and exits with 1', () => {
+    const params = { ...DEFAULT_SERVER_PARAMS, timeoutMs: 3000, arbiterTickMs: 1000, heartbeatIntervalMs: 1000 };
+    const p = platform('safe-drain', params);
+    p.arbiter.boot();
+    p.workers.get('worker/1')!.ready();
+    // Silent from the spawn at 0: surely silent for longer than 3 s at the turn of 4 s.
+    p.host.advance(3999);
+    expect(p.events.some((e) => e.type === 'arbiter.kill')).toBe(false);
+    p.host.advance(1);
+    expect(p.events.filter((e) => e.type === 'arbiter.kill').map((e) => [e.t, (e as { signal: string }).signal])).toEqual([[4000, 'ABRT']]);
+    expect(p.events.filter((e) => e.type === 'arbiter.reap').map((e) => (e as { code: number }).code)).toEqual([1]);
+  });
+});
