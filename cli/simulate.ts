@@ -16,6 +16,9 @@ import { execFileSync } from 'node:child_process';
 import { parseNumberOption, UsageError } from './errors.ts';
 import { BOUNDS, type BoundName } from '../model/limits.ts';
 
+/** QUIESCE_DEBUG=pairs: check after every step that the simulator's bookkeeping agrees with the machines. */
+const DEBUG_PAIRS = (process.env.QUIESCE_DEBUG ?? '').split(',').includes('pairs');
+
 /** fast-check and the simulator's PRNG take 32-bit seeds. */
 const SEED_BOUND = { integer: true, min: 0, max: 2 ** 31 - 1 } as const;
 import type { Io } from './main.ts';
@@ -177,7 +180,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
           }
           bar.update(results.length, `${scenario.name} / ${policy}`);
           const onProgress = single ? (_ms: number, _events: number, done: number) => bar.update(done) : undefined;
-          const result = runScenario({ scenario: scenario.name, policy, seed, params, ...(onEvent ? { onEvent } : {}), ...(onProgress ? { onProgress } : {}) });
+          const result = runScenario({ scenario: scenario.name, policy, seed, params, debugPairs: DEBUG_PAIRS, ...(onEvent ? { onEvent } : {}), ...(onProgress ? { onProgress } : {}) });
           out?.end();
           results.push(result);
         }

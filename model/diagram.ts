@@ -1,60 +1,54 @@
 /**
- * Mermaid `stateDiagram-v2` text generated from a machine's own definition,
- * so the diagrams in model/diagrams/ cannot drift from the charts.
+ * Mermaid `stateDiagram-v2` text generated from a machine's own definition
+ * (through its structure, model/structure.ts), so the diagrams in
+ * model/diagrams/ cannot drift from the charts.
  */
-import type { AnyStateMachine, AnyStateNode } from 'xstate';
+import type { AnyStateMachine } from 'xstate';
+import { allStates, chartOf, type ChartNode, type GuardRef } from './structure.ts';
 
-function nodeName(node: AnyStateNode): string {
-  return node.path.join('_') || node.machine.id;
+function nodeName(node: ChartNode, rootId: string): string {
+  return node.path.join('_') || rootId;
 }
 
-function targetsOf(node: AnyStateNode): { event: string; target: AnyStateNode; guard?: string }[] {
-  const out: { event: string; target: AnyStateNode; guard?: string }[] = [];
-  for (const [event, transitions] of node.transitions) {
-    for (const t of transitions) {
-      for (const target of t.target ?? []) {
-        const guard = typeof t.guard === 'string' ? t.guard : t.guard ? 'guarded' : undefined;
-        out.push({ event: event === '' ? 'always' : event, target, ...(guard ? { guard } : {}) });
-      }
-    }
-  }
-  for (const t of node.always ?? []) {
-    for (const target of t.target ?? []) {
-      const guard = typeof t.guard === 'string' ? t.guard : t.guard ? 'guarded' : undefined;
-      out.push({ event: 'always', target, ...(guard ? { guard } : {}) });
-    }
-  }
-  return out;
+/** A guard as a label: its name, or `guarded` for a combination. */
+function guardLabel(guard: GuardRef | null): string | undefined {
+  if (guard === null) return undefined;
+  return typeof guard === 'string' ? guard : 'guarded';
 }
 
-function renderNode(node: AnyStateNode, indent: string, lines: string[]): void {
-  const children = Object.values(node.states) as AnyStateNode[];
-  if (children.length === 0) return;
-  if (node.initial?.target[0]) lines.push(`${indent}[*] --> ${nodeName(node.initial.target[0])}`);
-  for (const child of children) {
+function renderNode(node: ChartNode, rootId: string, indent: string, lines: string[]): void {
+  if (node.children.length === 0) return;
+  const initial = node.children.find((c) => c.key === node.initial);
+  if (initial) lines.push(`${indent}[*] --> ${nodeName(initial, rootId)}`);
+  for (const child of node.children) {
     if (child.type === 'history') continue;
-    const grandchildren = Object.values(child.states).length > 0;
-    lines.push(`${indent}state "${child.key}" as ${nodeName(child)}${grandchildren ? ' {' : ''}`);
-    if (grandchildren) {
-      renderNode(child, indent + '  ', lines);
+    const nested = child.children.length > 0;
+    lines.push(`${indent}state "${child.key}" as ${nodeName(child, rootId)}${nested ? ' {' : ''}`);
+    if (nested) {
+      renderNode(child, rootId, indent + '  ', lines);
       lines.push(`${indent}}`);
     }
-    if (child.type === 'final') lines.push(`${indent}${nodeName(child)} --> [*]`);
+    if (child.type === 'final') lines.push(`${indent}${nodeName(child, rootId)} --> [*]`);
   }
-}
-
-function renderTransitions(node: AnyStateNode, lines: string[]): void {
-  for (const { event, target, guard } of targetsOf(node)) {
-    if (target === node && event !== 'always') continue;
-    const label = event.replace(/^[a-z]+\./, '') + (guard ? ` [${guard}]` : '');
-    lines.push(`  ${nodeName(node)} --> ${nodeName(target)}: ${label}`);
-  }
-  for (const child of Object.values(node.states) as AnyStateNode[]) renderTransitions(child, lines);
 }
 
 export function mermaidOf(machine: AnyStateMachine): string {
+  const chart = chartOf(machine);
+  const byId = new Map(allStates(chart).map((n) => [n.id, n]));
   const lines = ['stateDiagram-v2'];
-  renderNode(machine.root, '  ', lines);
-  renderTransitions(machine.root, lines);
+  renderNode(chart, chart.id, '  ', lines);
+  for (const node of allStates(chart)) {
+    // Transitions as the XState map keeps them: by event in order, eventless ones last.
+    const ordered = [...node.transitions.filter((t) => t.event !== ''), ...node.transitions.filter((t) => t.event === '')];
+    for (const t of ordered) {
+      for (const targetId of t.targets) {
+        const target = byId.get(targetId)!;
+        if (target === node && t.event !== '') continue;
+        const guard = guardLabel(t.guard);
+        const label = (t.event === '' ? 'always' : t.event).replace(/^[a-z]+\./, '') + (guard ? ` [${guard}]` : '');
+        lines.push(`  ${nodeName(node, chart.id)} --> ${nodeName(target, chart.id)}: ${label}`);
+      }
+    }
+  }
   return lines.join('\n') + '\n';
 }

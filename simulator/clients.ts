@@ -18,6 +18,7 @@
  */
 import { match } from 'ts-pattern';
 import type { ClientFailure } from '../model/events.ts';
+import { isStale } from '../model/views.ts';
 import type { Engine } from './engine.ts';
 import type { Link, LinkOwner, Network } from './network.ts';
 
@@ -65,7 +66,7 @@ export function classifyFailure(engine: Engine, link: Link, reason: ClientFailur
     .with('refused', () => 'listener-refused' as const)
     .with('timeout', (): FailureMechanism => {
       const conn = link.conn;
-      if (conn && engine.has(conn) && (engine.matches(conn, 'orphaned') || (engine.matches(conn, 'pending') && engine.conn(conn).context.draining))) return 'stale-hang';
+      if (conn && isStale(engine, conn)) return 'stale-hang';
       if (link.conn === null) return link.synRetries > 0 ? 'syn-timeout' : 'accept-starved';
       return 'client-timeout';
     })

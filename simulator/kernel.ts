@@ -7,6 +7,7 @@
  * last copy closes every queued connection is reset.
  */
 import type { ClientId, WorkerId } from '../model/events.ts';
+import { acceptQueue, isListening } from '../model/views.ts';
 import type { Engine } from './engine.ts';
 
 export type SynOutcome = 'queued' | 'overflow' | 'refused';
@@ -27,7 +28,7 @@ export class Kernel {
   /** A SYN (or a unix connect) reached the listening socket. */
   syn(client: ClientId): SynOutcome {
     const e = this.engine;
-    if (!e.matches('listener', 'listening')) {
+    if (!isListening(e)) {
       e.emit('listener', { type: 'listener.refuse', client });
       return 'refused';
     }
@@ -39,8 +40,8 @@ export class Kernel {
 
   /** The oldest queued connection, if the socket is still listening (accept(2) would return it). */
   head(): ClientId | undefined {
-    if (!this.engine.matches('listener', 'listening')) return undefined;
-    return this.engine.listener().context.queue[0];
+    if (!isListening(this.engine)) return undefined;
+    return acceptQueue(this.engine)[0];
   }
 
   /** accept(2) by a worker: the head of the queue becomes its connection. */
@@ -54,7 +55,7 @@ export class Kernel {
 
   private resetQueued(): void {
     const e = this.engine;
-    for (let head = e.listener().context.queue[0]; head !== undefined; head = e.listener().context.queue[0]) {
+    for (let head = acceptQueue(e)[0]; head !== undefined; head = acceptQueue(e)[0]) {
       e.emit('listener', { type: 'listener.reset', client: head });
       this.onReset(head);
     }

@@ -6,6 +6,7 @@
  * failure is recorded on its `Link` for the failure's attribution.
  */
 import { clientId, type ClientEvent, type ClientFailure, type ClientId, type ConnId, type MachineEvent } from '../model/events.ts';
+import { isConnecting } from '../model/views.ts';
 import type { Engine } from './engine.ts';
 import type { Kernel } from './kernel.ts';
 
@@ -116,6 +117,15 @@ export class Network {
 
   get latencyMs(): number {
     return this.params.latencyMs;
+  }
+
+  /** Debug: each open link's outstanding request is the one its client's machine awaits. */
+  checkPairs(): void {
+    for (const link of this.links.values()) {
+      if (link.clientDone || !this.engine.has(link.client) || this.engine.isDone(link.client)) continue;
+      const awaiting = this.engine.client(link.client).context.req;
+      if (awaiting !== link.req) throw new Error(`${link.client}: the network's link awaits ${link.req}, its machine ${awaiting}`);
+    }
   }
 
   linkOf(client: ClientId): Link {
@@ -329,7 +339,7 @@ export class Network {
     link.clientDone = true;
     const req = link.req;
     if (link.requestTimer) link.requestTimer.cancelled = true;
-    if (e.matches(link.client, 'connecting')) {
+    if (isConnecting(e, link.client)) {
       e.emit(link.client, this.failure(link, 'reset'));
       link.owner.onFailure(link, 'reset', null);
       return;

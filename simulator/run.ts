@@ -25,6 +25,8 @@ export interface RunOptions {
   maxSteps?: number;
   /** Called now and then with (virtual ms, events so far, client requests finished so far). */
   onProgress?: (virtualMs: number, events: number, requestsDone: number) => void;
+  /** After every step, check that the platform's own bookkeeping agrees with the machines (slow; QUIESCE_DEBUG=pairs). */
+  debugPairs?: boolean;
 }
 
 export interface RunResult {
@@ -75,6 +77,12 @@ export function runScenario(options: RunOptions): RunResult {
     options.onEvent?.(event);
   };
   const { engine, network, server } = buildWorld(options.policy, options.seed, params, sink);
+  const checkPairs = options.debugPairs
+    ? () => {
+        server.checkPairs();
+        network.checkPairs();
+      }
+    : undefined;
   server.boot();
 
   // Load starts once the first workers are up.
@@ -114,6 +122,7 @@ export function runScenario(options: RunOptions): RunResult {
   let lastReport = 0;
   // Generous: the longest scenario needs ~400 s of virtual time and ~400k steps.
   engine.run({ maxVirtualMs: options.maxVirtualMs ?? 3_600_000, maxSteps: options.maxSteps ?? 20_000_000 }, (now) => {
+    checkPairs?.();
     if (options.onProgress && events - lastReport > 5_000) {
       lastReport = events;
       options.onProgress(now, events, stats.total);

@@ -90,6 +90,20 @@ export class SimulatedServer implements ServerSide {
     for (const proc of ready) proc.acceptFromQueue();
   }
 
+  /**
+   * Debug (QUIESCE_DEBUG=pairs, and tests): the one piece of connection bookkeeping this platform
+   * keeps beside the machines — which link each connection serves — agrees with them: every
+   * connection a worker's machine holds open has its link, and no link is kept for one it closed.
+   */
+  checkPairs(): void {
+    const open = new Set<ConnId>();
+    for (const proc of this.workers.values()) for (const conn of proc.driver.openConns()) open.add(conn);
+    for (const conn of open) if (!this.linkOfConn.has(conn)) throw new SimulationInvariantError(`${conn} is open for its worker's machine, but the server keeps no link for it`);
+    for (const conn of this.linkOfConn.keys()) {
+      if (!open.has(conn)) throw new SimulationInvariantError(`the server keeps a link for ${conn}, which no live worker's machine holds open`);
+    }
+  }
+
   private owner(conn: ConnId): WorkerProcess {
     const worker = conn.slice('conn/'.length, conn.indexOf('.'));
     const proc = this.everSpawned.get(`worker/${Number(worker)}`);

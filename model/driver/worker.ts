@@ -111,13 +111,21 @@ export class WorkerDriver {
     return taken;
   }
 
-  /** One turn of the worker's loop: it notifies the arbiter — if its machine says a worker in its state does. */
+  /**
+   * One turn of the worker's loop: it notifies the arbiter — if its machine says a worker in its state
+   * does. A beat the machine refuses because the loop waits for a handler (the sync worker) is due
+   * again as soon as a request ends: gunicorn's sync loop notifies between requests.
+   */
   heartbeat(): void {
     this.host.now(() => {
-      // Refused while booting, stopped, exiting, or draining under a policy whose loop has ended (gthread ≤ 23).
-      if (this.host.emitIfAccepted(this.id, { type: 'worker.heartbeat' })) this.port.notifyArbiter();
+      // Refused while booting, stopped, exiting, busy (sync), or draining under a policy whose loop has ended (gthread ≤ 23).
+      const taken = this.host.emitIfAccepted(this.id, { type: 'worker.heartbeat' });
+      this.heartbeatDue = !taken;
+      if (taken) this.port.notifyArbiter();
     });
   }
+
+  private heartbeatDue = false;
 
   /** A signal reached the worker. Refused once it exited: nothing is left to take it. */
   signal(signal: WorkerSignal): boolean {
@@ -198,6 +206,7 @@ export class WorkerDriver {
       }
       // The thread is free either way. Refused only by a process that is gone (its threads with it).
       this.host.emitIfAccepted(this.id, { type: 'worker.request-end', conn, req });
+      if (this.heartbeatDue) this.heartbeat();
       this.pump();
     });
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SERVER_PARAMS, getPolicy, listPolicies, machinesFor, POLICY_NAMES, BASE_POLICY_NAMES, UnknownPolicyError, responseMustClose } from '../../model/index.ts';
 import { drive } from '../helpers.ts';
+import { allStates, chartOf } from '../../model/structure.ts';
 
 const params = { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, idleGraceMs: 1000 };
 
@@ -177,12 +178,20 @@ describe('the policy registry', () => {
     expect(() => getPolicy('safe-drain+lingering-close')).toThrow(UnknownPolicyError);
   });
 
-  it('gives every policy the same chart: the machines differ only in guards and delays', () => {
-    const shapes = POLICY_NAMES.map((name) => {
+  it('gives every policy the same chart — every state, transition, target, guard and action by name; only what the guards decide differs', () => {
+    const structure = (name: string) => {
       const m = machinesFor(getPolicy(name), params);
-      return JSON.stringify([m.conn.definition, m.worker.definition].map((d) => d.states && Object.keys(d.states)));
-    });
-    expect(new Set(shapes).size).toBe(1);
+      return JSON.stringify((['arbiter', 'listener', 'worker', 'conn', 'client'] as const).map((kind) => chartOf(m[kind])));
+    };
+    const reference = structure('safe-drain');
+    for (const name of POLICY_NAMES) expect(structure(name), name).toBe(reference);
+    // …and it is the whole chart: the worker's drain, named guards inside combinators, timers by event.
+    const worker = allStates(chartOf(machinesFor(getPolicy('safe-drain'), params).worker));
+    const draining = worker.find((n) => n.id === 'worker.alive.draining')!;
+    expect(draining.entry).toEqual([{ type: 'drainConnections' }, { type: 'xstate.raise', detail: 'worker.graceful-timeout' }]);
+    const accept = worker.find((n) => n.id === 'worker.alive.draining.listening')!.transitions.find((t) => t.event === 'worker.accept')!;
+    expect(accept.guard).toEqual({ and: ['acceptsAfterDrain', 'hasLastTurnAccept', 'connIsNew', 'hasRoomForConn'] });
+    expect(worker.map((n) => n.id)).toContain('worker.dying.crashed');
   });
 });
 

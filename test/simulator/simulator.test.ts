@@ -8,6 +8,8 @@ import { runScenario } from '../../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../../simulator/scenarios.ts';
 import { EventQueue } from '../../simulator/queue.ts';
 import { Rng } from '../../simulator/rng.ts';
+import { simulateScript } from '../../simulator/script.ts';
+import { getScript } from '../../conformance/scripts.ts';
 
 function small(name: string, requests = 400): ScenarioParams {
   const p = structuredClone(getScenario(name).params);
@@ -15,9 +17,9 @@ function small(name: string, requests = 400): ScenarioParams {
   return p;
 }
 
-function run(scenario: string, policy: string, seed: number, params: ScenarioParams = small(scenario)) {
+function run(scenario: string, policy: string, seed: number, params: ScenarioParams = small(scenario), debugPairs = false) {
   const events: TraceEvent[] = [];
-  const result = runScenario({ scenario, policy, seed, params, onEvent: (e) => events.push(e) });
+  const result = runScenario({ scenario, policy, seed, params, onEvent: (e) => events.push(e), debugPairs });
   return { result, events, trace: { header: result.header, events } };
 }
 
@@ -74,7 +76,8 @@ describe('every simulated trace conforms to the machines of its policy', () => {
           params.server.threads = 3;
           params.server.maxRequests = maxRequests;
           params.server.maxRequestsJitter = 5;
-          const { trace } = run(scenario, policy, seed, params);
+          // With the pair checks on: the simulator's own bookkeeping agrees with the machines after every step.
+          const { trace } = run(scenario, policy, seed, params, true);
           const verdict = replay(trace, policy, { properties: [] });
           expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
         },
@@ -199,4 +202,45 @@ describe("the seeds' numbers, by mechanism", () => {
     expect(safe.failed).toBe(0);
     expect(safe.aborted).toBeNull();
   });
+});
+
+describe("the seed's race, scripted: what an idle keep-alive client's next request gets from a draining worker", () => {
+  // term-idle-and-in-flight: at 0 the idle client is answered and keeps its connection; at 100 the busy
+  // client's 800 ms request starts; TERM at 350; at 600 the idle client sends again. Expected outcomes
+  // come from each policy's definition (model/policies.ts), times from the script: the script starts
+  // at 151 ms (boot 150 ms + 1), so TERM is at 501, the busy response at 1051, the deadline at 3501.
+  const outcomes = (policy: string) => {
+    const trace = simulateScript(getScript('term-idle-and-in-flight'), policy);
+    const seen = (client: string) =>
+      trace.events
+        .filter((e) => e.actor === client && (e.type === 'client.response' || e.type === 'client.fail' || e.type === 'client.eof'))
+        .map((e) => `${e.type.slice('client.'.length)}${e.type === 'client.response' ? ` ${e.req}${e.close ? ' close' : ''}` : ''}${e.type === 'client.fail' ? ` ${e.req} ${e.reason}` : ''}@${Math.round(e.t)}`);
+    return { idle: seen('client/1'), busy: seen('client/2') };
+  };
+  const EXPECTED: Record<string, { idle: string[]; busy: string[] }> = {
+    // No keep-alive at all: the first response closes; the client has nothing to send on.
+    'gunicorn-sync': { idle: ['response idle-1 close@161', 'eof@161'], busy: ['response busy-1 close@1051', 'eof@1051'] },
+    // The idle connection is orphaned: the request sits unread until the worker exits after the busy one (RST);
+    // the busy one's keep-alive header was fixed before the drain, and the draining worker closes it after.
+    'gunicorn-gthread': { idle: ['response idle-1@161', 'fail idle-2 reset@1051'], busy: ['response busy-1@1051', 'eof@1051'] },
+    'gunicorn-gthread-21': { idle: ['response idle-1@161', 'fail idle-2 reset@1051'], busy: ['response busy-1@1051', 'eof@1051'] },
+    // Idle connections are kept and served with close; the busy header was fixed before the drain.
+    'gunicorn-gthread-24': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1@1051', 'eof@1051'] },
+    // The busy connection's keep-alive response leaves it to wait out the 2 s keep-alive timer.
+    'gunicorn-async': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1@1051', 'eof@3051'] },
+    // The idle connection is closed at the drain: the client sees the EOF before it sends again.
+    'abort-idle': { idle: ['response idle-1@161', 'eof@501'], busy: ['response busy-1 close@1051', 'eof@1051'] },
+    'close-after-next': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1 close@1051', 'eof@1051'] },
+    // Keep-alive as usual until the deadline, which closes the connection.
+    'serve-until-deadline': { idle: ['response idle-1@161', 'response idle-2@761', 'eof@3501'], busy: ['response busy-1@1051', 'eof@3501'] },
+    // The request comes within the 600 ms idle window: served, with close.
+    'idle-grace': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1 close@1051', 'eof@1051'] },
+    // Nobody reads it until the deadline aborts the connection (the stale-socket hang).
+    // The busy connection, idle after its keep-alive response, is orphaned too until the deadline.
+    'never-close-idle': { idle: ['response idle-1@161', 'fail idle-2 reset@3501'], busy: ['response busy-1@1051', 'eof@3501'] },
+    'safe-drain': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1 close@1051', 'eof@1051'] },
+  };
+  for (const [policy, expected] of Object.entries(EXPECTED)) {
+    it(policy, () => expect(outcomes(policy)).toEqual(expected));
+  }
 });
