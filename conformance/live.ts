@@ -142,7 +142,8 @@ export async function runScriptLive(script: Script, policy: string, options: { t
   const tracePath = join(dir, 'trace.jsonl');
   const server = startProcess(
     [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', tracePath, ...serveFlags(script.server)],
-    { cwd: dir },
+    // The workers check after every connection event that their bookkeeping agrees with their machines.
+    { cwd: dir, env: { QUIESCE_DEBUG: 'pairs' } },
   );
   const observed: TraceEvent[] = [];
   const clients = new Map<string, ScriptClient>();

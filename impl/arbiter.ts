@@ -21,7 +21,7 @@ import { getSystemErrorName } from 'node:util';
 import { ArbiterDriver, type ArbiterSignal } from '../model/driver/arbiter.ts';
 import { WorkerDriver } from '../model/driver/worker.ts';
 import type { TraceEvent, WorkerId, WorkerSignal } from '../model/events.ts';
-import { ActorHost, type Timer } from '../model/host.ts';
+import { ActorHost, NO_TRACE, traceEvent, type Timer } from '../model/host.ts';
 import { runtimesFor, type Runtimes } from '../model/machines/index.ts';
 import type { ServerParams } from '../model/params.ts';
 import { getPolicy } from '../model/policies.ts';
@@ -83,8 +83,8 @@ class WorkerShadow extends ActorHost {
     private readonly write: (event: TraceEvent) => void,
     private readonly clock: () => number,
   ) {
-    super(runtimes, (event) => {
-      if (this.writing) this.write(event);
+    super(runtimes, (t, actor, event) => {
+      if (this.writing) this.write(traceEvent(t, actor, event));
     });
     this.own(followed, () => {});
   }
@@ -173,7 +173,7 @@ export class Arbiter {
     this.params = serverParamsOf(config, readSomaxconn());
     this.runtimes = runtimesFor(getPolicy(config.policy), this.params);
     this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind }) : null;
-    this.host = new LiveHost(this.runtimes, (event) => this.trace?.write(event), this.originNs);
+    this.host = new LiveHost(this.runtimes, this.trace ? (t, actor, event) => this.trace?.write(traceEvent(t, actor, event)) : NO_TRACE, this.originNs);
     // The kernel resets whatever was queued when the last copy closed; the server cannot see it.
     this.host.own('listener', () => {});
     this.driver = new ArbiterDriver(this.host, {

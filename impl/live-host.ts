@@ -4,8 +4,7 @@
  * a server measures from the arbiter's start (`originNs`, CLOCK_MONOTONIC is
  * shared by all processes of a host), so the merged trace has one time axis.
  */
-import type { TraceEvent } from '../model/events.ts';
-import { ActorHost, type Timer } from '../model/host.ts';
+import { ActorHost, type Timer, type TraceSink } from '../model/host.ts';
 import { MAX_TIMER_MS } from '../model/limits.ts';
 import type { Runtimes } from '../model/machines/index.ts';
 
@@ -23,7 +22,7 @@ export function monotonicNs(): bigint {
 export class LiveHost extends ActorHost {
   constructor(
     runtimes: Runtimes,
-    sink: (event: TraceEvent) => void,
+    sink: TraceSink,
     private readonly originNs: bigint,
   ) {
     super(runtimes, sink);

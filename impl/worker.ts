@@ -11,6 +11,7 @@ import net from 'node:net';
 import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
 import type { ConnId, TraceEvent, WorkerId } from '../model/events.ts';
 import { runtimesFor } from '../model/machines/index.ts';
+import { NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
 import { AppLoadError, loadApp, type App, type AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
@@ -81,7 +82,7 @@ export class WorkerServer implements WorkerPort {
   ) {
     this.id = spec.id;
     this.policy = getPolicy(spec.policy);
-    const sink = spec.trace ? (event: TraceEvent) => this.queueEvent(event) : () => {};
+    const sink: TraceSink = spec.trace ? (t, actor, event) => this.queueEvent(traceEvent(t, actor, event)) : NO_TRACE;
     this.host = new LiveHost(runtimesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
     this.driver = new WorkerDriver(this.host, this.id, this);
   }

@@ -20,7 +20,7 @@ import type { ConnContext } from './machines/connection.ts';
 import { runtimeFor, type Runtimes } from './machines/index.ts';
 import type { ListenerContext } from './machines/listener.ts';
 import type { WorkerContext } from './machines/worker.ts';
-import type { ActorState, MachineAction, MachineRuntime, RaiseParams, StateValue } from './step.ts';
+import type { ActorState, MachineAction, MachineRuntime, RaiseParams, StateValue, Step } from './step.ts';
 
 export interface Timer {
   cancelled: boolean;
@@ -43,6 +43,20 @@ interface ActorRecord {
 
 /** Who carries out an actor's commands: a worker's driver owns the worker and its connections. */
 export type OwnerKey = 'arbiter' | 'listener' | 'client' | WorkerId;
+
+/**
+ * Where accepted events go, as they are taken: the time, the actor, the machine event. A sink that
+ * writes a trace makes the trace event (`traceEvent`); one that only counts need not.
+ */
+export type TraceSink = (t: number, actor: ActorId, event: { readonly type: string }) => void;
+
+/** The trace line for an event a host took. */
+export function traceEvent(t: number, actor: ActorId, event: { readonly type: string }): TraceEvent {
+  return { t, actor, ...event } as TraceEvent;
+}
+
+/** A sink for hosts whose events are not written anywhere. */
+export const NO_TRACE: TraceSink = () => {};
 export type CommandSink = (actor: ActorId, command: MachineAction) => void;
 
 export function ownerOf(actor: ActorId): OwnerKey {
@@ -64,7 +78,7 @@ export abstract class ActorHost {
 
   constructor(
     readonly runtimes: Runtimes,
-    private readonly sink: (event: TraceEvent) => void,
+    private readonly sink: TraceSink,
   ) {}
 
   /** Milliseconds since the run began, on the host's clock. */
@@ -165,12 +179,13 @@ export abstract class ActorHost {
   /** Offer an event to its actor's machine, trace it, and queue the commands it produced. A refusal is a bug. */
   emit<E extends TraceEvent>(actor: E['actor'], event: MachineEvent<E>): void {
     const record = this.record(actor);
-    if (!record.runtime.accepts(record.state, event)) {
+    const next = record.runtime.tryStep(record.state, event);
+    if (next === null) {
       throw this.invariant(
         `at ${this.nowMs.toFixed(3)} ms the host produced ${event.type} for ${actor} in state ${record.runtime.stateName(record.state)}, which accepts only ${record.runtime.eventsHandledIn(record.state).join(', ') || 'nothing (final)'}`,
       );
     }
-    this.take(actor, record, event);
+    this.take(actor, record, event, next);
   }
 
   /**
@@ -179,16 +194,17 @@ export abstract class ActorHost {
    */
   emitIfAccepted<E extends TraceEvent>(actor: E['actor'], event: MachineEvent<E>): boolean {
     const record = this.record(actor);
-    if (!record.runtime.accepts(record.state, event)) return false;
-    this.take(actor, record, event);
+    const next = record.runtime.tryStep(record.state, event);
+    if (next === null) return false;
+    this.take(actor, record, event, next);
     return true;
   }
 
-  private take(actor: ActorId, record: ActorRecord, event: { type: string }): void {
-    const next = record.runtime.step(record.state, event);
+  private take(actor: ActorId, record: ActorRecord, event: { type: string }, next: Step): void {
     record.state = next.state;
-    this.sink({ t: this.nowMs, actor, ...event } as TraceEvent);
-    for (const action of next.actions) this.perform(actor, record, action);
+    this.sink(this.nowMs, actor, event);
+    const actions = next.actions;
+    for (let i = 0; i < actions.length; i++) this.perform(actor, record, actions[i]!);
     if (record.state.status === 'done') {
       // A finished actor (an exited process, a closed socket) has no timers left.
       for (const timer of record.timers.values()) timer.handle.cancelled = true;

@@ -47,6 +47,8 @@ export interface MachineRuntime<C = unknown> {
    */
   accepts(state: ActorState<C>, event: { readonly type: string }): boolean;
   step(state: ActorState<C>, event: { readonly type: string }): Step<C>;
+  /** `step` when the event is accepted, else null: one evaluation of the guards instead of two. */
+  tryStep(state: ActorState<C>, event: { readonly type: string }): Step<C> | null;
   /** XState's `matches`: is the actor in this state (or a descendant of it)? */
   matches(state: ActorState<C>, value: StateValue): boolean;
   hasTag(state: ActorState<C>, tag: string): boolean;
@@ -78,6 +80,9 @@ export function xstateRuntime<C>(machine: AnyStateMachine): MachineRuntime<C> {
     step(state, event) {
       const [next, actions] = transition(machine, snap(state) as never, event as never);
       return { state: next as unknown as ActorState<C>, actions: actions as MachineAction[] };
+    },
+    tryStep(state, event) {
+      return this.accepts(state, event) ? this.step(state, event) : null;
     },
     matches: (state, value) => snap(state).matches(value),
     hasTag: (state, tag) => snap(state).hasTag(tag),

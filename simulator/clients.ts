@@ -183,7 +183,7 @@ export class ApacheBench implements LinkOwner {
     const e = this.network.engine;
     const epoch = this.activityEpoch;
     this.pollTimerArmed = true;
-    e.at(Math.max(0, this.lastActivityMs + this.options.timeoutMs - e.nowMs), () => {
+    e.after(Math.max(0, this.lastActivityMs + this.options.timeoutMs - e.nowMs), () => {
       this.pollTimerArmed = false;
       if (this.done) return;
       if (epoch === this.activityEpoch && this.outstanding.size > 0) this.pollTimedOut();

@@ -5,8 +5,7 @@
  * drivers that own the actors. A rejected event is a bug in the simulator
  * and stops the run.
  */
-import type { TraceEvent } from '../model/events.ts';
-import { ActorHost } from '../model/host.ts';
+import { ActorHost, type TraceSink } from '../model/host.ts';
 import type { Runtimes } from '../model/machines/index.ts';
 import { EventQueue, type Scheduled } from './queue.ts';
 import { Rng } from './rng.ts';
@@ -28,7 +27,7 @@ export class Engine extends ActorHost {
   readonly rng: Rng;
   private readonly queue = new EventQueue();
 
-  constructor(runtimes: Runtimes, seed: number, sink: (event: TraceEvent) => void) {
+  constructor(runtimes: Runtimes, seed: number, sink: TraceSink) {
     super(runtimes, sink);
     this.rng = new Rng(seed);
   }
@@ -37,9 +36,16 @@ export class Engine extends ActorHost {
     return this.virtualNowMs;
   }
 
+  /** Run `run` (as one step) after `delayMs` of virtual time; the handle cancels it. */
   at(delayMs: number, run: () => void): Scheduled {
     if (!(delayMs >= 0)) throw new SimulationInvariantError(`cannot schedule ${delayMs} ms into the past`);
-    return this.queue.push(this.virtualNowMs + delayMs, () => this.dispatch(run));
+    return this.queue.push(this.virtualNowMs + delayMs, run);
+  }
+
+  /** `at` for what is never cancelled (a packet in flight): no handle is made. */
+  after(delayMs: number, run: () => void): void {
+    if (!(delayMs >= 0)) throw new SimulationInvariantError(`cannot schedule ${delayMs} ms into the past`);
+    this.queue.pushPlain(this.virtualNowMs + delayMs, run);
   }
 
   protected invariant(message: string): Error {
@@ -54,16 +60,17 @@ export class Engine extends ActorHost {
   run(budget: Budget, onTick?: (nowMs: number) => void): void {
     let steps = 0;
     for (;;) {
-      const next = this.queue.pop();
-      if (!next) return;
-      if (next.cancelled) continue;
-      if (next.atMs > budget.maxVirtualMs || ++steps > budget.maxSteps) {
+      const atMs = this.queue.peekTime();
+      if (atMs === undefined) return;
+      const run = this.queue.pop();
+      if (run === null || run === undefined) continue; // cancelled
+      if (atMs > budget.maxVirtualMs || ++steps > budget.maxSteps) {
         throw new SimulationInvariantError(
           `liveness: the run had not quiesced after ${steps} steps and ${this.nowMs.toFixed(1)} ms of virtual time (budget ${budget.maxSteps} steps, ${budget.maxVirtualMs} ms)`,
         );
       }
-      this.virtualNowMs = next.atMs;
-      next.run();
+      this.virtualNowMs = atMs;
+      this.dispatch(run);
       onTick?.(this.nowMs);
     }
   }

@@ -147,7 +147,7 @@ export class Network {
     const link = new Link(client, owner, e.nowMs);
     this.links.set(client, link);
     e.now(() => e.emit(client, { type: 'client.connect' }));
-    e.at(this.params.latencyMs, () => this.synArrives(link, 0));
+    e.after(this.params.latencyMs, () => this.synArrives(link, 0));
     return link;
   }
 
@@ -158,7 +158,7 @@ export class Network {
       link.req = req;
       link.reqDelivered = false;
       if (Number.isFinite(timeoutMs)) link.requestTimer = e.at(timeoutMs, () => this.requestTimesOut(link, req));
-      e.at(this.params.latencyMs, () => this.bytesArrive(link, req));
+      e.after(this.params.latencyMs, () => this.bytesArrive(link, req));
     });
   }
 
@@ -184,11 +184,11 @@ export class Network {
     const e = this.engine;
     const outcome = this.kernel.syn(link.client);
     if (outcome === 'refused') {
-      e.at(this.params.latencyMs, () => this.connectFails(link, 'refused'));
+      e.after(this.params.latencyMs, () => this.connectFails(link, 'refused'));
       return;
     }
     if (outcome === 'queued') {
-      e.at(this.params.latencyMs, () => {
+      e.after(this.params.latencyMs, () => {
         if (link.queuedReset || link.clientDone) return;
         e.emit(link.client, { type: 'client.connected' });
         link.owner.onConnected(link);
@@ -207,14 +207,14 @@ export class Network {
     const giveUpAt = schedule[schedule.length - 1]!;
     const sinceStart = e.nowMs - link.connectedAtMs;
     if (nextAt === undefined || attempt >= schedule.length - 1) {
-      e.at(Math.max(0, giveUpAt - sinceStart), () => this.connectFails(link, 'connect-timeout'));
+      e.after(Math.max(0, giveUpAt - sinceStart), () => this.connectFails(link, 'connect-timeout'));
       return;
     }
-    e.at(Math.max(0, nextAt - sinceStart), () => {
+    e.after(Math.max(0, nextAt - sinceStart), () => {
       if (link.clientDone) return;
       link.synRetries = attempt + 1;
       e.emit(link.client, { type: 'client.syn-retry', attempt: attempt + 1 });
-      e.at(this.params.latencyMs, () => this.synArrives(link, attempt + 1));
+      e.after(this.params.latencyMs, () => this.synArrives(link, attempt + 1));
     });
   }
 
@@ -229,7 +229,7 @@ export class Network {
     const link = this.links.get(client);
     if (!link) return;
     link.queuedReset = true;
-    this.engine.at(this.params.latencyMs, () => this.rstArrives(link));
+    this.engine.after(this.params.latencyMs, () => this.rstArrives(link));
   }
 
   // ───────────────────────── data ─────────────────────────
@@ -263,7 +263,7 @@ export class Network {
   private clientSendsFin(link: Link): void {
     if (link.clientClosedSent) return;
     link.clientClosedSent = true;
-    this.engine.at(this.params.latencyMs, () => {
+    this.engine.after(this.params.latencyMs, () => {
       if (link.conn === null) return; // still queued: the FIN waits; accept() will see it
       this.server?.finArrives(link, link.conn);
     });
@@ -274,7 +274,7 @@ export class Network {
   /** The server wrote a response; it reaches the client after the latency. */
   respond(link: Link, req: string, close: boolean): void {
     link.lastResponseWrittenAtMs = this.engine.nowMs;
-    this.engine.at(this.params.latencyMs, () => this.responseArrives(link, req, close));
+    this.engine.after(this.params.latencyMs, () => this.responseArrives(link, req, close));
   }
 
   /** The server closed its side: FIN (or RST with `rst`) reaches the client after the latency. */
@@ -284,14 +284,14 @@ export class Network {
     link.serverClosed = true;
     link.serverSocketClosed = true;
     link.serverCloseRst = rst;
-    this.engine.at(this.params.latencyMs, () => (rst ? this.rstArrives(link) : this.finArrives(link)));
+    this.engine.after(this.params.latencyMs, () => (rst ? this.rstArrives(link) : this.finArrives(link)));
   }
 
   /** The server half-closed (lingering close): its FIN reaches the client; it keeps reading and discarding. */
   serverHalfCloses(link: Link, cause: ServerCloseCause): void {
     link.serverCloseCause ??= cause;
     link.serverClosed = true;
-    this.engine.at(this.params.latencyMs, () => this.finArrives(link));
+    this.engine.after(this.params.latencyMs, () => this.finArrives(link));
   }
 
   private responseArrives(link: Link, req: string, close: boolean): void {

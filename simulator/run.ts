@@ -2,7 +2,8 @@
  * One simulated run: a scenario under a policy with a seed. The trace goes
  * to a sink as it is produced (nothing per-request is kept unless asked).
  */
-import type { TraceEvent } from '../model/events.ts';
+import type { ConnEvent, MachineEvent, TraceEvent } from '../model/events.ts';
+import { traceEvent, type TraceSink } from '../model/host.ts';
 import { runtimesFor } from '../model/machines/index.ts';
 import { getPolicy } from '../model/policies.ts';
 import { makeHeader, type TraceHeader } from '../model/trace.ts';
@@ -52,7 +53,7 @@ export function buildWorld(
   policyName: string,
   seed: number,
   params: ScenarioParams,
-  sink: (event: TraceEvent) => void,
+  sink: TraceSink,
   /** Each request's service time; by default drawn uniformly from the scenario's range. */
   serviceMs?: (req: string) => number,
 ): SimulatedWorld {
@@ -71,10 +72,11 @@ export function runScenario(options: RunOptions): RunResult {
   const { params } = options;
   const processed = new ProcessedRequests();
   let events = 0;
-  const sink = (event: TraceEvent) => {
+  const onEvent = options.onEvent;
+  const sink: TraceSink = (t, actor, event) => {
     events++;
-    if (event.type === 'conn.handler-start') processed.started.add(event.req);
-    options.onEvent?.(event);
+    if (event.type === 'conn.handler-start') processed.started.add((event as MachineEvent<ConnEvent & { type: 'conn.handler-start' }>).req);
+    if (onEvent) onEvent(traceEvent(t, actor, event));
   };
   const { engine, network, server } = buildWorld(options.policy, options.seed, params, sink);
   const checkPairs = options.debugPairs
@@ -96,23 +98,23 @@ export function runScenario(options: RunOptions): RunResult {
     ab.onDone = () => {
       if (shutDown) return;
       shutDown = true;
-      engine.at(1, shutdown);
+      engine.after(1, shutdown);
     };
-    engine.at(loadStartMs, () => ab.start());
+    engine.after(loadStartMs, () => ab.start());
   } else {
     const proxy = new ProxyLoad(network, params.load, processed);
     stats = proxy.stats;
-    engine.at(loadStartMs, () => proxy.start());
+    engine.after(loadStartMs, () => proxy.start());
     // TERM once every downstream request has an answer.
     const expected = Math.round((params.load.ratePerSec * params.load.durationMs) / 1000);
     const watch = () => {
       if (stats.total >= expected) shutdown();
       else engine.at(100, watch);
     };
-    engine.at(loadStartMs + params.load.durationMs, watch);
+    engine.after(loadStartMs + params.load.durationMs, watch);
   }
   for (const scheduled of params.signals) {
-    engine.at(loadStartMs + scheduled.atMs, () => {
+    engine.after(loadStartMs + scheduled.atMs, () => {
       if (!('worker' in scheduled)) return server.signal(scheduled.signal);
       const live = server.workerIds();
       if (live.length > 0) server.signalWorker(live[scheduled.worker % live.length]!, scheduled.signal);

@@ -10,6 +10,7 @@ import type { ArbiterSignal } from '../model/driver/arbiter.ts';
 import type { TraceEvent } from '../model/events.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { makeHeader, type Trace } from '../model/trace.ts';
+import { traceEvent } from '../model/host.ts';
 import type { Link, LinkOwner } from './network.ts';
 import { buildWorld } from './run.ts';
 
@@ -64,7 +65,7 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
       loopTickMs: 0,
       signals: [],
     },
-    (event) => events.push(event),
+    (t, actor, event) => events.push(traceEvent(t, actor, event)),
     (req) => serviceOf.get(req) ?? 0,
   );
   const links = new Map<string, Link>();
@@ -85,7 +86,7 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
   server.boot();
   const startMs = SCRIPT_NETWORK.bootMs + 1;
   for (const step of script.steps) {
-    engine.at(startMs + step.atMs, () => {
+    engine.after(startMs + step.atMs, () => {
       switch (step.do) {
         case 'connect': {
           const link = network.connect(owner);

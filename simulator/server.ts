@@ -147,7 +147,7 @@ export class WorkerProcess implements WorkerPort {
 
   boot(maxRequests: number): void {
     this.driver.boot(maxRequests);
-    this.engine.at(this.server.timing.bootMs, () => {
+    this.engine.after(this.server.timing.bootMs, () => {
       if (!this.driver.ready()) return;
       this.ready = true;
       this.scheduleHeartbeat();
@@ -202,7 +202,7 @@ export class WorkerProcess implements WorkerPort {
 
   /** After a request or a connection ends the worker may take more: on its next loop turn. */
   private later(): void {
-    this.engine.at(0, () => this.acceptFromQueue());
+    this.engine.after(0, () => this.acceptFromQueue());
   }
 
   private scheduleHeartbeat(): void {
@@ -234,7 +234,7 @@ export class WorkerProcess implements WorkerPort {
     // A worker whose chart still lets it accept finishes its loop turn first (gthread ≤ 23): up to
     // loopTickMs, taking what is queued meanwhile.
     if (this.driver.mayAccept()) {
-      this.engine.at(this.engine.rng.uniform(0, this.server.timing.loopTickMs), release);
+      this.engine.after(this.engine.rng.uniform(0, this.server.timing.loopTickMs), release);
       this.later();
     } else release();
   }
@@ -245,7 +245,7 @@ export class WorkerProcess implements WorkerPort {
   }
 
   handle(conn: ConnId, req: string): void {
-    this.engine.at(Math.max(0, this.server.timing.serviceMs(req)), () => this.whenRunning(() => this.driver.handlerFinished(conn, req)));
+    this.engine.after(Math.max(0, this.server.timing.serviceMs(req)), () => this.whenRunning(() => this.driver.handlerFinished(conn, req)));
   }
 
   respond(conn: ConnId, req: string, close: boolean): number {

@@ -8,6 +8,7 @@ import type { AnyStateMachine } from 'xstate';
 import type { ActorKind } from '../events.ts';
 import type { ServerParams } from '../params.ts';
 import type { PolicySpec } from '../policies.ts';
+import { compileMachine } from '../compile.ts';
 import { xstateRuntime, type MachineRuntime } from '../step.ts';
 import { arbiterChart, countSilence, type ArbiterContext } from './arbiter.ts';
 import { clientChart, type ClientContext } from './client.ts';
@@ -147,20 +148,35 @@ export interface Runtimes {
   readonly client: MachineRuntime<ClientContext>;
 }
 
-/** Which form executes the machines: XState's interpreter (the reference) or the compiled form. */
-export type Engine = 'xstate';
+/**
+ * Which form executes the machines: the compiled form (model/compile.ts, tested equivalent) everywhere
+ * by default, or XState's own interpreter — the reference.
+ */
+export type MachineEngine = 'compiled' | 'xstate';
 
-export function runtimesFor(policy: PolicySpec, params: ServerParams, _engine: Engine = 'xstate'): Runtimes {
+const compiledCache = new Map<string, Runtimes>();
+
+export function runtimesFor(policy: PolicySpec, params: ServerParams, engine: MachineEngine = 'compiled'): Runtimes {
+  const key = engine === 'compiled' ? `${policy.name} ${JSON.stringify(params)}` : null;
+  const cached = key === null ? undefined : compiledCache.get(key);
+  if (cached) return cached;
   const machines = machinesFor(policy, params);
-  return {
+  const form = engine === 'compiled' ? compileMachine : xstateRuntime;
+  const runtimes: Runtimes = {
     policy,
     params,
-    arbiter: xstateRuntime<ArbiterContext>(machines.arbiter),
-    listener: xstateRuntime<ListenerContext>(machines.listener),
-    worker: xstateRuntime<WorkerContext>(machines.worker),
-    conn: xstateRuntime<ConnContext>(machines.conn),
-    client: xstateRuntime<ClientContext>(machines.client),
+    arbiter: form<ArbiterContext>(machines.arbiter),
+    listener: form<ListenerContext>(machines.listener),
+    worker: form<WorkerContext>(machines.worker),
+    conn: form<ConnContext>(machines.conn),
+    client: form<ClientContext>(machines.client),
   };
+  if (key !== null) {
+    // A run compiles its machines once; a check of many worlds reuses them (a few hundred entries at most).
+    if (compiledCache.size > 512) compiledCache.clear();
+    compiledCache.set(key, runtimes);
+  }
+  return runtimes;
 }
 
 export function runtimeFor(runtimes: Runtimes, kind: ActorKind): MachineRuntime {

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ArbiterDriver } from '../../model/driver/arbiter.ts';
 import { WorkerDriver, type WorkerPort } from '../../model/driver/worker.ts';
 import type { ConnId, TraceEvent, WorkerId } from '../../model/events.ts';
-import { ActorHost, type Timer } from '../../model/host.ts';
+import { ActorHost, traceEvent, type Timer } from '../../model/host.ts';
 import { runtimesFor } from '../../model/machines/index.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
 import { getPolicy } from '../../model/policies.ts';
@@ -46,7 +46,7 @@ class HandClock extends ActorHost {
 /** The fake platform: notes each effect; a worker's "process" is its driver. */
 function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }) {
   const events: TraceEvent[] = [];
-  const host = new HandClock(runtimesFor(getPolicy(policy), params), (e) => events.push(e));
+  const host = new HandClock(runtimesFor(getPolicy(policy), params), (t, actor, e) => events.push(traceEvent(t, actor, e)));
   const effects: string[] = [];
   const workers = new Map<WorkerId, WorkerDriver>();
   const arbiter: ArbiterDriver = new ArbiterDriver(host, {

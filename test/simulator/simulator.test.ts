@@ -41,7 +41,7 @@ describe('engine', () => {
         const q = new EventQueue();
         const ran: [number, number][] = [];
         times.forEach((t, i) => q.push(t, () => ran.push([t, i])));
-        for (let item = q.pop(); item; item = q.pop()) item.run();
+        for (let run = q.pop(); run !== undefined; run = q.pop()) run?.();
         const expected = times.map((t, i): [number, number] => [t, i]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
         expect(ran).toEqual(expected);
       }),
