@@ -7,7 +7,7 @@ import { formatEvent, makeHeader } from '../model/trace.ts';
 import type { TraceEvent } from '../model/events.ts';
 import { runScenario, type RunResult } from '../simulator/run.ts';
 import { abReport, table, toJson } from '../simulator/report.ts';
-import { getScenario, SCENARIO_NAMES, UnknownScenarioError, type ScenarioParams } from '../simulator/scenarios.ts';
+import { getScenario, SCENARIO_NAMES, SEED_SCENARIO_NAMES, UnknownScenarioError, type ScenarioParams } from '../simulator/scenarios.ts';
 import { check, describeCase, isFailure, timeline, type CheckOutcome } from '../simulator/check.ts';
 import { PROPERTY_NAMES } from '../model/properties.ts';
 import { formatTrace } from '../model/trace.ts';
@@ -154,12 +154,13 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
     .option('--service-ms <ms>', 'fixed service time per request')
     .action((options: SimulateOptions) => {
       const seed = parseNumberOption('--seed', options.seed, SEED_BOUND);
-      const scenarios = options.scenario ? [checkedScenario(options.scenario)] : SCENARIO_NAMES.map(getScenario);
+      const scenarios = options.scenario ? [checkedScenario(options.scenario)] : SEED_SCENARIO_NAMES.map(getScenario);
       if (options.policy) getPolicy(options.policy);
       const policies = options.policy ? [options.policy] : [...BASE_POLICY_NAMES];
       const single = scenarios.length === 1 && policies.length === 1;
       if ((options.json || options.trace) && !single) throw new UsageError('--json and --trace need one run: give both --scenario and --policy');
 
+      const startedAt = performance.now();
       const results: RunResult[] = [];
       const expectedRequests = (p: ScenarioParams) => (p.load.kind === 'ab' ? p.load.requests : Math.round((p.load.ratePerSec * p.load.durationMs) / 1000));
       const bar = single
@@ -188,8 +189,11 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
       bar.stop();
       if (single) {
         const result = results[0]!;
-        io.out(options.json ? JSON.stringify(toJson(result)) + '\n' : abReport(result));
-        if (!options.json) io.out(`\nReplay: ${replayCommand(result.scenario, result.policy, seed)}\n`);
+        // The whole run's memory high-water mark: a long run keeps only what is open.
+        const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+        const seconds = (performance.now() - startedAt) / 1000;
+        io.out(options.json ? JSON.stringify({ ...toJson(result), run: { events: result.events, seconds: Number(seconds.toFixed(3)), peakRssMiB: peakMiB } }) + '\n' : abReport(result));
+        if (!options.json) io.out(`Simulated:              ${result.events.toLocaleString('en')} events in ${seconds.toFixed(2)} s; peak memory ${peakMiB} MiB (RSS)\n\nReplay: ${replayCommand(result.scenario, result.policy, seed)}\n`);
         return;
       }
       io.out(table(results, scenarios.map((s) => s.name), policies));

@@ -371,9 +371,13 @@ export class Arbiter {
     // As Python's subprocess and Node report it: the exit code, or −(signal number).
     const exitCode = code ?? -(signal ? (osConstants.signals[signal] ?? 1) : 1);
     this.workers.delete(record.id);
-    const bootFailed = record.bootError !== null || code === WORKER_BOOT_ERROR;
-    if (bootFailed && this.fatal === null) this.fatal = record.bootError ?? `${record.id} failed to boot (exit ${code})`;
     const end = this.endOf(record, signal);
+    // gunicorn halts when a worker fails before it booted (exit 3): replacing it would only fail again, forever.
+    const diedBooting = end.kind === 'crashed' && !record.ready && !(end.signal !== null && record.sent.has(end.signal as WorkerSignal));
+    const bootFailed = record.bootError !== null || code === WORKER_BOOT_ERROR || diedBooting;
+    if (bootFailed && this.fatal === null) {
+      this.fatal = record.bootError ?? `${record.id} died before it booted (${signal ? `killed by ${signal}` : `exit code ${code}`}); its output above says why`;
+    }
     // A boot error is said once, as the reason the server stops.
     if (end.kind !== 'exited' && !bootFailed) this.logEnd(record, end, exitCode);
     const shadow = this.shadows.get(record.id);

@@ -18,7 +18,7 @@
  * `after`, raised events without a delay, nested final states) is refused at
  * compile time rather than approximated.
  */
-import type { AnyStateMachine, AnyStateNode, StateValue } from 'xstate';
+import { and, not, or, type AnyStateMachine, type AnyStateNode, type StateValue } from 'xstate';
 import type { ActorState, MachineAction, MachineRuntime, Step } from './step.ts';
 
 type Context = Record<string, unknown>;
@@ -81,6 +81,20 @@ export function compileMachine<C>(machine: AnyStateMachine): MachineRuntime<C> {
 }
 
 /**
+ * XState's guard combinators, told apart by their check function (their names do not survive a
+ * bundler: `and` may become `and2`).
+ */
+const COMBINATOR_CHECKS = new Map<unknown, 'and' | 'or' | 'not'>([
+  [(and([]) as unknown as { check: unknown }).check, 'and'],
+  [(or([]) as unknown as { check: unknown }).check, 'or'],
+  [(not('') as unknown as { check: unknown }).check, 'not'],
+]);
+
+export function combinatorOf(check: unknown): 'and' | 'or' | 'not' | undefined {
+  return COMBINATOR_CHECKS.get(check);
+}
+
+/**
  * The `{ context, event }` argument of guards, assigners, params and delays, reused rather than
  * allocated per call: the chart's functions read it and do not keep it.
  */
@@ -122,13 +136,14 @@ class Compiler {
       return this.guard(impl);
     }
     if (typeof ref === 'function') {
-      const combinator = ref as unknown as { name: string; guards?: readonly unknown[]; check?: unknown };
+      const combinator = ref as unknown as { guards?: readonly unknown[]; check?: unknown };
       if (combinator.check !== undefined) {
         const parts = (combinator.guards ?? []).map((g) => this.guard(g));
-        if (combinator.name === 'and') return (c, e) => parts.every((p) => p(c, e));
-        if (combinator.name === 'or') return (c, e) => parts.some((p) => p(c, e));
-        if (combinator.name === 'not') return (c, e) => !parts[0]!(c, e);
-        this.unsupported(`guard combinator ${combinator.name}`);
+        const kind = combinatorOf(combinator.check);
+        if (kind === 'and') return (c, e) => parts.every((p) => p(c, e));
+        if (kind === 'or') return (c, e) => parts.some((p) => p(c, e));
+        if (kind === 'not') return (c, e) => !parts[0]!(c, e);
+        this.unsupported('a built-in guard other than and, or, not');
       }
       const fn = ref as (args: Args, params: unknown) => boolean;
       const args = this.args;

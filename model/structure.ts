@@ -6,6 +6,7 @@
  * visualization's machine view all read this one form.
  */
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
+import { combinatorOf } from './compile.ts';
 
 export type GuardRef = string | { readonly and: readonly GuardRef[] } | { readonly or: readonly GuardRef[] } | { readonly not: GuardRef };
 
@@ -45,13 +46,14 @@ export interface ChartNode {
 export function guardRef(guard: unknown): GuardRef {
   if (typeof guard === 'string') return guard;
   if (typeof guard === 'object' && guard !== null && 'type' in guard) return String((guard as { type: unknown }).type);
-  // XState's combinators are functions named and/or/not that carry their operands in `guards`.
+  // XState's combinators carry their operands in `guards`; their check function says which they are.
   if (typeof guard === 'function') {
-    const combinator = guard as unknown as { name: string; guards?: readonly unknown[] };
-    if (Array.isArray(combinator.guards)) {
+    const combinator = guard as unknown as { guards?: readonly unknown[]; check?: unknown };
+    const kind = combinatorOf(combinator.check);
+    if (kind !== undefined && Array.isArray(combinator.guards)) {
       const parts = combinator.guards.map(guardRef);
-      if (combinator.name === 'not') return { not: parts[0]! };
-      return combinator.name === 'or' ? { or: parts } : { and: parts };
+      if (kind === 'not') return { not: parts[0]! };
+      return kind === 'or' ? { or: parts } : { and: parts };
     }
   }
   return '(inline)';

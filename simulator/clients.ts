@@ -19,6 +19,7 @@
 import { match } from 'ts-pattern';
 import type { ClientFailure } from '../model/events.ts';
 import { isStale } from '../model/views.ts';
+import { LatencyHistogram } from './stats.ts';
 import type { Engine } from './engine.ts';
 import type { Link, LinkOwner, Network } from './network.ts';
 
@@ -112,13 +113,14 @@ export interface ClientStats {
   /** What a proxy in front returned downstream. */
   statuses: Record<string, number>;
   byMechanism: Partial<Record<FailureMechanism, { count: number; firstMs: number; lastMs: number; processed: number }>>;
-  latenciesMs: number[];
+  /** Each exchange's latency, send to outcome (a streaming histogram). */
+  latency: LatencyHistogram;
   /** The client stopped early, with the message it prints (ab's fatal errors). */
   aborted: string | null;
 }
 
 export function emptyStats(): ClientStats {
-  return { total: 0, ok: 0, failed: 0, ab: { failed: 0, connect: 0, receive: 0, length: 0, exceptions: 0 }, statuses: {}, byMechanism: {}, latenciesMs: [], aborted: null };
+  return { total: 0, ok: 0, failed: 0, ab: { failed: 0, connect: 0, receive: 0, length: 0, exceptions: 0 }, statuses: {}, byMechanism: {}, latency: new LatencyHistogram(), aborted: null };
 }
 
 function recordFailure(stats: ClientStats, record: FailureRecord): void {
@@ -129,9 +131,18 @@ function recordFailure(stats: ClientStats, record: FailureRecord): void {
   if (record.processed) m.processed++;
 }
 
-/** Which requests the server started handling: a failed one of these was processed-but-lost. */
+/**
+ * Which requests the server started handling: a failed one of these was processed-but-lost. A
+ * request leaves the set when its exchange ends, so the set holds only what is in flight.
+ */
 export class ProcessedRequests {
   readonly started = new Set<string>();
+
+  /** Whether the server had started this request, now that its exchange is over. */
+  settle(req: string | null): boolean {
+    if (req === null) return false;
+    return this.started.delete(req);
+  }
 }
 
 export interface AbOptions {
@@ -197,7 +208,7 @@ export class ApacheBench implements LinkOwner {
     this.stats.aborted = this.abortedWith;
     for (const link of [...this.outstanding]) {
       const req = link.req;
-      const processed = req !== null && this.processed.started.has(req);
+      const processed = this.processed.settle(req);
       // Lost, but ab counts nothing more: apr_err() prints the error and "Total of N requests completed" and exits.
       this.stats.total++;
       recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, 'timeout', processed), reason: 'timeout', processed });
@@ -243,13 +254,14 @@ export class ApacheBench implements LinkOwner {
   }
 
   onResponse(link: Link, req: string, _status: number, close: boolean): void {
+    this.processed.settle(req);
     if (this.abortedWith !== null) return;
     this.activity();
     this.outstanding.delete(link);
     this.finished++;
     this.stats.total++;
     this.stats.ok++;
-    this.stats.latenciesMs.push(this.network.engine.nowMs - (this.sentAt.get(req) ?? 0));
+    this.stats.latency.record(this.network.engine.nowMs - (this.sentAt.get(req) ?? 0));
     this.sentAt.delete(req);
     if (this.options.keepAlive && !close) {
       const thinkMs = this.options.thinkMs ?? 0;
@@ -281,7 +293,7 @@ export class ApacheBench implements LinkOwner {
       this.open(slot);
       return;
     }
-    const processed = req !== null && this.processed.started.has(req);
+    const processed = this.processed.settle(req);
     // A failed exchange is done for ab (close_connection: stats[done++]); it is never sent again.
     this.finished++;
     this.stats.total++;
@@ -336,10 +348,16 @@ export class ProxyLoad implements LinkOwner {
     private readonly processed: ProcessedRequests,
   ) {}
 
+  /** The open loop: request i at start + i / rate, each scheduled by the one before (a long run holds one in the queue, not all). */
   start(): void {
     const count = Math.round((this.options.ratePerSec * this.options.durationMs) / 1000);
     const gapMs = 1000 / this.options.ratePerSec;
-    for (let i = 0; i < count; i++) this.network.engine.at(i * gapMs, () => this.request());
+    const startMs = this.network.engine.nowMs;
+    const issue = (i: number) => {
+      this.request();
+      if (i + 1 < count) this.network.engine.atTime(startMs + (i + 1) * gapMs, () => issue(i + 1));
+    };
+    if (count > 0) issue(0);
   }
 
   private request(): void {
@@ -354,11 +372,12 @@ export class ProxyLoad implements LinkOwner {
     this.network.send(link, this.network.nextRequestId(), true, this.options.readTimeoutMs);
   }
 
-  onResponse(link: Link, _req: string, status: number): void {
+  onResponse(link: Link, req: string, status: number): void {
+    this.processed.settle(req);
     this.stats.total++;
     this.stats.ok++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
-    this.stats.latenciesMs.push(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    this.stats.latency.record(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
     this.network.close(link);
   }
@@ -367,12 +386,12 @@ export class ProxyLoad implements LinkOwner {
     const timer = this.connectTimer.get(link);
     if (timer) timer.cancelled = true;
     const status = this.downstreamStatus(reason);
-    const processed = req !== null && this.processed.started.has(req);
+    const processed = this.processed.settle(req);
     this.stats.total++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
     this.stats.ab.failed++;
     recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, processed), reason, processed });
-    this.stats.latenciesMs.push(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    this.stats.latency.record(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
   }
 

@@ -42,6 +42,12 @@ export class Engine extends ActorHost {
     return this.queue.push(this.virtualNowMs + delayMs, run);
   }
 
+  /** Run `run` at an absolute virtual time (not before now). */
+  atTime(atMs: number, run: () => void): void {
+    if (!(atMs >= this.virtualNowMs)) throw new SimulationInvariantError(`cannot schedule at ${atMs} ms, before now (${this.virtualNowMs} ms)`);
+    this.queue.pushPlain(atMs, run);
+  }
+
   /** `at` for what is never cancelled (a packet in flight): no handle is made. */
   after(delayMs: number, run: () => void): void {
     if (!(delayMs >= 0)) throw new SimulationInvariantError(`cannot schedule ${delayMs} ms into the past`);

@@ -97,7 +97,10 @@ export interface ServerSide {
 }
 
 export class Network {
-  private readonly links = new Map<ClientId, Link>();
+  /** Links waiting in the kernel's accept queue, by client: what accept(2) and a reset find. */
+  private readonly queued = new Map<ClientId, Link>();
+  /** Links whose client is not done yet (for the pair checks). */
+  private readonly open = new Set<Link>();
   private nextClient = 1;
   private nextReq = 1;
   private server: ServerSide | null = null;
@@ -121,17 +124,30 @@ export class Network {
 
   /** Debug: each open link's outstanding request is the one its client's machine awaits. */
   checkPairs(): void {
-    for (const link of this.links.values()) {
+    for (const link of this.open) {
       if (link.clientDone || !this.engine.has(link.client) || this.engine.isDone(link.client)) continue;
       const awaiting = this.engine.client(link.client).context.req;
       if (awaiting !== link.req) throw new Error(`${link.client}: the network's link awaits ${link.req}, its machine ${awaiting}`);
     }
   }
 
+  /** The link of a client waiting in the accept queue. */
   linkOf(client: ClientId): Link {
-    const link = this.links.get(client);
-    if (!link) throw new Error(`no link for ${client}`);
+    const link = this.queued.get(client);
+    if (!link) throw new Error(`no queued link for ${client}`);
     return link;
+  }
+
+  /**
+   * The client's machine takes what its socket reports. A client whose machine finished is
+   * forgotten, and so is its link once the queue no longer holds it: a long run keeps only what is open.
+   */
+  private clientSees<E extends ClientEvent>(link: Link, event: MachineEvent<E>): void {
+    this.engine.emit(link.client, event);
+    if (this.engine.isDone(link.client)) {
+      this.engine.forget(link.client);
+      this.open.delete(link);
+    }
   }
 
   nextRequestId(): string {
@@ -145,8 +161,8 @@ export class Network {
     const e = this.engine;
     const client = clientId(this.nextClient++);
     const link = new Link(client, owner, e.nowMs);
-    this.links.set(client, link);
-    e.now(() => e.emit(client, { type: 'client.connect' }));
+    this.open.add(link);
+    e.now(() => this.clientSees(link, { type: 'client.connect' }));
     e.after(this.params.latencyMs, () => this.synArrives(link, 0));
     return link;
   }
@@ -154,7 +170,7 @@ export class Network {
   send(link: Link, req: string, idempotent: boolean, timeoutMs: number): void {
     const e = this.engine;
     e.now(() => {
-      e.emit(link.client, { type: 'client.send', req, idempotent });
+      this.clientSees(link, { type: 'client.send', req, idempotent });
       link.req = req;
       link.reqDelivered = false;
       if (Number.isFinite(timeoutMs)) link.requestTimer = e.at(timeoutMs, () => this.requestTimesOut(link, req));
@@ -168,7 +184,7 @@ export class Network {
     e.now(() => {
       if (link.clientDone) return;
       link.clientDone = true;
-      e.emit(link.client, { type: 'client.close' });
+      this.clientSees(link, { type: 'client.close' });
       this.clientSendsFin(link);
     });
   }
@@ -188,9 +204,10 @@ export class Network {
       return;
     }
     if (outcome === 'queued') {
+      this.queued.set(link.client, link);
       e.after(this.params.latencyMs, () => {
         if (link.queuedReset || link.clientDone) return;
-        e.emit(link.client, { type: 'client.connected' });
+        this.clientSees(link, { type: 'client.connected' });
         link.owner.onConnected(link);
       });
       this.server?.connectionQueued();
@@ -213,7 +230,7 @@ export class Network {
     e.after(Math.max(0, nextAt - sinceStart), () => {
       if (link.clientDone) return;
       link.synRetries = attempt + 1;
-      e.emit(link.client, { type: 'client.syn-retry', attempt: attempt + 1 });
+      this.clientSees(link, { type: 'client.syn-retry', attempt: attempt + 1 });
       e.after(this.params.latencyMs, () => this.synArrives(link, attempt + 1));
     });
   }
@@ -221,13 +238,14 @@ export class Network {
   private connectFails(link: Link, reason: ClientFailure): void {
     if (link.clientDone) return;
     link.clientDone = true;
-    this.engine.emit(link.client, this.failure(link, reason));
+    this.clientSees(link, this.failure(link, reason));
     link.owner.onFailure(link, reason, null);
   }
 
   private queuedReset(client: ClientId): void {
-    const link = this.links.get(client);
+    const link = this.queued.get(client);
     if (!link) return;
+    this.queued.delete(client);
     link.queuedReset = true;
     this.engine.after(this.params.latencyMs, () => this.rstArrives(link));
   }
@@ -236,6 +254,7 @@ export class Network {
 
   /** The server accepted the connection: what the client sent meanwhile (a request, a FIN) is read now. */
   accepted(link: Link, conn: ConnId): void {
+    this.queued.delete(link.client);
     link.conn = conn;
     if (link.bufferedReq !== null) {
       const req = link.bufferedReq;
@@ -300,7 +319,7 @@ export class Network {
     if (link.requestTimer) link.requestTimer.cancelled = true;
     link.req = null;
     link.responses++;
-    e.emit(link.client, { type: 'client.response', req, status: 200, close });
+    this.clientSees(link, { type: 'client.response', req, status: 200, close });
     link.owner.onResponse(link, req, 200, close);
   }
 
@@ -314,21 +333,21 @@ export class Network {
       // back before the client polls again. The client sees the EOF and the error together (Linux: EPIPE
       // in CLOSE_WAIT, poll gives POLLHUP|POLLERR), not the clean EOF of an idle close.
       if (link.requestTimer) link.requestTimer.cancelled = true;
-      e.emit(link.client, this.failure(link, 'reset', req));
+      this.clientSees(link, this.failure(link, 'reset', req));
       this.clientSendsFin(link);
       link.owner.onFailure(link, 'reset', req);
       return;
     }
     if (req !== null) {
       if (link.requestTimer) link.requestTimer.cancelled = true;
-      e.emit(link.client, this.failure(link, 'empty-reply', req));
+      this.clientSees(link, this.failure(link, 'empty-reply', req));
       this.clientSendsFin(link);
       link.owner.onFailure(link, 'empty-reply', req);
       return;
     }
-    e.emit(link.client, { type: 'client.eof' });
+    this.clientSees(link, { type: 'client.eof' });
     // The client's machine may be closing already (after a Connection: close response it closes itself).
-    if (!e.isDone(link.client)) e.emit(link.client, { type: 'client.close' });
+    if (this.engine.has(link.client) && !e.isDone(link.client)) this.clientSees(link, { type: 'client.close' });
     this.clientSendsFin(link);
     link.owner.onIdleClosed(link);
   }
@@ -340,16 +359,16 @@ export class Network {
     const req = link.req;
     if (link.requestTimer) link.requestTimer.cancelled = true;
     if (isConnecting(e, link.client)) {
-      e.emit(link.client, this.failure(link, 'reset'));
+      this.clientSees(link, this.failure(link, 'reset'));
       link.owner.onFailure(link, 'reset', null);
       return;
     }
     if (req !== null) {
-      e.emit(link.client, this.failure(link, 'reset', req));
+      this.clientSees(link, this.failure(link, 'reset', req));
       link.owner.onFailure(link, 'reset', req);
       return;
     }
-    e.emit(link.client, this.failure(link, 'reset'));
+    this.clientSees(link, this.failure(link, 'reset'));
     link.owner.onIdleClosed(link);
   }
 
@@ -357,7 +376,7 @@ export class Network {
     const e = this.engine;
     if (link.clientDone || link.req !== req) return;
     link.clientDone = true;
-    e.emit(link.client, this.failure(link, 'timeout', req));
+    this.clientSees(link, this.failure(link, 'timeout', req));
     this.clientSendsFin(link);
     link.owner.onFailure(link, 'timeout', req);
   }

@@ -2,12 +2,6 @@
 import { MECHANISM_DESCRIPTIONS, type ClientStats, type FailureMechanism } from './clients.ts';
 import type { RunResult } from './run.ts';
 
-export function percentile(sortedMs: readonly number[], p: number): number {
-  if (sortedMs.length === 0) return 0;
-  const i = Math.min(sortedMs.length - 1, Math.max(0, Math.ceil((p / 100) * sortedMs.length) - 1));
-  return sortedMs[i]!;
-}
-
 export function mainMechanism(stats: ClientStats): FailureMechanism | undefined {
   let best: FailureMechanism | undefined;
   for (const [m, v] of Object.entries(stats.byMechanism) as [FailureMechanism, { count: number }][]) {
@@ -19,8 +13,8 @@ export function mainMechanism(stats: ClientStats): FailureMechanism | undefined 
 const round = (x: number) => Math.round(x * 10) / 10;
 
 export function toJson(result: RunResult): object {
-  const sorted = [...result.stats.latenciesMs].sort((a, b) => a - b);
   const s = result.stats;
+  const l = s.latency;
   return {
     scenario: result.scenario,
     policy: result.policy,
@@ -35,13 +29,13 @@ export function toJson(result: RunResult): object {
       byCause: Object.fromEntries(Object.entries(s.byMechanism).map(([m, v]) => [m, v.count])),
       ...(Object.keys(s.statuses).length > 0 ? { statuses: s.statuses } : {}),
     },
-    latencyMs: { p50: round(percentile(sorted, 50)), p95: round(percentile(sorted, 95)), p99: round(percentile(sorted, 99)), max: round(sorted.at(-1) ?? 0) },
+    latencyMs: { p50: round(l.percentileMs(50)), p95: round(l.percentileMs(95)), p99: round(l.percentileMs(99)), max: round(l.maxMs) },
   };
 }
 
 export function abReport(result: RunResult): string {
   const s = result.stats;
-  const sorted = [...s.latenciesMs].sort((a, b) => a - b);
+  const l = s.latency;
   const lines = [
     `Scenario:               ${result.scenario}`,
     `Policy:                 ${result.policy}`,
@@ -56,7 +50,7 @@ export function abReport(result: RunResult): string {
     lines.push(`Status codes:           ${Object.entries(s.statuses).map(([k, v]) => `${k}:${v}`).join('  ')}`);
   }
   lines.push(
-    `Latency (ms):           p50 ${round(percentile(sorted, 50))}  p95 ${round(percentile(sorted, 95))}  p99 ${round(percentile(sorted, 99))}  max ${round(sorted.at(-1) ?? 0)}`,
+    `Latency (ms):           p50 ${round(l.percentileMs(50))}  p95 ${round(l.percentileMs(95))}  p99 ${round(l.percentileMs(99))}  max ${round(l.maxMs)}`,
     '',
     'Failures by mechanism:',
   );

@@ -90,7 +90,12 @@ export function runScenario(options: RunOptions): RunResult {
   // Load starts once the first workers are up.
   const loadStartMs = params.bootMs + 1;
   let stats: ClientStats;
-  const shutdown = () => server.signal('TERM');
+  /** The operator's planned signals; those not sent by the time the load ends are moot (the server stops). */
+  const planned: { cancelled: boolean }[] = [];
+  const shutdown = () => {
+    for (const timer of planned) timer.cancelled = true;
+    server.signal('TERM');
+  };
   if (params.load.kind === 'ab') {
     const ab = new ApacheBench(network, params.load, processed);
     stats = ab.stats;
@@ -114,16 +119,19 @@ export function runScenario(options: RunOptions): RunResult {
     engine.after(loadStartMs + params.load.durationMs, watch);
   }
   for (const scheduled of params.signals) {
-    engine.after(loadStartMs + scheduled.atMs, () => {
+    planned.push(engine.at(loadStartMs + scheduled.atMs, () => {
       if (!('worker' in scheduled)) return server.signal(scheduled.signal);
       const live = server.workerIds();
       if (live.length > 0) server.signalWorker(live[scheduled.worker % live.length]!, scheduled.signal);
-    });
+    }));
   }
 
   let lastReport = 0;
-  // Generous: the longest scenario needs ~400 s of virtual time and ~400k steps.
-  engine.run({ maxVirtualMs: options.maxVirtualMs ?? 3_600_000, maxSteps: options.maxSteps ?? 20_000_000 }, (now) => {
+  // Generous, in proportion to the load: a seed run needs ~400 s of virtual time and ~50 steps a request at most.
+  const requests = params.load.kind === 'ab' ? params.load.requests : Math.round((params.load.ratePerSec * params.load.durationMs) / 1000);
+  const loadMs = params.load.kind === 'ab' ? requests : params.load.durationMs;
+  const budget = { maxVirtualMs: options.maxVirtualMs ?? 3_600_000 + loadMs, maxSteps: options.maxSteps ?? 20_000_000 + 100 * requests };
+  engine.run(budget, (now) => {
     checkPairs?.();
     if (options.onProgress && events - lastReport > 5_000) {
       lastReport = events;

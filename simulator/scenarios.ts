@@ -47,6 +47,8 @@ export interface Scenario {
   readonly name: string;
   readonly description: string;
   readonly params: ScenarioParams;
+  /** A run at scale (millions of requests): not part of the seed table; run it by name. */
+  readonly scale?: boolean;
 }
 
 const AB_SEED_LOAD: Load = { kind: 'ab', requests: 10_000, concurrency: 20, keepAlive: true, timeoutMs: 1000 };
@@ -133,7 +135,27 @@ export const SCENARIOS: readonly Scenario[] = [
       signals: [{ atMs: 400, signal: 'HUP' }],
     },
   },
+  {
+    name: 'keepalive-recycle-1m',
+    description: "the seed's experiment at scale: 1,000,000 requests (ab -n 1000000 -c 20 -k) through recycling workers",
+    params: { ...LOOPBACK, server: GTHREAD_SEED_SERVER, load: { ...AB_SEED_LOAD, requests: 1_000_000 }, signals: [] },
+    scale: true,
+  },
+  {
+    name: 'open-loop-24h',
+    description: 'a day of open-loop traffic at 200 req/s through nginx (a new upstream connection each), with a HUP every hour',
+    params: {
+      ...LOOPBACK,
+      server: { ...GTHREAD_SEED_SERVER, maxRequests: 0 },
+      load: { kind: 'proxy', ratePerSec: 200, durationMs: 24 * 3_600_000, connectTimeoutMs: 60_000, readTimeoutMs: 60_000 },
+      signals: Array.from({ length: 23 }, (_, i) => ({ atMs: (i + 1) * 3_600_000, signal: 'HUP' as const })),
+    },
+    scale: true,
+  },
 ];
+
+/** The seeds' scenarios: the default table. */
+export const SEED_SCENARIO_NAMES: readonly string[] = SCENARIOS.filter((s) => !s.scale).map((s) => s.name);
 
 export const SCENARIO_NAMES: readonly string[] = SCENARIOS.map((s) => s.name);
 

@@ -270,6 +270,18 @@ describe('quiesce serve: apps', () => {
     expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^quiesce serve: app .*bad\.mjs has no default export function \(request\) => response$/)]);
   });
 
+  it('a worker that dies before it boots stops the server (exit 2, one line of ours) instead of being replaced forever', async () => {
+    // Node itself fails to start the worker (a --require that does not exist): exit code 1 before any of our code runs.
+    const result = spawnSync(process.execPath, [BIN, 'serve', '--bind', '127.0.0.1:0', '--workers', '2'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { ...process.env, QUIESCE_WORKER_NODE_ARGS: '--require /nonexistent-quiesce-test.js' },
+    });
+    expect(result.status).toBe(2);
+    const ours = result.stderr.split('\n').filter((line) => line.startsWith('quiesce') || line.startsWith('[arbiter]'));
+    expect(ours).toEqual([expect.stringMatching(/^quiesce serve: worker\/[12] died before it booted \(exit code 1\); its output above says why$/)]);
+  });
+
   it('echo returns the body; sleep refuses a bad ms with 400 and keeps the connection', async () => {
     const server = await serve(['--workers', '1', '--app', 'echo']);
     const client = new Client(server.target);
