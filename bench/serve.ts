@@ -1,27 +1,48 @@
 /**
- * The real server's speed, as ratios and durations measured in one run with
- * the real ApacheBench (absolute numbers on a shared machine mean little):
- *   - requests per second of `quiesce serve --app hello` against a bare
- *     node:http server with the same number of worker processes accepting
- *     from one shared socket (the same fd-passing, nothing else);
- *   - how long a HUP reload takes under load (HUP to every old worker gone
- *     and the new ones serving), and a TERM (signal to arbiter exit).
+ * The real server's speed, as ratios measured in one run with the real
+ * ApacheBench (absolute numbers on a shared machine mean little):
+ *   - requests per second of `quiesce serve --app hello`, trace off and on,
+ *     against a bare node:http server with the same number of processes
+ *     accepting from one shared socket (the same fd passing, nothing else);
+ *   - the seed's load with recycling (`ab -n 10000 -c 20 -k -r`, 4 workers ×
+ *     20 threads, keep-alive 2 s, max-requests 512) against Debian's gunicorn
+ *     20.1 gthread and against `quiesce serve`, side by side, when gunicorn
+ *     is installed;
+ *   - how long a HUP reload takes under load, and a TERM.
  * Needs `ab` (apt-get install apache2-utils).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { accepts, startProcess, waitFor } from '../conformance/process.ts';
 import { runAb } from '../test/impl/ab.ts';
-import { startServer, stopServer, waitFor, type RunningServer } from '../test/impl/server.ts';
+import { startServer, stopServer, type RunningServer } from '../test/impl/server.ts';
 
 const WORKERS = 2;
-const LOAD = ['-n', '20000', '-c', '50', '-k'];
+const LOAD = ['-n', '40000', '-c', '50', '-k'];
 
-if (spawnSync('ab', ['-V']).error) {
-  process.stderr.write('bench/serve: ab not found (apt-get install apache2-utils)\n');
-  process.exit(2);
+export interface ServeFigures {
+  readonly workers: number;
+  readonly load: string;
+  readonly bareRps: number;
+  readonly traceOffRps: number;
+  readonly traceOnRps: number;
+  readonly traceOffRatio: number;
+  readonly traceOnRatio: number;
+  readonly reloadMs: number;
+  readonly termMs: number;
+  /** The seed load with recycling against gunicorn 20.1 gthread and quiesce serve: requests per second; null without gunicorn. */
+  readonly seedLoad: { readonly gunicornRps: number; readonly quiesceRps: number; readonly ratio: number; readonly gunicornFailed: number; readonly quiesceFailed: number } | null;
+}
+
+export function haveAb(): boolean {
+  return !spawnSync('ab', ['-V']).error;
+}
+
+function haveGunicorn(): boolean {
+  return !spawnSync('gunicorn', ['--version']).error;
 }
 
 /** N plain node:http processes on one shared listening socket, bound here and never accepted on. */
@@ -51,51 +72,91 @@ async function bareNodeHttp(): Promise<{ port: number; stop: () => void }> {
   };
 }
 
-async function rps(url: string): Promise<number> {
-  const report = await runAb([...LOAD, url]);
+async function rps(url: string, load: readonly string[] = LOAD): Promise<{ rps: number; failed: number }> {
+  const report = await runAb([...load, url]);
   const match = /Requests per second:\s+([\d.]+)/.exec(report.output);
-  if (!match || report.failed > 0) throw new Error(`ab failed:\n${report.output}`);
-  return Number(match[1]);
+  if (!match) throw new Error(`ab failed:\n${report.output}`);
+  return { rps: Number(match[1]), failed: report.failed };
 }
 
-async function quiesce(flags: string[] = []): Promise<RunningServer> {
-  return startServer(['--workers', String(WORKERS), '--threads', '50', '--app', 'hello', '--trace', join(mkdtempSync(join(tmpdir(), 'quiesce-bench-')), 't.jsonl'), ...flags]);
+/** The better of two runs after a warm-up: the machine is shared and noisy. */
+async function best(url: string, load: readonly string[] = LOAD): Promise<{ rps: number; failed: number }> {
+  await rps(url, load);
+  const a = await rps(url, load);
+  const b = await rps(url, load);
+  return a.rps >= b.rps ? a : b;
 }
 
-const bare = await bareNodeHttp();
-await rps(`http://127.0.0.1:${bare.port}/`); // warm-up
-const bareRps = await rps(`http://127.0.0.1:${bare.port}/`);
-bare.stop();
+async function quiesce(flags: string[], trace = true): Promise<RunningServer> {
+  return startServer(['--app', 'hello', ...flags], { trace });
+}
 
-const server = await quiesce();
-await rps(`${server.address}/`);
-const ourRps = await rps(`${server.address}/`);
-await stopServer(server);
+const SEED_LOAD = ['-n', '10000', '-c', '20', '-k', '-r'];
 
-// Reload under load.
-const reloading = await quiesce();
-const load = runAb(['-n', '200000', '-c', '20', '-k', '-r', `${reloading.address}/`]);
-await new Promise((r) => setTimeout(r, 1000));
-const before = reloading.workerPids();
-const hupAt = performance.now();
-reloading.signal('SIGHUP');
-await waitFor(() => {
-  const now = reloading.workerPids();
-  return now.length === WORKERS && now.every((pid) => !before.includes(pid));
-}, 60_000, 'the reload');
-const reloadMs = performance.now() - hupAt;
-const termAt = performance.now();
-reloading.signal('SIGTERM');
-await reloading.exited;
-const termMs = performance.now() - termAt;
-await load; // ab gives up once the listener is gone
+/** gunicorn 20.1 gthread with the seed's flags, on a trivial WSGI app. */
+async function gunicornSeedLoad(): Promise<{ rps: number; failed: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'quiesce-gunicorn-'));
+  writeFileSync(join(dir, 'app.py'), "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'Hello, world!\\n']\n");
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const server = startProcess(['gunicorn', '--chdir', dir, '--bind', `127.0.0.1:${port}`, '--workers', '4', '--threads', '20', '--keep-alive', '2', '--max-requests', '512', '--log-level', 'warning', 'app:app'], { cwd: dir });
+  try {
+    await waitFor(() => server.proc.exitCode === null, 100, 'gunicorn');
+    const deadline = Date.now() + 20_000;
+    while (!(await accepts({ host: '127.0.0.1', port }))) {
+      if (Date.now() > deadline) throw new Error(`gunicorn did not start:\n${server.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return await best(`http://127.0.0.1:${port}/`, SEED_LOAD);
+  } finally {
+    server.signal('SIGTERM');
+    await Promise.race([server.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    server.destroy();
+  }
+}
 
-process.stdout.write(
-  [
-    `workers: ${WORKERS}, load: ab ${LOAD.join(' ')}`,
-    `requests/s  quiesce serve (trace on): ${ourRps.toFixed(0)}   bare node:http: ${bareRps.toFixed(0)}   ratio ${(ourRps / bareRps).toFixed(2)}`,
-    `HUP reload under load (ab -c 20 -k): ${reloadMs.toFixed(0)} ms until every old worker was gone`,
-    `TERM under load: ${termMs.toFixed(0)} ms until the arbiter exited (policy safe-drain, idle grace 1 s)`,
-    '',
-  ].join('\n'),
-);
+export async function serveFigures(): Promise<ServeFigures> {
+  const bare = await bareNodeHttp();
+  const bareRps = (await best(`http://127.0.0.1:${bare.port}/`)).rps;
+  bare.stop();
+
+  const off = await quiesce(['--workers', String(WORKERS), '--threads', '50'], false);
+  const traceOffRps = (await best(`${off.address}/`)).rps;
+  await stopServer(off);
+
+  const on = await quiesce(['--workers', String(WORKERS), '--threads', '50']);
+  const traceOnRps = (await best(`${on.address}/`)).rps;
+  await stopServer(on);
+
+  // Reload under load, then a stop.
+  const reloading = await quiesce(['--workers', String(WORKERS), '--threads', '50']);
+  const load = runAb(['-n', '400000', '-c', '20', '-k', '-r', `${reloading.address}/`]);
+  await new Promise((r) => setTimeout(r, 1000));
+  const before = reloading.workerPids();
+  const hupAt = performance.now();
+  reloading.signal('SIGHUP');
+  await waitFor(() => {
+    const now = reloading.workerPids();
+    return now.length === WORKERS && now.every((pid) => !before.includes(pid));
+  }, 60_000, 'the reload');
+  const reloadMs = performance.now() - hupAt;
+  const termAt = performance.now();
+  reloading.signal('SIGTERM');
+  await reloading.exited;
+  const termMs = performance.now() - termAt;
+  await load; // ab gives up once the listener is gone
+
+  let seedLoad: ServeFigures['seedLoad'] = null;
+  if (haveGunicorn()) {
+    const gunicorn = await gunicornSeedLoad();
+    const ours = await quiesce(['--workers', '4', '--threads', '20', '--keepalive', '2', '--max-requests', '512', '--policy', 'safe-drain'], false);
+    const quiesceRun = await best(`${ours.address}/`, SEED_LOAD);
+    await stopServer(ours);
+    seedLoad = { gunicornRps: gunicorn.rps, quiesceRps: quiesceRun.rps, ratio: quiesceRun.rps / gunicorn.rps, gunicornFailed: gunicorn.failed, quiesceFailed: quiesceRun.failed };
+  }
+  return { workers: WORKERS, load: `ab ${LOAD.join(' ')}`, bareRps, traceOffRps, traceOnRps, traceOffRatio: traceOffRps / bareRps, traceOnRatio: traceOnRps / bareRps, reloadMs, termMs, seedLoad };
+}

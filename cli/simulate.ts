@@ -8,7 +8,7 @@ import type { TraceEvent } from '../model/events.ts';
 import { runScenario, type RunResult } from '../simulator/run.ts';
 import { abReport, table, toJson } from '../simulator/report.ts';
 import { getScenario, SCENARIO_NAMES, SEED_SCENARIO_NAMES, UnknownScenarioError, type ScenarioParams } from '../simulator/scenarios.ts';
-import { check, describeCase, isFailure, timeline, type CheckOutcome } from '../simulator/check.ts';
+import { check, checkWorld, describeWorld, isFailure, raceWorldSchema, timeline, type CheckOutcome, type RaceWorld } from '../simulator/check.ts';
 import { PROPERTY_NAMES } from '../model/properties.ts';
 import { formatTrace } from '../model/trace.ts';
 import { writeFileSync } from 'node:fs';
@@ -94,7 +94,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
     .option('--seed <n>', 'fast-check seed', '1')
     .option('--property <name>', `one of: ${PROPERTY_NAMES.join(', ')}`)
     .option('--policy <name>', 'a policy name (see `quiesce policies`)')
-    .option('--path <path>', "fast-check's replay path of a reported counterexample")
+    .option('--world <json>', 'replay one world exactly, as a counterexample printed it (needs --policy and --property)')
     .option('--trace-out <file>', 'write the (first) counterexample as a JSONL trace, for `quiesce replay` and the viz')
     .action((options: CheckCommandOptions) => {
       const runs = parseNumberOption('--runs', options.runs, { integer: true, min: 1, max: 10_000_000 });
@@ -103,25 +103,27 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
         throw new UsageError(`--property: unknown property "${options.property}"; expected one of: ${PROPERTY_NAMES.join(', ')}`);
       }
       if (options.policy) getPolicy(options.policy);
-      if (options.path !== undefined && (!options.policy || !options.property)) throw new UsageError('--path replays one counterexample: give --policy and --property too');
-      if (options.path !== undefined && !/^\d+(:\d+)*$/.test(options.path)) throw new UsageError(`--path: expected fast-check's path like 3:0:1, got "${options.path}"`);
-      const bar = progressBar((options.policy ? 1 : BASE_POLICY_NAMES.length) * (options.property ? 1 : PROPERTY_NAMES.length), { enabled: true, unit: 'checks' });
-      const outcomes = check({
-        onOutcome: (o, done) => bar.update(done, `${o.policy} / ${o.property}`),
-        policies: options.policy ? [options.policy] : [...BASE_POLICY_NAMES],
-        ...(options.property ? { properties: [options.property] } : {}),
-        runs,
-        seed,
-        ...(options.path ? { path: options.path } : {}),
-      });
-      bar.stop();
+      let outcomes: CheckOutcome[];
+      if (options.world !== undefined) {
+        if (!options.policy || !options.property) throw new UsageError('--world replays one counterexample: give --policy and --property too');
+        outcomes = [checkWorld(options.policy, options.property, parseWorld(options.world))];
+      } else {
+        const bar = progressBar((options.policy ? 1 : BASE_POLICY_NAMES.length) * (options.property ? 1 : PROPERTY_NAMES.length), { enabled: true, unit: 'checks' });
+        outcomes = check({
+          onOutcome: (o, done) => bar.update(done, `${o.policy} / ${o.property}`),
+          policies: options.policy ? [options.policy] : [...BASE_POLICY_NAMES],
+          ...(options.property ? { properties: [options.property] } : {}),
+          runs,
+          seed,
+        });
+        bar.stop();
+      }
       let traceWritten = false;
       for (const o of outcomes) {
         io.out(describeOutcome(o) + '\n');
         if (o.counterexample && o.status !== 'held') {
           io.out(`      minimal counterexample (${o.counterexample.trace.events.length} events; the actors involved):\n`);
           for (const line of timeline(o.counterexample.trace, o.counterexample.index)) io.out(`      ${line}\n`);
-          io.out(`      world: ${describeCase(o.counterexample.case)}\n`);
           const commit = currentCommit();
           io.out(`      replay: ${checkReplayCommand(o)}${commit ? `   (found on commit ${commit})` : ''}\n\n`);
           if (options.traceOut && !traceWritten && o.counterexample.trace.events.length > 0) {
@@ -133,7 +135,11 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
       }
       const failures = outcomes.filter(isFailure);
       const found = outcomes.filter((o) => !o.expected && o.status === 'violated').length;
-      io.out(`\n${outcomes.length} checks, ${runs} runs each (seed ${seed}): ${failures.length} failed, ${found} expected violations found\n`);
+      io.out(
+        options.world !== undefined
+          ? `\n1 world replayed: ${failures.length} failed, ${found} expected violations found\n`
+          : `\n${outcomes.length} checks, ${runs} runs each (seed ${seed}): ${failures.length} failed, ${found} expected violations found\n`,
+      );
       if (failures.length > 0) io.exitCode = 1;
     });
 
@@ -206,8 +212,24 @@ interface CheckCommandOptions {
   seed: string;
   property?: string;
   policy?: string;
-  path?: string;
+  world?: string;
   traceOut?: string;
+}
+
+/** A world as a counterexample printed it: JSON, checked field by field. */
+function parseWorld(text: string): RaceWorld {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--world: not JSON (${(error as Error).message}); expected the world a counterexample printed`);
+  }
+  const parsed = raceWorldSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UsageError(`--world: field "${issue.path.join('.') || '(the world)'}": ${issue.message}; expected the world a counterexample printed`);
+  }
+  return parsed.data;
 }
 
 function describeOutcome(o: CheckOutcome): string {
@@ -231,8 +253,10 @@ function currentCommit(): string | undefined {
   }
 }
 
+/** The command that replays a counterexample's world exactly (JSON has no single quotes: safe to quote for the shell). */
 function checkReplayCommand(o: CheckOutcome): string {
-  return `npx quiesce check --policy ${o.policy} --property ${o.property} --seed ${o.seed} --runs ${o.runs}${o.path ? ` --path ${o.path}` : ''}`;
+  const world = o.counterexample ? ` --world '${describeWorld(o.counterexample.world)}'` : '';
+  return `npx quiesce check --policy ${o.policy} --property ${o.property}${world}`;
 }
 
 function replayCommand(scenario: string, policy: string, seed: number): string {

@@ -378,8 +378,8 @@ export class Arbiter {
     if (bootFailed && this.fatal === null) {
       this.fatal = record.bootError ?? `${record.id} died before it booted (${signal ? `killed by ${signal}` : `exit code ${code}`}); its output above says why`;
     }
-    // A boot error is said once, as the reason the server stops.
-    if (end.kind !== 'exited' && !bootFailed) this.logEnd(record, end, exitCode);
+    // A boot error is said once, as the reason the server stops; the other workers' ends are its consequence.
+    if (end.kind !== 'exited' && !bootFailed && this.fatal === null) this.logEnd(record, end, exitCode);
     const shadow = this.shadows.get(record.id);
     this.shadows.delete(record.id);
     shadow?.writeKernelEnd(exitCode, end);

@@ -9,9 +9,11 @@
  * runs never reached the window has checked nothing and fails.
  */
 import fc from 'fast-check';
+import { z } from 'zod';
 import type { TraceEvent } from '../model/events.ts';
 import { DEFAULT_SERVER_PARAMS } from '../model/params.ts';
-import { getPolicy } from '../model/policies.ts';
+import { getPolicy, type PolicySpec } from '../model/policies.ts';
+import type { MachineView } from '../model/view.ts';
 import { propertiesFor, windowHits, type Property, type RaceWindow } from '../model/properties.ts';
 import { replayMachines } from '../model/replay.ts';
 import { runtimesFor } from '../model/machines/index.ts';
@@ -64,7 +66,8 @@ export function signalsOf(commands: Iterable<SignalCommand>): ScheduledSignal[] 
   return schedule.signals;
 }
 
-export interface RaceCase {
+/** The parameters of a generated world (everything but its signals). */
+interface WorldParams {
   workers: number;
   threads: number;
   keepAliveMs: number;
@@ -84,9 +87,53 @@ export interface RaceCase {
   family: 'tcp' | 'unix';
   /** The heartbeat watchdog: a stopped worker is killed this long after its last heartbeat. */
   timeoutMs: number;
-  commands: Iterable<SignalCommand>;
   seed: number;
 }
+
+/** A world as fast-check generates it: its parameters, and its signals as shrinkable commands. */
+export interface RaceCase extends WorldParams {
+  commands: Iterable<SignalCommand>;
+}
+
+/** A world as data: what a counterexample prints and `quiesce check --world` replays, exactly. */
+export interface RaceWorld extends WorldParams {
+  signals: ScheduledSignal[];
+}
+
+/** Run the commands (fast-check then knows they ran, for its shrinking) and keep their signals. */
+export function worldOf(c: RaceCase): RaceWorld {
+  const { commands, ...params } = c;
+  return { ...params, signals: signalsOf(commands) };
+}
+
+const signalSchema = z.union([
+  z.strictObject({ atMs: z.number().nonnegative(), signal: z.enum(['TERM', 'INT', 'QUIT', 'HUP', 'TTIN', 'TTOU']) }),
+  z.strictObject({ atMs: z.number().nonnegative(), signal: z.enum(['KILL', 'STOP', 'CONT']), worker: z.number().int().nonnegative() }),
+]);
+
+/** What `--world` accepts: a world as a counterexample printed it. */
+export const raceWorldSchema = z.strictObject({
+  workers: z.number().int().min(1).max(16),
+  threads: z.number().int().min(1).max(64),
+  keepAliveMs: z.number().nonnegative(),
+  idleGraceMs: z.number().nonnegative(),
+  gracefulTimeoutMs: z.number().nonnegative(),
+  maxRequests: z.number().int().nonnegative(),
+  requests: z.number().int().min(1).max(10_000),
+  concurrency: z.number().int().min(1).max(100),
+  serviceMinMs: z.number().nonnegative(),
+  serviceSpreadMs: z.number().nonnegative(),
+  latencyMs: z.number().positive(),
+  thinkMs: z.number().nonnegative(),
+  thinkNearIdleWindow: z.boolean(),
+  thinkOffsetMs: z.number(),
+  workerConnections: z.number().int().min(1),
+  backlog: z.number().int().nonnegative(),
+  family: z.enum(['tcp', 'unix']),
+  timeoutMs: z.number().nonnegative(),
+  seed: z.number().int().nonnegative(),
+  signals: z.array(signalSchema).max(100),
+});
 
 function microseconds(minMs: number, maxMs: number): fc.Arbitrary<number> {
   return fc.integer({ min: Math.round(minMs * 1000), max: Math.round(maxMs * 1000) }).map((us) => us / 1000);
@@ -130,12 +177,12 @@ export const raceCaseArbitrary: fc.Arbitrary<RaceCase> = fc.record({
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
 
-function thinkOf(c: RaceCase): number {
+function thinkOf(c: WorldParams): number {
   if (!c.thinkNearIdleWindow) return c.thinkMs;
   return Math.max(0, Math.min(c.idleGraceMs, c.keepAliveMs) + c.thinkOffsetMs);
 }
 
-export function scenarioParamsOf(c: RaceCase): ScenarioParams {
+export function scenarioParamsOf(c: RaceWorld): ScenarioParams {
   return {
     server: {
       ...DEFAULT_SERVER_PARAMS,
@@ -159,17 +206,16 @@ export function scenarioParamsOf(c: RaceCase): ScenarioParams {
     serviceMaxMs: c.serviceMinMs + c.serviceSpreadMs,
     loopTickMs: 50,
     loopback: true,
-    signals: signalsOf(c.commands),
+    signals: c.signals,
   };
 }
 
-/** A race world as a person reads it: its parameters, and its commands in order. */
-export function describeCase(c: RaceCase): string {
-  const { commands, ...rest } = c;
-  return `${JSON.stringify(rest)} signals: ${[...commands].map(String).join(', ') || 'none'}`;
+/** A world as one line of JSON: what `quiesce check --world` takes back. */
+export function describeWorld(world: RaceWorld): string {
+  return JSON.stringify(world);
 }
 
-export function traceOf(c: RaceCase, policy: string): Trace {
+export function traceOf(c: RaceWorld, policy: string): Trace {
   const events: TraceEvent[] = [];
   // Small worlds quiesce within seconds of virtual time and a few thousand steps.
   const result = runScenario({ scenario: 'race', policy, seed: c.seed, params: scenarioParamsOf(c), onEvent: (e) => events.push(e), maxVirtualMs: 600_000, maxSteps: 200_000 });
@@ -187,9 +233,8 @@ export interface CheckOutcome {
   /** Worlds actually simulated, shrinking included: the denominator of windowHits. */
   readonly evaluated: number;
   readonly windowHits: Partial<Record<RaceWindow, number>>;
-  readonly counterexample?: { case: RaceCase; trace: Trace; index: number; message: string };
+  readonly counterexample?: { world: RaceWorld; trace: Trace; index: number; message: string };
   readonly seed: number;
-  readonly path?: string;
 }
 
 export interface CheckOptions {
@@ -197,80 +242,80 @@ export interface CheckOptions {
   properties?: readonly string[];
   runs: number;
   seed: number;
-  /** fast-check replay path of a reported counterexample. */
-  path?: string;
   onOutcome?: (outcome: CheckOutcome, done: number) => void;
 }
 
-function propertyNamed(name: string, c: RaceCase): Property {
+function propertyNamed(name: string, c: RaceWorld): Property {
   const p = propertiesFor(scenarioParamsOf(c).server).find((q) => q.name === name);
   if (!p) throw new Error(`no property ${name}`);
   return p;
 }
 
+/** Run one world under a policy: its trace and the machines' view of it, or what broke the machines. */
+function runWorld(world: RaceWorld, policy: PolicySpec): { trace: Trace; view?: MachineView; nonconforming?: string } {
+  let trace: Trace;
+  try {
+    trace = traceOf(world, policy.name);
+  } catch (error) {
+    if (!(error instanceof SimulationInvariantError)) throw error;
+    return { trace: { header: makeHeader(policy.name, scenarioParamsOf(world).server, false), events: [] }, nonconforming: error.message };
+  }
+  const machines = replayMachines(trace, runtimesFor(policy, trace.header.params));
+  if (machines.violation) return { trace, nonconforming: machines.violation.message };
+  return { trace, view: machines.view };
+}
+
+/** The outcome of one world for one property: a counterexample when it breaks. */
+function outcomeOf(world: RaceWorld, policy: PolicySpec, propertyName: string): { status: 'held' | 'violated' | 'nonconforming'; counterexample?: CheckOutcome['counterexample'] } {
+  const run = runWorld(world, policy);
+  if (run.nonconforming !== undefined) {
+    return { status: 'nonconforming', counterexample: { world, trace: run.trace, index: Math.max(0, run.trace.events.length - 1), message: run.nonconforming } };
+  }
+  const verdict = propertyNamed(propertyName, world).check(run.trace, run.view!);
+  if (verdict.holds) return { status: 'held' };
+  return { status: 'violated', counterexample: { world, trace: run.trace, index: verdict.violation?.index ?? run.trace.events.length - 1, message: verdict.violation?.message ?? '' } };
+}
+
 /** Check one property under one policy. */
-export function checkOne(policyName: string, propertyName: string, options: { runs: number; seed: number; path?: string }): CheckOutcome {
+export function checkOne(policyName: string, propertyName: string, options: { runs: number; seed: number }): CheckOutcome {
   const policy = getPolicy(policyName);
   const probe = propertiesFor(DEFAULT_SERVER_PARAMS).find((p) => p.name === propertyName);
   if (!probe) throw new Error(`no property ${propertyName}`);
   const expected = probe.expectedBy(policy);
   const hits: Partial<Record<RaceWindow, number>> = {};
-  let nonconforming: string | undefined;
   let runs = 0;
 
   const predicate = (c: RaceCase): boolean => {
     runs++;
-    let trace: Trace;
-    try {
-      trace = traceOf(c, policyName);
-    } catch (error) {
-      if (!(error instanceof SimulationInvariantError)) throw error;
-      nonconforming = error.message;
-      return false;
-    }
-    const machines = replayMachines(trace, runtimesFor(policy, trace.header.params));
-    if (machines.violation) {
-      nonconforming = machines.violation.message;
-      return false;
-    }
-    const windows = windowHits(trace, machines.view);
+    const world = worldOf(c);
+    const run = runWorld(world, policy);
+    if (run.nonconforming !== undefined) return false;
+    const windows = windowHits(run.trace, run.view!);
     for (const w of probe.windows) hits[w] = (hits[w] ?? 0) + (windows[w] > 0 ? 1 : 0);
-    return propertyNamed(propertyName, c).check(trace, machines.view).holds;
+    return propertyNamed(propertyName, world).check(run.trace, run.view!).holds;
   };
 
-  const result = fc.check(fc.property(raceCaseArbitrary, predicate), {
-    numRuns: options.runs,
-    seed: options.seed,
-    ...(options.path ? { path: options.path } : {}),
-    endOnFailure: false,
-  });
+  const result = fc.check(fc.property(raceCaseArbitrary, predicate), { numRuns: options.runs, seed: options.seed, endOnFailure: false });
   const base = { policy: policyName, property: propertyName, expected, runs: options.runs, evaluated: runs, windowHits: hits, seed: options.seed };
   if (result.failed && result.counterexample) {
-    const [c] = result.counterexample;
-    let trace: Trace;
-    try {
-      trace = traceOf(c, policyName);
-    } catch (error) {
-      if (!(error instanceof SimulationInvariantError)) throw error;
-      return { ...base, status: 'nonconforming', counterexample: { case: c, trace: { header: makeHeader(policyName, scenarioParamsOf(c).server, false), events: [] }, index: 0, message: error.message }, ...(result.counterexamplePath ? { path: result.counterexamplePath } : {}) };
-    }
-    const machines = replayMachines(trace, runtimesFor(policy, trace.header.params));
-    const verdict = propertyNamed(propertyName, c).check(trace, machines.view);
-    const status = nonconforming !== undefined && machines.violation !== undefined ? 'nonconforming' : 'violated';
-    return {
-      ...base,
-      status,
-      counterexample: {
-        case: c,
-        trace,
-        index: verdict.violation?.index ?? trace.events.length - 1,
-        message: status === 'nonconforming' ? (nonconforming ?? '') : (verdict.violation?.message ?? ''),
-      },
-      ...(result.counterexamplePath ? { path: result.counterexamplePath } : {}),
-    };
+    const outcome = outcomeOf(worldOf(result.counterexample[0]), policy, propertyName);
+    return { ...base, status: outcome.status === 'held' ? 'violated' : outcome.status, ...(outcome.counterexample ? { counterexample: outcome.counterexample } : {}) };
   }
   const reached = probe.windows.some((w) => (hits[w] ?? 0) > 0);
   return { ...base, status: expected && !reached ? 'window-unreached' : 'held' };
+}
+
+/** Replay one world exactly (a counterexample's, as printed): the property held, broke, or the machines refused the run. */
+export function checkWorld(policyName: string, propertyName: string, world: RaceWorld): CheckOutcome {
+  const policy = getPolicy(policyName);
+  const probe = propertiesFor(DEFAULT_SERVER_PARAMS).find((p) => p.name === propertyName);
+  if (!probe) throw new Error(`no property ${propertyName}`);
+  const outcome = outcomeOf(world, policy, propertyName);
+  const run = outcome.counterexample ? null : runWorld(world, policy);
+  const windows = run?.view ? windowHits(run.trace, run.view) : null;
+  const hits: Partial<Record<RaceWindow, number>> = {};
+  for (const w of probe.windows) hits[w] = windows && windows[w] > 0 ? 1 : 0;
+  return { policy: policyName, property: propertyName, expected: probe.expectedBy(policy), runs: 1, evaluated: 1, windowHits: hits, seed: world.seed, status: outcome.status, ...(outcome.counterexample ? { counterexample: outcome.counterexample } : {}) };
 }
 
 export function check(options: CheckOptions): CheckOutcome[] {

@@ -4,7 +4,7 @@
  */
 import type { ConnEvent, MachineEvent, TraceEvent } from '../model/events.ts';
 import { traceEvent, type TraceSink } from '../model/host.ts';
-import { runtimesFor } from '../model/machines/index.ts';
+import { runtimesFor, type MachineEngine } from '../model/machines/index.ts';
 import { getPolicy } from '../model/policies.ts';
 import { makeHeader, type TraceHeader } from '../model/trace.ts';
 import { ApacheBench, ProcessedRequests, ProxyLoad, type ClientStats } from './clients.ts';
@@ -28,6 +28,8 @@ export interface RunOptions {
   onProgress?: (virtualMs: number, events: number, requestsDone: number) => void;
   /** After every step, check that the platform's own bookkeeping agrees with the machines (slow; QUIESCE_DEBUG=pairs). */
   debugPairs?: boolean;
+  /** Which form runs the machines (the compiled one unless asked: XState's interpreter is the reference). */
+  engine?: MachineEngine;
 }
 
 export interface RunResult {
@@ -56,8 +58,9 @@ export function buildWorld(
   sink: TraceSink,
   /** Each request's service time; by default drawn uniformly from the scenario's range. */
   serviceMs?: (req: string) => number,
+  machineEngine: MachineEngine = 'compiled',
 ): SimulatedWorld {
-  const engine = new Engine(runtimesFor(getPolicy(policyName), params.server), seed, sink);
+  const engine = new Engine(runtimesFor(getPolicy(policyName), params.server, machineEngine), seed, sink);
   const kernel = new Kernel(engine);
   const network = new Network(engine, kernel, { latencyMs: params.latencyMs, synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS, loopback: params.loopback });
   const server = new SimulatedServer(engine, kernel, network, {
@@ -78,7 +81,7 @@ export function runScenario(options: RunOptions): RunResult {
     if (event.type === 'conn.handler-start') processed.started.add((event as MachineEvent<ConnEvent & { type: 'conn.handler-start' }>).req);
     if (onEvent) onEvent(traceEvent(t, actor, event));
   };
-  const { engine, network, server } = buildWorld(options.policy, options.seed, params, sink);
+  const { engine, network, server } = buildWorld(options.policy, options.seed, params, sink, undefined, options.engine);
   const checkPairs = options.debugPairs
     ? () => {
         server.checkPairs();

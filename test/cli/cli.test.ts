@@ -47,7 +47,9 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['serve', '--max-requests-jitter', '5'], /max-requests-jitter needs max-requests > 0/],
     [['serve', '--trace', '/no/such/dir/trace.jsonl'], /trace: cannot write "\/no\/such\/dir\/trace.jsonl": ENOENT/],
     [['check', '--property', 'fast'], /--property: unknown property "fast"; expected one of: processed-requests-answered/],
-    [['check', '--path', '1:2'], /--path replays one counterexample/],
+    [['check', '--world', '{}'], /--world replays one counterexample: give --policy and --property too/],
+    [['check', '--policy', 'safe-drain', '--property', 'exit-by-deadline', '--world', '{"workers":'], /--world: not JSON .*; expected the world a counterexample printed/],
+    [['check', '--policy', 'safe-drain', '--property', 'exit-by-deadline', '--world', '{"workers":1}'], /--world: field "threads": .*expected the world a counterexample printed/],
     [['replay', '/nonexistent/trace.jsonl'], /cannot read trace file "\/nonexistent\/trace.jsonl": ENOENT/],
   ];
   it('serve: an address already in use', async () => {
@@ -98,7 +100,8 @@ describe('simulate', () => {
     const { code, out } = await cli('simulate', '--scenario', 'backlog-unix', '--policy', 'gunicorn-sync', '--json');
     expect(code).toBe(0);
     const json = JSON.parse(out);
-    expect(Object.keys(json)).toEqual(['scenario', 'policy', 'seed', 'params', 'requests', 'latencyMs']);
+    expect(Object.keys(json)).toEqual(['scenario', 'policy', 'seed', 'params', 'requests', 'latencyMs', 'run']);
+    expect(Object.keys(json.run)).toEqual(['events', 'seconds', 'peakRssMiB']);
     expect(json.requests).toMatchObject({ total: 200, ok: 130, failed: 70, byCause: { 'backlog-overflow': 70 }, statuses: { 200: 130, 502: 70 } });
     expect(Object.keys(json.latencyMs)).toEqual(['p50', 'p95', 'p99', 'max']);
   });
@@ -129,21 +132,24 @@ describe('check', () => {
     const { code, out } = await cli('check', '--policy', 'abort-idle', '--property', 'idle-close-after-window', '--runs', '60');
     expect(code).toBe(0);
     expect(out).toMatch(/found abort-idle \/ idle-close-after-window/);
-    const world = JSON.parse(/world: (\{.*\})/.exec(out)![1]!);
+    const world = JSON.parse(/--world '(\{.*\})'/.exec(out)![1]!);
     expect(world.requests).toBeLessThanOrEqual(3);
     expect(world.concurrency).toBe(1);
     const timelineLines = out.split('\n').filter((l) => / ms  /.test(l));
     expect(timelineLines.length).toBeLessThanOrEqual(25);
-    expect(out).toMatch(/replay: npx quiesce check --policy abort-idle --property idle-close-after-window --seed 1 --runs 60 --path [\d:]+/);
+    expect(out).toMatch(/replay: npx quiesce check --policy abort-idle --property idle-close-after-window --world '\{"workers":/);
   });
 
-  it("finds gunicorn-gthread's reset of an unread request, and the replay path reproduces it", async () => {
+  it("finds gunicorn-gthread's reset of an unread request, and the printed world replays it exactly", async () => {
     const first = await cli('check', '--policy', 'gunicorn-gthread', '--property', 'only-unavoidable-failures', '--runs', '100');
-    expect(first.out).toMatch(/found gunicorn-gthread \/ only-unavoidable-failures: |found gunicorn-gthread \/ only-unavoidable-failures \(may break\): .*dropped unread/);
+    expect(first.out).toMatch(/found gunicorn-gthread \/ only-unavoidable-failures \(may break\): .*dropped unread/);
     expect(first.out).toMatch(/\(found on commit [0-9a-f]+\)/);
-    const command = /replay: npx quiesce (check .*?)(?:\s+\(found on commit \w+\))?$/m.exec(first.out)![1]!.split(' ');
-    const again = await cli(...command);
+    const world = /--world '(\{.*\})'/.exec(first.out)![1]!;
+    const again = await cli('check', '--policy', 'gunicorn-gthread', '--property', 'only-unavoidable-failures', '--world', world);
     expect(again.out.split('\n')[0]).toBe(first.out.split('\n')[0]);
+    // The same timeline, event for event.
+    const timelineOf = (out: string) => out.split('\n').filter((l) => / ms  /.test(l));
+    expect(timelineOf(again.out)).toEqual(timelineOf(first.out));
   });
 
   it('safe-drain keeps every property it promises, each window reached', async () => {

@@ -5,7 +5,10 @@
  * an EOF, an RST), which node:http would smooth over.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { childrenOf, tempDir, waitFor } from '../../conformance/process.ts';
+
+export { childrenOf, tempDir, waitFor };
 import { afterEach, expect } from 'vitest';
 import { replay } from '../../model/replay.ts';
 import { parseTrace, type Trace } from '../../model/trace.ts';
@@ -31,17 +34,14 @@ export interface RunningServer {
   workerPids(): number[];
 }
 
-export function tempDir(prefix = 'quiesce-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
 
 /** Start `quiesce serve` with these flags (plus --bind and --trace unless given); resolves once it listens. */
-export async function startServer(flags: string[], options: { unix?: boolean; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunningServer> {
+export async function startServer(flags: string[], options: { unix?: boolean; timeoutMs?: number; env?: Record<string, string>; trace?: boolean } = {}): Promise<RunningServer> {
   const dir = tempDir();
   const trace = join(dir, 'trace.jsonl');
   const args = [BIN, 'serve', ...flags];
   if (!flags.includes('--bind')) args.push('--bind', options.unix ? `unix:${join(dir, 'app.sock')}` : '127.0.0.1:0');
-  if (!flags.includes('--trace')) args.push('--trace', trace);
+  if (!flags.includes('--trace') && options.trace !== false) args.push('--trace', trace);
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, env: { ...process.env, ...options.env } });
   let output = '';
   proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
@@ -108,31 +108,6 @@ function isWorkerProcess(pid: number): boolean {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('quiesce-worker-');
   } catch {
     return false;
-  }
-}
-
-/** The PIDs whose parent is `pid`, from /proc. */
-export function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid …: comm may contain spaces, so split after the last ')'.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid) children.push(Number(entry));
-    } catch {
-      // the process went away while we looked
-    }
-  }
-  return children.sort((a, b) => a - b);
-}
-
-export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

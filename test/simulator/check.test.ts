@@ -26,6 +26,7 @@ describe('race checking over every policy', () => {
     expect(found('gunicorn-gthread', 'close-while-draining')).toBe(true); // R6: keep-alive header fixed before the drain
     expect(found('abort-idle', 'idle-close-after-window')).toBe(true); // closing an idle connection at once
     expect(found('never-close-idle', 'no-stale-request')).toBe(true); // the stale-socket hang
+    expect(found('gunicorn-sync', 'draining-worker-heartbeats')).toBe(true); // the sync loop notifies between requests only
   });
 
   it('safe-drain breaks nothing at all, promised or not', () => {
