@@ -15,7 +15,7 @@ import type { ClientFailure, TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import { parseTrace, type Trace } from '../model/trace.ts';
 import { requestId, type Script } from '../simulator/script.ts';
-import { childrenOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
+import { workersOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
 
 /** `quiesce serve` flags for a script's parameters (what the simulator runs with is then read from the real trace's header). */
 export function serveFlags(server: Partial<ServerParams>): string[] {
@@ -176,7 +176,7 @@ export async function runScriptLive(script: Script, policy: string, options: { t
           server.signal(`SIG${step.signal}`);
           break;
         case 'signal-worker': {
-          const live = childrenOf(server.pid).filter(isWorker);
+          const live = workersOf(server.pid);
           const pid = live[step.worker % Math.max(1, live.length)];
           if (pid !== undefined) process.kill(pid, `SIG${step.signal}`);
           break;
@@ -202,14 +202,5 @@ async function listening(server: ServerProcess, timeoutMs: number): Promise<net.
     if (server.proc.exitCode !== null) throw new Error(`the server exited before listening:\n${server.output()}`);
     if (Date.now() > deadline) throw new Error(`the server did not listen within ${timeoutMs} ms:\n${server.output()}`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** A worker process of `quiesce serve` (the arbiter has other children: tsx's esbuild service). */
-function isWorker(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('quiesce-worker-');
-  } catch {
-    return false;
   }
 }

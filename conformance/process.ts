@@ -33,6 +33,30 @@ export function childrenOf(pid: number): number[] {
   return children.sort((a, b) => a.start - b.start || a.pid - b.pid).map((c) => c.pid);
 }
 
+/**
+ * The worker processes of the `quiesce serve` arbiter `pid`, oldest first: those titled
+ * `quiesce: worker N` (spares waiting to become workers are titled `quiesce: spare`; the arbiter's
+ * other children, such as tsx's esbuild service, have no title of ours).
+ */
+export function workersOf(pid: number): number[] {
+  return childrenTitled(pid, 'quiesce: worker ');
+}
+
+/** The spare processes of the `quiesce serve` arbiter `pid`: loaded, waiting to become workers. */
+export function sparesOf(pid: number): number[] {
+  return childrenTitled(pid, 'quiesce: spare');
+}
+
+function childrenTitled(pid: number, prefix: string): number[] {
+  return childrenOf(pid).filter((child) => {
+    try {
+      return readFileSync(`/proc/${child}/cmdline`, 'utf8').startsWith(prefix);
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Every process below `pid`. */
 export function descendantsOf(pid: number): number[] {
   return childrenOf(pid).flatMap((c) => [c, ...descendantsOf(c)]);

@@ -79,6 +79,10 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 200, do: 'signal-worker', worker: 0, signal: 'STOP' },
       { atMs: 3000, do: 'connect', client: 'next' },
       { atMs: 3000, do: 'request', client: 'next', serviceMs: 10 },
+      // Closed before the TERM, so no drain reaches the deadline: there the arbiter's KILL and a
+      // gthread-24 worker's own graceful timeout fall due together, and which comes first is the
+      // scheduler's choice, not the policy's (both replay; the lifecycles differ).
+      { atMs: 3200, do: 'close', client: 'next' },
       { atMs: 3300, do: 'signal', signal: 'TERM' },
     ],
   },

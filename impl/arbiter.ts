@@ -29,7 +29,7 @@ import { isBuiltinApp } from './apps.ts';
 import { ConfigError, readSomaxconn, serverParamsOf, type ServeConfig } from './config.ts';
 import { DEFAULT_LIMITS } from './http.ts';
 import { LiveHost, monotonicNs, ServerInvariantError } from './live-host.ts';
-import { isWorkerMessage, WORKER_BOOT_ERROR, WORKER_SPEC_ENV, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+import { isWorkerMessage, WORKER_BOOT_ERROR, WORKER_SPEC_ENV, type ArbiterMessage, type SpareSpec, type WorkerIdentity, type WorkerMessage } from './protocol.ts';
 import { TraceWriter } from './trace-writer.ts';
 import { workerBundle } from './worker-bundle.ts';
 
@@ -44,6 +44,7 @@ type CreateServerHandle = (address: string | null, port: number, addressType: nu
 
 interface WorkerRecord {
   readonly id: WorkerId;
+  readonly identity: WorkerIdentity;
   readonly child: ChildProcess;
   ready: boolean;
   bootError: string | null;
@@ -53,7 +54,32 @@ interface WorkerRecord {
   saidBye: boolean;
   /** Signals this arbiter sent it. */
   readonly sent: Set<WorkerSignal>;
+  /**
+   * Its process has installed its signal handlers (it said spare-ready). Until then a signal would
+   * meet Node's default action and kill it unheard: the arbiter holds it back (as a forked gunicorn
+   * worker ignores signals until init_signals), except KILL, which no handler changes.
+   */
+  takesSignals: boolean;
+  readonly heldSignals: WorkerSignal[];
 }
+
+/**
+ * A worker process that has loaded the app and compiled the machines (or is still doing so) and
+ * waits to be given a worker's identity. Spawning a worker takes a ready spare, which makes it
+ * serve within milliseconds — as gunicorn's fork does — instead of a Node.js boot.
+ */
+interface Spare {
+  readonly child: ChildProcess;
+  ready: boolean;
+  /** The worker it is to become (once ready): from then on its messages and its end are that worker's. */
+  becomes: WorkerRecord | null;
+  bootError: string | null;
+  /** The arbiter retired it (a reload, the stop). */
+  retired: boolean;
+}
+
+/** Spares kept while the server runs: one covers a recycle or a replacement at a time. */
+const SPARES = 1;
 
 /** How a worker's process ended, as the arbiter saw it reaped. */
 type WorkerEnd = { kind: 'exited' } | { kind: 'killed' } | { kind: 'crashed'; signal: string | null };
@@ -162,6 +188,10 @@ export class Arbiter {
   private readonly originNs = monotonicNs();
   private handle: ServerHandle | null = null;
   private workerScript = '';
+  private readonly spares = new Set<Spare>();
+  /** Messages carrying the listening socket not yet written, per child (see sendHandle). */
+  private readonly handleSends = new Map<ChildProcess, number>();
+  private closingListener = false;
   private announcedListening = false;
   private fatal: string | null = null;
   private resolveDone: ((code: number) => void) | null = null;
@@ -180,7 +210,7 @@ export class Arbiter {
       spawnWorker: (worker, maxRequests) => this.spawnWorker(worker, maxRequests),
       signalWorker: (worker, signal) => this.signalWorker(worker, signal),
       // Closing a unix socket handle that bound the path also unlinks it: new connects get ENOENT.
-      closeListener: () => this.handle?.close(),
+      closeListener: () => this.closeListener(),
       exit: (code) => this.exited(code),
       random: Math.random,
     });
@@ -208,7 +238,10 @@ export class Arbiter {
 
   signal(signal: ArbiterSignal): void {
     this.output.log(`[arbiter] received SIG${signal}`);
+    // A reload loads the app anew (gunicorn: new workers import it again): spares loaded the old one.
+    if (signal === 'HUP' && this.driver.isRunning()) this.retireSpares();
     this.driver.signal(signal);
+    if (!this.driver.isRunning()) this.retireSpares();
   }
 
   /** The address clients connect to, once bound. */
@@ -269,13 +302,38 @@ export class Arbiter {
   // ───────────────────────── the port ─────────────────────────
 
   private spawnWorker(id: WorkerId, maxRequests: number): void {
-    const n = Number(id.slice('worker/'.length));
-    const spec: WorkerSpec = {
-      id,
-      n,
+    const spare = this.takeSpare();
+    const identity: WorkerIdentity = { id, n: Number(id.slice('worker/'.length)), maxRequests };
+    const record: WorkerRecord = { id, identity, child: spare.child, ready: false, bootError: spare.bootError, crash: null, saidBye: false, sent: new Set(), takesSignals: spare.ready, heldSignals: [] };
+    spare.becomes = record;
+    if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
+    this.workers.set(id, record);
+    this.activate(record);
+    this.keepSpares();
+  }
+
+  /** A ready spare if there is one, else one still loading, else a new one. */
+  private takeSpare(): Spare {
+    let loading: Spare | null = null;
+    for (const spare of this.spares) {
+      if (spare.becomes !== null || spare.retired) continue;
+      if (spare.ready) return spare;
+      loading ??= spare;
+    }
+    return loading ?? this.startSpare();
+  }
+
+  private keepSpares(): void {
+    if (!this.driver.isRunning()) return;
+    let waiting = 0;
+    for (const spare of this.spares) if (spare.becomes === null && !spare.retired) waiting++;
+    for (; waiting < SPARES; waiting++) this.startSpare();
+  }
+
+  private startSpare(): Spare {
+    const spec: SpareSpec = {
       policy: this.config.policy,
       params: this.params,
-      maxRequests,
       app: this.config.app,
       cwd: process.cwd(),
       counterLog: this.config.counterLog,
@@ -285,17 +343,111 @@ export class Arbiter {
     };
     // QUIESCE_WORKER_NODE_ARGS: node flags for the workers (--cpu-prof, --max-old-space-size …).
     const nodeArgs = (process.env.QUIESCE_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, this.workerScript], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', this.handle!.fd, this.handle!.fd],
+    const child = spawn(process.execPath, [...nodeArgs, this.workerScript, 'spare'], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
     });
-    const record: WorkerRecord = { id, child, ready: false, bootError: null, crash: null, saidBye: false, sent: new Set() };
-    if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
-    this.workers.set(id, record);
-    child.on('message', (message: unknown) => this.onMessage(record, message));
+    const spare: Spare = { child, ready: false, becomes: null, bootError: null, retired: false };
+    this.spares.add(spare);
+    child.on('message', (message: unknown) => {
+      if (spare.becomes) this.onMessage(spare.becomes, message);
+      else this.onSpareMessage(spare, message);
+    });
     // 'close' comes after the IPC channel drained: every event the worker sent is in.
-    child.on('close', (code, signal) => this.reap(record, code, signal));
-    child.on('error', (error) => this.output.log(`[arbiter] ${id}: ${error.message}`));
+    // A retired spare's channel is closed by us: its 'close' may never come, and nothing it says matters.
+    child.on('exit', () => {
+      if (spare.retired) this.spares.delete(spare);
+    });
+    child.on('close', (code, signal) => {
+      this.spares.delete(spare);
+      // What was queued for it will never be written.
+      this.handleSends.delete(child);
+      this.closeListenerIfSent();
+      if (spare.becomes) this.reap(spare.becomes, code, signal);
+      else this.spareEnded(spare, code, signal);
+    });
+    child.on('error', (error) => this.output.log(`[arbiter] ${spare.becomes?.id ?? 'spare'}: ${error.message}`));
+    return spare;
+  }
+
+  private onSpareMessage(spare: Spare, message: unknown): void {
+    if (!isWorkerMessage(message)) return;
+    if (message.kind === 'spare-ready') spare.ready = true;
+    else if (message.kind === 'boot-error') spare.bootError = message.message;
+  }
+
+  /**
+   * A spare that ended before it became a worker. Retired, nothing to say. One that could not load
+   * the app tells what the next worker would meet: the server halts, as when a worker cannot boot.
+   */
+  private spareEnded(spare: Spare, code: number | null, signal: NodeJS.Signals | null): void {
+    if (spare.retired || this.fatal !== null) return;
+    // Ended while loading: it failed to boot, and so would the next worker (gunicorn halts).
+    if (spare.bootError !== null || code === WORKER_BOOT_ERROR || !spare.ready) {
+      this.fatal = spare.bootError ?? `a new worker process (pid ${spare.child.pid}) died before it booted (${signal ? `killed by ${signal}` : `exit code ${code}`}); its output above says why`;
+      this.driver.halt(2);
+      this.retireSpares();
+      return;
+    }
+    this.output.log(`[arbiter] a spare worker process (pid ${spare.child.pid}) ended before it was needed: ${signal ? `killed by ${signal}` : `exit code ${code}`}`);
+    this.keepSpares();
+  }
+
+  /**
+   * Give a spare its identity and its two copies of the listening socket, at once even if it is
+   * still loading: each copy is a file descriptor in the message, the kernel's from the moment it is
+   * sent, and the spare starts as that worker once it has both and its app.
+   */
+  private activate(record: WorkerRecord): void {
+    this.sendHandle(record.child, { kind: 'activate', identity: record.identity });
+    this.sendHandle(record.child, { kind: 'held-copy' });
+  }
+
+  /**
+   * Node writes one message with a socket at a time and queues the next until the child acknowledges
+   * it, holding the handle object, not a copy: the arbiter's copy must stay open until every
+   * such message is out (closeListener waits for that).
+   */
+  private sendHandle(child: ChildProcess, message: ArbiterMessage): void {
+    if (!this.handle) return;
+    const done = () => {
+      const left = (this.handleSends.get(child) ?? 1) - 1;
+      if (left > 0) this.handleSends.set(child, left);
+      else this.handleSends.delete(child);
+      this.closeListenerIfSent();
+    };
+    this.handleSends.set(child, (this.handleSends.get(child) ?? 0) + 1);
+    try {
+      child.send(message, this.handle as unknown as net.Socket, {}, done);
+    } catch {
+      // It is gone: its close event is on the way, and reaps it as the worker it was to become.
+      done();
+    }
+  }
+
+  /**
+   * The arbiter's copy closes — once no message carrying it is still queued (see sendHandle): a
+   * worker spawned before the close holds its copy in the model from its spawn, as a forked one
+   * does. Closing a unix socket's handle also unlinks its path: new connects get ENOENT.
+   */
+  private closeListener(): void {
+    this.closingListener = true;
+    this.closeListenerIfSent();
+  }
+
+  private closeListenerIfSent(): void {
+    if (!this.closingListener || this.handleSends.size > 0 || !this.handle) return;
+    this.handle.close();
+    this.handle = null;
+  }
+
+  private retireSpares(): void {
+    for (const spare of this.spares) {
+      if (spare.becomes !== null || spare.retired) continue;
+      spare.retired = true;
+      // Not a signal: a signal may reach a spare just as it becomes a worker, and is then the worker's.
+      if (spare.child.connected) spare.child.disconnect();
+    }
   }
 
   private signalWorker(worker: WorkerId, signal: WorkerSignal): void {
@@ -303,6 +455,14 @@ export class Arbiter {
     if (!record) return;
     record.sent.add(signal);
     if (signal === 'ABRT') this.output.log(`[arbiter] WORKER TIMEOUT ${worker} (pid ${record.child.pid})`);
+    if (!record.takesSignals && signal !== 'KILL') {
+      record.heldSignals.push(signal);
+      return;
+    }
+    this.kill(record, signal);
+  }
+
+  private kill(record: WorkerRecord, signal: WorkerSignal): void {
     try {
       record.child.kill(`SIG${signal}`);
     } catch {
@@ -311,6 +471,7 @@ export class Arbiter {
   }
 
   private exited(code: number): void {
+    this.retireSpares();
     this.host.stop();
     this.trace?.finish(this.fatal === null);
     if (this.config.pid) {
@@ -322,7 +483,8 @@ export class Arbiter {
     }
     if (this.fatal) this.output.log(`quiesce serve: ${this.fatal}`);
     else this.output.log('[arbiter] stopped');
-    this.resolveDone?.(code);
+    // No process of ours outlives the arbiter: a supervisor that saw it exit may start another.
+    void Promise.all([...this.spares].map(untilExited)).then(() => this.resolveDone?.(code));
   }
 
   // ───────────────────────── workers ─────────────────────────
@@ -331,6 +493,11 @@ export class Arbiter {
     if (!isWorkerMessage(message)) return;
     const m = message as WorkerMessage;
     switch (m.kind) {
+      case 'spare-ready':
+        // A spare taken before it was ready (the first workers, a quick succession of spawns).
+        record.takesSignals = true;
+        for (const signal of record.heldSignals.splice(0)) this.kill(record, signal);
+        return;
       case 'ready':
         record.ready = true;
         // Announced once the first set of workers all serve: "listening" then means ready for the load.
@@ -362,7 +529,7 @@ export class Arbiter {
         return;
       case 'listener-request':
         // Only while the arbiter still holds its copy: after that no worker should accept anew.
-        if (this.handle && this.host.arbiter().context.holdsListener) record.child.send({ kind: 'listener-copy' }, this.handle as unknown as net.Socket);
+        if (this.host.arbiter().context.holdsListener) this.sendHandle(record.child, { kind: 'listener-copy' });
         return;
     }
   }
@@ -412,6 +579,22 @@ export class Arbiter {
     const how = end.signal ? `killed by SIG${end.signal}${sentByUs ? ' (sent by the arbiter, before the worker could handle it)' : ''}` : `exit code ${code}`;
     this.output.log(`[arbiter] ${who} ${sentByUs ? 'ended' : 'crashed'}: ${how}${record.crash ? `: ${record.crash}` : ''}${this.driver.isRunning() ? '; replacing it' : ''}`);
   }
+}
+
+/**
+ * Resolves once the spare's process exited; one still busy after 2 s (an app loading synchronously)
+ * is killed. Its exit, not its close: a retired spare's channel is already disconnected, and nothing
+ * it could still say matters.
+ */
+function untilExited(spare: Spare): Promise<void> {
+  return new Promise((resolve) => {
+    if (spare.child.exitCode !== null || spare.child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => spare.child.kill('SIGKILL'), 2000);
+    spare.child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+  });
 }
 
 function openTrace(path: string, policy: string, params: ServerParams, meta: Record<string, unknown>): TraceWriter {

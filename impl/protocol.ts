@@ -1,21 +1,23 @@
 /**
  * What the arbiter and its workers tell each other over the IPC channel.
  * Signals travel as real signals; this channel carries what a signal cannot:
- * the worker's configuration, its heartbeat, its trace events, and the news
- * that it released its copy of the listening socket.
+ * the worker's configuration and identity, copies of the listening socket,
+ * its heartbeat, its trace events, and the news that it released its copy of
+ * the listening socket.
+ *
+ * A worker process starts as a *spare*: it loads the app and compiles the
+ * machines, says `spare-ready`, and waits. Spawning a worker is then giving a
+ * ready spare its identity and the listening socket — milliseconds, as a
+ * fork is for gunicorn — while a new spare starts in the background.
  */
 import type { TraceEvent, WorkerId } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import type { ParserLimits } from './http.ts';
 
-/** Passed to a worker in the QUIESCE_WORKER environment variable. */
-export interface WorkerSpec {
-  readonly id: WorkerId;
-  readonly n: number;
+/** What every worker of a server shares: passed to a spare in the QUIESCE_WORKER environment variable. */
+export interface SpareSpec {
   readonly policy: string;
   readonly params: ServerParams;
-  /** This worker's max-requests, jitter already drawn; 0 = unlimited. */
-  readonly maxRequests: number;
   readonly app: string;
   readonly cwd: string;
   readonly counterLog: string;
@@ -25,19 +27,21 @@ export interface WorkerSpec {
   readonly trace: boolean;
 }
 
-/**
- * The listening socket reaches a worker twice: fd 4, on which it accepts, and
- * fd 5, which it only holds. Node cannot stop accepting on a socket it
- * listens on except by closing it, but gunicorn's workers stop accepting when
- * they drain and still hold their copy until they exit (sync, gthread 24+);
- * closing fd 4 while keeping fd 5 is exactly that.
- */
-export const LISTENER_FD = 4;
-export const HELD_LISTENER_FD = 5;
+/** A worker's identity, given to a spare when it becomes that worker. */
+export interface WorkerIdentity {
+  readonly id: WorkerId;
+  readonly n: number;
+  /** This worker's max-requests, jitter already drawn; 0 = unlimited. */
+  readonly maxRequests: number;
+}
+
+export type WorkerSpec = SpareSpec & WorkerIdentity;
 
 export const WORKER_SPEC_ENV = 'QUIESCE_WORKER';
 
 export type WorkerMessage =
+  /** The app is loaded and the machines compiled: the spare can become a worker at once. */
+  | { readonly kind: 'spare-ready' }
   | { readonly kind: 'ready' }
   | { readonly kind: 'heartbeat' }
   | { readonly kind: 'events'; readonly events: readonly TraceEvent[] }
@@ -54,13 +58,26 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';
 }
 
-/** From the arbiter: a copy of the listening socket comes with this message. */
-export interface ListenerCopyMessage {
-  readonly kind: 'listener-copy';
+/**
+ * From the arbiter, each with a copy of the listening socket. `activate` makes a spare the worker
+ * `identity` and carries the copy it accepts on; `held-copy` (right after) carries the copy it only
+ * holds: Node cannot stop accepting on a socket except by closing it, but gunicorn's workers stop
+ * accepting when they drain and still hold their copy until they exit (sync, gthread 24+) — closing
+ * the first while keeping the second is exactly that. `listener-copy` answers a listener-request.
+ */
+export type ArbiterMessage =
+  | { readonly kind: 'activate'; readonly identity: WorkerIdentity }
+  | { readonly kind: 'held-copy' }
+  | { readonly kind: 'listener-copy' };
+
+export function isArbiterMessage(value: unknown): value is ArbiterMessage {
+  const kind = typeof value === 'object' && value !== null ? (value as { kind?: unknown }).kind : undefined;
+  return kind === 'activate' || kind === 'held-copy' || kind === 'listener-copy';
 }
 
-export function isListenerCopy(value: unknown): value is ListenerCopyMessage {
-  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'listener-copy';
+/** A copy of the listening socket as it arrives over IPC: a native handle to listen on, or to hold and close. */
+export interface SocketHandle {
+  close(): void;
 }
 
 /** gunicorn's exit code for a worker that could not boot (arbiter.py WORKER_BOOT_ERROR). */

@@ -6,17 +6,16 @@
  * (FIN or RST), drain, time out or exit. This file reports what happened on
  * the wire and carries out what the driver asks through `WorkerPort`.
  */
-import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
 import type { ConnId, TraceEvent, WorkerId } from '../model/events.ts';
 import { runtimesFor } from '../model/machines/index.ts';
 import { NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
-import { AppLoadError, loadApp, type App, type AppRequest } from './apps.ts';
+import type { App, AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { LiveHost, ServerInvariantError } from './live-host.ts';
-import { HELD_LISTENER_FD, LISTENER_FD, WORKER_BOOT_ERROR, WORKER_CRASH, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+import { WORKER_BOOT_ERROR, WORKER_CRASH, type SocketHandle, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 
 interface Conn {
   readonly id: ConnId;
@@ -69,12 +68,14 @@ export class WorkerServer implements WorkerPort {
   private readonly driver: WorkerDriver;
   private readonly conns = new Map<ConnId, Conn>();
   private server: net.Server | null = null;
-  private app: App | null = null;
+  /** The copy of the listening socket this worker holds (without accepting on it) until the policy releases it. */
+  private heldListener: SocketHandle | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private exiting = false;
 
   constructor(
     private readonly spec: WorkerSpec,
+    private readonly app: App,
     private readonly send: (message: WorkerMessage, done?: () => void) => void,
     private readonly exitProcess: (code: number) => void,
     /** Check after every connection event that the platform's count agrees with the machine's (QUIESCE_DEBUG=pairs). */
@@ -102,19 +103,12 @@ export class WorkerServer implements WorkerPort {
     this.send({ kind: 'events', events });
   }
 
-  async boot(): Promise<void> {
+  /** Become the worker: accept on one copy of the listening socket, hold the other. */
+  start(accepting: unknown, heldListener: SocketHandle): void {
+    this.heldListener = heldListener;
     this.driver.boot(this.spec.maxRequests);
-    try {
-      this.app = await loadApp(this.spec.app, this.spec.cwd);
-    } catch (error) {
-      const message = error instanceof AppLoadError ? error.message : `app ${this.spec.app} failed to load: ${(error as Error).message}`;
-      this.flushEvents();
-      this.send({ kind: 'boot-error', message }, () => this.exitProcess(WORKER_BOOT_ERROR));
-      return;
-    }
-    const server = this.makeServer();
-    // The backlog must be positional: Node ignores `backlog` in the options object when listening on an fd.
-    server.listen({ fd: LISTENER_FD }, this.spec.params.backlog, () => {
+    // The backlog must be positional: Node ignores `backlog` in the options object when listening on a handle.
+    this.makeServer().listen(accepting as net.ListenOptions, this.spec.params.backlog, () => {
       if (!this.driver.ready()) return;
       this.send({ kind: 'ready' });
       this.scheduleHeartbeat();
@@ -423,7 +417,7 @@ export class WorkerServer implements WorkerPort {
   private async runApp(request: HttpRequest, requestId: string, remote: AppRequest['remote']): Promise<HttpResponse> {
     try {
       const started = performance.now();
-      const result = this.app!({ ...request, requestId, remote }, { counterLog: this.spec.counterLog });
+      const result = this.app({ ...request, requestId, remote }, { counterLog: this.spec.counterLog });
       // An app that blocked the event loop (a CPU-bound handler) held up this turn's signals too.
       if (performance.now() - started > BLOCKED_MS) this.deferAcceptsThisTurn();
       return checkedResponse(await result);
@@ -473,11 +467,8 @@ export class WorkerServer implements WorkerPort {
 
   releaseListener(): void {
     this.stopAccepting();
-    try {
-      closeSync(HELD_LISTENER_FD);
-    } catch {
-      // already closed
-    }
+    this.heldListener?.close();
+    this.heldListener = null;
     this.driver.listenerReleased();
     this.send({ kind: 'released-listener' });
   }

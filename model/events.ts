@@ -10,7 +10,8 @@
  * union, the trace parser's validation and the machines' event types are all
  * derived from them, so the vocabulary cannot drift between producers.
  */
-import { z } from 'zod';
+
+import type { arbiterEventSchemas, clientEventSchemas, connEventSchemas, listenerEventSchemas, workerEventSchemas } from './schemas.ts';
 
 export const ACTOR_KINDS = ['arbiter', 'listener', 'worker', 'conn', 'client'] as const;
 export type ActorKind = (typeof ACTOR_KINDS)[number];
@@ -23,36 +24,6 @@ export const ACTOR_ID_PATTERNS: Record<ActorKind, RegExp> = {
   conn: /^conn\/\d+\.\d+$/,
   client: /^client\/\d+$/,
 };
-
-export type ArbiterId = 'arbiter';
-export type ListenerId = 'listener';
-export type WorkerId = `worker/${number}`;
-export type ConnId = `conn/${number}.${number}`;
-export type ClientId = `client/${number}`;
-export type ActorId = ArbiterId | ListenerId | WorkerId | ConnId | ClientId;
-
-export function actorKind(actor: string): ActorKind | undefined {
-  for (const kind of ACTOR_KINDS) if (ACTOR_ID_PATTERNS[kind].test(actor)) return kind;
-  return undefined;
-}
-
-export const workerId = (n: number): WorkerId => `worker/${n}`;
-export const connId = (worker: number, k: number): ConnId => `conn/${worker}.${k}`;
-export const clientId = (n: number): ClientId => `client/${n}`;
-
-/** The worker that owns a server connection: `conn/3.17` → `worker/3`. */
-export function connWorker(conn: ConnId): WorkerId {
-  const dot = conn.indexOf('.');
-  return `worker/${Number(conn.slice('conn/'.length, dot))}`;
-}
-
-const workerRef = z.string().regex(ACTOR_ID_PATTERNS.worker, 'a worker id like "worker/3"') as unknown as z.ZodType<WorkerId>;
-const connRef = z.string().regex(ACTOR_ID_PATTERNS.conn, 'a connection id like "conn/3.17"') as unknown as z.ZodType<ConnId>;
-const clientRef = z.string().regex(ACTOR_ID_PATTERNS.client, 'a client id like "client/5"') as unknown as z.ZodType<ClientId>;
-const holderRef = z.union([z.literal('arbiter'), workerRef]);
-/** Request ids are opaque strings chosen by the client (`r17`, an X-Request-Id …). */
-const requestRef = z.string().min(1);
-const nonNegativeInt = z.number().int().nonnegative();
 
 /** Signals the arbiter handles (gunicorn arbiter.py SIG_NAMES). */
 export const ARBITER_SIGNALS = ['TERM', 'INT', 'QUIT', 'HUP', 'TTIN', 'TTOU', 'CHLD', 'KILL'] as const;
@@ -83,122 +54,29 @@ export const ABORT_REASONS = [
 ] as const;
 export type AbortReason = (typeof ABORT_REASONS)[number];
 
-function event<T extends string, S extends z.ZodRawShape>(type: T, actorPattern: RegExp, payload: S) {
-  return z.strictObject({
-    t: z.number().finite().nonnegative(),
-    actor: z.string().regex(actorPattern),
-    type: z.literal(type),
-    ...payload,
-  });
+export type ArbiterId = 'arbiter';
+export type ListenerId = 'listener';
+export type WorkerId = `worker/${number}`;
+export type ConnId = `conn/${number}.${number}`;
+export type ClientId = `client/${number}`;
+export type ActorId = ArbiterId | ListenerId | WorkerId | ConnId | ClientId;
+
+export function actorKind(actor: string): ActorKind | undefined {
+  for (const kind of ACTOR_KINDS) if (ACTOR_ID_PATTERNS[kind].test(actor)) return kind;
+  return undefined;
 }
 
-const L = ACTOR_ID_PATTERNS.listener;
-const A = ACTOR_ID_PATTERNS.arbiter;
-const W = ACTOR_ID_PATTERNS.worker;
-const C = ACTOR_ID_PATTERNS.conn;
-const K = ACTOR_ID_PATTERNS.client;
+export const workerId = (n: number): WorkerId => `worker/${n}`;
+export const connId = (worker: number, k: number): ConnId => `conn/${worker}.${k}`;
+export const clientId = (n: number): ClientId => `client/${n}`;
 
-/** Listener = the kernel's listening socket and its accept queue, shared by every process holding its fd. */
-export const listenerEventSchemas = [
-  event('listener.open', L, { family: z.enum(['tcp', 'unix']), backlog: nonNegativeInt, somaxconn: nonNegativeInt }),
-  event('listener.hold', L, { holder: holderRef }),
-  event('listener.release', L, { holder: holderRef }),
-  event('listener.syn', L, { client: clientRef }),
-  event('listener.overflow', L, { client: clientRef }),
-  event('listener.accept', L, { client: clientRef, conn: connRef, worker: workerRef }),
-  event('listener.refuse', L, { client: clientRef }),
-  event('listener.reset', L, { client: clientRef }),
-] as const;
+/** The worker that owns a server connection: `conn/3.17` → `worker/3`. */
+export function connWorker(conn: ConnId): WorkerId {
+  const dot = conn.indexOf('.');
+  return `worker/${Number(conn.slice('conn/'.length, dot))}`;
+}
 
-export const arbiterEventSchemas = [
-  event('arbiter.start', A, { workers: z.number().int().positive() }),
-  event('arbiter.signal', A, { signal: z.enum(ARBITER_SIGNALS) }),
-  event('arbiter.spawn', A, { worker: workerRef }),
-  event('arbiter.kill', A, { worker: workerRef, signal: z.enum(WORKER_SIGNALS) }),
-  event('arbiter.reap', A, { worker: workerRef, code: z.number().int() }),
-  /** The arbiter saw this worker's heartbeat (gunicorn: the worker touched its tmp file). */
-  event('arbiter.heartbeat', A, { worker: workerRef }),
-  /** One turn of the arbiter's loop (gunicorn: at most 1 s apart): the heartbeat watchdog looks at every worker. */
-  event('arbiter.tick', A, {}),
-  event('arbiter.graceful-timeout', A, {}),
-  event('arbiter.close-listener', A, {}),
-  event('arbiter.exit', A, { code: z.number().int() }),
-] as const;
-
-export const workerEventSchemas = [
-  /**
-   * The process started. `maxRequests`: the request count at which it recycles itself (gunicorn's
-   * max_requests + its jitter, drawn when it was spawned); 0 means never. Absent in traces of servers
-   * that do not say: any count within the header's bounds is then allowed.
-   */
-  event('worker.boot', W, { maxRequests: nonNegativeInt.optional() }),
-  event('worker.ready', W, {}),
-  event('worker.heartbeat', W, {}),
-  event('worker.signal', W, { signal: z.enum(WORKER_SIGNALS) }),
-  event('worker.accept', W, { conn: connRef }),
-  event('worker.request-start', W, { conn: connRef, req: requestRef }),
-  event('worker.request-end', W, { conn: connRef, req: requestRef }),
-  event('worker.max-requests', W, {}),
-  event('worker.conn-closed', W, { conn: connRef }),
-  event('worker.close-listener', W, {}),
-  event('worker.graceful-timeout', W, {}),
-  event('worker.exit', W, { code: z.number().int() }),
-  /**
-   * The process died without exiting through its machine: an uncaught error (an exit code) or a
-   * signal nobody here sent for a stop (SEGV, BUS …). Written by the arbiter, which saw it die.
-   */
-  event('worker.crash', W, { code: z.number().int(), signal: z.string().regex(/^[A-Z0-9]+$/, 'a signal name like "SEGV"').optional() }),
-] as const;
-
-export const connEventSchemas = [
-  event('conn.open', C, { worker: workerRef, client: clientRef }),
-  event('conn.bytes', C, { req: requestRef }),
-  event('conn.read', C, {
-    req: requestRef,
-    /** The request allows keep-alive (HTTP/1.1 without `Connection: close`, HTTP/1.0 with `Connection: keep-alive`). Absent: it does. A request the server could not parse does not. */
-    keepAlive: z.boolean().optional(),
-  }),
-  event('conn.handler-start', C, { req: requestRef }),
-  event('conn.handler-finish', C, { req: requestRef }),
-  event('conn.respond', C, { req: requestRef, status: z.number().int().min(100).max(599), close: z.boolean() }),
-  event('conn.drain', C, {}),
-  event('conn.keepalive-timeout', C, {}),
-  event('conn.grace-timeout', C, {}),
-  event('conn.linger-timeout', C, {}),
-  /** The request head (or body) has not fully arrived within the server's header timeout: it gives up on the client. */
-  event('conn.header-timeout', C, {}),
-  event('conn.peer-fin', C, {}),
-  event('conn.peer-rst', C, {}),
-  event('conn.abort', C, { reason: z.enum(ABORT_REASONS) }),
-  event('conn.half-close', C, {}),
-  event('conn.close', C, { rst: z.boolean() }),
-] as const;
-
-export const clientEventSchemas = [
-  event('client.connect', K, {}),
-  event('client.syn-retry', K, { attempt: z.number().int().positive() }),
-  event('client.connected', K, {}),
-  event('client.send', K, { req: requestRef, idempotent: z.boolean() }),
-  event('client.response', K, { req: requestRef, status: z.number().int().min(100).max(599), close: z.boolean() }),
-  event('client.fail', K, {
-    reason: z.enum(CLIENT_FAILURES),
-    req: requestRef.optional(),
-    /** What a proxy in front reported downstream (502 on errors, 504 on timeouts). */
-    status: z.union([z.literal(502), z.literal(504)]).optional(),
-  }),
-  event('client.eof', K, {}),
-  event('client.close', K, {}),
-] as const;
-
-export const eventSchemas = [
-  ...listenerEventSchemas,
-  ...arbiterEventSchemas,
-  ...workerEventSchemas,
-  ...connEventSchemas,
-  ...clientEventSchemas,
-] as const;
-
-type SchemaEvent<S> = S extends z.ZodType<infer T> ? T : never;
+type SchemaEvent<S> = S extends { _zod: { output: infer T } } ? T : never;
 type Narrow<E, Id> = E extends unknown ? Omit<E, 'actor'> & { actor: Id } : never;
 
 export type ListenerEvent = Narrow<SchemaEvent<(typeof listenerEventSchemas)[number]>, ListenerId>;
@@ -212,14 +90,6 @@ export type TraceEvent = ListenerEvent | ArbiterEvent | WorkerEvent | ConnEvent 
 export type TraceEventType = TraceEvent['type'];
 /** The event as a machine sees it: without the time and actor the trace adds. */
 export type MachineEvent<E extends TraceEvent> = E extends unknown ? Omit<E, 't' | 'actor'> : never;
-
-export const EVENT_TYPES: readonly TraceEventType[] = eventSchemas.map((s) => s.shape.type.value);
-
-const schemaByType = new Map<string, z.ZodType>(eventSchemas.map((s) => [s.shape.type.value, s]));
-
-export function schemaFor(type: string): z.ZodType | undefined {
-  return schemaByType.get(type);
-}
 
 /** The machine kind that accepts events of this type (`conn.respond` → `conn`). */
 export function kindOfEventType(type: TraceEventType): ActorKind {

@@ -12,8 +12,9 @@
  * false. Bad input gets a TraceParseError naming the line and what was wrong.
  */
 import { z } from 'zod';
-import { ACTOR_ID_PATTERNS, EVENT_TYPES, actorKind, kindOfEventType, schemaFor, type TraceEvent, type TraceEventType } from './events.ts';
-import { serverParamsSchema, type ServerParams } from './params.ts';
+import { ACTOR_ID_PATTERNS, actorKind, kindOfEventType, type TraceEvent, type TraceEventType } from './events.ts';
+import type { ServerParams } from './params.ts';
+import { EVENT_TYPES, schemaFor, serverParamsSchema } from './schemas.ts';
 import { getPolicy, UnknownPolicyError } from './policies.ts';
 
 export const TRACE_FORMAT = 'quiesce-trace';

@@ -3,14 +3,17 @@
  * Every test also replays the server's own trace through the model: what the
  * server did must be what the machines allow under its policy.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BASE_POLICY_NAMES, getPolicy } from '../../model/policies.ts';
 import { propertiesFor } from '../../model/properties.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
-import { BIN, Client, expectConformingTrace, rawExchange, startServer, stopServer, tempDir, traceOf, tryConnect, waitFor, type RunningServer } from './server.ts';
+import { descendantsOf, sparesOf, workersOf } from '../../conformance/process.ts';
+import { replay } from '../../model/replay.ts';
+import { parseTrace } from '../../model/trace.ts';
+import { BIN, childrenOf, Client, expectConformingTrace, rawExchange, startServer, stopServer, tempDir, traceOf, tryConnect, waitFor, type RunningServer } from './server.ts';
 
 const running: RunningServer[] = [];
 
@@ -232,6 +235,56 @@ describe('quiesce serve: lifecycle', () => {
     expect(trace.events.some((e) => e.type === 'arbiter.reap' && e.worker === 'worker/1' && e.code < 0)).toBe(true);
   });
 
+  it('a replacement worker is the spare process that was waiting, loaded, before it was needed', async () => {
+    const server = await serve(['--workers', '1']);
+    const [victim] = server.workerPids();
+    await waitFor(() => sparesOf(server.pid).length === 1, 10_000, 'a spare');
+    const [spare] = sparesOf(server.pid);
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(() => server.workerPids().length === 1 && server.workerPids()[0] !== victim, 15_000, 'a replacement');
+    expect(server.workerPids()).toEqual([spare]);
+    // And a new spare waits for the next one.
+    await waitFor(() => sparesOf(server.pid).length === 1, 10_000, 'a new spare');
+    expect(sparesOf(server.pid)).not.toContain(spare);
+    expect((await okResponse(new Client(server.target))).status).toBe(200);
+    await stopServer(server);
+    expectConformingTrace(server);
+  });
+
+  it('a TERM that comes while the workers still load the app is theirs at boot: exit 0, a complete trace, no process left', async () => {
+    const dir = tempDir();
+    // An app whose import takes a second: the workers are spawned, but not yet workers, when TERM comes.
+    writeFileSync(join(dir, 'slow.mjs'), 'const until = Date.now() + 1000;\nwhile (Date.now() < until);\nexport default () => ({ status: 200, body: "ok\\n" });\n');
+    const pidFile = join(dir, 'quiesce.pid');
+    const traceFile = join(dir, 'trace.jsonl');
+    const proc = spawn(process.execPath, [BIN, 'serve', '--bind', '127.0.0.1:0', '--workers', '2', '--app', join(dir, 'slow.mjs'), '--pid', pidFile, '--trace', traceFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    await waitFor(() => existsSync(pidFile), 10_000, 'the pid file');
+    await waitFor(() => childrenOf(proc.pid!).length >= 3, 10_000, 'two workers and a spare');
+    const ours = [...workersOf(proc.pid!), ...sparesOf(proc.pid!)];
+    const started = descendantsOf(proc.pid!);
+    process.kill(proc.pid!, 'SIGTERM');
+    expect(await exited, output).toBe(0);
+    expect(output).not.toContain('listening at');
+    // The arbiter waited for its workers and its spare; tsx's esbuild service follows its parent out.
+    expect(ours.filter((pid) => existsSync(`/proc/${pid}`))).toEqual([]);
+    await waitFor(() => started.every((pid) => !existsSync(`/proc/${pid}`)), 5000, 'every process the server started to end');
+    const trace = parseTrace(readFileSync(traceFile, 'utf8'));
+    const verdict = replay(trace);
+    expect(verdict.ok ? 'ok' : verdict.violation.message).toBe('ok');
+    expect(trace.header.complete).toBe(true);
+    for (const worker of ['worker/1', 'worker/2']) {
+      const events = trace.events.filter((e) => e.actor === worker);
+      // The TERM waited until the worker could take it (at its boot, or just after it became ready),
+      // and it exits through its machine: code 0, not a death before boot.
+      expect(events[0]?.type).toBe('worker.boot');
+      expect(events.some((e) => e.type === 'worker.signal' && e.signal === 'TERM')).toBe(true);
+      expect(events.at(-1)).toMatchObject({ type: 'worker.exit', code: 0 });
+    }
+  });
+
   it('reads options from a JSON config file; flags win', async () => {
     const dir = (await serve(['--workers', '1'])).dir;
     const config = join(dir, 'quiesce.json');
@@ -280,7 +333,7 @@ describe('quiesce serve: apps', () => {
     });
     expect(result.status).toBe(2);
     const ours = result.stderr.split('\n').filter((line) => line.startsWith('quiesce') || line.startsWith('[arbiter]'));
-    expect(ours).toEqual([expect.stringMatching(/^quiesce serve: worker\/[12] died before it booted \(exit code 1\); its output above says why$/)]);
+    expect(ours).toEqual([expect.stringMatching(/^quiesce serve: (worker\/[12]|a new worker process \(pid \d+\)) died before it booted \(exit code 1\); its output above says why$/)]);
   });
 
   it('echo returns the body; sleep refuses a bad ms with 400 and keeps the connection', async () => {

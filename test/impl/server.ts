@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { childrenOf, tempDir, waitFor } from '../../conformance/process.ts';
+import { childrenOf, tempDir, waitFor, workersOf } from '../../conformance/process.ts';
 
 export { childrenOf, tempDir, waitFor };
 import { afterEach, expect } from 'vitest';
@@ -73,7 +73,7 @@ export async function startServer(flags: string[], options: { unix?: boolean; ti
     output: () => output,
     exited,
     signal: (signal) => proc.kill(signal),
-    workerPids: () => childrenOf(proc.pid!).filter(isWorkerProcess),
+    workerPids: () => workersOf(proc.pid!),
   };
 }
 
@@ -103,14 +103,6 @@ export async function stopServer(server: RunningServer, waitMs = 15_000): Promis
 }
 
 /** A worker process (the arbiter has other children: tsx's esbuild service). */
-function isWorkerProcess(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('quiesce-worker-');
-  } catch {
-    return false;
-  }
-}
-
 export interface Response {
   status: number;
   headers: Map<string, string>;
