@@ -316,6 +316,22 @@ describe('quiesce serve: apps', () => {
     }
   });
 
+  it('HUP loads the app anew: the new workers serve the module as it is now (spares loaded before the HUP are not used)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'version.mjs');
+    writeFileSync(file, "export default () => ({ status: 200, body: 'v1\\n' });\n");
+    const server = await serve(['--workers', '2', '--app', file]);
+    await waitFor(() => sparesOf(server.pid).length === 1, 10_000, 'a spare, loaded with v1');
+    const before = server.workerPids();
+    expect((await okResponse(new Client(server.target))).body).toBe('v1\n');
+    writeFileSync(file, "export default () => ({ status: 200, body: 'v2\\n' });\n");
+    server.signal('SIGHUP');
+    await waitFor(() => server.workerPids().length === 2 && server.workerPids().every((pid) => !before.includes(pid)), 15_000, 'new workers');
+    for (let i = 0; i < 4; i++) expect((await okResponse(new Client(server.target))).body).toBe('v2\n');
+    await stopServer(server);
+    expectConformingTrace(server);
+  });
+
   it('a module without a handler: one line, exit 2', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'bad.mjs'), 'export default 5;\n');
