@@ -220,6 +220,7 @@ export class Arbiter {
   run(): Promise<number> {
     this.validateApp();
     this.handle = this.bind();
+    this.boundAddress = this.addressOf(this.handle);
     this.workerScript = workerBundle();
     if (this.config.pid) {
       try {
@@ -244,12 +245,18 @@ export class Arbiter {
     if (!this.driver.isRunning()) this.retireSpares();
   }
 
-  /** The address clients connect to, once bound. */
+  /** The address clients connect to, as bound (port 0 resolved): known from the bind on, even after the socket closed. */
   address(): string {
+    return this.boundAddress ?? '(not bound)';
+  }
+
+  private boundAddress: string | null = null;
+
+  private addressOf(handle: ServerHandle): string {
     const bind = this.config.bind;
     if (bind.family === 'unix') return `unix:${bind.path}`;
     const out: { address?: string; port?: number } = {};
-    this.handle?.getsockname?.(out);
+    handle.getsockname?.(out);
     const host = bind.host.includes(':') ? `[${bind.host}]` : bind.host;
     return `http://${host}:${out.port ?? bind.port}`;
   }
@@ -501,7 +508,8 @@ export class Arbiter {
       case 'ready':
         record.ready = true;
         // Announced once the first set of workers all serve: "listening" then means ready for the load.
-        if (!this.announcedListening && [...this.workers.values()].filter((w) => w.ready).length >= this.params.workers) {
+        // Not once a stop began: the workers that come up then drain at once, and the socket may be closed.
+        if (!this.announcedListening && this.driver.isRunning() && [...this.workers.values()].filter((w) => w.ready).length >= this.params.workers) {
           this.announcedListening = true;
           this.output.log(`[arbiter] listening at ${this.address()} (${this.params.workers} worker${this.params.workers === 1 ? '' : 's'}, policy ${this.config.policy}, pid ${process.pid})`);
         }
