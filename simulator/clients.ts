@@ -20,6 +20,7 @@ import { match } from 'ts-pattern';
 import type { ClientFailure } from '../model/events.ts';
 import { isStale } from '../model/views.ts';
 import { LatencyHistogram } from './stats.ts';
+import type { ActorHost } from '../model/host.ts';
 import type { Engine } from './engine.ts';
 import type { Link, LinkOwner, Network } from './network.ts';
 
@@ -60,7 +61,7 @@ export interface FailureRecord {
 }
 
 /** Attribute a client-observed failure to the server-side mechanism behind it. */
-export function classifyFailure(engine: Engine, link: Link, reason: ClientFailure, processed: boolean): FailureMechanism {
+export function classifyFailure(engine: ActorHost, link: Link, reason: ClientFailure, processed: boolean): FailureMechanism {
   return match(reason)
     .with('eagain', () => 'backlog-overflow' as const)
     .with('connect-timeout', () => 'syn-timeout' as const)
@@ -169,13 +170,14 @@ export class ApacheBench implements LinkOwner {
   onDone: () => void = () => {};
 
   constructor(
+    private readonly engine: Engine,
     private readonly network: Network,
     private readonly options: AbOptions,
     private readonly processed: ProcessedRequests,
   ) {}
 
   start(): void {
-    this.lastActivityMs = this.network.engine.nowMs;
+    this.lastActivityMs = this.engine.nowMs;
     for (let slot = 0; slot < this.options.concurrency; slot++) this.open(slot);
   }
 
@@ -184,14 +186,14 @@ export class ApacheBench implements LinkOwner {
   }
 
   private activity(): void {
-    this.lastActivityMs = this.network.engine.nowMs;
+    this.lastActivityMs = this.engine.nowMs;
     this.activityEpoch++;
   }
 
   /** Arm ab's poll timeout while requests are outstanding: it fires when -s passes with no activity at all. */
   private armPollTimeout(): void {
     if (this.pollTimerArmed || !Number.isFinite(this.options.timeoutMs) || this.outstanding.size === 0) return;
-    const e = this.network.engine;
+    const e = this.engine;
     const epoch = this.activityEpoch;
     this.pollTimerArmed = true;
     e.after(Math.max(0, this.lastActivityMs + this.options.timeoutMs - e.nowMs), () => {
@@ -211,7 +213,7 @@ export class ApacheBench implements LinkOwner {
       const processed = this.processed.settle(req);
       // Lost, but ab counts nothing more: apr_err() prints the error and "Total of N requests completed" and exits.
       this.stats.total++;
-      recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, 'timeout', processed), reason: 'timeout', processed });
+      recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, 'timeout', processed), reason: 'timeout', processed });
       this.network.close(link);
     }
     this.outstanding.clear();
@@ -247,7 +249,7 @@ export class ApacheBench implements LinkOwner {
     }
     this.issued++;
     const req = this.network.nextRequestId();
-    this.sentAt.set(req, this.network.engine.nowMs);
+    this.sentAt.set(req, this.engine.nowMs);
     this.outstanding.add(link);
     this.network.send(link, req, true, Number.POSITIVE_INFINITY);
     this.armPollTimeout();
@@ -261,11 +263,11 @@ export class ApacheBench implements LinkOwner {
     this.finished++;
     this.stats.total++;
     this.stats.ok++;
-    this.stats.latency.record(this.network.engine.nowMs - (this.sentAt.get(req) ?? 0));
+    this.stats.latency.record(this.engine.nowMs - (this.sentAt.get(req) ?? 0));
     this.sentAt.delete(req);
     if (this.options.keepAlive && !close) {
       const thinkMs = this.options.thinkMs ?? 0;
-      if (thinkMs > 0) this.network.engine.at(thinkMs, () => this.sendNextIfOpen(link));
+      if (thinkMs > 0) this.engine.at(thinkMs, () => this.sendNextIfOpen(link));
       else this.sendNext(link);
     } else {
       this.network.close(link);
@@ -283,7 +285,7 @@ export class ApacheBench implements LinkOwner {
       const badBefore = this.stats.ab.failed;
       this.stats.ab.failed++;
       this.stats.ab.connect++;
-      recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, false), reason, processed: false });
+      recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, false), reason, processed: false });
       if (badBefore > 10) {
         this.abortedWith = 'Test aborted after 10 failures';
         this.stats.aborted = this.abortedWith;
@@ -298,7 +300,7 @@ export class ApacheBench implements LinkOwner {
     this.finished++;
     this.stats.total++;
     this.countAbFailure(link, reason);
-    recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, processed), reason, processed });
+    recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
     if (req) this.sentAt.delete(req);
     this.open(slot);
   }
@@ -343,6 +345,7 @@ export class ProxyLoad implements LinkOwner {
   private readonly connectTimer = new WeakMap<Link, { cancelled: boolean }>();
 
   constructor(
+    private readonly engine: Engine,
     private readonly network: Network,
     private readonly options: ProxyOptions,
     private readonly processed: ProcessedRequests,
@@ -352,18 +355,18 @@ export class ProxyLoad implements LinkOwner {
   start(): void {
     const count = Math.round((this.options.ratePerSec * this.options.durationMs) / 1000);
     const gapMs = 1000 / this.options.ratePerSec;
-    const startMs = this.network.engine.nowMs;
+    const startMs = this.engine.nowMs;
     const issue = (i: number) => {
       this.request();
-      if (i + 1 < count) this.network.engine.atTime(startMs + (i + 1) * gapMs, () => issue(i + 1));
+      if (i + 1 < count) this.engine.atTime(startMs + (i + 1) * gapMs, () => issue(i + 1));
     };
     if (count > 0) issue(0);
   }
 
   private request(): void {
     const link = this.network.connect(this);
-    this.startedAt.set(link, this.network.engine.nowMs);
-    this.connectTimer.set(link, this.network.engine.at(this.options.connectTimeoutMs, () => this.network.abandonConnect(link, 'connect-timeout')));
+    this.startedAt.set(link, this.engine.nowMs);
+    this.connectTimer.set(link, this.engine.at(this.options.connectTimeoutMs, () => this.network.abandonConnect(link, 'connect-timeout')));
   }
 
   onConnected(link: Link): void {
@@ -377,7 +380,7 @@ export class ProxyLoad implements LinkOwner {
     this.stats.total++;
     this.stats.ok++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
-    this.stats.latency.record(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    this.stats.latency.record(this.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
     this.network.close(link);
   }
@@ -390,8 +393,8 @@ export class ProxyLoad implements LinkOwner {
     this.stats.total++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
     this.stats.ab.failed++;
-    recordFailure(this.stats, { atMs: this.network.engine.nowMs, mechanism: classifyFailure(this.network.engine, link, reason, processed), reason, processed });
-    this.stats.latency.record(this.network.engine.nowMs - (this.startedAt.get(link) ?? 0));
+    recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
+    this.stats.latency.record(this.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
   }
 

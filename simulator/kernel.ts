@@ -8,16 +8,16 @@
  */
 import type { ClientId, WorkerId } from '../model/events.ts';
 import { acceptQueue, isListening } from '../model/views.ts';
-import type { Engine } from './engine.ts';
+import type { ActorHost } from '../model/host.ts';
 
 export type SynOutcome = 'queued' | 'overflow' | 'refused';
 
 export class Kernel {
   private onReset: (client: ClientId) => void = () => {};
 
-  constructor(private readonly engine: Engine) {
+  constructor(private readonly host: ActorHost) {
     // The listener machine asks for the reset of whatever was queued when the last copy closed.
-    engine.own('listener', () => this.resetQueued());
+    host.own('listener', () => this.resetQueued());
   }
 
   /** Who hears that a queued connection was reset (the network, to tell its client). */
@@ -27,7 +27,7 @@ export class Kernel {
 
   /** A SYN (or a unix connect) reached the listening socket. */
   syn(client: ClientId): SynOutcome {
-    const e = this.engine;
+    const e = this.host;
     if (!isListening(e)) {
       e.emit('listener', { type: 'listener.refuse', client });
       return 'refused';
@@ -40,21 +40,21 @@ export class Kernel {
 
   /** The oldest queued connection, if the socket is still listening (accept(2) would return it). */
   head(): ClientId | undefined {
-    if (!isListening(this.engine)) return undefined;
-    return acceptQueue(this.engine)[0];
+    if (!isListening(this.host)) return undefined;
+    return acceptQueue(this.host)[0];
   }
 
   /** accept(2) by a worker: the head of the queue becomes its connection. */
   accept(client: ClientId, worker: WorkerId, conn: `conn/${number}.${number}`): void {
-    this.engine.emit('listener', { type: 'listener.accept', client, conn, worker });
+    this.host.emit('listener', { type: 'listener.accept', client, conn, worker });
   }
 
   family(): 'tcp' | 'unix' {
-    return this.engine.listener().context.family;
+    return this.host.listener().context.family;
   }
 
   private resetQueued(): void {
-    const e = this.engine;
+    const e = this.host;
     for (let head = acceptQueue(e)[0]; head !== undefined; head = acceptQueue(e)[0]) {
       e.emit('listener', { type: 'listener.reset', client: head });
       this.onReset(head);

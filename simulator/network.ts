@@ -5,10 +5,12 @@
  * client machine's events. Which server-side mechanism lies behind a client's
  * failure is recorded on its `Link` for the failure's attribution.
  */
+import { match } from 'ts-pattern';
 import { clientId, type ClientEvent, type ClientFailure, type ClientId, type ConnId, type MachineEvent } from '../model/events.ts';
+import type { ActorHost } from '../model/host.ts';
 import { isConnecting } from '../model/views.ts';
-import type { Engine } from './engine.ts';
 import type { Kernel } from './kernel.ts';
+import type { NetworkItem, PlatformItem, Wire } from './platform.ts';
 
 export interface NetworkParams {
   /** One-way latency between client and server. */
@@ -75,6 +77,8 @@ export class Link {
   queuedReset = false;
   requestTimer: { cancelled: boolean } | null = null;
   lastResponseWrittenAtMs = -1;
+  /** Items in flight that name this link: it is kept until they have arrived. */
+  inFlight = 0;
   readonly connectedAtMs: number;
 
   constructor(
@@ -84,6 +88,23 @@ export class Link {
   ) {
     this.connectedAtMs = nowMs;
   }
+
+  /** A copy with the same owner (the explorer's snapshots). A client's own timer does not survive a copy. */
+  copy(): Link {
+    const link = new Link(this.client, this.owner, this.connectedAtMs);
+    Object.assign(link, this);
+    link.requestTimer = null;
+    return link;
+  }
+}
+
+/** The network's state, as data (the explorer's snapshots). */
+export interface NetworkState {
+  readonly links: readonly Link[];
+  readonly queued: readonly ClientId[];
+  readonly open: readonly ClientId[];
+  readonly nextClient: number;
+  readonly nextReq: number;
 }
 
 /** What the network delivers to the server's side of a connection. */
@@ -97,6 +118,8 @@ export interface ServerSide {
 }
 
 export class Network {
+  /** Every link something may still reach (a packet in flight, the accept queue, an open client), by client. */
+  private readonly links = new Map<ClientId, Link>();
   /** Links waiting in the kernel's accept queue, by client: what accept(2) and a reset find. */
   private readonly queued = new Map<ClientId, Link>();
   /** Links whose client is not done yet (for the pair checks). */
@@ -106,11 +129,78 @@ export class Network {
   private server: ServerSide | null = null;
 
   constructor(
-    readonly engine: Engine,
+    readonly host: ActorHost,
     private readonly kernel: Kernel,
     private readonly params: NetworkParams,
+    private readonly wire: Wire,
   ) {
     kernel.onQueuedReset((client) => this.queuedReset(client));
+  }
+
+  // ───────────────────────── items ─────────────────────────
+
+  /** Put an item naming `link` on the wire. */
+  private schedule(link: Link, delayMs: number, item: PlatformItem): void {
+    // The server may still write to a link the network forgot (its client is done): the item is void,
+    // but it comes back here, so the link is kept until it has.
+    this.links.set(link.client, link);
+    link.inFlight++;
+    this.wire.after(delayMs, item);
+  }
+
+  /** An item of the network's came due. */
+  arrive(item: NetworkItem): void {
+    const link = this.links.get(item.client);
+    if (!link) {
+      // A client's own timer outlives a link forgotten after a voluntary close: nothing is left to time out.
+      if (item.kind === 'request-timeout') return;
+      throw new Error(`no link for ${item.client}, which an item in flight names`);
+    }
+    if (item.kind !== 'request-timeout') link.inFlight--;
+    match(item)
+      .with({ kind: 'syn' }, (i) => this.synArrives(link, i.attempt))
+      .with({ kind: 'syn-ack' }, () => this.synAcked(link))
+      .with({ kind: 'syn-retry' }, (i) => this.synRetried(link, i.attempt))
+      .with({ kind: 'connect-fail' }, (i) => this.connectFails(link, i.reason))
+      .with({ kind: 'bytes' }, (i) => this.bytesArrive(link, i.req))
+      .with({ kind: 'client-fin' }, () => this.clientFinArrives(link))
+      .with({ kind: 'response' }, (i) => this.responseArrives(link, i.req, i.close))
+      .with({ kind: 'server-fin' }, () => this.finArrives(link))
+      .with({ kind: 'rst' }, () => this.rstArrives(link))
+      .with({ kind: 'request-timeout' }, (i) => this.requestTimesOut(link, i.req))
+      .exhaustive();
+    this.maybeForget(link);
+  }
+
+  /** A link nothing can reach any more is forgotten: a long run keeps only what is open or in flight. */
+  private maybeForget(link: Link): void {
+    if (link.clientDone && link.inFlight === 0 && !this.queued.has(link.client) && !this.open.has(link)) this.links.delete(link.client);
+  }
+
+  /** The link of a client, while something may still reach it. */
+  link(client: ClientId): Link | undefined {
+    return this.links.get(client);
+  }
+
+  // ───────────────────────── snapshots (the explorer) ─────────────────────────
+
+  state(): NetworkState {
+    return {
+      links: [...this.links.values()].map((link) => link.copy()),
+      queued: [...this.queued.keys()],
+      open: [...this.open].map((link) => link.client),
+      nextClient: this.nextClient,
+      nextReq: this.nextReq,
+    };
+  }
+
+  /** Load a state into this (new) network: its links are copies, so the state can be loaded again. */
+  load(state: NetworkState): void {
+    for (const saved of state.links) this.links.set(saved.client, saved.copy());
+    for (const client of state.queued) this.queued.set(client, this.links.get(client)!);
+    for (const client of state.open) this.open.add(this.links.get(client)!);
+    this.nextClient = state.nextClient;
+    this.nextReq = state.nextReq;
   }
 
   /** The server this network delivers to. */
@@ -125,8 +215,8 @@ export class Network {
   /** Debug: each open link's outstanding request is the one its client's machine awaits. */
   checkPairs(): void {
     for (const link of this.open) {
-      if (link.clientDone || !this.engine.has(link.client) || this.engine.isDone(link.client)) continue;
-      const awaiting = this.engine.client(link.client).context.req;
+      if (link.clientDone || !this.host.has(link.client) || this.host.isDone(link.client)) continue;
+      const awaiting = this.host.client(link.client).context.req;
       if (awaiting !== link.req) throw new Error(`${link.client}: the network's link awaits ${link.req}, its machine ${awaiting}`);
     }
   }
@@ -143,9 +233,9 @@ export class Network {
    * forgotten, and so is its link once the queue no longer holds it: a long run keeps only what is open.
    */
   private clientSees<E extends ClientEvent>(link: Link, event: MachineEvent<E>): void {
-    this.engine.emit(link.client, event);
-    if (this.engine.isDone(link.client)) {
-      this.engine.forget(link.client);
+    this.host.emit(link.client, event);
+    if (this.host.isDone(link.client)) {
+      this.host.forget(link.client);
       this.open.delete(link);
     }
   }
@@ -158,58 +248,54 @@ export class Network {
 
   /** Open a client connection; the owner hears back through its callbacks. */
   connect(owner: LinkOwner): Link {
-    const e = this.engine;
+    const h = this.host;
     const client = clientId(this.nextClient++);
-    const link = new Link(client, owner, e.nowMs);
+    const link = new Link(client, owner, h.nowMs);
+    this.links.set(client, link);
     this.open.add(link);
-    e.now(() => this.clientSees(link, { type: 'client.connect' }));
-    e.after(this.params.latencyMs, () => this.synArrives(link, 0));
+    h.now(() => this.clientSees(link, { type: 'client.connect' }));
+    this.schedule(link, this.params.latencyMs, { kind: 'syn', client, attempt: 0 });
     return link;
   }
 
   send(link: Link, req: string, idempotent: boolean, timeoutMs: number): void {
-    const e = this.engine;
-    e.now(() => {
+    this.host.now(() => {
       this.clientSees(link, { type: 'client.send', req, idempotent });
       link.req = req;
       link.reqDelivered = false;
-      if (Number.isFinite(timeoutMs)) link.requestTimer = e.at(timeoutMs, () => this.requestTimesOut(link, req));
-      e.after(this.params.latencyMs, () => this.bytesArrive(link, req));
+      if (Number.isFinite(timeoutMs)) link.requestTimer = this.wire.at(timeoutMs, { kind: 'request-timeout', client: link.client, req });
+      this.schedule(link, this.params.latencyMs, { kind: 'bytes', client: link.client, req });
     });
   }
 
   /** The client closes its connection voluntarily (done with it). */
   close(link: Link): void {
-    const e = this.engine;
-    e.now(() => {
+    this.host.now(() => {
       if (link.clientDone) return;
       link.clientDone = true;
       this.clientSees(link, { type: 'client.close' });
       this.clientSendsFin(link);
+      this.maybeForget(link);
     });
   }
 
   /** Abandon a connection attempt that is still in progress (a proxy's connect timeout). */
   abandonConnect(link: Link, reason: ClientFailure): void {
     this.connectFails(link, reason);
+    this.maybeForget(link);
   }
 
   // ───────────────────────── connecting ─────────────────────────
 
   private synArrives(link: Link, attempt: number): void {
-    const e = this.engine;
     const outcome = this.kernel.syn(link.client);
     if (outcome === 'refused') {
-      e.after(this.params.latencyMs, () => this.connectFails(link, 'refused'));
+      this.schedule(link, this.params.latencyMs, { kind: 'connect-fail', client: link.client, reason: 'refused' });
       return;
     }
     if (outcome === 'queued') {
       this.queued.set(link.client, link);
-      e.after(this.params.latencyMs, () => {
-        if (link.queuedReset || link.clientDone) return;
-        this.clientSees(link, { type: 'client.connected' });
-        link.owner.onConnected(link);
-      });
+      this.schedule(link, this.params.latencyMs, { kind: 'syn-ack', client: link.client });
       this.server?.connectionQueued();
       return;
     }
@@ -222,17 +308,25 @@ export class Network {
     const schedule = this.params.synRetryScheduleMs;
     const nextAt = schedule[attempt];
     const giveUpAt = schedule[schedule.length - 1]!;
-    const sinceStart = e.nowMs - link.connectedAtMs;
+    const sinceStart = this.host.nowMs - link.connectedAtMs;
     if (nextAt === undefined || attempt >= schedule.length - 1) {
-      e.after(Math.max(0, giveUpAt - sinceStart), () => this.connectFails(link, 'connect-timeout'));
+      this.schedule(link, Math.max(0, giveUpAt - sinceStart), { kind: 'connect-fail', client: link.client, reason: 'connect-timeout' });
       return;
     }
-    e.after(Math.max(0, nextAt - sinceStart), () => {
-      if (link.clientDone) return;
-      link.synRetries = attempt + 1;
-      this.clientSees(link, { type: 'client.syn-retry', attempt: attempt + 1 });
-      e.after(this.params.latencyMs, () => this.synArrives(link, attempt + 1));
-    });
+    this.schedule(link, Math.max(0, nextAt - sinceStart), { kind: 'syn-retry', client: link.client, attempt: attempt + 1 });
+  }
+
+  private synAcked(link: Link): void {
+    if (link.queuedReset || link.clientDone) return;
+    this.clientSees(link, { type: 'client.connected' });
+    link.owner.onConnected(link);
+  }
+
+  private synRetried(link: Link, attempt: number): void {
+    if (link.clientDone) return;
+    link.synRetries = attempt;
+    this.clientSees(link, { type: 'client.syn-retry', attempt });
+    this.schedule(link, this.params.latencyMs, { kind: 'syn', client: link.client, attempt });
   }
 
   private connectFails(link: Link, reason: ClientFailure): void {
@@ -247,7 +341,7 @@ export class Network {
     if (!link) return;
     this.queued.delete(client);
     link.queuedReset = true;
-    this.engine.after(this.params.latencyMs, () => this.rstArrives(link));
+    this.schedule(link, this.params.latencyMs, { kind: 'rst', client });
   }
 
   // ───────────────────────── data ─────────────────────────
@@ -262,6 +356,7 @@ export class Network {
       this.deliver(link, conn, req);
     }
     if (link.clientClosedSent) this.server?.finArrives(link, conn);
+    this.maybeForget(link);
   }
 
   private bytesArrive(link: Link, req: string): void {
@@ -282,18 +377,20 @@ export class Network {
   private clientSendsFin(link: Link): void {
     if (link.clientClosedSent) return;
     link.clientClosedSent = true;
-    this.engine.after(this.params.latencyMs, () => {
-      if (link.conn === null) return; // still queued: the FIN waits; accept() will see it
-      this.server?.finArrives(link, link.conn);
-    });
+    this.schedule(link, this.params.latencyMs, { kind: 'client-fin', client: link.client });
+  }
+
+  private clientFinArrives(link: Link): void {
+    if (link.conn === null) return; // still queued: the FIN waits; accept() will see it
+    this.server?.finArrives(link, link.conn);
   }
 
   // ───────────────────────── from the server ─────────────────────────
 
   /** The server wrote a response; it reaches the client after the latency. */
   respond(link: Link, req: string, close: boolean): void {
-    link.lastResponseWrittenAtMs = this.engine.nowMs;
-    this.engine.after(this.params.latencyMs, () => this.responseArrives(link, req, close));
+    link.lastResponseWrittenAtMs = this.host.nowMs;
+    this.schedule(link, this.params.latencyMs, { kind: 'response', client: link.client, req, close });
   }
 
   /** The server closed its side: FIN (or RST with `rst`) reaches the client after the latency. */
@@ -303,18 +400,17 @@ export class Network {
     link.serverClosed = true;
     link.serverSocketClosed = true;
     link.serverCloseRst = rst;
-    this.engine.after(this.params.latencyMs, () => (rst ? this.rstArrives(link) : this.finArrives(link)));
+    this.schedule(link, this.params.latencyMs, rst ? { kind: 'rst', client: link.client } : { kind: 'server-fin', client: link.client });
   }
 
   /** The server half-closed (lingering close): its FIN reaches the client; it keeps reading and discarding. */
   serverHalfCloses(link: Link, cause: ServerCloseCause): void {
     link.serverCloseCause ??= cause;
     link.serverClosed = true;
-    this.engine.after(this.params.latencyMs, () => this.finArrives(link));
+    this.schedule(link, this.params.latencyMs, { kind: 'server-fin', client: link.client });
   }
 
   private responseArrives(link: Link, req: string, close: boolean): void {
-    const e = this.engine;
     if (link.clientDone || link.req !== req) return;
     if (link.requestTimer) link.requestTimer.cancelled = true;
     link.req = null;
@@ -324,7 +420,6 @@ export class Network {
   }
 
   private finArrives(link: Link): void {
-    const e = this.engine;
     if (link.clientDone) return;
     const req = link.req;
     link.clientDone = true;
@@ -347,18 +442,17 @@ export class Network {
     }
     this.clientSees(link, { type: 'client.eof' });
     // The client's machine may be closing already (after a Connection: close response it closes itself).
-    if (this.engine.has(link.client) && !e.isDone(link.client)) this.clientSees(link, { type: 'client.close' });
+    if (this.host.has(link.client) && !this.host.isDone(link.client)) this.clientSees(link, { type: 'client.close' });
     this.clientSendsFin(link);
     link.owner.onIdleClosed(link);
   }
 
   private rstArrives(link: Link): void {
-    const e = this.engine;
     if (link.clientDone) return;
     link.clientDone = true;
     const req = link.req;
     if (link.requestTimer) link.requestTimer.cancelled = true;
-    if (isConnecting(e, link.client)) {
+    if (isConnecting(this.host, link.client)) {
       this.clientSees(link, this.failure(link, 'reset'));
       link.owner.onFailure(link, 'reset', null);
       return;
@@ -373,7 +467,6 @@ export class Network {
   }
 
   private requestTimesOut(link: Link, req: string): void {
-    const e = this.engine;
     if (link.clientDone || link.req !== req) return;
     link.clientDone = true;
     this.clientSees(link, this.failure(link, 'timeout', req));

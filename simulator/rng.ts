@@ -2,7 +2,9 @@
  * A small seeded PRNG (mulberry32): the only source of randomness in a
  * simulated run, so a run is a function of its seed.
  */
-export class Rng {
+import type { Draw } from './platform.ts';
+
+export class Rng implements Draw {
   private state: number;
 
   constructor(seed: number) {
@@ -21,6 +23,10 @@ export class Rng {
   /** Uniform integer in [min, max]. */
   int(min: number, max: number): number {
     return min + Math.floor(this.next() * (max - min + 1));
+  }
+
+  fraction(): number {
+    return this.next();
   }
 
   uniform(min: number, max: number): number {

@@ -12,6 +12,7 @@ import { Engine } from './engine.ts';
 import { Kernel } from './kernel.ts';
 import { CLASSIC_SYN_SCHEDULE_MS, Network } from './network.ts';
 import type { ScenarioParams } from './scenarios.ts';
+import { routeItem, type PlatformItem, type Wire } from './platform.ts';
 import { SimulatedServer } from './server.ts';
 
 export interface RunOptions {
@@ -61,13 +62,28 @@ export function buildWorld(
   machineEngine: MachineEngine = 'compiled',
 ): SimulatedWorld {
   const engine = new Engine(runtimesFor(getPolicy(policyName), params.server, machineEngine), seed, sink);
+  // Items come back to the network or the server when the event queue reaches them.
+  let arrive: (item: PlatformItem) => void = () => {};
+  const wire: Wire = {
+    after: (delayMs, item) => engine.after(delayMs, () => arrive(item)),
+    at: (delayMs, item) => engine.at(delayMs, () => arrive(item)),
+  };
   const kernel = new Kernel(engine);
-  const network = new Network(engine, kernel, { latencyMs: params.latencyMs, synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS, loopback: params.loopback });
-  const server = new SimulatedServer(engine, kernel, network, {
-    bootMs: params.bootMs,
-    serviceMs: serviceMs ?? (() => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs)),
-    loopTickMs: params.loopTickMs,
-  });
+  const network = new Network(engine, kernel, { latencyMs: params.latencyMs, synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS, loopback: params.loopback }, wire);
+  const server = new SimulatedServer(
+    engine,
+    kernel,
+    network,
+    {
+      bootMs: params.bootMs,
+      serviceMs: serviceMs ?? (() => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs)),
+      loopTickMs: params.loopTickMs,
+      heartbeats: true,
+    },
+    wire,
+    engine.rng,
+  );
+  arrive = (item) => routeItem(item, network, server);
   return { engine, kernel, network, server };
 }
 
@@ -100,7 +116,7 @@ export function runScenario(options: RunOptions): RunResult {
     server.signal('TERM');
   };
   if (params.load.kind === 'ab') {
-    const ab = new ApacheBench(network, params.load, processed);
+    const ab = new ApacheBench(engine, network, params.load, processed);
     stats = ab.stats;
     let shutDown = false;
     ab.onDone = () => {
@@ -110,7 +126,7 @@ export function runScenario(options: RunOptions): RunResult {
     };
     engine.after(loadStartMs, () => ab.start());
   } else {
-    const proxy = new ProxyLoad(network, params.load, processed);
+    const proxy = new ProxyLoad(engine, network, params.load, processed);
     stats = proxy.stats;
     engine.after(loadStartMs, () => proxy.start());
     // TERM once every downstream request has an answer.

@@ -5,12 +5,15 @@
  * service, a loop turn) and which connection a free worker takes from the
  * kernel's queue.
  */
-import { ArbiterDriver, type ArbiterPort, type ArbiterSignal } from '../model/driver/arbiter.ts';
-import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
+import { match } from 'ts-pattern';
+import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal } from '../model/driver/arbiter.ts';
+import { WorkerDriver, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
-import { SimulationInvariantError, type Engine } from './engine.ts';
+import type { ActorHost, Timer } from '../model/host.ts';
+import { SimulationInvariantError } from './engine.ts';
 import type { Kernel } from './kernel.ts';
 import type { Link, Network, ServerCloseCause, ServerSide } from './network.ts';
+import type { Draw, ServerItem, Wire } from './platform.ts';
 
 export interface ServerTiming {
   /** Time from fork to a worker ready to accept (app import). */
@@ -19,6 +22,25 @@ export interface ServerTiming {
   serviceMs: (req: string) => number;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
+  /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
+  heartbeats: boolean;
+}
+
+/** A worker process's state, as data (the explorer's snapshots). */
+export interface WorkerProcessState {
+  readonly id: WorkerId;
+  readonly ready: boolean;
+  readonly exited: boolean;
+  readonly driver: WorkerDriverState;
+}
+
+/** The server's state, as data (the explorer's snapshots): the links of open connections by client. */
+export interface ServerState {
+  readonly arbiter: ArbiterDriverState;
+  readonly processes: readonly WorkerProcessState[];
+  /** Each open connection's link: the network's own when it still keeps it, else this copy. */
+  readonly connLinks: readonly (readonly [ConnId, Link])[];
+  readonly exitCode: number | null;
 }
 
 export class SimulatedServer implements ServerSide {
@@ -30,10 +52,12 @@ export class SimulatedServer implements ServerSide {
   exitCode: number | null = null;
 
   constructor(
-    readonly engine: Engine,
+    readonly host: ActorHost,
     readonly kernel: Kernel,
     readonly network: Network,
     readonly timing: ServerTiming,
+    readonly wire: Wire,
+    readonly draw: Draw,
   ) {
     const port: ArbiterPort = {
       spawnWorker: (worker, maxRequests) => this.spawn(worker, maxRequests),
@@ -41,10 +65,49 @@ export class SimulatedServer implements ServerSide {
       // The arbiter's copy closes with the listener.release its driver writes: nothing else happens here.
       closeListener: () => {},
       exit: (code) => (this.exitCode = code),
-      random: () => engine.rng.next(),
+      random: () => draw.fraction(),
     };
-    this.arbiter = new ArbiterDriver(engine, port);
+    this.arbiter = new ArbiterDriver(host, port);
     network.serve(this);
+  }
+
+  /** An item of the server's came due. */
+  arrive(item: ServerItem): void {
+    const proc = this.everSpawned.get(item.worker);
+    if (!proc) throw new SimulationInvariantError(`no process for ${item.worker}, which an item names`);
+    match(item)
+      .with({ kind: 'boot' }, () => proc.booted())
+      .with({ kind: 'heartbeat' }, () => proc.beat())
+      .with({ kind: 'release' }, () => proc.released())
+      .with({ kind: 'accept-turn' }, () => proc.acceptFromQueue())
+      .with({ kind: 'handler-done' }, (i) => proc.whenRunning(() => proc.driver.handlerFinished(i.conn, i.req)))
+      .exhaustive();
+  }
+
+  // ───────────────────────── snapshots (the explorer) ─────────────────────────
+
+  state(): ServerState {
+    return {
+      arbiter: this.arbiter.state(),
+      processes: [...this.everSpawned.values()].map((p) => p.state()),
+      connLinks: [...this.linkOfConn].map(([conn, link]) => [conn, link.copy()] as const),
+      exitCode: this.exitCode,
+    };
+  }
+
+  /** Load a state into this (new) server, after its host's actors and its network were loaded. */
+  load(state: ServerState): void {
+    this.arbiter.load(state.arbiter);
+    for (const saved of state.processes) {
+      const proc = new WorkerProcess(this, saved.id);
+      proc.load(saved);
+      this.everSpawned.set(saved.id, proc);
+      if (!saved.exited) this.workers.set(saved.id, proc);
+      // An exited worker's driver asks nothing more of the host (it disowned its actors as it exited).
+      else this.host.disown(saved.id);
+    }
+    for (const [conn, saved] of state.connLinks) this.linkOfConn.set(conn, this.network.link(saved.client) ?? saved.copy());
+    this.exitCode = state.exitCode;
   }
 
   boot(): void {
@@ -81,10 +144,10 @@ export class SimulatedServer implements ServerSide {
   }
 
   connectionQueued(): void {
-    // The kernel wakes one accept() waiter, not always the same: the waiting workers in a seeded random order.
+    // The kernel wakes one accept() waiter, not always the same: the waiting workers in a drawn order.
     const ready = [...this.workers.values()].filter((p) => p.ready && !p.stopped);
     for (let i = ready.length - 1; i > 0; i--) {
-      const j = this.engine.rng.int(0, i);
+      const j = this.draw.int(0, i);
       [ready[i], ready[j]] = [ready[j]!, ready[i]!];
     }
     for (const proc of ready) proc.acceptFromQueue();
@@ -120,6 +183,7 @@ export class SimulatedServer implements ServerSide {
 
   /** The process ended: the arbiter reaps it at once (SIGCHLD). */
   reap(proc: WorkerProcess, code: number): void {
+    proc.exited = true;
     this.workers.delete(proc.id);
     this.arbiter.reaped(proc.id, code);
   }
@@ -129,7 +193,9 @@ export class SimulatedServer implements ServerSide {
 export class WorkerProcess implements WorkerPort {
   readonly driver: WorkerDriver;
   ready = false;
-  private heartbeatTimer: { cancelled: boolean } | null = null;
+  /** Reaped: the process is gone (an item may still name it: a handler's end that never comes to anything). */
+  exited = false;
+  private heartbeatTimer: Timer | null = null;
   /** SIGSTOPped: it reads nothing, finishes nothing, accepts nothing until CONT (only KILL reaches it). */
   stopped = false;
   private readonly whileStopped: (() => void)[] = [];
@@ -138,21 +204,35 @@ export class WorkerProcess implements WorkerPort {
     private readonly server: SimulatedServer,
     readonly id: WorkerId,
   ) {
-    this.driver = new WorkerDriver(server.engine, id, this);
+    this.driver = new WorkerDriver(server.host, id, this);
   }
 
-  private get engine(): Engine {
-    return this.server.engine;
+  private get wire(): Wire {
+    return this.server.wire;
+  }
+
+  state(): WorkerProcessState {
+    // A stopped process keeps closures for CONT; the explorer sends no STOP.
+    if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
+    return { id: this.id, ready: this.ready, exited: this.exited, driver: this.driver.state() };
+  }
+
+  load(state: WorkerProcessState): void {
+    this.ready = state.ready;
+    this.exited = state.exited;
+    this.driver.load(state.driver);
   }
 
   boot(maxRequests: number): void {
     this.driver.boot(maxRequests);
-    this.engine.after(this.server.timing.bootMs, () => {
-      if (!this.driver.ready()) return;
-      this.ready = true;
-      this.scheduleHeartbeat();
-      this.acceptFromQueue();
-    });
+    this.wire.after(this.server.timing.bootMs, { kind: 'boot', worker: this.id });
+  }
+
+  booted(): void {
+    if (!this.driver.ready()) return;
+    this.ready = true;
+    this.scheduleHeartbeat();
+    this.acceptFromQueue();
   }
 
   signal(signal: WorkerSignal): void {
@@ -164,7 +244,7 @@ export class WorkerProcess implements WorkerPort {
     if (!this.driver.signal(signal)) return;
     if (signal === 'STOP' && this.driver.isFrozen()) {
       this.stopped = true;
-      this.engine.suspend(this.id);
+      this.server.host.suspend(this.id);
     } else if (this.stopped && signal === 'CONT') this.wake();
     else if (this.stopped && this.driver.hasExited()) this.wake(); // killed while stopped: nothing is left to wait for it
   }
@@ -177,7 +257,7 @@ export class WorkerProcess implements WorkerPort {
 
   private wake(): void {
     this.stopped = false;
-    this.engine.resume(this.id);
+    this.server.host.resume(this.id);
     // What arrived meanwhile — signals held by the kernel, bytes, finished handlers — in the order it came.
     for (const run of this.whileStopped.splice(0)) run();
     this.acceptFromQueue();
@@ -202,16 +282,19 @@ export class WorkerProcess implements WorkerPort {
 
   /** After a request or a connection ends the worker may take more: on its next loop turn. */
   private later(): void {
-    this.engine.after(0, () => this.acceptFromQueue());
+    this.wire.after(0, { kind: 'accept-turn', worker: this.id });
   }
 
   private scheduleHeartbeat(): void {
-    this.heartbeatTimer = this.engine.at(this.server.engine.runtimes.params.heartbeatIntervalMs, () => {
-      this.heartbeatTimer = null;
-      if (this.driver.hasExited()) return;
-      this.driver.heartbeat();
-      this.scheduleHeartbeat();
-    });
+    if (!this.server.timing.heartbeats) return;
+    this.heartbeatTimer = this.wire.at(this.server.host.runtimes.params.heartbeatIntervalMs, { kind: 'heartbeat', worker: this.id });
+  }
+
+  beat(): void {
+    this.heartbeatTimer = null;
+    if (this.driver.hasExited()) return;
+    this.driver.heartbeat();
+    this.scheduleHeartbeat();
   }
 
   private link(conn: ConnId): Link {
@@ -227,16 +310,17 @@ export class WorkerProcess implements WorkerPort {
   }
 
   releaseListener(): void {
-    const release = () => {
-      this.driver.listenerReleased();
-      this.server.arbiter.listenerReleasedBy(this.id);
-    };
     // A worker whose chart still lets it accept finishes its loop turn first (gthread ≤ 23): up to
     // loopTickMs, taking what is queued meanwhile.
     if (this.driver.mayAccept()) {
-      this.engine.after(this.engine.rng.uniform(0, this.server.timing.loopTickMs), release);
+      this.wire.after(this.server.draw.uniform(0, this.server.timing.loopTickMs), { kind: 'release', worker: this.id });
       this.later();
-    } else release();
+    } else this.released();
+  }
+
+  released(): void {
+    this.driver.listenerReleased();
+    this.server.arbiter.listenerReleasedBy(this.id);
   }
 
   read(): { keepAlive: boolean } {
@@ -245,7 +329,7 @@ export class WorkerProcess implements WorkerPort {
   }
 
   handle(conn: ConnId, req: string): void {
-    this.engine.after(Math.max(0, this.server.timing.serviceMs(req)), () => this.whenRunning(() => this.driver.handlerFinished(conn, req)));
+    this.wire.after(Math.max(0, this.server.timing.serviceMs(req)), { kind: 'handler-done', worker: this.id, conn, req });
   }
 
   respond(conn: ConnId, req: string, close: boolean): number {
@@ -280,10 +364,10 @@ export class WorkerProcess implements WorkerPort {
 
   /** Why the server side closed: the mechanism a client failure on this connection is attributed to. */
   private closeCause(conn: ConnId, link: Link): ServerCloseCause {
-    const context = this.engine.conn(conn).context;
+    const context = this.server.host.conn(conn).context;
     if (context.abortReason) return context.abortReason;
     if (link.clientClosedSent) return 'peer-closed';
-    if (link.lastResponseWrittenAtMs === this.engine.nowMs) return 'after-response';
+    if (link.lastResponseWrittenAtMs === this.server.host.nowMs) return 'after-response';
     return context.draining ? 'idle-close' : 'keepalive-timeout';
   }
 }

@@ -34,9 +34,24 @@ export interface ArbiterPort {
 
 export type ArbiterSignal = 'TERM' | 'INT' | 'QUIT' | 'HUP' | 'TTIN' | 'TTOU';
 
+/** What an arbiter's driver keeps beside the machines, as data (an explorer's snapshots). */
+export interface ArbiterDriverState {
+  readonly nextWorker: number;
+  readonly exitCode: number;
+}
+
 export class ArbiterDriver {
   private nextWorker = 1;
   private exitCode = 0;
+
+  state(): ArbiterDriverState {
+    return { nextWorker: this.nextWorker, exitCode: this.exitCode };
+  }
+
+  load(state: ArbiterDriverState): void {
+    this.nextWorker = state.nextWorker;
+    this.exitCode = state.exitCode;
+  }
   private readonly handlers: CommandHandlers<ArbiterCommand, 'arbiter'> = {
     spawnWorkers: (_, { count }) => {
       // Only a running arbiter spawns: a command queued behind the step that began the stop is void.

@@ -45,11 +45,31 @@ export interface WorkerPort {
 
 export type WorkerSignalIn = Exclude<WorkerSignal, 'KILL'> | 'KILL';
 
+/** What a worker's driver keeps beside the machines, as data (an explorer's snapshots). */
+export interface WorkerDriverState {
+  readonly waiting: readonly ConnId[];
+  readonly nextConn: number;
+  readonly exitPending: boolean;
+  readonly heartbeatDue: boolean;
+}
+
 export class WorkerDriver {
   /** Connections whose request has arrived and waits for a free thread, in arrival order. */
   private readonly waiting: ConnId[] = [];
   private nextConn = 1;
   private exitPending = false;
+
+  /** Between steps only: a pump in progress is not a state. */
+  state(): WorkerDriverState {
+    return { waiting: [...this.waiting], nextConn: this.nextConn, exitPending: this.exitPending, heartbeatDue: this.heartbeatDue };
+  }
+
+  load(state: WorkerDriverState): void {
+    this.waiting.splice(0, this.waiting.length, ...state.waiting);
+    this.nextConn = state.nextConn;
+    this.exitPending = state.exitPending;
+    this.heartbeatDue = state.heartbeatDue;
+  }
 
   private readonly workerHandlers: CommandHandlers<WorkerCommand, string> = {
     drainConnections: () => {
