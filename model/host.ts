@@ -41,6 +41,13 @@ interface ActorRecord {
   readonly timers: Map<string, PendingTimer>;
 }
 
+/** An actor as data: its machine state and its timers' due times (an explorer's snapshots). */
+export interface ActorSnapshot {
+  readonly id: ActorId;
+  readonly state: ActorState;
+  readonly timers: readonly { readonly id: string; readonly event: { readonly type: string }; readonly dueMs: number }[];
+}
+
 /** Who carries out an actor's commands: a worker's driver owns the worker and its connections. */
 export type OwnerKey = 'arbiter' | 'listener' | 'client' | WorkerId;
 
@@ -174,6 +181,44 @@ export abstract class ActorHost {
     return record.runtime.accepts(record.state, event);
   }
 
+  // ───────────────────────── snapshots ─────────────────────────
+
+  /** Every actor as data. States are immutable: the snapshot shares them. */
+  snapshotActors(): ActorSnapshot[] {
+    const out: ActorSnapshot[] = [];
+    for (const [id, record] of this.actors) {
+      const timers = [];
+      for (const t of record.timers.values()) timers.push({ id: t.id, event: t.event, dueMs: t.dueMs });
+      out.push({ id: id as ActorId, state: record.state, timers });
+    }
+    return out;
+  }
+
+  /** Load actors into this (new) host; their timers are set again for the time they are due. */
+  restoreActors(actors: readonly ActorSnapshot[]): void {
+    if (this.actors.size > 0) throw this.invariant('actors are restored into an empty host only');
+    for (const saved of actors) {
+      const kind = actorKind(saved.id);
+      if (!kind) throw this.invariant(`bad actor id ${saved.id}`);
+      const record: ActorRecord = { kind, runtime: runtimeFor(this.runtimes, kind), state: saved.state, timers: new Map() };
+      this.actors.set(saved.id, record);
+      for (const timer of saved.timers) this.arm(saved.id, record, timer.id, timer.event, timer.dueMs - this.nowMs);
+    }
+  }
+
+  /**
+   * The machine timer `id` of `actor` fires now: what the host's clock does when it comes due. An
+   * explorer calls it to choose which of the timers due at once fires first.
+   */
+  fireTimer(actor: ActorId, id: string, handle?: Timer): void {
+    const record = this.actors.get(actor);
+    const timer = record?.timers.get(id);
+    // Cancelled meanwhile, or replaced by a newer timer of the same id, or the actor is gone.
+    if (!record || !timer || (handle !== undefined && timer.handle !== handle)) return;
+    record.timers.delete(id);
+    this.emit(actor as TraceEvent['actor'], timer.event as never);
+  }
+
   // ───────────────────────── stepping ─────────────────────────
 
   /** Offer an event to its actor's machine, trace it, and queue the commands it produced. A refusal is a bug. */
@@ -255,17 +300,7 @@ export abstract class ActorHost {
       const id = params.id ?? params.event.type;
       const previous = record.timers.get(id);
       if (previous) previous.handle.cancelled = true;
-      const fire = () => {
-        record.timers.delete(id);
-        this.emit(actor as TraceEvent['actor'], params.event as never);
-      };
-      const handle = this.at(params.delay, () => {
-        const stopped = this.suspended.get(ownerOf(actor));
-        // Cancelled while its process was stopped: the timer is no longer the actor's (or the actor is gone).
-        if (stopped) stopped.push(() => record.timers.get(id)?.handle === handle && this.actors.get(actor) === record && fire());
-        else fire();
-      });
-      record.timers.set(id, { id, event: params.event, dueMs: this.nowMs + params.delay, handle });
+      this.arm(actor, record, id, params.event, params.delay);
       return;
     }
     if (action.type === 'xstate.cancel') {
@@ -279,6 +314,16 @@ export abstract class ActorHost {
     const owner = this.owners.get(ownerOf(actor));
     if (!owner) throw this.invariant(`${actor} asked for ${action.type}, and nobody carries out its commands`);
     this.commands.push(() => owner(actor, action));
+  }
+
+  private arm(actor: ActorId, record: ActorRecord, id: string, event: { readonly type: string }, delayMs: number): void {
+    const handle: Timer = this.at(delayMs, () => {
+      const stopped = this.suspended.get(ownerOf(actor));
+      // A stopped process runs no timer: it fires at CONT, unless it was cancelled or replaced meanwhile.
+      if (stopped) stopped.push(() => this.actors.get(actor) === record && this.fireTimer(actor, id, handle));
+      else this.fireTimer(actor, id, handle);
+    });
+    record.timers.set(id, { id, event, dueMs: this.nowMs + delayMs, handle });
   }
 
   private record(actor: ActorId): ActorRecord {

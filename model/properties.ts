@@ -39,328 +39,480 @@ export interface PropertyResult {
   readonly violation?: Violation;
 }
 
+/** What a monitor may ask of the machines, just after the event it is given. */
+export interface MachinesNow {
+  /** The worker's machine had entered `alive.draining` by this event (it may have left it since). */
+  hasBegunDraining(worker: WorkerId): boolean;
+  /** The workers in `alive.draining` just after this event. */
+  draining(): Iterable<WorkerId>;
+  /** When the worker's drain began, once it has. */
+  drainStartMs(worker: WorkerId): number | undefined;
+}
+
+/**
+ * A property as a monitor: it takes a run's events one at a time, with the machines' states beside
+ * them, and says when one breaks the property. The replay checker and the simulator run it over a
+ * trace (`check`); the explorer (proofs/) runs it along every interleaving, keys its visited states
+ * with the monitor's state, and copies it where runs branch.
+ */
+export interface Monitor {
+  /** Take the next event; a violation message, or null. */
+  step(e: TraceEvent, machines: MachinesNow): string | null;
+  /** The run ended (its last event at lastT): what is still pending may break the property. */
+  end(lastT: number): string | null;
+  /** The monitor's state, times as offsets from nowMs: equal keys judge every continuation alike. */
+  key(nowMs: number): string;
+  copy(): Monitor;
+}
+
 export interface Property {
   readonly name: string;
   readonly statement: string;
   readonly windows: readonly RaceWindow[];
   readonly expectedBy: (policy: PolicySpec) => boolean;
+  /** A fresh monitor for a run under this policy. */
+  readonly monitor: (policy: PolicySpec) => Monitor;
+  /** The monitor run over a whole trace, the machines' drains read from the view. */
   readonly check: (trace: Trace, view: MachineView) => PropertyResult;
 }
 
 const HOLDS: PropertyResult = { holds: true };
-const broken = (index: number, message: string): PropertyResult => ({ holds: false, violation: { index, message } });
 
 /** Times are floating-point sums of latencies; a difference this small is no difference. */
 const EPSILON_MS = 1e-6;
 
-const processedRequestsAnswered: Property = {
+/** Run a monitor over a trace, asking the view what the machines were doing at each event. */
+export function runMonitor(monitor: Monitor, trace: Trace, view: MachineView): PropertyResult {
+  let at = 0;
+  let current: ReadonlySet<WorkerId> = new Set();
+  const machines: MachinesNow = {
+    hasBegunDraining: (worker) => view.hasBegunDraining(worker, at),
+    draining: () => current,
+    drainStartMs: (worker) => (view.hasBegunDraining(worker, at) ? view.drain(worker)?.startMs : undefined),
+  };
+  let result: PropertyResult = HOLDS;
+  view.walk(trace.events.length, (i, draining) => {
+    if (!result.holds) return;
+    at = i;
+    current = draining;
+    const message = monitor.step(trace.events[i]!, machines);
+    if (message !== null) result = { holds: false, violation: { index: i, message } };
+  });
+  if (!result.holds) return result;
+  const message = monitor.end(trace.events.at(-1)?.t ?? 0);
+  return message === null ? HOLDS : { holds: false, violation: { index: Math.max(0, trace.events.length - 1), message } };
+}
+
+function property(spec: Omit<Property, 'check'>): Property {
+  return { ...spec, check: (trace, view) => runMonitor(spec.monitor(getPolicy(trace.header.policy)), trace, view) };
+}
+
+const sorted = (values: Iterable<string>): string[] => [...values].sort();
+const since = (nowMs: number, entries: Iterable<[string, number]>): string[] => [...entries].map(([k, t]) => `${k}@${nowMs - t}`).sort();
+
+/** A monitor that keeps no state: each event is judged alone. */
+function stateless(step: Monitor['step']): Monitor {
+  const monitor: Monitor = { step, end: () => null, key: () => '', copy: () => monitor };
+  return monitor;
+}
+
+class ProcessedRequestsAnswered implements Monitor {
+  constructor(
+    private readonly processed = new Set<string>(),
+    private readonly cutShort = new Set<string>(),
+    private readonly running = new Map<ConnId, string>(),
+  ) {}
+
+  step(e: TraceEvent): string | null {
+    if (e.type === 'conn.handler-start') {
+      this.processed.add(e.req);
+      this.running.set(e.actor, e.req);
+    } else if (e.type === 'conn.respond') {
+      this.running.delete(e.actor);
+    } else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
+      // The deadline, a kill, a fast stop, a crash: the operator's bound or a fault, not the policy's choice.
+      const req = this.running.get(e.actor);
+      if (req !== undefined) this.cutShort.add(req);
+    } else if (e.type === 'client.fail' && e.req !== undefined && (e.reason === 'reset' || e.reason === 'empty-reply')) {
+      if (this.processed.has(e.req) && !this.cutShort.has(e.req)) {
+        return `request ${e.req} was processed by the server but ${e.actor} got ${e.reason} instead of its response`;
+      }
+    }
+    return null;
+  }
+
+  end(): null {
+    return null;
+  }
+
+  key(): string {
+    return JSON.stringify([sorted(this.processed), sorted(this.cutShort), sorted([...this.running].map(([c, r]) => `${c}:${r}`))]);
+  }
+
+  copy(): Monitor {
+    return new ProcessedRequestsAnswered(new Set(this.processed), new Set(this.cutShort), new Map(this.running));
+  }
+}
+
+const processedRequestsAnswered = property({
   name: 'processed-requests-answered',
   statement: 'No request whose handler ran is lost to a connection close: the client reads its response (unless the graceful deadline or a kill cut the handler short).',
   windows: ['drain-with-request-in-flight'],
   expectedBy: (p) => p.lingeringClose,
-  check(trace) {
-    const processed = new Set<string>();
-    const cutShort = new Set<string>();
-    const running = new Map<ConnId, string>();
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'conn.handler-start') {
-        processed.add(e.req);
-        running.set(e.actor, e.req);
-      } else if (e.type === 'conn.respond') {
-        running.delete(e.actor);
-      } else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
-        // The deadline, a kill, a fast stop, a crash: the operator's bound or a fault, not the policy's choice.
-        const req = running.get(e.actor);
-        if (req !== undefined) cutShort.add(req);
-      } else if (e.type === 'client.fail' && e.req !== undefined && (e.reason === 'reset' || e.reason === 'empty-reply')) {
-        if (processed.has(e.req) && !cutShort.has(e.req)) {
-          return broken(i, `request ${e.req} was processed by the server but ${e.actor} got ${e.reason} instead of its response`);
-        }
-      }
-    }
-    return HOLDS;
-  },
-};
+  monitor: () => new ProcessedRequestsAnswered(),
+});
 
-const noAcceptAfterDrain: Property = {
+const noAcceptAfterDrain = property({
   name: 'no-accept-after-drain',
   statement: 'A worker that has begun draining accepts no new connection.',
   windows: ['connect-during-drain'],
   expectedBy: (p) => !p.acceptAfterDrain,
-  check(trace, view) {
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'worker.accept' && view.hasBegunDraining(e.actor, i)) {
-        return broken(i, `${e.actor} accepted ${e.conn} after it had begun draining`);
+  monitor: () =>
+    stateless((e, machines) => (e.type === 'worker.accept' && machines.hasBegunDraining(e.actor) ? `${e.actor} accepted ${e.conn} after it had begun draining` : null)),
+});
+
+class DrainingWorkerHeartbeats implements Monitor {
+  constructor(
+    private readonly maxGapMs: number,
+    private readonly lastBeat = new Map<WorkerId, number>(),
+  ) {}
+
+  step(e: TraceEvent, machines: MachinesNow): string | null {
+    for (const worker of machines.draining()) {
+      // Silent since its last beat, or since the drain began if it never beat before.
+      const last = this.lastBeat.get(worker) ?? machines.drainStartMs(worker)!;
+      if (e.t - last > this.maxGapMs) {
+        return `${worker} was draining and silent for ${e.t - last} ms (more than ${this.maxGapMs} ms): the arbiter cannot tell it from a hung worker`;
       }
     }
-    return HOLDS;
-  },
-};
+    if (e.type === 'worker.heartbeat') this.lastBeat.set(e.actor, e.t);
+    return null;
+  }
 
-function drainingWorkerHeartbeats(params: ServerParams): Property['check'] {
-  // Allow one missed beat: a loop turn may straddle the drain's start.
-  const maxGapMs = 2 * params.heartbeatIntervalMs;
-  return (trace, view) => {
-    const lastBeat = new Map<WorkerId, number>();
-    let late: PropertyResult | undefined;
-    view.walk(trace.events.length, (i, draining) => {
-      if (late) return;
-      const e = trace.events[i]!;
-      for (const worker of draining) {
-        // Silent since its last beat, or since the drain began if it never beat before.
-        const last = lastBeat.get(worker) ?? view.drain(worker)!.startMs;
-        if (e.t - last > maxGapMs) {
-          late = broken(i, `${worker} was draining and silent for ${e.t - last} ms (more than ${maxGapMs} ms): the arbiter cannot tell it from a hung worker`);
-          return;
-        }
-      }
-      if (e.type === 'worker.heartbeat') lastBeat.set(e.actor, e.t);
-    });
-    return late ?? HOLDS;
-  };
+  end(): null {
+    return null;
+  }
+
+  key(nowMs: number): string {
+    return JSON.stringify(since(nowMs, this.lastBeat));
+  }
+
+  copy(): Monitor {
+    return new DrainingWorkerHeartbeats(this.maxGapMs, new Map(this.lastBeat));
+  }
 }
 
-function exitByDeadline(params: ServerParams): Property['check'] {
+function exitByDeadline(params: ServerParams): Monitor {
   // The arbiter checks its deadline once per loop turn.
   const toleranceMs = params.heartbeatIntervalMs;
-  return (trace, view) => {
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (!e.actor.startsWith('worker/')) continue;
-      const start = view.drain(e.actor as WorkerId)?.startMs;
-      if (start !== undefined && e.t > start + params.gracefulTimeoutMs + toleranceMs + EPSILON_MS) {
-        return broken(i, `${e.actor} is still running ${e.t - start} ms after it began draining; the graceful timeout is ${params.gracefulTimeoutMs} ms`);
-      }
+  return stateless((e, machines) => {
+    if (!e.actor.startsWith('worker/')) return null;
+    const start = machines.drainStartMs(e.actor as WorkerId);
+    if (start !== undefined && e.t > start + params.gracefulTimeoutMs + toleranceMs + EPSILON_MS) {
+      return `${e.actor} is still running ${e.t - start} ms after it began draining; the graceful timeout is ${params.gracefulTimeoutMs} ms`;
     }
-    return HOLDS;
-  };
+    return null;
+  });
 }
 
-const closeWhileDraining: Property = {
+const closeWhileDraining = property({
   name: 'close-while-draining',
   statement: 'Every response written by a draining worker carries Connection: close.',
   windows: ['drain-with-request-in-flight'],
   expectedBy: (p) => !p.keepAlive || (p.forceCloseWhileDraining && p.closeDecision === 'respond'),
-  check(trace, view) {
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'conn.respond' && !e.close && view.hasBegunDraining(connWorker(e.actor), i)) {
-        return broken(i, `${e.actor} answered ${e.req} with keep-alive although ${connWorker(e.actor)} was draining`);
-      }
-    }
-    return HOLDS;
-  },
-};
+  monitor: () =>
+    stateless((e, machines) =>
+      e.type === 'conn.respond' && !e.close && machines.hasBegunDraining(connWorker(e.actor))
+        ? `${e.actor} answered ${e.req} with keep-alive although ${connWorker(e.actor)} was draining`
+        : null,
+    ),
+});
 
-function idleCloseAfterWindow(params: ServerParams): Property['check'] {
-  const windowMs = Math.min(params.idleGraceMs, params.keepAliveMs);
-  return (trace) => {
-    // When each connection last became idle after a keep-alive response; absent while busy.
-    const idleSince = new Map<ConnId, number>();
-    const aborted = new Set<ConnId>();
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'conn.respond') {
-        if (e.close) idleSince.delete(e.actor);
-        else idleSince.set(e.actor, e.t);
-      } else if (e.type === 'conn.bytes' || e.type === 'conn.peer-fin' || e.type === 'conn.peer-rst') {
-        idleSince.delete(e.actor);
-      } else if (e.type === 'conn.abort') {
-        // The deadline and a kill are the operator's bounds, not the policy's choice.
-        if (e.reason !== 'worker-exit') aborted.add(e.actor);
-      } else if ((e.type === 'conn.half-close' || e.type === 'conn.close') && !aborted.has(e.actor)) {
-        const since = idleSince.get(e.actor);
-        if (since !== undefined && e.t - since < windowMs - EPSILON_MS) {
-          return broken(i, `${e.actor} was closed by the server ${e.t - since} ms after a keep-alive response, inside the ${windowMs} ms a client may take to send its next request`);
-        }
-        idleSince.delete(e.actor);
+class IdleCloseAfterWindow implements Monitor {
+  constructor(
+    private readonly windowMs: number,
+    /** When each connection last became idle after a keep-alive response; absent while busy. */
+    private readonly idleSince = new Map<ConnId, number>(),
+    private readonly aborted = new Set<ConnId>(),
+  ) {}
+
+  step(e: TraceEvent): string | null {
+    if (e.type === 'conn.respond') {
+      if (e.close) this.idleSince.delete(e.actor);
+      else this.idleSince.set(e.actor, e.t);
+    } else if (e.type === 'conn.bytes' || e.type === 'conn.peer-fin' || e.type === 'conn.peer-rst') {
+      this.idleSince.delete(e.actor);
+    } else if (e.type === 'conn.abort') {
+      // The deadline and a kill are the operator's bounds, not the policy's choice.
+      if (e.reason !== 'worker-exit') this.aborted.add(e.actor);
+    } else if ((e.type === 'conn.half-close' || e.type === 'conn.close') && !this.aborted.has(e.actor)) {
+      const idle = this.idleSince.get(e.actor);
+      if (idle !== undefined && e.t - idle < this.windowMs - EPSILON_MS) {
+        return `${e.actor} was closed by the server ${e.t - idle} ms after a keep-alive response, inside the ${this.windowMs} ms a client may take to send its next request`;
       }
+      this.idleSince.delete(e.actor);
     }
-    return HOLDS;
-  };
+    return null;
+  }
+
+  end(): null {
+    return null;
+  }
+
+  key(nowMs: number): string {
+    return JSON.stringify([since(nowMs, this.idleSince), sorted(this.aborted)]);
+  }
+
+  copy(): Monitor {
+    return new IdleCloseAfterWindow(this.windowMs, new Map(this.idleSince), new Set(this.aborted));
+  }
 }
 
-const noResetOfUnreadRequest: Property = {
+class NoResetOfUnreadRequest implements Monitor {
+  constructor(private readonly aborted = new Set<ConnId>()) {}
+
+  step(e: TraceEvent): string | null {
+    if (e.type === 'conn.abort' && e.reason !== 'worker-exit') this.aborted.add(e.actor);
+    if (e.type === 'conn.close' && e.rst && !this.aborted.has(e.actor)) return `${e.actor} was closed with unread request bytes: the client gets RST`;
+    return null;
+  }
+
+  end(): null {
+    return null;
+  }
+
+  key(): string {
+    return JSON.stringify(sorted(this.aborted));
+  }
+
+  copy(): Monitor {
+    return new NoResetOfUnreadRequest(new Set(this.aborted));
+  }
+}
+
+const noResetOfUnreadRequest = property({
   name: 'no-reset-of-unread-request',
   statement: 'The server never closes a connection on request bytes it has not read (which sends RST), except at the graceful deadline or a kill.',
   windows: ['request-on-draining-worker', 'drain-with-idle-keepalive'],
   expectedBy: (p) => p.lingeringClose && p.idleOnDrain !== 'orphan',
-  check(trace) {
-    const aborted = new Set<ConnId>();
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'conn.abort' && e.reason !== 'worker-exit') aborted.add(e.actor);
-      if (e.type === 'conn.close' && e.rst && !aborted.has(e.actor)) {
-        return broken(i, `${e.actor} was closed with unread request bytes: the client gets RST`);
-      }
-    }
-    return HOLDS;
-  },
-};
+  monitor: () => new NoResetOfUnreadRequest(),
+});
+
+interface StaleWait {
+  waitedMs: number;
+  accruingSince: number | null;
+  /** The worker had begun draining when the request arrived. */
+  arrivedWhileDraining: boolean;
+}
 
 /**
  * Stale: request bytes that sit unread on a draining worker's connection while
  * the worker has a free thread to read them. Waiting for a busy thread is
  * queueing, not staleness, and is not counted.
  */
-function noStaleRequest(params: ServerParams): Property['check'] {
-  const staleMs = Math.max(params.idleGraceMs, params.heartbeatIntervalMs);
-  return (trace, view) => {
-    const threads = threadsOf(getPolicy(trace.header.policy), params);
-    const busy = new Map<WorkerId, number>();
+class NoStaleRequest implements Monitor {
+  constructor(
+    private readonly staleMs: number,
+    private readonly threads: number,
+    private readonly busy = new Map<WorkerId, number>(),
     /** Per unread connection: unread-with-a-free-thread time so far, and since when it is accruing. */
-    const waits = new Map<ConnId, { waitedMs: number; accruingSince: number | null; arrivedIndex: number }>();
-    const lingering = new Set<ConnId>();
-    const hasFreeThread = (worker: WorkerId) => (busy.get(worker) ?? 0) < threads;
-    const settle = (conn: ConnId, t: number) => {
-      const w = waits.get(conn);
-      if (w && w.accruingSince !== null) {
-        w.waitedMs += t - w.accruingSince;
-        w.accruingSince = null;
-      }
-    };
-    const resume = (conn: ConnId, t: number) => {
-      const w = waits.get(conn);
-      if (w && w.accruingSince === null && hasFreeThread(connWorker(conn))) w.accruingSince = t;
-    };
-    const stale = (i: number, conn: ConnId, t: number): PropertyResult | undefined => {
-      settle(conn, t);
-      const w = waits.get(conn);
-      if (w && w.waitedMs > staleMs + EPSILON_MS && view.hasBegunDraining(connWorker(conn), w.arrivedIndex)) {
-        return broken(i, `a request waited unread on ${conn} for ${w.waitedMs.toFixed(1)} ms while ${connWorker(conn)} drained with a thread free to read it (a stale keep-alive socket)`);
-      }
-      return undefined;
-    };
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'worker.request-start' || e.type === 'worker.request-end') {
-        busy.set(e.actor, (busy.get(e.actor) ?? 0) + (e.type === 'worker.request-start' ? 1 : -1));
-        for (const conn of waits.keys()) {
-          if (connWorker(conn) !== e.actor) continue;
-          if (hasFreeThread(e.actor)) resume(conn, e.t);
-          else settle(conn, e.t);
-        }
-      }
-      if (e.type === 'conn.half-close') lingering.add(e.actor);
-      if (e.type === 'conn.bytes' && !lingering.has(e.actor) && !waits.has(e.actor)) {
-        waits.set(e.actor, { waitedMs: 0, accruingSince: null, arrivedIndex: i });
-        resume(e.actor, e.t);
-      }
-      if (e.type === 'conn.read') waits.delete(e.actor);
-      if (e.type === 'conn.close' || e.type === 'conn.abort') {
-        const late = stale(i, e.actor, e.t);
-        if (late) return late;
-        waits.delete(e.actor);
+    private readonly waits = new Map<ConnId, StaleWait>(),
+    private readonly lingering = new Set<ConnId>(),
+  ) {}
+
+  private hasFreeThread(worker: WorkerId): boolean {
+    return (this.busy.get(worker) ?? 0) < this.threads;
+  }
+
+  private settle(conn: ConnId, t: number): void {
+    const w = this.waits.get(conn);
+    if (w && w.accruingSince !== null) {
+      w.waitedMs += t - w.accruingSince;
+      w.accruingSince = null;
+    }
+  }
+
+  private resume(conn: ConnId, t: number): void {
+    const w = this.waits.get(conn);
+    if (w && w.accruingSince === null && this.hasFreeThread(connWorker(conn))) w.accruingSince = t;
+  }
+
+  private stale(conn: ConnId, t: number): string | null {
+    this.settle(conn, t);
+    const w = this.waits.get(conn);
+    if (w && w.waitedMs > this.staleMs + EPSILON_MS && w.arrivedWhileDraining) {
+      return `a request waited unread on ${conn} for ${w.waitedMs.toFixed(1)} ms while ${connWorker(conn)} drained with a thread free to read it (a stale keep-alive socket)`;
+    }
+    return null;
+  }
+
+  step(e: TraceEvent, machines: MachinesNow): string | null {
+    if (e.type === 'worker.request-start' || e.type === 'worker.request-end') {
+      this.busy.set(e.actor, (this.busy.get(e.actor) ?? 0) + (e.type === 'worker.request-start' ? 1 : -1));
+      for (const conn of this.waits.keys()) {
+        if (connWorker(conn) !== e.actor) continue;
+        if (this.hasFreeThread(e.actor)) this.resume(conn, e.t);
+        else this.settle(conn, e.t);
       }
     }
-    const end = trace.events.length - 1;
-    const lastT = trace.events[end]?.t ?? 0;
-    for (const conn of [...waits.keys()]) {
-      const late = stale(end, conn, lastT);
+    if (e.type === 'conn.half-close') this.lingering.add(e.actor);
+    if (e.type === 'conn.bytes' && !this.lingering.has(e.actor) && !this.waits.has(e.actor)) {
+      this.waits.set(e.actor, { waitedMs: 0, accruingSince: null, arrivedWhileDraining: machines.hasBegunDraining(connWorker(e.actor)) });
+      this.resume(e.actor, e.t);
+    }
+    if (e.type === 'conn.read') this.waits.delete(e.actor);
+    if (e.type === 'conn.close' || e.type === 'conn.abort') {
+      const late = this.stale(e.actor, e.t);
+      if (late) return late;
+      this.waits.delete(e.actor);
+    }
+    return null;
+  }
+
+  end(lastT: number): string | null {
+    for (const conn of [...this.waits.keys()]) {
+      const late = this.stale(conn, lastT);
       if (late) return late;
     }
-    return HOLDS;
-  };
+    return null;
+  }
+
+  key(nowMs: number): string {
+    const waits = [...this.waits].map(([conn, w]) => `${conn}:${w.waitedMs}:${w.accruingSince === null ? '-' : nowMs - w.accruingSince}:${w.arrivedWhileDraining}`).sort();
+    return JSON.stringify([waits, sorted([...this.busy].map(([w, n]) => `${w}:${n}`)), sorted(this.lingering)]);
+  }
+
+  copy(): Monitor {
+    const waits = new Map([...this.waits].map(([conn, w]) => [conn, { ...w }] as const));
+    return new NoStaleRequest(this.staleMs, this.threads, new Map(this.busy), waits, new Set(this.lingering));
+  }
 }
 
-const failuresAreExplained: Property = {
+class FailuresAreExplained implements Monitor {
+  constructor(
+    private readonly clientOfConn = new Map<ConnId, string>(),
+    private readonly closing = new Set<ConnId>(),
+    /** Requests whose bytes reached a connection that was open and reading — the server had them and dropped them. */
+    private readonly arrivedOpen = new Set<string>(),
+    private readonly processed = new Set<string>(),
+    /** Clients whose connection the graceful deadline or a kill cut: the operator's bound, not the policy. */
+    private readonly cutByBound = new Set<string>(),
+  ) {}
+
+  step(e: TraceEvent): string | null {
+    if (e.type === 'conn.open') this.clientOfConn.set(e.actor, e.client);
+    else if (e.type === 'conn.half-close' || e.type === 'conn.close') this.closing.add(e.actor);
+    else if (e.type === 'conn.bytes' && !this.closing.has(e.actor)) this.arrivedOpen.add(e.req);
+    else if (e.type === 'conn.handler-start') this.processed.add(e.req);
+    else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
+      const client = this.clientOfConn.get(e.actor);
+      if (client !== undefined) this.cutByBound.add(client);
+    } else if (e.type === 'client.fail' && (e.reason === 'reset' || e.reason === 'empty-reply') && !this.cutByBound.has(e.actor)) {
+      if (e.req !== undefined && this.processed.has(e.req)) return `${e.actor} lost request ${e.req} (${e.reason}) after the server processed it`;
+      if (e.req !== undefined && this.arrivedOpen.has(e.req)) return `${e.actor} got ${e.reason} for ${e.req}, which had reached an open connection and was dropped unread`;
+    }
+    return null;
+  }
+
+  end(): null {
+    return null;
+  }
+
+  key(): string {
+    return JSON.stringify([sorted([...this.clientOfConn].map(([c, k]) => `${c}:${k}`)), sorted(this.closing), sorted(this.arrivedOpen), sorted(this.processed), sorted(this.cutByBound)]);
+  }
+
+  copy(): Monitor {
+    return new FailuresAreExplained(new Map(this.clientOfConn), new Set(this.closing), new Set(this.arrivedOpen), new Set(this.processed), new Set(this.cutByBound));
+  }
+}
+
+const failuresAreExplained = property({
   name: 'only-unavoidable-failures',
   statement:
     'Every request that fails was never processed and crossed a close in flight: sent on an idle connection the server was closing, or queued when the last listener copy closed (retryable, RFC 9112 §9.3.1).',
   windows: ['request-crossed-close', 'queued-at-last-close'],
   expectedBy: (p) => p.lingeringClose && p.idleOnDrain !== 'orphan' && p.idleOnDrain !== 'keep',
-  check(trace) {
-    const clientOfConn = new Map<ConnId, string>();
-    const closing = new Set<ConnId>();
-    /** Requests whose bytes reached a connection that was open and reading — the server had them and dropped them. */
-    const arrivedOpen = new Set<string>();
-    const processed = new Set<string>();
-    /** Clients whose connection the graceful deadline or a kill cut: the operator's bound, not the policy. */
-    const cutByBound = new Set<string>();
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'conn.open') clientOfConn.set(e.actor, e.client);
-      else if (e.type === 'conn.half-close' || e.type === 'conn.close') closing.add(e.actor);
-      else if (e.type === 'conn.bytes' && !closing.has(e.actor)) arrivedOpen.add(e.req);
-      else if (e.type === 'conn.handler-start') processed.add(e.req);
-      else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
-        const client = clientOfConn.get(e.actor);
-        if (client !== undefined) cutByBound.add(client);
-      } else if (e.type === 'client.fail' && (e.reason === 'reset' || e.reason === 'empty-reply') && !cutByBound.has(e.actor)) {
-        if (e.req !== undefined && processed.has(e.req)) {
-          return broken(i, `${e.actor} lost request ${e.req} (${e.reason}) after the server processed it`);
-        }
-        if (e.req !== undefined && arrivedOpen.has(e.req)) {
-          return broken(i, `${e.actor} got ${e.reason} for ${e.req}, which had reached an open connection and was dropped unread`);
-        }
-      }
-    }
-    return HOLDS;
-  },
-};
+  monitor: () => new FailuresAreExplained(),
+});
 
-const backlogArithmetic: Property = {
+class BacklogArithmetic implements Monitor {
+  constructor(
+    private capacity = 0,
+    private queued = 0,
+  ) {}
+
+  step(e: TraceEvent): string | null {
+    if (e.type === 'listener.open') this.capacity = Math.min(e.backlog, e.somaxconn) + 1;
+    else if (e.type === 'listener.syn') {
+      if (this.queued >= this.capacity) return `${e.client} entered an accept queue already holding ${this.queued} of ${this.capacity}`;
+      this.queued++;
+    } else if (e.type === 'listener.overflow') {
+      if (this.queued < this.capacity) return `${e.client} overflowed an accept queue holding only ${this.queued} of ${this.capacity}`;
+    } else if (e.type === 'listener.accept' || e.type === 'listener.reset') this.queued--;
+    return null;
+  }
+
+  end(): null {
+    return null;
+  }
+
+  key(): string {
+    return `${this.capacity}/${this.queued}`;
+  }
+
+  copy(): Monitor {
+    return new BacklogArithmetic(this.capacity, this.queued);
+  }
+}
+
+const backlogArithmetic = property({
   name: 'backlog-arithmetic',
   statement: 'A connection overflows the accept queue exactly when min(backlog, somaxconn) + 1 connections are already waiting.',
   windows: ['backlog-overflow'],
   expectedBy: () => true,
-  check(trace) {
-    let capacity = 0;
-    let queued = 0;
-    for (let i = 0; i < trace.events.length; i++) {
-      const e = trace.events[i]!;
-      if (e.type === 'listener.open') capacity = Math.min(e.backlog, e.somaxconn) + 1;
-      else if (e.type === 'listener.syn') {
-        if (queued >= capacity) return broken(i, `${e.client} entered an accept queue already holding ${queued} of ${capacity}`);
-        queued++;
-      } else if (e.type === 'listener.overflow') {
-        if (queued < capacity) return broken(i, `${e.client} overflowed an accept queue holding only ${queued} of ${capacity}`);
-      } else if (e.type === 'listener.accept' || e.type === 'listener.reset') queued--;
-    }
-    return HOLDS;
-  },
-};
+  monitor: () => new BacklogArithmetic(),
+});
 
 /** The properties for a run with these parameters (some bounds are parameters: the graceful timeout, the idle window). */
 export function propertiesFor(params: ServerParams): Property[] {
   return [
     processedRequestsAnswered,
     noAcceptAfterDrain,
-    {
+    property({
       name: 'draining-worker-heartbeats',
       statement: 'A draining worker keeps notifying the arbiter, at least every two heartbeat intervals, until it exits.',
       windows: ['drain-outlasting-heartbeat'],
       // The sync worker's loop notifies between requests only: a long request leaves it silent (gunicorn, draining or not).
       expectedBy: (p) => p.heartbeatWhileDraining && !p.singleThreaded,
-      check: drainingWorkerHeartbeats(params),
-    },
-    {
+      // Allow one missed beat: a loop turn may straddle the drain's start.
+      monitor: () => new DrainingWorkerHeartbeats(2 * params.heartbeatIntervalMs),
+    }),
+    property({
       name: 'exit-by-deadline',
       statement: 'A worker that begins draining exits no later than the graceful timeout (plus one arbiter tick).',
       windows: ['graceful-deadline'],
       expectedBy: () => true,
-      check: exitByDeadline(params),
-    },
+      monitor: () => exitByDeadline(params),
+    }),
     closeWhileDraining,
-    {
+    property({
       name: 'idle-close-after-window',
       statement: 'The server closes an idle keep-alive connection only after the client had the idle window (min of idle grace and keep-alive timeout) to send its next request.',
       windows: ['drain-with-idle-keepalive'],
       expectedBy: (p) =>
         p.idleOnDrain !== 'close' && !(p.idleOnDrain === 'orphan' && p.exitAbandonsIdle) && !p.closeAfterKeepAliveResponseWhileDraining,
-      check: idleCloseAfterWindow(params),
-    },
+      monitor: () => new IdleCloseAfterWindow(Math.min(params.idleGraceMs, params.keepAliveMs)),
+    }),
     noResetOfUnreadRequest,
-    {
+    property({
       name: 'no-stale-request',
       statement: 'A request that reaches a draining worker is read, or its connection closed, within the idle window: no stale keep-alive socket hangs it.',
       windows: ['request-on-draining-worker', 'drain-with-idle-keepalive'],
       // The sync worker keeps no connection alive: there is no socket to go stale.
       expectedBy: (p) => p.keepAlive && p.idleOnDrain !== 'orphan',
-      check: noStaleRequest(params),
-    },
+      monitor: (policy) => new NoStaleRequest(Math.max(params.idleGraceMs, params.heartbeatIntervalMs), threadsOf(policy, params)),
+    }),
     failuresAreExplained,
     backlogArithmetic,
   ];
