@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { machineFigures, simulatorFigures } from './machines.ts';
 import { haveAb, serveFigures, type ServeFigures } from './serve.ts';
+import { explorerFigures } from './explorer.ts';
 
 const program = new Command('bench')
   .option('--json', 'print one JSON object')
@@ -36,6 +37,11 @@ say(`  seed run (10,000 requests): ${simulator.seedRunSeconds.toFixed(3)} s warm
 say(`  the seed table (${simulator.seedTableRuns} runs): ${simulator.seedTableSeconds.toFixed(2)} s (target < 10 s)`);
 say(`  1,000,000 requests: ${simulator.millionRunSeconds.toFixed(1)} s, ${simulator.millionRunEvents.toLocaleString('en')} events, peak memory ${simulator.millionRunPeakMiB} MiB (target < 60 s)`);
 
+say('explorer (proofs/)');
+const explorer = explorerFigures();
+say(`  ${explorer.configuration}: ${explorer.statesWithSymmetry.toLocaleString('en')} states with symmetry reduction, ${explorer.statesWithoutSymmetry.toLocaleString('en')} without: ${explorer.symmetryReduction.toFixed(1)}× fewer`);
+say(`  ${Math.round(explorer.statesPerSecond).toLocaleString('en')} states/s with symmetry reduction (canonical keys), ${Math.round(explorer.statesPerSecondWithoutSymmetry).toLocaleString('en')} states/s without`);
+
 let serve: ServeFigures | null = null;
 if (options.skipServe) say('server: skipped');
 else if (!haveAb()) say('server: skipped (ab not found: apt-get install apache2-utils)');
@@ -52,4 +58,4 @@ else {
   } else say('  the seed load against gunicorn: skipped (gunicorn not installed)');
 }
 
-if (options.json) process.stdout.write(JSON.stringify({ ...machines.speedups, simulatorSpeedup: simulator.simulatorSpeedup, machines: machines.transitionsPerSecond, simulator, serve }) + '\n');
+if (options.json) process.stdout.write(JSON.stringify({ ...machines.speedups, simulatorSpeedup: simulator.simulatorSpeedup, machines: machines.transitionsPerSecond, simulator, explorer, serve }) + '\n');

@@ -8,10 +8,12 @@ import { readTrace } from '../impl/trace-file.ts';
 import { join } from 'node:path';
 import { CHARTS, listPolicies, parseTrace, replay, TraceParseError, UnknownPolicyError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
 import { mermaidOf } from '../model/diagram.ts';
+import { PROPERTY_NAMES, propertiesFor } from '../model/properties.ts';
 import { UsageError } from './errors.ts';
 import { SimulationInvariantError } from '../simulator/engine.ts';
 import { registerSimulatorCommands } from './simulate.ts';
 import { registerServeCommand } from './serve.ts';
+import { registerProveCommand } from './prove.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -59,10 +61,16 @@ export function buildProgram(io: Io): Command {
     .description('check a JSONL trace against the machines and the properties its policy promises')
     .argument('<trace>', 'trace file (JSON Lines)')
     .option('--policy <name>', "replay under this policy instead of the trace header's")
-    .action((path: string, options: { policy?: string }) => {
+    .option('--property <name...>', `check these properties instead of the ones the policy promises (${PROPERTY_NAMES.join(', ')})`)
+    .action((path: string, options: { policy?: string; property?: string[] }) => {
+      const properties = options.property?.map((name) => {
+        if (!PROPERTY_NAMES.includes(name)) throw new UsageError(`--property: unknown property "${name}"; expected one of: ${PROPERTY_NAMES.join(', ')}`);
+        return name;
+      });
       const trace = readTraceFile(path);
       if (options.policy) getPolicy(options.policy);
-      const verdict = replay(trace, options.policy ?? trace.header.policy);
+      const chosen = properties ? propertiesFor(trace.header.params).filter((p) => properties.includes(p.name)) : undefined;
+      const verdict = replay(trace, options.policy ?? trace.header.policy, chosen ? { properties: chosen } : {});
       if (verdict.ok) {
         io.out(`ok: ${verdict.events} events, ${verdict.actors} actors conform to ${options.policy ?? trace.header.policy}; properties checked: ${verdict.properties.join(', ')}\n`);
         return;
@@ -88,6 +96,7 @@ export function buildProgram(io: Io): Command {
 
   registerSimulatorCommands(program, io);
   registerServeCommand(program, io);
+  registerProveCommand(program, io);
   return program;
 }
 

@@ -194,6 +194,13 @@ export class Network {
     };
   }
 
+  /** The state as key lines (the explorer's visited set), without copying it. */
+  keyParts(out: string[], linkKey: (link: Link) => string): void {
+    for (const link of this.links.values()) out.push(`L ${linkKey(link)}`);
+    out.push(`Q ${[...this.queued.keys()].join(',')}`);
+    out.push(`O ${[...this.open].map((link) => link.client).sort().join(',')}`);
+  }
+
   /** Load a state into this (new) network: its links are copies, so the state can be loaded again. */
   load(state: NetworkState): void {
     for (const saved of state.links) this.links.set(saved.client, saved.copy());

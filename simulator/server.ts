@@ -95,6 +95,16 @@ export class SimulatedServer implements ServerSide {
     };
   }
 
+  /** The state as key lines (the explorer's visited set): what a state() holds, less the counters that only name what comes next. */
+  keyParts(out: string[]): void {
+    out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode}`);
+    for (const p of this.everSpawned.values()) {
+      const d = p.driver.state();
+      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue}`);
+    }
+    for (const [conn, link] of this.linkOfConn) out.push(`C ${conn} ${link.client}`);
+  }
+
   /** Load a state into this (new) server, after its host's actors and its network were loaded. */
   load(state: ServerState): void {
     this.arbiter.load(state.arbiter);

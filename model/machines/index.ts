@@ -157,12 +157,23 @@ export type MachineEngine = 'compiled' | 'xstate';
 const compiledCache = new Map<string, Runtimes>();
 
 export function runtimesFor(policy: PolicySpec, params: ServerParams, engine: MachineEngine = 'compiled'): Runtimes {
-  const key = engine === 'compiled' ? `${policy.name} ${JSON.stringify(params)}` : null;
+  // Keyed by the whole spec, not its name: a variant under an existing name (a test's seeded bug) is other machines.
+  const key = engine === 'compiled' ? `${JSON.stringify(policy)} ${JSON.stringify(params)}` : null;
   const cached = key === null ? undefined : compiledCache.get(key);
   if (cached) return cached;
-  const machines = machinesFor(policy, params);
+  const runtimes = runtimesOf(policy, params, machinesFor(policy, params), engine);
+  if (key !== null) {
+    // A run compiles its machines once; a check of many worlds reuses them (a few hundred entries at most).
+    if (compiledCache.size > 512) compiledCache.clear();
+    compiledCache.set(key, runtimes);
+  }
+  return runtimes;
+}
+
+/** Runtimes from given machines (a test's seeded bug: the policy's machines with one guard changed). Not cached. */
+export function runtimesOf(policy: PolicySpec, params: ServerParams, machines: PolicyMachines, engine: MachineEngine = 'compiled'): Runtimes {
   const form = engine === 'compiled' ? compileMachine : xstateRuntime;
-  const runtimes: Runtimes = {
+  return {
     policy,
     params,
     arbiter: form<ArbiterContext>(machines.arbiter),
@@ -171,12 +182,6 @@ export function runtimesFor(policy: PolicySpec, params: ServerParams, engine: Ma
     conn: form<ConnContext>(machines.conn),
     client: form<ClientContext>(machines.client),
   };
-  if (key !== null) {
-    // A run compiles its machines once; a check of many worlds reuses them (a few hundred entries at most).
-    if (compiledCache.size > 512) compiledCache.clear();
-    compiledCache.set(key, runtimes);
-  }
-  return runtimes;
 }
 
 export function runtimeFor(runtimes: Runtimes, kind: ActorKind): MachineRuntime {
