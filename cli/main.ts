@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { CHARTS, listPolicies, parseTrace, replay, TraceParseError, UnknownPolicyError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
 import { mermaidOf } from '../model/diagram.ts';
 import { PROPERTY_NAMES, propertiesFor } from '../model/properties.ts';
+import type { TimerTolerance } from '../model/timing.ts';
 import { UsageError } from './errors.ts';
 import { SimulationInvariantError } from '../simulator/engine.ts';
 import { registerSimulatorCommands } from './simulate.ts';
@@ -39,6 +40,13 @@ function readTraceFile(path: string) {
   }
 }
 
+function parseTolerance(text: string | undefined): TimerTolerance | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)$/.exec(text.trim());
+  if (!match) throw new UsageError(`--timer-tolerance: expected two numbers of milliseconds, early and late, like "2,1000"; got "${text}"`);
+  return { earlyMs: Number(match[1]), lateMs: Number(match[2]) };
+}
+
 export function buildProgram(io: Io): Command {
   const program = new Command('quiesce')
     .description('A formal model, simulator and reference implementation of HTTP server shutdown semantics')
@@ -62,7 +70,10 @@ export function buildProgram(io: Io): Command {
     .argument('<trace>', 'trace file (JSON Lines)')
     .option('--policy <name>', "replay under this policy instead of the trace header's")
     .option('--property <name...>', `check these properties instead of the ones the policy promises (${PROPERTY_NAMES.join(', ')})`)
-    .action((path: string, options: { policy?: string; property?: string[] }) => {
+    .option('--timer-tolerance <early,late>', "how far (ms) a timer's event may come before / after its due time; default: exact for simulated traces, 2,1000 for real ones")
+    .option('--no-timing', "do not check when timers fire")
+    .action((path: string, options: { policy?: string; property?: string[]; timerTolerance?: string; timing: boolean }) => {
+      const tolerance = options.timing ? parseTolerance(options.timerTolerance) : 'off';
       const properties = options.property?.map((name) => {
         if (!PROPERTY_NAMES.includes(name)) throw new UsageError(`--property: unknown property "${name}"; expected one of: ${PROPERTY_NAMES.join(', ')}`);
         return name;
@@ -70,7 +81,7 @@ export function buildProgram(io: Io): Command {
       const trace = readTraceFile(path);
       if (options.policy) getPolicy(options.policy);
       const chosen = properties ? propertiesFor(trace.header.params).filter((p) => properties.includes(p.name)) : undefined;
-      const verdict = replay(trace, options.policy ?? trace.header.policy, chosen ? { properties: chosen } : {});
+      const verdict = replay(trace, options.policy ?? trace.header.policy, { ...(chosen ? { properties: chosen } : {}), ...(tolerance ? { timerTolerance: tolerance } : {}) });
       if (verdict.ok) {
         io.out(`ok: ${verdict.events} events, ${verdict.actors} actors conform to ${options.policy ?? trace.header.policy}; properties checked: ${verdict.properties.join(', ')}\n`);
         return;

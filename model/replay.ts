@@ -8,12 +8,13 @@
  * machines' states along the way (`MachineView`): when each worker was
  * draining is what its machine said, not a guess from the events.
  */
-import { actorKind, type TraceEvent, type WorkerId } from './events.ts';
+import { actorKind, type ActorId, type TraceEvent, type WorkerId } from './events.ts';
 import { runtimeFor, runtimesFor, type Runtimes } from './machines/index.ts';
 import { getPolicy, type PolicySpec } from './policies.ts';
 import { propertiesFor, type Property } from './properties.ts';
 import { isAtRest, type ActorState } from './step.ts';
 import { lineOf, type Trace } from './trace.ts';
+import { TimerWatch, toleranceFor, type TimerTolerance } from './timing.ts';
 import { MachineView, type DrainSpan } from './view.ts';
 
 export type Verdict =
@@ -32,13 +33,17 @@ export type ReplayViolation =
       readonly message: string;
     }
   | { readonly kind: 'property'; readonly line: number; readonly property: string; readonly statement: string; readonly message: string }
-  | { readonly kind: 'not-at-rest'; readonly line: number; readonly actor: string; readonly state: string; readonly message: string };
+  | { readonly kind: 'not-at-rest'; readonly line: number; readonly actor: string; readonly state: string; readonly message: string }
+  /** A timer's event came earlier than its delay allows, later than the tolerance, or never came (model/timing.ts). */
+  | { readonly kind: 'timer'; readonly line: number; readonly actor: string; readonly message: string };
 
 export interface ReplayOptions {
   /** Check these properties instead of the ones the policy promises. */
   readonly properties?: readonly Property[];
   /** Override the header's completeness claim. */
   readonly complete?: boolean;
+  /** How far a timer's event may be from its due time; by default what the header implies (model/timing.ts); 'off' skips the check. */
+  readonly timerTolerance?: TimerTolerance | 'off';
 }
 
 function machineEvent(event: TraceEvent): { type: string } {
@@ -53,7 +58,8 @@ export interface MachinesReplay {
 }
 
 /** Run each actor's events through its machine; returns the final states and the view, or the first rejected event. */
-export function replayMachines(trace: Trace, runtimes: Runtimes): MachinesReplay {
+export function replayMachines(trace: Trace, runtimes: Runtimes, tolerance: TimerTolerance | 'off' = toleranceFor(trace.header)): MachinesReplay {
+  const timers = tolerance === 'off' ? null : new TimerWatch(tolerance, (index) => lineOf(trace, index));
   const states = new Map<string, ActorState>();
   const spans = new Map<WorkerId, { startIndex: number; startMs: number; endIndex: number | null; endMs: number | null }>();
   const view = () => new MachineView(spans as Map<WorkerId, DrainSpan>);
@@ -62,7 +68,12 @@ export function replayMachines(trace: Trace, runtimes: Runtimes): MachinesReplay
     const kind = actorKind(event.actor);
     if (!kind) throw new Error(`unreachable: parser admitted actor ${event.actor}`);
     const runtime = runtimeFor(runtimes, kind);
-    let state = states.get(event.actor) ?? runtime.initial().state;
+    let state = states.get(event.actor);
+    if (state === undefined) {
+      const initial = runtime.initial();
+      state = initial.state;
+      timers?.apply(event.actor as ActorId, event.t, i, initial.actions);
+    }
     const input = machineEvent(event);
     if (!runtime.accepts(state, input)) {
       const done = state.status === 'done';
@@ -85,7 +96,11 @@ export function replayMachines(trace: Trace, runtimes: Runtimes): MachinesReplay
         },
       };
     }
-    state = runtime.step(state, input).state;
+    const late = timers?.before(event, i);
+    if (late) return { states, view: view(), violation: { kind: 'timer', line: lineOf(trace, i), actor: late.actor, message: `line ${lineOf(trace, i)}: ${late.message}` } };
+    const stepped = runtime.step(state, input);
+    state = stepped.state;
+    timers?.after(event, i, stepped.actions, state.status === 'done');
     states.set(event.actor, state);
     if (kind === 'worker') {
       const worker = event.actor as WorkerId;
@@ -130,7 +145,7 @@ export function promisedProperties(policy: PolicySpec, trace: Trace): Property[]
 export function replay(trace: Trace, policyName: string = trace.header.policy, options: ReplayOptions = {}): Verdict {
   const policy = getPolicy(policyName);
   const runtimes = runtimesFor(policy, trace.header.params);
-  const { states, view, violation } = replayMachines(trace, runtimes);
+  const { states, view, violation } = replayMachines(trace, runtimes, options.timerTolerance ?? toleranceFor(trace.header));
   if (violation) return { ok: false, violation };
 
   const properties = options.properties ?? promisedProperties(policy, trace);

@@ -191,6 +191,7 @@ describe('quiesce prove', () => {
       [['prove', '--clients', 'two'], /--clients: expected an integer from 0 to 4 .*in decimal digits, got "two"/],
       [['prove', '--theorem', '9'], /--theorem: expected theorem numbers among 1, 2, 3, 4, 5, 6/],
       [['replay', 'x.jsonl', '--property', 'nope'], /--property: unknown property "nope"/],
+      [['replay', 'x.jsonl', '--timer-tolerance', '5'], /--timer-tolerance: expected two numbers of milliseconds, early and late, like "2,1000"; got "5"/],
     ] as const) {
       const { code, err } = await cli(...argv);
       expect(code, argv.join(' ')).toBe(2);

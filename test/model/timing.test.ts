@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { replay } from '../../model/replay.ts';
+import { REAL_CLOCK, TimerWatch, toleranceFor, VIRTUAL_CLOCK } from '../../model/timing.ts';
+import type { TraceEvent } from '../../model/events.ts';
+import type { Trace } from '../../model/trace.ts';
+import { traceOf } from '../../proofs/explore.ts';
+import { runRow, THEOREMS, DEFAULT_BOUNDS } from '../../proofs/theorems.ts';
+
+/** Theorem 2's shortest witness for a policy: a short trace on a virtual clock (graceful timeout 6 ms, keep-alive 3 ms). */
+function witness(policy: string): Trace {
+  const spec = THEOREMS.find((t) => t.number === 2)!.rows(DEFAULT_BOUNDS).find((s) => s.policy.name === policy)!;
+  const row = runRow(spec, { maxStates: 100_000 });
+  return traceOf(row.finding!.config, row.finding!.path).trace;
+}
+
+const withParams = (trace: Trace, params: Partial<Trace['header']['params']>, meta = trace.header.meta): Trace => ({
+  ...trace,
+  header: { ...trace.header, params: { ...trace.header.params, ...params }, ...(meta ? { meta } : {}) },
+});
+
+describe('timed conformance: timers fire at the delay the header gives', () => {
+  // gunicorn-gthread's witness: TERM at 1 ms, the arbiter's graceful deadline at 7 ms (6 ms later), then KILL.
+  const deadline = witness('gunicorn-gthread');
+
+  it('the witness itself conforms, timers included', () => {
+    const term = deadline.events.find((e) => e.type === 'arbiter.signal')!;
+    const fired = deadline.events.find((e) => e.type === 'arbiter.graceful-timeout')!;
+    expect(fired.t - term.t).toBe(deadline.header.params.gracefulTimeoutMs);
+    expect(replay(deadline)).toMatchObject({ ok: true });
+  });
+
+  it('a graceful timeout 6 ms after TERM, in a trace whose parameters say 30 s, is refused: it fired early', () => {
+    const verdict = replay(withParams(deadline, { gracefulTimeoutMs: 30_000 }));
+    expect(verdict.ok).toBe(false);
+    if (!verdict.ok) {
+      expect(verdict.violation.kind).toBe('timer');
+      expect(verdict.violation.message).toMatch(/arbiter's timer deadline \(arbiter.graceful-timeout\) fired 6 ms after line \d+ set it; the header's parameters give 30000 ms/);
+    }
+  });
+
+  it('on a virtual clock a timer that fires 3 ms late is refused; on a real clock that is within tolerance', () => {
+    // Only the machines and their timers are judged here (no properties: a 3 ms deadline breaks exit-by-deadline too).
+    const late = withParams(deadline, { gracefulTimeoutMs: 3 });
+    const verdict = replay(late, undefined, { properties: [] });
+    expect(verdict.ok).toBe(false);
+    if (!verdict.ok) expect(verdict.violation.message).toMatch(/timer deadline \(arbiter.graceful-timeout\) fired 3 ms late: line \d+ set it for 3 ms/);
+    // The same events from a real server: its event loop may run a timer late, up to the stated tolerance.
+    const real = withParams(deadline, { gracefulTimeoutMs: 3 }, { source: 'serve' });
+    expect(toleranceFor(real.header)).toBe(REAL_CLOCK);
+    expect(replay(real, undefined, { properties: [] })).toMatchObject({ ok: true });
+    expect(replay(real, undefined, { properties: [], timerTolerance: { earlyMs: 0, lateMs: 2 } })).toMatchObject({ ok: false, violation: { kind: 'timer' } });
+  });
+
+  it('a timer that never fires is caught when its actor takes a later event', () => {
+    // safe-drain's witness: TERM at 1 ms while a connection is open, its request read at 3 ms and served at 5 ms.
+    const drain = witness('safe-drain');
+    const term = drain.events.find((e) => e.type === 'worker.signal')!;
+    const start = drain.events.find((e) => e.type === 'worker.request-start')!;
+    expect([term.t, start.t]).toEqual([1, 3]);
+    // Had the graceful timeout been 1 ms, the worker would have been cut short at 2 ms: at 3 ms it is overdue.
+    const verdict = replay(withParams(drain, { gracefulTimeoutMs: 1 }), undefined, { properties: [] });
+    expect(verdict.ok).toBe(false);
+    if (!verdict.ok) {
+      expect(verdict.violation.kind).toBe('timer');
+      expect(verdict.violation.message).toMatch(/worker\/1's timer graceful \(worker.graceful-timeout\), set at line \d+ for 1 ms, was due at 2 ms and had not fired when worker\/1 took worker.request-start at 3 ms/);
+    }
+  });
+});
+
+describe('TimerWatch', () => {
+  const raise = (delay: number) => [{ type: 'xstate.raise', params: { event: { type: 'worker.graceful-timeout' }, delay, id: 'graceful' } }];
+  const ev = (t: number, type: string, extra: Record<string, unknown> = {}) => ({ t, actor: 'worker/1', type, ...extra }) as unknown as TraceEvent;
+
+  it('a timer due while its process is stopped is due when it resumes', () => {
+    const watch = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    watch.apply('worker/1', 5, 0, raise(10)); // due at 15
+    watch.after(ev(10, 'worker.signal', { signal: 'STOP' }), 1, [], false);
+    // Stopped from 10 to 30: nothing is overdue meanwhile, and the timer fires at CONT.
+    expect(watch.before(ev(30, 'worker.signal', { signal: 'CONT' }), 2)).toBeNull();
+    watch.after(ev(30, 'worker.signal', { signal: 'CONT' }), 2, [], false);
+    expect(watch.before(ev(30, 'worker.graceful-timeout'), 3)).toBeNull();
+  });
+
+  it('without the stop, the same firing is 15 ms late', () => {
+    const watch = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    watch.apply('worker/1', 5, 0, raise(10));
+    expect(watch.before(ev(30, 'worker.graceful-timeout'), 1)?.message).toMatch(/fired 15 ms late/);
+  });
+
+  it('a cancelled timer is not waited for', () => {
+    const watch = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    watch.apply('worker/1', 5, 0, raise(10));
+    watch.apply('worker/1', 6, 1, [{ type: 'xstate.cancel', params: { sendId: 'graceful' } }]);
+    expect(watch.before(ev(100, 'worker.heartbeat'), 2)).toBeNull();
+  });
+});
