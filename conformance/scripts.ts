@@ -95,6 +95,9 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 0, do: 'partial', client: 'slowloris' },
       { atMs: 100, do: 'connect', client: 'fast' },
       { atMs: 100, do: 'request', client: 'fast', serviceMs: 10 },
+      // Closed before the TERM, as in heartbeat-timeout: an idle connection kept to the deadline makes the
+      // arbiter's KILL and a gthread-24 worker's own graceful timeout fall due together (a scheduler's tie).
+      { atMs: 1100, do: 'close', client: 'fast' },
       { atMs: 1200, do: 'signal', signal: 'TERM' },
     ],
   },
