@@ -17,7 +17,7 @@
  * closed an idle keep-alive connection" tests a flag it has already reset.)
  */
 import { match } from 'ts-pattern';
-import type { ClientFailure } from '../model/events.ts';
+import type { ClientFailure, ClientId } from '../model/events.ts';
 import { isStale } from '../model/views.ts';
 import { LatencyHistogram } from './stats.ts';
 import type { ActorHost } from '../model/host.ts';
@@ -54,6 +54,8 @@ export const MECHANISM_DESCRIPTIONS: Record<FailureMechanism, string> = {
 };
 
 export interface FailureRecord {
+  /** The client that failed: a timeline labels its failure with the mechanism. */
+  readonly client: ClientId;
   readonly atMs: number;
   readonly mechanism: FailureMechanism;
   readonly reason: ClientFailure;
@@ -118,14 +120,20 @@ export interface ClientStats {
   latency: LatencyHistogram;
   /** The client stopped early, with the message it prints (ab's fatal errors). */
   aborted: string | null;
+  /** The first MAX_FAILURE_RECORDS failures, each with its mechanism (the counts above count them all). */
+  records: FailureRecord[];
 }
 
+/** Failure records kept per run: enough for any timeline, bounded for million-request runs. */
+export const MAX_FAILURE_RECORDS = 10_000;
+
 export function emptyStats(): ClientStats {
-  return { total: 0, ok: 0, failed: 0, ab: { failed: 0, connect: 0, receive: 0, length: 0, exceptions: 0 }, statuses: {}, byMechanism: {}, latency: new LatencyHistogram(), aborted: null };
+  return { total: 0, ok: 0, failed: 0, ab: { failed: 0, connect: 0, receive: 0, length: 0, exceptions: 0 }, statuses: {}, byMechanism: {}, latency: new LatencyHistogram(), aborted: null, records: [] };
 }
 
 function recordFailure(stats: ClientStats, record: FailureRecord): void {
   stats.failed++;
+  if (stats.records.length < MAX_FAILURE_RECORDS) stats.records.push(record);
   const m = (stats.byMechanism[record.mechanism] ??= { count: 0, firstMs: record.atMs, lastMs: record.atMs, processed: 0 });
   m.count++;
   m.lastMs = record.atMs;
@@ -213,7 +221,7 @@ export class ApacheBench implements LinkOwner {
       const processed = this.processed.settle(req);
       // Lost, but ab counts nothing more: apr_err() prints the error and "Total of N requests completed" and exits.
       this.stats.total++;
-      recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, 'timeout', processed), reason: 'timeout', processed });
+      recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, 'timeout', processed), reason: 'timeout', processed });
       this.network.close(link);
     }
     this.outstanding.clear();
@@ -285,7 +293,7 @@ export class ApacheBench implements LinkOwner {
       const badBefore = this.stats.ab.failed;
       this.stats.ab.failed++;
       this.stats.ab.connect++;
-      recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, false), reason, processed: false });
+      recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, false), reason, processed: false });
       if (badBefore > 10) {
         this.abortedWith = 'Test aborted after 10 failures';
         this.stats.aborted = this.abortedWith;
@@ -300,7 +308,7 @@ export class ApacheBench implements LinkOwner {
     this.finished++;
     this.stats.total++;
     this.countAbFailure(link, reason);
-    recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
+    recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
     if (req) this.sentAt.delete(req);
     this.open(slot);
   }
@@ -393,7 +401,7 @@ export class ProxyLoad implements LinkOwner {
     this.stats.total++;
     this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
     this.stats.ab.failed++;
-    recordFailure(this.stats, { atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
+    recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
     this.stats.latency.record(this.engine.nowMs - (this.startedAt.get(link) ?? 0));
     this.startedAt.delete(link);
   }

@@ -78,16 +78,18 @@ const SHORT: Record<FailureMechanism, string> = {
   'accept-starved': 'starved',
 };
 
+/** One cell of the seed table: what the client reports failed, the exchanges lost when different, the main mechanism. */
+export function tableCell(r: RunResult): string {
+  const m = mainMechanism(r.stats);
+  // What the client itself reports (ab's "Failed requests"), and the exchanges lost when that differs.
+  const reported = r.stats.ab.failed;
+  const count = reported === r.stats.failed ? `${reported}` : `${reported} (${r.stats.failed})`;
+  const text = r.stats.failed === 0 && reported === 0 ? '0' : `${count} ${m ? SHORT[m] : ''}`.trim();
+  return r.stats.aborted ? `${text}*` : text;
+}
+
 export function table(results: readonly RunResult[], scenarios: readonly string[], policies: readonly string[]): string {
-  const cell = (r: RunResult | undefined) => {
-    if (!r) return '';
-    const m = mainMechanism(r.stats);
-    // What the client itself reports (ab's "Failed requests"), and the exchanges lost when that differs.
-    const reported = r.stats.ab.failed;
-    const count = reported === r.stats.failed ? `${reported}` : `${reported} (${r.stats.failed})`;
-    const text = r.stats.failed === 0 && reported === 0 ? '0' : `${count} ${m ? SHORT[m] : ''}`.trim();
-    return r.stats.aborted ? `${text}*` : text;
-  };
+  const cell = (r: RunResult | undefined) => (r ? tableCell(r) : '');
   const rows = scenarios.map((sc) => [sc, ...policies.map((p) => cell(results.find((r) => r.scenario === sc && r.policy === p)))]);
   const header = ['scenario \\ policy', ...policies];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
