@@ -137,13 +137,13 @@ class ScriptClient {
 }
 
 /** Run a script against `quiesce serve` under a policy: the server's trace and what the clients saw. */
-export async function runScriptLive(script: Script, policy: string, options: { timeoutMs?: number } = {}): Promise<LiveRun> {
+export async function runScriptLive(script: Script, policy: string, options: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<LiveRun> {
   const dir = tempDir('quiesce-script-');
   const tracePath = join(dir, 'trace.jsonl');
   const server = startProcess(
     [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', tracePath, ...serveFlags(script.server)],
     // The workers check after every connection event that their bookkeeping agrees with their machines.
-    { cwd: dir, env: { QUIESCE_DEBUG: 'pairs' } },
+    { cwd: dir, env: { QUIESCE_DEBUG: 'pairs', ...options.env } },
   );
   const observed: TraceEvent[] = [];
   const clients = new Map<string, ScriptClient>();

@@ -15,7 +15,11 @@ import { getPolicy, type PolicySpec } from '../model/policies.ts';
 import type { App, AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { LiveHost, ServerInvariantError } from './live-host.ts';
+import { mutantOf } from './mutants.ts';
 import { WORKER_BOOT_ERROR, WORKER_CRASH, type SocketHandle, type WorkerMessage, type WorkerSpec } from './protocol.ts';
+
+/** A deliberately broken variant, for the conformance suite's mutation score (impl/mutants.ts); none unless asked. */
+const MUTANT = mutantOf(process.env['QUIESCE_MUTANT']);
 
 interface Conn {
   readonly id: ConnId;
@@ -445,12 +449,14 @@ export class WorkerServer implements WorkerPort {
     if (pending === null) throw new ServerInvariantError(`${id}: a response was asked for outside a handler's end`);
     let { response } = pending;
     let bytes: Buffer;
+    // A mutant's header differs from what the machine decided (and the trace says): see impl/mutants.ts.
+    const header = MUTANT === 'no-close-header' ? false : MUTANT === 'close-header-on-keepalive' ? true : close;
     try {
-      bytes = serializeResponse(response, close, this.spec.params.keepAliveMs / 1000, pending.head);
+      bytes = serializeResponse(response, header, this.spec.params.keepAliveMs / 1000, pending.head);
     } catch (error) {
       process.stderr.write(`[${this.id}] ${(error as Error).message}\n`);
       response = INTERNAL_ERROR;
-      bytes = serializeResponse(response, close, this.spec.params.keepAliveMs / 1000, pending.head);
+      bytes = serializeResponse(response, header, this.spec.params.keepAliveMs / 1000, pending.head);
     }
     if (!conn.socket.destroyed && !conn.socket.write(bytes) && conn.socket.writableLength > WRITE_HIGH_WATER_BYTES) {
       conn.writeBlocked = true;
@@ -476,7 +482,9 @@ export class WorkerServer implements WorkerPort {
   closeSocket(id: ConnId, rst: boolean): void {
     const conn = this.conn(id);
     if (!conn.socket.destroyed) {
-      if (rst) reset(conn.socket);
+      // A mutant closes otherwise than the machine decided (and the trace says): see impl/mutants.ts.
+      const withRst = MUTANT === 'fin-for-rst' ? false : MUTANT === 'rst-for-fin' ? true : rst;
+      if (withRst) reset(conn.socket);
       else conn.socket.end(() => conn.socket.destroy());
     }
     this.forget(conn);

@@ -12,7 +12,9 @@
  *   one whose timer never fired.
  *
  * A stopped process runs no timers (SIGSTOP): one due while its process is
- * stopped is due when it resumes (SIGCONT).
+ * stopped is due when it resumes (SIGCONT). A worker the watchdog found
+ * silent (ABRT) was frozen or hung from when it last ran — a SIGSTOP from
+ * outside is in no trace — and its timers due since are not held to account.
  */
 import type { ActorId, TraceEvent, WorkerId } from './events.ts';
 import { ownerOf, type OwnerKey } from './host.ts';
@@ -63,6 +65,13 @@ export class TimerWatch {
   private readonly stoppedSince = new Map<OwnerKey, number>();
   /** Each owner's stops that ended: [stop, cont] in ms. */
   private readonly stops = new Map<OwnerKey, [number, number][]>();
+  /** When each worker process last showed it ran: an event of its own or of its connections. */
+  private readonly lastAlive = new Map<OwnerKey, number>();
+  /**
+   * Workers the watchdog found silent (the arbiter's ABRT): frozen or hung since they last ran —
+   * a SIGSTOP from outside, which no trace can record — so their timers could not fire.
+   */
+  private readonly silentSince = new Map<OwnerKey, number>();
 
   constructor(
     private readonly tolerance: TimerTolerance,
@@ -100,6 +109,8 @@ export class TimerWatch {
   after(e: TraceEvent, index: number, actions: readonly MachineAction[], done: boolean): void {
     const actor = e.actor as ActorId;
     if (e.type === 'worker.signal' && (e.signal === 'STOP' || e.signal === 'CONT')) this.stopOrContinue(e.actor, e.signal, e.t);
+    else if (e.type === 'arbiter.kill' && e.signal === 'ABRT') this.silentSince.set(e.worker, this.lastAlive.get(e.worker) ?? 0);
+    else if (e.actor.startsWith('worker/') || e.actor.startsWith('conn/')) this.lastAlive.set(ownerOf(actor), e.t);
     this.apply(actor, e.t, index, actions);
     if (done) this.pending.delete(actor);
   }
@@ -138,6 +149,8 @@ export class TimerWatch {
     const owner = ownerOf(actor);
     const since = this.stoppedSince.get(owner);
     if (since !== undefined && since <= timer.dueMs) return Number.POSITIVE_INFINITY;
+    const silent = this.silentSince.get(owner);
+    if (silent !== undefined && silent <= timer.dueMs) return Number.POSITIVE_INFINITY;
     for (const [stop, cont] of this.stops.get(owner) ?? []) if (stop <= timer.dueMs && timer.dueMs <= cont) return cont;
     return timer.dueMs;
   }

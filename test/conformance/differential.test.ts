@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareLifecycles, describeDifference } from '../../conformance/compare.ts';
 import { runScriptLive, type LiveRun } from '../../conformance/live.ts';
+import { wireAgreement } from '../../conformance/wire.ts';
 import { getScript, SCRIPTS } from '../../conformance/scripts.ts';
 import { BASE_POLICY_NAMES } from '../../model/policies.ts';
 import { replay } from '../../model/replay.ts';
@@ -49,6 +50,9 @@ function verdicts(pairs: readonly Pair[]): string[] {
     const sim = replay(simulated);
     if (!sim.ok) problems.push(`${policy}: the simulated trace does not conform: ${sim.violation.message}`);
     for (const d of compareLifecycles(simulated, live.trace)) problems.push(`${policy}: ${describeDifference(d, ['simulator', 'server'])}`);
+    // The server's trace is its statement; what its clients saw is the evidence.
+    // The one known divergence (conformance/README.md) is only ever a killed worker's RST seen as EOF.
+    for (const m of wireAgreement(live.trace, live.observed)) if (!m.known) problems.push(`${policy}: the wire contradicts the server's trace: ${m.message}`);
     return problems;
   });
 }

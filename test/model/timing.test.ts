@@ -87,6 +87,20 @@ describe('TimerWatch', () => {
     expect(watch.before(ev(30, 'worker.graceful-timeout'), 1)?.message).toMatch(/fired 15 ms late/);
   });
 
+  it('a worker the watchdog found silent is not held to its timers from when it last ran', () => {
+    // A SIGSTOP from outside is in no trace: the arbiter's ABRT is the evidence the process was frozen.
+    const frozen = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    frozen.after(ev(4, 'worker.heartbeat'), 0, [], false);
+    frozen.apply('worker/1', 5, 1, raise(10)); // due at 15
+    frozen.after(ev(5, 'worker.heartbeat'), 1, [], false);
+    frozen.after({ t: 40, actor: 'arbiter', type: 'arbiter.kill', worker: 'worker/1', signal: 'ABRT' } as TraceEvent, 2, [], false);
+    expect(frozen.before(ev(40, 'worker.signal', { signal: 'ABRT' }), 3)).toBeNull();
+    // Without the watchdog's word, the same silence is a timer that never fired.
+    const hung = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    hung.apply('worker/1', 5, 0, raise(10));
+    expect(hung.before(ev(40, 'worker.signal', { signal: 'ABRT' }), 1)?.message).toMatch(/was due at 15 ms and had not fired/);
+  });
+
   it('a cancelled timer is not waited for', () => {
     const watch = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
     watch.apply('worker/1', 5, 0, raise(10));
