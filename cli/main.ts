@@ -15,6 +15,7 @@ import { SimulationInvariantError } from '../simulator/engine.ts';
 import { registerSimulatorCommands } from './simulate.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerProveCommand } from './prove.ts';
+import { registerConformCommand } from './conform.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -108,6 +109,7 @@ export function buildProgram(io: Io): Command {
   registerSimulatorCommands(program, io);
   registerServeCommand(program, io);
   registerProveCommand(program, io);
+  registerConformCommand(program, io);
   return program;
 }
 

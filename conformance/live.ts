@@ -136,19 +136,34 @@ class ScriptClient {
   }
 }
 
-/** Run a script against `quiesce serve` under a policy: the server's trace and what the clients saw. */
-export async function runScriptLive(script: Script, policy: string, options: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<LiveRun> {
+/** A server the runner can start and stop: ours, or any command (conformance/blackbox.ts). */
+export interface ServerUnderTest {
+  /** Start it for a script (in its own directory); the runner signals it by its pid. */
+  start(script: Script, dir: string): ServerProcess;
+  /** Where it accepts connections, once it does. */
+  listening(server: ServerProcess, timeoutMs: number): Promise<net.NetConnectOpts>;
+  /** Its worker processes, oldest first (for signals to a worker). */
+  workers(server: ServerProcess): number[];
+  /** The signal this server takes for a script's (nginx stops gracefully on QUIT, not TERM). */
+  signalFor?(signal: string): string;
+}
+
+export interface ScriptRun {
+  /** What the script's clients saw, in the model's vocabulary, on the runner's clock. */
+  readonly observed: readonly TraceEvent[];
+  readonly exitCode: number;
+  readonly output: string;
+  readonly dir: string;
+}
+
+/** The one black-box runner: a script's clients and signals at their moments, against a real server process. */
+export async function runScript(script: Script, sut: ServerUnderTest, options: { timeoutMs?: number } = {}): Promise<ScriptRun> {
   const dir = tempDir('quiesce-script-');
-  const tracePath = join(dir, 'trace.jsonl');
-  const server = startProcess(
-    [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', tracePath, ...serveFlags(script.server)],
-    // The workers check after every connection event that their bookkeeping agrees with their machines.
-    { cwd: dir, env: { QUIESCE_DEBUG: 'pairs', ...options.env } },
-  );
+  const server = sut.start(script, dir);
   const observed: TraceEvent[] = [];
   const clients = new Map<string, ScriptClient>();
   try {
-    const target = await listening(server, options.timeoutMs ?? 20_000);
+    const target = await sut.listening(server, options.timeoutMs ?? 20_000);
     const t0 = performance.now();
     const record = (event: Omit<TraceEvent, 't'>) => observed.push({ t: performance.now() - t0, ...event } as TraceEvent);
     const client = (name: string) => {
@@ -173,10 +188,10 @@ export async function runScriptLive(script: Script, policy: string, options: { t
           client(step.client).close();
           break;
         case 'signal':
-          server.signal(`SIG${step.signal}`);
+          server.signal(`SIG${sut.signalFor?.(step.signal) ?? step.signal}` as NodeJS.Signals);
           break;
         case 'signal-worker': {
-          const live = workersOf(server.pid);
+          const live = sut.workers(server);
           const pid = live[step.worker % Math.max(1, live.length)];
           if (pid !== undefined) process.kill(pid, `SIG${step.signal}`);
           break;
@@ -186,11 +201,33 @@ export async function runScriptLive(script: Script, policy: string, options: { t
     const timeout = setTimeout(() => server.destroy(), options.timeoutMs ?? 20_000);
     const exitCode = await server.exited;
     clearTimeout(timeout);
-    return { trace: parseTrace(readFileSync(tracePath, 'utf8')), observed, exitCode, output: server.output() };
+    // Give the clients a moment to see what the last close sent them.
+    await new Promise((r) => setTimeout(r, 50));
+    return { observed, exitCode, output: server.output(), dir };
   } finally {
     for (const c of clients.values()) c.destroy();
     server.destroy();
   }
+}
+
+/** `quiesce serve` under a policy, as a server under test: it also writes its own trace. */
+function quiesceServe(policy: string, env: Record<string, string>): ServerUnderTest {
+  return {
+    start: (script, dir) =>
+      startProcess(
+        [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', join(dir, 'trace.jsonl'), ...serveFlags(script.server)],
+        // The workers check after every connection event that their bookkeeping agrees with their machines.
+        { cwd: dir, env: { QUIESCE_DEBUG: 'pairs', ...env } },
+      ),
+    listening,
+    workers: (server) => workersOf(server.pid),
+  };
+}
+
+/** Run a script against `quiesce serve` under a policy: the server's trace and what the clients saw. */
+export async function runScriptLive(script: Script, policy: string, options: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<LiveRun> {
+  const run = await runScript(script, quiesceServe(policy, options.env ?? {}), options);
+  return { trace: parseTrace(readFileSync(join(run.dir, 'trace.jsonl'), 'utf8')), observed: run.observed, exitCode: run.exitCode, output: run.output };
 }
 
 /** Where the server listens, once it says so. */

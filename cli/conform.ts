@@ -1,0 +1,93 @@
+/** `quiesce conform`: run the conformance scripts against any HTTP server, as a black box, and say which policies explain what its clients saw. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { conform, ConformUsageError, formatConformReport, parseBind, PLACEHOLDERS } from '../conformance/blackbox.ts';
+import { SCRIPTS } from '../conformance/scripts.ts';
+import { BASE_POLICY_NAMES, getPolicy } from '../model/policies.ts';
+import { scriptParams } from '../simulator/script.ts';
+import { formatTrace, makeHeader } from '../model/trace.ts';
+import { getScript } from '../conformance/scripts.ts';
+import type { Io } from './main.ts';
+import { UsageError } from './errors.ts';
+
+const SIGNAL = /^(TERM|INT|QUIT|HUP|USR1|USR2|WINCH)$/;
+
+interface ConformCliOptions {
+  server: string;
+  bind: string;
+  script?: string;
+  policy?: string;
+  stopSignal?: string;
+  reloadSignal?: string;
+  traces?: string;
+  workerPattern?: string;
+  json?: boolean;
+}
+
+function names(flag: string, text: string | undefined, known: readonly string[]): string[] | undefined {
+  if (text === undefined) return undefined;
+  const list = text.split(',').map((s) => s.trim());
+  for (const n of list) if (!known.includes(n)) throw new UsageError(`${flag}: unknown name "${n}"; expected one of: ${known.join(', ')}`);
+  return list;
+}
+
+export function registerConformCommand(program: Command, io: Io): void {
+  program
+    .command('conform')
+    .description('run the conformance scripts against any HTTP server and report which policies explain what its clients saw')
+    .requiredOption('--server <command>', `the server's command line; it may take ${Object.keys(PLACEHOLDERS).join(' ')} (each script's parameters)`)
+    .requiredOption('--bind <address>', 'where the command makes the server listen: host:port or unix:/path')
+    .option('--script <names>', `only these scripts (${SCRIPTS.map((s) => s.name).join(', ')})`)
+    .option('--policy <names>', 'compare with only these policies')
+    .option('--stop-signal <name>', 'the signal for a graceful stop, if not TERM (nginx: QUIT)')
+    .option('--reload-signal <name>', 'the signal for a reload, if not HUP')
+    .option('--worker-pattern <regex>', "which of the server's children are its workers, by command line (default: all of them)")
+    .option('--traces <dir>', "write what each script's clients saw as a JSONL trace (the viz loads it)")
+    .option('--json', 'print one JSON object')
+    .action(async (options: ConformCliOptions) => {
+      try {
+        parseBind(options.bind);
+      } catch (error) {
+        if (error instanceof ConformUsageError) throw new UsageError(error.message);
+        throw error;
+      }
+      for (const [flag, value] of [['--stop-signal', options.stopSignal], ['--reload-signal', options.reloadSignal]] as const) {
+        if (value !== undefined && !SIGNAL.test(value)) throw new UsageError(`${flag}: expected a signal name like TERM, QUIT or HUP (without SIG), got "${value}"`);
+      }
+      let workerPattern: RegExp | undefined;
+      try {
+        workerPattern = options.workerPattern === undefined ? undefined : new RegExp(options.workerPattern);
+      } catch {
+        throw new UsageError(`--worker-pattern: not a regular expression: "${options.workerPattern}"`);
+      }
+      const scripts = names('--script', options.script, SCRIPTS.map((s) => s.name));
+      const policies = names('--policy', options.policy, BASE_POLICY_NAMES);
+      const report = await conform({
+        command: options.server,
+        bind: options.bind,
+        ...(scripts ? { scripts } : {}),
+        ...(policies ? { policies } : {}),
+        ...(options.stopSignal ? { stopSignal: options.stopSignal } : {}),
+        ...(options.reloadSignal ? { reloadSignal: options.reloadSignal } : {}),
+        ...(workerPattern ? { workerPattern } : {}),
+        onScript: (name) => {
+          if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2Krunning ${name}…`);
+        },
+      });
+      if (process.stderr.isTTY && !options.json) process.stderr.write('\r\x1b[2K');
+      if (options.traces) {
+        mkdirSync(options.traces, { recursive: true });
+        for (const v of report.scripts) {
+          if (v.skipped) continue;
+          // A client-side trace: the clients' machines replay it; its policy is the first that explains it (or none, said in meta).
+          const policy = v.explainedBy[0] ?? 'safe-drain';
+          getPolicy(policy);
+          const header = makeHeader(policy, scriptParams(getScript(v.script)), false, { source: 'conform', server: options.server, script: v.script, explainedBy: v.explainedBy });
+          writeFileSync(join(options.traces, `${v.script}.jsonl`), formatTrace({ header, events: [...v.observedTrace] }));
+        }
+      }
+      if (options.json) io.out(JSON.stringify({ ...report, scripts: report.scripts.map(({ observedTrace: _t, ...rest }) => rest) }, null, 2) + '\n');
+      else io.out(formatConformReport(report));
+    });
+}

@@ -1,0 +1,223 @@
+/**
+ * Any HTTP server, as a black box: `quiesce conform --server "<command>"`.
+ * The scripts run against it with the same clients and signals as against
+ * `quiesce serve`; what its clients saw is then set beside what the
+ * simulator's clients see under each named policy, running the same script
+ * on the same machines. A policy *explains* a script's run when every client
+ * saw the same things in the same order — each request sent, each response
+ * with its `Connection` header, each failure and its kind (EOF, RST, refused), its
+ * own close — timestamps aside.
+ *
+ * This compares against the simulator's run of each policy (one
+ * interleaving, the one its timings give), not every interleaving the
+ * charts allow: a server that takes an order the simulator does not is
+ * reported as explained by no policy, with the first difference.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import type { TraceEvent } from '../model/events.ts';
+import { BASE_POLICY_NAMES } from '../model/policies.ts';
+import type { ServerParams } from '../model/params.ts';
+import { scriptParams, simulateScript, type Script } from '../simulator/script.ts';
+import { runScript, type ServerUnderTest } from './live.ts';
+import { accepts, childrenOf, startProcess } from './process.ts';
+import { SCRIPTS } from './scripts.ts';
+
+/** Placeholders a server command may take, filled from each script's parameters. */
+export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => string; readonly needed: (p: ServerParams) => boolean }> = {
+  '{workers}': { of: (p) => String(p.workers), needed: () => false },
+  '{threads}': { of: (p) => String(p.threads), needed: () => false },
+  '{keepalive}': { of: (p) => String(p.keepAliveMs / 1000), needed: () => false },
+  '{graceful-timeout}': { of: (p) => String(p.gracefulTimeoutMs / 1000), needed: () => false },
+  '{timeout}': { of: (p) => String(p.timeoutMs / 1000), needed: (p) => p.timeoutMs !== DEFAULT_TIMEOUT_MS },
+  '{max-requests}': { of: (p) => String(p.maxRequests), needed: (p) => p.maxRequests > 0 },
+  '{idle-grace}': { of: (p) => String(p.idleGraceMs / 1000), needed: () => false },
+  '{linger}': { of: (p) => String(p.lingerMs / 1000), needed: () => false },
+  '{header-timeout}': { of: (p) => String(p.headerTimeoutMs / 1000), needed: (p) => p.headerTimeoutMs > 0 && p.headerTimeoutMs < 10_000 },
+};
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export class ConformUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConformUsageError';
+  }
+}
+
+/** Where to connect: `host:port` or `unix:/path`. */
+export function parseBind(bind: string): net.NetConnectOpts {
+  if (bind.startsWith('unix:') && bind.length > 5) return { path: bind.slice(5) };
+  const match = /^([\w.-]+|\[[0-9a-f:]+\]):(\d{1,5})$/i.exec(bind);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) throw new ConformUsageError(`--bind: expected host:port or unix:/path, got "${bind}"`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]) };
+}
+
+/** A server started from a command line (by /bin/sh, which `exec`s it: the pid signalled is the server's). */
+export function commandServer(command: string, bind: string, signals: { stop?: string; reload?: string } = {}, workerPattern?: RegExp): ServerUnderTest {
+  const target = parseBind(bind);
+  const env: Record<string, string> = {};
+  return {
+    signalFor: (signal) => (signal === 'TERM' ? (signals.stop ?? signal) : signal === 'HUP' ? (signals.reload ?? signal) : signal),
+    start: (script, dir) => startProcess(['/bin/sh', '-c', `exec ${fill(command, script)}`], { cwd: dir, env }),
+    listening: async (server, timeoutMs) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (await accepts(target)) return target;
+        if (server.proc.exitCode !== null) throw new Error(`the server exited (${server.proc.exitCode}) before it accepted connections:\n${server.output().slice(-2000)}`);
+        if (Date.now() > deadline) throw new Error(`the server did not accept connections at ${bind} within ${timeoutMs} ms:\n${server.output().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    // Its children, oldest first — those whose command line matches, when the server has helpers that are not workers.
+    workers: (server) => childrenOf(server.pid).filter((pid) => !workerPattern || workerPattern.test(cmdlineOf(pid))),
+  };
+}
+
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
+}
+
+function fill(command: string, script: Script): string {
+  const params = scriptParams(script);
+  let out = command;
+  for (const [name, p] of Object.entries(PLACEHOLDERS)) out = out.split(name).join(p.of(params));
+  return out;
+}
+
+/** Why a script cannot run against this command: a parameter it needs that the command does not take. */
+export function skipReason(command: string, script: Script): string | null {
+  const params = scriptParams(script);
+  const missing = Object.entries(PLACEHOLDERS).filter(([name, p]) => p.needed(params) && !command.includes(name));
+  return missing.length > 0 ? `the command takes no ${missing.map(([n]) => n).join(', ')}` : null;
+}
+
+/** What a client saw, in order, timestamps and server-side events aside. */
+export function clientView(events: readonly TraceEvent[]): Map<string, string[]> {
+  const view = new Map<string, string[]>();
+  const ended = new Set<string>();
+  for (const e of events) {
+    if (!e.actor.startsWith('client/')) continue;
+    // A client closes its side when the server closed: a reaction, not what it saw.
+    if (e.type === 'client.close' && ended.has(e.actor)) continue;
+    if (e.type === 'client.eof' || e.type === 'client.fail') ended.add(e.actor);
+    let line: string | null = null;
+    switch (e.type) {
+      // Connected is left out: a raw socket writes its request before the connect completes, the simulated one after.
+      case 'client.send':
+        line = `send ${e.req}`;
+        break;
+      case 'client.response':
+        line = `response ${e.req} ${e.close ? 'close' : 'keep-alive'}`;
+        break;
+      case 'client.fail':
+        line = `fail ${e.reason}${e.req ? ` ${e.req}` : ''}`;
+        break;
+      case 'client.eof':
+        line = 'eof';
+        break;
+      case 'client.close':
+        line = 'close';
+        break;
+      default:
+        break;
+    }
+    if (line === null) continue;
+    const list = view.get(e.actor) ?? [];
+    list.push(line);
+    view.set(e.actor, list);
+  }
+  return view;
+}
+
+/** The first difference between two clients' views, or null. */
+export function firstDifference(observed: Map<string, string[]>, predicted: Map<string, string[]>): string | null {
+  const clients = [...new Set([...observed.keys(), ...predicted.keys()])].sort();
+  for (const c of clients) {
+    const a = observed.get(c) ?? [];
+    const b = predicted.get(c) ?? [];
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      if (a[i] !== b[i]) return `${c}, step ${i + 1}: saw ${a[i] ?? 'nothing more'}; the policy predicts ${b[i] ?? 'nothing more'}`;
+    }
+  }
+  return null;
+}
+
+export interface ScriptVerdict {
+  readonly script: string;
+  readonly skipped: string | null;
+  /** What each client saw. */
+  readonly observed: Record<string, string[]>;
+  /** The policies whose simulated clients saw the same. */
+  readonly explainedBy: readonly string[];
+  /** For each policy that does not explain it: the first difference. */
+  readonly differences: Record<string, string>;
+  readonly observedTrace: readonly TraceEvent[];
+}
+
+export interface ConformReport {
+  readonly command: string;
+  readonly scripts: readonly ScriptVerdict[];
+  /** The policies that explain every script that ran. */
+  readonly policies: readonly string[];
+}
+
+export interface ConformOptions {
+  readonly command: string;
+  readonly bind: string;
+  /** The signal the server takes for a graceful stop (TERM) and a reload (HUP), when it is another. */
+  readonly stopSignal?: string;
+  readonly reloadSignal?: string;
+  /** Which of the server's children are workers (their /proc command line), when it has other children. */
+  readonly workerPattern?: RegExp;
+  readonly scripts?: readonly string[];
+  readonly policies?: readonly string[];
+  readonly onScript?: (name: string) => void;
+}
+
+export async function conform(options: ConformOptions): Promise<ConformReport> {
+  const sut = commandServer(options.command, options.bind, {
+    ...(options.stopSignal ? { stop: options.stopSignal } : {}),
+    ...(options.reloadSignal ? { reload: options.reloadSignal } : {}),
+  }, options.workerPattern);
+  const policies = options.policies ?? BASE_POLICY_NAMES;
+  const scripts = SCRIPTS.filter((s) => !options.scripts || options.scripts.includes(s.name));
+  const verdicts: ScriptVerdict[] = [];
+  for (const script of scripts) {
+    options.onScript?.(script.name);
+    const skipped = skipReason(options.command, script);
+    if (skipped) {
+      verdicts.push({ script: script.name, skipped, observed: {}, explainedBy: [], differences: {}, observedTrace: [] });
+      continue;
+    }
+    const run = await runScript(script, sut);
+    const observed = clientView(run.observed);
+    const explainedBy: string[] = [];
+    const differences: Record<string, string> = {};
+    for (const policy of policies) {
+      const difference = firstDifference(observed, clientView(simulateScript(script, policy).events));
+      if (difference === null) explainedBy.push(policy);
+      else differences[policy] = difference;
+    }
+    verdicts.push({ script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, differences, observedTrace: run.observed });
+  }
+  const ran = verdicts.filter((v) => v.skipped === null);
+  return { command: options.command, scripts: verdicts, policies: policies.filter((p) => ran.length > 0 && ran.every((v) => v.explainedBy.includes(p))) };
+}
+
+export function formatConformReport(report: ConformReport): string {
+  const out = [`quiesce conform: ${report.command}`, ''];
+  for (const v of report.scripts) {
+    if (v.skipped) {
+      out.push(`${v.script}: skipped — ${v.skipped}`);
+      continue;
+    }
+    out.push(`${v.script}: explained by ${v.explainedBy.length > 0 ? v.explainedBy.join(', ') : 'no policy'}`);
+    for (const [client, seen] of Object.entries(v.observed)) out.push(`    ${client}: ${seen.join(' → ')}`);
+  }
+  out.push('', report.policies.length > 0 ? `Policies that explain every script: ${report.policies.join(', ')}` : 'No policy explains every script.');
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,91 @@
+/**
+ * `quiesce conform` against real servers as black boxes: our own (the
+ * inference must find the policy it runs), and Debian's gunicorn 20.1 (sync
+ * and gthread), whose report is conformance/README.md's. The differences
+ * from the model that gunicorn shows are pinned here, each with its cause,
+ * so that a model change that explains them shows up as a failing pin.
+ */
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { main, type Io } from '../../cli/main.ts';
+import { conform, type ConformReport } from '../../conformance/blackbox.ts';
+import { QUIESCE_BIN } from '../../conformance/process.ts';
+
+const APPS = new URL('../../conformance/apps', import.meta.url).pathname;
+const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p));
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
+  return { code: await main(argv, io), out, err };
+}
+
+const explained = (report: ConformReport) => Object.fromEntries(report.scripts.filter((s) => !s.skipped).map((s) => [s.script, s.explainedBy]));
+
+describe('quiesce conform', () => {
+  it('infers the policy of our own server from its clients alone', async () => {
+    const bind = '127.0.0.1:18431';
+    const report = await conform({
+      command: `${process.execPath} ${QUIESCE_BIN} serve --bind ${bind} --policy safe-drain --app sleep --workers {workers} --threads {threads} --keepalive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests} --header-timeout {header-timeout} --idle-grace {idle-grace} --linger {linger}`,
+      bind,
+      workerPattern: /quiesce: worker/,
+    });
+    expect(report.scripts.filter((s) => s.skipped)).toEqual([]);
+    expect(report.policies).toContain('safe-drain');
+    // The scripts tell safe-drain from the gunicorn policies and from abort-idle and never-close-idle.
+    for (const p of ['gunicorn-sync', 'gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24', 'abort-idle', 'never-close-idle']) expect(report.policies).not.toContain(p);
+  }, 120_000);
+
+  describe("Debian's gunicorn 20.1", () => {
+    if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
+    const command = (worker: string, extra: string) =>
+      `${GUNICORN} --chdir ${APPS} sleep_app:app -k ${worker} --bind 127.0.0.1:18432 --workers {workers} ${extra} --keep-alive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests}`;
+
+    it('sync ⇒ gunicorn-sync: the only policy that explains every script but one, and that one is 24+ behaviour', async () => {
+      // No --threads: gunicorn runs gthread instead of sync when threads > 1.
+      const report = await conform({ command: command('sync', ''), bind: '127.0.0.1:18432' });
+      const byScript = explained(report);
+      expect(report.scripts.find((s) => s.script === 'header-timeout')!.skipped).toBe('the command takes no {header-timeout}');
+      for (const [script, policies] of Object.entries(byScript)) {
+        if (script === 'term-then-int') continue;
+        expect(policies, script).toEqual(['gunicorn-sync']);
+      }
+      // gunicorn 20.1 does not escalate INT during a graceful stop (24+ does, and the model's arbiter does): the request completes.
+      expect(byScript['term-then-int']).toEqual([]);
+      expect(report.scripts.find((s) => s.script === 'term-then-int')!.differences['gunicorn-sync']).toBe(
+        'client/1, step 2: saw response slow-1 close; the policy predicts fail empty-reply slow-1',
+      );
+    }, 120_000);
+
+    it('gthread: explained by gunicorn-gthread where the model is faithful; three differences pinned, each a known gap', async () => {
+      const report = await conform({ command: command('gthread', '--threads {threads}'), bind: '127.0.0.1:18432' });
+      const byScript = explained(report);
+      for (const script of ['stopped-worker-escalation', 'killed-worker', 'heartbeat-timeout', 'ttin-ttou']) expect(byScript[script], script).toContain('gunicorn-gthread');
+      const diff = (script: string) => report.scripts.find((s) => s.script === script)!.differences['gunicorn-gthread'];
+      // 1. A request that arrives during the worker's last poll after TERM is served, with Connection: close
+      //    (gthread's loop sits in select(1.0) until the next event); the model abandons the idle connection.
+      expect(diff('term-idle-and-in-flight')).toBe('client/1, step 4: saw response idle-2 close; the policy predicts fail reset idle-2');
+      expect(diff('hup-reload')).toBe('client/1, step 4: saw response idle-2 close; the policy predicts fail reset idle-2');
+      // 2. No INT escalation in 20.1 (as for sync).
+      expect(diff('term-then-int')).toBe('client/1, step 2: saw response slow-1 keep-alive; the policy predicts fail empty-reply slow-1');
+      // 3. The request that reaches max-requests is answered with Connection: close (nr is counted before the
+      //    response is built, and alive is already false); the model decides keep-alive, then closes.
+      expect(diff('max-requests')).toBe('client/1, step 4: saw response a-2 close; the policy predicts response a-2 keep-alive');
+    }, 120_000);
+  });
+
+  it('bad input: one line naming the flag, exit 2', async () => {
+    for (const [argv, message] of [
+      [['conform', '--server', 'x', '--bind', 'nowhere'], /--bind: expected host:port or unix:\/path, got "nowhere"/],
+      [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--script', 'nope'], /--script: unknown name "nope"; expected one of: term-idle-and-in-flight/],
+      [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--stop-signal', 'SIGQUIT'], /--stop-signal: expected a signal name like TERM, QUIT or HUP \(without SIG\), got "SIGQUIT"/],
+      [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--worker-pattern', '('], /--worker-pattern: not a regular expression/],
+      [['conform', '--bind', '127.0.0.1:1'], /required option '--server <command>' not specified/],
+    ] as const) {
+      const { code, err } = await cli(...argv);
+      expect(code, argv.join(' ')).toBe(2);
+      expect(err).toMatch(message);
+    }
+  });
+});
