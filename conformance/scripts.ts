@@ -3,6 +3,12 @@
  * window, run the same way in the simulator and against a real server. Times
  * are ms after the server listens; gaps are wide enough (≥ 200 ms) that a
  * real server's scheduling cannot swap two steps.
+ *
+ * Every client still idle at the final TERM closes before the graceful
+ * deadline (TERM + 3 s): a policy that keeps idle connections (never-close-idle,
+ * gunicorn-gthread-24) would otherwise reach the deadline, where the arbiter's
+ * KILL and the worker's own graceful timeout fall due together — which comes
+ * first is the scheduler's choice, not the policy's.
  */
 import type { Script } from '../simulator/script.ts';
 
@@ -29,6 +35,9 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 100, do: 'request', client: 'busy', serviceMs: 800 },
       { atMs: 350, do: 'signal', signal: 'TERM' },
       { atMs: 600, do: 'request', client: 'idle', serviceMs: 10 },
+      // The idle client gives up before the graceful deadline (where a policy keeps its connection, never-close-idle):
+      // at the deadline the arbiter's KILL and the worker's own graceful timeout fall due together — a scheduler's tie.
+      { atMs: 2000, do: 'close', client: 'idle' },
     ],
   },
   {
@@ -67,6 +76,7 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 1300, do: 'connect', client: 'next' },
       { atMs: 1300, do: 'request', client: 'next', serviceMs: 10 },
       { atMs: 1600, do: 'signal', signal: 'TERM' },
+      { atMs: 4000, do: 'close', client: 'next' },
     ],
   },
   {
@@ -115,6 +125,7 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 1500, do: 'connect', client: 'next' },
       { atMs: 1500, do: 'request', client: 'next', serviceMs: 10 },
       { atMs: 1800, do: 'signal', signal: 'TERM' },
+      { atMs: 4200, do: 'close', client: 'next' },
     ],
   },
   {
@@ -128,6 +139,7 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 1000, do: 'connect', client: 'b' },
       { atMs: 1000, do: 'request', client: 'b', serviceMs: 10 },
       { atMs: 1300, do: 'signal', signal: 'TERM' },
+      { atMs: 3700, do: 'close', client: 'b' },
     ],
   },
   {
@@ -141,6 +153,7 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 900, do: 'signal', signal: 'TTOU' },
       { atMs: 1300, do: 'request', client: 'idle', serviceMs: 10 },
       { atMs: 2200, do: 'signal', signal: 'TERM' },
+      { atMs: 4600, do: 'close', client: 'idle' },
     ],
   },
 ];

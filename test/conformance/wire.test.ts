@@ -11,6 +11,7 @@ import { getScript } from '../../conformance/scripts.ts';
 import { wireAgreement } from '../../conformance/wire.ts';
 import { replay } from '../../model/replay.ts';
 import { MUTANTS, mutantOf, type Mutant } from '../../impl/mutants.ts';
+import type { Script } from '../../simulator/script.ts';
 
 /** Each mutant, with a script and policy whose run has what it breaks (an RST close, a close header, a keep-alive response, a FIN). */
 const CASES: Record<Mutant, { script: string; policy: string; expect: RegExp }> = {
@@ -37,8 +38,22 @@ describe('the wire check catches every server that lies in its trace', () => {
   }
 
   it('the known divergence is what it says: a killed worker’s unread request, RST in the model, FIN on the wire', async () => {
-    // never-close-idle keeps the idle connection and never reads its second request; the deadline KILLs the worker.
-    const run = await runScriptLive(getScript('term-idle-and-in-flight'), 'never-close-idle');
+    // never-close-idle keeps the idle connection and never reads its second request; then the worker is SIGKILLed.
+    const script: Script = {
+      name: 'kill-with-unread-request',
+      description: 'a stale request on a kept idle connection, then SIGKILL to the worker',
+      server: getScript('term-idle-and-in-flight').server,
+      steps: [
+        { atMs: 0, do: 'connect', client: 'idle' },
+        { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+        { atMs: 100, do: 'connect', client: 'busy' },
+        { atMs: 100, do: 'request', client: 'busy', serviceMs: 800 },
+        { atMs: 350, do: 'signal', signal: 'TERM' },
+        { atMs: 600, do: 'request', client: 'idle', serviceMs: 10 },
+        { atMs: 1500, do: 'signal-worker', worker: 0, signal: 'KILL' },
+      ],
+    };
+    const run = await runScriptLive(script, 'never-close-idle');
     const mismatches = wireAgreement(run.trace, run.observed);
     expect(mismatches.map((m) => m.known)).toEqual(['killed-with-bytes-in-memory']);
     expect(mismatches[0]!.message).toMatch(/closed with RST; client\/\d+ saw empty-reply for idle-2, not ECONNRESET/);

@@ -5,17 +5,9 @@
  * and the transitions it took so far listed.
  */
 import * as d3 from 'd3';
-import type { AnyStateMachine } from 'xstate';
 import { actorKind } from '../../model/events.ts';
 import { CHARTS } from '../../model/machines/index.ts';
-
-interface StateNodeLike {
-  readonly key: string;
-  readonly path: readonly string[];
-  readonly type: string;
-  readonly states: Record<string, StateNodeLike>;
-  readonly on: Record<string, readonly { readonly target?: readonly { readonly path: readonly string[] }[] }[]>;
-}
+import { chartOf, type ChartNode } from '../../model/structure.ts';
 
 export interface MachineViewState {
   readonly actor: string;
@@ -27,8 +19,9 @@ export function renderMachine(container: HTMLElement, view: MachineViewState): v
   const kind = actorKind(view.actor);
   container.replaceChildren();
   if (!kind) return;
-  const machine = CHARTS[kind] as AnyStateMachine;
-  const root = machine.root as unknown as StateNodeLike;
+  const machine = CHARTS[kind];
+  // The chart as data (model/structure.ts): the one reading of a machine definition, shared with the diagrams and the compiler.
+  const root = chartOf(machine);
   const active = new Set<string>();
   const parts = view.state.split('.');
   for (let i = 1; i <= parts.length; i++) active.add(parts.slice(0, i).join('.'));
@@ -39,24 +32,27 @@ export function renderMachine(container: HTMLElement, view: MachineViewState): v
   panel.append('p').attr('class', 'machine-state').attr('data-state', view.state).text(`state at the cursor: ${view.state || '(not started)'}`);
   const chart = panel.append('div').attr('class', 'chart');
 
-  const draw = (node: StateNodeLike, into: d3.Selection<HTMLDivElement, unknown, null, undefined>) => {
-    for (const child of Object.values(node.states)) {
+  const draw = (node: ChartNode, into: d3.Selection<HTMLDivElement, unknown, null, undefined>) => {
+    for (const child of node.children) {
       const path = child.path.join('.');
       const box = into
         .append('div')
         .attr('class', `state ${child.type}${active.has(path) ? ' active' : ''}${visits.has(path) ? ' visited' : ''}`)
         .attr('data-path', path);
       const head = box.append('div').attr('class', 'state-name').text(child.key + (child.type === 'final' ? ' ◉' : ''));
-      const n = [...visits].filter(([to]) => to === path || to.startsWith(path + '.')).reduce((s, [, c]) => s + c, 0);
+      const n = [...visits].filter(([to]) => to === path || to.startsWith(path + '.')).reduce((sum, [, c]) => sum + c, 0);
       if (n > 0) head.append('span').attr('class', 'visits').attr('title', 'times entered so far').text(` ×${n}`);
-      const events = Object.entries(child.on).filter(([type]) => !type.startsWith('xstate.'));
-      if (events.length > 0 && Object.keys(child.states).length === 0) {
+      const events = d3.group(
+        child.transitions.filter((t) => t.event !== '' && !t.event.startsWith('xstate.')),
+        (t) => t.event,
+      );
+      if (events.size > 0 && child.children.length === 0) {
         box
           .append('div')
           .attr('class', 'state-events')
-          .text(events.map(([type, ts]) => `${type.split('.').at(-1)}${ts.some((t) => t.target && t.target.length > 0) ? ' →' : ''}`).join(' · '));
+          .text([...events].map(([type, ts]) => `${type.split('.').at(-1)}${ts.some((t) => t.targets.length > 0) ? ' →' : ''}`).join(' · '));
       }
-      if (Object.keys(child.states).length > 0) draw(child, box.append('div').attr('class', 'children'));
+      if (child.children.length > 0) draw(child, box.append('div').attr('class', 'children'));
     }
   };
   draw(root, chart);
