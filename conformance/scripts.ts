@@ -35,9 +35,9 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 100, do: 'request', client: 'busy', serviceMs: 800 },
       { atMs: 350, do: 'signal', signal: 'TERM' },
       { atMs: 600, do: 'request', client: 'idle', serviceMs: 10 },
-      // The idle client gives up before the graceful deadline (where a policy keeps its connection, never-close-idle):
-      // at the deadline the arbiter's KILL and the worker's own graceful timeout fall due together — a scheduler's tie.
+      // Both clients give up before the graceful deadline (see the note above).
       { atMs: 2000, do: 'close', client: 'idle' },
+      { atMs: 2000, do: 'close', client: 'busy' },
     ],
   },
   {
