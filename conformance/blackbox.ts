@@ -55,10 +55,9 @@ export function parseBind(bind: string): net.NetConnectOpts {
 /** A server started from a command line (by /bin/sh, which `exec`s it: the pid signalled is the server's). */
 export function commandServer(command: string, bind: string, signals: { stop?: string; reload?: string } = {}, workerPattern?: RegExp): ServerUnderTest {
   const target = parseBind(bind);
-  const env: Record<string, string> = {};
   return {
     signalFor: (signal) => (signal === 'TERM' ? (signals.stop ?? signal) : signal === 'HUP' ? (signals.reload ?? signal) : signal),
-    start: (script, dir) => startProcess(['/bin/sh', '-c', `exec ${fill(command, script)}`], { cwd: dir, env }),
+    start: (script, dir) => startProcess(['/bin/sh', '-c', `exec ${fill(command, script)}`], { cwd: dir }),
     listening: async (server, timeoutMs) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

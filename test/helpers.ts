@@ -14,3 +14,12 @@ export function drive(machine: AnyStateMachine, events: readonly ({ type: string
   }
   return { snapshot: state, state: runtime.stateName(state), actions: last };
 }
+
+/** Run the `quiesce` command in-process: its exit code and what it wrote. */
+export async function runCli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { main } = await import('../cli/main.ts');
+  let out = '';
+  let err = '';
+  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  return { code, out, err };
+}

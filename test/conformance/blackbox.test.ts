@@ -7,19 +7,14 @@
  */
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { main, type Io } from '../../cli/main.ts';
+import { runCli } from '../helpers.ts';
 import { conform, type ConformReport } from '../../conformance/blackbox.ts';
 import { QUIESCE_BIN } from '../../conformance/process.ts';
 
 const APPS = new URL('../../conformance/apps', import.meta.url).pathname;
 const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p));
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-  return { code: await main(argv, io), out, err };
-}
+const cli = runCli;
 
 const explained = (report: ConformReport) => Object.fromEntries(report.scripts.filter((s) => !s.skipped).map((s) => [s.script, s.explainedBy]));
 

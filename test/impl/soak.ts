@@ -138,17 +138,21 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   let killed = false;
   let stopped: { pid: number; at: number } | null = null;
   let stopSettled = false;
+  /** Has the stopped worker been replaced (the watchdog's job), or given up on? */
+  const settleStop = (): boolean => {
+    if (!stopped || stopSettled) return stopSettled;
+    if (!server.workerPids().includes(stopped.pid)) {
+      stoppedReplacedAfterMs = Date.now() - stopped.at;
+      stopSettled = true;
+    } else if (Date.now() - stopped.at > (options.timeoutS + 10) * 1000) {
+      process.kill(stopped.pid, 'SIGKILL');
+      stopSettled = true;
+    }
+    return stopSettled;
+  };
   while (!abDone && (reloads < options.reloads || !killed || !stopSettled)) {
     const done = processedSoFar();
-    if (stopped && !stopSettled) {
-      if (!server.workerPids().includes(stopped.pid)) {
-        stoppedReplacedAfterMs = Date.now() - stopped.at;
-        stopSettled = true;
-      } else if (Date.now() - stopped.at > (options.timeoutS + 10) * 1000) {
-        process.kill(stopped.pid, 'SIGKILL');
-        stopSettled = true;
-      }
-    }
+    settleStop();
     if (!stopped && done >= options.requests / 3) {
       // The newest worker: one of the generation that serves (an older one may be draining already).
       const victim = server.workerPids().at(-1)!;
@@ -168,15 +172,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     await sleep(25);
   }
   // A fast server may finish the load before the watchdog has replaced the stopped worker: wait for it.
-  while (stopped && !stopSettled) {
-    if (!server.workerPids().includes(stopped.pid)) {
-      stoppedReplacedAfterMs = Date.now() - stopped.at;
-      stopSettled = true;
-    } else if (Date.now() - stopped.at > (options.timeoutS + 10) * 1000) {
-      process.kill(stopped.pid, 'SIGKILL');
-      stopSettled = true;
-    } else await sleep(25);
-  }
+  while (stopped && !settleStop()) await sleep(25);
   const report = await ab;
   sampling = false;
   await sampler;

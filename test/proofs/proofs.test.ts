@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main, type Io } from '../../cli/main.ts';
+import { runCli } from '../helpers.ts';
 import { machinesFor, runtimesFor, runtimesOf } from '../../model/machines/index.ts';
 import { getPolicy, type PolicySpec } from '../../model/policies.ts';
 import { propertiesFor } from '../../model/properties.ts';
@@ -14,13 +14,7 @@ import { crossCheck, graphOf } from '../../proofs/spin.ts';
 import { checkableProperties, DEFAULT_BOUNDS, worldConfig, type WorldShape } from '../../proofs/theorems.ts';
 import { canonical, World, type WorldConfig } from '../../proofs/world.ts';
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
+const cli = runCli;
 
 const safe = getPolicy('safe-drain');
 const small: WorldShape = { workers: 1, clients: 2, requests: 1, properties: checkableProperties };

@@ -163,6 +163,16 @@ describe('the visualization, in Chromium', () => {
     await page.waitForSelector('#error:not([hidden])');
     expect(await page.locator('#error').textContent()).toMatch(/\/fixtures\/bad\.jsonl: line 1: /);
     expect(await page.locator('h1').textContent()).toBe('quiesce');
+    // A well-formed trace under a policy nobody knows: named, not a blank page.
+    const good = readFileSync(join(fixtures, 'serve.jsonl'), 'utf8').replace('"policy":"safe-drain"', '"policy":"nope"');
+    writeFileSync(join(fixtures, 'unknown-policy.jsonl'), good);
+    await page.goto(base + '?trace=/fixtures/unknown-policy.jsonl');
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.locator('#error').textContent()).toMatch(/unknown-policy\.jsonl: line 1: bad trace header: unknown policy "nope"; expected one of: gunicorn-sync/);
+    // A bad number in a run's parameters: the CLI's message, naming the flag.
+    await page.locator('#workers').fill('1e6');
+    await page.locator('#run').click();
+    expect(await page.locator('#error').textContent()).toBe('--workers: expected an integer from 1 to 512 (one machine) in decimal digits, got "1e6"');
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -8,12 +8,13 @@
 import * as d3 from 'd3';
 import type { TraceEvent } from '../../model/events.ts';
 import { BASE_POLICY_NAMES } from '../../model/policies.ts';
-import { makeHeader, parseTrace, TraceParseError, type Trace, type TraceHeader } from '../../model/trace.ts';
+import { parseTrace, TraceParseError, type Trace, type TraceHeader } from '../../model/trace.ts';
+import { BOUNDS, checkNumber, type Bound } from '../../model/limits.ts';
 import { SCENARIO_NAMES, SEED_SCENARIO_NAMES } from '../../simulator/scenarios.ts';
 import { timelineOf, type TimelineModel } from './data.ts';
 import { renderMachine } from './machine.ts';
 import type { SimMessage, SimRequest } from './sim.worker.ts';
-import { PALETTE, Timeline } from './timeline.ts';
+import { Timeline } from './timeline.ts';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -55,15 +56,17 @@ function saveToUrl(): void {
   history.replaceState(null, '', next);
 }
 
-function numberField(id: string, min: number, max: number, integer = true): number | undefined {
+/** A field under the CLI's own bounds (model/limits.ts), with the CLI's message; empty means the scenario's default. */
+function numberField(id: string, bound: Bound): number | undefined {
   const text = ($(id) as HTMLInputElement).value.trim();
   if (text === '') return undefined;
-  const n = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || n < min || n > max || (integer && !Number.isInteger(n))) {
-    throw new Error(`${id}: expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${text}"`);
-  }
-  return n;
+  const checked = checkNumber(text, bound, 'text');
+  if ('expected' in checked) throw new Error(`--${id}: expected ${checked.expected}, got "${text}"`);
+  return checked.value;
 }
+
+/** fast-check and the simulator's PRNG take 32-bit seeds. */
+const SEED_BOUND: Bound = { integer: true, min: 0, max: 2 ** 31 - 1 };
 
 // ───────────────────────── running the simulator ─────────────────────────
 
@@ -99,13 +102,13 @@ async function run(): Promise<void> {
   let overrides: SimRequest['overrides'];
   let seed: number;
   try {
-    seed = numberField('seed', 0, 2 ** 31 - 1) ?? 1;
+    seed = numberField('seed', SEED_BOUND) ?? 1;
     overrides = {
-      ...opt('workers', numberField('workers', 1, 512)),
-      ...opt('threads', numberField('threads', 1, 1000)),
-      ...opt('keepalive', numberField('keepalive', 0, 3600, false)),
-      ...opt('gracefulTimeout', numberField('graceful-timeout', 0, 2147483, false)),
-      ...opt('maxRequests', numberField('max-requests', 0, 1_000_000)),
+      ...opt('workers', numberField('workers', BOUNDS.workers)),
+      ...opt('threads', numberField('threads', BOUNDS.threads)),
+      ...opt('keepalive', numberField('keepalive', BOUNDS.seconds)),
+      ...opt('gracefulTimeout', numberField('graceful-timeout', BOUNDS.seconds)),
+      ...opt('maxRequests', numberField('max-requests', BOUNDS.maxRequests)),
     };
   } catch (error) {
     showError((error as Error).message);
@@ -226,7 +229,6 @@ function renderLegend(): void {
   d3.select(el).append('span').attr('class', 'legend-item').html('<i class="swatch-failure"></i>failure (its mechanism)');
   d3.select(el).append('span').attr('class', 'legend-item').html('<i class="swatch-window"></i>race window: send → server close');
   d3.select(el).append('span').attr('class', 'legend-item').html('<i class="swatch-request"></i>request, send → outcome');
-  void PALETTE;
 }
 
 function updateMachine(): void {
@@ -379,4 +381,4 @@ else if (url.searchParams.has('scenario')) void run();
 document.body.dataset.state = 'ready';
 
 // For the browser tests and the console: the models on the page.
-(window as unknown as { quiesce: unknown }).quiesce = { panes, makeHeader, events: (i: number): readonly TraceEvent[] => panes[i]?.model?.trace.events ?? [] };
+(window as unknown as { quiesce: unknown }).quiesce = { panes, events: (i: number): readonly TraceEvent[] => panes[i]?.model?.trace.events ?? [] };
