@@ -5,12 +5,11 @@
  * client machine's events. Which server-side mechanism lies behind a client's
  * failure is recorded on its `Link` for the failure's attribution.
  */
-import { match } from 'ts-pattern';
 import { clientId, type ClientEvent, type ClientFailure, type ClientId, type ConnId, type MachineEvent } from '../model/events.ts';
 import type { ActorHost } from '../model/host.ts';
 import { isConnecting } from '../model/views.ts';
 import type { Kernel } from './kernel.ts';
-import type { NetworkItem, PlatformItem, Wire } from './platform.ts';
+import { dispatchItem, type ItemHandlers, type NetworkItem, type PlatformItem, type Wire } from './platform.ts';
 
 export interface NetworkParams {
   /** One-way latency between client and server. */
@@ -148,6 +147,20 @@ export class Network {
     this.wire.after(delayMs, item);
   }
 
+  /** What each kind of item does to its link (built once: see `ItemHandlers`). */
+  private readonly handlers: ItemHandlers<NetworkItem, Link> = {
+    syn: (i, link) => this.synArrives(link, i.attempt),
+    'syn-ack': (_i, link) => this.synAcked(link),
+    'syn-retry': (i, link) => this.synRetried(link, i.attempt),
+    'connect-fail': (i, link) => this.connectFails(link, i.reason),
+    bytes: (i, link) => this.bytesArrive(link, i.req),
+    'client-fin': (_i, link) => this.clientFinArrives(link),
+    response: (i, link) => this.responseArrives(link, i.req, i.close),
+    'server-fin': (_i, link) => this.finArrives(link),
+    rst: (_i, link) => this.rstArrives(link),
+    'request-timeout': (i, link) => this.requestTimesOut(link, i.req),
+  };
+
   /** An item of the network's came due. */
   arrive(item: NetworkItem): void {
     const link = this.links.get(item.client);
@@ -157,18 +170,7 @@ export class Network {
       throw new Error(`no link for ${item.client}, which an item in flight names`);
     }
     if (item.kind !== 'request-timeout') link.inFlight--;
-    match(item)
-      .with({ kind: 'syn' }, (i) => this.synArrives(link, i.attempt))
-      .with({ kind: 'syn-ack' }, () => this.synAcked(link))
-      .with({ kind: 'syn-retry' }, (i) => this.synRetried(link, i.attempt))
-      .with({ kind: 'connect-fail' }, (i) => this.connectFails(link, i.reason))
-      .with({ kind: 'bytes' }, (i) => this.bytesArrive(link, i.req))
-      .with({ kind: 'client-fin' }, () => this.clientFinArrives(link))
-      .with({ kind: 'response' }, (i) => this.responseArrives(link, i.req, i.close))
-      .with({ kind: 'server-fin' }, () => this.finArrives(link))
-      .with({ kind: 'rst' }, () => this.rstArrives(link))
-      .with({ kind: 'request-timeout' }, (i) => this.requestTimesOut(link, i.req))
-      .exhaustive();
+    dispatchItem(this.handlers, item, link);
     this.maybeForget(link);
   }
 

@@ -51,6 +51,22 @@ export type NetworkItem = Extract<PlatformItem, { readonly client: ClientId }>;
 /** The items a server process takes: they name a worker. */
 export type ServerItem = Extract<PlatformItem, { readonly worker: WorkerId }>;
 
+/**
+ * One handler per kind of a union of items: a record type, so a kind left
+ * out is a compile error (exhaustive, as `match(…).exhaustive()` is), but
+ * built once. The simulator takes millions of items a second, and a ts-pattern
+ * chain built per item was a quarter of its time.
+ */
+export type ItemHandlers<Item extends { readonly kind: string }, Target> = {
+  readonly [Kind in Item['kind']]: (item: Extract<Item, { readonly kind: Kind }>, target: Target) => void;
+};
+
+/** Hand an item, and what it names (a link, a process), to its kind's handler. */
+export function dispatchItem<Item extends { readonly kind: string }, Target>(handlers: ItemHandlers<Item, Target>, item: Item, target: Target): void {
+  // The record's type pairs every kind with its handler; an index by a union kind cannot say so.
+  (handlers[item.kind as Item['kind']] as (item: Item, target: Target) => void)(item, target);
+}
+
 /** Where the platform schedules its items. */
 export interface Wire {
   /** Deliver `item` after `delayMs` (a packet in flight: never taken back). */

@@ -5,7 +5,6 @@
  * service, a loop turn) and which connection a free worker takes from the
  * kernel's queue.
  */
-import { match } from 'ts-pattern';
 import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal } from '../model/driver/arbiter.ts';
 import { WorkerDriver, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
@@ -13,7 +12,7 @@ import type { ActorHost, Timer } from '../model/host.ts';
 import { SimulationInvariantError } from './engine.ts';
 import type { Kernel } from './kernel.ts';
 import type { Link, Network, ServerCloseCause, ServerSide } from './network.ts';
-import type { Draw, ServerItem, Wire } from './platform.ts';
+import { dispatchItem, type Draw, type ItemHandlers, type ServerItem, type Wire } from './platform.ts';
 
 export interface ServerTiming {
   /** Time from fork to a worker ready to accept (app import). */
@@ -42,6 +41,15 @@ export interface ServerState {
   readonly connLinks: readonly (readonly [ConnId, Link])[];
   readonly exitCode: number | null;
 }
+
+/** What each kind of item does to the process it names (built once: see `ItemHandlers`). */
+const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
+  boot: (_i, proc) => proc.booted(),
+  heartbeat: (_i, proc) => proc.beat(),
+  release: (_i, proc) => proc.released(),
+  'accept-turn': (_i, proc) => proc.acceptFromQueue(),
+  'handler-done': (i, proc) => proc.whenRunning(() => proc.driver.handlerFinished(i.conn, i.req)),
+};
 
 export class SimulatedServer implements ServerSide {
   readonly arbiter: ArbiterDriver;
@@ -75,13 +83,7 @@ export class SimulatedServer implements ServerSide {
   arrive(item: ServerItem): void {
     const proc = this.everSpawned.get(item.worker);
     if (!proc) throw new SimulationInvariantError(`no process for ${item.worker}, which an item names`);
-    match(item)
-      .with({ kind: 'boot' }, () => proc.booted())
-      .with({ kind: 'heartbeat' }, () => proc.beat())
-      .with({ kind: 'release' }, () => proc.released())
-      .with({ kind: 'accept-turn' }, () => proc.acceptFromQueue())
-      .with({ kind: 'handler-done' }, (i) => proc.whenRunning(() => proc.driver.handlerFinished(i.conn, i.req)))
-      .exhaustive();
+    dispatchItem(SERVER_ITEM_HANDLERS, item, proc);
   }
 
   // ───────────────────────── snapshots (the explorer) ─────────────────────────
