@@ -79,7 +79,7 @@ interface Spare {
 }
 
 /** Spares kept while the server runs: one covers a recycle or a replacement at a time. */
-const SPARES = 1;
+const SPARES = Number(process.env.QS_SPARES ?? 1);
 
 /** How a worker's process ended, as the arbiter saw it reaped. */
 type WorkerEnd = { kind: 'exited' } | { kind: 'killed' } | { kind: 'crashed'; signal: string | null };

@@ -10,10 +10,16 @@ function nodeName(node: ChartNode, rootId: string): string {
   return node.path.join('_') || rootId;
 }
 
-/** A guard as a label: its name, or `guarded` for a combination. */
+/** A guard as a label: its name, combinations spelled out (`isFastStop and fastStopEscalates`). */
 function guardLabel(guard: GuardRef | null): string | undefined {
   if (guard === null) return undefined;
-  return typeof guard === 'string' ? guard : 'guarded';
+  return spell(guard, true);
+}
+
+function spell(guard: GuardRef, top: boolean): string {
+  if (typeof guard === 'string') return guard;
+  const text = 'not' in guard ? `not ${spell(guard.not, false)}` : 'and' in guard ? guard.and.map((g) => spell(g, false)).join(' and ') : guard.or.map((g) => spell(g, false)).join(' or ');
+  return top ? text : `(${text})`;
 }
 
 function renderNode(node: ChartNode, rootId: string, indent: string, lines: string[]): void {

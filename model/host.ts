@@ -275,6 +275,19 @@ export abstract class ActorHost {
     return this.commandsRun;
   }
 
+  /**
+   * Carry out the commands queued so far, now, in order, inside the step in progress. Commands
+   * normally run once the step's code has returned; a driver settles them earlier where a decision
+   * the commands carry out must precede its own next event (gunicorn sets `alive = False` before a
+   * handler starts: the drain reaches that request's connection first).
+   */
+  settleCommands(): void {
+    while (this.commands.length > 0) {
+      this.commandsRun++;
+      this.commands.shift()!();
+    }
+  }
+
   protected dispatch(run: () => void): void {
     if (this.dispatching) {
       run();
@@ -283,10 +296,7 @@ export abstract class ActorHost {
     this.dispatching = true;
     try {
       run();
-      while (this.commands.length > 0) {
-        this.commandsRun++;
-        this.commands.shift()!();
-      }
+      this.settleCommands();
     } finally {
       this.dispatching = false;
       this.commands.length = 0;

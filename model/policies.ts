@@ -53,6 +53,12 @@ export interface PolicySpec {
   readonly listenerClose: 'at-drain' | 'at-exit';
   /** The worker keeps notifying the arbiter while it drains. */
   readonly heartbeatWhileDraining: boolean;
+  /**
+   * INT or QUIT during a graceful stop escalates it: QUIT to every worker, and the deadline moves to
+   * 2 s from now (gunicorn 24+ `stop()`). gunicorn ≤ 23 sleeps out its stop loop and acts on no
+   * signal until the deadline (arbiter.py@23.0.0 `stop`), so the graceful stop runs its course.
+   */
+  readonly fastStopEscalates: boolean;
   /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
   readonly lingeringClose: boolean;
 }
@@ -74,6 +80,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-exit',
     heartbeatWhileDraining: true,
+    fastStopEscalates: false,
   },
   {
     name: 'gunicorn-gthread',
@@ -89,6 +96,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: true,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: false,
+    fastStopEscalates: false,
   },
   {
     name: 'gunicorn-gthread-21',
@@ -104,6 +112,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: false,
+    fastStopEscalates: false,
   },
   {
     name: 'gunicorn-gthread-24',
@@ -119,6 +128,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: true,
     listenerClose: 'at-exit',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
   {
     name: 'gunicorn-async',
@@ -134,6 +144,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: false,
   },
   {
     name: 'abort-idle',
@@ -149,6 +160,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
   {
     name: 'close-after-next',
@@ -164,6 +176,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
   {
     name: 'serve-until-deadline',
@@ -179,6 +192,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
   {
     name: 'idle-grace',
@@ -194,6 +208,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
   {
     name: 'never-close-idle',
@@ -209,6 +224,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
   {
     name: 'safe-drain',
@@ -225,6 +241,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     acceptHandsToThread: false,
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
+    fastStopEscalates: true,
   },
 ];
 

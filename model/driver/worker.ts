@@ -371,7 +371,10 @@ export class WorkerDriver {
       this.host.emit(conn, { type: 'conn.read', req, keepAlive: read.keepAlive });
       this.host.emit(this.id, { type: 'worker.request-start', conn, req });
       // Refused unless this request reached the worker's limit: the chart's guard decides the recycle.
-      this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' });
+      // gunicorn counts the request and clears `alive` before its handler runs (handle_request:
+      // `nr += 1; if nr >= max_requests: alive = False`), so the drain reaches this connection before
+      // its handler starts: a policy that fixes the header there answers it `Connection: close`.
+      if (this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' })) this.host.settleCommands();
       this.host.emit(conn, { type: 'conn.handler-start', req });
       this.port.handle(conn, req);
     }

@@ -5,8 +5,9 @@
  *   TERM      graceful stop: close its listener copy, TERM every worker, wait up
  *             to the graceful timeout, then KILL what is left.
  *   INT/QUIT  fast stop: QUIT every worker (they exit at once), same deadline.
- *             During a graceful stop it escalates: QUIT, and the deadline comes
- *             closer, to ESCALATION_MS from now (gunicorn 24+).
+ *             During a graceful stop it escalates where the policy says so: QUIT,
+ *             and the deadline comes closer, to ESCALATION_MS from now (gunicorn
+ *             24+); gunicorn ≤ 23 lets the graceful stop run its course.
  *   HUP       reload: spawn a new generation, TERM the old one (which drains).
  *   TTIN/TTOU one worker more / fewer (the oldest is retired).
  *   CHLD      reap; a running arbiter spawns replacements.
@@ -17,7 +18,7 @@
  * since the worker's last heartbeat, as gunicorn compares the tmp file's age
  * once per turn.
  */
-import { assign, cancel, raise, setup } from 'xstate';
+import { and, assign, cancel, raise, setup } from 'xstate';
 import type { ArbiterEvent, MachineEvent, WorkerId, WorkerSignal } from '../events.ts';
 import { command, type CommandOf } from './commands.ts';
 
@@ -92,6 +93,8 @@ export const arbiterChart = setup({
   guards: {
     isGracefulStop: signalIs('TERM'),
     isFastStop: signalIs('INT', 'QUIT'),
+    /** The policy's: INT/QUIT during a graceful stop escalates it (gunicorn 24+). */
+    fastStopEscalates: placeholder,
     isReload: signalIs('HUP'),
     isIncrease: signalIs('TTIN'),
     isDecrease: signalIs('TTOU'),
@@ -183,7 +186,7 @@ export const arbiterChart = setup({
           on: {
             'arbiter.graceful-timeout': 'killing',
             // gunicorn 24+: INT/QUIT during a graceful stop escalates to a fast stop with a near deadline.
-            'arbiter.signal': [{ guard: 'isFastStop', target: 'escalated' }, { guard: 'isKill', target: '#arbiter.dead' }, {}],
+            'arbiter.signal': [{ guard: and(['isFastStop', 'fastStopEscalates']), target: 'escalated' }, { guard: 'isKill', target: '#arbiter.dead' }, {}],
           },
         },
         fast: {

@@ -107,8 +107,9 @@ function workerFor(policy: PolicySpec, params: ServerParams) {
   });
 }
 
-function arbiterFor(params: ServerParams) {
+function arbiterFor(policy: PolicySpec, params: ServerParams) {
   return arbiterChart.provide({
+    guards: { fastStopEscalates: () => policy.fastStopEscalates },
     actions: { countSilence: countSilence(params.timeoutMs, params.arbiterTickMs) },
     delays: { gracefulTimeout: params.gracefulTimeoutMs, tick: params.arbiterTickMs },
   });
@@ -116,7 +117,7 @@ function arbiterFor(params: ServerParams) {
 
 export function machinesFor(policy: PolicySpec, params: ServerParams): PolicyMachines {
   return {
-    arbiter: arbiterFor(params),
+    arbiter: arbiterFor(policy, params),
     listener: listenerChart,
     worker: workerFor(policy, params),
     conn: connectionFor(policy, params),
