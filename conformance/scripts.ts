@@ -42,7 +42,7 @@ export const SCRIPTS: readonly Script[] = [
   },
   {
     name: 'term-then-int',
-    description: 'TERM with a slow request in flight, then INT: the stop escalates to a fast one and the request is cut',
+    description: 'TERM with a slow request in flight, then INT: where the stop escalates (gunicorn 24+, ours) the request is cut; gunicorn ≤ 23 lets it complete',
     server: BASE,
     steps: [
       { atMs: 0, do: 'connect', client: 'slow' },
@@ -53,7 +53,7 @@ export const SCRIPTS: readonly Script[] = [
   },
   {
     name: 'stopped-worker-escalation',
-    description: 'TERM, then INT, to a server whose worker is SIGSTOPped: the escalated deadline (2 s after INT, gunicorn 24+) KILLs it',
+    description: 'TERM, then INT, to a server whose worker is SIGSTOPped: a deadline KILLs it — 2 s after the INT where the stop escalates, the graceful one where it does not (gunicorn ≤ 23)',
     server: BASE,
     steps: [
       { atMs: 0, do: 'connect', client: 'idle' },

@@ -458,6 +458,7 @@ export class WorkerServer implements WorkerPort {
       response = INTERNAL_ERROR;
       bytes = serializeResponse(response, header, this.spec.params.keepAliveMs / 1000, pending.head);
     }
+    if (MUTANT === 'drop-response') return response.status;
     if (!conn.socket.destroyed && !conn.socket.write(bytes) && conn.socket.writableLength > WRITE_HIGH_WATER_BYTES) {
       conn.writeBlocked = true;
       this.updateReading(conn);
@@ -468,6 +469,12 @@ export class WorkerServer implements WorkerPort {
   // ───────────────────────── the port: sockets and the process ─────────────────────────
 
   stopAccepting(): void {
+    // A mutant that leaves at once, whatever is in flight (impl/mutants.ts): what its machines said so far is sent first.
+    if (MUTANT === 'exit-with-request-in-flight' && this.driver.busy() > 0) {
+      this.flushEvents();
+      this.send({ kind: 'bye' }, () => process.exit(0));
+      return;
+    }
     if (this.server?.listening) this.server.close();
   }
 

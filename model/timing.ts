@@ -13,8 +13,10 @@
  *
  * A stopped process runs no timers (SIGSTOP): one due while its process is
  * stopped is due when it resumes (SIGCONT). A worker the watchdog found
- * silent (ABRT) was frozen or hung from when it last ran — a SIGSTOP from
- * outside is in no trace — and its timers due since are not held to account.
+ * silent (ABRT), or that was KILLed, may have been frozen or hung from when
+ * it last ran — a SIGSTOP from outside is in no trace — and its timers due
+ * since are not held to account. A worker that ran meanwhile shows it (its
+ * heartbeats, its connections' events), and is held to them.
  */
 import type { ActorId, TraceEvent, WorkerId } from './events.ts';
 import { ownerOf, type OwnerKey } from './host.ts';
@@ -68,8 +70,8 @@ export class TimerWatch {
   /** When each worker process last showed it ran: an event of its own or of its connections. */
   private readonly lastAlive = new Map<OwnerKey, number>();
   /**
-   * Workers the watchdog found silent (the arbiter's ABRT): frozen or hung since they last ran —
-   * a SIGSTOP from outside, which no trace can record — so their timers could not fire.
+   * Workers the watchdog found silent (the arbiter's ABRT), or KILLed: maybe frozen or hung since
+   * they last ran — a SIGSTOP from outside, which no trace can record — so their timers could not fire.
    */
   private readonly silentSince = new Map<OwnerKey, number>();
 
@@ -84,6 +86,8 @@ export class TimerWatch {
    */
   before(e: TraceEvent, index: number): TimerViolation | null {
     const actor = e.actor as ActorId;
+    // A KILLed worker may have been frozen since it last ran (a stopped worker is killed at the deadline).
+    if (e.type === 'worker.signal' && e.signal === 'KILL') this.silentSince.set(e.actor, Math.min(this.silentSince.get(e.actor) ?? Infinity, this.lastAlive.get(e.actor) ?? 0));
     const timers = this.pending.get(actor);
     if (timers) {
       const firing = [...timers.values()].filter((t) => t.eventType === e.type).sort((a, b) => a.dueMs - b.dueMs)[0];
@@ -110,7 +114,8 @@ export class TimerWatch {
     const actor = e.actor as ActorId;
     if (e.type === 'worker.signal' && (e.signal === 'STOP' || e.signal === 'CONT')) this.stopOrContinue(e.actor, e.signal, e.t);
     else if (e.type === 'arbiter.kill' && e.signal === 'ABRT') this.silentSince.set(e.worker, this.lastAlive.get(e.worker) ?? 0);
-    else if (e.actor.startsWith('worker/') || e.actor.startsWith('conn/')) this.lastAlive.set(ownerOf(actor), e.t);
+    // The KILL is the arbiter's, not a sign of the worker's life (see before()).
+    else if ((e.actor.startsWith('worker/') || e.actor.startsWith('conn/')) && !(e.type === 'worker.signal' && e.signal === 'KILL')) this.lastAlive.set(ownerOf(actor), e.t);
     this.apply(actor, e.t, index, actions);
     if (done) this.pending.delete(actor);
   }

@@ -101,6 +101,23 @@ describe('TimerWatch', () => {
     expect(hung.before(ev(40, 'worker.signal', { signal: 'ABRT' }), 1)?.message).toMatch(/was due at 15 ms and had not fired/);
   });
 
+  it('a KILLed worker is not held to its timers from when it last ran; one that ran meanwhile is', () => {
+    // SIGSTOPped from outside (no trace records it) and killed at the graceful deadline: its keep-alive
+    // timer could not fire. The conformance script stopped-worker-escalation does this under every policy
+    // that does not escalate INT (gunicorn ≤ 23): the KILL comes at the graceful deadline, long after.
+    const frozen = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    frozen.apply('worker/1', 5, 0, raise(10)); // due at 15
+    frozen.after(ev(6, 'worker.heartbeat'), 1, [], false);
+    expect(frozen.before(ev(3000, 'worker.signal', { signal: 'KILL' }), 2)).toBeNull();
+    frozen.after(ev(3000, 'worker.signal', { signal: 'KILL' }), 2, [], false);
+    expect(frozen.before(ev(3001, 'worker.exit', { code: -9 }), 3)).toBeNull();
+    // A worker that showed life after its timer was due, and still never fired it, is caught then.
+    const alive = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    alive.apply('worker/1', 5, 0, raise(10));
+    alive.after(ev(6, 'worker.heartbeat'), 1, [], false);
+    expect(alive.before(ev(2000, 'worker.heartbeat'), 2)?.message).toMatch(/was due at 15 ms and had not fired/);
+  });
+
   it('a cancelled timer is not waited for', () => {
     const watch = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
     watch.apply('worker/1', 5, 0, raise(10));
