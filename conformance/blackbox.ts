@@ -22,6 +22,7 @@ import { scriptParams, simulateScript, type Script } from '../simulator/script.t
 import { runScript, type ServerUnderTest } from './live.ts';
 import { accepts, childrenOf, startProcess } from './process.ts';
 import { SCRIPTS } from './scripts.ts';
+import { existsExplanation, type ExistentialVerdict } from './exists.ts';
 
 /** Placeholders a server command may take, filled from each script's parameters. */
 export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => string; readonly needed: (p: ServerParams) => boolean }> = {
@@ -150,9 +151,11 @@ export interface ScriptVerdict {
   readonly skipped: string | null;
   /** What each client saw. */
   readonly observed: Record<string, string[]>;
-  /** The policies whose simulated clients saw the same. */
+  /** The policies that explain it: the simulator's run saw the same, or some interleaving of the policy's machines does. */
   readonly explainedBy: readonly string[];
-  /** For each policy that does not explain it: the first difference. */
+  /** The policies of explainedBy that only a search of every interleaving found (the simulator's one run did not). */
+  readonly explainedBySearch: readonly string[];
+  /** For each policy that does not explain it: the first difference from the simulator's run, and what the search found. */
   readonly differences: Record<string, string>;
   readonly observedTrace: readonly TraceEvent[];
 }
@@ -175,6 +178,22 @@ export interface ConformOptions {
   readonly scripts?: readonly string[];
   readonly policies?: readonly string[];
   readonly onScript?: (name: string) => void;
+  /** The bound of each search of every interleaving (conformance/exists.ts). */
+  readonly maxStates?: number;
+}
+
+/** What the search of every interleaving adds to a difference. */
+function searchNote(search: ExistentialVerdict): string {
+  switch (search.status) {
+    case 'unexplained':
+      return `; no interleaving explains it (${search.states} states searched): ${search.firstUnexplained}`;
+    case 'undecided':
+      return `; the search of every interleaving stopped at its bound (${search.states} states)`;
+    case 'not-checkable':
+      return `; not searched: ${search.reason}`;
+    case 'explained':
+      return '';
+  }
 }
 
 export async function conform(options: ConformOptions): Promise<ConformReport> {
@@ -189,19 +208,28 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
     options.onScript?.(script.name);
     const skipped = skipReason(options.command, script);
     if (skipped) {
-      verdicts.push({ script: script.name, skipped, observed: {}, explainedBy: [], differences: {}, observedTrace: [] });
+      verdicts.push({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace: [] });
       continue;
     }
     const run = await runScript(script, sut);
     const observed = clientView(run.observed);
     const explainedBy: string[] = [];
+    const explainedBySearch: string[] = [];
     const differences: Record<string, string> = {};
     for (const policy of policies) {
       const difference = firstDifference(observed, clientView(simulateScript(script, policy).events));
-      if (difference === null) explainedBy.push(policy);
-      else differences[policy] = difference;
+      if (difference === null) {
+        explainedBy.push(policy);
+        continue;
+      }
+      // The simulator took one interleaving: is there another the policy allows that explains it?
+      const search = existsExplanation(script, policy, run.observed, options.maxStates === undefined ? {} : { maxStates: options.maxStates });
+      if (search.status === 'explained') {
+        explainedBy.push(policy);
+        explainedBySearch.push(policy);
+      } else differences[policy] = `${difference}${searchNote(search)}`;
     }
-    verdicts.push({ script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, differences, observedTrace: run.observed });
+    verdicts.push({ script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace: run.observed });
   }
   const ran = verdicts.filter((v) => v.skipped === null);
   return { command: options.command, scripts: verdicts, policies: policies.filter((p) => ran.length > 0 && ran.every((v) => v.explainedBy.includes(p))) };
@@ -214,9 +242,11 @@ export function formatConformReport(report: ConformReport): string {
       out.push(`${v.script}: skipped — ${v.skipped}`);
       continue;
     }
-    out.push(`${v.script}: explained by ${v.explainedBy.length > 0 ? v.explainedBy.join(', ') : 'no policy'}`);
+    const names = v.explainedBy.map((p) => (v.explainedBySearch.includes(p) ? `${p}*` : p));
+    out.push(`${v.script}: explained by ${names.length > 0 ? names.join(', ') : 'no policy'}`);
     for (const [client, seen] of Object.entries(v.observed)) out.push(`    ${client}: ${seen.join(' → ')}`);
   }
+  if (report.scripts.some((v) => v.explainedBySearch.length > 0)) out.push('', '* by an interleaving the simulator’s run did not take (a search of every interleaving found it)');
   out.push('', report.policies.length > 0 ? `Policies that explain every script: ${report.policies.join(', ')}` : 'No policy explains every script.');
   return out.join('\n') + '\n';
 }

@@ -12,7 +12,7 @@
  */
 import type { TraceEvent } from '../model/events.ts';
 import { makeHeader, type Trace } from '../model/trace.ts';
-import { World, type Step, type Verdict, type WorldConfig, type WorldState } from './world.ts';
+import { World, WITNESS, type Step, type Verdict, type WorldConfig, type WorldState } from './world.ts';
 
 /** Something a goal found: its kind (one finding is kept per kind) and what it is, in words. */
 export interface Sighting {
@@ -106,7 +106,8 @@ export function explore(config: WorldConfig, goal: Goal = {}, options: ExploreOp
     if (options.stopAtFirst) cutShort = true;
   };
   const foundBroken = (verdicts: readonly Verdict[], path: () => Step[], atRest: boolean) => {
-    for (const v of verdicts) found(`property:${v.property}`, v.message, v.property, path, atRest);
+    // The witness's refusals are no property's: the goal prunes on them.
+    for (const v of verdicts) if (v.property !== WITNESS) found(`property:${v.property}`, v.message, v.property, path, atRest);
   };
 
   const root = new World(config);

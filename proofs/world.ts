@@ -64,11 +64,23 @@ export interface WorldConfig {
   readonly withoutDeadline?: boolean;
   /** The clients connect only once every worker is ready (not a race with boot). */
   readonly clientsAfterBoot?: boolean;
+  /** The operator's signals may come while the arbiter stops too (a second signal during a graceful stop); otherwise only while it runs. */
+  readonly signalsWhileStopping?: boolean;
+  /** A client may close while its request is outstanding (it gives up on it), as a script's runner does. */
+  readonly clientsMayAbandon?: boolean;
   /** The clients after the first connect only once a worker accepted it: a burst at a busy worker. */
   readonly burstAfterAccept?: boolean;
   /** The machines to explore instead of the policy's own (a test's seeded bug). */
   readonly machines?: PolicyMachines;
+  /**
+   * What the runs must look like, as a monitor beside the properties' (an observed client-side
+   * trace: conformance/exists.ts). Its verdicts are named WITNESS; a search prunes a run it refuses.
+   */
+  readonly witness?: Monitor;
 }
+
+/** The name under which the witness monitor's verdicts are kept. */
+export const WITNESS = 'witness';
 
 export type Move =
   | { readonly kind: 'item'; readonly seq: number }
@@ -254,7 +266,7 @@ export class World {
       draw,
     );
     this.clients = config.clients.map(() => ({ id: null, sent: 0 }));
-    this.monitors = config.properties.map((p) => p.monitor(config.policy));
+    this.monitors = [...config.properties.map((p) => p.monitor(config.policy)), ...(config.witness ? [config.witness.copy()] : [])];
     if (state) this.load(state);
     else this.server.boot();
   }
@@ -272,11 +284,21 @@ export class World {
       this.drains.set(actor as WorkerId, t);
     }
     for (let i = 0; i < this.monitors.length; i++) {
-      const property = this.config.properties[i]!.name;
+      const property = this.monitorName(i);
       if (this.violations.length > 0 && this.violations.some((v) => v.property === property)) continue;
       const message = this.monitors[i]!.step(e, this.machinesNow);
       if (message !== null) this.violations.push({ property, message, index });
     }
+  }
+
+  /** The witness monitor as it stands in this run (config.witness's copy), if there is one. */
+  get witness(): Monitor | undefined {
+    return this.config.witness ? this.monitors[this.monitors.length - 1] : undefined;
+  }
+
+  /** The i-th monitor's name: a property's, or the witness's (after them). */
+  private monitorName(i: number): string {
+    return this.config.properties[i]?.name ?? WITNESS;
   }
 
   private readonly machinesNow: MachinesNow = {
@@ -355,9 +377,10 @@ export class World {
         if (progress.sent < plan.requests) out.push({ kind: 'send', client: i });
         if (progress.sent >= plan.requests || plan.mayCloseEarly) out.push({ kind: 'close', client: i });
       } else if (this.host.matches(progress.id, 'closing')) out.push({ kind: 'close', client: i });
+      else if (this.config.clientsMayAbandon && this.host.matches(progress.id, { open: 'awaiting' })) out.push({ kind: 'close', client: i });
     }
     const signal = this.config.signals[this.signalsSent];
-    if (signal !== undefined && this.host.matches('arbiter', 'running')) out.push({ kind: 'signal', signal });
+    if (signal !== undefined && (this.host.matches('arbiter', 'running') || (this.config.signalsWhileStopping && this.host.matches('arbiter', 'stopping')))) out.push({ kind: 'signal', signal });
     return out;
   }
 
@@ -423,7 +446,7 @@ export class World {
   judgeEnd(): Verdict[] {
     const found: Verdict[] = [];
     for (let i = 0; i < this.monitors.length; i++) {
-      const property = this.config.properties[i]!.name;
+      const property = this.monitorName(i);
       if (this.violations.some((v) => v.property === property)) continue;
       const message = this.monitors[i]!.end(this.host.nowMs + FOREVER_MS);
       if (message !== null) found.push({ property, message, index: Math.max(0, this.events - 1) });
