@@ -8,14 +8,17 @@ import { BASE_POLICY_NAMES, getPolicy } from '../model/policies.ts';
 import { scriptParams } from '../simulator/script.ts';
 import { formatTrace, makeHeader } from '../model/trace.ts';
 import { getScript } from '../conformance/scripts.ts';
+import { formatSuiteReport, runSuite } from '../conformance/suite.ts';
 import type { Io } from './main.ts';
 import { UsageError } from './errors.ts';
 
 const SIGNAL = /^(TERM|INT|QUIT|HUP|USR1|USR2|WINCH)$/;
 
 interface ConformCliOptions {
-  server: string;
-  bind: string;
+  server?: string;
+  bind?: string;
+  mutants: boolean;
+  gunicorn: boolean;
   script?: string;
   policy?: string;
   stopSignal?: string;
@@ -35,9 +38,13 @@ function names(flag: string, text: string | undefined, known: readonly string[])
 export function registerConformCommand(program: Command, io: Io): void {
   program
     .command('conform')
-    .description('run the conformance scripts against any HTTP server and report which policies explain what its clients saw')
-    .requiredOption('--server <command>', `the server's command line; it may take ${Object.keys(PLACEHOLDERS).join(' ')} (each script's parameters)`)
-    .requiredOption('--bind <address>', 'where the command makes the server listen: host:port or unix:/path')
+    .description(
+      'the conformance suite: with no --server, every script under every policy against quiesce serve (judged by its trace, the wire and its clients), coverage, the mutation score and the gunicorn report; with --server, any HTTP server as a black box: which policies explain what its clients saw',
+    )
+    .option('--server <command>', `a server's command line, run as a black box; it may take ${Object.keys(PLACEHOLDERS).join(' ')} (each script's parameters)`)
+    .option('--bind <address>', 'where the --server command makes the server listen: host:port or unix:/path')
+    .option('--no-mutants', 'our suite: leave out the mutation score')
+    .option('--no-gunicorn', "our suite: leave out the gunicorn report (it runs where Debian's gunicorn is installed)")
     .option('--script <names>', `only these scripts (${SCRIPTS.map((s) => s.name).join(', ')})`)
     .option('--policy <names>', 'compare with only these policies')
     .option('--stop-signal <name>', 'the signal for a graceful stop, if not TERM (nginx: QUIT)')
@@ -46,8 +53,30 @@ export function registerConformCommand(program: Command, io: Io): void {
     .option('--traces <dir>', "write what each script's clients saw as a JSONL trace (the viz loads it)")
     .option('--json', 'print one JSON object')
     .action(async (options: ConformCliOptions) => {
+      if (options.server === undefined) {
+        if (options.bind !== undefined) throw new UsageError('--bind says where a --server command listens: give --server too (without it the suite runs quiesce serve itself)');
+        for (const [flag, value] of [['--stop-signal', options.stopSignal], ['--reload-signal', options.reloadSignal], ['--worker-pattern', options.workerPattern], ['--traces', options.traces]] as const) {
+          if (value !== undefined) throw new UsageError(`${flag} applies to a --server command, not to the suite on quiesce serve`);
+        }
+        const report = await runSuite({
+          scripts: names('--script', options.script, SCRIPTS.map((s) => s.name)) ?? SCRIPTS.map((s) => s.name),
+          policies: names('--policy', options.policy, BASE_POLICY_NAMES) ?? BASE_POLICY_NAMES,
+          mutants: options.mutants,
+          gunicorn: options.gunicorn,
+          onProgress: (what) => {
+            if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2Krunning ${what}…`);
+          },
+        });
+        if (process.stderr.isTTY && !options.json) process.stderr.write('\r\x1b[2K');
+        io.out(options.json ? JSON.stringify(report, null, 2) + '\n' : formatSuiteReport(report));
+        if (!report.passed) io.exitCode = 1;
+        return;
+      }
+      if (options.bind === undefined) throw new UsageError('--bind: required with --server (where the command makes the server listen: host:port or unix:/path)');
+      const server = options.server;
+      const bind = options.bind;
       try {
-        parseBind(options.bind);
+        parseBind(bind);
       } catch (error) {
         if (error instanceof ConformUsageError) throw new UsageError(error.message);
         throw error;
@@ -64,8 +93,8 @@ export function registerConformCommand(program: Command, io: Io): void {
       const scripts = names('--script', options.script, SCRIPTS.map((s) => s.name));
       const policies = names('--policy', options.policy, BASE_POLICY_NAMES);
       const report = await conform({
-        command: options.server,
-        bind: options.bind,
+        command: server,
+        bind,
         ...(scripts ? { scripts } : {}),
         ...(policies ? { policies } : {}),
         ...(options.stopSignal ? { stopSignal: options.stopSignal } : {}),
@@ -83,7 +112,7 @@ export function registerConformCommand(program: Command, io: Io): void {
           // A client-side trace: the clients' machines replay it; its policy is the first that explains it (or none, said in meta).
           const policy = v.explainedBy[0] ?? 'safe-drain';
           getPolicy(policy);
-          const header = makeHeader(policy, scriptParams(getScript(v.script)), false, { source: 'conform', server: options.server, script: v.script, explainedBy: v.explainedBy });
+          const header = makeHeader(policy, scriptParams(getScript(v.script)), false, { source: 'conform', server, script: v.script, explainedBy: v.explainedBy });
           writeFileSync(join(options.traces, `${v.script}.jsonl`), formatTrace({ header, events: [...v.observedTrace] }));
         }
       }

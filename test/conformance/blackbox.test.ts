@@ -58,11 +58,13 @@ describe('quiesce conform', () => {
       // The gap left, one cause: after alive = False, gthread 20.x finishes the select(1.0) it sits in, and
       // serves what that turn brings — a request on an idle keep-alive connection, or one new connection
       // (accept hands it to a pool thread) — with Connection: close. The model ends the turn at the drain.
-      expect(diff('term-idle-and-in-flight')).toBe('client/1, step 4: saw response idle-2 close; the policy predicts fail reset idle-2');
-      expect(diff('hup-reload')).toBe('client/1, step 4: saw response idle-2 close; the policy predicts fail reset idle-2');
-      // In max-requests, client a's second response now agrees (Connection: close: nr is counted and alive
+      // Not a race the simulator's one run happened to lose: no interleaving of the chart explains it.
+      const none = (states: string) => `no interleaving explains it \\(\\d+ states searched\\): ${states}`;
+      expect(diff('term-idle-and-in-flight')).toMatch(new RegExp(`^client/1, step 4: saw response idle-2 close; the policy predicts fail reset idle-2; ${none('client 1, step 4: saw fail reset #2; the real client saw response #2 close')}`));
+      expect(diff('hup-reload')).toMatch(new RegExp(`^client/1, step 4: saw response idle-2 close; the policy predicts fail reset idle-2; ${none('client 1, step 4: saw fail reset #2; the real client saw response #2 close')}`));
+      // In max-requests, client a's second response agrees (Connection: close: nr is counted and alive
       // cleared before the handler runs); client b, connecting 0.8 s later, is that last turn's accept.
-      expect(diff('max-requests')).toBe('client/2, step 2: saw response b-1 close; the policy predicts response b-1 keep-alive');
+      expect(diff('max-requests')).toMatch(new RegExp(`^client/2, step 2: saw response b-1 close; the policy predicts response b-1 keep-alive; ${none('client 2, step 2: saw response #1 keep-alive; the real client saw response #1 close')}`));
     }, 120_000);
   });
 
@@ -72,7 +74,10 @@ describe('quiesce conform', () => {
       [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--script', 'nope'], /--script: unknown name "nope"; expected one of: term-idle-and-in-flight/],
       [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--stop-signal', 'SIGQUIT'], /--stop-signal: expected a signal name like TERM, QUIT or HUP \(without SIG\), got "SIGQUIT"/],
       [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--worker-pattern', '('], /--worker-pattern: not a regular expression/],
-      [['conform', '--bind', '127.0.0.1:1'], /required option '--server <command>' not specified/],
+      [['conform', '--bind', '127.0.0.1:1'], /--bind says where a --server command listens: give --server too/],
+      [['conform', '--server', 'x'], /--bind: required with --server/],
+      [['conform', '--traces', '/tmp/x'], /--traces applies to a --server command, not to the suite on quiesce serve/],
+      [['conform', '--policy', 'nope'], /--policy: unknown name "nope"; expected one of: gunicorn-sync/],
     ] as const) {
       const { code, err } = await cli(...argv);
       expect(code, argv.join(' ')).toBe(2);

@@ -11,34 +11,22 @@ import { describe, expect, it } from 'vitest';
 import { runScriptLive } from '../../conformance/live.ts';
 import { getScript } from '../../conformance/scripts.ts';
 import { wireAgreement } from '../../conformance/wire.ts';
-import { judgeRun, type Witness } from '../../conformance/judge.ts';
-import { replay } from '../../model/replay.ts';
+import { MUTATION_CASES, runMutant, type MutationCase } from '../../conformance/mutation.ts';
 import { MUTANTS, mutantOf, type Mutant } from '../../impl/mutants.ts';
 import type { Script } from '../../simulator/script.ts';
-
-/** Each mutant, with a script and policy whose run has what it breaks, the witness that sees it, and what that witness says. */
-const CASES: Record<Mutant, { script: string; policy: string; witness: Witness; expect: RegExp }> = {
-  'fin-for-rst': { script: 'term-idle-and-in-flight', policy: 'gunicorn-gthread-21', witness: 'wire', expect: /closed with RST; client\/\d+ saw .*, not ECONNRESET/ },
-  'rst-for-fin': { script: 'term-idle-and-in-flight', policy: 'abort-idle', witness: 'wire', expect: /closed with FIN; client\/\d+ saw ECONNRESET|answered .* and it never reset the connection/ },
-  'no-close-header': { script: 'term-idle-and-in-flight', policy: 'safe-drain', witness: 'wire', expect: /answered \S+ 200 with Connection: close; client\/\d+ read 200 without it/ },
-  'close-header-on-keepalive': { script: 'term-idle-and-in-flight', policy: 'safe-drain', witness: 'wire', expect: /answered \S+ 200 without Connection: close; client\/\d+ read 200 with it/ },
-  'drop-response': { script: 'term-idle-and-in-flight', policy: 'safe-drain', witness: 'wire', expect: /the trace says at line \d+ it answered idle-1, and it never reset the connection; client\/\d+ read no response \(empty-reply for idle-1\)/ },
-  'exit-with-request-in-flight': { script: 'term-idle-and-in-flight', policy: 'safe-drain', witness: 'clients', expect: /what the clients saw is not what safe-drain lets them see: client\/\d+, step \d+: saw (eof|fail [a-z-]+( \S+)?); the policy predicts (send|response) / },
-};
 
 /** The mutants that lie in their trace: their trace is the honest server's, and only the wire tells. */
 const LIARS = new Set<Mutant>(['fin-for-rst', 'rst-for-fin', 'no-close-header', 'close-header-on-keepalive', 'drop-response']);
 
 describe('the judge catches every broken server (mutation score)', () => {
   const caught: string[] = [];
-  for (const [mutant, c] of Object.entries(CASES) as [Mutant, (typeof CASES)[Mutant]][]) {
+  for (const [mutant, c] of Object.entries(MUTATION_CASES) as [Mutant, MutationCase][]) {
     it(`${mutant}: a server that ${MUTANTS[mutant]} (${c.script}, ${c.policy}) — seen by the ${c.witness}`, async () => {
-      const script = getScript(c.script);
-      const run = await runScriptLive(script, c.policy, { env: { QUIESCE_MUTANT: mutant } });
-      const findings = judgeRun(script, c.policy, run);
+      const { run, findings, caught: isCaught } = await runMutant(mutant);
       const seen = findings.filter((f) => f.witness === c.witness);
       expect(seen.length, `${mutant} was not caught by the ${c.witness}: ${JSON.stringify(findings)}`).toBeGreaterThan(0);
       expect(seen.map((f) => f.message).join('\n')).toMatch(c.expect);
+      expect(isCaught).toBe(true);
       if (LIARS.has(mutant)) {
         // The liar's trace is the honest server's: the machines accept it.
         expect(findings.filter((f) => f.witness === 'trace')).toEqual([]);

@@ -1,0 +1,109 @@
+/**
+ * Coverage: which states and transitions of each machine the conformance
+ * runs exercised. Each run's traces — the server's own, and what its
+ * clients saw — are stepped through XState's reference interpreter for the
+ * run's policy; every transition an event takes is asked of the machine
+ * itself (`getTransitionData`), so a transition is counted by the chart's
+ * own identity: its source state, its event, its place among that state's
+ * transitions for the event. The denominator is every event transition in
+ * the chart. Eventless transitions (a decision on entering a state) are
+ * not counted apart: the states they lead to are.
+ */
+import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine, type AnyStateNode } from 'xstate';
+import { ACTOR_KINDS, actorKind, type ActorKind, type TraceEvent } from '../model/events.ts';
+import { CHARTS, machineFor, machinesFor } from '../model/machines/index.ts';
+import { getPolicy } from '../model/policies.ts';
+import type { Trace } from '../model/trace.ts';
+
+export interface MachineCoverage {
+  readonly kind: ActorKind;
+  readonly states: { readonly covered: number; readonly total: number; readonly missing: readonly string[] };
+  readonly transitions: { readonly covered: number; readonly total: number; readonly missing: readonly string[] };
+}
+
+/** A transition's name: `source --event--> target` (the k-th of its source for that event, when there are several). */
+function transitionName(node: AnyStateNode, event: string, k: number, count: number, targets: readonly AnyStateNode[] | undefined): string {
+  const to = targets && targets.length > 0 ? targets.map((t) => t.id).join(',') : '(stays)';
+  return `${node.id} --${event}${count > 1 ? `#${k + 1}` : ''}--> ${to}`;
+}
+
+function allNodes(node: AnyStateNode): AnyStateNode[] {
+  return [node, ...Object.values(node.states).flatMap((child) => allNodes(child as AnyStateNode))];
+}
+
+/** Every event transition of a chart, by name, and every state but the root. */
+function chartInventory(machine: AnyStateMachine): { states: string[]; transitions: string[] } {
+  const nodes = allNodes(machine.root);
+  const transitions: string[] = [];
+  for (const node of nodes) {
+    for (const [event, list] of node.transitions) {
+      if (event === '' || event.startsWith('xstate.')) continue;
+      list.forEach((t, k) => transitions.push(transitionName(node, event, k, list.length, t.target)));
+    }
+  }
+  return { states: nodes.filter((n) => n !== machine.root).map((n) => n.id), transitions };
+}
+
+/** What the runs took, per machine kind: state ids entered, transition names. */
+export class CoverageRecorder {
+  private readonly states = new Map<ActorKind, Set<string>>(ACTOR_KINDS.map((k) => [k, new Set()]));
+  private readonly transitions = new Map<ActorKind, Set<string>>(ACTOR_KINDS.map((k) => [k, new Set()]));
+
+  /** Step every actor of these events (one run's, in order) through the policy's machines. */
+  record(trace: Trace, events: readonly TraceEvent[] = trace.events): void {
+    const machines = machinesFor(getPolicy(trace.header.policy), trace.header.params);
+    const actors = new Map<string, { machine: AnyStateMachine; snapshot: AnyMachineSnapshot }>();
+    for (const e of events) {
+      const kind = actorKind(e.actor);
+      if (!kind) continue;
+      let actor = actors.get(e.actor);
+      if (!actor) {
+        const machine = machineFor(machines, kind);
+        const [snapshot] = initialTransition(machine);
+        actor = { machine, snapshot: snapshot as AnyMachineSnapshot };
+        actors.set(e.actor, actor);
+        this.enter(kind, actor.snapshot);
+      }
+      const { t: _t, actor: _a, ...event } = e as TraceEvent & Record<string, unknown>;
+      for (const def of actor.machine.getTransitionData(actor.snapshot, event as never)) {
+        const list = def.source.transitions.get(def.eventType) ?? [def];
+        this.transitions.get(kind)!.add(transitionName(def.source, def.eventType, list.indexOf(def), list.length, def.target));
+      }
+      const [next] = transition(actor.machine, actor.snapshot, event as never);
+      actor.snapshot = next as AnyMachineSnapshot;
+      this.enter(kind, actor.snapshot);
+    }
+  }
+
+  private enter(kind: ActorKind, snapshot: AnyMachineSnapshot): void {
+    const states = this.states.get(kind)!;
+    for (const node of (snapshot as unknown as { _nodes: readonly AnyStateNode[] })._nodes) if (node.parent) states.add(node.id);
+  }
+
+  /** Coverage per machine, against the chart (the unprovided one: every policy has the same states and transitions). */
+  report(): MachineCoverage[] {
+    return ACTOR_KINDS.map((kind) => {
+      const machine = CHARTS[kind];
+      const inventory = chartInventory(machine);
+      const states = this.states.get(kind)!;
+      const transitions = this.transitions.get(kind)!;
+      return {
+        kind,
+        states: { covered: inventory.states.filter((s) => states.has(s)).length, total: inventory.states.length, missing: inventory.states.filter((s) => !states.has(s)) },
+        transitions: {
+          covered: inventory.transitions.filter((t) => transitions.has(t)).length,
+          total: inventory.transitions.length,
+          missing: inventory.transitions.filter((t) => !transitions.has(t)),
+        },
+      };
+    });
+  }
+}
+
+/** The coverage as a table. */
+export function formatCoverage(coverage: readonly MachineCoverage[]): string {
+  const pct = (c: { covered: number; total: number }) => `${c.covered}/${c.total} (${Math.round((100 * c.covered) / Math.max(1, c.total))} %)`;
+  const lines = ['machine    states          transitions'];
+  for (const m of coverage) lines.push(`${m.kind.padEnd(10)} ${pct(m.states).padEnd(15)} ${pct(m.transitions)}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,121 @@
+/**
+ * The conformance suite on our own server, as one report (`npm run
+ * conformance` with no --server): every script under every policy against
+ * `quiesce serve`, each run judged by the three witnesses
+ * (conformance/judge.ts); the machines' coverage by those runs; the
+ * mutation score; and, where Debian's gunicorn is installed, the black-box
+ * report on its sync and gthread workers.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { conform, formatConformReport, type ConformReport } from './blackbox.ts';
+import { CoverageRecorder, formatCoverage, type MachineCoverage } from './coverage.ts';
+import { judgeRun, type Finding } from './judge.ts';
+import { runScriptLive } from './live.ts';
+import { MUTANT_NAMES, runMutant, type MutantVerdict } from './mutation.ts';
+import { SCRIPTS } from './scripts.ts';
+
+export interface RunVerdict {
+  readonly script: string;
+  readonly policy: string;
+  readonly findings: readonly Finding[];
+}
+
+export interface SuiteReport {
+  readonly runs: readonly RunVerdict[];
+  readonly coverage: readonly MachineCoverage[];
+  /** Null when the mutants were not run. */
+  readonly mutants: readonly Pick<MutantVerdict, 'mutant' | 'description' | 'case' | 'caught' | 'findings'>[] | null;
+  readonly gunicorn: readonly { readonly worker: string; readonly report: ConformReport }[];
+  /** Every run conformed and every mutant was caught. */
+  readonly passed: boolean;
+}
+
+export interface SuiteOptions {
+  readonly scripts: readonly string[];
+  readonly policies: readonly string[];
+  readonly mutants: boolean;
+  readonly gunicorn: boolean;
+  readonly onProgress?: (what: string) => void;
+}
+
+const APPS = fileURLToPath(new URL('./apps', import.meta.url));
+const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p)) ?? null;
+
+/** Run `task` over `items`, `concurrency` at a time (each real server is a few processes: the machine has few cores). */
+async function pool<T, R>(items: readonly T[], concurrency: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await task(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
+  const coverage = new CoverageRecorder();
+  const pairs = SCRIPTS.filter((s) => options.scripts.includes(s.name)).flatMap((script) => options.policies.map((policy) => ({ script, policy })));
+  const runs = await pool(pairs, 3, async ({ script, policy }) => {
+    options.onProgress?.(`${script.name} / ${policy}`);
+    const run = await runScriptLive(script, policy);
+    const findings: Finding[] = [...judgeRun(script, policy, run)];
+    if (run.exitCode !== 0) findings.push({ witness: 'trace', message: `the server exited ${run.exitCode}` });
+    coverage.record(run.trace);
+    coverage.record(run.trace, run.observed);
+    return { script: script.name, policy, findings };
+  });
+  let mutants: SuiteReport['mutants'] = null;
+  if (options.mutants) {
+    const verdicts: NonNullable<SuiteReport['mutants']>[number][] = [];
+    for (const mutant of MUTANT_NAMES) {
+      options.onProgress?.(`mutant ${mutant}`);
+      const { description, case: c, caught, findings } = await runMutant(mutant);
+      verdicts.push({ mutant, description, case: c, caught, findings });
+    }
+    mutants = verdicts;
+  }
+  const gunicorn: { worker: string; report: ConformReport }[] = [];
+  if (options.gunicorn && GUNICORN) {
+    for (const [worker, extra] of [['sync', ''], ['gthread', '--threads {threads}']] as const) {
+      options.onProgress?.(`gunicorn ${worker}`);
+      const bind = '127.0.0.1:18441';
+      const command = `${GUNICORN} --chdir ${APPS} sleep_app:app -k ${worker} --bind ${bind} --workers {workers} ${extra} --keep-alive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests}`;
+      gunicorn.push({ worker, report: await conform({ command, bind, scripts: options.scripts }) });
+    }
+  }
+  const passed = runs.every((r) => r.findings.length === 0) && (mutants === null || mutants.every((m) => m.caught));
+  return { runs, coverage: coverage.report(), mutants, gunicorn, passed };
+}
+
+export function formatSuiteReport(report: SuiteReport): string {
+  const out: string[] = ['quiesce serve, every script under every policy (judged by its trace, the wire, and its clients):', ''];
+  const scripts = [...new Set(report.runs.map((r) => r.script))];
+  const policies = [...new Set(report.runs.map((r) => r.policy))];
+  const width = Math.max(...scripts.map((s) => s.length), 6);
+  out.push(`${'script'.padEnd(width)}  ${policies.map((p) => p).join('  ')}`);
+  for (const script of scripts) {
+    const cells = policies.map((p) => {
+      const run = report.runs.find((r) => r.script === script && r.policy === p);
+      return (run === undefined ? '-' : run.findings.length === 0 ? 'ok' : 'FAIL').padEnd(p.length);
+    });
+    out.push(`${script.padEnd(width)}  ${cells.join('  ')}`);
+  }
+  for (const run of report.runs) for (const f of run.findings) out.push(`  FAIL ${run.script} / ${run.policy} (${f.witness}): ${f.message}`);
+  out.push('', 'Coverage of the machines by these runs (event transitions; eventless ones count through the states they reach):', '', formatCoverage(report.coverage).trimEnd());
+  if (report.mutants) {
+    const caught = report.mutants.filter((m) => m.caught).length;
+    out.push('', `Mutation score: ${caught}/${report.mutants.length} (${Math.round((100 * caught) / Math.max(1, report.mutants.length))} %)`);
+    for (const m of report.mutants) {
+      const seen = m.findings.find((f) => f.witness === m.case.witness);
+      out.push(`  ${m.caught ? 'caught' : 'MISSED'}  ${m.mutant}: a server that ${m.description} (${m.case.script}, ${m.case.policy}) — ${m.case.witness}: ${seen?.message ?? 'nothing seen'}`);
+    }
+  }
+  for (const g of report.gunicorn) out.push('', `gunicorn 20.1 -k ${g.worker}, as a black box:`, '', formatConformReport(g.report).trimEnd());
+  out.push('', report.passed ? 'The suite passed.' : 'The suite FAILED.');
+  return out.join('\n') + '\n';
+}
