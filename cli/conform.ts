@@ -19,6 +19,7 @@ interface ConformCliOptions {
   bind?: string;
   mutants: boolean;
   gunicorn: boolean;
+  paths: boolean;
   script?: string;
   policy?: string;
   stopSignal?: string;
@@ -44,6 +45,7 @@ export function registerConformCommand(program: Command, io: Io): void {
     .option('--server <command>', `a server's command line, run as a black box; it may take ${Object.keys(PLACEHOLDERS).join(' ')} (each script's parameters)`)
     .option('--bind <address>', 'where the --server command makes the server listen: host:port or unix:/path')
     .option('--no-mutants', 'our suite: leave out the mutation score')
+    .option('--no-paths', "our suite: leave out the scripts generated from the connection chart's paths")
     .option('--no-gunicorn', "our suite: leave out the gunicorn report (it runs where Debian's gunicorn is installed)")
     .option('--script <names>', `only these scripts (${SCRIPTS.map((s) => s.name).join(', ')})`)
     .option('--policy <names>', 'compare with only these policies')
@@ -63,6 +65,7 @@ export function registerConformCommand(program: Command, io: Io): void {
           policies: names('--policy', options.policy, BASE_POLICY_NAMES) ?? BASE_POLICY_NAMES,
           mutants: options.mutants,
           gunicorn: options.gunicorn,
+          paths: options.paths,
           onProgress: (what) => {
             if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2Krunning ${what}…`);
           },

@@ -1,15 +1,15 @@
 /**
  * Coverage: which states and transitions of each machine the conformance
  * runs exercised. Each run's traces — the server's own, and what its
- * clients saw — are stepped through XState's reference interpreter for the
- * run's policy; every transition an event takes is asked of the machine
- * itself (`getTransitionData`), so a transition is counted by the chart's
- * own identity: its source state, its event, its place among that state's
- * transitions for the event. The denominator is every event transition in
- * the chart. Eventless transitions (a decision on entering a state) are
- * not counted apart: the states they lead to are.
+ * clients saw — are sent, event by event, to an actor of XState's reference
+ * interpreter for the run's policy (its clock inert: a trace brings its own
+ * timer events), and XState's inspection reports every microstep: the
+ * transitions taken, eventless ones included, and the states entered, the
+ * ones an actor passes through on its way included. A transition is named by
+ * the chart's own identity: its source state, its event (`always` for an
+ * eventless one), its place among that state's transitions for the event.
  */
-import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine, type AnyStateNode } from 'xstate';
+import { createActor, type AnyActorRef, type AnyMachineSnapshot, type AnyStateMachine, type AnyStateNode, type InspectionEvent } from 'xstate';
 import { ACTOR_KINDS, actorKind, type ActorKind, type TraceEvent } from '../model/events.ts';
 import { CHARTS, machineFor, machinesFor } from '../model/machines/index.ts';
 import { getPolicy } from '../model/policies.ts';
@@ -21,25 +21,29 @@ export interface MachineCoverage {
   readonly transitions: { readonly covered: number; readonly total: number; readonly missing: readonly string[] };
 }
 
-/** A transition's name: `source --event--> target` (the k-th of its source for that event, when there are several). */
-function transitionName(node: AnyStateNode, event: string, k: number, count: number, targets: readonly AnyStateNode[] | undefined): string {
+/** A transition's name: `source --event--> target` (the k-th of its source for that event, when there are several; `always` for eventless ones). */
+export function transitionName(node: AnyStateNode, event: string, k: number, count: number, targets: readonly AnyStateNode[] | undefined): string {
   const to = targets && targets.length > 0 ? targets.map((t) => t.id).join(',') : '(stays)';
-  return `${node.id} --${event}${count > 1 ? `#${k + 1}` : ''}--> ${to}`;
+  return `${node.id} --${event === '' ? 'always' : event}${count > 1 ? `#${k + 1}` : ''}--> ${to}`;
 }
+
+/** A clock that never fires: the trace's own timer events stand for the machine's timers. */
+const INERT_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
 
 function allNodes(node: AnyStateNode): AnyStateNode[] {
   return [node, ...Object.values(node.states).flatMap((child) => allNodes(child as AnyStateNode))];
 }
 
-/** Every event transition of a chart, by name, and every state but the root. */
+/** Every transition of a chart (eventless ones too), by name, and every state but the root. */
 function chartInventory(machine: AnyStateMachine): { states: string[]; transitions: string[] } {
   const nodes = allNodes(machine.root);
   const transitions: string[] = [];
   for (const node of nodes) {
     for (const [event, list] of node.transitions) {
-      if (event === '' || event.startsWith('xstate.')) continue;
+      if (event.startsWith('xstate.')) continue;
       list.forEach((t, k) => transitions.push(transitionName(node, event, k, list.length, t.target)));
     }
+    node.always?.forEach((t, k, list) => transitions.push(transitionName(node, '', k, list.length, t.target)));
   }
   return { states: nodes.filter((n) => n !== machine.root).map((n) => n.id), transitions };
 }
@@ -52,32 +56,36 @@ export class CoverageRecorder {
   /** Step every actor of these events (one run's, in order) through the policy's machines. */
   record(trace: Trace, events: readonly TraceEvent[] = trace.events): void {
     const machines = machinesFor(getPolicy(trace.header.policy), trace.header.params);
-    const actors = new Map<string, { machine: AnyStateMachine; snapshot: AnyMachineSnapshot }>();
+    const actors = new Map<string, AnyActorRef>();
     for (const e of events) {
       const kind = actorKind(e.actor);
       if (!kind) continue;
       let actor = actors.get(e.actor);
       if (!actor) {
-        const machine = machineFor(machines, kind);
-        const [snapshot] = initialTransition(machine);
-        actor = { machine, snapshot: snapshot as AnyMachineSnapshot };
+        actor = createActor(machineFor(machines, kind), { clock: INERT_CLOCK, inspect: (i) => this.inspected(kind, i) });
         actors.set(e.actor, actor);
-        this.enter(kind, actor.snapshot);
+        actor.start();
       }
       const { t: _t, actor: _a, ...event } = e as TraceEvent & Record<string, unknown>;
-      for (const def of actor.machine.getTransitionData(actor.snapshot, event as never)) {
-        const list = def.source.transitions.get(def.eventType) ?? [def];
-        this.transitions.get(kind)!.add(transitionName(def.source, def.eventType, list.indexOf(def), list.length, def.target));
-      }
-      const [next] = transition(actor.machine, actor.snapshot, event as never);
-      actor.snapshot = next as AnyMachineSnapshot;
-      this.enter(kind, actor.snapshot);
+      actor.send(event as never);
     }
+    for (const actor of actors.values()) actor.stop();
   }
 
   private enter(kind: ActorKind, snapshot: AnyMachineSnapshot): void {
     const states = this.states.get(kind)!;
     for (const node of (snapshot as unknown as { _nodes: readonly AnyStateNode[] })._nodes) if (node.parent) states.add(node.id);
+  }
+
+  private inspected(kind: ActorKind, inspection: InspectionEvent): void {
+    if (inspection.type !== '@xstate.microstep' && inspection.type !== '@xstate.snapshot') return;
+    this.enter(kind, inspection.snapshot as AnyMachineSnapshot);
+    if (inspection.type !== '@xstate.microstep') return;
+    for (const def of inspection._transitions) {
+      const eventless = def.eventType === '' || def.source.always?.includes(def);
+      const list = eventless ? (def.source.always ?? [def]) : (def.source.transitions.get(def.eventType) ?? [def]);
+      this.transitions.get(kind)!.add(transitionName(def.source, eventless ? '' : def.eventType, list.indexOf(def), list.length, def.target));
+    }
   }
 
   /** Coverage per machine, against the chart (the unprovided one: every policy has the same states and transitions). */

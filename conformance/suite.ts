@@ -14,6 +14,7 @@ import { judgeRun, type Finding } from './judge.ts';
 import { runScriptLive } from './live.ts';
 import { MUTANT_NAMES, runMutant, type MutantVerdict } from './mutation.ts';
 import { SCRIPTS } from './scripts.ts';
+import { pathsAcross } from './paths.ts';
 
 export interface RunVerdict {
   readonly script: string;
@@ -21,8 +22,22 @@ export interface RunVerdict {
   readonly findings: readonly Finding[];
 }
 
+export interface PathVerdict {
+  readonly target: string;
+  readonly aim: 'state' | 'transition';
+  readonly policy: string;
+  readonly events: readonly string[];
+  /** Why no outside action drives it; null for a driven path. */
+  readonly undrivable: string | null;
+  /** The generated script's run entered the target state. */
+  readonly reached: boolean;
+  readonly findings: readonly Finding[];
+}
+
 export interface SuiteReport {
   readonly runs: readonly RunVerdict[];
+  /** The connection chart's paths, generated and driven (null when not run). */
+  readonly paths: readonly PathVerdict[] | null;
   readonly coverage: readonly MachineCoverage[];
   /** Null when the mutants were not run. */
   readonly mutants: readonly Pick<MutantVerdict, 'mutant' | 'description' | 'case' | 'caught' | 'findings'>[] | null;
@@ -36,6 +51,7 @@ export interface SuiteOptions {
   readonly policies: readonly string[];
   readonly mutants: boolean;
   readonly gunicorn: boolean;
+  readonly paths: boolean;
   readonly onProgress?: (what: string) => void;
 }
 
@@ -69,6 +85,24 @@ export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
     coverage.record(run.trace, run.observed);
     return { script: script.name, policy, findings };
   });
+  let paths: PathVerdict[] | null = null;
+  if (options.paths) {
+    paths = await pool(pathsAcross(options.policies), 3, async (path): Promise<PathVerdict> => {
+      const base = { target: path.target, aim: path.aim, policy: path.policy, events: path.events, undrivable: path.undrivable };
+      if (path.script === null) return { ...base, reached: false, findings: [] };
+      options.onProgress?.(path.script.name);
+      const run = await runScriptLive(path.script, path.policy);
+      const findings: Finding[] = [...judgeRun(path.script, path.policy, run)];
+      if (run.exitCode !== 0) findings.push({ witness: 'trace', message: `the server exited ${run.exitCode}` });
+      coverage.record(run.trace);
+      coverage.record(run.trace, run.observed);
+      const own = new CoverageRecorder();
+      own.record(run.trace);
+      const conn = own.report().find((c) => c.kind === 'conn')!;
+      const reached = !(path.aim === 'state' ? conn.states.missing : conn.transitions.missing).includes(path.target);
+      return { ...base, reached, findings };
+    });
+  }
   let mutants: SuiteReport['mutants'] = null;
   if (options.mutants) {
     const verdicts: NonNullable<SuiteReport['mutants']>[number][] = [];
@@ -88,8 +122,8 @@ export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
       gunicorn.push({ worker, report: await conform({ command, bind, scripts: options.scripts }) });
     }
   }
-  const passed = runs.every((r) => r.findings.length === 0) && (mutants === null || mutants.every((m) => m.caught));
-  return { runs, coverage: coverage.report(), mutants, gunicorn, passed };
+  const passed = runs.every((r) => r.findings.length === 0) && (paths === null || paths.every((p) => p.findings.length === 0)) && (mutants === null || mutants.every((m) => m.caught));
+  return { runs, paths, coverage: coverage.report(), mutants, gunicorn, passed };
 }
 
 export function formatSuiteReport(report: SuiteReport): string {
@@ -106,7 +140,19 @@ export function formatSuiteReport(report: SuiteReport): string {
     out.push(`${script.padEnd(width)}  ${cells.join('  ')}`);
   }
   for (const run of report.runs) for (const f of run.findings) out.push(`  FAIL ${run.script} / ${run.policy} (${f.witness}): ${f.message}`);
-  out.push('', 'Coverage of the machines by these runs (event transitions; eventless ones count through the states they reach):', '', formatCoverage(report.coverage).trimEnd());
+  if (report.paths) {
+    const driven = report.paths.filter((p) => p.undrivable === null);
+    out.push(
+      '',
+      `Paths generated from the connection chart (xstate/graph shortest paths, one per state and per transition): ${driven.filter((p) => p.reached).length} of ${driven.length} driven from outside got there; ${report.paths.length - driven.length} cannot be driven:`,
+    );
+    for (const p of report.paths) {
+      const verdict = p.undrivable !== null ? `not drivable: ${p.undrivable}` : p.reached ? 'reached' : 'NOT reached';
+      out.push(`  ${p.target}: ${verdict}  (${p.policy}: ${p.events.join(' → ')})`);
+      for (const f of p.findings) out.push(`    FAIL (${f.witness}): ${f.message}`);
+    }
+  }
+  out.push('', 'Coverage of the machines by these runs (states entered, on the way included; transitions taken, eventless ones included):', '', formatCoverage(report.coverage).trimEnd());
   if (report.mutants) {
     const caught = report.mutants.filter((m) => m.caught).length;
     out.push('', `Mutation score: ${caught}/${report.mutants.length} (${Math.round((100 * caught) / Math.max(1, report.mutants.length))} %)`);

@@ -1,9 +1,10 @@
 /**
  * `quiesce conform` with no --server: the suite on our own server, as one
  * report — each run judged, the machines' coverage, the mutation score.
- * The full suite is `npm run conformance`; this runs one script under two
- * policies (the judge itself is tested run by run in differential.test.ts,
- * the mutants in wire.test.ts, gunicorn in blackbox.test.ts).
+ * The full suite is `npm run conformance`; this runs one script under one
+ * policy, and the chart's paths under it (the judge itself is tested
+ * run by run in differential.test.ts, the mutants in wire.test.ts, gunicorn
+ * in blackbox.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers.ts';
@@ -12,13 +13,10 @@ import { MUTANT_NAMES } from '../../conformance/mutation.ts';
 import { CoverageRecorder } from '../../conformance/coverage.ts';
 
 describe('the conformance suite on quiesce serve', () => {
-  it('judges each run, reports coverage and the mutation score, and passes', async () => {
-    const { code, out } = await runCli('conform', '--script', 'max-requests', '--policy', 'safe-drain,gunicorn-gthread', '--no-gunicorn', '--json');
+  it('judges each run, drives the paths of the connection chart, reports coverage and the mutation score, and passes', async () => {
+    const { code, out } = await runCli('conform', '--script', 'max-requests', '--policy', 'gunicorn-gthread', '--no-gunicorn', '--json');
     const report = JSON.parse(out) as SuiteReport;
-    expect(report.runs.map((r) => [r.script, r.policy, r.findings])).toEqual([
-      ['max-requests', 'safe-drain', []],
-      ['max-requests', 'gunicorn-gthread', []],
-    ]);
+    expect(report.runs.map((r) => [r.script, r.policy, r.findings])).toEqual([['max-requests', 'gunicorn-gthread', []]]);
     expect(report.mutants!.map((m) => [m.mutant, m.caught])).toEqual(MUTANT_NAMES.map((m) => [m, true]));
     expect(report.passed).toBe(true);
     expect(code).toBe(0);
@@ -32,5 +30,19 @@ describe('the conformance suite on quiesce serve', () => {
     expect(worker.transitions.total).toBeGreaterThan(worker.transitions.covered);
     expect(worker.states.missing).toContain('worker.frozen');
     for (const c of report.coverage) expect(c.states.covered + c.states.missing.length, c.kind).toBe(c.states.total);
+    // The paths generated from the connection chart: every run judged clean; every state aimed at reached
+    // (each is a rest the runner's steps lead to); transitions taken where the runner's timing decides them.
+    const paths = report.paths!;
+    for (const p of paths) expect(p.findings, p.target).toEqual([]);
+    const states = paths.filter((p) => p.aim === 'state');
+    expect(states.length).toBeGreaterThan(8);
+    for (const p of states) expect(p.reached, `${p.target} (${p.policy}: ${p.events.join(' → ')})`).toBe(true);
+    // gthread 20 orphans a kept-alive connection at TERM: the path there is a request, its response, then TERM.
+    expect(paths.find((p) => p.target === 'conn.orphaned')).toMatchObject({ policy: 'gunicorn-gthread', reached: true });
+    for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#3--> conn.idle']) {
+      expect(paths.find((p) => p.target === t), t).toMatchObject({ aim: 'transition', reached: true });
+    }
+    // What the client chart cannot do is listed with the reason, not run.
+    expect(paths.find((p) => p.target === 'conn --conn.peer-rst--> conn.closed')).toMatchObject({ reached: false, undrivable: expect.stringMatching(/a client's RST/) });
   }, 180_000);
 });

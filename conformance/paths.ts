@@ -1,0 +1,282 @@
+/**
+ * Scripts generated from the connection chart. XState's own graph
+ * utilities (`getShortestPaths` from `xstate/graph`) find, under a policy,
+ * the shortest event sequence that reaches each state of the chart — fine
+ * for one machine, quadratic for a composition, so per machine. Each event
+ * of a path is then either something the runner can do from outside (a
+ * connect, a request, a close, a signal, waiting for a timer), something
+ * the server does by itself in answer (read, respond, close), or something
+ * no outside action brings about — and the path is listed with that reason.
+ * A drivable path becomes a script of socket actions and signals; run
+ * against a real server, the connection's trace says whether it got there.
+ */
+import { getShortestPaths } from 'xstate/graph';
+import type { AnyMachineSnapshot } from 'xstate';
+import type { AbortReason } from '../model/events.ts';
+import { machinesFor } from '../model/machines/index.ts';
+import type { ConnMachineEvent } from '../model/machines/connection.ts';
+import { getPolicy } from '../model/policies.ts';
+import type { ServerParams } from '../model/params.ts';
+import { scriptParams, type Script, type ScriptStep } from '../simulator/script.ts';
+import { transitionName } from './coverage.ts';
+
+/** The parameters generated scripts run with: short timers, so that waiting for one is quick. */
+export const PATH_SERVER: Partial<ServerParams> = {
+  workers: 1,
+  threads: 4,
+  keepAliveMs: 1000,
+  idleGraceMs: 600,
+  lingerMs: 500,
+  gracefulTimeoutMs: 2000,
+  headerTimeoutMs: 1500,
+};
+
+/** What brings an event of the connection chart about. */
+type Cause =
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial' | 'close' | 'term' | 'int' | 'kill' }
+  | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
+  | { readonly by: 'server' }
+  | { readonly by: 'nobody'; readonly reason: string };
+
+const ABORT_CAUSES: Record<AbortReason, Cause> = {
+  'worker-exit': { by: 'server' },
+  quit: { by: 'runner', does: 'int' },
+  deadline: { by: 'time', waitMs: (p) => p.gracefulTimeoutMs },
+  killed: { by: 'runner', does: 'kill' },
+  crashed: { by: 'nobody', reason: 'a worker crash: no app the scripts run crashes its process' },
+  error: { by: 'nobody', reason: "an internal error on one connection: no request makes the server's own code fail" },
+};
+
+function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): Cause {
+  switch (event.type) {
+    case 'conn.open':
+      return { by: 'runner', does: 'connect' };
+    case 'conn.bytes':
+      if (OUTSTANDING.has(event)) return { by: 'nobody', reason: 'bytes while a request is outstanding (pipelined, or the rest of a head): the client chart sends one whole request at a time' };
+      // Bytes the header timer then gives up on are half a request head.
+      return { by: 'runner', does: next?.type === 'conn.header-timeout' ? 'partial' : 'request' };
+    case 'conn.peer-fin':
+      if (OUTSTANDING.has(event)) return { by: 'nobody', reason: "a FIN while a request is outstanding: a client of the chart that closes gives up its response, where the runner's socket would still read it" };
+      return { by: 'runner', does: 'close' };
+    case 'conn.peer-rst':
+      return { by: 'nobody', reason: "a client's RST: the runner's clients close with FIN (an SO_LINGER 0 close is not one of their actions)" };
+    case 'conn.drain':
+      return { by: 'runner', does: 'term' };
+    case 'conn.abort':
+      return ABORT_CAUSES[event.reason];
+    case 'conn.keepalive-timeout':
+      return { by: 'time', waitMs: (p) => p.keepAliveMs };
+    case 'conn.grace-timeout':
+      return { by: 'time', waitMs: (p) => p.idleGraceMs };
+    case 'conn.linger-timeout':
+      return { by: 'time', waitMs: (p) => p.lingerMs };
+    case 'conn.header-timeout':
+      return { by: 'time', waitMs: (p) => p.headerTimeoutMs };
+    case 'conn.read':
+    case 'conn.handler-start':
+    case 'conn.handler-finish':
+    case 'conn.respond':
+    case 'conn.half-close':
+    case 'conn.close':
+      return { by: 'server' };
+  }
+}
+
+/** Bytes or a FIN offered while a request is outstanding on the connection: no client of the chart does that. */
+const OUTSTANDING = new WeakSet<ConnMachineEvent>();
+
+/** Every event the chart could be offered now, with payloads that fit the connection's context. */
+function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
+  const context = snapshot.context as { pendingReq: string | null; req: string | null; responses: number };
+  const fresh = `r${context.responses + 1}`;
+  const current = context.req ?? fresh;
+  const pending = context.pendingReq ?? fresh;
+  const bytes: ConnMachineEvent = { type: 'conn.bytes', req: pending };
+  const fin: ConnMachineEvent = { type: 'conn.peer-fin' };
+  if (context.req !== null || context.pendingReq !== null) {
+    OUTSTANDING.add(bytes);
+    OUTSTANDING.add(fin);
+  }
+  const events: ConnMachineEvent[] = [
+    { type: 'conn.open', worker: 'worker/1', client: 'client/1' },
+    bytes,
+    { type: 'conn.read', req: pending, keepAlive: true },
+    { type: 'conn.handler-start', req: current },
+    { type: 'conn.handler-finish', req: current },
+    { type: 'conn.respond', req: current, status: 200, close: false },
+    { type: 'conn.respond', req: current, status: 200, close: true },
+    { type: 'conn.drain' },
+    { type: 'conn.keepalive-timeout' },
+    { type: 'conn.grace-timeout' },
+    { type: 'conn.linger-timeout' },
+    { type: 'conn.header-timeout' },
+    fin,
+    { type: 'conn.peer-rst' },
+    { type: 'conn.half-close' },
+    { type: 'conn.close', rst: false },
+    { type: 'conn.close', rst: true },
+  ];
+  for (const reason of Object.keys(ABORT_CAUSES) as AbortReason[]) events.push({ type: 'conn.abort', reason });
+  return events;
+}
+
+export interface ChartPath {
+  readonly policy: string;
+  /** What the path is aimed at: a state (its id, `conn.idle.drainGrace`) or a transition (coverage.ts's name for it). */
+  readonly target: string;
+  readonly aim: 'state' | 'transition';
+  /** The server's parameters it runs with. */
+  readonly server: Partial<ServerParams>;
+  readonly events: readonly string[];
+  /** A script that drives it from outside, or why none can. */
+  readonly script: Script | null;
+  readonly undrivable: string | null;
+}
+
+/** The leaf state ids of a snapshot. */
+function leafIds(snapshot: AnyMachineSnapshot): string[] {
+  const nodes = (snapshot as unknown as { _nodes: readonly { id: string; type: string }[] })._nodes;
+  return nodes.filter((n) => n.type === 'atomic' || n.type === 'final').map((n) => n.id);
+}
+
+/**
+ * The shortest path to each leaf state of the connection chart under a policy, each with its script
+ * or the reason it has none. A state reachable by what the runner can bring about gets the shortest
+ * such path; only a state nothing drivable reaches gets a path through an undrivable event.
+ */
+export function connectionPaths(policy: string, server: Partial<ServerParams> = PATH_SERVER): ChartPath[] {
+  const params = scriptParams({ name: '', description: '', server, steps: [] });
+  const machine = machinesFor(getPolicy(policy), params).conn;
+  const offered = (snapshot: AnyMachineSnapshot, drivableOnly: boolean) => connEvents(snapshot).filter((e) => !drivableOnly || causeOf(e, undefined).by !== 'nobody');
+  // The chart's context says whether a request is outstanding; the graph walk hands events back as given.
+  const shortest = (drivableOnly: boolean) =>
+    getShortestPaths(machine, {
+      events: (snapshot) => offered(snapshot as AnyMachineSnapshot, drivableOnly),
+      serializeState: (snapshot) => leafIds(snapshot as AnyMachineSnapshot).join(','),
+    });
+  // Aims reached by what the runner can bring about, and (for the rest) by anything at all.
+  const drivable = new Map<string, { aim: ChartPath['aim']; events: ConnMachineEvent[] }>();
+  const any = new Map<string, { aim: ChartPath['aim']; events: ConnMachineEvent[] }>();
+  const note = (into: typeof drivable, target: string, aim: ChartPath['aim'], events: ConnMachineEvent[]) => {
+    const known = into.get(target);
+    if (!known || known.events.length > events.length) into.set(target, { aim, events });
+  };
+  for (const [drivableOnly, into] of [[true, drivable], [false, any]] as const) {
+    for (const path of shortest(drivableOnly)) {
+      const snapshot = path.state as AnyMachineSnapshot;
+      const events = path.steps.map((s) => s.event as ConnMachineEvent).filter((e) => !e.type.startsWith('xstate.'));
+      for (const target of leafIds(snapshot)) note(into, target, 'state', events);
+      // Each transition enabled at the path's end: the path, then its event.
+      for (const event of offered(snapshot, drivableOnly)) {
+        for (const def of machine.getTransitionData(snapshot, event as never)) {
+          const list = def.source.transitions.get(def.eventType) ?? [def];
+          note(into, transitionName(def.source, def.eventType, list.indexOf(def), list.length, def.target), 'transition', [...events, event]);
+        }
+      }
+    }
+  }
+  const out: ChartPath[] = [];
+  for (const [target, { aim, events }] of drivable) {
+    out.push({ policy, target, aim, server, events: events.map(describeEvent), script: scriptOf(policy, target, events, params, server), undrivable: null });
+  }
+  for (const [target, { aim, events }] of any) {
+    if (drivable.has(target)) continue;
+    const blocked = events.map((e, i) => causeOf(e, events[i + 1])).find((c) => c.by === 'nobody');
+    out.push({ policy, target, aim, server, events: events.map(describeEvent), script: null, undrivable: blocked?.by === 'nobody' ? blocked.reason : 'no path' });
+  }
+  return out.sort((a, b) => a.target.localeCompare(b.target));
+}
+
+function describeEvent(e: ConnMachineEvent): string {
+  switch (e.type) {
+    case 'conn.respond':
+      return `respond ${e.close ? 'close' : 'keep-alive'}`;
+    case 'conn.abort':
+      return `abort ${e.reason}`;
+    case 'conn.close':
+      return e.rst ? 'close rst' : 'close';
+    default:
+      return e.type.slice('conn.'.length);
+  }
+}
+
+/** How long a request's handler runs: long when something must happen while it does. */
+const SLOW_MS = 1500;
+const QUICK_MS = 10;
+/** Room between two of the runner's actions, for what the server does in answer. */
+const GAP_MS = 250;
+
+/**
+ * The path as runner actions at times: each stimulus where the path has it; time advanced past a
+ * timer's delay where the path waits for one, and past a handler where the path lets it finish.
+ */
+function scriptOf(policy: string, target: string, events: readonly ConnMachineEvent[], params: ServerParams, server: Partial<ServerParams>): Script {
+  const steps: ScriptStep[] = [];
+  let t = 0;
+  let slowSent = false;
+  const client = 'c';
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    const cause = causeOf(e, events[i + 1]);
+    if (cause.by === 'time') {
+      t += cause.waitMs(params) + GAP_MS;
+      continue;
+    }
+    if (cause.by !== 'runner') continue;
+    switch (cause.does) {
+      case 'connect':
+        steps.push({ atMs: t, do: 'connect', client });
+        break;
+      case 'request': {
+        // Slow when a later stimulus of the path comes before this request's response.
+        const respondAt = events.findIndex((x, j) => j > i && x.type === 'conn.respond');
+        const stimulusBefore = events.some((x, j) => j > i && (respondAt < 0 || j < respondAt) && causeOf(x, events[j + 1]).by !== 'server');
+        const serviceMs = stimulusBefore ? SLOW_MS : QUICK_MS;
+        slowSent ||= stimulusBefore;
+        steps.push({ atMs: t, do: 'request', client, serviceMs });
+        t += stimulusBefore ? GAP_MS : serviceMs + GAP_MS;
+        continue;
+      }
+      case 'partial':
+        steps.push({ atMs: t, do: 'partial', client });
+        break;
+      case 'close':
+        steps.push({ atMs: t, do: 'close', client });
+        break;
+      case 'term':
+        steps.push({ atMs: t, do: 'signal', signal: 'TERM' });
+        break;
+      case 'int':
+        steps.push({ atMs: t, do: 'signal', signal: 'INT' });
+        break;
+      case 'kill':
+        steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: 'KILL' });
+        break;
+    }
+    t += GAP_MS;
+  }
+  // The end: once any response on its way has come (a client of the chart does not close while it
+  // awaits one), the client closes and the server is stopped — unless the path did so.
+  if (slowSent) t += SLOW_MS;
+  if (!steps.some((s) => s.do === 'close')) steps.push({ atMs: t, do: 'close', client });
+  if (!steps.some((s) => s.do === 'signal')) steps.push({ atMs: t + GAP_MS, do: 'signal', signal: 'TERM' });
+  return { name: `path to ${target} (${policy})`, description: `the chart's shortest path to ${target} under ${policy}, driven from outside`, server, steps };
+}
+
+/**
+ * One path per state of the connection chart, across the policies: the first policy (in the order
+ * given) that drives it from outside; a state no policy drives is listed with its reason.
+ */
+export function pathsAcross(policies: readonly string[]): ChartPath[] {
+  const chosen = new Map<string, ChartPath>();
+  // One server: quiesce serve always has a header timer, so the chart's untimed waits (a server
+  // without one, as gunicorn is) are not aimed at here.
+  for (const policy of policies) {
+    for (const path of connectionPaths(policy, PATH_SERVER)) {
+      if (path.events.length === 0) continue; // the initial state: every connection starts there
+      const known = chosen.get(path.target);
+      if (!known || (known.script === null && path.script !== null)) chosen.set(path.target, path);
+    }
+  }
+  return [...chosen.values()].sort((a, b) => (a.aim === b.aim ? a.target.localeCompare(b.target) : a.aim === 'state' ? -1 : 1));
+}
