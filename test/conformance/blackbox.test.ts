@@ -68,6 +68,29 @@ describe('quiesce conform', () => {
     }, 120_000);
   });
 
+  it("nginx 1.22 ⇒ abort-idle: a graceful stop (QUIT) or a reload closes idle keep-alive connections at once and answers what is in flight with Connection: close", async () => {
+    const bind = '127.0.0.1:18433';
+    const report = await conform({
+      command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout}`,
+      bind,
+      stopSignal: 'QUIT',
+      workerPattern: /nginx: worker/,
+    });
+    const byScript = explained(report);
+    expect(byScript['term-idle-and-in-flight']).toEqual(['abort-idle']);
+    expect(byScript['hup-reload']).toEqual(['abort-idle']);
+    // INT is nginx's fast stop: the slow request is cut, as under every policy whose stop escalates.
+    expect(byScript['term-then-int']).toContain('abort-idle');
+    expect(byScript['term-then-int']).not.toContain('gunicorn-gthread');
+    // nginx has no worker timeout, header timeout or max-requests to fill in: those scripts are skipped, and say why.
+    const skipped = Object.fromEntries(report.scripts.filter((s) => s.skipped).map((s) => [s.script, s.skipped]));
+    expect(skipped).toEqual({
+      'heartbeat-timeout': 'the command takes no {timeout}',
+      'header-timeout': 'the command takes no {header-timeout}',
+      'max-requests': 'the command takes no {max-requests}',
+    });
+  }, 120_000);
+
   it('bad input: one line naming the flag, exit 2', async () => {
     for (const [argv, message] of [
       [['conform', '--server', 'x', '--bind', 'nowhere'], /--bind: expected host:port or unix:\/path, got "nowhere"/],
