@@ -241,3 +241,18 @@ async function listening(server: ServerProcess, timeoutMs: number): Promise<net.
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Run `task` over `items`, `concurrency` at a time: each real server is a few processes, and the machine has few cores. */
+export async function pool<T, R>(items: readonly T[], concurrency: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await task(items[i]!);
+      }
+    }),
+  );
+  return results;
+}

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { conform, formatConformReport, type ConformReport } from './blackbox.ts';
 import { CoverageRecorder, formatCoverage, type MachineCoverage } from './coverage.ts';
 import { judgeRun, type Finding } from './judge.ts';
-import { runScriptLive } from './live.ts';
+import { pool, runScriptLive } from './live.ts';
 import { MUTANT_NAMES, runMutant, type MutantVerdict } from './mutation.ts';
 import { SCRIPTS } from './scripts.ts';
 import { pathsAcross } from './paths.ts';
@@ -57,21 +57,6 @@ export interface SuiteOptions {
 
 const APPS = fileURLToPath(new URL('./apps', import.meta.url));
 const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p)) ?? null;
-
-/** Run `task` over `items`, `concurrency` at a time (each real server is a few processes: the machine has few cores). */
-async function pool<T, R>(items: readonly T[], concurrency: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        results[i] = await task(items[i]!);
-      }
-    }),
-  );
-  return results;
-}
 
 export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
   const coverage = new CoverageRecorder();

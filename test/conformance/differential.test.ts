@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compareLifecycles, describeDifference } from '../../conformance/compare.ts';
-import { runScriptLive, type LiveRun } from '../../conformance/live.ts';
+import { pool, runScriptLive, type LiveRun } from '../../conformance/live.ts';
 import { judgeRun } from '../../conformance/judge.ts';
 import { getScript, SCRIPTS } from '../../conformance/scripts.ts';
 import { BASE_POLICY_NAMES } from '../../model/policies.ts';
@@ -20,21 +20,6 @@ interface Pair {
   readonly policy: string;
   readonly live: LiveRun;
   readonly simulated: Trace;
-}
-
-/** Run `task` over `items`, `concurrency` at a time (each real server is two or three processes on two cores). */
-async function pool<T, R>(items: readonly T[], concurrency: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        results[i] = await task(items[i]!);
-      }
-    }),
-  );
-  return results;
 }
 
 async function bothWays(script: Script, policy: string): Promise<Pair> {
