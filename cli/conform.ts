@@ -52,7 +52,7 @@ export function registerConformCommand(program: Command, io: Io): void {
     .option('--stop-signal <name>', 'the signal for a graceful stop, if not TERM (nginx: QUIT)')
     .option('--reload-signal <name>', 'the signal for a reload, if not HUP')
     .option('--worker-pattern <regex>', "which of the server's children are its workers, by command line (default: all of them)")
-    .option('--traces <dir>', "write what each script's clients saw as a JSONL trace (the viz loads it)")
+    .option('--traces <dir>', "write what each script's clients saw as a JSONL trace (the viz loads it), and each interleaving only the search found (<script>.<policy>.explained.jsonl)")
     .option('--json', 'print one JSON object')
     .action(async (options: ConformCliOptions) => {
       if (options.server === undefined) {
@@ -117,9 +117,11 @@ export function registerConformCommand(program: Command, io: Io): void {
           getPolicy(policy);
           const header = makeHeader(policy, scriptParams(getScript(v.script)), false, { source: 'conform', server, script: v.script, explainedBy: v.explainedBy });
           writeFileSync(join(options.traces, `${v.script}.jsonl`), formatTrace({ header, events: [...v.observedTrace] }));
+          // The interleavings only the search found, each a run of its policy's machines (quiesce replay checks it).
+          for (const [explainer, trace] of Object.entries(v.explanations)) writeFileSync(join(options.traces, `${v.script}.${explainer}.explained.jsonl`), formatTrace(trace));
         }
       }
-      if (options.json) io.out(JSON.stringify({ ...report, scripts: report.scripts.map(({ observedTrace: _t, ...rest }) => rest) }, null, 2) + '\n');
+      if (options.json) io.out(JSON.stringify({ ...report, scripts: report.scripts.map(({ observedTrace: _t, explanations: _e, ...rest }) => rest) }, null, 2) + '\n');
       else io.out(formatConformReport(report));
     });
 }

@@ -16,6 +16,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { TraceEvent } from '../model/events.ts';
+import type { Trace } from '../model/trace.ts';
 import { BASE_POLICY_NAMES } from '../model/policies.ts';
 import type { ServerParams } from '../model/params.ts';
 import { scriptParams, simulateScript, type Script } from '../simulator/script.ts';
@@ -158,6 +159,8 @@ export interface ScriptVerdict {
   /** For each policy that does not explain it: the first difference from the simulator's run, and what the search found. */
   readonly differences: Record<string, string>;
   readonly observedTrace: readonly TraceEvent[];
+  /** For each policy only the search found: the interleaving that explains the run (on the explorer's clock). */
+  readonly explanations: Readonly<Record<string, Trace>>;
 }
 
 export interface ConformReport {
@@ -208,13 +211,14 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
     options.onScript?.(script.name);
     const skipped = skipReason(options.command, script);
     if (skipped) {
-      verdicts.push({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace: [] });
+      verdicts.push({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace: [], explanations: {} });
       continue;
     }
     const run = await runScript(script, sut);
     const observed = clientView(run.observed);
     const explainedBy: string[] = [];
     const explainedBySearch: string[] = [];
+    const explanations: Record<string, Trace> = {};
     const differences: Record<string, string> = {};
     for (const policy of policies) {
       const difference = firstDifference(observed, clientView(simulateScript(script, policy).events));
@@ -227,9 +231,10 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
       if (search.status === 'explained') {
         explainedBy.push(policy);
         explainedBySearch.push(policy);
+        explanations[policy] = search.trace;
       } else differences[policy] = `${difference}${searchNote(search)}`;
     }
-    verdicts.push({ script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace: run.observed });
+    verdicts.push({ script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace: run.observed, explanations });
   }
   const ran = verdicts.filter((v) => v.skipped === null);
   return { command: options.command, scripts: verdicts, policies: policies.filter((p) => ran.length > 0 && ran.every((v) => v.explainedBy.includes(p))) };

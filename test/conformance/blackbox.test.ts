@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers.ts';
 import { conform, type ConformReport } from '../../conformance/blackbox.ts';
 import { QUIESCE_BIN } from '../../conformance/process.ts';
+import { replay } from '../../model/replay.ts';
 
 const APPS = new URL('../../conformance/apps', import.meta.url).pathname;
 const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p));
@@ -55,6 +56,17 @@ describe('quiesce conform', () => {
         expect(byScript[script], script).toContain('gunicorn-gthread');
       }
       const diff = (script: string) => report.scripts.find((s) => s.script === script)!.differences['gunicorn-gthread'];
+      // Policies only the search of every interleaving found come with the interleaving: a run of that policy's machines.
+      const searched = report.scripts.filter((s) => s.explainedBySearch.length > 0);
+      expect(searched.length).toBeGreaterThan(0);
+      for (const s of searched) {
+        for (const policy of s.explainedBySearch) {
+          const trace = s.explanations[policy]!;
+          expect(trace.header.policy).toBe(policy);
+          const verdict = replay(trace);
+          expect(verdict.ok ? 'conforms' : verdict.violation.message, `${s.script} under ${policy}`).toBe('conforms');
+        }
+      }
       // The gap left, one cause: after alive = False, gthread 20.x finishes the select(1.0) it sits in, and
       // serves what that turn brings — a request on an idle keep-alive connection, or one new connection
       // (accept hands it to a pool thread) — with Connection: close. The model ends the turn at the drain.
