@@ -23,7 +23,7 @@ import { scriptParams, simulateScript, type Script } from '../simulator/script.t
 import { runScript, type ServerUnderTest } from './live.ts';
 import { accepts, childrenOf, startProcess } from './process.ts';
 import { SCRIPTS } from './scripts.ts';
-import { existsExplanation, type ExistentialVerdict } from './exists.ts';
+import { clientLine, existsExplanation, type ExistentialVerdict } from './exists.ts';
 
 /** Placeholders a server command may take, filled from each script's parameters. */
 export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => string; readonly needed: (p: ServerParams) => boolean }> = {
@@ -102,30 +102,8 @@ export function clientView(events: readonly TraceEvent[]): Map<string, string[]>
   const ended = new Set<string>();
   for (const e of events) {
     if (!e.actor.startsWith('client/')) continue;
-    // A client closes its side when the server closed: a reaction, not what it saw.
-    if (e.type === 'client.close' && ended.has(e.actor)) continue;
+    const line = clientLine(e, (req) => req, ended.has(e.actor));
     if (e.type === 'client.eof' || e.type === 'client.fail') ended.add(e.actor);
-    let line: string | null = null;
-    switch (e.type) {
-      // Connected is left out: a raw socket writes its request before the connect completes, the simulated one after.
-      case 'client.send':
-        line = `send ${e.req}`;
-        break;
-      case 'client.response':
-        line = `response ${e.req} ${e.close ? 'close' : 'keep-alive'}`;
-        break;
-      case 'client.fail':
-        line = `fail ${e.reason}${e.req ? ` ${e.req}` : ''}`;
-        break;
-      case 'client.eof':
-        line = 'eof';
-        break;
-      case 'client.close':
-        line = 'close';
-        break;
-      default:
-        break;
-    }
     if (line === null) continue;
     const list = view.get(e.actor) ?? [];
     list.push(line);

@@ -103,15 +103,19 @@ function runnerActions(script: Script, views: readonly (readonly string[])[], cl
   return batches.map((b) => ({ ...b, atStep: b.atStep - first }));
 }
 
-/** What a client saw, its requests named by their rank on its connection (`#1`, `#2` …). */
-function lineOf(e: TraceEvent, rank: (req: string) => number, ended: boolean): string | null {
+/**
+ * One line of what a client saw, its requests named by `name` (as sent, or by their rank on the
+ * connection: `#1`, `#2` …); null for what it did not see. `ended`: its connection ended before.
+ * Connected is left out: a raw socket writes its request before the connect completes, the simulated one after.
+ */
+export function clientLine(e: TraceEvent, name: (req: string) => string, ended: boolean): string | null {
   switch (e.type) {
     case 'client.send':
-      return `send #${rank(e.req)}`;
+      return `send ${name(e.req)}`;
     case 'client.response':
-      return `response #${rank(e.req)} ${e.close ? 'close' : 'keep-alive'}`;
+      return `response ${name(e.req)} ${e.close ? 'close' : 'keep-alive'}`;
     case 'client.fail':
-      return `fail ${e.reason}${e.req ? ` #${rank(e.req)}` : ''}`;
+      return `fail ${e.reason}${e.req ? ` ${name(e.req)}` : ''}`;
     case 'client.eof':
       return 'eof';
     case 'client.close':
@@ -135,9 +139,9 @@ export function observedViews(observed: readonly TraceEvent[], clients: readonly
     const rank = (req: string) => {
       let n = ranks[i]!.get(req);
       if (n === undefined) ranks[i]!.set(req, (n = ranks[i]!.size + 1));
-      return n;
+      return `#${n}`;
     };
-    const line = lineOf(e, rank, ended[i]!);
+    const line = clientLine(e, rank, ended[i]!);
     if (e.type === 'client.eof' || e.type === 'client.fail') ended[i] = true;
     if (line !== null) views[i]!.push(line);
   }
@@ -230,9 +234,9 @@ export class ObservedRun implements Monitor {
     const rank = (req: string) => {
       let n = this.ranks[i]!.get(req);
       if (n === undefined) this.ranks[i]!.set(req, (n = this.ranks[i]!.size + 1));
-      return n;
+      return `#${n}`;
     };
-    const line = lineOf(e, rank, this.ended[i]!);
+    const line = clientLine(e, rank, this.ended[i]!);
     if (e.type === 'client.eof' || e.type === 'client.fail') {
       this.ended[i] = true;
       this.advance();

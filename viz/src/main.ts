@@ -24,7 +24,13 @@ interface Pane {
   model: TimelineModel | null;
 }
 
-const panes: Pane[] = [0, 1].map((i) => ({ root: $(`pane-${i}`), timeline: null, model: null }));
+/** The two panes (a second policy beside the first), made from the page's one template. */
+const panes: Pane[] = [0, 1].map((i) => {
+  const root = ($<HTMLTemplateElement>('pane-template').content.firstElementChild as HTMLElement).cloneNode(true) as HTMLElement;
+  root.id = `pane-${i}`;
+  $('panes').append(root);
+  return { root, timeline: null, model: null };
+});
 let selectedActor: string | null = null;
 let activePane = 0;
 
