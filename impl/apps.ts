@@ -78,14 +78,19 @@ export class AppLoadError extends Error {
 }
 
 /** A built-in app by name, or a module path (relative to `cwd`) whose default export is the handler. */
-export async function loadApp(spec: string, cwd: string): Promise<App> {
+/** How a module is imported: the caller's own `import()` (a worker's comes from its boot script, see worker-boot.cjs). */
+export type ImportModule = (specifier: string) => Promise<unknown>;
+
+export async function loadApp(spec: string, cwd: string, importModule: ImportModule = (specifier) => import(specifier)): Promise<App> {
   if (isBuiltinApp(spec)) return BUILTINS[spec];
   const path = resolve(cwd, spec);
   let module: { default?: unknown };
   try {
     // A TypeScript handler goes through tsx, as the project's own sources do.
-    if (/\.[cm]?tsx?$/.test(path)) module = (await (await import('tsx/esm/api')).tsImport(pathToFileURL(path).href, import.meta.url)) as { default?: unknown };
-    else module = (await import(pathToFileURL(path).href)) as { default?: unknown };
+    if (/\.[cm]?tsx?$/.test(path)) {
+      const tsx = (await importModule('tsx/esm/api')) as typeof import('tsx/esm/api');
+      module = (await tsx.tsImport(pathToFileURL(path).href, import.meta.url)) as { default?: unknown };
+    } else module = (await importModule(pathToFileURL(path).href)) as { default?: unknown };
   } catch (error) {
     throw new AppLoadError(`cannot load app ${spec}: ${(error as Error).message.split('\n')[0]}`);
   }

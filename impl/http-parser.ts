@@ -1,5 +1,3 @@
-import { METHODS } from 'node:http';
-
 /**
  * HTTP/1.1 request parsing (RFC 9112), incremental, strict and linear.
  *
@@ -150,34 +148,44 @@ const QUOTED_PAIR = table('\t ', [
 
 const CR = 0x0d;
 const LF = 0x0a;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** A CR not followed by LF, or an LF not preceded by CR (the head's own lines end in CRLF). */
+const BARE_CR_OR_LF = /\r(?!\n)|(?<!\r)\n/;
+
+// The same classes as regular expressions, for whole strings. A worker is a fresh process every few
+// hundred requests (max-requests), so most requests run before the JIT has warmed up: a loop over
+// characters runs in the interpreter, a regular expression runs as compiled code from its first use.
+// test/impl/http.test.ts holds each expression to its table, character by character.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const URI_TEXT = /^(?:[-._~:/?[\]@!$&'()*+,;=0-9A-Za-z]|%[0-9A-Fa-f]{2})*$/;
 
 function isToken(text: string): boolean {
-  if (text.length === 0) return false;
-  for (let i = 0; i < text.length; i++) if (!TCHAR[text.charCodeAt(i)]) return false;
-  return true;
+  return TOKEN.test(text);
 }
 
 function isFieldValue(text: string): boolean {
-  for (let i = 0; i < text.length; i++) if (!FIELD_CHAR[text.charCodeAt(i)]) return false;
-  return true;
+  return FIELD_VALUE.test(text);
 }
 
 /** RFC 3986 characters with every "%" followed by two hex digits. */
 function isUriText(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x25) {
-      if (!HEX[text.charCodeAt(i + 1)] || !HEX[text.charCodeAt(i + 2)]) return false;
-      i += 2;
-    } else if (!URI_CHAR[c]) return false;
-  }
-  return true;
+  return URI_TEXT.test(text);
 }
 
-export { isFieldValue, isToken };
+export { FIELD_CHAR, isFieldValue, isToken, isUriText, TCHAR, URI_CHAR, HEX };
 
-/** The methods llhttp (and so node:http) recognizes; methods are case-sensitive (RFC 9110 §9.1). */
-const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
+/**
+ * The methods llhttp (and so node:http) recognizes; methods are case-sensitive (RFC 9110 §9.1).
+ * Written out rather than taken from `node:http`'s METHODS: importing node:http loads its whole
+ * client and server into every worker, a few milliseconds of every recycled worker's start.
+ * test/impl/http.test.ts holds this list to node:http's.
+ */
+export const KNOWN_METHODS: ReadonlySet<string> = new Set([
+  'ACL', 'BIND', 'CHECKOUT', 'CONNECT', 'COPY', 'DELETE', 'GET', 'HEAD', 'LINK', 'LOCK', 'M-SEARCH', 'MERGE', 'MKACTIVITY', 'MKCALENDAR', 'MKCOL', 'MOVE',
+  'NOTIFY', 'OPTIONS', 'PATCH', 'POST', 'PROPFIND', 'PROPPATCH', 'PURGE', 'PUT', 'QUERY', 'REBIND', 'REPORT', 'SEARCH', 'SOURCE', 'SUBSCRIBE', 'TRACE',
+  'UNBIND', 'UNLINK', 'UNLOCK', 'UNSUBSCRIBE',
+]);
 
 // ─────────────────────────── the head ───────────────────────────
 
@@ -293,7 +301,18 @@ function parseHead(text: string, limits: ParserLimits): Head {
   if (host !== undefined && !HOST_VALUE.test(host)) throw new ParseError(400, `invalid Host ${JSON.stringify(host.slice(0, 80))}: expected host[:port]`);
   if (requestLine.method === 'CONNECT') throw new ParseError(501, 'CONNECT is not supported: this server is not a proxy');
   const framing = framingOf(headers, contentLengths, limits);
-  return { ...requestLine, ...target, headers, framing, keepAlive: allowsKeepAlive(requestLine.version, headers, framing) };
+  // Spelled out rather than spread: a spread is slow until the JIT has seen it, and most requests come before that.
+  return {
+    method: requestLine.method,
+    target: requestLine.target,
+    version: requestLine.version,
+    form: target.form,
+    path: target.path,
+    query: target.query,
+    headers,
+    framing,
+    keepAlive: allowsKeepAlive(requestLine.version, headers, framing),
+  };
 }
 
 function framingOf(headers: Map<string, string>, contentLengthLines: number, limits: ParserLimits): Framing {
@@ -489,7 +508,17 @@ export class RequestParser {
       return null;
     }
     const head = this.head!;
-    const request: HttpRequest = { ...head, body: this.body.finish() };
+    const request: HttpRequest = {
+      method: head.method,
+      target: head.target,
+      form: head.form,
+      path: head.path,
+      query: head.query,
+      version: head.version,
+      headers: head.headers,
+      body: this.body.finish(),
+      keepAlive: head.keepAlive,
+    };
     this.head = null;
     this.body = new GrowableBuffer();
     this.phase = { at: 'head' };
@@ -573,6 +602,7 @@ export class RequestParser {
         return true;
       }
     }
+    if (this.headBuf.length === 0 && !this.prevCR && this.scanWholeHead(front)) return true;
     for (let i = 0; i < front.length; i++) {
       const b = front[i]!;
       if (this.prevCR && b !== LF) throw new ParseError(400, 'bare CR in the request head');
@@ -604,6 +634,25 @@ export class RequestParser {
     }
     this.appendHead(front);
     this.queue.skip(front.length);
+    return true;
+  }
+
+  /**
+   * The common case at once: a whole head at the front of one segment, within its limits, with no
+   * bare CR or LF. Its verdict is the byte loop's — the loop would find nothing before the head's
+   * end, and then parse the same text — reached with native searches instead of a loop over bytes
+   * (most requests run before the JIT has warmed up; see TOKEN). Anything else: false, and the
+   * byte loop decides, error for error as before.
+   */
+  private scanWholeHead(front: Buffer): boolean {
+    const end = front.indexOf(HEAD_END);
+    if (end === -1 || end > this.limits.maxHeadBytes) return false;
+    const text = front.toString('latin1', 0, end);
+    const firstLineEnd = text.indexOf('\r\n');
+    if ((firstLineEnd === -1 ? end : firstLineEnd) > this.limits.maxRequestLineBytes) return false;
+    if (BARE_CR_OR_LF.test(text)) return false;
+    this.queue.skip(end + HEAD_END.length);
+    this.startBody(parseHead(text, this.limits));
     return true;
   }
 

@@ -37,18 +37,31 @@ function httpDate(): string {
 }
 
 export function serializeResponse(response: HttpResponse, close: boolean, keepAliveSeconds: number, headOnly = false): Buffer {
-  const body = typeof response.body === 'string' ? Buffer.from(response.body) : (response.body ?? Buffer.alloc(0));
-  const lines = [`HTTP/1.1 ${response.status} ${REASONS[response.status] ?? 'Unknown'}`, `Date: ${httpDate()}`, 'Server: quiesce'];
-  for (const [name, value] of Object.entries(response.headers ?? {})) {
-    const lower = name.toLowerCase();
-    if (lower === 'connection' || lower === 'content-length' || lower === 'transfer-encoding' || lower === 'keep-alive') continue;
-    if (!isToken(name) || !isFieldValue(value)) throw new Error(`the app set an invalid header ${JSON.stringify(name)}`);
-    lines.push(`${name}: ${value}`);
+  const body = response.body ?? '';
+  const bodyBytes = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  let head = `HTTP/1.1 ${response.status} ${REASONS[response.status] ?? 'Unknown'}\r\nDate: ${httpDate()}\r\nServer: quiesce\r\n`;
+  if (response.headers) {
+    for (const name in response.headers) {
+      if (!Object.hasOwn(response.headers, name)) continue;
+      const value = response.headers[name]!;
+      const lower = name.toLowerCase();
+      if (lower === 'connection' || lower === 'content-length' || lower === 'transfer-encoding' || lower === 'keep-alive') continue;
+      if (!isToken(name) || !isFieldValue(value)) throw new Error(`the app set an invalid header ${JSON.stringify(name)}`);
+      head += `${name}: ${value}\r\n`;
+    }
   }
-  lines.push(`Content-Length: ${body.length}`);
+  head += `Content-Length: ${bodyBytes}\r\n`;
   // HTTP/1.0 clients (ab) keep a connection only when the response says keep-alive.
-  lines.push(close ? 'Connection: close' : 'Connection: keep-alive');
-  if (!close && keepAliveSeconds > 0) lines.push(`Keep-Alive: timeout=${Math.max(1, Math.floor(keepAliveSeconds))}`);
-  const head = Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
-  return headOnly ? head : Buffer.concat([head, body]);
+  head += close ? 'Connection: close\r\n' : 'Connection: keep-alive\r\n';
+  if (!close && keepAliveSeconds > 0) head += `Keep-Alive: timeout=${Math.max(1, Math.floor(keepAliveSeconds))}\r\n`;
+  head += '\r\n';
+  // One buffer, written once: the head in latin1 (validated above), the body as given.
+  const headBytes = head.length;
+  const out = Buffer.allocUnsafe(headOnly ? headBytes : headBytes + bodyBytes);
+  out.write(head, 0, 'latin1');
+  if (!headOnly) {
+    if (typeof body === 'string') out.write(body, headBytes, 'utf8');
+    else body.copy(out, headBytes);
+  }
+  return out;
 }

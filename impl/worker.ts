@@ -14,7 +14,7 @@ import { NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
 import type { App, AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
-import { LiveHost, ServerInvariantError } from './live-host.ts';
+import { LiveHost, monotonicMs, ServerInvariantError } from './live-host.ts';
 import { mutantOf } from './mutants.ts';
 import { WORKER_BOOT_ERROR, WORKER_CRASH, type SocketHandle, type WorkerMessage, type WorkerSpec } from './protocol.ts';
 
@@ -420,10 +420,10 @@ export class WorkerServer implements WorkerPort {
 
   private async runApp(request: HttpRequest, requestId: string, remote: AppRequest['remote']): Promise<HttpResponse> {
     try {
-      const started = performance.now();
+      const started = monotonicMs();
       const result = this.app({ ...request, requestId, remote }, { counterLog: this.spec.counterLog });
       // An app that blocked the event loop (a CPU-bound handler) held up this turn's signals too.
-      if (performance.now() - started > BLOCKED_MS) this.deferAcceptsThisTurn();
+      if (monotonicMs() - started > BLOCKED_MS) this.deferAcceptsThisTurn();
       return checkedResponse(await result);
     } catch (error) {
       process.stderr.write(`[${this.id}] app error on ${requestId}: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, ParseError, RequestParser, serializeResponse } from '../../impl/http.ts';
+import { METHODS } from 'node:http';
+import { FIELD_CHAR, HEX, isFieldValue, isToken, isUriText, KNOWN_METHODS, TCHAR, URI_CHAR } from '../../impl/http-parser.ts';
 
 function parseAll(raw: string, limits = DEFAULT_LIMITS) {
   const parser = new RequestParser(limits);
@@ -97,6 +99,79 @@ describe('request parsing', () => {
         expect(got).toEqual(['GET /a ', 'POST /echo body', 'POST / hi']);
       }),
     );
+  });
+});
+
+describe("the parser's character classes: each regular expression is its RFC table", () => {
+  // Every code unit a latin1 head can hold, and some a JavaScript string from an app can.
+  const units = Array.from({ length: 0x300 }, (_, c) => c);
+  it("the methods are node:http's (llhttp's), so that the differential fuzzer's verdicts agree", () => {
+    expect([...KNOWN_METHODS].sort()).toEqual([...METHODS].sort());
+  });
+  it('token (RFC 9110 §5.6.2 tchar)', () => {
+    for (const c of units) expect([c, isToken(String.fromCharCode(c))]).toEqual([c, TCHAR[c] === 1]);
+    expect(isToken('')).toBe(false);
+    expect(isToken('Content-Length')).toBe(true);
+    expect(isToken('a b')).toBe(false);
+  });
+  it('field value (RFC 9110 §5.5: VCHAR, SP, HTAB, obs-text)', () => {
+    for (const c of units) expect([c, isFieldValue(`a${String.fromCharCode(c)}b`)]).toEqual([c, FIELD_CHAR[c] === 1]);
+    expect(isFieldValue('')).toBe(true);
+    expect(isFieldValue('x\n')).toBe(false);
+  });
+  it('request target (RFC 3986 characters, "%" only before two hex digits)', () => {
+    for (const c of units) {
+      if (c === 0x25) continue;
+      expect([c, isUriText(`/${String.fromCharCode(c)}`)]).toEqual([c, URI_CHAR[c] === 1]);
+    }
+    for (const a of units.slice(0, 0x80)) {
+      const hex = String.fromCharCode(a);
+      expect([a, isUriText(`/%${hex}0`)]).toEqual([a, HEX[a] === 1]);
+      expect([a, isUriText(`/%0${hex}`)]).toEqual([a, HEX[a] === 1]);
+    }
+    expect(isUriText('/%4')).toBe(false);
+    expect(isUriText('/%')).toBe(false);
+  });
+});
+
+describe('a whole head in one read and the same head byte by byte get the same verdict', () => {
+  // The parser takes a head that arrived whole at once (native searches) and one split across reads
+  // byte by byte (the incremental loop): the two must agree on every head, good or bad.
+  const verdict = (segments: Buffer[]) => {
+    const parser = new RequestParser();
+    try {
+      for (const segment of segments) parser.push(segment);
+      const request = parser.next();
+      return request ? { ok: [request.method, request.target, [...request.headers], request.keepAlive, request.body.toString('latin1')] } : 'incomplete';
+    } catch (error) {
+      return { status: (error as ParseError).status, message: (error as ParseError).message };
+    }
+  };
+  const piece = fc.constantFrom('GET', 'POST', ' ', '/', '/a?b=1', 'HTTP/1.1', 'HTTP/1.0', '\r\n', '\r', '\n', 'Host: x', 'Host:', 'Content-Length: 3', 'abc', 'Connection: close', ':', 'X-Y: z\t', '\x7f', '\xe9', '%zz', 'Transfer-Encoding: chunked', '0\r\n\r\n');
+  it('on heads made of the pieces a request is made of', () => {
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 24 }), (pieces) => {
+        const raw = Buffer.from(`${pieces.join('')}\r\n\r\n`, 'latin1');
+        const byteByByte = [...raw].map((b) => Buffer.from([b]));
+        expect(verdict([raw])).toEqual(verdict(byteByByte));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+  it('at the limits: a request line and a head one byte within and one byte over', () => {
+    const limits = DEFAULT_LIMITS;
+    for (const extra of [0, 1]) {
+      const line = `GET /${'a'.repeat(limits.maxRequestLineBytes - 'GET / HTTP/1.1'.length + extra)} HTTP/1.1`;
+      const raw = Buffer.from(`${line}\r\nHost: x\r\n\r\n`, 'latin1');
+      expect(verdict([raw])).toEqual(verdict([...raw].map((b) => Buffer.from([b]))));
+      expect(verdict([raw])).toEqual(extra === 0 ? { ok: expect.anything() } : { status: 414, message: expect.any(String) });
+    }
+    for (const extra of [0, 1]) {
+      const head = `GET / HTTP/1.1\r\nHost: x\r\nX: ${'b'.repeat(limits.maxHeadBytes - 'GET / HTTP/1.1\r\nHost: x\r\nX: '.length + extra)}`;
+      const raw = Buffer.from(`${head}\r\n\r\n`, 'latin1');
+      expect(verdict([raw])).toEqual(verdict([...raw].map((b) => Buffer.from([b]))));
+      expect(verdict([raw])).toEqual(extra === 0 ? { ok: expect.anything() } : { status: 431, message: expect.any(String) });
+    }
   });
 });
 

@@ -13,6 +13,7 @@ import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
 import { descendantsOf, sparesOf, workersOf } from '../../conformance/process.ts';
 import { replay } from '../../model/replay.ts';
 import { parseTrace } from '../../model/trace.ts';
+import { codeCachePath, workerBundle } from '../../impl/worker-bundle.ts';
 import { BIN, childrenOf, Client, expectConformingTrace, rawExchange, startServer, stopServer, tempDir, traceOf, tryConnect, waitFor, type RunningServer } from './server.ts';
 
 const running: RunningServer[] = [];
@@ -314,6 +315,45 @@ describe('quiesce serve: apps', () => {
       client.close();
       await stopServer(server);
     }
+  });
+
+  it("a worker started from V8's code cache loads a user's app, JavaScript or TypeScript (Node 20 drops a cached script's import())", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'handler.mjs'), "export default () => ({ status: 200, body: 'js\\n' });\n");
+    writeFileSync(join(dir, 'handler.ts'), "export default (): { status: number; body: string } => ({ status: 200, body: 'ts\\n' });\n");
+    const cache = codeCachePath(workerBundle());
+    // A worker that served writes the cache as it exits, if there is none yet.
+    const first = await serve(['--workers', '1', '--app', 'hello']);
+    await okResponse(new Client(first.target));
+    await stopServer(first);
+    expect(existsSync(cache)).toBe(true);
+    for (const file of ['handler.mjs', 'handler.ts']) {
+      const server = await serve(['--workers', '1', '--app', join(dir, file)]);
+      expect((await okResponse(new Client(server.target))).body).toBe(file.endsWith('.ts') ? 'ts\n' : 'js\n');
+      await stopServer(server);
+    }
+  });
+
+  it("a user's app keeps the environment as given; a built-in app's workers start without NODE_EXTRA_CA_CERTS (Node parses it at every start)", async () => {
+    const dir = tempDir();
+    const file = join(dir, 'env.mjs');
+    writeFileSync(file, "export default () => ({ status: 200, body: `${process.env.NODE_EXTRA_CA_CERTS ?? 'unset'}\\n` });\n");
+    const env = { NODE_EXTRA_CA_CERTS: join(dir, 'extra-ca.pem') };
+    writeFileSync(env.NODE_EXTRA_CA_CERTS, '');
+    const user = await startServer(['--workers', '1', '--app', file], { env });
+    running.push(user);
+    expect((await okResponse(new Client(user.target))).body).toBe(`${env.NODE_EXTRA_CA_CERTS}\n`);
+    await stopServer(user);
+
+    const builtin = await startServer(['--workers', '1', '--app', 'hello'], { env });
+    running.push(builtin);
+    const environOf = (pid: number) => readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+    // The arbiter itself has it: the worker's lack of it is the arbiter's choice, not the test's.
+    expect(environOf(builtin.pid)).toContain(`NODE_EXTRA_CA_CERTS=${env.NODE_EXTRA_CA_CERTS}`);
+    const [worker] = builtin.workerPids();
+    expect(environOf(worker!).some((entry) => entry.startsWith('NODE_EXTRA_CA_CERTS='))).toBe(false);
+    expect((await okResponse(new Client(builtin.target))).status).toBe(200);
+    await stopServer(builtin);
   });
 
   it('HUP loads the app anew: the new workers serve the module as it is now (spares loaded before the HUP are not used)', async () => {
