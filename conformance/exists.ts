@@ -276,6 +276,7 @@ function scaled(params: ServerParams): ServerParams {
     lingerMs: steps(params.lingerMs),
     headerTimeoutMs: steps(params.headerTimeoutMs),
     heartbeatIntervalMs: steps(params.heartbeatIntervalMs),
+    selectTimeoutMs: steps(params.selectTimeoutMs),
     // The explorer leaves the watchdog out (the checkable scripts never need it), and its loop turn
     // with it: a turn no explored run lives to see.
     timeoutMs: 0,

@@ -62,6 +62,9 @@ function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): C
       return { by: 'nobody', reason: "a client's RST: the runner's clients close with FIN (an SO_LINGER 0 close is not one of their actions)" };
     case 'conn.drain':
       return { by: 'runner', does: 'term' };
+    case 'conn.turn-end':
+      // The worker's last loop turn runs out (its poll's timeout) when nothing ends it sooner.
+      return { by: 'time', waitMs: (p) => p.selectTimeoutMs };
     case 'conn.abort':
       return ABORT_CAUSES[event.reason];
     case 'conn.keepalive-timeout':
@@ -106,6 +109,7 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
     { type: 'conn.respond', req: current, status: 200, close: false },
     { type: 'conn.respond', req: current, status: 200, close: true },
     { type: 'conn.drain' },
+    { type: 'conn.turn-end' },
     { type: 'conn.keepalive-timeout' },
     { type: 'conn.grace-timeout' },
     { type: 'conn.linger-timeout' },

@@ -198,6 +198,8 @@ export function serverParamsOf(config: ServeConfig, somaxconn: number): ServerPa
     // within --timeout + 0.5 s and killed a quarter second later — replaced within --timeout + 1 s.
     arbiterTickMs: ARBITER_TICK_MS,
     headerTimeoutMs: config.headerTimeoutS * 1000,
+    // gthread's poll timeout, for the policy whose drain waits out a last loop turn.
+    selectTimeoutMs: DEFAULT_SERVER_PARAMS.selectTimeoutMs,
     backlog: config.backlog,
     somaxconn,
     family: config.bind.family,

@@ -24,6 +24,7 @@ export const DEFAULT_SERVER_PARAMS: ServerParams = {
   heartbeatIntervalMs: 1000,
   arbiterTickMs: 1000,
   headerTimeoutMs: 0,
+  selectTimeoutMs: 1000,
   backlog: 2048,
   somaxconn: 4096,
   family: 'tcp',

@@ -59,6 +59,15 @@ export interface PolicySpec {
    * signal until the deadline (arbiter.py@23.0.0 `stop`), so the graceful stop runs its course.
    */
   readonly fastStopEscalates: boolean;
+  /**
+   * The drain begins inside a poll of the worker's loop, which runs to its end before the loop sees
+   * `alive = False` (gthread 20.x: `select(1.0)` does not watch the signal pipe, and Python resumes it
+   * after the handler, PEP 475). That last turn ends when the poll returns: with the first readable
+   * keep-alive connection (its request is served, with `Connection: close`) or the first new
+   * connection (handed to a pool thread), or at the poll's timeout, ≤ 1 s (`selectTimeoutMs`).
+   * Only then are idle connections abandoned and the listener closed.
+   */
+  readonly lastLoopTurn: boolean;
   /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
   readonly lingeringClose: boolean;
 }
@@ -81,10 +90,11 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-exit',
     heartbeatWhileDraining: true,
     fastStopEscalates: false,
+    lastLoopTurn: false,
   },
   {
     name: 'gunicorn-gthread',
-    description: "gunicorn gthread 20.x (the seed's, and Debian's 20.1): accepted connections go straight to a pool thread; idle keep-alive connections abandoned on drain; keep-alive header fixed before the app runs",
+    description: "gunicorn gthread 20.x (the seed's, and Debian's 20.1): accepted connections go straight to a pool thread; the loop's last poll (≤ 1 s) still serves a request on an idle keep-alive connection or a new connection, with close; then idle connections are abandoned; keep-alive header fixed before the app runs",
     keepAlive: true,
     singleThreaded: false,
     closeDecision: 'handler-start',
@@ -97,6 +107,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: false,
     fastStopEscalates: false,
+    lastLoopTurn: true,
   },
   {
     name: 'gunicorn-gthread-21',
@@ -113,6 +124,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: false,
     fastStopEscalates: false,
+    lastLoopTurn: false,
   },
   {
     name: 'gunicorn-gthread-24',
@@ -129,6 +141,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-exit',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
   {
     name: 'gunicorn-async',
@@ -145,6 +158,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: false,
+    lastLoopTurn: false,
   },
   {
     name: 'abort-idle',
@@ -161,6 +175,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
   {
     name: 'close-after-next',
@@ -177,6 +192,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
   {
     name: 'serve-until-deadline',
@@ -193,6 +209,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
   {
     name: 'idle-grace',
@@ -209,6 +226,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
   {
     name: 'never-close-idle',
@@ -225,6 +243,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
   {
     name: 'safe-drain',
@@ -242,6 +261,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     listenerClose: 'at-drain',
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
+    lastLoopTurn: false,
   },
 ];
 

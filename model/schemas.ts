@@ -75,6 +75,13 @@ export const workerEventSchemas = [
   event('worker.conn-closed', W, { conn: connRef }),
   event('worker.close-listener', W, {}),
   event('worker.graceful-timeout', W, {}),
+  /**
+   * The last poll of a draining worker's loop returned before its timeout (policies with a last loop
+   * turn, gthread 20.x): from the poll's phase, which nobody outside the process knows, or because a
+   * connection became readable. `worker.turn-timeout` is the poll's own timeout.
+   */
+  event('worker.turn-end', W, {}),
+  event('worker.turn-timeout', W, {}),
   event('worker.exit', W, { code: z.number().int() }),
   /**
    * The process died without exiting through its machine: an uncaught error (an exit code) or a
@@ -95,6 +102,8 @@ export const connEventSchemas = [
   event('conn.handler-finish', C, { req: requestRef }),
   event('conn.respond', C, { req: requestRef, status: z.number().int().min(100).max(599), close: z.boolean() }),
   event('conn.drain', C, {}),
+  /** Its worker's last loop turn ended (policies with one): an idle connection is abandoned from now. */
+  event('conn.turn-end', C, {}),
   event('conn.keepalive-timeout', C, {}),
   event('conn.grace-timeout', C, {}),
   event('conn.linger-timeout', C, {}),
@@ -156,6 +165,11 @@ export const serverParamsSchema = z.strictObject({
   heartbeatIntervalMs: z.number().positive(),
   /** The arbiter's loop turn: how often its heartbeat watchdog looks (gunicorn: ≤ 1 s). A silent worker is aborted within timeoutMs + one turn, and killed a turn later. */
   arbiterTickMs: z.number().positive().default(1000),
+  /**
+   * A worker loop's poll timeout (gthread's `select(1.0)`): under a policy with a last loop turn, how
+   * long that turn lasts at most after a drain began.
+   */
+  selectTimeoutMs: z.number().positive().default(1000),
   /** A connection whose request has not fully arrived this long after it was accepted (or its request began) is closed; 0: no such timer (gunicorn has none). */
   headerTimeoutMs: z.number().nonnegative().default(0),
   /** `listen()` backlog; the kernel caps it at somaxconn. */

@@ -46,6 +46,8 @@ export function explorerParams(workers: number, backlog = 4): ServerParams {
     heartbeatIntervalMs: 1,
     arbiterTickMs: 1000,
     headerTimeoutMs: 0,
+    // gthread's last loop turn: short, and it may end at any step before (the explorer's turn-end move).
+    selectTimeoutMs: 2,
     maxRequests: 0,
     maxRequestsJitter: 0,
     backlog,

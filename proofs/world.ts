@@ -89,6 +89,8 @@ export type Move =
   | { readonly kind: 'send'; readonly client: number }
   | { readonly kind: 'close'; readonly client: number }
   | { readonly kind: 'signal'; readonly signal: ArbiterSignal }
+  /** A draining worker's last loop turn ends before its poll's timeout: its phase is nobody's to know. */
+  | { readonly kind: 'turn-end'; readonly worker: WorkerId }
   | { readonly kind: 'tick' };
 
 /** A move with the values its draws took (see Chooser). */
@@ -352,6 +354,9 @@ export class World {
     const urgent = out.length > 0;
     const acting = this.environmentMoves();
     out.push(...acting);
+    for (const worker of this.server.workerIds()) {
+      if (this.host.has(worker) && this.host.matches(worker, { alive: { draining: 'lastTurn' } })) out.push({ kind: 'turn-end', worker });
+    }
     // The clock moves on when nothing is due, and something is still to come (or someone may still act).
     if (!urgent && (future || acting.length > 0)) out.push({ kind: 'tick' });
     return out;
@@ -424,6 +429,9 @@ export class World {
       case 'signal':
         this.signalsSent++;
         this.server.signal(move.signal);
+        break;
+      case 'turn-end':
+        this.host.now(() => this.host.emitIfAccepted(move.worker, { type: 'worker.turn-end' }));
         break;
       case 'tick':
         this.host.clockMs++;

@@ -79,6 +79,11 @@ export class WorkerDriver {
       for (const conn of this.openConns()) this.host.emitIfAccepted(conn, { type: 'conn.drain' });
       this.pump();
     },
+    endLastTurn: () => {
+      if (!this.mayAccept()) this.port.stopAccepting();
+      // Refused by every connection not waiting on that turn (busy, closing): nothing changes there.
+      for (const conn of this.openConns()) this.host.emitIfAccepted(conn, { type: 'conn.turn-end' });
+    },
     closeListenerCopy: () => this.port.releaseListener(),
     abortConnections: (_, { reason }) => {
       for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason });
@@ -203,8 +208,11 @@ export class WorkerDriver {
     let taken = false;
     if (!this.host.has(conn)) return false; // closed and forgotten
     this.host.now(() => {
+      // A connection the last loop turn polls became readable: the poll returns with it, and the turn ends.
+      const endsTurn = this.host.matches(conn, { idle: 'lastTurn' });
       // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
       taken = this.host.emitIfAccepted(conn, { type: 'conn.bytes', req });
+      if (taken && endsTurn) this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
       if (taken) this.wantsThread(conn);
     });
     return taken;

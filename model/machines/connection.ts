@@ -73,6 +73,7 @@ export const connectionChart = setup({
     idleKeepsKeepAliveTimerOnDrain: policyGuardPlaceholder,
     idleGracedOnDrain: policyGuardPlaceholder,
     pendingOrphanedOnDrain: policyGuardPlaceholder,
+    waitsOutLastTurn: policyGuardPlaceholder,
     freshHeldByThread: policyGuardPlaceholder,
     lingers: policyGuardPlaceholder,
     keepAliveEnabled: policyGuardPlaceholder,
@@ -174,6 +175,7 @@ export const connectionChart = setup({
         drainDecision: {
           always: [
             { guard: 'idleClosesOnDrain', target: '#conn.closing' },
+            { guard: and(['idleOrphanedOnDrain', 'waitsOutLastTurn']), target: 'lastTurn' },
             { guard: 'idleOrphanedOnDrain', target: '#conn.orphaned' },
             { guard: 'idleGracedOnDrain', target: 'drainGrace' },
             { guard: 'idleKeepsKeepAliveTimerOnDrain', target: 'drainKeepAlive' },
@@ -193,6 +195,10 @@ export const connectionChart = setup({
         },
         /** Kept open until a request arrives or the worker's graceful deadline aborts it. */
         drainKept: {},
+        /** Its worker's last loop turn may still read a request from it (gthread 20.x); when the turn ends, it is abandoned. */
+        lastTurn: {
+          on: { 'conn.turn-end': { target: '#conn.orphaned' } },
+        },
       },
     },
     /** Request bytes are in the receive buffer; the worker has not read them yet (nor all of them, maybe). */

@@ -49,7 +49,9 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       idleGracedOnDrain: () => policy.idleOnDrain === 'grace',
       // A request waiting unread is as abandoned as an idle connection when the policy orphans —
       // unless it is a first request a pool thread is already blocked reading.
-      pendingOrphanedOnDrain: ({ context }) => policy.idleOnDrain === 'orphan' && !(policy.acceptHandsToThread && context.responses === 0),
+      // With a last loop turn, a request already there was readable in that turn's poll: it is served.
+      pendingOrphanedOnDrain: ({ context }) => policy.idleOnDrain === 'orphan' && !policy.lastLoopTurn && !(policy.acceptHandsToThread && context.responses === 0),
+      waitsOutLastTurn: () => policy.lastLoopTurn,
       freshHeldByThread: () => policy.acceptHandsToThread,
       lingers: () => policy.lingeringClose,
       keepAliveEnabled: () => policy.keepAlive && params.keepAliveMs > 0,
@@ -102,8 +104,9 @@ function workerFor(policy: PolicySpec, params: ServerParams) {
       heartbeatsWhileDraining: () => policy.heartbeatWhileDraining,
       drainComplete: ({ context }) => drainComplete(policy, context),
       closesListenerAtDrain: () => policy.listenerClose === 'at-drain',
+      servesLastLoopTurn: () => policy.lastLoopTurn,
     },
-    delays: { gracefulTimeout: params.gracefulTimeoutMs },
+    delays: { gracefulTimeout: params.gracefulTimeoutMs, selectTimeout: params.selectTimeoutMs },
   });
 }
 

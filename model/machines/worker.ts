@@ -40,7 +40,7 @@ export interface WorkerContext {
   quitting: boolean;
 }
 
-export const WORKER_TIMER_IDS = { graceful: 'graceful' } as const;
+export const WORKER_TIMER_IDS = { graceful: 'graceful', turn: 'turn' } as const;
 
 /**
  * The exit code a worker's end leaves for its parent to reap (as Python's subprocess and Node report
@@ -57,6 +57,8 @@ export function exitCodeOf(context: WorkerContext): number {
 export const workerCommands = {
   /** Draining began: stop accepting (unless the chart still allows a last-turn accept) and tell every connection. */
   drainConnections: command(),
+  /** The last loop turn ended: stop accepting, and tell every connection (an idle one is abandoned now). */
+  endLastTurn: command(),
   /** Close this process's copy of the listening socket. */
   closeListenerCopy: command(),
   abortConnections: command<{ reason: AbortReason }>(),
@@ -103,6 +105,7 @@ export const workerChart = setup({
     heartbeatsWhileDraining: policyGuardPlaceholder,
     drainComplete: policyGuardPlaceholder,
     closesListenerAtDrain: policyGuardPlaceholder,
+    servesLastLoopTurn: policyGuardPlaceholder,
     hasFreeThread: policyGuardPlaceholder,
     hasRoomForConn: policyGuardPlaceholder,
     /** The loop that notifies runs now: always for threaded workers; between requests for the sync worker (its loop waits for the handler). */
@@ -121,7 +124,7 @@ export const workerChart = setup({
     fullyReleased: ({ context }) => context.openConns.length === 0 && !context.holdsListener,
     exitCodeIsRight: ({ context, event }) => event.type === 'worker.exit' && event.code === exitCodeOf(context),
   },
-  delays: { gracefulTimeout: 30_000 },
+  delays: { gracefulTimeout: 30_000, selectTimeout: 1000 },
 }).createMachine({
   id: 'worker',
   context: { requests: 0, busy: 0, openConns: [], startedConns: [], holdsListener: true, maxRequests: null, lastTurnAccepts: 1, fatal: null, quitting: false },
@@ -170,7 +173,7 @@ export const workerChart = setup({
             'drainConnections',
             raise({ type: 'worker.graceful-timeout' }, { delay: 'gracefulTimeout', id: WORKER_TIMER_IDS.graceful }),
           ],
-          initial: 'listening',
+          initial: 'turnDecision',
           // Done when no request is in progress and no connection is left (or, for
           // policies that abandon idle connections, none is busy) — the policy's guard.
           always: { guard: 'drainComplete', target: '#worker.exiting' },
@@ -181,6 +184,22 @@ export const workerChart = setup({
             'worker.graceful-timeout': { target: '#worker.exiting', actions: { type: 'abortConnections', params: { reason: 'deadline' } } },
           },
           states: {
+            turnDecision: { always: [{ guard: 'servesLastLoopTurn', target: 'lastTurn' }, { target: 'listening' }] },
+            /**
+             * gthread 20.x: the poll in progress runs out before the loop sees alive = False. What it
+             * returns with is still dispatched — a new connection (to a pool thread) or a readable
+             * keep-alive connection (served, with close) — and that ends the turn; so does its timeout,
+             * or, as far as anyone outside can tell, its phase (`worker.turn-end`).
+             */
+            lastTurn: {
+              entry: raise({ type: 'worker.turn-timeout' }, { delay: 'selectTimeout', id: WORKER_TIMER_IDS.turn }),
+              exit: [cancel(WORKER_TIMER_IDS.turn), 'endLastTurn'],
+              on: {
+                'worker.accept': { guard: and(['connIsNew', 'hasRoomForConn']), target: 'listening', actions: 'addConn' },
+                'worker.turn-end': { target: 'listening' },
+                'worker.turn-timeout': { target: 'listening' },
+              },
+            },
             listening: {
               always: { guard: 'closesListenerAtDrain', target: 'closingListener' },
               on: {

@@ -21,7 +21,8 @@ const serve = (req: string, close: boolean) => [
  * reference's per-class table §3.3), not from running the machine.
  */
 const IDLE_ON_DRAIN: Record<string, { state: string; timerMs?: number; closes?: 'at-once' }> = {
-  'gunicorn-gthread': { state: 'orphaned' },
+  // In the poll still running when alive = False (gthread.py@20.1 run(): the loop checks alive only between turns).
+  'gunicorn-gthread': { state: 'idle.lastTurn' },
   'gunicorn-gthread-24': { state: 'idle.drainKept' },
   'gunicorn-async': { state: 'idle.keptAlive' },
   'abort-idle': { state: 'closingHard', closes: 'at-once' },
@@ -44,6 +45,18 @@ describe('an idle keep-alive connection when draining starts', () => {
       if (expected.closes) expect(result.actions.map((a) => a.type)).toContain('closeSocket');
     });
   }
+
+  it("gunicorn-gthread: the last loop turn still reads a request that arrives in it; once the turn is over, the connection is abandoned", () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-gthread'), params);
+    const drained = [open, ...serve('r1', false), { type: 'conn.drain' }];
+    // Served with close: draining when its handler started (gthread 20.1 force_close when not alive).
+    expect(drive(conn, [...drained, ...serve('r2', true)]).state).toBe('closingHard');
+    expect(() => drive(conn, [...drained, ...serve('r2', false)])).toThrow(/conn.respond rejected/);
+    expect(drive(conn, [...drained, { type: 'conn.turn-end' }]).state).toBe('orphaned');
+    // After the turn its bytes stay unread: the exit closes it with RST.
+    const orphaned = drive(conn, [...drained, { type: 'conn.turn-end' }, { type: 'conn.bytes', req: 'r2' }, { type: 'conn.abort', reason: 'worker-exit' }]);
+    expect(orphaned.actions).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: true } }));
+  });
 
   it('gunicorn-sync has no idle connection: every response closes', () => {
     const { conn } = machinesFor(getPolicy('gunicorn-sync'), params);
@@ -124,7 +137,8 @@ describe('workers under the policies', () => {
   });
 
   it('a gthread 20.x worker also waits for an accepted connection that has not sent its first request (a pool thread holds it)', () => {
-    const events = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.close-listener' }, { type: 'worker.request-end', conn: 'conn/1.1', req: 'r1' }];
+    // Its listener copy closes after the last loop turn (here: the poll's timeout).
+    const events = [...boot, ...busy, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.turn-timeout' }, { type: 'worker.close-listener' }, { type: 'worker.request-end', conn: 'conn/1.1', req: 'r1' }];
     const gthread = machinesFor(getPolicy('gunicorn-gthread'), params).worker;
     expect(drive(gthread, events).state).toBe('alive.draining.released');
     // conn/1.2's first request is served; then only the kept-alive conn/1.1 and conn/1.2 are left, and both are abandoned.
@@ -132,12 +146,28 @@ describe('workers under the policies', () => {
     expect(drive(gthread, served).state).toBe('exiting');
   });
 
-  it('only gthread 21–23 may accept after the drain began', () => {
+  it('only gthread 21–23 (once, any time) and 20.x (in the last loop turn) may accept after the drain began', () => {
     const events = [...boot, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.accept', conn: 'conn/1.1' }];
     expect(() => drive(machinesFor(getPolicy('gunicorn-gthread-21'), params).worker, events)).not.toThrow();
-    for (const name of BASE_POLICY_NAMES.filter((n) => n !== 'gunicorn-gthread-21')) {
+    const gthread = machinesFor(getPolicy('gunicorn-gthread'), params).worker;
+    // The accept ends the turn: the poll returned with it, and the loop sees alive = False.
+    expect(drive(gthread, events).state).toBe('alive.draining.closingListener');
+    expect(() => drive(gthread, [...events, { type: 'worker.accept', conn: 'conn/1.2' }])).toThrow(/worker.accept rejected/);
+    for (const end of ['worker.turn-end', 'worker.turn-timeout']) {
+      expect(() => drive(gthread, [...boot, { type: 'worker.signal', signal: 'TERM' }, { type: end }, { type: 'worker.accept', conn: 'conn/1.1' }]), end).toThrow(/worker.accept rejected/);
+    }
+    for (const name of BASE_POLICY_NAMES.filter((n) => n !== 'gunicorn-gthread-21' && n !== 'gunicorn-gthread')) {
       expect(() => drive(machinesFor(getPolicy(name), params).worker, events), name).toThrow(/worker.accept rejected/);
     }
+  });
+
+  it("gthread 20.x's last turn lasts at most the poll's timeout (selectTimeoutMs), and ends by telling every connection", () => {
+    const { worker } = machinesFor(getPolicy('gunicorn-gthread'), { ...params, selectTimeoutMs: 1000 });
+    const draining = drive(worker, [...boot, { type: 'worker.accept', conn: 'conn/1.1' }, { type: 'worker.signal', signal: 'TERM' }]);
+    expect(draining.state).toBe('alive.draining.lastTurn');
+    expect(draining.actions).toContainEqual(expect.objectContaining({ type: 'xstate.raise', params: expect.objectContaining({ delay: 1000, id: 'turn' }) }));
+    const ended = drive(worker, [...boot, { type: 'worker.accept', conn: 'conn/1.1' }, { type: 'worker.signal', signal: 'TERM' }, { type: 'worker.turn-end' }]);
+    expect(ended.actions.map((a) => a.type)).toEqual(expect.arrayContaining(['xstate.cancel', 'endLastTurn', 'closeListenerCopy']));
   });
 
   it('max-requests is reached within maxRequests + jitter, not before', () => {

@@ -4,7 +4,7 @@ import { runtimesFor } from '../../model/machines/index.ts';
 import { getPolicy } from '../../model/policies.ts';
 import type { Trace } from '../../model/trace.ts';
 import { propertiesFor } from '../../model/properties.ts';
-import { GTHREAD_ORPHAN_RESET, PARAMS, SAFE_DRAIN_SHUTDOWN, lineOfRow, toTrace, type Row } from './trace-fixtures.ts';
+import { GTHREAD_LAST_TURN_SERVES, GTHREAD_ORPHAN_RESET, PARAMS, SAFE_DRAIN_SHUTDOWN, lineOfRow, toTrace, type Row } from './trace-fixtures.ts';
 
 function rowIndex(rows: readonly Row[], match: (row: Row) => boolean): number {
   const index = rows.findIndex(match);
@@ -31,15 +31,33 @@ describe('replay of hand-written seed traces', () => {
     expect(replay(toTrace('gunicorn-gthread', GTHREAD_ORPHAN_RESET))).toMatchObject({ ok: true });
   });
 
-  it('rejects the gthread trace under safe-drain at the drain of the idle connection, naming the line and the state', () => {
+  it("accepts gunicorn-gthread's last loop turn serving a request that arrives in it, with close — and no other policy's machines do", () => {
+    expect(replay(toTrace('gunicorn-gthread', GTHREAD_LAST_TURN_SERVES))).toMatchObject({ ok: true });
+    for (const policy of ['gunicorn-gthread-21', 'gunicorn-sync', 'safe-drain', 'abort-idle']) expect(replay(toTrace(policy, GTHREAD_LAST_TURN_SERVES)).ok, policy).toBe(false);
+  });
+
+  it("holds the last loop turn to the poll's timeout: a turn-timeout 0.5 s after TERM is refused, a turn-end then is not", () => {
+    const at600 = (r: Row): Row => (r[0] === 1100 ? [600, r[1], r[2], r[3]] : r);
+    const early = GTHREAD_ORPHAN_RESET.map(at600).sort((a, b) => a[0] - b[0]);
+    const timeout = rowIndex(early, (r) => r[2] === 'worker.turn-timeout');
+    expect(replay(toTrace('gunicorn-gthread', early))).toMatchObject({ ok: false, violation: { kind: 'timer', line: lineOfRow(timeout) } });
+    // The poll may return sooner for its own reasons (its phase): that is a turn-end, not the timeout.
+    const ended = early.map((r): Row => (r[2] === 'worker.turn-timeout' ? [r[0], r[1], 'worker.turn-end'] : r));
+    expect(replay(toTrace('gunicorn-gthread', ended))).toMatchObject({ ok: true });
+  });
+
+  it('rejects the gthread trace under safe-drain where the two first differ, naming the line and the state', () => {
+    // safe-drain has no last loop turn: its worker closed the listener at TERM, and has no turn to end.
     const verdict = replay(toTrace('safe-drain', GTHREAD_ORPHAN_RESET));
-    // Under safe-drain the slow request's response while draining must say close: the machine refuses keep-alive.
-    const respond = rowIndex(GTHREAD_ORPHAN_RESET, (r) => r[2] === 'conn.respond' && r[1] === 'conn/1.2');
+    const turn = rowIndex(GTHREAD_ORPHAN_RESET, (r) => r[2] === 'worker.turn-timeout');
     expect(verdict.ok).toBe(false);
     if (verdict.ok) return;
-    expect(verdict.violation).toMatchObject({ kind: 'unexpected-event', line: lineOfRow(respond), actor: 'conn/1.2', state: 'handling.finished' });
-    expect(verdict.violation.message).toContain(`line ${lineOfRow(respond)}`);
-    expect(verdict.violation.message).toContain('conn.respond');
+    expect(verdict.violation).toMatchObject({ kind: 'unexpected-event', line: lineOfRow(turn), actor: 'worker/1', state: 'alive.draining.closingListener' });
+    expect(verdict.violation.message).toContain(`line ${lineOfRow(turn)}`);
+    // Without the turn, the next difference: under safe-drain the slow request's response while draining must say close.
+    const rows = GTHREAD_ORPHAN_RESET.filter((r) => r[2] !== 'worker.turn-timeout' && r[2] !== 'conn.turn-end');
+    const respond = rowIndex(rows, (r) => r[2] === 'conn.respond' && r[1] === 'conn/1.2');
+    expect(replay(toTrace('safe-drain', rows))).toMatchObject({ ok: false, violation: { kind: 'unexpected-event', line: lineOfRow(respond), actor: 'conn/1.2', state: 'handling.finished' } });
   });
 
   it('rejects a new accept after TERM under a policy whose worker stops accepting', () => {
@@ -119,8 +137,8 @@ describe('each property rejects its seed violation at the right event', () => {
     {
       property: 'no-stale-request',
       rows: [
-        ...GTHREAD_ORPHAN_RESET.slice(0, rowIndex(GTHREAD_ORPHAN_RESET, (r) => r[2] === 'conn.bytes' && r[0] === 151) + 1),
-        [151 + PARAMS.idleGraceMs + 1, 'conn/1.1', 'conn.abort', { reason: 'deadline' }],
+        ...GTHREAD_ORPHAN_RESET.slice(0, rowIndex(GTHREAD_ORPHAN_RESET, (r) => r[2] === 'conn.bytes' && r[0] === 1601) + 1),
+        [1601 + PARAMS.idleGraceMs + 1, 'conn/1.1', 'conn.abort', { reason: 'deadline' }],
       ],
       at: (r) => r[2] === 'conn.abort',
     },

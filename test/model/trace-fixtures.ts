@@ -88,9 +88,12 @@ export const SAFE_DRAIN_SHUTDOWN: Row[] = [
 const SLOW_REQUEST_IN_FLIGHT: Row[] = requestStarted(50, 'client/2', 'conn/1.2', 'r3');
 
 /**
- * gunicorn gthread 20.1–23.0, the seed's failure (reference e1): the idle
- * keep-alive connection is orphaned on drain; the client's next request sits
- * unread until the worker exits and the close sends RST. The slow request in
+ * gunicorn gthread 20.1–23.0, the seed's failure, on reference e1's timeline
+ * (shared/reference/gunicorn-sources.md §e1: A sends on its idle keep-alive
+ * connection 1.5 s after SIGTERM, and gets ECONNRESET when the worker exits).
+ * The poll in progress at SIGTERM runs out first (`worker.turn-timeout`, the
+ * last loop turn, ≤ 1 s): then the idle connection is abandoned, and A's
+ * request sits unread until the exit's close sends RST. The slow request in
  * flight was answered with the keep-alive header decided before the drain,
  * and closed at once.
  */
@@ -105,22 +108,74 @@ export const GTHREAD_ORPHAN_RESET: Row[] = [
   [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
   [100, 'conn/1.1', 'conn.drain'],
   [100, 'conn/1.2', 'conn.drain'],
-  [100, 'worker/1', 'worker.close-listener'],
-  [100, 'listener', 'listener.release', { holder: 'worker/1' }],
-  [150, 'client/1', 'client.send', { req: 'r2', idempotent: true }],
-  [151, 'conn/1.1', 'conn.bytes', { req: 'r2' }],
-  [690, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
-  [690, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
-  [690, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
-  [690, 'conn/1.2', 'conn.close', { rst: false }],
-  [690, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],
-  [690, 'conn/1.1', 'conn.abort', { reason: 'worker-exit' }],
-  [690, 'conn/1.1', 'conn.close', { rst: true }],
-  [690, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.1' }],
-  [690, 'worker/1', 'worker.exit', { code: 0 }],
-  [690, 'arbiter', 'arbiter.reap', { worker: 'worker/1', code: 0 }],
-  [690, 'arbiter', 'arbiter.exit', { code: 0 }],
-  [691, 'client/2', 'client.response', { req: 'r3', status: 200, close: false }],
-  [691, 'client/1', 'client.fail', { reason: 'reset', req: 'r2' }],
-  [692, 'client/2', 'client.eof'],
+  [1000, 'arbiter', 'arbiter.tick'],
+  [1100, 'worker/1', 'worker.turn-timeout'],
+  [1100, 'conn/1.1', 'conn.turn-end'],
+  [1100, 'worker/1', 'worker.close-listener'],
+  [1100, 'listener', 'listener.release', { holder: 'worker/1' }],
+  [1600, 'client/1', 'client.send', { req: 'r2', idempotent: true }],
+  [1601, 'conn/1.1', 'conn.bytes', { req: 'r2' }],
+  [2000, 'arbiter', 'arbiter.tick'],
+  [3000, 'arbiter', 'arbiter.tick'],
+  [3600, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
+  [3600, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
+  [3600, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
+  [3600, 'conn/1.2', 'conn.close', { rst: false }],
+  [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],
+  [3600, 'conn/1.1', 'conn.abort', { reason: 'worker-exit' }],
+  [3600, 'conn/1.1', 'conn.close', { rst: true }],
+  [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.1' }],
+  [3600, 'worker/1', 'worker.exit', { code: 0 }],
+  [3600, 'arbiter', 'arbiter.reap', { worker: 'worker/1', code: 0 }],
+  [3600, 'arbiter', 'arbiter.exit', { code: 0 }],
+  [3601, 'client/2', 'client.response', { req: 'r3', status: 200, close: false }],
+  [3601, 'client/1', 'client.fail', { reason: 'reset', req: 'r2' }],
+  [3602, 'client/2', 'client.eof'],
+];
+
+/**
+ * The same drain with A's request inside the last loop turn (the gap gthread 20.1 showed on the wire,
+ * conformance/README.md): the poll returns with A's connection readable, which ends the turn; A's
+ * request is served — with `Connection: close`, the worker no longer alive at its handler's start.
+ */
+export const GTHREAD_LAST_TURN_SERVES: Row[] = [
+  ...BOOT,
+  ...ONE_KEEPALIVE_REQUEST,
+  ...SLOW_REQUEST_IN_FLIGHT,
+  [100, 'arbiter', 'arbiter.signal', { signal: 'TERM' }],
+  [100, 'arbiter', 'arbiter.close-listener'],
+  [100, 'listener', 'listener.release', { holder: 'arbiter' }],
+  [100, 'arbiter', 'arbiter.kill', { worker: 'worker/1', signal: 'TERM' }],
+  [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
+  [100, 'conn/1.1', 'conn.drain'],
+  [100, 'conn/1.2', 'conn.drain'],
+  [400, 'client/1', 'client.send', { req: 'r2', idempotent: true }],
+  [401, 'conn/1.1', 'conn.bytes', { req: 'r2' }],
+  [401, 'worker/1', 'worker.turn-end'],
+  [401, 'worker/1', 'worker.close-listener'],
+  [401, 'listener', 'listener.release', { holder: 'worker/1' }],
+  [401, 'conn/1.1', 'conn.read', { req: 'r2' }],
+  [401, 'worker/1', 'worker.request-start', { conn: 'conn/1.1', req: 'r2' }],
+  [401, 'conn/1.1', 'conn.handler-start', { req: 'r2' }],
+  [402, 'conn/1.1', 'conn.handler-finish', { req: 'r2' }],
+  [402, 'conn/1.1', 'conn.respond', { req: 'r2', status: 200, close: true }],
+  [402, 'worker/1', 'worker.request-end', { conn: 'conn/1.1', req: 'r2' }],
+  [402, 'conn/1.1', 'conn.close', { rst: false }],
+  [402, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.1' }],
+  [403, 'client/1', 'client.response', { req: 'r2', status: 200, close: true }],
+  [404, 'client/1', 'client.eof'],
+  [404, 'client/1', 'client.close'],
+  [1000, 'arbiter', 'arbiter.tick'],
+  [2000, 'arbiter', 'arbiter.tick'],
+  [3000, 'arbiter', 'arbiter.tick'],
+  [3600, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
+  [3600, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
+  [3600, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
+  [3600, 'conn/1.2', 'conn.close', { rst: false }],
+  [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],
+  [3600, 'worker/1', 'worker.exit', { code: 0 }],
+  [3600, 'arbiter', 'arbiter.reap', { worker: 'worker/1', code: 0 }],
+  [3600, 'arbiter', 'arbiter.exit', { code: 0 }],
+  [3601, 'client/2', 'client.response', { req: 'r3', status: 200, close: false }],
+  [3602, 'client/2', 'client.eof'],
 ];

@@ -20,7 +20,7 @@ describe('race checking over every policy', () => {
     const found = (policy: string, property: string) =>
       outcomes.some((o) => o.policy === policy && o.property === property && o.status === 'violated');
     expect(found('gunicorn-gthread-21', 'no-accept-after-drain')).toBe(true); // R4: last loop turn accept (21–23 only)
-    expect(found('gunicorn-gthread', 'no-accept-after-drain')).toBe(false); // 20.x hands accepted connections to the pool
+    expect(found('gunicorn-gthread', 'no-accept-after-drain')).toBe(true); // 20.x too: its last loop turn's poll may return with the listener readable
     expect(found('gunicorn-gthread', 'no-reset-of-unread-request')).toBe(true); // R5: orphaned keep-alive request
     expect(found('gunicorn-gthread-21', 'no-reset-of-unread-request')).toBe(true);
     expect(found('gunicorn-gthread', 'close-while-draining')).toBe(true); // R6: keep-alive header fixed before the drain

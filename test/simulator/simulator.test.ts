@@ -226,9 +226,11 @@ describe("the seed's race, scripted: what an idle keep-alive client's next reque
   const EXPECTED: Record<string, { idle: string[]; busy: string[] }> = {
     // No keep-alive at all: the first response closes; the client has nothing to send on.
     'gunicorn-sync': { idle: ['response idle-1 close@161', 'eof@161'], busy: ['response busy-1 close@1051', 'eof@1051'] },
+    // The idle request comes 250 ms after TERM, inside the last loop turn (≤ 1 s): that poll returns with it, and
+    // it is served, with close. The busy one's keep-alive header was fixed before the drain, and the draining
+    // worker closes it after.
+    'gunicorn-gthread': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1@1051', 'eof@1051'] },
     // The idle connection is orphaned: the request sits unread until the worker exits after the busy one (RST);
-    // the busy one's keep-alive header was fixed before the drain, and the draining worker closes it after.
-    'gunicorn-gthread': { idle: ['response idle-1@161', 'fail idle-2 reset@1051'], busy: ['response busy-1@1051', 'eof@1051'] },
     'gunicorn-gthread-21': { idle: ['response idle-1@161', 'fail idle-2 reset@1051'], busy: ['response busy-1@1051', 'eof@1051'] },
     // Idle connections are kept and served with close; the busy header was fixed before the drain.
     'gunicorn-gthread-24': { idle: ['response idle-1@161', 'response idle-2 close@761', 'eof@761'], busy: ['response busy-1@1051', 'eof@1051'] },
@@ -249,4 +251,21 @@ describe("the seed's race, scripted: what an idle keep-alive client's next reque
   for (const [policy, expected] of Object.entries(EXPECTED)) {
     it(policy, () => expect(outcomes(policy)).toEqual(expected));
   }
+
+  it("gunicorn-gthread, the seed's own timing (reference e1): a request 1.5 s after TERM comes after the last loop turn, and is reset at the exit", () => {
+    // The busy request outlasts it (2.5 s) so that the worker is still there; the idle request at TERM + 1.5 s.
+    const late: Script = {
+      ...script,
+      steps: script.steps.map((s) => (s.do === 'request' && s.client === 'busy' ? { ...s, serviceMs: 2500 } : s.do === 'request' && s.client === 'idle' && s.atMs === 600 ? { ...s, atMs: 1850 } : s)),
+    };
+    const trace = simulateScript(late, 'gunicorn-gthread');
+    const idle = trace.events.filter((e) => e.actor === 'client/1' && (e.type === 'client.response' || e.type === 'client.fail'));
+    expect(idle.map((e) => (e.type === 'client.fail' ? `fail ${e.req} ${e.reason}@${Math.round(e.t)}` : `response ${e.type === 'client.response' ? e.req : ''}`))).toEqual([
+      'response idle-1',
+      // TERM at 501; the turn runs out at 1501; the request at 2001 is never read; the exit (busy done at 2751) resets it.
+      'fail idle-2 reset@2751',
+    ]);
+    const turnOver = trace.events.find((e) => e.type === 'worker.turn-timeout');
+    expect(turnOver?.t).toBe(1501);
+  });
 });
