@@ -1,5 +1,5 @@
 /**
- * Scripts generated from the connection chart. XState's own graph
+ * Scripts generated from the connection and worker charts. XState's own graph
  * utilities (`getShortestPaths` from `xstate/graph`) find, under a policy,
  * the shortest event sequence that reaches each state of the chart — fine
  * for one machine, quadratic for a composition, so per machine. Each event
@@ -15,6 +15,7 @@ import type { AnyMachineSnapshot } from 'xstate';
 import type { AbortReason } from '../model/events.ts';
 import { machinesFor } from '../model/machines/index.ts';
 import type { ConnMachineEvent } from '../model/machines/connection.ts';
+import { exitCodeOf, type WorkerContext, type WorkerMachineEvent } from '../model/machines/worker.ts';
 import { getPolicy } from '../model/policies.ts';
 import type { ServerParams } from '../model/params.ts';
 import { scriptParams, type Script, type ScriptStep } from '../simulator/script.ts';
@@ -125,6 +126,8 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
 }
 
 export interface ChartPath {
+  /** The chart the path is in. */
+  readonly kind: 'conn' | 'worker';
   readonly policy: string;
   /** What the path is aimed at: a state (its id, `conn.idle.drainGrace`) or a transition (coverage.ts's name for it). */
   readonly target: string;
@@ -181,12 +184,12 @@ export function connectionPaths(policy: string, server: Partial<ServerParams> = 
   }
   const out: ChartPath[] = [];
   for (const [target, { aim, events }] of drivable) {
-    out.push({ policy, target, aim, server, events: events.map(describeEvent), script: scriptOf(policy, target, events, params, server), undrivable: null });
+    out.push({ kind: 'conn', policy, target, aim, server, events: events.map(describeEvent), script: scriptOf(policy, target, events, params, server), undrivable: null });
   }
   for (const [target, { aim, events }] of any) {
     if (drivable.has(target)) continue;
     const blocked = events.map((e, i) => causeOf(e, events[i + 1])).find((c) => c.by === 'nobody');
-    out.push({ policy, target, aim, server, events: events.map(describeEvent), script: null, undrivable: blocked?.by === 'nobody' ? blocked.reason : 'no path' });
+    out.push({ kind: 'conn', policy, target, aim, server, events: events.map(describeEvent), script: null, undrivable: blocked?.by === 'nobody' ? blocked.reason : 'no path' });
   }
   return out.sort((a, b) => a.target.localeCompare(b.target));
 }
@@ -276,11 +279,244 @@ export function pathsAcross(policies: readonly string[]): ChartPath[] {
   // One server: quiesce serve always has a header timer, so the chart's untimed waits (a server
   // without one, as gunicorn is) are not aimed at here.
   for (const policy of policies) {
-    for (const path of connectionPaths(policy, PATH_SERVER)) {
-      if (path.events.length === 0) continue; // the initial state: every connection starts there
+    for (const path of [...connectionPaths(policy, PATH_SERVER), ...workerPaths(policy, WORKER_PATH_SERVER)]) {
+      if (path.events.length === 0) continue; // the initial state: every actor starts there
       const known = chosen.get(path.target);
       if (!known || (known.script === null && path.script !== null)) chosen.set(path.target, path);
     }
   }
-  return [...chosen.values()].sort((a, b) => (a.aim === b.aim ? a.target.localeCompare(b.target) : a.aim === 'state' ? -1 : 1));
+  const order = (p: ChartPath) => `${p.kind === 'conn' ? 0 : 1}${p.aim === 'state' ? 0 : 1}${p.target}`;
+  return [...chosen.values()].sort((a, b) => order(a).localeCompare(order(b)));
+}
+
+// ───────────────────────── the worker chart ─────────────────────────
+
+/** Worker paths run with a recycle limit (the chart's max-requests is one of its transitions) and a short watchdog-free life. */
+export const WORKER_PATH_SERVER: Partial<ServerParams> = { ...PATH_SERVER, maxRequests: 3 };
+
+/** How many connections and requests a worker path holds at most: enough for every state, a finite graph. */
+const WORKER_PATH_CONNS = 2;
+
+type WorkerCause =
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'close' | 'term' | 'int' | 'quit'; readonly client?: string }
+  | { readonly by: 'runner'; readonly does: 'signal-worker'; readonly signal: 'KILL' | 'STOP' | 'CONT' }
+  | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
+  | { readonly by: 'server' }
+  | { readonly by: 'nobody'; readonly reason: string };
+
+const clientOf = (conn: string) => `c${conn.slice(conn.lastIndexOf('.') + 1)}`;
+
+function workerCauseOf(event: WorkerMachineEvent): WorkerCause {
+  switch (event.type) {
+    case 'worker.accept':
+      return { by: 'runner', does: 'connect', client: clientOf(event.conn) };
+    case 'worker.request-start':
+      return { by: 'runner', does: 'request', client: clientOf(event.conn) };
+    case 'worker.conn-closed':
+      // Either side may close; the runner's client closing its idle connection is the one it can do.
+      return { by: 'runner', does: 'close', client: clientOf(event.conn) };
+    case 'worker.signal':
+      switch (event.signal) {
+        case 'TERM':
+          return { by: 'runner', does: 'term' };
+        case 'INT':
+          return { by: 'runner', does: 'int' };
+        case 'QUIT':
+          return { by: 'runner', does: 'quit' };
+        case 'KILL':
+          return { by: 'runner', does: 'signal-worker', signal: event.signal };
+        case 'STOP':
+        case 'CONT':
+          // The runner can send them (stopped-worker-escalation does), but no server's trace can show
+          // them: the stopped process cannot say it, and Node tells its parent nothing (no WUNTRACED).
+          return { by: 'nobody', reason: 'a SIGSTOP or SIGCONT from outside is in no server trace: the stopped worker cannot write it, and its parent is not told' };
+        case 'ABRT':
+          return { by: 'nobody', reason: "the arbiter's heartbeat ABRT: a worker silent past --timeout (the heartbeat-timeout script drives it, with SIGSTOP and a watchdog generated paths do not wait for)" };
+      }
+      break;
+    case 'worker.graceful-timeout':
+      return { by: 'time', waitMs: (p) => p.gracefulTimeoutMs };
+    case 'worker.turn-timeout':
+      return { by: 'time', waitMs: (p) => p.selectTimeoutMs };
+    case 'worker.crash':
+      return { by: 'nobody', reason: 'a worker crash: no app the scripts run crashes its process' };
+    case 'worker.boot':
+    case 'worker.ready':
+    case 'worker.heartbeat':
+    case 'worker.request-end':
+    case 'worker.max-requests':
+    case 'worker.close-listener':
+    case 'worker.turn-end':
+    case 'worker.exit':
+      return { by: 'server' };
+  }
+  return { by: 'server' };
+}
+
+/** Every event the worker chart could be offered now, with payloads that fit its context (bounded: a finite graph). */
+function workerEvents(snapshot: AnyMachineSnapshot, maxRequests: number): WorkerMachineEvent[] {
+  const context = snapshot.context as WorkerContext;
+  const events: WorkerMachineEvent[] = [
+    { type: 'worker.boot', maxRequests },
+    { type: 'worker.ready' },
+    { type: 'worker.heartbeat' },
+    { type: 'worker.max-requests' },
+    { type: 'worker.close-listener' },
+    { type: 'worker.graceful-timeout' },
+    { type: 'worker.turn-end' },
+    { type: 'worker.turn-timeout' },
+    { type: 'worker.exit', code: exitCodeOf(context) },
+    { type: 'worker.crash', code: 1 },
+  ];
+  for (const signal of ['TERM', 'INT', 'QUIT', 'KILL', 'ABRT', 'STOP', 'CONT'] as const) events.push({ type: 'worker.signal', signal });
+  if (context.openConns.length < WORKER_PATH_CONNS) {
+    const used = new Set(context.openConns);
+    let n = 1;
+    while (used.has(`conn/1.${n}`)) n++;
+    events.push({ type: 'worker.accept', conn: `conn/1.${n}` });
+  }
+  for (const conn of context.openConns) {
+    if (context.requests < maxRequests) events.push({ type: 'worker.request-start', conn, req: `${clientOf(conn)}-${context.requests + 1}` });
+    events.push({ type: 'worker.conn-closed', conn });
+  }
+  if (context.busy > 0) {
+    const conn = context.startedConns[0] ?? 'conn/1.1';
+    events.push({ type: 'worker.request-end', conn, req: `${clientOf(conn)}-${context.requests}` });
+  }
+  return events;
+}
+
+/** A worker path's state: its leaf, and what its guards read from the context. */
+function workerStateKey(snapshot: AnyMachineSnapshot): string {
+  const c = snapshot.context as WorkerContext;
+  return `${leafIds(snapshot).join(',')} ${c.requests} ${c.busy} ${c.openConns.length} ${c.startedConns.length} ${c.holdsListener} ${c.maxRequests} ${c.lastTurnAccepts} ${JSON.stringify(c.fatal)} ${c.quitting}`;
+}
+
+function describeWorkerEvent(e: WorkerMachineEvent): string {
+  switch (e.type) {
+    case 'worker.signal':
+      return `signal ${e.signal}`;
+    case 'worker.accept':
+    case 'worker.conn-closed':
+    case 'worker.request-start':
+    case 'worker.request-end':
+      return `${e.type.slice('worker.'.length)} ${clientOf(e.conn)}`;
+    default:
+      return e.type.slice('worker.'.length);
+  }
+}
+
+/**
+ * The shortest path to each state and transition of the worker chart under a policy, each with its
+ * script or the reason it has none (as connectionPaths, for the worker's own chart).
+ */
+export function workerPaths(policy: string, server: Partial<ServerParams> = WORKER_PATH_SERVER): ChartPath[] {
+  const params = scriptParams({ name: '', description: '', server, steps: [] });
+  const machine = machinesFor(getPolicy(policy), params).worker;
+  const offered = (snapshot: AnyMachineSnapshot, drivableOnly: boolean) =>
+    workerEvents(snapshot, params.maxRequests).filter((e) => !drivableOnly || workerCauseOf(e).by !== 'nobody');
+  const drivable = new Map<string, { aim: ChartPath['aim']; events: WorkerMachineEvent[] }>();
+  const any = new Map<string, { aim: ChartPath['aim']; events: WorkerMachineEvent[] }>();
+  const note = (into: typeof drivable, target: string, aim: ChartPath['aim'], events: WorkerMachineEvent[]) => {
+    const known = into.get(target);
+    if (!known || known.events.length > events.length) into.set(target, { aim, events });
+  };
+  for (const [drivableOnly, into] of [[true, drivable], [false, any]] as const) {
+    const paths = getShortestPaths(machine, {
+      events: (snapshot) => offered(snapshot as AnyMachineSnapshot, drivableOnly),
+      serializeState: (snapshot) => workerStateKey(snapshot as AnyMachineSnapshot),
+    });
+    for (const path of paths) {
+      const snapshot = path.state as AnyMachineSnapshot;
+      const events = path.steps.map((s) => s.event as WorkerMachineEvent).filter((e) => !e.type.startsWith('xstate.'));
+      for (const target of leafIds(snapshot)) note(into, target, 'state', events);
+      for (const event of offered(snapshot, drivableOnly)) {
+        for (const def of machine.getTransitionData(snapshot, event as never)) {
+          const list = def.source.transitions.get(def.eventType) ?? [def];
+          note(into, transitionName(def.source, def.eventType, list.indexOf(def), list.length, def.target), 'transition', [...events, event]);
+        }
+      }
+    }
+  }
+  const out: ChartPath[] = [];
+  for (const [target, { aim, events }] of drivable) {
+    out.push({ kind: 'worker', policy, target, aim, server, events: events.map(describeWorkerEvent), script: workerScriptOf(policy, target, events, params, server), undrivable: null });
+  }
+  for (const [target, { aim, events }] of any) {
+    if (drivable.has(target)) continue;
+    const blocked = events.map(workerCauseOf).find((c) => c.by === 'nobody');
+    out.push({ kind: 'worker', policy, target, aim, server, events: events.map(describeWorkerEvent), script: null, undrivable: blocked?.by === 'nobody' ? blocked.reason : 'no path' });
+  }
+  return out.sort((a, b) => a.target.localeCompare(b.target));
+}
+
+/**
+ * A worker path as runner actions at times: a connect per accept, a request per request-start (slow
+ * when a later stimulus comes before its end), closes, signals to the arbiter (TERM, INT, QUIT) or to
+ * the worker itself (KILL, STOP, CONT), and waits for the worker's timers.
+ */
+function workerScriptOf(policy: string, target: string, events: readonly WorkerMachineEvent[], params: ServerParams, server: Partial<ServerParams>): Script {
+  const steps: ScriptStep[] = [];
+  let t = 0;
+  let slowUntil = 0;
+  const open = new Set<string>();
+  // A client sends one request at a time and does not close while it awaits a response (the client
+  // chart): where the worker's path has a connection start again or close before its response, the
+  // client's action waits for it.
+  const freeAt = new Map<string, number>();
+  const whenFree = (client: string) => Math.max(t, freeAt.get(client) ?? 0);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    const cause = workerCauseOf(e);
+    if (cause.by === 'time') {
+      t += cause.waitMs(params) + GAP_MS;
+      continue;
+    }
+    if (cause.by !== 'runner') continue;
+    switch (cause.does) {
+      case 'connect':
+        steps.push({ atMs: t, do: 'connect', client: cause.client! });
+        open.add(cause.client!);
+        break;
+      case 'request': {
+        // Slow when another stimulus of the path comes before this request's end.
+        const endAt = events.findIndex((x, j) => j > i && x.type === 'worker.request-end');
+        const stimulusBefore = events.some((x, j) => j > i && (endAt < 0 || j < endAt) && workerCauseOf(x).by !== 'server');
+        const serviceMs = stimulusBefore ? SLOW_MS : QUICK_MS;
+        const at = whenFree(cause.client!);
+        steps.push({ atMs: at, do: 'request', client: cause.client!, serviceMs });
+        freeAt.set(cause.client!, at + serviceMs + GAP_MS);
+        if (stimulusBefore) slowUntil = Math.max(slowUntil, at + SLOW_MS);
+        t = at + (stimulusBefore ? GAP_MS : QUICK_MS + GAP_MS);
+        continue;
+      }
+      case 'close':
+        steps.push({ atMs: whenFree(cause.client!), do: 'close', client: cause.client! });
+        open.delete(cause.client!);
+        break;
+      case 'term':
+        steps.push({ atMs: t, do: 'signal', signal: 'TERM' });
+        break;
+      case 'int':
+        steps.push({ atMs: t, do: 'signal', signal: 'INT' });
+        break;
+      case 'quit':
+        steps.push({ atMs: t, do: 'signal', signal: 'QUIT' });
+        break;
+      case 'signal-worker':
+        steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: (cause as { signal: 'KILL' | 'STOP' | 'CONT' }).signal });
+        break;
+    }
+    t += GAP_MS;
+  }
+  // The end: once what is in flight is answered, the clients close and the server is stopped — a
+  // stopped worker continued first (a SIGSTOPped process takes no signal).
+  t = Math.max(t, slowUntil + GAP_MS);
+  const lastToWorker = steps.filter((s) => s.do === 'signal-worker').at(-1);
+  if (lastToWorker?.do === 'signal-worker' && lastToWorker.signal === 'STOP') steps.push({ atMs: (t += GAP_MS), do: 'signal-worker', worker: 0, signal: 'CONT' });
+  for (const client of open) steps.push({ atMs: whenFree(client), do: 'close', client });
+  if (!steps.some((s) => s.do === 'signal')) steps.push({ atMs: Math.max(t, ...steps.map((s) => s.atMs)) + GAP_MS, do: 'signal', signal: 'TERM' });
+  // In time order (stable: what the path does at one time stays in its order).
+  steps.sort((a, b) => a.atMs - b.atMs);
+  return { name: `path to ${target} (${policy})`, description: `the worker chart's shortest path to ${target} under ${policy}, driven from outside`, server, steps };
 }

@@ -23,6 +23,8 @@ export interface RunVerdict {
 }
 
 export interface PathVerdict {
+  /** The chart the path is in. */
+  readonly kind: 'conn' | 'worker';
   readonly target: string;
   readonly aim: 'state' | 'transition';
   readonly policy: string;
@@ -73,7 +75,7 @@ export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
   let paths: PathVerdict[] | null = null;
   if (options.paths) {
     paths = await pool(pathsAcross(options.policies), 3, async (path): Promise<PathVerdict> => {
-      const base = { target: path.target, aim: path.aim, policy: path.policy, events: path.events, undrivable: path.undrivable };
+      const base = { kind: path.kind, target: path.target, aim: path.aim, policy: path.policy, events: path.events, undrivable: path.undrivable };
       if (path.script === null) return { ...base, reached: false, findings: [] };
       options.onProgress?.(path.script.name);
       const run = await runScriptLive(path.script, path.policy);
@@ -83,8 +85,8 @@ export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
       coverage.record(run.trace, run.observed);
       const own = new CoverageRecorder();
       own.record(run.trace);
-      const conn = own.report().find((c) => c.kind === 'conn')!;
-      const reached = !(path.aim === 'state' ? conn.states.missing : conn.transitions.missing).includes(path.target);
+      const chart = own.report().find((c) => c.kind === path.kind)!;
+      const reached = !(path.aim === 'state' ? chart.states.missing : chart.transitions.missing).includes(path.target);
       return { ...base, reached, findings };
     });
   }
@@ -129,7 +131,7 @@ export function formatSuiteReport(report: SuiteReport): string {
     const driven = report.paths.filter((p) => p.undrivable === null);
     out.push(
       '',
-      `Paths generated from the connection chart (xstate/graph shortest paths, one per state and per transition): ${driven.filter((p) => p.reached).length} of ${driven.length} driven from outside got there; ${report.paths.length - driven.length} cannot be driven:`,
+      `Paths generated from the connection and worker charts (xstate/graph shortest paths, one per state and per transition): ${driven.filter((p) => p.reached).length} of ${driven.length} driven from outside got there; ${report.paths.length - driven.length} cannot be driven:`,
     );
     for (const p of report.paths) {
       const verdict = p.undrivable !== null ? `not drivable: ${p.undrivable}` : p.reached ? 'reached' : 'NOT reached';

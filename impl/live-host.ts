@@ -105,6 +105,8 @@ class QueuedTimer implements Timer {
   }
 }
 
+const NODE_TIMER_GRANULARITY_MS = 1;
+
 class TimerQueue {
   private entries: QueuedTimer[] = [];
   private head = 0;
@@ -156,10 +158,17 @@ class TimerQueue {
     this.handle = null;
   }
 
-  /** Run every entry that is due, in the order armed; each may arm or cancel others. */
+  /**
+   * Run every entry that is due, in the order armed; each may arm or cancel others. Due as Node
+   * counts it: Node's clock is the event loop's, in whole milliseconds, read when the loop turned,
+   * so a Node timer runs up to a millisecond before its delay has passed on the monotonic clock —
+   * as every timer of the server did before they were queued here. An entry within that millisecond
+   * runs now rather than a turn later (which would make this process's timers lose every tie with
+   * another process's: the graceful deadline of a worker and of its arbiter).
+   */
   private fire(): void {
     this.handle = null;
-    const nowMs = monotonicMs();
+    const nowMs = monotonicMs() + NODE_TIMER_GRANULARITY_MS;
     while (this.head < this.entries.length) {
       const timer = this.entries[this.head]!;
       if (!timer.done && timer.dueMs > nowMs) break;

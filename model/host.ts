@@ -247,7 +247,8 @@ export abstract class ActorHost {
 
   private take(actor: ActorId, record: ActorRecord, event: { type: string }, next: Step): void {
     record.state = next.state;
-    this.sink(this.nowMs, actor, event);
+    // Reading the clock is not free on a live host (a bigint per read): not for a trace nobody keeps.
+    if (this.sink !== NO_TRACE) this.sink(this.nowMs, actor, event);
     const actions = next.actions;
     for (let i = 0; i < actions.length; i++) this.perform(actor, record, actions[i]!);
     if (record.state.status === 'done') {

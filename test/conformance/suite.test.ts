@@ -13,7 +13,7 @@ import { MUTANT_NAMES } from '../../conformance/mutation.ts';
 import { CoverageRecorder } from '../../conformance/coverage.ts';
 
 describe('the conformance suite on quiesce serve', () => {
-  it('judges each run, drives the paths of the connection chart, reports coverage and the mutation score, and passes', async () => {
+  it('judges each run, drives the paths of the connection and worker charts, reports coverage and the mutation score, and passes', async () => {
     const { code, out } = await runCli('conform', '--script', 'max-requests', '--policy', 'gunicorn-gthread', '--no-gunicorn', '--json');
     const report = JSON.parse(out) as SuiteReport;
     expect(report.runs.map((r) => [r.script, r.policy, r.findings])).toEqual([['max-requests', 'gunicorn-gthread', []]]);
@@ -21,22 +21,27 @@ describe('the conformance suite on quiesce serve', () => {
     expect(report.passed).toBe(true);
     expect(code).toBe(0);
     // The script recycles a worker at its second request: the worker chart's max-requests transition is taken,
-    // and a fresh worker boots; no run of it stops a worker by SIGSTOP, so frozen is never entered.
+    // and a fresh worker boots; nothing the suite runs crashes a worker.
     const worker = report.coverage.find((c) => c.kind === 'worker')!;
     const recycle = 'worker.alive.serving --worker.max-requests--> worker.alive.draining';
     // A transition of the chart (missing where nothing ran), taken here.
     expect(new CoverageRecorder().report().find((c) => c.kind === 'worker')!.transitions.missing).toContain(recycle);
     expect(worker.transitions.missing).not.toContain(recycle);
     expect(worker.transitions.total).toBeGreaterThan(worker.transitions.covered);
-    expect(worker.states.missing).toContain('worker.frozen');
+    expect(worker.states.missing).toContain('worker.dying.crashed');
     for (const c of report.coverage) expect(c.states.covered + c.states.missing.length, c.kind).toBe(c.states.total);
-    // The paths generated from the connection chart: every run judged clean; every state aimed at reached
-    // (each is a rest the runner's steps lead to); transitions taken where the runner's timing decides them.
+    // The paths generated from the connection and worker charts: every run judged clean; every state aimed
+    // at from outside reached (each is a rest the runner's steps lead to); transitions taken where the
+    // runner's timing decides them.
     const paths = report.paths!;
     for (const p of paths) expect(p.findings, p.target).toEqual([]);
-    const states = paths.filter((p) => p.aim === 'state');
-    expect(states.length).toBeGreaterThan(8);
+    const states = paths.filter((p) => p.aim === 'state' && p.undrivable === null);
+    expect(states.filter((p) => p.kind === 'conn').length).toBeGreaterThan(8);
+    expect(states.filter((p) => p.kind === 'worker').length).toBeGreaterThan(6);
     for (const p of states) expect(p.reached, `${p.target} (${p.policy}: ${p.events.join(' → ')})`).toBe(true);
+    // gthread 20.x's last loop turn, entered at TERM and left at the poll's timeout, is reached from outside.
+    expect(paths.find((p) => p.target === 'worker.alive.draining.lastTurn --worker.turn-timeout--> worker.alive.draining.listening')).toMatchObject({ reached: true });
+    expect(paths.find((p) => p.target === 'worker.dying.crashed')).toMatchObject({ reached: false, undrivable: expect.stringMatching(/crash/) });
     // gthread 20 orphans a kept-alive connection at TERM: the path there is a request, its response, then TERM.
     expect(paths.find((p) => p.target === 'conn.orphaned')).toMatchObject({ policy: 'gunicorn-gthread', reached: true });
     for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#3--> conn.idle']) {

@@ -1,8 +1,8 @@
 /**
  * The server's timers (impl/live-host.ts TimerQueues): one queue per delay, one Node timer per queue.
- * Real timers, real clock: what the machines rely on is that a timer fires once, never before its
- * delay, in the order armed among equal delays, never after it was cancelled, and that cancelled
- * timers keep nothing alive.
+ * Real timers, real clock: what the machines rely on is that a timer fires once, not before its
+ * delay (as Node counts it), in the order armed among equal delays, never after it was cancelled,
+ * and that cancelled timers keep nothing alive.
  */
 import { describe, expect, it } from 'vitest';
 import { monotonicMs, TimerQueues } from '../../impl/live-host.ts';
@@ -11,7 +11,7 @@ const activeTimeouts = () => process.getActiveResourcesInfo().filter((kind) => k
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('TimerQueues', () => {
-  it('fires each timer once, not before its delay, equal delays in the order armed, shorter ones first', async () => {
+  it("fires each timer once, not before its delay (less Node's millisecond), equal delays in the order armed, shorter ones first", async () => {
     const queues = new TimerQueues();
     const fired: { name: string; lateMs: number }[] = [];
     const arm = (name: string, delayMs: number) => {
@@ -24,7 +24,8 @@ describe('TimerQueues', () => {
     arm('d10', 10);
     await sleep(80);
     expect(fired.map((f) => f.name)).toEqual(['b10', 'd10', 'a30', 'c30']);
-    for (const f of fired) expect(f.lateMs).toBeGreaterThanOrEqual(0);
+    // Node's own timers run when the event loop's millisecond clock says so: up to 1 ms early on the monotonic one.
+    for (const f of fired) expect(f.lateMs).toBeGreaterThanOrEqual(-1);
   });
 
   it('a cancelled timer never runs; the others of its queue still do', async () => {

@@ -1,0 +1,65 @@
+/**
+ * Paths generated from the charts (conformance/paths.ts): pure, no server.
+ * What the suite drives from outside must be what the chart's path says,
+ * and what no outside action brings about must say why.
+ */
+import { describe, expect, it } from 'vitest';
+import { pathsAcross, workerPaths, WORKER_PATH_SERVER } from '../../conformance/paths.ts';
+import { CoverageRecorder } from '../../conformance/coverage.ts';
+import { BASE_POLICY_NAMES } from '../../model/policies.ts';
+import { simulateScript } from '../../simulator/script.ts';
+
+describe("the worker chart's paths", () => {
+  const paths = pathsAcross([...BASE_POLICY_NAMES]).filter((p) => p.kind === 'worker');
+  const inventory = new CoverageRecorder().report().find((c) => c.kind === 'worker')!;
+
+  it('aim at every leaf state of the worker chart, under some policy', () => {
+    const aimed = new Set(paths.filter((p) => p.aim === 'state').map((p) => p.target));
+    // Compound states are passed through on the way to a leaf (coverage counts them there); unborn is where every worker starts.
+    const leaves = inventory.states.missing.filter((s) => !['worker.alive', 'worker.alive.draining', 'worker.dying', 'worker.unborn', 'worker.alive.draining.turnDecision'].includes(s));
+    for (const leaf of leaves) expect(aimed, leaf).toContain(leaf);
+  });
+
+  it('turn each runner action of a path into a script step: signals to the arbiter or the worker, connects, requests, closes', () => {
+    const recycle = paths.find((p) => p.target === 'worker.alive.serving --worker.max-requests--> worker.alive.draining')!;
+    expect(recycle.events).toEqual(['boot', 'ready', 'accept c1', 'request-start c1', 'request-end c1', 'request-start c1', 'request-end c1', 'request-start c1', 'max-requests']);
+    expect(recycle.server.maxRequests).toBe(WORKER_PATH_SERVER.maxRequests);
+    expect(recycle.script!.steps.filter((s) => s.do === 'request').length).toBe(3);
+
+    // SIGKILL goes to the worker itself.
+    const kill = paths.find((p) => p.target === 'worker.dying.killed')!;
+    expect(kill.script!.steps.map((s) => (s.do === 'signal-worker' || s.do === 'signal' ? `${s.do} ${s.signal}` : s.do))).toEqual(['signal-worker KILL', 'signal TERM']);
+    // A SIGSTOP is in no server's trace (the stopped process cannot write it): frozen is the simulator's and the explorer's to reach.
+    expect(paths.find((p) => p.target === 'worker.frozen')).toMatchObject({ script: null, undrivable: expect.stringMatching(/SIGSTOP/) });
+  });
+
+  it("gthread 20.x's last loop turn: reached by a TERM, ended by an accept or the poll's timeout", () => {
+    const byTarget = (t: string) => paths.find((p) => p.target === t)!;
+    expect(byTarget('worker.alive.draining.lastTurn')).toMatchObject({ policy: 'gunicorn-gthread', events: ['boot', 'ready', 'signal TERM'] });
+    // The timeout is the server's to wait out: the script is the TERM alone, and the run lasts until the server exits.
+    const timeout = byTarget('worker.alive.draining.lastTurn --worker.turn-timeout--> worker.alive.draining.listening');
+    expect(timeout.events).toEqual(['boot', 'ready', 'signal TERM', 'turn-timeout']);
+    expect(timeout.script!.steps.map((s) => s.do)).toEqual(['signal']);
+    // An accept ends the turn: a connect after the TERM.
+    const accept = byTarget('worker.alive.draining.lastTurn --worker.accept--> worker.alive.draining.listening');
+    expect(accept.script!.steps.slice(0, 2).map((s) => s.do)).toEqual(['signal', 'connect']);
+  });
+
+  it('what no outside action brings about is listed with the reason, and has no script', () => {
+    const crash = paths.find((p) => p.target === 'worker.dying.crashed')!;
+    expect(crash).toMatchObject({ script: null, undrivable: expect.stringMatching(/crash/) });
+    for (const p of paths) expect(p.script === null, p.target).toBe(p.undrivable !== null);
+  });
+
+  it("every script is one a client of the chart can follow (one request at a time, no close while it awaits): the simulator runs each", () => {
+    // A path may have a connection start a request or close before its response: the script's client waits for it.
+    for (const p of pathsAcross([...BASE_POLICY_NAMES])) {
+      if (p.script) expect(() => simulateScript(p.script!, p.policy), `${p.kind} ${p.target}`).not.toThrow();
+    }
+  });
+
+  it('are the same for one policy alone as across the policies, where that policy was chosen', () => {
+    const own = workerPaths('gunicorn-gthread');
+    for (const p of paths.filter((x) => x.policy === 'gunicorn-gthread')) expect(own.find((o) => o.target === p.target)?.events, p.target).toEqual(p.events);
+  });
+});
