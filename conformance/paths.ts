@@ -338,11 +338,13 @@ function workerCauseOf(event: WorkerMachineEvent): WorkerCause {
       return { by: 'time', waitMs: (p) => p.gracefulTimeoutMs };
     case 'worker.turn-timeout':
       return { by: 'time', waitMs: (p) => p.selectTimeoutMs };
+    case 'worker.heartbeat':
+      // The worker notifies by itself, once an interval: the script lets one pass.
+      return { by: 'time', waitMs: (p) => p.heartbeatIntervalMs };
     case 'worker.crash':
       return { by: 'nobody', reason: 'a worker crash: no app the scripts run crashes its process' };
     case 'worker.boot':
     case 'worker.ready':
-    case 'worker.heartbeat':
     case 'worker.request-end':
     case 'worker.max-requests':
     case 'worker.close-listener':
