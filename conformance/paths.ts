@@ -11,7 +11,7 @@
  * against a real server, the connection's trace says whether it got there.
  */
 import { getShortestPaths } from 'xstate/graph';
-import type { AnyMachineSnapshot } from 'xstate';
+import type { AnyMachineSnapshot, AnyStateMachine } from 'xstate';
 import type { AbortReason } from '../model/events.ts';
 import { machinesFor } from '../model/machines/index.ts';
 import type { ConnMachineEvent } from '../model/machines/connection.ts';
@@ -153,43 +153,79 @@ function leafIds(snapshot: AnyMachineSnapshot): string[] {
  */
 export function connectionPaths(policy: string, server: Partial<ServerParams> = PATH_SERVER): ChartPath[] {
   const params = scriptParams({ name: '', description: '', server, steps: [] });
-  const machine = machinesFor(getPolicy(policy), params).conn;
-  const offered = (snapshot: AnyMachineSnapshot, drivableOnly: boolean) => connEvents(snapshot).filter((e) => !drivableOnly || causeOf(e, undefined).by !== 'nobody');
-  // The chart's context says whether a request is outstanding; the graph walk hands events back as given.
-  const shortest = (drivableOnly: boolean) =>
-    getShortestPaths(machine, {
-      events: (snapshot) => offered(snapshot as AnyMachineSnapshot, drivableOnly),
-      serializeState: (snapshot) => leafIds(snapshot as AnyMachineSnapshot).join(','),
-    });
+  return chartPaths<ConnMachineEvent>({
+    kind: 'conn',
+    policy,
+    server,
+    machine: machinesFor(getPolicy(policy), params).conn,
+    events: connEvents,
+    // The chart's context says whether a request is outstanding; the graph walk hands events back as given.
+    undrivable: (e, next) => {
+      const cause = causeOf(e, next);
+      return cause.by === 'nobody' ? cause.reason : null;
+    },
+    stateKey: (snapshot) => leafIds(snapshot).join(','),
+    describe: describeEvent,
+    script: (target, events) => scriptOf(policy, target, events, params, server),
+  });
+}
+
+interface ChartWalk<E extends { readonly type: string }> {
+  readonly kind: ChartPath['kind'];
+  readonly policy: string;
+  readonly server: Partial<ServerParams>;
+  readonly machine: AnyStateMachine;
+  /** Every event the chart could be offered in a snapshot, with payloads that fit its context. */
+  readonly events: (snapshot: AnyMachineSnapshot) => E[];
+  /** Why no outside action brings this event about (the next one of the path given), or null. */
+  readonly undrivable: (event: E, next: E | undefined) => string | null;
+  /** What tells two snapshots apart for the walk: the leaf, and what the guards read. */
+  readonly stateKey: (snapshot: AnyMachineSnapshot) => string;
+  readonly describe: (event: E) => string;
+  readonly script: (target: string, events: readonly E[]) => Script;
+}
+
+/**
+ * The shortest path to each leaf state and each transition of a chart, each with its script or the
+ * reason it has none. A target reachable by what the runner can bring about gets the shortest such
+ * path; only a target nothing drivable reaches gets a path through an undrivable event.
+ */
+function chartPaths<E extends { readonly type: string }>(walk: ChartWalk<E>): ChartPath[] {
+  const offered = (snapshot: AnyMachineSnapshot, drivableOnly: boolean) => walk.events(snapshot).filter((e) => !drivableOnly || walk.undrivable(e, undefined) === null);
   // Aims reached by what the runner can bring about, and (for the rest) by anything at all.
-  const drivable = new Map<string, { aim: ChartPath['aim']; events: ConnMachineEvent[] }>();
-  const any = new Map<string, { aim: ChartPath['aim']; events: ConnMachineEvent[] }>();
-  const note = (into: typeof drivable, target: string, aim: ChartPath['aim'], events: ConnMachineEvent[]) => {
+  const drivable = new Map<string, { aim: ChartPath['aim']; events: E[] }>();
+  const any = new Map<string, { aim: ChartPath['aim']; events: E[] }>();
+  const note = (into: typeof drivable, target: string, aim: ChartPath['aim'], events: E[]) => {
     const known = into.get(target);
     if (!known || known.events.length > events.length) into.set(target, { aim, events });
   };
   for (const [drivableOnly, into] of [[true, drivable], [false, any]] as const) {
-    for (const path of shortest(drivableOnly)) {
+    const paths = getShortestPaths(walk.machine, {
+      events: (snapshot) => offered(snapshot as AnyMachineSnapshot, drivableOnly) as never[],
+      serializeState: (snapshot) => walk.stateKey(snapshot as AnyMachineSnapshot),
+    });
+    for (const path of paths) {
       const snapshot = path.state as AnyMachineSnapshot;
-      const events = path.steps.map((s) => s.event as ConnMachineEvent).filter((e) => !e.type.startsWith('xstate.'));
+      const events = path.steps.map((s) => s.event as unknown as E).filter((e) => !e.type.startsWith('xstate.'));
       for (const target of leafIds(snapshot)) note(into, target, 'state', events);
       // Each transition enabled at the path's end: the path, then its event.
       for (const event of offered(snapshot, drivableOnly)) {
-        for (const def of machine.getTransitionData(snapshot, event as never)) {
+        for (const def of walk.machine.getTransitionData(snapshot, event as never)) {
           const list = def.source.transitions.get(def.eventType) ?? [def];
           note(into, transitionName(def.source, def.eventType, list.indexOf(def), list.length, def.target), 'transition', [...events, event]);
         }
       }
     }
   }
+  const { kind, policy, server } = walk;
   const out: ChartPath[] = [];
   for (const [target, { aim, events }] of drivable) {
-    out.push({ kind: 'conn', policy, target, aim, server, events: events.map(describeEvent), script: scriptOf(policy, target, events, params, server), undrivable: null });
+    out.push({ kind, policy, target, aim, server, events: events.map(walk.describe), script: walk.script(target, events), undrivable: null });
   }
   for (const [target, { aim, events }] of any) {
     if (drivable.has(target)) continue;
-    const blocked = events.map((e, i) => causeOf(e, events[i + 1])).find((c) => c.by === 'nobody');
-    out.push({ kind: 'conn', policy, target, aim, server, events: events.map(describeEvent), script: null, undrivable: blocked?.by === 'nobody' ? blocked.reason : 'no path' });
+    const reason = events.map((e, i) => walk.undrivable(e, events[i + 1])).find((r) => r !== null);
+    out.push({ kind, policy, target, aim, server, events: events.map(walk.describe), script: null, undrivable: reason ?? 'no path' });
   }
   return out.sort((a, b) => a.target.localeCompare(b.target));
 }
@@ -414,42 +450,20 @@ function describeWorkerEvent(e: WorkerMachineEvent): string {
  */
 export function workerPaths(policy: string, server: Partial<ServerParams> = WORKER_PATH_SERVER): ChartPath[] {
   const params = scriptParams({ name: '', description: '', server, steps: [] });
-  const machine = machinesFor(getPolicy(policy), params).worker;
-  const offered = (snapshot: AnyMachineSnapshot, drivableOnly: boolean) =>
-    workerEvents(snapshot, params.maxRequests).filter((e) => !drivableOnly || workerCauseOf(e).by !== 'nobody');
-  const drivable = new Map<string, { aim: ChartPath['aim']; events: WorkerMachineEvent[] }>();
-  const any = new Map<string, { aim: ChartPath['aim']; events: WorkerMachineEvent[] }>();
-  const note = (into: typeof drivable, target: string, aim: ChartPath['aim'], events: WorkerMachineEvent[]) => {
-    const known = into.get(target);
-    if (!known || known.events.length > events.length) into.set(target, { aim, events });
-  };
-  for (const [drivableOnly, into] of [[true, drivable], [false, any]] as const) {
-    const paths = getShortestPaths(machine, {
-      events: (snapshot) => offered(snapshot as AnyMachineSnapshot, drivableOnly),
-      serializeState: (snapshot) => workerStateKey(snapshot as AnyMachineSnapshot),
-    });
-    for (const path of paths) {
-      const snapshot = path.state as AnyMachineSnapshot;
-      const events = path.steps.map((s) => s.event as WorkerMachineEvent).filter((e) => !e.type.startsWith('xstate.'));
-      for (const target of leafIds(snapshot)) note(into, target, 'state', events);
-      for (const event of offered(snapshot, drivableOnly)) {
-        for (const def of machine.getTransitionData(snapshot, event as never)) {
-          const list = def.source.transitions.get(def.eventType) ?? [def];
-          note(into, transitionName(def.source, def.eventType, list.indexOf(def), list.length, def.target), 'transition', [...events, event]);
-        }
-      }
-    }
-  }
-  const out: ChartPath[] = [];
-  for (const [target, { aim, events }] of drivable) {
-    out.push({ kind: 'worker', policy, target, aim, server, events: events.map(describeWorkerEvent), script: workerScriptOf(policy, target, events, params, server), undrivable: null });
-  }
-  for (const [target, { aim, events }] of any) {
-    if (drivable.has(target)) continue;
-    const blocked = events.map(workerCauseOf).find((c) => c.by === 'nobody');
-    out.push({ kind: 'worker', policy, target, aim, server, events: events.map(describeWorkerEvent), script: null, undrivable: blocked?.by === 'nobody' ? blocked.reason : 'no path' });
-  }
-  return out.sort((a, b) => a.target.localeCompare(b.target));
+  return chartPaths<WorkerMachineEvent>({
+    kind: 'worker',
+    policy,
+    server,
+    machine: machinesFor(getPolicy(policy), params).worker,
+    events: (snapshot) => workerEvents(snapshot, params.maxRequests),
+    undrivable: (e) => {
+      const cause = workerCauseOf(e);
+      return cause.by === 'nobody' ? cause.reason : null;
+    },
+    stateKey: workerStateKey,
+    describe: describeWorkerEvent,
+    script: (target, events) => workerScriptOf(policy, target, events, params, server),
+  });
 }
 
 /**

@@ -87,6 +87,29 @@ export const SAFE_DRAIN_SHUTDOWN: Row[] = [
 /** A second client whose slow request is in flight when TERM arrives (it keeps a gthread worker draining). */
 const SLOW_REQUEST_IN_FLIGHT: Row[] = requestStarted(50, 'client/2', 'conn/1.2', 'r3');
 
+/** gthread 20.x: an idle keep-alive connection (conn/1.1) and a slow request in flight (conn/1.2) when TERM comes. */
+const GTHREAD_TERM_WITH_IDLE_AND_SLOW: Row[] = [
+  ...BOOT,
+  ...ONE_KEEPALIVE_REQUEST,
+  ...SLOW_REQUEST_IN_FLIGHT,
+  [100, 'arbiter', 'arbiter.signal', { signal: 'TERM' }],
+  [100, 'arbiter', 'arbiter.close-listener'],
+  [100, 'listener', 'listener.release', { holder: 'arbiter' }],
+  [100, 'arbiter', 'arbiter.kill', { worker: 'worker/1', signal: 'TERM' }],
+  [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
+  [100, 'conn/1.1', 'conn.drain'],
+  [100, 'conn/1.2', 'conn.drain'],
+];
+
+/** The slow request's end, 3.5 s after TERM: answered with the keep-alive header fixed before the drain, then closed. */
+const SLOW_REQUEST_DONE: Row[] = [
+  [3600, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
+  [3600, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
+  [3600, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
+  [3600, 'conn/1.2', 'conn.close', { rst: false }],
+  [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],
+];
+
 /**
  * gunicorn gthread 20.1–23.0, the seed's failure, on reference e1's timeline
  * (shared/reference/gunicorn-sources.md §e1: A sends on its idle keep-alive
@@ -98,16 +121,7 @@ const SLOW_REQUEST_IN_FLIGHT: Row[] = requestStarted(50, 'client/2', 'conn/1.2',
  * and closed at once.
  */
 export const GTHREAD_ORPHAN_RESET: Row[] = [
-  ...BOOT,
-  ...ONE_KEEPALIVE_REQUEST,
-  ...SLOW_REQUEST_IN_FLIGHT,
-  [100, 'arbiter', 'arbiter.signal', { signal: 'TERM' }],
-  [100, 'arbiter', 'arbiter.close-listener'],
-  [100, 'listener', 'listener.release', { holder: 'arbiter' }],
-  [100, 'arbiter', 'arbiter.kill', { worker: 'worker/1', signal: 'TERM' }],
-  [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
-  [100, 'conn/1.1', 'conn.drain'],
-  [100, 'conn/1.2', 'conn.drain'],
+  ...GTHREAD_TERM_WITH_IDLE_AND_SLOW,
   [1000, 'arbiter', 'arbiter.tick'],
   [1100, 'worker/1', 'worker.turn-timeout'],
   [1100, 'conn/1.1', 'conn.turn-end'],
@@ -117,11 +131,7 @@ export const GTHREAD_ORPHAN_RESET: Row[] = [
   [1601, 'conn/1.1', 'conn.bytes', { req: 'r2' }],
   [2000, 'arbiter', 'arbiter.tick'],
   [3000, 'arbiter', 'arbiter.tick'],
-  [3600, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
-  [3600, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
-  [3600, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
-  [3600, 'conn/1.2', 'conn.close', { rst: false }],
-  [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],
+  ...SLOW_REQUEST_DONE,
   [3600, 'conn/1.1', 'conn.abort', { reason: 'worker-exit' }],
   [3600, 'conn/1.1', 'conn.close', { rst: true }],
   [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.1' }],
@@ -139,16 +149,7 @@ export const GTHREAD_ORPHAN_RESET: Row[] = [
  * request is served — with `Connection: close`, the worker no longer alive at its handler's start.
  */
 export const GTHREAD_LAST_TURN_SERVES: Row[] = [
-  ...BOOT,
-  ...ONE_KEEPALIVE_REQUEST,
-  ...SLOW_REQUEST_IN_FLIGHT,
-  [100, 'arbiter', 'arbiter.signal', { signal: 'TERM' }],
-  [100, 'arbiter', 'arbiter.close-listener'],
-  [100, 'listener', 'listener.release', { holder: 'arbiter' }],
-  [100, 'arbiter', 'arbiter.kill', { worker: 'worker/1', signal: 'TERM' }],
-  [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
-  [100, 'conn/1.1', 'conn.drain'],
-  [100, 'conn/1.2', 'conn.drain'],
+  ...GTHREAD_TERM_WITH_IDLE_AND_SLOW,
   [400, 'client/1', 'client.send', { req: 'r2', idempotent: true }],
   [401, 'conn/1.1', 'conn.bytes', { req: 'r2' }],
   [401, 'worker/1', 'worker.turn-end'],
@@ -168,11 +169,7 @@ export const GTHREAD_LAST_TURN_SERVES: Row[] = [
   [1000, 'arbiter', 'arbiter.tick'],
   [2000, 'arbiter', 'arbiter.tick'],
   [3000, 'arbiter', 'arbiter.tick'],
-  [3600, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
-  [3600, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
-  [3600, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
-  [3600, 'conn/1.2', 'conn.close', { rst: false }],
-  [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],
+  ...SLOW_REQUEST_DONE,
   [3600, 'worker/1', 'worker.exit', { code: 0 }],
   [3600, 'arbiter', 'arbiter.reap', { worker: 'worker/1', code: 0 }],
   [3600, 'arbiter', 'arbiter.exit', { code: 0 }],
