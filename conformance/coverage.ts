@@ -115,3 +115,38 @@ export function formatCoverage(coverage: readonly MachineCoverage[]): string {
   for (const m of coverage) lines.push(`${m.kind.padEnd(10)} ${pct(m.states).padEnd(15)} ${pct(m.transitions)}`);
   return lines.join('\n') + '\n';
 }
+
+/** A chart's transitions as the suite could drive them: taken, out of outside reach (and why), or not taken. */
+export interface MachineReach {
+  readonly kind: ActorKind;
+  readonly total: number;
+  readonly covered: number;
+  /** Transitions whose every path from the chart's start passes an event no outside action brings about. */
+  readonly notFromOutside: readonly { readonly transition: string; readonly reason: string }[];
+  /** Neither taken nor shown out of reach: a path that did not get there, or a chart no path is generated for. */
+  readonly notTaken: readonly string[];
+}
+
+/**
+ * Coverage against what can be driven from outside: a transition the generated paths could reach only
+ * through an undrivable event (a peer RST, a crash, a SIGSTOP …) is out of reach, with that reason;
+ * every other transition not taken is the suite's gap.
+ */
+export function reachOf(coverage: readonly MachineCoverage[], paths: readonly { readonly kind: string; readonly target: string; readonly undrivable: string | null }[]): MachineReach[] {
+  return coverage.map((m) => {
+    const reasons = new Map<string, string>();
+    for (const p of paths) if (p.kind === m.kind && p.undrivable !== null) reasons.set(p.target, p.undrivable);
+    const notFromOutside = m.transitions.missing.filter((t) => reasons.has(t)).map((t) => ({ transition: t, reason: reasons.get(t)! }));
+    return { kind: m.kind, total: m.transitions.total, covered: m.transitions.covered, notFromOutside, notTaken: m.transitions.missing.filter((t) => !reasons.has(t)) };
+  });
+}
+
+/** The reach as a table: transitions taken of those not shown out of outside reach. */
+export function formatReach(reach: readonly MachineReach[]): string {
+  const lines = ['machine    taken of those not shown out of reach   out of reach'];
+  for (const m of reach) {
+    const reachable = m.total - m.notFromOutside.length;
+    lines.push(`${m.kind.padEnd(10)} ${`${m.covered}/${reachable} (${Math.round((100 * m.covered) / Math.max(1, reachable))} %)`.padEnd(39)} ${m.notFromOutside.length}`);
+  }
+  return lines.join('\n') + '\n';
+}

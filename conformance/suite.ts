@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { conform, formatConformReport, type ConformReport } from './blackbox.ts';
-import { CoverageRecorder, formatCoverage, type MachineCoverage } from './coverage.ts';
+import { CoverageRecorder, formatCoverage, formatReach, reachOf, type MachineCoverage, type MachineReach } from './coverage.ts';
 import { judgeRun, type Finding } from './judge.ts';
 import { pool, runScriptLive } from './live.ts';
 import { MUTANT_NAMES, runMutant, type MutantVerdict } from './mutation.ts';
@@ -41,6 +41,8 @@ export interface SuiteReport {
   /** The connection chart's paths, generated and driven (null when not run). */
   readonly paths: readonly PathVerdict[] | null;
   readonly coverage: readonly MachineCoverage[];
+  /** The transitions against what can be driven from outside (the generated paths say what cannot, and why). */
+  readonly reach: readonly MachineReach[];
   /** Null when the mutants were not run. */
   readonly mutants: readonly Pick<MutantVerdict, 'mutant' | 'description' | 'case' | 'caught' | 'findings'>[] | null;
   readonly gunicorn: readonly { readonly worker: string; readonly report: ConformReport }[];
@@ -110,7 +112,8 @@ export async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
     }
   }
   const passed = runs.every((r) => r.findings.length === 0) && (paths === null || paths.every((p) => p.findings.length === 0)) && (mutants === null || mutants.every((m) => m.caught));
-  return { runs, paths, coverage: coverage.report(), mutants, gunicorn, passed };
+  const covered = coverage.report();
+  return { runs, paths, coverage: covered, reach: reachOf(covered, paths ?? []), mutants, gunicorn, passed };
 }
 
 export function formatSuiteReport(report: SuiteReport): string {
@@ -140,6 +143,7 @@ export function formatSuiteReport(report: SuiteReport): string {
     }
   }
   out.push('', 'Coverage of the machines by these runs (states entered, on the way included; transitions taken, eventless ones included):', '', formatCoverage(report.coverage).trimEnd());
+  out.push('', 'Transitions against what the runner can drive (out of reach: every path there passes an event no outside action brings about, reason in --json):', '', formatReach(report.reach).trimEnd());
   if (report.mutants) {
     const caught = report.mutants.filter((m) => m.caught).length;
     out.push('', `Mutation score: ${caught}/${report.mutants.length} (${Math.round((100 * caught) / Math.max(1, report.mutants.length))} %)`);

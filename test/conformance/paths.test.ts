@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { pathsAcross, workerPaths, WORKER_PATH_SERVER } from '../../conformance/paths.ts';
-import { CoverageRecorder } from '../../conformance/coverage.ts';
+import { CoverageRecorder, reachOf } from '../../conformance/coverage.ts';
 import { BASE_POLICY_NAMES } from '../../model/policies.ts';
 import { simulateScript } from '../../simulator/script.ts';
 
@@ -61,5 +61,17 @@ describe("the worker chart's paths", () => {
   it('are the same for one policy alone as across the policies, where that policy was chosen', () => {
     const own = workerPaths('gunicorn-gthread');
     for (const p of paths.filter((x) => x.policy === 'gunicorn-gthread')) expect(own.find((o) => o.target === p.target)?.events, p.target).toEqual(p.events);
+  });
+});
+
+describe('coverage against what the runner can drive', () => {
+  it('a transition not taken is out of reach only where a generated path says why; the rest is the gap', () => {
+    const coverage = [{ kind: 'conn' as const, states: { covered: 0, total: 0, missing: [] }, transitions: { covered: 1, total: 4, missing: ['a', 'b', 'c'] } }];
+    const paths = [
+      { kind: 'conn', target: 'a', undrivable: "a client's RST" },
+      { kind: 'conn', target: 'b', undrivable: null },
+      { kind: 'worker', target: 'c', undrivable: 'a crash' },
+    ];
+    expect(reachOf(coverage, paths)).toEqual([{ kind: 'conn', total: 4, covered: 1, notFromOutside: [{ transition: 'a', reason: "a client's RST" }], notTaken: ['b', 'c'] }]);
   });
 });

@@ -47,6 +47,10 @@ describe('the conformance suite on quiesce serve', () => {
     for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#3--> conn.idle']) {
       expect(paths.find((p) => p.target === t), t).toMatchObject({ aim: 'transition', reached: true });
     }
+    // Against what the runner can drive: a transition only an undrivable event leads to is out of reach, with its reason.
+    const connReach = report.reach.find((r) => r.kind === 'conn')!;
+    expect(connReach.notFromOutside).toContainEqual({ transition: 'conn --conn.peer-rst--> conn.closed', reason: expect.stringMatching(/a client's RST/) });
+    for (const r of report.reach) expect(r.covered + r.notFromOutside.length + r.notTaken.length, r.kind).toBe(r.total);
     // What the client chart cannot do is listed with the reason, not run.
     expect(paths.find((p) => p.target === 'conn --conn.peer-rst--> conn.closed')).toMatchObject({ reached: false, undrivable: expect.stringMatching(/a client's RST/) });
   }, 180_000);
