@@ -128,14 +128,37 @@ export interface MachineReach {
 }
 
 /**
+ * Events no trace of a real server and its clients can carry, whoever drives them: they happen in the
+ * kernel, which tells neither the server nor a client socket (impl/README.md). The simulator and the
+ * explorer have them; coverage measured on real runs cannot.
+ */
+const UNTRACEABLE: Readonly<Record<string, string>> = {
+  'listener.syn': "the kernel's: a server does not see a SYN reach its accept queue (only the simulator and the explorer trace it)",
+  'listener.overflow': "the kernel's: a server does not see its accept queue overflow",
+  'listener.accept': "the kernel's accept queue: a server sees the connection it accepted, not the queue it came from",
+  'listener.refuse': "the kernel's: a connect refused after the last listener copy closed reaches no server",
+  'listener.reset': "the kernel's: connections queued when the last listener copy closed are reset without any process seeing them",
+  'client.syn-retry': "the kernel's: a client socket does not see its SYN retransmitted",
+};
+
+/** The event of a transition, by coverage.ts's name for it (`source --event#k--> target`). */
+function eventOf(transition: string): string | null {
+  return /--([^\s#]+?)(?:#\d+)?--> /.exec(transition)?.[1] ?? null;
+}
+
+/**
  * Coverage against what can be driven from outside: a transition the generated paths could reach only
- * through an undrivable event (a peer RST, a crash, a SIGSTOP …) is out of reach, with that reason;
- * every other transition not taken is the suite's gap.
+ * through an undrivable event (a peer RST, a crash, a SIGSTOP …), or whose event no real trace can
+ * carry, is out of reach, with that reason; every other transition not taken is the suite's gap.
  */
 export function reachOf(coverage: readonly MachineCoverage[], paths: readonly { readonly kind: string; readonly target: string; readonly undrivable: string | null }[]): MachineReach[] {
   return coverage.map((m) => {
     const reasons = new Map<string, string>();
-    for (const p of paths) if (p.kind === m.kind && p.undrivable !== null) reasons.set(p.target, p.undrivable);
+    for (const t of m.transitions.missing) {
+      const untraceable = UNTRACEABLE[eventOf(t) ?? ''];
+      if (untraceable !== undefined) reasons.set(t, untraceable);
+    }
+    for (const p of paths) if (p.kind === m.kind && p.undrivable !== null && !reasons.has(p.target)) reasons.set(p.target, p.undrivable);
     const notFromOutside = m.transitions.missing.filter((t) => reasons.has(t)).map((t) => ({ transition: t, reason: reasons.get(t)! }));
     return { kind: m.kind, total: m.transitions.total, covered: m.transitions.covered, notFromOutside, notTaken: m.transitions.missing.filter((t) => !reasons.has(t)) };
   });

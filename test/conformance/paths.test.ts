@@ -74,4 +74,18 @@ describe('coverage against what the runner can drive', () => {
     ];
     expect(reachOf(coverage, paths)).toEqual([{ kind: 'conn', total: 4, covered: 1, notFromOutside: [{ transition: 'a', reason: "a client's RST" }], notTaken: ['b', 'c'] }]);
   });
+
+  it("an event only the kernel sees (a SYN, an overflow, a queue reset) is in no real trace: out of reach, whatever drives it", () => {
+    const coverage = [
+      {
+        kind: 'listener' as const,
+        states: { covered: 0, total: 0, missing: [] },
+        transitions: { covered: 0, total: 3, missing: ['listener.listening --listener.syn--> (stays)', 'listener.resetting --listener.refuse#2--> (stays)', 'listener.open --listener.release--> listener.closed'] },
+      },
+    ];
+    const [listener] = reachOf(coverage, []);
+    expect(listener!.notFromOutside.map((o) => o.transition)).toEqual(['listener.listening --listener.syn--> (stays)', 'listener.resetting --listener.refuse#2--> (stays)']);
+    expect(listener!.notFromOutside[0]!.reason).toMatch(/SYN/);
+    expect(listener!.notTaken).toEqual(['listener.open --listener.release--> listener.closed']);
+  });
 });
