@@ -243,6 +243,9 @@ function describeEvent(e: ConnMachineEvent): string {
   }
 }
 
+/** The operator's signal to the arbiter, as a script step. */
+const arbiterSignal = (atMs: number, signal: 'TERM' | 'INT' | 'QUIT'): ScriptStep => ({ atMs, do: 'signal', signal });
+
 /** How long a request's handler runs: long when something must happen while it does. */
 const SLOW_MS = 1500;
 const QUICK_MS = 10;
@@ -287,10 +290,10 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
         steps.push({ atMs: t, do: 'close', client });
         break;
       case 'term':
-        steps.push({ atMs: t, do: 'signal', signal: 'TERM' });
+        steps.push(arbiterSignal(t, 'TERM'));
         break;
       case 'int':
-        steps.push({ atMs: t, do: 'signal', signal: 'INT' });
+        steps.push(arbiterSignal(t, 'INT'));
         break;
       case 'kill':
         steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: 'KILL' });
@@ -511,16 +514,16 @@ function workerScriptOf(policy: string, target: string, events: readonly WorkerM
         open.delete(cause.client!);
         break;
       case 'term':
-        steps.push({ atMs: t, do: 'signal', signal: 'TERM' });
+        steps.push(arbiterSignal(t, 'TERM'));
         break;
       case 'int':
-        steps.push({ atMs: t, do: 'signal', signal: 'INT' });
+        steps.push(arbiterSignal(t, 'INT'));
         break;
       case 'quit':
-        steps.push({ atMs: t, do: 'signal', signal: 'QUIT' });
+        steps.push(arbiterSignal(t, 'QUIT'));
         break;
       case 'signal-worker':
-        steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: (cause as { signal: 'KILL' | 'STOP' | 'CONT' }).signal });
+        steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: cause.signal });
         break;
     }
     t += GAP_MS;
