@@ -17,7 +17,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accepts, startProcess, waitFor } from '../conformance/process.ts';
-import { runAb } from '../test/impl/ab.ts';
+import { runAb } from '../conformance/ab.ts';
 import { startServer, stopServer, type RunningServer } from '../test/impl/server.ts';
 
 const WORKERS = 2;

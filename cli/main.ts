@@ -16,6 +16,7 @@ import { registerSimulatorCommands } from './simulate.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerProveCommand } from './prove.ts';
 import { registerConformCommand } from './conform.ts';
+import { registerCalibrateCommand } from './calibrate.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -110,6 +111,7 @@ export function buildProgram(io: Io): Command {
   registerServeCommand(program, io);
   registerProveCommand(program, io);
   registerConformCommand(program, io);
+  registerCalibrateCommand(program, io);
   return program;
 }
 

@@ -15,6 +15,8 @@ import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { parseNumberOption, UsageError } from './errors.ts';
 import { BOUNDS, type BoundName } from '../model/limits.ts';
+import { applyProfile, PROFILE_NAMES } from '../simulator/profiles.ts';
+import { profileOption } from './calibrate.ts';
 
 /** QUIESCE_DEBUG=pairs: check after every step that the simulator's bookkeeping agrees with the machines. */
 const DEBUG_PAIRS = (process.env.QUIESCE_DEBUG ?? '').split(',').includes('pairs');
@@ -44,7 +46,27 @@ interface SimulateOptions {
   duration?: string;
   serviceMs?: string;
   idleGrace?: string;
+  profile?: string;
 }
+
+/** The flags of SimulateOptions that change a run, as the command line spells them (for the replay command). */
+const RUN_FLAGS: readonly (readonly [keyof SimulateOptions, string])[] = [
+  ['profile', '--profile'],
+  ['workers', '--workers'],
+  ['threads', '--threads'],
+  ['keepalive', '--keepalive'],
+  ['maxRequests', '--max-requests'],
+  ['maxRequestsJitter', '--max-requests-jitter'],
+  ['gracefulTimeout', '--graceful-timeout'],
+  ['idleGrace', '--idle-grace'],
+  ['backlog', '--backlog'],
+  ['somaxconn', '--somaxconn'],
+  ['requests', '--requests'],
+  ['concurrency', '--concurrency'],
+  ['rate', '--rate'],
+  ['duration', '--duration'],
+  ['serviceMs', '--service-ms'],
+];
 
 /** Apply command-line overrides to a scenario's parameters, each checked and named in its error. */
 export function applyOverrides(base: ScenarioParams, o: SimulateOptions): ScenarioParams {
@@ -63,6 +85,12 @@ export function applyOverrides(base: ScenarioParams, o: SimulateOptions): Scenar
     const ms = n('--service-ms', o.serviceMs, 'serviceMs');
     p.serviceMinMs = ms;
     p.serviceMaxMs = ms;
+  }
+  if (o.profile !== undefined) {
+    // The profile's measured timings; an explicit --service-ms still wins (it is applied above, so re-apply it after).
+    const profiled = applyProfile(p, profileOption(o.profile)).params;
+    Object.assign(p, profiled);
+    if (o.serviceMs !== undefined) delete p.servicePercentilesMs;
   }
   if (p.load.kind === 'ab') {
     if (o.requests !== undefined) p.load.requests = n('--requests', o.requests, 'requests');
@@ -158,6 +186,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
     .option('--requests <n>', 'ab -n').option('--concurrency <n>', 'ab -c')
     .option('--rate <r>', 'proxy scenarios: requests per second').option('--duration <s>', 'proxy scenarios: seconds')
     .option('--service-ms <ms>', 'fixed service time per request')
+    .option('--profile <name>', `a server's measured timings (service time, worker boot): ${PROFILE_NAMES.join(', ')}`)
     .action((options: SimulateOptions) => {
       const seed = parseNumberOption('--seed', options.seed, SEED_BOUND);
       const scenarios = options.scenario ? [checkedScenario(options.scenario)] : SEED_SCENARIO_NAMES.map(getScenario);
@@ -179,7 +208,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
           let onEvent: ((e: TraceEvent) => void) | undefined;
           if (options.trace) {
             // Every simulated run ends with the liveness phase, so its trace is complete.
-            const header = makeHeader(policy, params.server, true, { scenario: scenario.name, seed, command: replayCommand(scenario.name, policy, seed) });
+            const header = makeHeader(policy, params.server, true, { scenario: scenario.name, seed, command: replayCommand(scenario.name, policy, seed, options) });
             out = createWriteStream(options.trace);
             out.write(JSON.stringify(header) + '\n');
             const stream = out;
@@ -199,7 +228,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
         const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
         const seconds = (performance.now() - startedAt) / 1000;
         io.out(options.json ? JSON.stringify({ ...toJson(result), run: { events: result.events, seconds: Number(seconds.toFixed(3)), peakRssMiB: peakMiB } }) + '\n' : abReport(result));
-        if (!options.json) io.out(`Simulated:              ${result.events.toLocaleString('en')} events in ${seconds.toFixed(2)} s; peak memory ${peakMiB} MiB (RSS)\n\nReplay: ${replayCommand(result.scenario, result.policy, seed)}\n`);
+        if (!options.json) io.out(`Simulated:              ${result.events.toLocaleString('en')} events in ${seconds.toFixed(2)} s; peak memory ${peakMiB} MiB (RSS)\n\nReplay: ${replayCommand(result.scenario, result.policy, seed, options)}\n`);
         return;
       }
       io.out(table(results, scenarios.map((s) => s.name), policies));
@@ -259,6 +288,7 @@ function checkReplayCommand(o: CheckOutcome): string {
   return `npx quiesce check --policy ${o.policy} --property ${o.property}${world}`;
 }
 
-function replayCommand(scenario: string, policy: string, seed: number): string {
-  return `npx quiesce simulate --scenario ${scenario} --policy ${policy} --seed ${seed}`;
+function replayCommand(scenario: string, policy: string, seed: number, options: SimulateOptions): string {
+  const flags = RUN_FLAGS.flatMap(([key, flag]) => (options[key] !== undefined ? [flag, String(options[key])] : []));
+  return ['npx quiesce simulate --scenario', scenario, '--policy', policy, '--seed', String(seed), ...flags].join(' ');
 }

@@ -59,7 +59,7 @@ export function commandServer(command: string, bind: string, signals: { stop?: s
   const target = parseBind(bind);
   return {
     signalFor: (signal) => (signal === 'TERM' ? (signals.stop ?? signal) : signal === 'HUP' ? (signals.reload ?? signal) : signal),
-    start: (script, dir) => startProcess(['/bin/sh', '-c', `exec ${fill(command, script)}`], { cwd: dir }),
+    start: (params, dir) => startProcess(['/bin/sh', '-c', `exec ${fillCommand(command, params)}`], { cwd: dir }),
     listening: async (server, timeoutMs) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -82,8 +82,8 @@ function cmdlineOf(pid: number): string {
   }
 }
 
-function fill(command: string, script: Script): string {
-  const params = scriptParams(script);
+/** The command with its placeholders filled from the server's parameters. */
+export function fillCommand(command: string, params: ServerParams): string {
   let out = command;
   for (const [name, p] of Object.entries(PLACEHOLDERS)) out = out.split(name).join(p.of(params));
   return out;

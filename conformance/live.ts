@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { ClientFailure, TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import { parseTrace, type Trace } from '../model/trace.ts';
-import { requestId, type Script } from '../simulator/script.ts';
+import { requestId, scriptParams, type Script } from '../simulator/script.ts';
 import { workersOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
 
 /** `quiesce serve` flags for a script's parameters (what the simulator runs with is then read from the real trace's header). */
@@ -138,8 +138,8 @@ class ScriptClient {
 
 /** A server the runner can start and stop: ours, or any command (conformance/blackbox.ts). */
 export interface ServerUnderTest {
-  /** Start it for a script (in its own directory); the runner signals it by its pid. */
-  start(script: Script, dir: string): ServerProcess;
+  /** Start it with these parameters (a script's, a calibration's), in its own directory; the runner signals it by its pid. */
+  start(server: ServerParams, dir: string): ServerProcess;
   /** Where it accepts connections, once it does. */
   listening(server: ServerProcess, timeoutMs: number): Promise<net.NetConnectOpts>;
   /** Its worker processes, oldest first (for signals to a worker). */
@@ -159,7 +159,7 @@ export interface ScriptRun {
 /** The one black-box runner: a script's clients and signals at their moments, against a real server process. */
 export async function runScript(script: Script, sut: ServerUnderTest, options: { timeoutMs?: number } = {}): Promise<ScriptRun> {
   const dir = tempDir('quiesce-script-');
-  const server = sut.start(script, dir);
+  const server = sut.start(scriptParams(script), dir);
   const observed: TraceEvent[] = [];
   const clients = new Map<string, ScriptClient>();
   try {
@@ -213,9 +213,9 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
 /** `quiesce serve` under a policy, as a server under test: it also writes its own trace. */
 function quiesceServe(policy: string, env: Record<string, string>): ServerUnderTest {
   return {
-    start: (script, dir) =>
+    start: (server, dir) =>
       startProcess(
-        [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', join(dir, 'trace.jsonl'), ...serveFlags(script.server)],
+        [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', join(dir, 'trace.jsonl'), ...serveFlags(server)],
         // The workers check after every connection event that their bookkeeping agrees with their machines.
         { cwd: dir, env: { QUIESCE_DEBUG: 'pairs', ...env } },
       ),

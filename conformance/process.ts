@@ -5,7 +5,7 @@
  * tests — never by the server itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +55,61 @@ function childrenTitled(pid: number, prefix: string): number[] {
       return false;
     }
   });
+}
+
+/**
+ * The TCP connections to local `port` each of `pids` holds open, read from outside: each process's
+ * socket fds (/proc/<pid>/fd) matched against the kernel's connection tables (/proc/net/tcp, tcp6),
+ * counting those established or closed by the peer only (CLOSE_WAIT: still the process's to close).
+ * What a server's trace cannot show when the process dies unannounced, and what a server with no
+ * trace (gunicorn) never says. A connection shared by several processes counts for each.
+ */
+export function connectionsHeld(pids: readonly number[], port: number): Map<number, number> {
+  const owners = new Map<string, number[]>();
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone
+    }
+    for (const fd of fds) {
+      try {
+        const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+        if (inode) owners.set(inode, [...(owners.get(inode) ?? []), pid]);
+      } catch {
+        // closed between listing and reading
+      }
+    }
+  }
+  const held = new Map<number, number>(pids.map((pid) => [pid, 0]));
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    // sl local_address rem_address st … inode: ports in hex; st 01 ESTABLISHED, 08 CLOSE_WAIT
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || (f[3] !== '01' && f[3] !== '08')) continue;
+      if (parseInt(f[1]!.slice(f[1]!.lastIndexOf(':') + 1), 16) !== port) continue;
+      for (const pid of owners.get(f[9]!) ?? []) held.set(pid, held.get(pid)! + 1);
+    }
+  }
+  return held;
+}
+
+/** Whether `pid` is stopped (SIGSTOP) — or gone, which holds nothing either. */
+export function isStopped(pid: number): boolean {
+  try {
+    // /proc/<pid>/stat: "pid (comm) S …"; the state follows the last ')'
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] === 'T';
+  } catch {
+    return true;
+  }
 }
 
 /** Every process below `pid`. */

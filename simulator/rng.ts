@@ -43,3 +43,12 @@ export class Rng implements Draw {
     return items[this.int(0, items.length - 1)]!;
   }
 }
+
+/** A draw from a distribution given by its percentiles: a uniform percent, interpolated between the two nearest. */
+export function fromPercentiles(percentilesMs: readonly number[], uniformPercent: number): number {
+  const at = Math.min(Math.max(uniformPercent, 0), 100);
+  const low = Math.floor(at);
+  const high = Math.min(low + 1, 100);
+  const lowMs = percentilesMs[low]!;
+  return lowMs + (percentilesMs[high]! - lowMs) * (at - low);
+}

@@ -12,6 +12,7 @@ import { Engine } from './engine.ts';
 import { Kernel } from './kernel.ts';
 import { CLASSIC_SYN_SCHEDULE_MS, Network } from './network.ts';
 import type { ScenarioParams } from './scenarios.ts';
+import { fromPercentiles } from './rng.ts';
 import { routeItem, type PlatformItem, type Wire } from './platform.ts';
 import { SimulatedServer } from './server.ts';
 
@@ -42,6 +43,13 @@ export interface RunResult {
   virtualMs: number;
   events: number;
   header: TraceHeader;
+}
+
+/** Each request's service time: one draw from the seeded PRNG, from a profile's percentiles or the scenario's uniform range. */
+function serviceTimeOf(params: ScenarioParams, engine: Engine): (req: string) => number {
+  const percentiles = params.servicePercentilesMs;
+  if (percentiles) return () => fromPercentiles(percentiles, engine.rng.uniform(0, 100));
+  return () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs);
 }
 
 /** The simulated world of one run, wired: engine, kernel, network, server. */
@@ -76,7 +84,7 @@ export function buildWorld(
     network,
     {
       bootMs: params.bootMs,
-      serviceMs: serviceMs ?? (() => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs)),
+      serviceMs: serviceMs ?? serviceTimeOf(params, engine),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
     },

@@ -24,9 +24,11 @@ export interface ScenarioParams {
   load: Load;
   latencyMs: number;
   bootMs: number;
-  /** Service time: uniform in [min, max]. */
+  /** Service time: uniform in [min, max]; or, when a profile gives them, drawn from measured percentiles. */
   serviceMinMs: number;
   serviceMaxMs: number;
+  /** The 101 percentiles (0, 1, …, 100) of a measured service time, ms (simulator/profiles.ts). */
+  servicePercentilesMs?: number[];
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;

@@ -45,6 +45,17 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['check', '--policy', 'safe-drain', '--property', 'exit-by-deadline', '--world', '{"workers":'], /--world: not JSON .*; expected the world a counterexample printed/],
     [['check', '--policy', 'safe-drain', '--property', 'exit-by-deadline', '--world', '{"workers":1}'], /--world: field "threads": .*expected the world a counterexample printed/],
     [['replay', '/nonexistent/trace.jsonl'], /cannot read trace file "\/nonexistent\/trace.jsonl": ENOENT/],
+    [['simulate', '--scenario', 'keepalive-recycle', '--profile', 'gunicorn-99'], /--profile: unknown profile "gunicorn-99"; expected one of: gunicorn-20.1-gthread, gunicorn-20.1-sync, quiesce-serve/],
+    [['calibrate', '--bind', '127.0.0.1:1', '--profile', 'quiesce-serve'], /--server: required/],
+    [['calibrate', '--server', 'x', '--profile', 'quiesce-serve'], /--bind: required/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1'], /--profile: required; one of: gunicorn-20.1-gthread/],
+    [['calibrate', '--server', 'x', '--bind', 'unix:/tmp/s.sock', '--profile', 'quiesce-serve'], /--bind: calibrate reads connections from the kernel's TCP table: expected host:port, got "unix:\/tmp\/s.sock"/],
+    [['calibrate', '--server', 'x', '--bind', 'localhost', '--profile', 'quiesce-serve'], /--bind: expected host:port or unix:\/path, got "localhost"/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'quiesce-serve'], /--policy: required: profile quiesce-serve takes its policy as a flag/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--policy', 'nope'], /unknown policy "nope"/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--runs', '0'], /--runs: expected an integer from 1 to 100/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--tolerance', 'ten'], /--tolerance: expected a number from 0 to 10/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--requests', '5', '--concurrency', '10'], /--concurrency 10 exceeds --requests 5/],
   ];
   it('serve: an address already in use', async () => {
     const { createServer } = await import('node:net');

@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runAb, type AbReport } from './ab.ts';
+import { runAb, type AbReport } from '../../conformance/ab.ts';
 import { expectConformingTrace, serversStoppedAfterEach, stopServer, type RunningServer } from './server.ts';
 
 const SEED_SERVER = ['--workers', '4', '--threads', '20', '--keepalive', '2', '--max-requests', '512'];

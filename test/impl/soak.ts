@@ -18,12 +18,13 @@
  * `npm run soak` runs it at full size (1,000,000 requests, 100 reloads);
  * test/impl/soak.test.ts at a size that fits the suite.
  */
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { replay } from '../../model/replay.ts';
 import { readTrace } from '../../impl/trace-file.ts';
-import { runAb, type AbReport } from './ab.ts';
+import { runAb, type AbReport } from '../../conformance/ab.ts';
 import { childrenOf, startServer, stopServer, waitFor, type RunningServer } from './server.ts';
+import { connectionsHeld, isStopped } from '../../conformance/process.ts';
 
 export interface SoakOptions {
   readonly requests: number;
@@ -71,56 +72,6 @@ function rssOf(pids: number[]): number {
     }
   }
   return largest;
-}
-
-/**
- * The TCP connections to `port` a process holds, read from outside (/proc): its socket fds matched
- * against the kernel's table of established (or peer-closed) connections. Taken while the process is
- * SIGSTOPped, so it cannot accept or close one between the count and its death. The server's trace
- * is no substitute: a SIGKILLed worker's last trace events (a connection it had just accepted) die
- * with it unsent.
- */
-function connectionsHeldBy(pid: number, port: number): number {
-  const inodes = new Set<string>();
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inodes.add(m[1]!);
-      } catch {
-        // closed between listing and reading
-      }
-    }
-  } catch {
-    return 0;
-  }
-  let held = 0;
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10) continue;
-      const localPort = parseInt(f[1]!.split(':')[1]!, 16);
-      // 01 ESTABLISHED, 08 CLOSE_WAIT (the client sent its FIN; the connection is still the worker's)
-      if (localPort === port && (f[3] === '01' || f[3] === '08') && inodes.has(f[9]!)) held++;
-    }
-  }
-  return held;
-}
-
-function isStopped(pid: number): boolean {
-  try {
-    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T';
-  } catch {
-    return true; // gone: it holds nothing more
-  }
 }
 
 /** The highest sample in the first and the last third of a run, in MiB. */
@@ -192,7 +143,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const stopAndCountConnections = async (pid: number): Promise<number> => {
     process.kill(pid, 'SIGSTOP');
     await waitFor(() => isStopped(pid), 5000, `worker ${pid} to stop (SIGSTOP)`);
-    return connectionsHeldBy(pid, port);
+    return connectionsHeld([pid], port).get(pid)!;
   };
   let stoppedReplacedAfterMs: number | null = null;
   let killed = false;

@@ -1,0 +1,105 @@
+/** `quiesce calibrate`: a real server beside the simulator with its profile, under the same load (conformance/calibrate.ts). */
+import type { Command } from 'commander';
+import { calibrate, formatCalibration } from '../conformance/calibrate.ts';
+import { ConformUsageError, parseBind, PLACEHOLDERS } from '../conformance/blackbox.ts';
+import { BOUNDS, type Bound } from '../model/limits.ts';
+import { DEFAULT_SERVER_PARAMS } from '../model/params.ts';
+import { getPolicy } from '../model/policies.ts';
+import { getProfile, PROFILE_NAMES, UnknownProfileError, type Profile } from '../simulator/profiles.ts';
+import type { Io } from './main.ts';
+import { parseNumberOption, UsageError } from './errors.ts';
+
+interface CalibrateCliOptions {
+  server?: string;
+  bind?: string;
+  profile?: string;
+  policy?: string;
+  runs: string;
+  seeds: string;
+  tolerance: string;
+  workers: string;
+  threads: string;
+  keepalive: string;
+  maxRequests: string;
+  maxRequestsJitter: string;
+  requests: string;
+  concurrency: string;
+  timeout: string;
+  json?: boolean;
+}
+
+export function profileOption(name: string): Profile {
+  try {
+    return getProfile(name);
+  } catch (error) {
+    if (error instanceof UnknownProfileError) throw new UsageError(`--profile: ${error.message}`);
+    throw error;
+  }
+}
+
+export function registerCalibrateCommand(program: Command, io: Io): void {
+  program
+    .command('calibrate')
+    .description("run a real server and the simulator (with the server's profile) under the same ab load, several times each, and print them side by side; exit 1 when the simulated lost exchanges miss the real ones by more than the tolerance")
+    .option('--server <command>', `the real server's command line; it may take {bind} ${Object.keys(PLACEHOLDERS).join(' ')}`)
+    .option('--bind <host:port>', 'where the command makes the server listen (TCP on loopback)')
+    .option('--profile <name>', `the server's measured timings: ${PROFILE_NAMES.join(', ')}`)
+    .option('--policy <name>', "the policy to simulate (default: the profile's)")
+    .option('--runs <n>', 'real runs', '3')
+    .option('--seeds <n>', 'simulated runs: seeds 1..n', '3')
+    .option('--tolerance <fraction>', 'on the median of lost exchanges', '0.25')
+    .option('--workers <n>', '', '4')
+    .option('--threads <n>', '', '20')
+    .option('--keepalive <s>', 'seconds', '2')
+    .option('--max-requests <n>', '', '512')
+    .option('--max-requests-jitter <n>', '', '0')
+    .option('--requests <n>', 'ab -n', '10000')
+    .option('--concurrency <n>', 'ab -c', '20')
+    .option('--timeout <s>', 'ab -s', '30')
+    .option('--json', 'print one JSON object')
+    .action(async (options: CalibrateCliOptions) => {
+      if (options.server === undefined) throw new UsageError('--server: required (the real server\'s command line, e.g. "gunicorn -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} app:app")');
+      if (options.bind === undefined) throw new UsageError('--bind: required (host:port where the command makes the server listen)');
+      if (options.profile === undefined) throw new UsageError(`--profile: required; one of: ${PROFILE_NAMES.join(', ')}`);
+      try {
+        if (!('port' in parseBind(options.bind))) throw new UsageError(`--bind: calibrate reads connections from the kernel's TCP table: expected host:port, got "${options.bind}"`);
+      } catch (error) {
+        if (error instanceof ConformUsageError) throw new UsageError(error.message);
+        throw error;
+      }
+      const profile = profileOption(options.profile);
+      const policy = options.policy ?? profile.policy;
+      if (policy === undefined) throw new UsageError(`--policy: required: profile ${profile.name} takes its policy as a flag (${profile.describes})`);
+      getPolicy(policy);
+      const n = (flag: string, value: string, bound: Bound) => parseNumberOption(flag, value, bound);
+      const requests = n('--requests', options.requests, BOUNDS.requests);
+      const concurrency = n('--concurrency', options.concurrency, BOUNDS.concurrency);
+      if (concurrency > requests) throw new UsageError(`--concurrency ${concurrency} exceeds --requests ${requests} (ab refuses this too)`);
+      const seeds = n('--seeds', options.seeds, { integer: true, min: 1, max: 100 });
+      const report = await calibrate({
+        command: options.server,
+        bind: options.bind,
+        cwd: process.cwd(),
+        profile,
+        policy,
+        server: {
+          ...DEFAULT_SERVER_PARAMS,
+          workers: n('--workers', options.workers, BOUNDS.workers),
+          threads: n('--threads', options.threads, BOUNDS.threads),
+          keepAliveMs: n('--keepalive', options.keepalive, BOUNDS.seconds) * 1000,
+          maxRequests: n('--max-requests', options.maxRequests, BOUNDS.maxRequests),
+          maxRequestsJitter: n('--max-requests-jitter', options.maxRequestsJitter, BOUNDS.maxRequestsJitter),
+        },
+        load: { requests, concurrency, timeoutS: n('--timeout', options.timeout, { integer: true, min: 1, max: 3600 }) },
+        runs: n('--runs', options.runs, { integer: true, min: 1, max: 100 }),
+        seeds: Array.from({ length: seeds }, (_, i) => i + 1),
+        tolerance: n('--tolerance', options.tolerance, { integer: false, min: 0, max: 10 }),
+        log: (line) => {
+          if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2K${line}…`);
+        },
+      });
+      if (process.stderr.isTTY && !options.json) process.stderr.write('\r\x1b[2K');
+      io.out(options.json ? JSON.stringify(report, null, 2) + '\n' : formatCalibration(report));
+      if (!report.withinTolerance) io.exitCode = 1;
+    });
+}

@@ -1,0 +1,89 @@
+/**
+ * The form of a server profile file (simulator/profiles.ts says what a
+ * profile is): kept apart from the loader, so that the script that measures
+ * and writes the files (conformance/measure-profile.ts) does not need them.
+ */
+import { z } from 'zod';
+
+const measurementSchema = z.strictObject({
+  command: z.string().min(1),
+  date: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date as YYYY-MM-DD'),
+  machine: z.string().min(1),
+  method: z.string().min(1),
+});
+
+/** A distribution as the 101 percentiles 0, 1, …, 100 of its samples (ab's `-e` table), in ms. */
+const percentilesSchema = z
+  .array(z.number().nonnegative())
+  .length(101, 'the 101 percentiles 0, 1, …, 100')
+  .refine((p) => p.every((v, i) => i === 0 || v >= p[i - 1]!), 'percentiles must not decrease');
+
+const measuredDistribution = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  percentilesMs: percentilesSchema,
+});
+
+const measuredValue = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  /** The median of the samples: what the simulator uses. */
+  medianMs: z.number().nonnegative(),
+  minMs: z.number().nonnegative(),
+  maxMs: z.number().nonnegative(),
+});
+
+export const profileSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9.-]+$/),
+    describes: z.string().min(1),
+    /** The policy whose decisions this server makes (a name of `quiesce policies`); absent when the server takes one as a flag. */
+    policy: z.string().min(1).optional(),
+    measurements: z.record(z.string(), measurementSchema),
+    /**
+     * Time from a request's arrival to its response leaving, under the load the profile was measured
+     * at, without recycling: what the simulator draws as a request's service time. It includes the
+     * wait for the CPU (the simulator has no CPU model), so it holds for that load's concurrency.
+     */
+    serviceMs: measuredDistribution.optional(),
+    /** From the arbiter's decision to start a worker to the worker ready to accept. */
+    bootMs: measuredValue.optional(),
+  })
+  .superRefine((profile, ctx) => {
+    for (const key of ['serviceMs', 'bootMs'] as const) {
+      const id = profile[key]?.measurement;
+      if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
+        ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
+      }
+    }
+  });
+
+export type Profile = z.infer<typeof profileSchema>;
+
+/**
+ * Every number in a profile file (parsed JSON) that no measurement supports: a number counts as
+ * measured when an object on its path names a `measurement` the file describes, or when it is part of
+ * a measurement's description. Returns the numbers' paths, e.g. `serviceMs.percentilesMs.50`.
+ */
+export function unmeasuredNumbers(file: unknown): string[] {
+  const described = new Set<string>();
+  if (isRecord(file) && isRecord(file.measurements)) for (const id of Object.keys(file.measurements)) described.add(id);
+  const found: string[] = [];
+  const walk = (value: unknown, path: string[], supported: boolean): void => {
+    if (typeof value === 'number') {
+      if (!supported) found.push(path.join('.'));
+    } else if (Array.isArray(value)) {
+      value.forEach((v, i) => walk(v, [...path, String(i)], supported));
+    } else if (isRecord(value)) {
+      const names = typeof value.measurement === 'string' && described.has(value.measurement);
+      for (const [k, v] of Object.entries(value)) walk(v, [...path, k], supported || names || (path.length === 1 && path[0] === 'measurements'));
+    }
+  };
+  walk(file, [], false);
+  return found;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+

@@ -1,0 +1,105 @@
+/**
+ * `quiesce calibrate` for real: a server started from its command, ab's load,
+ * its workers and their connections read from /proc, beside the simulator
+ * with the server's measured profile.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir, QUIESCE_BIN } from '../../conformance/process.ts';
+import type { CalibrationReport } from '../../conformance/calibrate.ts';
+import { lossMechanisms, median, withinTolerance } from '../../conformance/calibrate.ts';
+import { abFailureCounts } from '../../simulator/clients.ts';
+import fc from 'fast-check';
+import { runCli } from '../helpers.ts';
+
+const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p));
+
+describe('withinTolerance and median', () => {
+  it('measure the simulated median against the real one, relatively; a real 0 asks for a simulated 0', () => {
+    expect(withinTolerance(100, 125, 0.25)).toBe(true);
+    expect(withinTolerance(100, 126, 0.25)).toBe(false);
+    expect(withinTolerance(100, 75, 0.25)).toBe(true);
+    expect(withinTolerance(100, 74, 0.25)).toBe(false);
+    expect(withinTolerance(0, 0, 0.25)).toBe(true);
+    expect(withinTolerance(0, 1, 0.25)).toBe(false);
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 2, 3])).toBe(2.5);
+  });
+});
+
+describe("lossMechanisms: how each exchange was lost, read back from ab's columns", () => {
+  it("recovers any mix of the three losses from the counts ab's accounting (simulator/clients.ts) gives them", () => {
+    fc.assert(
+      fc.property(fc.nat(500), fc.nat(500), fc.nat(500), (unread, afterFin, noReply) => {
+        const columns = { receive: 0, length: 0, exceptions: 0 };
+        const add = (c: { receive: number; length: number; exceptions: number }, n: number) => {
+          columns.receive += c.receive * n;
+          columns.length += c.length * n;
+          columns.exceptions += c.exceptions * n;
+        };
+        add(abFailureCounts('reset', false), unread);
+        add(abFailureCounts('reset', true), afterFin);
+        add(abFailureCounts('empty-reply', false), noReply);
+        expect(lossMechanisms(columns)).toEqual({ unreadReset: unread, resetAfterFin: afterFin, finNoReply: noReply });
+      }),
+    );
+  });
+});
+
+describe('quiesce calibrate', () => {
+  it('quiesce serve under gunicorn-gthread, 3 real runs beside 3 seeds with its profile: the lost exchanges agree within ±25 % (asserted by the exit code)', async () => {
+    const port = 18534;
+    const { code, out, err } = await runCli(
+      'calibrate',
+      '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
+      '--bind', `127.0.0.1:${port}`,
+      '--profile', 'quiesce-serve',
+      '--policy', 'gunicorn-gthread',
+      '--json',
+    );
+    expect(err).toBe('');
+    const report = JSON.parse(out) as CalibrationReport;
+    console.log(`quiesce serve: lost exchanges real ${report.real.map((r) => r.lost).join(', ')}; simulated ${report.simulated.map((s) => s.figures.lost).join(', ')}`);
+    expect(report.real).toHaveLength(3);
+    expect(report.simulated.map((s) => s.seed)).toEqual([1, 2, 3]);
+    // The seed's load recycles each worker after 512 requests: about 10,000 / 512 replacements, seen from outside and in the model alike.
+    for (const figures of [...report.real, ...report.simulated.map((s) => s.figures)]) {
+      expect(figures.recycles).toBeGreaterThanOrEqual(14);
+      expect(figures.recycles).toBeLessThanOrEqual(20);
+      expect(figures.heldPerRecycle).toBeGreaterThan(0);
+      expect(figures.lost).toBeGreaterThan(0); // gunicorn-gthread loses keep-alive exchanges at each recycle: the mechanism is there on both sides
+    }
+    expect(report.withinTolerance).toBe(withinTolerance(report.lostRealMedian, report.lostSimulatedMedian, 0.25));
+    expect(report.withinTolerance).toBe(true);
+    expect(code).toBe(0);
+  }, 180_000);
+
+  describe("Debian's gunicorn 20.1 gthread", () => {
+    if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
+    it('is measured from outside — its recycled workers and the connections each held, from /proc — and set beside its profile; the report says how far the simulator is', async () => {
+      const dir = tempDir('quiesce-calibrate-');
+      writeFileSync(join(dir, 'app.py'), "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '14')])\n    return [b'Hello, world!\\n']\n");
+      const { code, out } = await runCli(
+        'calibrate',
+        '--server', `${GUNICORN} --chdir ${dir} -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning app:app`,
+        '--bind', '127.0.0.1:18535',
+        '--profile', 'gunicorn-20.1-gthread',
+        '--runs', '1',
+        '--seeds', '1',
+        '--json',
+      );
+      const report = JSON.parse(out) as CalibrationReport;
+      const [real] = report.real;
+      console.log(`gunicorn 20.1 gthread: real lost ${real!.lost} over ${real!.recycles} recycles (held ${real!.heldPerRecycle.toFixed(1)} each); simulated ${report.lostSimulatedMedian}`);
+      expect(report.policy).toBe('gunicorn-gthread');
+      expect(real!.recycles).toBeGreaterThanOrEqual(12);
+      expect(real!.heldPerRecycle).toBeGreaterThan(0);
+      // ab counts each lost exchange once under Length; gunicorn 20.1 loses some at every recycle (the seed's finding).
+      expect(real!.lost).toBe(real!.length);
+      expect(real!.lost).toBeGreaterThan(real!.recycles);
+      // The exit code is the tolerance's verdict, whichever it is (the gap is issue 14's open part: simulator/README.md).
+      expect(code).toBe(report.withinTolerance ? 0 : 1);
+    }, 120_000);
+  });
+});

@@ -1,0 +1,105 @@
+/** Server profiles (simulator/profiles.ts): measured, not tuned — and what the simulator does with them. */
+import { readdirSync, readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { applyProfile, getProfile, PROFILE_NAMES, profileSchema, unmeasuredNumbers } from '../../simulator/profiles.ts';
+import { fromPercentiles } from '../../simulator/rng.ts';
+import { exitToReady } from '../../conformance/measure-profile.ts';
+import { runScenario } from '../../simulator/run.ts';
+import { getScenario } from '../../simulator/scenarios.ts';
+
+const DIR = new URL('../../simulator/profiles/', import.meta.url);
+const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
+const read = (file: string): unknown => JSON.parse(readFileSync(new URL(file, DIR), 'utf8'));
+
+describe('profile files', () => {
+  it('ship the three the issue names, each loaded under its file name', () => {
+    expect(files.sort()).toEqual(['gunicorn-20.1-gthread.json', 'gunicorn-20.1-sync.json', 'quiesce-serve.json']);
+    expect([...PROFILE_NAMES].sort()).toEqual(files.map((f) => f.replace(/\.json$/, '')).sort());
+  });
+
+  it.each(files)('%s: every number stands under a measurement that says its command, date, machine and method', (file) => {
+    const profile = read(file);
+    expect(unmeasuredNumbers(profile)).toEqual([]);
+    const parsed = profileSchema.parse(profile);
+    for (const m of Object.values(parsed.measurements)) {
+      expect(m.command.length).toBeGreaterThan(10);
+      expect(m.machine).toMatch(/\d+ × .+, Linux /);
+    }
+    // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
+    const used = [parsed.serviceMs?.measurement, parsed.bootMs?.measurement].filter(Boolean);
+    expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
+  });
+
+  it('the check finds a number no measurement supports, and the schema refuses a measurement that is not described', () => {
+    const profile = read('gunicorn-20.1-gthread.json') as Record<string, unknown>;
+    expect(unmeasuredNumbers({ ...profile, dispatchMs: 3 })).toEqual(['dispatchMs']);
+    expect(unmeasuredNumbers({ ...profile, acceptBatch: { value: 4 } })).toEqual(['acceptBatch.value']);
+    expect(unmeasuredNumbers({ ...profile, bootMs: { ...(profile.bootMs as object), measurement: 'guessed' } })).toEqual(
+      expect.arrayContaining(['bootMs.samples', 'bootMs.medianMs']),
+    );
+    const undescribed = profileSchema.safeParse({ ...profile, bootMs: { ...(profile.bootMs as object), measurement: 'guessed' } });
+    expect(undescribed.success).toBe(false);
+    expect(undescribed.error?.issues[0]?.message).toMatch(/names measurement "guessed", which the profile does not describe/);
+    expect(profileSchema.safeParse({ ...profile, surprise: 1 }).success).toBe(false);
+  });
+});
+
+describe('fromPercentiles: a draw from a measured distribution', () => {
+  const percentiles = fc
+    .array(fc.float({ min: 0, max: 100, noNaN: true }), { minLength: 101, maxLength: 101 })
+    .map((xs) => xs.sort((a, b) => a - b));
+
+  it('is the percentile itself at a whole percent, between its neighbours elsewhere, and never decreases in the percent drawn', () => {
+    fc.assert(
+      fc.property(percentiles, fc.double({ min: 0, max: 100, noNaN: true }), fc.double({ min: 0, max: 100, noNaN: true }), (p, u, v) => {
+        expect(fromPercentiles(p, Math.floor(u))).toBe(p[Math.floor(u)]);
+        const x = fromPercentiles(p, u);
+        expect(x).toBeGreaterThanOrEqual(p[Math.floor(u)]!);
+        expect(x).toBeLessThanOrEqual(p[Math.min(100, Math.floor(u) + 1)]!);
+        if (u <= v) expect(x).toBeLessThanOrEqual(fromPercentiles(p, v));
+      }),
+    );
+  });
+});
+
+describe('applyProfile', () => {
+  it("replaces the scenario's service time and boot with the profile's, and names what stayed a default", () => {
+    const base = getScenario('keepalive-recycle').params;
+    const profile = getProfile('gunicorn-20.1-gthread');
+    const applied = applyProfile(base, profile);
+    expect(applied.params.servicePercentilesMs).toEqual(profile.serviceMs!.percentilesMs);
+    expect(applied.params.bootMs).toBe(profile.bootMs!.medianMs);
+    expect(applied.fromProfile).toEqual(['service time', 'worker boot']);
+    expect(applied.defaults.join()).toMatch(/one-way latency/);
+    expect(base.servicePercentilesMs).toBeUndefined(); // the scenario itself is left as it was
+  });
+
+  it('a profiled run is a function of its seed, and its latencies follow the profile (p50 near the measured p50)', () => {
+    const profile = getProfile('quiesce-serve');
+    const params = applyProfile({ ...getScenario('keepalive-recycle').params, server: { ...getScenario('keepalive-recycle').params.server, maxRequests: 0 } }, profile).params;
+    params.load = { kind: 'ab', requests: 2000, concurrency: 20, keepAlive: true, timeoutMs: 30_000 };
+    const run = (seed: number) => runScenario({ scenario: 'keepalive-recycle', policy: 'safe-drain', seed, params });
+    const [a, b] = [run(7), run(7)];
+    expect(a.stats.latency.percentileMs(50)).toBe(b.stats.latency.percentileMs(50));
+    expect(a.events).toBe(b.events);
+    // Without recycling the simulated latency is the service time plus two one-way latencies (0.05 ms each), histogram-binned.
+    const measured = profile.serviceMs!.percentilesMs[50]!;
+    expect(Math.abs(a.stats.latency.percentileMs(50) - measured)).toBeLessThan(0.25 * measured + 0.2);
+  });
+});
+
+describe('exitToReady: pairing a worker exit with its replacement', () => {
+  it('pairs in order, skips the first workers (no exit before them) and exits never replaced (the stop)', () => {
+    const events = [
+      { ms: 0, kind: 'ready' as const },
+      { ms: 1, kind: 'ready' as const },
+      { ms: 100, kind: 'exit' as const },
+      { ms: 105, kind: 'exit' as const },
+      { ms: 230, kind: 'ready' as const },
+      { ms: 260, kind: 'ready' as const },
+      { ms: 900, kind: 'exit' as const },
+    ];
+    expect(exitToReady(events)).toEqual([130, 155]);
+  });
+});
