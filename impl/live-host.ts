@@ -7,6 +7,8 @@
 import { ActorHost, type Timer, type TraceSink } from '../model/host.ts';
 import { MAX_TIMER_MS } from '../model/limits.ts';
 import type { Runtimes } from '../model/machines/index.ts';
+import { WORKER_TIMER_IDS } from '../model/machines/worker.ts';
+import type { ActorId } from '../model/events.ts';
 
 export class ServerInvariantError extends Error {
   constructor(message: string) {
@@ -25,6 +27,17 @@ export function monotonicMs(): number {
   return seconds * 1e3 + nanoseconds / 1e6;
 }
 
+/**
+ * A worker's own graceful deadline is a backstop: when the arbiter stops or reloads the server, its
+ * KILL at the same deadline is what ends a worker still draining (the chart's tie, which the
+ * simulator resolves arbiter first). On real clocks the two timers run in two processes, and an
+ * arbiter whose event loop is a few ms behind (it writes every worker's trace) would lose the tie
+ * to the worker's timer. So the worker's runs this much later — as gunicorn's does, whose worker
+ * starts its wait only when its loop has ended. Well inside the real clock's tolerance (REAL_CLOCK:
+ * 1 s late); a worker that drains on its own (max-requests) exits this much after its deadline.
+ */
+export const WORKER_BACKSTOP_MS = 50;
+
 export class LiveHost extends ActorHost {
   constructor(
     runtimes: Runtimes,
@@ -32,6 +45,10 @@ export class LiveHost extends ActorHost {
     private readonly originNs: bigint,
   ) {
     super(runtimes, sink);
+  }
+
+  protected override timerDelayMs(actor: ActorId, id: string, delayMs: number): number {
+    return id === WORKER_TIMER_IDS.graceful && actor.startsWith('worker/') ? Math.min(delayMs + WORKER_BACKSTOP_MS, MAX_TIMER_MS) : delayMs;
   }
 
   get nowMs(): number {

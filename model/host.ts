@@ -327,8 +327,17 @@ export abstract class ActorHost {
     this.commands.push(() => owner(actor, action));
   }
 
+  /**
+   * How long after now the platform runs an actor's timer that the chart set `delayMs` ahead: the
+   * same, on a virtual clock. A real platform may run one later — never earlier — within the
+   * real clock's tolerance (model/timing.ts); the trace still holds it to the chart's due time.
+   */
+  protected timerDelayMs(_actor: ActorId, _id: string, delayMs: number): number {
+    return delayMs;
+  }
+
   private arm(actor: ActorId, record: ActorRecord, id: string, event: { readonly type: string }, delayMs: number): void {
-    const handle: Timer = this.at(delayMs, () => {
+    const handle: Timer = this.at(this.timerDelayMs(actor, id, delayMs), () => {
       const stopped = this.suspended.get(ownerOf(actor));
       // A stopped process runs no timer: it fires at CONT, unless it was cancelled or replaced meanwhile.
       if (stopped) stopped.push(() => this.actors.get(actor) === record && this.fireTimer(actor, id, handle));
