@@ -23,9 +23,9 @@ import type { ServerParams } from '../model/params.ts';
 import { applyProfile, type Profile } from '../simulator/profiles.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
-import { runAb, type AbReport } from './ab.ts';
+import { runAb } from './ab.ts';
 import { commandServer, fillCommand, parseBind } from './blackbox.ts';
-import { childrenOf, connectionsHeld } from './process.ts';
+import { childrenOf, connectionsHeld, stopGracefully } from './process.ts';
 
 export interface CalibrationLoad {
   /** ab -n */
@@ -179,7 +179,7 @@ class HeldSampler {
   }
 
   /** Stop; the workers seen at the start of the run and still alive at its end did not recycle. */
-  async stop(windowMs: number): Promise<{ ended: number; heldAtEnd: number[] }> {
+  async stop(windowMs: number): Promise<{ heldAtEnd: number[] }> {
     this.running = false;
     await this.done;
     const lastMs = Math.max(0, ...[...this.series.values()].map((s) => s.at(-1)!.ms));
@@ -191,7 +191,7 @@ class HeldSampler {
       for (const x of s) if (x.held > 0) lastHeld = x;
       heldAtEnd.push(lastHeld ? Math.max(...s.filter((x) => x.ms >= lastHeld.ms - windowMs && x.ms <= lastHeld.ms).map((x) => x.held)) : 0);
     }
-    return { ended: heldAtEnd.length, heldAtEnd };
+    return { heldAtEnd };
   }
 }
 
@@ -214,15 +214,15 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
     const ab = await runAb(abArgs(options.load, `http://${options.bind}/`));
     const held = await sampler.stop(HELD_WINDOW_MS);
     if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
-    return figuresOfAb(ab, held.ended, held.heldAtEnd);
+    return figuresOf(ab, held.heldAtEnd, ab.p50Ms, ab.p99Ms);
   } finally {
-    server.signal('SIGTERM');
-    const stopped = await Promise.race([server.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 35_000))]);
-    if (!stopped) server.destroy();
+    await stopGracefully(server);
   }
 }
 
-function figuresOfAb(ab: AbReport, recycles: number, heldAtEnd: readonly number[]): RunFigures {
+/** One run's figures from ab's columns (real or simulated), its recycles, the connections each recycled worker held, and its latency. */
+function figuresOf(ab: { readonly failed: number; readonly receive: number; readonly length: number; readonly exceptions: number }, held: readonly number[], p50Ms: number, p99Ms: number): RunFigures {
+  const recycles = held.length;
   return {
     abFailed: ab.failed,
     receive: ab.receive,
@@ -231,9 +231,9 @@ function figuresOfAb(ab: AbReport, recycles: number, heldAtEnd: readonly number[
     lost: ab.length,
     recycles,
     lostPerRecycle: recycles > 0 ? ab.length / recycles : 0,
-    heldPerRecycle: mean(heldAtEnd),
-    p50Ms: ab.p50Ms,
-    p99Ms: ab.p99Ms,
+    heldPerRecycle: mean(held),
+    p50Ms,
+    p99Ms,
     ...lossMechanisms(ab),
   };
 }
@@ -262,21 +262,7 @@ export function simulatedRun(policy: string, params: ScenarioParams, seed: numbe
     }
   };
   const result = runScenario({ scenario: 'calibration', policy, seed, params, onEvent });
-  const s = result.stats;
-  const recycles = heldAtRecycle.length;
-  return {
-    abFailed: s.ab.failed,
-    receive: s.ab.receive,
-    length: s.ab.length,
-    exceptions: s.ab.exceptions,
-    lost: s.ab.length,
-    recycles,
-    lostPerRecycle: recycles > 0 ? s.ab.length / recycles : 0,
-    heldPerRecycle: mean(heldAtRecycle),
-    p50Ms: s.latency.percentileMs(50),
-    p99Ms: s.latency.percentileMs(99),
-    ...lossMechanisms(s.ab),
-  };
+  return figuresOf(result.stats.ab, heldAtRecycle, result.stats.latency.percentileMs(50), result.stats.latency.percentileMs(99));
 }
 
 export async function calibrate(options: CalibrationOptions): Promise<CalibrationReport> {

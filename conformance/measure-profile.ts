@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { runAb } from './ab.ts';
 import { commandServer, fillCommand } from './blackbox.ts';
-import { tempDir } from './process.ts';
+import { stopGracefully, tempDir } from './process.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import { profileSchema, type Profile } from '../simulator/profile-schema.ts';
@@ -152,9 +152,7 @@ async function withServer<T>(target: Target, params: ServerParams, port: number,
     await sut.listening(server, 20_000);
     return await body(dir, command);
   } finally {
-    server.signal('SIGTERM');
-    const stopped = await Promise.race([server.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 35_000))]);
-    if (!stopped) server.destroy();
+    await stopGracefully(server);
   }
 }
 

@@ -112,6 +112,18 @@ export function isStopped(pid: number): boolean {
   }
 }
 
+/**
+ * Stop a server as a supervisor does: SIGTERM, then its graceful stop's time (gunicorn's default
+ * graceful timeout is 30 s), then SIGKILL to it and every process below it.
+ */
+export async function stopGracefully(server: ServerProcess, waitMs = 35_000): Promise<void> {
+  server.signal('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([server.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), waitMs)))]);
+  clearTimeout(timer);
+  if (!stopped) server.destroy();
+}
+
 /** Every process below `pid`. */
 export function descendantsOf(pid: number): number[] {
   return childrenOf(pid).flatMap((c) => [c, ...descendantsOf(c)]);
