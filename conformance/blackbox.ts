@@ -33,6 +33,7 @@ export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => st
   '{graceful-timeout}': { of: (p) => String(p.gracefulTimeoutMs / 1000), needed: () => false },
   '{timeout}': { of: (p) => String(p.timeoutMs / 1000), needed: (p) => p.timeoutMs !== DEFAULT_TIMEOUT_MS },
   '{max-requests}': { of: (p) => String(p.maxRequests), needed: (p) => p.maxRequests > 0 },
+  '{max-requests-jitter}': { of: (p) => String(p.maxRequestsJitter), needed: (p) => p.maxRequestsJitter > 0 },
   '{idle-grace}': { of: (p) => String(p.idleGraceMs / 1000), needed: () => false },
   '{linger}': { of: (p) => String(p.lingerMs / 1000), needed: () => false },
   '{header-timeout}': { of: (p) => String(p.headerTimeoutMs / 1000), needed: (p) => p.headerTimeoutMs > 0 && p.headerTimeoutMs < 10_000 },

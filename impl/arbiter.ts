@@ -79,7 +79,7 @@ interface Spare {
 }
 
 /** Spares kept while the server runs: one covers a recycle or a replacement at a time. */
-const SPARES = Number(process.env.QS_SPARES ?? 1);
+const SPARES = 1;
 
 /** The largest request budget (max-requests + jitter) at which a worker still gains from skipping TurboFan (workerTierArgs). */
 const SHORT_LIVED_WORKER_REQUESTS = 4096;

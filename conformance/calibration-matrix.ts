@@ -1,0 +1,105 @@
+/**
+ * The calibration matrix (issue 14): `quiesce calibrate` over the rows a
+ * performance engineer would check — gunicorn 20.1 sync and gthread, 1, 2
+ * and 4 workers, max-requests jitter 0 and 64, keep-alive 0 — and
+ * `quiesce serve` beside them, each row 3 real runs against 3 seeds, printed
+ * as one Markdown table (`npm run calibrate:matrix`; simulator/README.md
+ * shows the result). Rows whose load needs signals during the run (HUPs
+ * and TERM under load) and the nginx backlog case are not driven by
+ * `calibrate` yet.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
+import { getProfile } from '../simulator/profiles.ts';
+import { calibrate, type CalibrationReport } from './calibrate.ts';
+import { QUIESCE_BIN, tempDir } from './process.ts';
+
+interface Row {
+  readonly name: string;
+  readonly command: string;
+  readonly profile: string;
+  readonly policy: string;
+  readonly server: Partial<ServerParams>;
+}
+
+const WSGI_APP = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '14')])\n    return [b'Hello, world!\\n']\n";
+const GUNICORN = (worker: string) =>
+  `gunicorn -k ${worker} --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter} --log-level warning app:app`;
+const QUIESCE = `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter}`;
+
+const SEED: Partial<ServerParams> = { workers: 4, threads: 20, keepAliveMs: 2000, maxRequests: 512, maxRequestsJitter: 0 };
+
+export const MATRIX: readonly Row[] = [
+  ...(['gthread', 'sync'] as const).flatMap((worker) => {
+    const profile = `gunicorn-20.1-${worker}`;
+    const policy = `gunicorn-${worker}`;
+    const threads = worker === 'sync' ? 1 : 20;
+    return [
+      { name: `gunicorn ${worker}, 4 workers`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads } },
+      { name: `gunicorn ${worker}, 2 workers`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, workers: 2 } },
+      { name: `gunicorn ${worker}, 1 worker`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, workers: 1 } },
+      { name: `gunicorn ${worker}, jitter 64`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, maxRequestsJitter: 64 } },
+      { name: `gunicorn ${worker}, keep-alive 0`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, keepAliveMs: 0 } },
+    ];
+  }),
+  { name: 'quiesce serve (gunicorn-gthread), 4 workers', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: SEED },
+  { name: 'quiesce serve (gunicorn-gthread), jitter 64', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, maxRequestsJitter: 64 } },
+  { name: 'quiesce serve (gunicorn-gthread), keep-alive 0', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, keepAliveMs: 0 } },
+];
+
+export async function runMatrix(port: number, log: (line: string) => void): Promise<{ row: Row; report: CalibrationReport }[]> {
+  const cwd = tempDir('quiesce-matrix-');
+  writeFileSync(join(cwd, 'app.py'), WSGI_APP);
+  const results: { row: Row; report: CalibrationReport }[] = [];
+  for (const row of MATRIX) {
+    log(row.name);
+    const report = await calibrate({
+      command: row.command,
+      bind: `127.0.0.1:${port}`,
+      cwd,
+      profile: getProfile(row.profile),
+      policy: row.policy,
+      server: { ...DEFAULT_SERVER_PARAMS, ...row.server },
+      load: { requests: 10_000, concurrency: 20, timeoutS: 30 },
+      runs: 3,
+      seeds: [1, 2, 3],
+      tolerance: 0.25,
+    });
+    results.push({ row, report });
+  }
+  return results;
+}
+
+const span = (xs: readonly number[]) => {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return lo === hi ? `${lo}` : `${lo}–${hi}`;
+};
+
+export function matrixTable(results: readonly { row: Row; report: CalibrationReport }[]): string {
+  const lines = [
+    '| row | lost, real (3 runs) | lost, simulated (3 seeds) | off by | ±25 % | held at recycle, real / sim | mechanism shares differ by |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const { row, report: r } of results) {
+    const off = r.lostRealMedian === 0 ? (r.lostSimulatedMedian === 0 ? '0' : `+${r.lostSimulatedMedian}`) : `${Math.round(((r.lostSimulatedMedian - r.lostRealMedian) / r.lostRealMedian) * 100)} %`;
+    const held = (xs: readonly number[]) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1);
+    lines.push(
+      `| ${row.name} | ${span(r.real.map((x) => x.lost))} | ${span(r.simulated.map((s) => s.figures.lost))} | ${off} | ${r.withinTolerance ? 'yes' : 'no'} | ${held(r.real.map((x) => x.heldPerRecycle))} / ${held(r.simulated.map((s) => s.figures.heldPerRecycle))} | ${r.mechanismShareGap.toFixed(2)} |`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [flag, value, ...rest] = process.argv.slice(2);
+  const port = flag === undefined ? 18536 : flag === '--port' && value !== undefined && /^\d{1,5}$/.test(value) && rest.length === 0 ? Number(value) : null;
+  if (port === null || port < 1 || port > 65535) {
+    process.stderr.write('calibrate:matrix: expected no arguments or --port <1..65535>\n');
+    process.exitCode = 2;
+  } else {
+    const results = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`));
+    process.stdout.write(matrixTable(results));
+  }
+}
