@@ -12,6 +12,11 @@ import { lossMechanisms, median, withinTolerance } from '../../conformance/calib
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
 import { runCli } from '../helpers.ts';
+import { MATRIX } from '../../conformance/calibration-matrix.ts';
+import { fillCommand } from '../../conformance/blackbox.ts';
+import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
+import { getPolicy } from '../../model/policies.ts';
+import { getProfile } from '../../simulator/profiles.ts';
 
 const GUNICORN = ['/usr/bin/gunicorn', '/usr/bin/gunicorn3'].find((p) => existsSync(p));
 
@@ -44,6 +49,22 @@ describe("lossMechanisms: how each exchange was lost, read back from ab's column
         expect(lossMechanisms(columns)).toEqual({ unreadReset: unread, resetAfterFin: afterFin, finNoReply: noReply });
       }),
     );
+  });
+});
+
+describe('the calibration matrix (npm run calibrate:matrix)', () => {
+  it("gives every row a shipped profile and policy, and a command that takes each parameter the row varies", () => {
+    for (const row of MATRIX) {
+      getProfile(row.profile);
+      getPolicy(row.policy);
+      const params = { ...DEFAULT_SERVER_PARAMS, ...row.server };
+      const command = fillCommand(row.command, params);
+      expect(command.replace('{bind}', '')).not.toMatch(/\{[a-z-]+\}/);
+      expect(command).toContain(` ${params.workers} `);
+      expect(command).toContain(` ${params.keepAliveMs / 1000} `);
+      expect(command).toContain(` ${params.maxRequestsJitter}`);
+    }
+    expect(new Set(MATRIX.map((r) => r.name)).size).toBe(MATRIX.length);
   });
 });
 
