@@ -8,12 +8,10 @@
  * and TERM under load) and the nginx backlog case are not driven by
  * `calibrate` yet.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { getProfile } from '../simulator/profiles.ts';
 import { calibrate, type CalibrationReport } from './calibrate.ts';
-import { QUIESCE_BIN, tempDir } from './process.ts';
+import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 
 interface Row {
   readonly name: string;
@@ -23,9 +21,8 @@ interface Row {
   readonly server: Partial<ServerParams>;
 }
 
-const WSGI_APP = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '14')])\n    return [b'Hello, world!\\n']\n";
 const GUNICORN = (worker: string) =>
-  `gunicorn -k ${worker} --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter} --log-level warning app:app`;
+  `gunicorn -k ${worker} --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter} --log-level warning --pythonpath ${APPS_DIR} hello_app:app`;
 const QUIESCE = `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter}`;
 
 const SEED: Partial<ServerParams> = { workers: 4, threads: 20, keepAliveMs: 2000, maxRequests: 512, maxRequestsJitter: 0 };
@@ -50,7 +47,6 @@ export const MATRIX: readonly Row[] = [
 
 export async function runMatrix(port: number, log: (line: string) => void): Promise<{ row: Row; report: CalibrationReport }[]> {
   const cwd = tempDir('quiesce-matrix-');
-  writeFileSync(join(cwd, 'app.py'), WSGI_APP);
   const results: { row: Row; report: CalibrationReport }[] = [];
   for (const row of MATRIX) {
     log(row.name);

@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { runAb } from './ab.ts';
 import { commandServer, fillCommand } from './blackbox.ts';
-import { stopGracefully, tempDir } from './process.ts';
+import { APPS_DIR, stopGracefully, tempDir } from './process.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import { profileSchema, type Profile } from '../simulator/profile-schema.ts';
@@ -44,8 +44,6 @@ interface Target {
   readonly boots: (dir: string) => number[];
   readonly bootMethod: string;
 }
-
-const WSGI_APP = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '14')])\n    return [b'Hello, world!\\n']\n";
 
 /** gunicorn's server hooks, writing CLOCK_MONOTONIC times: the only clock all its processes share. */
 const GUNICORN_HOOKS = [
@@ -96,14 +94,14 @@ function quiesceBoots(dir: string): number[] {
   return exitToReady(events);
 }
 
-const GUNICORN_FLAGS = '--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py app:app';
+const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
 
 export const TARGETS: Record<string, Target> = {
   'gunicorn-20.1-gthread': {
     describes: "Debian's gunicorn 20.1 with gthread workers, a WSGI app that answers 14 bytes, on loopback",
     policy: 'gunicorn-gthread',
     command: `gunicorn -k gthread --threads {threads} ${GUNICORN_FLAGS}`,
-    files: { 'app.py': WSGI_APP, 'hooks.py': GUNICORN_HOOKS },
+    files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
   },
@@ -111,7 +109,7 @@ export const TARGETS: Record<string, Target> = {
     describes: "Debian's gunicorn 20.1 with sync workers, a WSGI app that answers 14 bytes, on loopback",
     policy: 'gunicorn-sync',
     command: `gunicorn -k sync ${GUNICORN_FLAGS}`,
-    files: { 'app.py': WSGI_APP, 'hooks.py': GUNICORN_HOOKS },
+    files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
   },

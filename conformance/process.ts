@@ -12,6 +12,9 @@ import { join } from 'node:path';
 
 export const QUIESCE_BIN = new URL('../bin/quiesce.mjs', import.meta.url).pathname;
 
+/** Apps for third-party servers (conformance/apps/); gunicorn finds one with `--pythonpath APPS_DIR module:app`. */
+export const APPS_DIR = new URL('./apps/', import.meta.url).pathname;
+
 export function tempDir(prefix = 'quiesce-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }

@@ -3,10 +3,9 @@
  * its workers and their connections read from /proc, beside the simulator
  * with the server's measured profile.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { tempDir, QUIESCE_BIN } from '../../conformance/process.ts';
+import { APPS_DIR, QUIESCE_BIN } from '../../conformance/process.ts';
 import type { CalibrationReport } from '../../conformance/calibrate.ts';
 import { lossMechanisms, median, withinTolerance } from '../../conformance/calibrate.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
@@ -99,11 +98,9 @@ describe('quiesce calibrate', () => {
   describe("Debian's gunicorn 20.1 gthread", () => {
     if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
     it('is measured from outside — its recycled workers and the connections each held, from /proc — and set beside its profile; the report says how far the simulator is', async () => {
-      const dir = tempDir('quiesce-calibrate-');
-      writeFileSync(join(dir, 'app.py'), "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '14')])\n    return [b'Hello, world!\\n']\n");
       const { code, out } = await runCli(
         'calibrate',
-        '--server', `${GUNICORN} --chdir ${dir} -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning app:app`,
+        '--server', `${GUNICORN} -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning --pythonpath ${APPS_DIR} hello_app:app`,
         '--bind', '127.0.0.1:18535',
         '--profile', 'gunicorn-20.1-gthread',
         '--runs', '1',
