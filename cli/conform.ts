@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { conform, ConformUsageError, formatConformReport, parseBind, PLACEHOLDERS } from '../conformance/blackbox.ts';
+import { conform, ConformUsageError, formatConformReport, parseBind, PLACEHOLDERS, ServerStartError } from '../conformance/blackbox.ts';
 import { SCRIPTS } from '../conformance/scripts.ts';
 import { BASE_POLICY_NAMES, getPolicy } from '../model/policies.ts';
 import { scriptParams } from '../simulator/script.ts';
@@ -106,6 +106,11 @@ export function registerConformCommand(program: Command, io: Io): void {
         onScript: (name) => {
           if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2Krunning ${name}…`);
         },
+      }).catch((error: unknown) => {
+        // The address taken, or the command's server not coming up: the input's fault, said in one message.
+        if (error instanceof ConformUsageError) throw new UsageError(error.message);
+        if (error instanceof ServerStartError) throw new UsageError(`--server: ${error.message}`);
+        throw error;
       });
       if (process.stderr.isTTY && !options.json) process.stderr.write('\r\x1b[2K');
       if (options.traces) {

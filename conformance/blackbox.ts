@@ -55,6 +55,25 @@ export function parseBind(bind: string): net.NetConnectOpts {
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]) };
 }
 
+/** A server under test that did not come up: what it said last is kept for the report. */
+export class ServerStartError extends Error {
+  constructor(
+    what: string,
+    readonly output: string,
+  ) {
+    super(output.trim() ? `${what}; its last output:\n${output.trim().slice(-2000)}` : what);
+    this.name = 'ServerStartError';
+  }
+}
+
+/**
+ * Refuse an address something already accepts on: the runner would take that other server's
+ * answers for the command's (a check that it came up cannot tell the two apart).
+ */
+export async function assertAddressFree(bind: string): Promise<void> {
+  if (await accepts(parseBind(bind))) throw new ConformUsageError(`--bind: something already accepts connections at ${bind}; stop it or choose another address`);
+}
+
 /** A server started from a command line (by /bin/sh, which `exec`s it: the pid signalled is the server's). */
 export function commandServer(command: string, bind: string, signals: { stop?: string; reload?: string } = {}, workerPattern?: RegExp): ServerUnderTest {
   const target = parseBind(bind);
@@ -65,8 +84,8 @@ export function commandServer(command: string, bind: string, signals: { stop?: s
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         if (await accepts(target)) return target;
-        if (server.proc.exitCode !== null) throw new Error(`the server exited (${server.proc.exitCode}) before it accepted connections:\n${server.output().slice(-2000)}`);
-        if (Date.now() > deadline) throw new Error(`the server did not accept connections at ${bind} within ${timeoutMs} ms:\n${server.output().slice(-2000)}`);
+        if (server.proc.exitCode !== null) throw new ServerStartError(`the server exited (${server.proc.exitCode}) before it accepted connections at ${bind}`, server.output());
+        if (Date.now() > deadline) throw new ServerStartError(`the server did not accept connections at ${bind} within ${timeoutMs} ms`, server.output());
         await new Promise((r) => setTimeout(r, 50));
       }
     },
@@ -183,6 +202,7 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
     ...(options.stopSignal ? { stop: options.stopSignal } : {}),
     ...(options.reloadSignal ? { reload: options.reloadSignal } : {}),
   }, options.workerPattern);
+  await assertAddressFree(options.bind);
   const policies = options.policies ?? BASE_POLICY_NAMES;
   const scripts = SCRIPTS.filter((s) => !options.scripts || options.scripts.includes(s.name));
   const verdicts: ScriptVerdict[] = [];

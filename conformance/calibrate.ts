@@ -24,7 +24,7 @@ import { applyProfile, type Profile } from '../simulator/profiles.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
 import { runAb } from './ab.ts';
-import { commandServer, fillCommand, parseBind } from './blackbox.ts';
+import { assertAddressFree, commandServer, fillCommand, parseBind } from './blackbox.ts';
 import { childrenOf, connectionsHeld, stopGracefully } from './process.ts';
 
 export interface CalibrationLoad {
@@ -270,6 +270,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
   const { params, fromProfile, defaults } = simulatedParams(options);
   const simulated = options.seeds.map((seed) => ({ seed, figures: simulatedRun(options.policy, params, seed) }));
   const real: RunFigures[] = [];
+  await assertAddressFree(options.bind);
   for (let i = 0; i < options.runs; i++) {
     log(`real run ${i + 1} of ${options.runs}`);
     real.push(await realRun(options));

@@ -57,6 +57,31 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--tolerance', 'ten'], /--tolerance: expected a number from 0 to 10/],
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--requests', '5', '--concurrency', '10'], /--concurrency 10 exceeds --requests 5/],
   ];
+  it('calibrate and conform: an address something else accepts on, and a server command that never comes up', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    // The runner would take the other server's answers for the command's: refused before anything runs.
+    for (const argv of [
+      ['calibrate', '--server', 'true', '--bind', `127.0.0.1:${port}`, '--profile', 'gunicorn-20.1-sync'],
+      ['conform', '--server', 'true', '--bind', `127.0.0.1:${port}`, '--script', 'hup-reload'],
+    ]) {
+      const { code, err } = await cli(...argv);
+      expect(code).toBe(2);
+      expect(err).toBe(`quiesce: --bind: something already accepts connections at 127.0.0.1:${port}; stop it or choose another address\n`);
+    }
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+    for (const argv of [
+      ['calibrate', '--server', "sh -c 'echo no such app >&2; exit 3'", '--bind', `127.0.0.1:${port}`, '--profile', 'gunicorn-20.1-sync', '--runs', '1', '--seeds', '1'],
+      ['conform', '--server', "sh -c 'echo no such app >&2; exit 3'", '--bind', `127.0.0.1:${port}`, '--script', 'hup-reload'],
+    ]) {
+      const { code, err } = await cli(...argv);
+      expect(code).toBe(2);
+      expect(err).toBe(`quiesce: --server: the server exited (3) before it accepted connections at 127.0.0.1:${port}; its last output:\nno such app\n`);
+    }
+  }, 60_000);
+
   it('serve: an address already in use', async () => {
     const { createServer } = await import('node:net');
     const taken = createServer();
