@@ -1,9 +1,8 @@
 /** `quiesce calibrate`: a real server beside the simulator with its profile, under the same load (conformance/calibrate.ts). */
 import type { Command } from 'commander';
-import { calibrate, formatCalibration } from '../conformance/calibrate.ts';
+import { calibrate, formatCalibration, SEED_CALIBRATION as SEED } from '../conformance/calibrate.ts';
 import { ConformUsageError, parseBind, PLACEHOLDERS, ServerStartError } from '../conformance/blackbox.ts';
 import { BOUNDS, type Bound } from '../model/limits.ts';
-import { DEFAULT_SERVER_PARAMS } from '../model/params.ts';
 import { getPolicy } from '../model/policies.ts';
 import { getProfile, PROFILE_NAMES, UnknownProfileError, type Profile } from '../simulator/profiles.ts';
 import type { Io } from './main.ts';
@@ -48,14 +47,15 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
     .option('--runs <n>', 'real runs', '3')
     .option('--seeds <n>', 'simulated runs: seeds 1..n', '3')
     .option('--tolerance <fraction>', 'on the median of lost exchanges', '0.25')
-    .option('--workers <n>', '', '4')
-    .option('--threads <n>', '', '20')
-    .option('--keepalive <s>', 'seconds', '2')
-    .option('--max-requests <n>', '', '512')
-    .option('--max-requests-jitter <n>', '', '0')
-    .option('--requests <n>', 'ab -n', '10000')
-    .option('--concurrency <n>', 'ab -c', '20')
-    .option('--timeout <s>', 'ab -s', '30')
+    // The seed's experiment by default (SEED_CALIBRATION).
+    .option('--workers <n>', '', String(SEED.server.workers))
+    .option('--threads <n>', '', String(SEED.server.threads))
+    .option('--keepalive <s>', 'seconds', String(SEED.server.keepAliveMs / 1000))
+    .option('--max-requests <n>', '', String(SEED.server.maxRequests))
+    .option('--max-requests-jitter <n>', '', String(SEED.server.maxRequestsJitter))
+    .option('--requests <n>', 'ab -n', String(SEED.load.requests))
+    .option('--concurrency <n>', 'ab -c', String(SEED.load.concurrency))
+    .option('--timeout <s>', 'ab -s', String(SEED.load.timeoutS))
     .option('--json', 'print one JSON object')
     .action(async (options: CalibrateCliOptions) => {
       if (options.server === undefined) throw new UsageError('--server: required (the real server\'s command line, e.g. "gunicorn -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} app:app")');
@@ -83,7 +83,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
         profile,
         policy,
         server: {
-          ...DEFAULT_SERVER_PARAMS,
+          ...SEED.server,
           workers: n('--workers', options.workers, BOUNDS.workers),
           threads: n('--threads', options.threads, BOUNDS.threads),
           keepAliveMs: n('--keepalive', options.keepalive, BOUNDS.seconds) * 1000,

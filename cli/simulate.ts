@@ -70,7 +70,8 @@ const RUN_FLAGS: readonly (readonly [keyof SimulateOptions, string])[] = [
 
 /** Apply command-line overrides to a scenario's parameters, each checked and named in its error. */
 export function applyOverrides(base: ScenarioParams, o: SimulateOptions): ScenarioParams {
-  const p: ScenarioParams = structuredClone(base);
+  // A profile's measured timings first: an explicit flag after it wins.
+  const p: ScenarioParams = o.profile !== undefined ? applyProfile(base, profileOption(o.profile)).params : structuredClone(base);
   const n = (flag: string, v: string, bound: BoundName) => parseNumberOption(flag, v, BOUNDS[bound]);
   if (o.workers !== undefined) p.server.workers = n('--workers', o.workers, 'workers');
   if (o.threads !== undefined) p.server.threads = n('--threads', o.threads, 'threads');
@@ -85,12 +86,7 @@ export function applyOverrides(base: ScenarioParams, o: SimulateOptions): Scenar
     const ms = n('--service-ms', o.serviceMs, 'serviceMs');
     p.serviceMinMs = ms;
     p.serviceMaxMs = ms;
-  }
-  if (o.profile !== undefined) {
-    // The profile's measured timings; an explicit --service-ms still wins (it is applied above, so re-apply it after).
-    const profiled = applyProfile(p, profileOption(o.profile)).params;
-    Object.assign(p, profiled);
-    if (o.serviceMs !== undefined) delete p.servicePercentilesMs;
+    delete p.servicePercentilesMs;
   }
   if (p.load.kind === 'ab') {
     if (o.requests !== undefined) p.load.requests = n('--requests', o.requests, 'requests');

@@ -19,8 +19,8 @@
  * table (`connectionsHeld`), sampled every few milliseconds while ab runs.
  */
 import type { TraceEvent } from '../model/events.ts';
-import type { ServerParams } from '../model/params.ts';
-import { applyProfile, type Profile } from '../simulator/profiles.ts';
+import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
+import { applyProfile, type Profile } from '../simulator/profile-schema.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
 import { runAb } from './ab.ts';
@@ -35,6 +35,12 @@ export interface CalibrationLoad {
   /** ab -s, seconds */
   readonly timeoutS: number;
 }
+
+/** The seed's experiment, which a calibration runs unless told otherwise: 4 workers × 20 threads, keep-alive 2 s, max-requests 512; `ab -n 10000 -c 20 -k -r`. */
+export const SEED_CALIBRATION: { readonly server: ServerParams; readonly load: CalibrationLoad } = {
+  server: { ...DEFAULT_SERVER_PARAMS, workers: 4, threads: 20, keepAliveMs: 2000, maxRequests: 512, maxRequestsJitter: 0 },
+  load: { requests: 10_000, concurrency: 20, timeoutS: 30 },
+};
 
 export interface CalibrationOptions {
   /** The real server's command; `{bind}` and the placeholders of `quiesce conform --server` are filled. */

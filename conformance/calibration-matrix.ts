@@ -8,9 +8,9 @@
  * and TERM under load) and the nginx backlog case are not driven by
  * `calibrate` yet.
  */
-import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
+import type { ServerParams } from '../model/params.ts';
 import { getProfile } from '../simulator/profiles.ts';
-import { calibrate, type CalibrationReport } from './calibrate.ts';
+import { calibrate, SEED_CALIBRATION, type CalibrationReport } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 
 interface Row {
@@ -25,7 +25,7 @@ const GUNICORN = (worker: string) =>
   `gunicorn -k ${worker} --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter} --log-level warning --pythonpath ${APPS_DIR} hello_app:app`;
 const QUIESCE = `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter}`;
 
-const SEED: Partial<ServerParams> = { workers: 4, threads: 20, keepAliveMs: 2000, maxRequests: 512, maxRequestsJitter: 0 };
+const SEED: Partial<ServerParams> = SEED_CALIBRATION.server;
 
 export const MATRIX: readonly Row[] = [
   ...(['gthread', 'sync'] as const).flatMap((worker) => {
@@ -56,8 +56,8 @@ export async function runMatrix(port: number, log: (line: string) => void): Prom
       cwd,
       profile: getProfile(row.profile),
       policy: row.policy,
-      server: { ...DEFAULT_SERVER_PARAMS, ...row.server },
-      load: { requests: 10_000, concurrency: 20, timeoutS: 30 },
+      server: { ...SEED_CALIBRATION.server, ...row.server },
+      load: SEED_CALIBRATION.load,
       runs: 3,
       seeds: [1, 2, 3],
       tolerance: 0.25,

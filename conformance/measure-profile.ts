@@ -29,7 +29,8 @@ import { Command, CommanderError } from 'commander';
 import { runAb } from './ab.ts';
 import { commandServer, fillCommand } from './blackbox.ts';
 import { APPS_DIR, stopGracefully, tempDir } from './process.ts';
-import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
+import type { ServerParams } from '../model/params.ts';
+import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import { profileSchema, type Profile } from '../simulator/profile-schema.ts';
 
@@ -123,7 +124,7 @@ export const TARGETS: Record<string, Target> = {
 };
 
 /** The load: the calibration's (the seed's: 4 workers × 20 threads, keep-alive 2 s, max-requests 512; ab -c 20 -k -r). */
-export const MEASURE_SERVER: ServerParams = { ...DEFAULT_SERVER_PARAMS, workers: 4, threads: 20, keepAliveMs: 2000, maxRequests: 512 };
+export const MEASURE_SERVER: ServerParams = SEED_CALIBRATION.server;
 const AB_REQUESTS = 40_000;
 const AB_LOAD = ['-n', String(AB_REQUESTS), '-c', '20', '-k', '-r'];
 const AB_WARMUP = ['-n', '5000', '-c', '20', '-k', '-r'];

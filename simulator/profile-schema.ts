@@ -1,9 +1,11 @@
 /**
- * The form of a server profile file (simulator/profiles.ts says what a
- * profile is): kept apart from the loader, so that the script that measures
- * and writes the files (conformance/measure-profile.ts) does not need them.
+ * The form of a server profile file and how a scenario takes one
+ * (simulator/profiles.ts says what a profile is): kept apart from the
+ * loader of the shipped files, so that the script that measures and writes
+ * them (conformance/measure-profile.ts) does not need them to exist.
  */
 import { z } from 'zod';
+import type { ScenarioParams } from './scenarios.ts';
 
 const measurementSchema = z.strictObject({
   command: z.string().min(1),
@@ -87,3 +89,26 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Which of a scenario's timings a profile set, and which stayed the scenario's defaults (for reports). */
+export interface ProfileApplied {
+  readonly params: ScenarioParams;
+  readonly fromProfile: readonly string[];
+  readonly defaults: readonly string[];
+}
+
+/** A scenario's parameters with a profile's measured timings in place of the defaults. */
+export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApplied {
+  const params: ScenarioParams = structuredClone(base);
+  const fromProfile: string[] = [];
+  const defaults: string[] = [];
+  if (profile.serviceMs) {
+    params.servicePercentilesMs = [...profile.serviceMs.percentilesMs];
+    fromProfile.push('service time');
+  } else defaults.push(`service time (uniform ${base.serviceMinMs}–${base.serviceMaxMs} ms)`);
+  if (profile.bootMs) {
+    params.bootMs = profile.bootMs.medianMs;
+    fromProfile.push('worker boot');
+  } else defaults.push(`worker boot (${base.bootMs} ms)`);
+  defaults.push(`one-way latency (${base.latencyMs} ms)`);
+  return { params, fromProfile, defaults };
+}

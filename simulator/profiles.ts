@@ -17,10 +17,9 @@
 import gunicornGthread from './profiles/gunicorn-20.1-gthread.json' with { type: 'json' };
 import gunicornSync from './profiles/gunicorn-20.1-sync.json' with { type: 'json' };
 import quiesceServe from './profiles/quiesce-serve.json' with { type: 'json' };
-import type { ScenarioParams } from './scenarios.ts';
-import { profileSchema, unmeasuredNumbers, type Profile } from './profile-schema.ts';
+import { applyProfile, profileSchema, unmeasuredNumbers, type Profile, type ProfileApplied } from './profile-schema.ts';
 
-export { profileSchema, unmeasuredNumbers, type Profile };
+export { applyProfile, profileSchema, unmeasuredNumbers, type Profile, type ProfileApplied };
 
 /** The shipped profiles, parsed (a malformed file fails here, at load, naming the file and the field). */
 export const PROFILES: ReadonlyMap<string, Profile> = new Map(
@@ -44,28 +43,4 @@ export function getProfile(name: string): Profile {
   const profile = PROFILES.get(name);
   if (!profile) throw new UnknownProfileError(name);
   return profile;
-}
-
-/** Which of a scenario's timings a profile set, and which stayed the scenario's defaults (for reports). */
-export interface ProfileApplied {
-  readonly params: ScenarioParams;
-  readonly fromProfile: readonly string[];
-  readonly defaults: readonly string[];
-}
-
-/** A scenario's parameters with a profile's measured timings in place of the defaults. */
-export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApplied {
-  const params: ScenarioParams = structuredClone(base);
-  const fromProfile: string[] = [];
-  const defaults: string[] = [];
-  if (profile.serviceMs) {
-    params.servicePercentilesMs = [...profile.serviceMs.percentilesMs];
-    fromProfile.push('service time');
-  } else defaults.push(`service time (uniform ${base.serviceMinMs}–${base.serviceMaxMs} ms)`);
-  if (profile.bootMs) {
-    params.bootMs = profile.bootMs.medianMs;
-    fromProfile.push('worker boot');
-  } else defaults.push(`worker boot (${base.bootMs} ms)`);
-  defaults.push(`one-way latency (${base.latencyMs} ms)`);
-  return { params, fromProfile, defaults };
 }

@@ -55,12 +55,17 @@ export const ONE_KEEPALIVE_REQUEST: Row[] = [
   [14, 'client/1', 'client.response', { req: 'r1', status: 200, close: false }],
 ];
 
-export const TERM_START: Row[] = [
+/** The operator's TERM at 100 ms: the arbiter closes its listener copy and passes TERM to worker/1. */
+const ARBITER_TERM: Row[] = [
   [100, 'arbiter', 'arbiter.signal', { signal: 'TERM' }],
   [100, 'arbiter', 'arbiter.close-listener'],
   [100, 'listener', 'listener.release', { holder: 'arbiter' }],
   [100, 'arbiter', 'arbiter.kill', { worker: 'worker/1', signal: 'TERM' }],
   [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
+];
+
+export const TERM_START: Row[] = [
+  ...ARBITER_TERM,
   [100, 'conn/1.1', 'conn.drain'],
   [100, 'worker/1', 'worker.close-listener'],
   [100, 'listener', 'listener.release', { holder: 'worker/1' }],
@@ -92,11 +97,7 @@ const GTHREAD_TERM_WITH_IDLE_AND_SLOW: Row[] = [
   ...BOOT,
   ...ONE_KEEPALIVE_REQUEST,
   ...SLOW_REQUEST_IN_FLIGHT,
-  [100, 'arbiter', 'arbiter.signal', { signal: 'TERM' }],
-  [100, 'arbiter', 'arbiter.close-listener'],
-  [100, 'listener', 'listener.release', { holder: 'arbiter' }],
-  [100, 'arbiter', 'arbiter.kill', { worker: 'worker/1', signal: 'TERM' }],
-  [100, 'worker/1', 'worker.signal', { signal: 'TERM' }],
+  ...ARBITER_TERM,
   [100, 'conn/1.1', 'conn.drain'],
   [100, 'conn/1.2', 'conn.drain'],
 ];
