@@ -1,7 +1,8 @@
 /** `quiesce calibrate`: a real server beside the simulator with its profile, under the same load (conformance/calibrate.ts). */
 import type { Command } from 'commander';
 import { calibrate, formatCalibration, SEED_CALIBRATION as SEED } from '../conformance/calibrate.ts';
-import { ConformUsageError, parseBind, PLACEHOLDERS, ServerStartError } from '../conformance/blackbox.ts';
+import { ConformUsageError, parseBind, PLACEHOLDERS } from '../conformance/blackbox.ts';
+import { asUsageError } from './conform.ts';
 import { BOUNDS, type Bound } from '../model/limits.ts';
 import { getPolicy } from '../model/policies.ts';
 import { getProfile, PROFILE_NAMES, UnknownProfileError, type Profile } from '../simulator/profiles.ts';
@@ -97,12 +98,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
         log: (line) => {
           if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2K${line}…`);
         },
-      }).catch((error: unknown) => {
-        // The address taken, or the command's server not coming up: the input's fault, said in one message.
-        if (error instanceof ConformUsageError) throw new UsageError(error.message);
-        if (error instanceof ServerStartError) throw new UsageError(`--server: ${error.message}`);
-        throw error;
-      });
+      }).catch(asUsageError);
       if (process.stderr.isTTY && !options.json) process.stderr.write('\r\x1b[2K');
       io.out(options.json ? JSON.stringify(report, null, 2) + '\n' : formatCalibration(report));
       if (!report.withinTolerance) io.exitCode = 1;

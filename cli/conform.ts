@@ -36,6 +36,13 @@ function names(flag: string, text: string | undefined, known: readonly string[])
   return list;
 }
 
+/** The black-box runner's refusals — the address taken, the command's server not coming up — are the input's fault: one message, exit 2. */
+export function asUsageError(error: unknown): never {
+  if (error instanceof ConformUsageError) throw new UsageError(error.message);
+  if (error instanceof ServerStartError) throw new UsageError(`--server: ${error.message}`);
+  throw error;
+}
+
 export function registerConformCommand(program: Command, io: Io): void {
   program
     .command('conform')
@@ -106,12 +113,7 @@ export function registerConformCommand(program: Command, io: Io): void {
         onScript: (name) => {
           if (process.stderr.isTTY && !options.json) process.stderr.write(`\r\x1b[2Krunning ${name}…`);
         },
-      }).catch((error: unknown) => {
-        // The address taken, or the command's server not coming up: the input's fault, said in one message.
-        if (error instanceof ConformUsageError) throw new UsageError(error.message);
-        if (error instanceof ServerStartError) throw new UsageError(`--server: ${error.message}`);
-        throw error;
-      });
+      }).catch(asUsageError);
       if (process.stderr.isTTY && !options.json) process.stderr.write('\r\x1b[2K');
       if (options.traces) {
         mkdirSync(options.traces, { recursive: true });
