@@ -15,7 +15,15 @@
  *
  * - service time: the 101 percentiles of ab's total time per request
  *   (`-e`, µs resolution): the time a request holds its thread, waiting for
- *   the CPU included.
+ *   the CPU included. For gthread, whose kept-alive connections wait in the
+ *   worker's poller, the two parts are measured apart instead, by its
+ *   `pre_request` and `post_request` hooks and its `enqueue_req` wrapped in
+ *   `post_worker_init` (CLOCK_MONOTONIC, per process and client address,
+ *   kept in memory and written at the worker's exit): the handler's time
+ *   (pre → post: the service time); the poll wait (a kept-alive response's
+ *   post → the next request's hand-over to the pool on that connection:
+ *   the client's reply and the wait in the poller); the thread pickup (the
+ *   hand-over → pre: the pool thread's wait for the GIL, and the parse).
  * - worker boot: from a worker's exit to its replacement ready to accept. gunicorn: its server hooks (`worker_exit`, then
  *   `post_worker_init` of the next worker, by CLOCK_MONOTONIC, paired in
  *   order: the arbiter replaces in the order it reaps). `quiesce serve`: its
@@ -32,6 +40,7 @@ import { APPS_DIR, stopGracefully, tempDir } from './process.ts';
 import type { ServerParams } from '../model/params.ts';
 import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
+import { LatencyHistogram } from '../simulator/stats.ts';
 import { profileSchema, type Profile } from '../simulator/profile-schema.ts';
 
 interface Target {
@@ -44,18 +53,97 @@ interface Target {
   /** Worker exit → replacement ready samples, ms, from what the run left in its directory. */
   readonly boots: (dir: string) => number[];
   readonly bootMethod: string;
+  /** Handler times and kept-alive turnarounds, ms, from what the run left in its directory (servers whose connections wait in a poller). */
+  readonly requestTimes?: (dir: string) => RequestTimes;
 }
 
-/** gunicorn's server hooks, writing CLOCK_MONOTONIC times: the only clock all its processes share. */
+export interface RequestTimes {
+  readonly handlerMs: number[];
+  readonly pollWaitMs: number[];
+  readonly pickupMs: number[];
+}
+
+/**
+ * gunicorn's server hooks, writing CLOCK_MONOTONIC times: the only clock all its processes share. A
+ * request's times are kept in the worker's memory and written once, at its exit (`worker_exit` runs in
+ * the worker), so that measuring costs a request an append, not a write.
+ */
 const GUNICORN_HOOKS = [
   'import os, time',
+  '_dir = os.path.dirname(os.path.abspath(__file__))',
+  '_requests = []',
   'def _log(kind, pid):',
-  "    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'hooks.log'), 'a') as f:",
+  "    with open(os.path.join(_dir, 'hooks.log'), 'a') as f:",
   "        f.write('%.6f %s %d\\n' % (time.monotonic(), kind, pid))",
-  "def worker_exit(server, worker): _log('exit', worker.pid)",
-  "def post_worker_init(worker): _log('ready', os.getpid())",
+  'def pre_request(worker, req):',
+  "    _requests.append('%.6f pre %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
+  'def post_request(worker, req, environ, resp):',
+  "    _requests.append('%.6f post %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
+  // gthread's loop hands a connection to the pool through enqueue_req (after accept, and when a kept-alive one is readable).
+  'def post_worker_init(worker):',
+  "    _log('ready', os.getpid())",
+  "    enqueue = getattr(worker, 'enqueue_req', None)",
+  '    if enqueue is None: return',
+  '    def enqueue_req(conn):',
+  "        _requests.append('%.6f submit %d %s' % (time.monotonic(), os.getpid(), conn.client))",
+  '        return enqueue(conn)',
+  '    worker.enqueue_req = enqueue_req',
+  'def worker_exit(server, worker):',
+  "    _log('exit', worker.pid)",
+  "    with open(os.path.join(_dir, 'requests.log'), 'a') as f:",
+  "        f.write(''.join(line + '\\n' for line in _requests))",
   '',
 ].join('\n');
+
+/**
+ * From the hooks' request lines (`<seconds> submit|pre|post <pid> <peer>`), per connection (the same
+ * worker and client address), in ms: each handler's time (its pre → its post); each poll wait (a post
+ * → the next submit on the connection, when a request follows it: only kept-alive connections have
+ * one, and a hand-over of the client's FIN is none); each thread pickup (a submit → the pre after it).
+ */
+export function requestTimings(lines: readonly string[]): RequestTimes {
+  const handlerMs: number[] = [];
+  const pollWaitMs: number[] = [];
+  const pickupMs: number[] = [];
+  const submitted = new Map<string, number>();
+  const started = new Map<string, number>();
+  const answered = new Map<string, number>();
+  const waited = new Map<string, number>();
+  for (const line of lines) {
+    const match = /^(\d+(?:\.\d+)?) (submit|pre|post) (\d+) (.+)$/.exec(line);
+    if (!match) throw new Error(`requests.log: unexpected line "${line}"`);
+    const ms = Number(match[1]) * 1000;
+    const conn = `${match[3]} ${match[4]}`;
+    const since = (map: Map<string, number>, into: number[]) => {
+      const at = map.get(conn);
+      if (at !== undefined) into.push(ms - at);
+      map.delete(conn);
+    };
+    if (match[2] === 'submit') {
+      // Kept until a request follows: a hand-over may be of the client's FIN (ab closing at its end), not of a request.
+      const last = answered.get(conn);
+      answered.delete(conn);
+      if (last !== undefined) waited.set(conn, ms - last);
+      submitted.set(conn, ms);
+    } else if (match[2] === 'pre') {
+      const wait = waited.get(conn);
+      if (wait !== undefined) pollWaitMs.push(wait);
+      waited.delete(conn);
+      since(submitted, pickupMs);
+      started.set(conn, ms);
+    } else {
+      if (!started.has(conn)) throw new Error(`requests.log: a post with no pre before it: "${line}"`);
+      since(started, handlerMs);
+      answered.set(conn, ms);
+    }
+  }
+  return { handlerMs, pollWaitMs, pickupMs };
+}
+
+function gunicornRequestTimes(dir: string): RequestTimes {
+  // Each worker wrote its lines at once, in its own order: a connection's lines are in order within it.
+  return requestTimings(readFileSync(join(dir, 'requests.log'), 'utf8').split('\n').filter(Boolean));
+}
 
 /** Pairs each exit with the next ready not yet paired (replacements come in the order of exits), in ms. */
 interface LifeEvent {
@@ -105,6 +193,7 @@ export const TARGETS: Record<string, Target> = {
     files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
+    requestTimes: gunicornRequestTimes,
   },
   'gunicorn-20.1-sync': {
     describes: "Debian's gunicorn 20.1 with sync workers, a WSGI app that answers 14 bytes, on loopback",
@@ -161,6 +250,13 @@ const median = (xs: readonly number[]) => {
 };
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
+/** The 101 percentiles 0, 1, …, 100 of the samples, ms, to the µs. */
+function percentilesOf(samples: readonly number[]): number[] {
+  const histogram = new LatencyHistogram();
+  for (const ms of samples) histogram.record(ms);
+  return Array.from({ length: 101 }, (_, p) => round3(histogram.percentileMs(p)));
+}
+
 export async function measureProfile(name: string, port: number, log: (line: string) => void): Promise<Profile> {
   const target = TARGETS[name];
   if (!target) throw new Error(`unknown profile "${name}"; expected one of: ${Object.keys(TARGETS).join(', ')}`);
@@ -179,18 +275,33 @@ export async function measureProfile(name: string, port: number, log: (line: str
   // Read after the server stopped: its trace is complete then.
   const boots = target.boots(run.dir);
   if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen; expected dozens`);
+  const requests = target.requestTimes?.(run.dir);
+  if (requests && requests.handlerMs.length < AB_REQUESTS / 2) throw new Error(`the hooks saw only ${requests.handlerMs.length} of ${AB_REQUESTS} requests`);
+  const runCommand = `${fillCommand(run.command, MEASURE_SERVER)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
 
   const profile: Profile = {
     name,
     describes: target.describes,
     ...(target.policy ? { policy: target.policy } : {}),
     measurements: {
-      'ab-under-the-calibration-load': {
-        command: `${fillCommand(run.command, MEASURE_SERVER)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`,
-        date,
-        machine,
-        method: "ab's total time per request (-e: the 101 percentiles, µs resolution), recycling as the calibration does; the wait for the CPU included",
-      },
+      ...(requests
+        ? {
+            'hooks-under-the-calibration-load': {
+              command: runCommand,
+              date,
+              machine,
+              method:
+                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the poll wait, a kept-alive response's post → the next hand-over (enqueue_req) on that connection; the thread pickup, a hand-over → the next pre. Recycling as the calibration does; the wait for the CPU included",
+            },
+          }
+        : {
+            'ab-under-the-calibration-load': {
+              command: runCommand,
+              date,
+              machine,
+              method: "ab's total time per request (-e: the 101 percentiles, µs resolution), recycling as the calibration does; the wait for the CPU included",
+            },
+          }),
       'replacement-under-load': {
         command: `the same run: ab ${AB_LOAD.join(' ')} ${url}`,
         date,
@@ -198,7 +309,15 @@ export async function measureProfile(name: string, port: number, log: (line: str
         method: target.bootMethod,
       },
     },
-    serviceMs: { measurement: 'ab-under-the-calibration-load', samples: run.ab.complete, percentilesMs: run.ab.percentilesMs.map(round3) },
+    serviceMs: requests
+      ? { measurement: 'hooks-under-the-calibration-load', samples: requests.handlerMs.length, percentilesMs: percentilesOf(requests.handlerMs) }
+      : { measurement: 'ab-under-the-calibration-load', samples: run.ab.complete, percentilesMs: run.ab.percentilesMs.map(round3) },
+    ...(requests
+      ? {
+          pollWaitMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pollWaitMs.length, percentilesMs: percentilesOf(requests.pollWaitMs) },
+          threadPickupMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pickupMs.length, percentilesMs: percentilesOf(requests.pickupMs) },
+        }
+      : {}),
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
   };
   return profileSchema.parse(profile);

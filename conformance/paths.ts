@@ -76,6 +76,7 @@ function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): C
       return { by: 'time', waitMs: (p) => p.lingerMs };
     case 'conn.header-timeout':
       return { by: 'time', waitMs: (p) => p.headerTimeoutMs };
+    case 'conn.dispatch':
     case 'conn.read':
     case 'conn.handler-start':
     case 'conn.handler-finish':
@@ -104,6 +105,7 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
   const events: ConnMachineEvent[] = [
     { type: 'conn.open', worker: 'worker/1', client: 'client/1' },
     bytes,
+    { type: 'conn.dispatch' },
     { type: 'conn.read', req: pending, keepAlive: true },
     { type: 'conn.handler-start', req: current },
     { type: 'conn.handler-finish', req: current },

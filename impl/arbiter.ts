@@ -190,6 +190,8 @@ class WorkerShadow extends ActorHost {
 const KERNEL = {
   stopAccepting: () => {},
   releaseListener: () => {},
+  watchReadable: () => false,
+  pickUp: () => false,
   read: () => null,
   handle: () => {},
   respond: () => 0,

@@ -371,6 +371,16 @@ export class WorkerServer implements WorkerPort {
 
   // ───────────────────────── the port: requests ─────────────────────────
 
+  watchReadable(): boolean {
+    // Node's event loop is the poller, and it just returned with these bytes: handed over at once.
+    return true;
+  }
+
+  pickUp(): boolean {
+    // The handler runs on this event loop, in the same turn that read the request.
+    return true;
+  }
+
   read(id: ConnId, req: string): { keepAlive: boolean } | null {
     const conn = this.conn(id);
     // The client has not read the last response yet: this request waits (backpressure); drain brings it back.

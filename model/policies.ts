@@ -68,6 +68,15 @@ export interface PolicySpec {
    * Only then are idle connections abandoned and the listener closed.
    */
   readonly lastLoopTurn: boolean;
+  /**
+   * A kept-alive connection waits in the worker's event loop, not in a thread: when its next
+   * request arrives, the loop's poll has to return with it and hand it to the pool first
+   * (gthread: `poller.register` after a keep-alive response, `on_client_socket_readable` →
+   * `tpool.submit`). A request that arrived but is not handed over yet is unread and belongs to
+   * nobody: a drain that ends the loop abandons it. So is a fresh connection's first request when
+   * accepts do not hand connections to a thread (gthread 21–23).
+   */
+  readonly pollerDispatch: boolean;
   /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
   readonly lingeringClose: boolean;
 }
@@ -91,6 +100,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: false,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'gunicorn-gthread',
@@ -108,6 +118,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: false,
     fastStopEscalates: false,
     lastLoopTurn: true,
+    pollerDispatch: true,
   },
   {
     name: 'gunicorn-gthread-21',
@@ -125,6 +136,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: false,
     fastStopEscalates: false,
     lastLoopTurn: false,
+    pollerDispatch: true,
   },
   {
     name: 'gunicorn-gthread-24',
@@ -142,6 +154,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: true,
   },
   {
     name: 'gunicorn-async',
@@ -159,6 +172,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: false,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'abort-idle',
@@ -176,6 +190,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'close-after-next',
@@ -193,6 +208,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'serve-until-deadline',
@@ -210,6 +226,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'idle-grace',
@@ -227,6 +244,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'never-close-idle',
@@ -244,6 +262,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
   {
     name: 'safe-drain',
@@ -262,6 +281,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     heartbeatWhileDraining: true,
     fastStopEscalates: true,
     lastLoopTurn: false,
+    pollerDispatch: false,
   },
 ];
 

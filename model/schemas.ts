@@ -102,6 +102,11 @@ export const connEventSchemas = [
   event('conn.handler-finish', C, { req: requestRef }),
   event('conn.respond', C, { req: requestRef, status: z.number().int().min(100).max(599), close: z.boolean() }),
   event('conn.drain', C, {}),
+  /**
+   * The worker's event loop handed the connection, readable, to a thread (policies whose kept-alive
+   * connections wait in a poller, gthread: `on_client_socket_readable` → `tpool.submit`).
+   */
+  event('conn.dispatch', C, {}),
   /** Its worker's last loop turn ended (policies with one): an idle connection is abandoned from now. */
   event('conn.turn-end', C, {}),
   event('conn.keepalive-timeout', C, {}),

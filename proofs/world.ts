@@ -263,7 +263,7 @@ export class World {
       this.host,
       kernel,
       this.network,
-      { bootMs: config.bootMs, serviceMs: () => services[draw.int(0, services.length - 1)]!, loopTickMs: 0, heartbeats: false },
+      { bootMs: config.bootMs, serviceMs: () => services[draw.int(0, services.length - 1)]!, dispatchMs: () => 0, loopTickMs: 0, heartbeats: false },
       wire,
       draw,
     );
@@ -608,6 +608,8 @@ function channelOf(item: PlatformItem): string | null {
     case 'heartbeat':
     case 'release':
     case 'accept-turn':
+    case 'poll':
+    case 'pickup':
     case 'handler-done':
       return null;
   }

@@ -42,6 +42,10 @@ export type PlatformItem =
   | { readonly kind: 'release'; readonly worker: WorkerId }
   /** A worker's next loop turn: it takes what waits in the accept queue, if its machine lets it. */
   | { readonly kind: 'accept-turn'; readonly worker: WorkerId }
+  /** A worker's loop returns from its poll with a readable connection, and hands it to a thread. */
+  | { readonly kind: 'poll'; readonly worker: WorkerId; readonly conn: ConnId }
+  /** The thread that read a request gets to its handler. */
+  | { readonly kind: 'pickup'; readonly worker: WorkerId; readonly conn: ConnId; readonly req: string }
   /** A handler finishes its request. */
   | { readonly kind: 'handler-done'; readonly worker: WorkerId; readonly conn: ConnId; readonly req: string };
 

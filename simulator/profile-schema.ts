@@ -48,11 +48,20 @@ export const profileSchema = z
      * wait for the CPU (the simulator has no CPU model), so it holds for that load's concurrency.
      */
     serviceMs: measuredDistribution.optional(),
+    /**
+     * On a kept-alive connection, from the server's response to the worker's loop handing the next
+     * request to a thread (gthread: `enqueue_req`): the client's reply, then the wait in the poller.
+     * The simulator's network carries the reply itself; the rest is the poller's
+     * (`ScenarioParams.dispatchPercentilesMs`). A request handed over is a thread's: a drain serves it.
+     */
+    pollWaitMs: measuredDistribution.optional(),
+    /** From the hand-over to the handler starting: the thread's wait for the CPU (and the GIL), and the parse. */
+    threadPickupMs: measuredDistribution.optional(),
     /** From the arbiter's decision to start a worker to the worker ready to accept. */
     bootMs: measuredValue.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'bootMs'] as const) {
+    for (const key of ['serviceMs', 'pollWaitMs', 'threadPickupMs', 'bootMs'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -105,6 +114,16 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.servicePercentilesMs = [...profile.serviceMs.percentilesMs];
     fromProfile.push('service time');
   } else defaults.push(`service time (uniform ${base.serviceMinMs}–${base.serviceMaxMs} ms)`);
+  if (profile.pollWaitMs) {
+    // The simulated network carries the response to the client and the next request back: the round trip is its own.
+    const roundTripMs = 2 * base.latencyMs;
+    params.dispatchPercentilesMs = profile.pollWaitMs.percentilesMs.map((ms) => Math.max(0, ms - roundTripMs));
+    fromProfile.push('poll wait');
+  } else defaults.push('poll wait (none)');
+  if (profile.threadPickupMs) {
+    params.pickupPercentilesMs = [...profile.threadPickupMs.percentilesMs];
+    fromProfile.push('thread pickup');
+  } else defaults.push('thread pickup (none)');
   if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

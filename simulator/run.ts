@@ -47,9 +47,16 @@ export interface RunResult {
 
 /** Each request's service time: one draw from the seeded PRNG, from a profile's percentiles or the scenario's uniform range. */
 function serviceTimeOf(params: ScenarioParams, engine: Engine): (req: string) => number {
-  const percentiles = params.servicePercentilesMs;
-  if (percentiles) return () => fromPercentiles(percentiles, engine.rng.uniform(0, 100));
+  if (params.servicePercentilesMs) return drawFrom(params.servicePercentilesMs, engine);
   return () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs);
+}
+
+function dispatchTimeOf(params: ScenarioParams, engine: Engine): () => number {
+  return params.dispatchPercentilesMs ? drawFrom(params.dispatchPercentilesMs, engine) : () => 0;
+}
+
+function drawFrom(percentilesMs: readonly number[], engine: Engine): () => number {
+  return () => fromPercentiles(percentilesMs, engine.rng.uniform(0, 100));
 }
 
 /** The simulated world of one run, wired: engine, kernel, network, server. */
@@ -85,6 +92,8 @@ export function buildWorld(
     {
       bootMs: params.bootMs,
       serviceMs: serviceMs ?? serviceTimeOf(params, engine),
+      dispatchMs: dispatchTimeOf(params, engine),
+      ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
     },

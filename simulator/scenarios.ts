@@ -29,6 +29,13 @@ export interface ScenarioParams {
   serviceMaxMs: number;
   /** The 101 percentiles (0, 1, …, 100) of a measured service time, ms (simulator/profiles.ts). */
   servicePercentilesMs?: number[];
+  /**
+   * The 101 percentiles of how long a readable kept-alive connection waits for the worker's loop to
+   * hand it to a thread (policies with `pollerDispatch`), ms; absent: at once.
+   */
+  dispatchPercentilesMs?: number[];
+  /** The 101 percentiles of how long a thread that read a request takes to start its handler, ms; absent: at once. */
+  pickupPercentilesMs?: number[];
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;

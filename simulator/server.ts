@@ -19,6 +19,16 @@ export interface ServerTiming {
   bootMs: number;
   /** Service time of a request, drawn per request. */
   serviceMs: (req: string) => number;
+  /**
+   * How long a readable connection waits in the worker's poller before the loop hands it to a thread
+   * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request.
+   */
+  dispatchMs: () => number;
+  /**
+   * How long the thread that read a request takes to get to its handler (gthread: the pool thread's
+   * wait for the GIL, and the parse), drawn per request; absent: at once.
+   */
+  pickupMs?: () => number;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
@@ -49,6 +59,8 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
   'handler-done': (i, proc) => proc.whenRunning(() => proc.driver.handlerFinished(i.conn, i.req)),
+  poll: (i, proc) => proc.whenRunning(() => proc.driver.polled(i.conn)),
+  pickup: (i, proc) => proc.whenRunning(() => proc.driver.pickedUp(i.conn, i.req)),
 };
 
 export class SimulatedServer implements ServerSide {
@@ -333,6 +345,19 @@ export class WorkerProcess implements WorkerPort {
   released(): void {
     this.driver.listenerReleased();
     this.server.arbiter.listenerReleasedBy(this.id);
+  }
+
+  watchReadable(conn: ConnId): boolean {
+    // Always an item, even after no time: the explorer tries it before and after whatever else is due.
+    this.wire.after(Math.max(0, this.server.timing.dispatchMs()), { kind: 'poll', worker: this.id, conn });
+    return false;
+  }
+
+  pickUp(conn: ConnId, req: string): boolean {
+    const pickupMs = this.server.timing.pickupMs;
+    if (!pickupMs) return true;
+    this.wire.after(Math.max(0, pickupMs()), { kind: 'pickup', worker: this.id, conn, req });
+    return false;
   }
 
   read(): { keepAlive: boolean } {

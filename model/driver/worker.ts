@@ -27,8 +27,20 @@ export interface WorkerPort {
    * has (at once, or when its event loop gets there).
    */
   releaseListener(): void;
+  /**
+   * A request arrived on a connection that waits in the worker's event loop (the policy's
+   * `pollerDispatch`). Returns true when the loop hands it over at once; otherwise the platform
+   * calls `polled(conn)` when its loop's poll returns with it.
+   */
+  watchReadable(conn: ConnId): boolean;
   /** Take the request of `conn` off the socket now that a thread is free: whether it allows keep-alive; null while it is incomplete. */
   read(conn: ConnId, req: string): { readonly keepAlive: boolean } | null;
+  /**
+   * The thread that read the request gets to run the app: true when at once; otherwise the platform
+   * calls `pickedUp(conn, req)` when it does (gthread: the pool thread's wait for the GIL, and the
+   * parse, between the hand-over and the handler — a drain meanwhile still reaches the header).
+   */
+  pickUp(conn: ConnId, req: string): boolean;
   /** Run the app on the request just read; the platform calls `handlerFinished(conn, req)` when it is done. */
   handle(conn: ConnId, req: string): void;
   /** Write the handler's response, with `Connection: close` or not; returns its status. */
@@ -213,9 +225,28 @@ export class WorkerDriver {
       // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
       taken = this.host.emitIfAccepted(conn, { type: 'conn.bytes', req });
       if (taken && endsTurn) this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+      if (taken && this.host.matches(conn, 'unpolled')) {
+        if (this.port.watchReadable(conn)) this.dispatch(conn);
+        return;
+      }
       if (taken) this.wantsThread(conn);
     });
     return taken;
+  }
+
+  /** The worker's loop returned from its poll with `conn` readable (see `WorkerPort.watchReadable`). */
+  polled(conn: ConnId): void {
+    if (!this.host.has(conn)) return; // closed and forgotten meanwhile
+    this.host.now(() => this.dispatch(conn));
+  }
+
+  private dispatch(conn: ConnId): void {
+    // The poll of a draining worker's last turn returned: handing this one over ends the turn.
+    const endsTurn = this.host.matches(this.id, { alive: { draining: 'lastTurn' } });
+    // Refused once the connection left the poller: abandoned by the drain, closed, aborted.
+    if (!this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) return;
+    if (endsTurn) this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+    this.wantsThread(conn);
   }
 
   /** The rest of a request arrived, or the client read its responses again: a pending request may be served now. */
@@ -308,6 +339,11 @@ export class WorkerDriver {
     return this.isOpen(conn) && this.host.matches(conn, 'pending');
   }
 
+  /** The connection's request has arrived, and waits for the worker's loop to hand it to a thread. */
+  isUnpolled(conn: ConnId): boolean {
+    return this.isOpen(conn) && this.host.matches(conn, 'unpolled');
+  }
+
   /** The connection waits for a request (fresh, or kept alive after a response). */
   isIdle(conn: ConnId): boolean {
     return this.isOpen(conn) && this.host.matches(conn, 'idle');
@@ -378,14 +414,31 @@ export class WorkerDriver {
       this.waiting.splice(i, 1);
       this.host.emit(conn, { type: 'conn.read', req, keepAlive: read.keepAlive });
       this.host.emit(this.id, { type: 'worker.request-start', conn, req });
-      // Refused unless this request reached the worker's limit: the chart's guard decides the recycle.
-      // gunicorn counts the request and clears `alive` before its handler runs (handle_request:
-      // `nr += 1; if nr >= max_requests: alive = False`), so the drain reaches this connection before
-      // its handler starts: a policy that fixes the header there answers it `Connection: close`.
-      if (this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' })) this.host.settleCommands();
-      this.host.emit(conn, { type: 'conn.handler-start', req });
-      this.port.handle(conn, req);
+      if (this.port.pickUp(conn, req)) this.startHandler(conn, req);
     }
+  }
+
+  /** The thread that took `conn`'s request is ready to run the app on it (see `WorkerPort.pickUp`). */
+  pickedUp(conn: ConnId, req: string): void {
+    this.host.now(() => {
+      // Refused when the connection was aborted meanwhile (the deadline, a kill): its thread is free again.
+      if (!this.host.has(conn) || !this.host.accepts(conn, { type: 'conn.handler-start', req })) {
+        this.host.emitIfAccepted(this.id, { type: 'worker.request-end', conn, req });
+        this.pump();
+        return;
+      }
+      this.startHandler(conn, req);
+    });
+  }
+
+  private startHandler(conn: ConnId, req: string): void {
+    // Refused unless this request reached the worker's limit: the chart's guard decides the recycle.
+    // gunicorn counts the request and clears `alive` before its handler runs (handle_request:
+    // `nr += 1; if nr >= max_requests: alive = False`), so the drain reaches this connection before
+    // its handler starts: a policy that fixes the header there answers it `Connection: close`.
+    if (this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' })) this.host.settleCommands();
+    this.host.emit(conn, { type: 'conn.handler-start', req });
+    this.port.handle(conn, req);
   }
 
   /** A connection's socket is closed: the worker forgets it, and may now be free to exit. */

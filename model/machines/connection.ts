@@ -62,6 +62,7 @@ export const connectionChart = setup({
   actions: {
     ...connCommands,
     markDraining: assign({ draining: true }),
+    notePendingRequest: assign({ unread: true, pendingReq: ({ event }) => (event.type === 'conn.bytes' ? event.req : null) }),
     recordResponse: assign({ responses: ({ context }) => context.responses + 1, req: null }),
   },
   guards: {
@@ -73,6 +74,7 @@ export const connectionChart = setup({
     idleKeepsKeepAliveTimerOnDrain: policyGuardPlaceholder,
     idleGracedOnDrain: policyGuardPlaceholder,
     pendingOrphanedOnDrain: policyGuardPlaceholder,
+    waitsForPoller: policyGuardPlaceholder,
     waitsOutLastTurn: policyGuardPlaceholder,
     freshHeldByThread: policyGuardPlaceholder,
     lingers: policyGuardPlaceholder,
@@ -123,7 +125,11 @@ export const connectionChart = setup({
     idle: {
       initial: 'route',
       on: {
-        'conn.bytes': { target: 'pending', actions: assign({ unread: true, pendingReq: ({ event }) => event.req }) },
+        'conn.bytes': [
+          // In the worker's poller (gthread): the loop has to return with it and hand it to a thread.
+          { guard: 'waitsForPoller', target: 'unpolled', actions: 'notePendingRequest' },
+          { target: 'pending', actions: 'notePendingRequest' },
+        ],
         // The client closed its end; the server reads EOF and closes. Nothing to linger for.
         'conn.peer-fin': { target: 'closingHard' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
@@ -197,11 +203,37 @@ export const connectionChart = setup({
         drainKept: {},
         /** Its worker's last loop turn may still read a request from it (gthread 20.x); when the turn ends, it is abandoned. */
         lastTurn: {
-          on: { 'conn.turn-end': { target: '#conn.orphaned' } },
+          on: {
+            'conn.turn-end': { target: '#conn.orphaned' },
+            // The turn's poll returns with it, and hands it over: that is the dispatch.
+            'conn.bytes': { target: '#conn.pending', actions: 'notePendingRequest' },
+          },
         },
       },
     },
-    /** Request bytes are in the receive buffer; the worker has not read them yet (nor all of them, maybe). */
+    /**
+     * A request arrived on a connection that waits in the worker's poller (gthread's keep-alive
+     * connections): unread, and not yet any thread's — the loop's next poll returns with it and hands
+     * it over (`conn.dispatch`). A drain that ends the loop first abandons it; its bytes stay unread,
+     * and the exit resets them.
+     */
+    unpolled: {
+      on: {
+        'conn.bytes': {},
+        'conn.dispatch': { target: 'pending' },
+        'conn.drain': [
+          // The turn in progress may still return with it (gthread 20.x's last loop turn).
+          { guard: 'waitsOutLastTurn', actions: 'markDraining' },
+          { guard: 'idleOrphanedOnDrain', target: 'orphaned', actions: 'markDraining' },
+          // A policy that keeps serving while it drains (gthread 24) hands it over still.
+          { actions: 'markDraining' },
+        ],
+        'conn.turn-end': { target: 'orphaned' },
+        'conn.peer-fin': {},
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+    },
+    /** Request bytes are in the receive buffer, for a thread to read (now, or when one is free); not read yet (nor all of them, maybe). */
     pending: {
       initial: 'checking',
       states: {

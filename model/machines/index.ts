@@ -50,7 +50,11 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       // A request waiting unread is as abandoned as an idle connection when the policy orphans —
       // unless it is a first request a pool thread is already blocked reading.
       // With a last loop turn, a request already there was readable in that turn's poll: it is served.
-      pendingOrphanedOnDrain: ({ context }) => policy.idleOnDrain === 'orphan' && !policy.lastLoopTurn && !(policy.acceptHandsToThread && context.responses === 0),
+      // Where a poller hands requests over (gthread), one in `pending` is a thread's already: the pool serves it.
+      pendingOrphanedOnDrain: ({ context }) =>
+        policy.idleOnDrain === 'orphan' && !policy.pollerDispatch && !policy.lastLoopTurn && !(policy.acceptHandsToThread && context.responses === 0),
+      // A kept-alive connection is in the poller; so is a fresh one unless accepts hand it to a thread.
+      waitsForPoller: ({ context }) => policy.pollerDispatch && (context.responses > 0 || !policy.acceptHandsToThread),
       waitsOutLastTurn: () => policy.lastLoopTurn,
       freshHeldByThread: () => policy.acceptHandsToThread,
       lingers: () => policy.lingeringClose,

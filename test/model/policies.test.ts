@@ -33,6 +33,64 @@ const IDLE_ON_DRAIN: Record<string, { state: string; timerMs?: number; closes?: 
   'safe-drain': { state: 'idle.drainGrace', timerMs: 1000 },
 };
 
+/**
+ * gthread's kept-alive connections wait in the worker's poller (gthread.py@20.1 finish_request:
+ * `poller.register(...)`; on_client_socket_readable → tpool.submit): a request that arrives is no
+ * thread's until the loop's poll returns with it. The reference (gunicorn-sources §2.3, §2.4) says
+ * what a drain does with such a request per version.
+ */
+describe("a request that arrived on a kept-alive connection of gthread's poller", () => {
+  // gthread 21–23 puts a new connection in the poller too: its first request is handed over the same way.
+  const firstServed = (name: string) => (name === 'gunicorn-gthread-21' ? [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.dispatch' }, ...serve('r1', false).slice(1)] : [open, ...serve('r1', false)]);
+  const arrivedOn = (name: string) => [...firstServed(name), { type: 'conn.bytes', req: 'r2' }];
+  const arrived = arrivedOn('gunicorn-gthread');
+  const handed = [{ type: 'conn.dispatch' }, { type: 'conn.read', req: 'r2' }, { type: 'conn.handler-start', req: 'r2' }, { type: 'conn.handler-finish', req: 'r2' }];
+
+  it('waits for the loop: no thread may read it before the dispatch', () => {
+    for (const name of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) {
+      const { conn } = machinesFor(getPolicy(name), params);
+      const arrived = arrivedOn(name);
+      expect(drive(conn, arrived).state, name).toBe('unpolled');
+      expect(() => drive(conn, [...arrived, { type: 'conn.read', req: 'r2' }]), name).toThrow(/conn.read rejected in unpolled/);
+      expect(drive(conn, [...arrived, { type: 'conn.dispatch' }]).state, name).toBe('pending.untimed');
+    }
+  });
+
+  it('policies without a poller hand it to a thread at once', () => {
+    for (const name of ['gunicorn-async', 'abort-idle', 'safe-drain', 'never-close-idle']) {
+      expect(drive(machinesFor(getPolicy(name), params).conn, arrived).state, name).toBe('pending.untimed');
+    }
+  });
+
+  it("gthread 20.x: a drain leaves it to the loop's last turn — handed over in it, it is served with close; when the turn ends first, it is abandoned and reset at the exit", () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-gthread'), params);
+    const drained = [...arrived, { type: 'conn.drain' }];
+    expect(drive(conn, drained).state).toBe('unpolled');
+    expect(drive(conn, [...drained, ...handed, { type: 'conn.respond', req: 'r2', status: 200, close: true }]).state).toBe('closingHard');
+    const abandoned = drive(conn, [...drained, { type: 'conn.turn-end' }, { type: 'conn.abort', reason: 'worker-exit' }]);
+    expect(abandoned.actions).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: true } }));
+    expect(() => drive(conn, [...drained, { type: 'conn.turn-end' }, { type: 'conn.dispatch' }])).toThrow(/conn.dispatch rejected in orphaned/);
+  });
+
+  it('gthread 21–23: the drain abandons it at once (no last turn)', () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-gthread-21'), params);
+    expect(drive(conn, [...arrivedOn('gunicorn-gthread-21'), { type: 'conn.drain' }]).state).toBe('orphaned');
+  });
+
+  it('gthread 24: its drain loop still polls, so it is handed over and served with close', () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-gthread-24'), params);
+    const served = drive(conn, [...arrived, { type: 'conn.drain' }, ...handed, { type: 'conn.respond', req: 'r2', status: 200, close: true }]);
+    expect(served.state).toBe('closingHard');
+  });
+
+  it('once handed over it is the pool\'s: a drain does not abandon it (tpool.shutdown(False) runs what was submitted)', () => {
+    for (const name of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) {
+      const { conn } = machinesFor(getPolicy(name), params);
+      expect(drive(conn, [...arrivedOn(name), { type: 'conn.dispatch' }, { type: 'conn.drain' }]).state, name).toBe('pending.untimed');
+    }
+  });
+});
+
 describe('an idle keep-alive connection when draining starts', () => {
   for (const [name, expected] of Object.entries(IDLE_ON_DRAIN)) {
     it(`${name}: ${expected.state}`, () => {
@@ -112,7 +170,9 @@ describe('the Connection header of a response whose handler started before the d
   it('a request that does not allow keep-alive (Connection: close, HTTP/1.0, unparseable) is answered with Connection: close under every policy', () => {
     for (const name of POLICY_NAMES) {
       const conn = machinesFor(getPolicy(name), params).conn;
-      const read = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1', keepAlive: false }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.handler-finish', req: 'r1' }];
+      // gthread 21–23 registers a new connection in its poller; the loop hands it over once readable.
+      const handedOver = name.startsWith('gunicorn-gthread-21') ? [{ type: 'conn.dispatch' }] : [];
+      const read = [open, { type: 'conn.bytes', req: 'r1' }, ...handedOver, { type: 'conn.read', req: 'r1', keepAlive: false }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.handler-finish', req: 'r1' }];
       expect(() => drive(conn, [...read, { type: 'conn.respond', req: 'r1', status: 200, close: false }]), name).toThrow(/conn.respond rejected/);
       expect(() => drive(conn, [...read, { type: 'conn.respond', req: 'r1', status: 400, close: true }]), name).not.toThrow();
     }

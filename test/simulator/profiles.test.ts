@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, PROFILE_NAMES, profileSchema, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { exitToReady } from '../../conformance/measure-profile.ts';
+import { exitToReady, requestTimings } from '../../conformance/measure-profile.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
 
@@ -27,7 +27,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs?.measurement, parsed.bootMs?.measurement].filter(Boolean);
+    const used = [parsed.serviceMs?.measurement, parsed.pollWaitMs?.measurement, parsed.threadPickupMs?.measurement, parsed.bootMs?.measurement].filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
@@ -70,8 +70,16 @@ describe('applyProfile', () => {
     const applied = applyProfile(base, profile);
     expect(applied.params.servicePercentilesMs).toEqual(profile.serviceMs!.percentilesMs);
     expect(applied.params.bootMs).toBe(profile.bootMs!.medianMs);
-    expect(applied.fromProfile).toEqual(['service time', 'worker boot']);
+    expect(applied.fromProfile).toEqual(['service time', 'poll wait', 'thread pickup', 'worker boot']);
+    // The poll wait is measured from the server's response to the next hand-over: the simulated network's round trip comes off it.
+    const roundTripMs = 2 * base.latencyMs;
+    profile.pollWaitMs!.percentilesMs.forEach((ms, i) => expect(applied.params.dispatchPercentilesMs![i]).toBeCloseTo(Math.max(0, ms - roundTripMs), 9));
+    expect(applied.params.pickupPercentilesMs).toEqual(profile.threadPickupMs!.percentilesMs);
     expect(applied.defaults.join()).toMatch(/one-way latency/);
+    // A profile without them (our own server: its event loop hands a request over as it reads it) leaves both out.
+    const ours = applyProfile(base, getProfile('quiesce-serve'));
+    expect(ours.params.dispatchPercentilesMs).toBeUndefined();
+    expect(ours.defaults.join()).toMatch(/poll wait \(none\).*thread pickup \(none\)/);
     expect(base.servicePercentilesMs).toBeUndefined(); // the scenario itself is left as it was
   });
 
@@ -101,5 +109,38 @@ describe('exitToReady: pairing a worker exit with its replacement', () => {
       { ms: 900, kind: 'exit' as const },
     ];
     expect(exitToReady(events)).toEqual([130, 155]);
+  });
+});
+
+describe("requestTimings: gunicorn's request hooks as handler times, poll waits and thread pickups", () => {
+  it('pairs the lines per worker and client address: submit → pre is the pickup, pre → post the handler, post → the next submit the poll wait', () => {
+    const lines = [
+      "1.000000 submit 10 ('127.0.0.1', 5001)",
+      "1.000400 pre 10 ('127.0.0.1', 5001)",
+      "1.000500 submit 10 ('127.0.0.1', 5002)",
+      "1.000700 pre 10 ('127.0.0.1', 5002)",
+      "1.002000 post 10 ('127.0.0.1', 5001)",
+      "1.003000 post 10 ('127.0.0.1', 5002)",
+      // Another worker, the same client port (a reconnect that got the same port): another connection.
+      "1.003200 submit 11 ('127.0.0.1', 5001)",
+      "1.003500 pre 11 ('127.0.0.1', 5001)",
+      "1.004000 submit 10 ('127.0.0.1', 5001)",
+      "1.005000 pre 10 ('127.0.0.1', 5001)",
+      "1.006000 post 11 ('127.0.0.1', 5001)",
+      "1.006500 post 10 ('127.0.0.1', 5001)",
+      // ab closes at its end: the loop hands the FIN over, and no request follows — no poll wait, no pickup.
+      "3.006500 submit 10 ('127.0.0.1', 5002)",
+    ];
+    const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
+    const { handlerMs, pollWaitMs, pickupMs } = requestTimings(lines);
+    expect(ms(pickupMs)).toEqual([0.4, 0.2, 0.3, 1]);
+    expect(ms(handlerMs)).toEqual([1.6, 2.3, 2.5, 1.5]);
+    // Only 5001 on worker 10 had a second request: its post at 1.002, the hand-over at 1.004.
+    expect(ms(pollWaitMs)).toEqual([2]);
+  });
+
+  it('refuses a line it cannot read, and a post without its pre', () => {
+    expect(() => requestTimings(['garbage'])).toThrow(/unexpected line "garbage"/);
+    expect(() => requestTimings(["1.0 post 10 ('127.0.0.1', 5001)"])).toThrow(/a post with no pre/);
   });
 });
