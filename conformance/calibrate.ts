@@ -71,7 +71,7 @@ export interface RunFigures {
   /** Workers that ended while the load ran (recycled). */
   readonly recycles: number;
   readonly lostPerRecycle: number;
-  /** Mean connections a worker held when it recycled. */
+  /** Mean over recycled workers of the most connections each held at once (under keep-alive: when its drain began). */
   readonly heldPerRecycle: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -159,7 +159,12 @@ export function withinTolerance(real: number, simulated: number, tolerance: numb
   return Math.abs(simulated - real) <= tolerance * real;
 }
 
-/** How many connections each worker held, sampled from outside; a worker's figure is its peak over its last `windowMs`. */
+/**
+ * How many connections each worker held, sampled from outside; a worker's figure is the most it held
+ * at once. Under a keep-alive load a worker's connections stay until it recycles, so that is what it
+ * held when its drain began. (A figure from the samples just before its exit undercounts: its
+ * connections close as it drains, and on two busy cores the samples come every 10–15 ms, not 5.)
+ */
 class HeldSampler {
   private readonly series = new Map<number, { ms: number; held: number }[]>();
   private running = true;
@@ -185,24 +190,20 @@ class HeldSampler {
   }
 
   /** Stop; the workers seen at the start of the run and still alive at its end did not recycle. */
-  async stop(windowMs: number): Promise<{ heldAtEnd: number[] }> {
+  async stop(): Promise<{ heldMost: number[] }> {
     this.running = false;
     await this.done;
     const lastMs = Math.max(0, ...[...this.series.values()].map((s) => s.at(-1)!.ms));
-    const heldAtEnd: number[] = [];
+    const heldMost: number[] = [];
     for (const s of this.series.values()) {
       if (s.at(-1)!.ms >= lastMs) continue; // alive at the end
-      // Its connections close as it drains: take the peak of its last window before the count fell to 0 for good.
-      let lastHeld: { ms: number; held: number } | undefined;
-      for (const x of s) if (x.held > 0) lastHeld = x;
-      heldAtEnd.push(lastHeld ? Math.max(...s.filter((x) => x.ms >= lastHeld.ms - windowMs && x.ms <= lastHeld.ms).map((x) => x.held)) : 0);
+      heldMost.push(Math.max(...s.map((x) => x.held)));
     }
-    return { heldAtEnd };
+    return { heldMost };
   }
 }
 
 const SAMPLE_EVERY_MS = 5;
-const HELD_WINDOW_MS = 30;
 
 function abArgs(load: CalibrationLoad, url: string): string[] {
   return ['-n', String(load.requests), '-c', String(load.concurrency), '-k', '-r', '-s', String(load.timeoutS), url];
@@ -218,9 +219,9 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
     await sut.listening(server, 30_000);
     const sampler = new HeldSampler(server.pid, target.port, SAMPLE_EVERY_MS);
     const ab = await runAb(abArgs(options.load, `http://${options.bind}/`));
-    const held = await sampler.stop(HELD_WINDOW_MS);
+    const held = await sampler.stop();
     if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
-    return figuresOf(ab, held.heldAtEnd, ab.p50Ms, ab.p99Ms);
+    return figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
   } finally {
     await stopGracefully(server);
   }
@@ -254,18 +255,25 @@ export function simulatedParams(options: Pick<CalibrationOptions, 'server' | 'lo
   return applyProfile(base, options.profile);
 }
 
-/** One simulated run with the same figures, the held connections read at each worker's max-requests. */
+/** One simulated run with the same figures; a recycled worker's held connections, the most it held at once (as the real run's). */
 export function simulatedRun(policy: string, params: ScenarioParams, seed: number): RunFigures {
   const open = new Map<string, string>();
+  const holding = new Map<string, { now: number; most: number }>();
+  const recycled = new Set<string>();
   const heldAtRecycle: number[] = [];
   const onEvent = (e: TraceEvent) => {
-    if (e.type === 'conn.open') open.set(e.actor, e.worker);
-    else if (e.type === 'conn.close' || e.type === 'conn.abort') open.delete(e.actor);
-    else if (e.type === 'worker.max-requests') {
-      let held = 0;
-      for (const worker of open.values()) if (worker === e.actor) held++;
-      heldAtRecycle.push(held);
-    }
+    if (e.type === 'conn.open') {
+      open.set(e.actor, e.worker);
+      const h = holding.get(e.worker) ?? { now: 0, most: 0 };
+      h.now++;
+      h.most = Math.max(h.most, h.now);
+      holding.set(e.worker, h);
+    } else if (e.type === 'conn.close') {
+      const worker = open.get(e.actor);
+      open.delete(e.actor);
+      if (worker !== undefined) holding.get(worker)!.now--;
+    } else if (e.type === 'worker.max-requests') recycled.add(e.actor);
+    else if (e.type === 'worker.exit' && recycled.has(e.actor)) heldAtRecycle.push(holding.get(e.actor)?.most ?? 0);
   };
   const result = runScenario({ scenario: 'calibration', policy, seed, params, onEvent });
   return figuresOf(result.stats.ab, heldAtRecycle, result.stats.latency.percentileMs(50), result.stats.latency.percentileMs(99));
