@@ -1,6 +1,6 @@
 /** `quiesce calibrate`: a real server beside the simulator with its profile, under the same load (conformance/calibrate.ts). */
 import type { Command } from 'commander';
-import { calibrate, formatCalibration, SEED_CALIBRATION as SEED } from '../conformance/calibrate.ts';
+import { calibrate, formatCalibration, parseCalibrationSignal, SEED_CALIBRATION as SEED, type CalibrationSignal } from '../conformance/calibrate.ts';
 import { ConformUsageError, parseBind, PLACEHOLDERS } from '../conformance/blackbox.ts';
 import { asUsageError } from './conform.ts';
 import { BOUNDS, type Bound } from '../model/limits.ts';
@@ -25,6 +25,7 @@ interface CalibrateCliOptions {
   requests: string;
   concurrency: string;
   timeout: string;
+  signal: string[];
   json?: boolean;
 }
 
@@ -57,6 +58,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
     .option('--requests <n>', 'ab -n', String(SEED.load.requests))
     .option('--concurrency <n>', 'ab -c', String(SEED.load.concurrency))
     .option('--timeout <s>', 'ab -s', String(SEED.load.timeoutS))
+    .option('--signal <SIGNAL@ms>', "a signal to the server's main process at ms after ab starts, in both runs (repeatable: --signal HUP@500 --signal HUP@1500)", (value: string, all: string[]) => [...all, value], [] as string[])
     .option('--json', 'print one JSON object')
     .action(async (options: CalibrateCliOptions) => {
       if (options.server === undefined) throw new UsageError('--server: required (the real server\'s command line, e.g. "gunicorn -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} app:app")');
@@ -77,6 +79,13 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
       const concurrency = n('--concurrency', options.concurrency, BOUNDS.concurrency);
       if (concurrency > requests) throw new UsageError(`--concurrency ${concurrency} exceeds --requests ${requests} (ab refuses this too)`);
       const seeds = n('--seeds', options.seeds, { integer: true, min: 1, max: 100 });
+      const signals = options.signal.map((text): CalibrationSignal => {
+        try {
+          return parseCalibrationSignal(text);
+        } catch (error) {
+          throw new UsageError(`--signal: ${(error as Error).message}`);
+        }
+      });
       const report = await calibrate({
         command: options.server,
         bind: options.bind,
@@ -92,6 +101,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
           maxRequestsJitter: n('--max-requests-jitter', options.maxRequestsJitter, BOUNDS.maxRequestsJitter),
         },
         load: { requests, concurrency, timeoutS: n('--timeout', options.timeout, { integer: true, min: 1, max: 3600 }) },
+        signals,
         runs: n('--runs', options.runs, { integer: true, min: 1, max: 100 }),
         seeds: Array.from({ length: seeds }, (_, i) => i + 1),
         tolerance: n('--tolerance', options.tolerance, { integer: false, min: 0, max: 10 }),

@@ -23,6 +23,7 @@ import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { applyProfile, type Profile } from '../simulator/profile-schema.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
+import type { ArbiterSignal } from '../model/events.ts';
 import { runAb } from './ab.ts';
 import { assertAddressFree, commandServer, fillCommand, parseBind } from './blackbox.ts';
 import { childrenOf, connectionsHeld, stopGracefully } from './process.ts';
@@ -42,6 +43,19 @@ export const SEED_CALIBRATION: { readonly server: ServerParams; readonly load: C
   load: { requests: 10_000, concurrency: 20, timeoutS: 30 },
 };
 
+/** A signal the operator sends to the server's main process (its pid: the command's own process). */
+export interface CalibrationSignal {
+  readonly atMs: number;
+  readonly signal: Extract<ArbiterSignal, 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT'>;
+}
+
+/** `HUP@500`, as `--signal` takes it. */
+export function parseCalibrationSignal(text: string): CalibrationSignal {
+  const match = /^(TERM|HUP|TTIN|TTOU|INT|QUIT)@(\d+)$/.exec(text);
+  if (!match) throw new Error(`expected SIGNAL@MS with SIGNAL one of TERM, HUP, TTIN, TTOU, INT, QUIT and MS whole milliseconds after ab starts (e.g. HUP@500), got "${text}"`);
+  return { signal: match[1] as CalibrationSignal['signal'], atMs: Number(match[2]) };
+}
+
 export interface CalibrationOptions {
   /** The real server's command; `{bind}` and the placeholders of `quiesce conform --server` are filled. */
   readonly command: string;
@@ -53,6 +67,8 @@ export interface CalibrationOptions {
   readonly policy: string;
   readonly server: ServerParams;
   readonly load: CalibrationLoad;
+  /** Signals to the server's main process while ab runs, at ms after ab starts — the same in the simulated runs. */
+  readonly signals?: readonly CalibrationSignal[];
   readonly runs: number;
   readonly seeds: readonly number[];
   /** Relative tolerance on the median of lost exchanges. */
@@ -119,6 +135,7 @@ export interface CalibrationReport {
   readonly command: string;
   readonly server: ServerParams;
   readonly load: CalibrationLoad;
+  readonly signals: readonly CalibrationSignal[];
   readonly fromProfile: readonly string[];
   readonly defaults: readonly string[];
   readonly real: readonly RunFigures[];
@@ -218,7 +235,16 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
   try {
     await sut.listening(server, 30_000);
     const sampler = new HeldSampler(server.pid, target.port, SAMPLE_EVERY_MS);
-    const ab = await runAb(abArgs(options.load, `http://${options.bind}/`));
+    const abDone = runAb(abArgs(options.load, `http://${options.bind}/`));
+    // As an operator would: kill(2) on the server's main process, at the planned moments of the run.
+    const timers = (options.signals ?? []).map(({ atMs, signal }) => setTimeout(() => {
+      try {
+        process.kill(server.pid, `SIG${signal}`);
+      } catch {
+        // gone already (an earlier TERM stopped it)
+      }
+    }, atMs));
+    const ab = await abDone.finally(() => timers.forEach(clearTimeout));
     const held = await sampler.stop();
     if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
     return figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
@@ -248,19 +274,22 @@ function figuresOf(ab: { readonly failed: number; readonly receive: number; read
 const mean = (xs: readonly number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
 /** The simulator's parameters for a calibration: the seed's recycle scenario with this server, load and profile. */
-export function simulatedParams(options: Pick<CalibrationOptions, 'server' | 'load' | 'profile'>): { params: ScenarioParams; fromProfile: readonly string[]; defaults: readonly string[] } {
+export function simulatedParams(options: Pick<CalibrationOptions, 'server' | 'load' | 'profile' | 'signals'>): { params: ScenarioParams; fromProfile: readonly string[]; defaults: readonly string[] } {
   const base = structuredClone(getScenario('keepalive-recycle').params);
   base.server = { ...options.server };
   base.load = { kind: 'ab', requests: options.load.requests, concurrency: options.load.concurrency, keepAlive: true, timeoutMs: options.load.timeoutS * 1000 };
+  base.signals = (options.signals ?? []).map((s) => ({ ...s }));
   return applyProfile(base, options.profile);
 }
 
-/** One simulated run with the same figures; a recycled worker's held connections, the most it held at once (as the real run's). */
+/**
+ * One simulated run with the same figures. As on the real side, a recycled worker is one that ended
+ * while the load ran (max-requests, a reload, a stop), and what it held is the most it held at once.
+ */
 export function simulatedRun(policy: string, params: ScenarioParams, seed: number): RunFigures {
   const open = new Map<string, string>();
   const holding = new Map<string, { now: number; most: number }>();
-  const recycled = new Set<string>();
-  const heldAtRecycle: number[] = [];
+  const ended: { readonly atMs: number; readonly held: number }[] = [];
   const onEvent = (e: TraceEvent) => {
     if (e.type === 'conn.open') {
       open.set(e.actor, e.worker);
@@ -272,10 +301,11 @@ export function simulatedRun(policy: string, params: ScenarioParams, seed: numbe
       const worker = open.get(e.actor);
       open.delete(e.actor);
       if (worker !== undefined) holding.get(worker)!.now--;
-    } else if (e.type === 'worker.max-requests') recycled.add(e.actor);
-    else if (e.type === 'worker.exit' && recycled.has(e.actor)) heldAtRecycle.push(holding.get(e.actor)?.most ?? 0);
+    } else if (e.type === 'worker.exit') ended.push({ atMs: e.t, held: holding.get(e.actor)?.most ?? 0 });
   };
   const result = runScenario({ scenario: 'calibration', policy, seed, params, onEvent });
+  const loadEndMs = result.loadEndMs ?? Number.POSITIVE_INFINITY;
+  const heldAtRecycle = ended.filter((w) => w.atMs <= loadEndMs).map((w) => w.held);
   return figuresOf(result.stats.ab, heldAtRecycle, result.stats.latency.percentileMs(50), result.stats.latency.percentileMs(99));
 }
 
@@ -297,6 +327,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     command: fillCommand(options.command.split('{bind}').join(options.bind), options.server),
     server: options.server,
     load: options.load,
+    signals: options.signals ?? [],
     fromProfile,
     defaults,
     real,
@@ -320,7 +351,7 @@ export function formatCalibration(r: CalibrationReport): string {
   const lines = [
     `calibrate: ${r.command}`,
     `  policy ${r.policy}, profile ${r.profile} (measured: ${r.fromProfile.join(', ') || 'nothing'}; defaults: ${r.defaults.join(', ')})`,
-    `  load: ab -n ${r.load.requests} -c ${r.load.concurrency} -k -r -s ${r.load.timeoutS}; ${r.server.workers} workers × ${r.server.threads} threads, keep-alive ${r.server.keepAliveMs / 1000} s, max-requests ${r.server.maxRequests} (jitter ${r.server.maxRequestsJitter})`,
+    `  load: ab -n ${r.load.requests} -c ${r.load.concurrency} -k -r -s ${r.load.timeoutS}; ${r.server.workers} workers × ${r.server.threads} threads, keep-alive ${r.server.keepAliveMs / 1000} s, max-requests ${r.server.maxRequests} (jitter ${r.server.maxRequestsJitter})${r.signals.length > 0 ? `; ${r.signals.map((s) => `${s.signal} at ${s.atMs} ms`).join(', ')}` : ''}`,
     '',
     `  ${'figure'.padEnd(28)} ${`real, ${r.real.length} runs`.padEnd(30)} ${`simulated, seeds ${r.simulated.map((s) => s.seed).join(',')}`}`,
   ];

@@ -4,13 +4,13 @@
  * and 4 workers, max-requests jitter 0 and 64, keep-alive 0 — and
  * `quiesce serve` beside them, each row 3 real runs against 3 seeds, printed
  * as one Markdown table (`npm run calibrate:matrix`; simulator/README.md
- * shows the result). Rows whose load needs signals during the run (HUPs
- * and TERM under load) and the nginx backlog case are not driven by
- * `calibrate` yet.
+ * shows the result) — and the signal rows: three HUPs, 1 s apart, and a
+ * TERM, under load with no recycling. The nginx backlog case is not driven
+ * by `calibrate` yet.
  */
 import type { ServerParams } from '../model/params.ts';
 import { getProfile } from '../simulator/profiles.ts';
-import { calibrate, SEED_CALIBRATION, type CalibrationReport } from './calibrate.ts';
+import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 
 interface Row {
@@ -19,7 +19,18 @@ interface Row {
   readonly profile: string;
   readonly policy: string;
   readonly server: Partial<ServerParams>;
+  readonly load?: Partial<CalibrationLoad>;
+  readonly signals?: readonly CalibrationSignal[];
 }
+
+/**
+ * The signal rows: the seed's reload and stop scenarios (simulator/scenarios.ts `reload-under-load`,
+ * `term-under-load`) with no recycling, so that what is lost is the signals' doing. The run is long
+ * enough that ab is still running at the last signal on both sides (60,000 requests: about 3 s real).
+ */
+const SIGNAL_LOAD: Partial<CalibrationLoad> = { requests: 60_000 };
+const THREE_HUPS: readonly CalibrationSignal[] = [500, 1500, 2500].map((atMs) => ({ atMs, signal: 'HUP' as const }));
+const TERM_AT_1S: readonly CalibrationSignal[] = [{ atMs: 1000, signal: 'TERM' }];
 
 const GUNICORN = (worker: string) =>
   `gunicorn -k ${worker} --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter} --log-level warning --pythonpath ${APPS_DIR} hello_app:app`;
@@ -38,11 +49,15 @@ export const MATRIX: readonly Row[] = [
       { name: `gunicorn ${worker}, 1 worker`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, workers: 1 } },
       { name: `gunicorn ${worker}, jitter 64`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, maxRequestsJitter: 64 } },
       { name: `gunicorn ${worker}, keep-alive 0`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, keepAliveMs: 0 } },
+      { name: `gunicorn ${worker}, 3 HUPs, no recycling`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, maxRequests: 0 }, load: SIGNAL_LOAD, signals: THREE_HUPS },
+      { name: `gunicorn ${worker}, TERM, no recycling`, command: GUNICORN(worker), profile, policy, server: { ...SEED, threads, maxRequests: 0 }, load: SIGNAL_LOAD, signals: TERM_AT_1S },
     ];
   }),
   { name: 'quiesce serve (gunicorn-gthread), 4 workers', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: SEED },
   { name: 'quiesce serve (gunicorn-gthread), jitter 64', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, maxRequestsJitter: 64 } },
   { name: 'quiesce serve (gunicorn-gthread), keep-alive 0', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, keepAliveMs: 0 } },
+  { name: 'quiesce serve (gunicorn-gthread), 3 HUPs, no recycling', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, maxRequests: 0 }, load: SIGNAL_LOAD, signals: THREE_HUPS },
+  { name: 'quiesce serve (gunicorn-gthread), TERM, no recycling', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, maxRequests: 0 }, load: SIGNAL_LOAD, signals: TERM_AT_1S },
 ];
 
 export async function runMatrix(port: number, log: (line: string) => void): Promise<{ row: Row; report: CalibrationReport }[]> {
@@ -57,7 +72,8 @@ export async function runMatrix(port: number, log: (line: string) => void): Prom
       profile: getProfile(row.profile),
       policy: row.policy,
       server: { ...SEED_CALIBRATION.server, ...row.server },
-      load: SEED_CALIBRATION.load,
+      load: { ...SEED_CALIBRATION.load, ...row.load },
+      signals: row.signals ?? [],
       runs: 3,
       seeds: [1, 2, 3],
       tolerance: 0.25,

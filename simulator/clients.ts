@@ -288,6 +288,10 @@ export class ApacheBench implements LinkOwner {
     this.activity();
     this.outstanding.delete(link);
     const slot = this.slotOf.get(link) ?? 0;
+    if (req === null && reason === 'refused' && this.network.family() === 'tcp') {
+      this.refusedThroughPoll(link, slot);
+      return;
+    }
     if (req === null && (reason === 'eagain' || reason === 'refused' || reason === 'connect-timeout')) {
       // ab 2.4 start_connect: err_conn++; if (bad++ > 10) abort.
       const badBefore = this.stats.ab.failed;
@@ -312,6 +316,36 @@ export class ApacheBench implements LinkOwner {
     if (req) this.sentAt.delete(req);
     this.open(slot);
   }
+
+  /**
+   * A TCP connect refused (the listener is gone). ab's non-blocking connect() said EINPROGRESS, so the
+   * refusal comes back through poll, as POLLHUP with POLLERR — not through start_connect's count of
+   * failed connects, so ab never aborts on it. read_connection's recv gets ECONNREFUSED: with -r,
+   * Receive, and close_connection, with none of the expected bytes, Length — and the request is done.
+   * The POLLERR of the same poll result then counts Exceptions and reads the slot's next socket,
+   * whose connect on loopback has been refused already: a second request done the same way. So every
+   * refusal costs a request (Receive, Length), every second one Exceptions too — measured: gunicorn
+   * stopped by TERM under `ab -k -r`, Receive 48,609, Length 48,610, Exceptions 24,326, Connect 0.
+   */
+  private refusedThroughPoll(link: Link, slot: number): void {
+    // Other slots' refusals still on their way once the last request is done: ab has stopped (close_connection saves a done only while done < requests).
+    if (this.done) return;
+    this.finished++;
+    this.stats.total++;
+    const ab = this.stats.ab;
+    ab.receive++;
+    ab.length++;
+    ab.failed += 2;
+    if (this.refusals++ % 2 === 1) {
+      ab.exceptions++;
+      ab.failed++;
+    }
+    recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, 'refused', false), reason: 'refused', processed: false });
+    if (this.done) this.onDone();
+    else this.open(slot);
+  }
+
+  private refusals = 0;
 
   private countAbFailure(link: Link, reason: ClientFailure): void {
     const counts = abFailureCounts(reason, link.serverClosedWithFin);

@@ -294,6 +294,11 @@ export class Network {
     this.maybeForget(link);
   }
 
+  /** The listening socket's family: TCP, or AF_UNIX (whose connect fails at once, where TCP's comes back through poll). */
+  family(): 'tcp' | 'unix' {
+    return this.kernel.family();
+  }
+
   // ───────────────────────── connecting ─────────────────────────
 
   private synArrives(link: Link, attempt: number): void {

@@ -41,6 +41,8 @@ export interface RunResult {
   params: ScenarioParams;
   stats: ClientStats;
   virtualMs: number;
+  /** When the client's load ended (ab's last exchange), virtual ms; absent for the proxy's open loop. */
+  loadEndMs?: number;
   events: number;
   header: TraceHeader;
 }
@@ -126,6 +128,7 @@ export function runScenario(options: RunOptions): RunResult {
   // Load starts once the first workers are up.
   const loadStartMs = params.bootMs + 1;
   let stats: ClientStats;
+  let loadEndMs: number | undefined;
   /** The operator's planned signals; those not sent by the time the load ends are moot (the server stops). */
   const planned: { cancelled: boolean }[] = [];
   const shutdown = () => {
@@ -139,6 +142,7 @@ export function runScenario(options: RunOptions): RunResult {
     ab.onDone = () => {
       if (shutDown) return;
       shutDown = true;
+      loadEndMs = engine.nowMs;
       engine.after(1, shutdown);
     };
     engine.after(loadStartMs, () => ab.start());
@@ -175,5 +179,5 @@ export function runScenario(options: RunOptions): RunResult {
     }
   });
   const header = makeHeader(options.policy, params.server, true, { scenario: options.scenario, seed: options.seed });
-  return { scenario: options.scenario, policy: options.policy, seed: options.seed, params, stats, virtualMs: engine.nowMs, events, header };
+  return { scenario: options.scenario, policy: options.policy, seed: options.seed, params, stats, virtualMs: engine.nowMs, ...(loadEndMs !== undefined ? { loadEndMs } : {}), events, header };
 }

@@ -95,6 +95,29 @@ describe('quiesce calibrate', () => {
     expect(code).toBe(0);
   }, 180_000);
 
+  it('sends the same signals to the real server and the simulated one: a HUP under load replaces every worker on both sides', async () => {
+    const { code, out } = await runCli(
+      'calibrate',
+      '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
+      '--bind', '127.0.0.1:18534',
+      '--profile', 'quiesce-serve',
+      '--policy', 'gunicorn-gthread',
+      '--max-requests', '0',
+      '--requests', '20000',
+      '--signal', 'HUP@300',
+      '--runs', '1',
+      '--seeds', '1',
+      '--json',
+    );
+    const report = JSON.parse(out) as CalibrationReport;
+    expect(report.signals).toEqual([{ atMs: 300, signal: 'HUP' }]);
+    // No recycling: the workers that end while ab runs are the four the reload replaced, seen from /proc and in the model —
+    // and, from outside, the loaded spare process our server keeps, which a reload replaces too (it holds the old app).
+    expect([4, 5]).toContain(report.real[0]!.recycles);
+    expect(report.simulated[0]!.figures.recycles).toBe(4);
+    expect(code).toBe(report.withinTolerance ? 0 : 1);
+  }, 120_000);
+
   describe("Debian's gunicorn 20.1 gthread", () => {
     if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
     it('is measured from outside — its recycled workers and the connections each held, from /proc — and set beside its profile; the report says how far the simulator is', async () => {

@@ -116,6 +116,35 @@ describe('ab 2.4 failure accounting, from support/ab.c', () => {
     expect(abFailureCounts(reason, afterFin)).toEqual(counts);
   });
 
+  it('a TCP connect refused after the stop comes back through poll: a request done with Receive and Length, every second one Exceptions too, and ab never aborts (ab 2.4 test(): POLLHUP → read_connection, then POLLERR)', () => {
+    const params = small('term-under-load', 20_000);
+    params.signals = [{ atMs: 200, signal: 'TERM' }];
+    const stats = run('term-under-load', 'gunicorn-sync', 1, params).result.stats;
+    const refused = stats.byMechanism['listener-refused']?.count ?? 0;
+    // The stop comes long before 20,000 requests: the rest are refused, each one done.
+    expect(refused).toBeGreaterThan(1000);
+    expect(stats.aborted).toBeNull();
+    expect(stats.total).toBe(20_000);
+    expect(stats.ab.connect).toBe(0);
+    expect(stats.ab.receive).toBeGreaterThanOrEqual(refused);
+    expect(stats.ab.length).toBe(stats.failed);
+    // Exceptions: half the refusals (rounded either way), plus what the stop itself cost.
+    expect(stats.ab.exceptions - (stats.ab.receive - refused)).toBeGreaterThanOrEqual(Math.floor(refused / 2));
+    expect(stats.ab.exceptions - (stats.ab.receive - refused)).toBeLessThanOrEqual(Math.ceil(refused / 2) + (stats.ab.length - refused));
+  });
+
+  it("over a unix socket the refusal is connect()'s own: Connect, and ab gives up after 10 failures (start_connect)", () => {
+    const params = small('term-under-load', 20_000);
+    params.signals = [{ atMs: 200, signal: 'TERM' }];
+    params.server.family = 'unix';
+    const stats = run('term-under-load', 'gunicorn-sync', 1, params).result.stats;
+    expect(stats.aborted).toMatch(/Test aborted after 10 failures/);
+    // ab's `bad` counts every failure so far, not only failed connects: the stop's own losses already passed 10.
+    expect(stats.ab.failed - stats.ab.connect).toBeGreaterThan(10);
+    expect(stats.ab.connect).toBe(1);
+    expect(stats.total).toBeLessThan(20_000);
+  });
+
   it('a small run: every lost exchange is done (not retried), and Failed requests is the sum of the counters', () => {
     const params = small('keepalive-recycle', 2000);
     const stats = run('keepalive-recycle', 'gunicorn-gthread', 3, params).result.stats;
