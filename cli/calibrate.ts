@@ -26,6 +26,7 @@ interface CalibrateCliOptions {
   concurrency: string;
   timeout: string;
   signal: string[];
+  capture?: boolean;
   json?: boolean;
 }
 
@@ -59,6 +60,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
     .option('--concurrency <n>', 'ab -c', String(SEED.load.concurrency))
     .option('--timeout <s>', 'ab -s', String(SEED.load.timeoutS))
     .option('--signal <SIGNAL@ms>', "a signal to the server's main process at ms after ab starts, in both runs (repeatable: --signal HUP@500 --signal HUP@1500)", (value: string, all: string[]) => [...all, value], [] as string[])
+    .option('--capture', "capture each real run with tcpdump (loopback, headers only) and classify every loss by what the wire shows, beside the simulator's causes")
     .option('--json', 'print one JSON object')
     .action(async (options: CalibrateCliOptions) => {
       if (options.server === undefined) throw new UsageError('--server: required (the real server\'s command line, e.g. "gunicorn -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} app:app")');
@@ -102,6 +104,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
         },
         load: { requests, concurrency, timeoutS: n('--timeout', options.timeout, { integer: true, min: 1, max: 3600 }) },
         signals,
+        capture: options.capture === true,
         runs: n('--runs', options.runs, { integer: true, min: 1, max: 100 }),
         seeds: Array.from({ length: seeds }, (_, i) => i + 1),
         tolerance: n('--tolerance', options.tolerance, { integer: false, min: 0, max: 10 }),

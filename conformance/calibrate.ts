@@ -26,7 +26,19 @@ import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
 import type { ArbiterSignal } from '../model/events.ts';
 import { runAb } from './ab.ts';
 import { assertAddressFree, commandServer, fillCommand, parseBind } from './blackbox.ts';
-import { childrenOf, connectionsHeld, stopGracefully } from './process.ts';
+import { childrenOf, connectionsHeld, stopGracefully, tempDir } from './process.ts';
+import { classifyLosses, LoopbackCapture, WIRE_LOSSES, type WireLoss } from './capture.ts';
+
+const WIRE_LOSS_SHORT: Record<WireLoss, string> = {
+  'unread-reset': 'RST, request unanswered',
+  'reset-after-fin': 'FIN after response, RST',
+  'fin-no-reply': 'FIN after response, none',
+  refused: 'connect refused',
+  'reset-before-answer': 'RST before any answer',
+};
+import type { FailureMechanism } from '../simulator/clients.ts';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 
 export interface CalibrationLoad {
   /** ab -n */
@@ -67,6 +79,8 @@ export interface CalibrationOptions {
   readonly policy: string;
   readonly server: ServerParams;
   readonly load: CalibrationLoad;
+  /** Capture the real runs with tcpdump and classify each loss by what the wire shows (beside the simulator's causes). */
+  readonly capture?: boolean;
   /** Signals to the server's main process while ab runs, at ms after ab starts — the same in the simulated runs. */
   readonly signals?: readonly CalibrationSignal[];
   readonly runs: number;
@@ -95,7 +109,34 @@ export interface RunFigures {
   readonly unreadReset: number;
   readonly resetAfterFin: number;
   readonly finNoReply: number;
+  /**
+   * The lost exchanges by how they ended on the wire: from a packet capture of a real run, from the
+   * causes the simulator recorded for a simulated one (`WIRE_OF_CAUSE`). Absent without --capture.
+   */
+  readonly wire?: Record<WireLoss, number>;
+  /** Packets the kernel dropped from the capture (its counts are then a lower bound). */
+  readonly captureDropped?: number;
 }
+
+/**
+ * What each of the simulator's causes of a lost exchange looks like on the wire. A timeout or a
+ * client that gave up is not a close (null): the capture has no such ending.
+ */
+export const WIRE_OF_CAUSE: Record<FailureMechanism, WireLoss | null> = {
+  'unread-request-reset': 'unread-reset',
+  'close-after-keepalive-response': 'reset-after-fin',
+  'idle-close-race': 'reset-after-fin',
+  'queued-at-close': 'reset-before-answer',
+  'listener-refused': 'refused',
+  // A kill or a fast stop resets what is in flight: after the connection's last response, or before its first.
+  'graceful-timeout-kill': 'unread-reset',
+  'fast-stop': 'unread-reset',
+  'backlog-overflow': null,
+  'syn-timeout': null,
+  'stale-hang': null,
+  'client-timeout': null,
+  'accept-starved': null,
+};
 
 /**
  * What ab's columns say of how each exchange was lost (ab.c, as simulator/clients.ts `abFailureCounts`
@@ -113,7 +154,10 @@ export function lossMechanisms(ab: { readonly receive: number; readonly length: 
   };
 }
 
-export const FIGURES: readonly { readonly key: keyof RunFigures; readonly label: string; readonly digits: number }[] = [
+/** The figures that are one number per run. */
+type NumericFigure = { [K in keyof RunFigures]-?: RunFigures[K] extends number ? K : never }[keyof RunFigures];
+
+export const FIGURES: readonly { readonly key: NumericFigure; readonly label: string; readonly digits: number }[] = [
   { key: 'abFailed', label: 'ab Failed', digits: 0 },
   { key: 'receive', label: '  Receive', digits: 0 },
   { key: 'length', label: '  Length', digits: 0 },
@@ -234,6 +278,9 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
   const server = sut.start(options.server, options.cwd);
   try {
     await sut.listening(server, 30_000);
+    const captureDir = options.capture ? tempDir('quiesce-capture-') : null;
+    const capture = captureDir ? new LoopbackCapture(join(captureDir, 'run.pcap'), target.port) : null;
+    await capture?.ready();
     const sampler = new HeldSampler(server.pid, target.port, SAMPLE_EVERY_MS);
     const abDone = runAb(abArgs(options.load, `http://${options.bind}/`));
     // As an operator would: kill(2) on the server's main process, at the planned moments of the run.
@@ -247,7 +294,13 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
     const ab = await abDone.finally(() => timers.forEach(clearTimeout));
     const held = await sampler.stop();
     if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
-    return figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
+    const figures = figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
+    if (!capture) return figures;
+    const { droppedByKernel } = await capture.stop();
+    const wire = classifyLosses(capture.segments(target.port)).losses;
+    // Megabytes a run: what it says is in the figures now.
+    rmSync(captureDir!, { recursive: true, force: true });
+    return { ...figures, wire, captureDropped: droppedByKernel };
   } finally {
     await stopGracefully(server);
   }
@@ -304,9 +357,14 @@ export function simulatedRun(policy: string, params: ScenarioParams, seed: numbe
     } else if (e.type === 'worker.exit') ended.push({ atMs: e.t, held: holding.get(e.actor)?.most ?? 0 });
   };
   const result = runScenario({ scenario: 'calibration', policy, seed, params, onEvent });
+  const wire = Object.fromEntries(WIRE_LOSSES.map((l) => [l, 0])) as Record<WireLoss, number>;
+  for (const [cause, tally] of Object.entries(result.stats.byMechanism) as [FailureMechanism, { count: number }][]) {
+    const loss = WIRE_OF_CAUSE[cause];
+    if (loss !== null) wire[loss] += tally.count;
+  }
   const loadEndMs = result.loadEndMs ?? Number.POSITIVE_INFINITY;
   const heldAtRecycle = ended.filter((w) => w.atMs <= loadEndMs).map((w) => w.held);
-  return figuresOf(result.stats.ab, heldAtRecycle, result.stats.latency.percentileMs(50), result.stats.latency.percentileMs(99));
+  return { ...figuresOf(result.stats.ab, heldAtRecycle, result.stats.latency.percentileMs(50), result.stats.latency.percentileMs(99)), wire };
 }
 
 export async function calibrate(options: CalibrationOptions): Promise<CalibrationReport> {
@@ -357,6 +415,13 @@ export function formatCalibration(r: CalibrationReport): string {
   ];
   for (const { key, label, digits } of FIGURES) {
     lines.push(`  ${label.padEnd(28)} ${range(r.real.map((x) => x[key]), digits).padEnd(30)} ${range(r.simulated.map((s) => s.figures[key]), digits)}`);
+  }
+  if (r.real.every((x) => x.wire !== undefined)) {
+    const dropped = Math.max(...r.real.map((x) => x.captureDropped ?? 0));
+    lines.push(`  on the wire (tcpdump; the simulator's causes)${dropped > 0 ? ` — the kernel dropped up to ${dropped} packets: a lower bound` : ''}`);
+    for (const loss of WIRE_LOSSES) {
+      lines.push(`  ${`  ${WIRE_LOSS_SHORT[loss]}`.padEnd(28)} ${range(r.real.map((x) => x.wire![loss]), 0).padEnd(30)} ${range(r.simulated.map((s) => s.figures.wire?.[loss] ?? 0), 0)}`);
+    }
   }
   const off = r.lostRealMedian === 0 ? '' : ` (${(((r.lostSimulatedMedian - r.lostRealMedian) / r.lostRealMedian) * 100).toFixed(0)} %)`;
   lines.push(

@@ -118,6 +118,34 @@ describe('quiesce calibrate', () => {
     expect(code).toBe(report.withinTolerance ? 0 : 1);
   }, 120_000);
 
+  it('--capture: tcpdump tells the stop\'s own losses from the connects refused after it, which ab counts alike', async () => {
+    const { out } = await runCli(
+      'calibrate',
+      '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
+      '--bind', '127.0.0.1:18534',
+      '--profile', 'quiesce-serve',
+      '--policy', 'gunicorn-gthread',
+      '--max-requests', '0',
+      '--requests', '20000',
+      '--signal', 'TERM@300',
+      '--capture',
+      '--runs', '1',
+      '--seeds', '1',
+      '--json',
+    );
+    const report = JSON.parse(out) as CalibrationReport;
+    const [real] = report.real;
+    const wire = real!.wire!;
+    expect(real!.captureDropped).toBe(0);
+    // ab -r goes on after the stop: the rest of its 20,000 requests are refused connects, each one lost.
+    expect(wire.refused).toBeGreaterThan(1000);
+    // What ab counts as lost, the capture sees lost too — and it says which of them the stop itself cost.
+    const onTheWire = Object.values(wire).reduce((a, b) => a + b, 0);
+    expect(Math.abs(onTheWire - real!.lost)).toBeLessThanOrEqual(real!.lost * 0.01 + 25);
+    // The simulated side names the same endings from its own causes.
+    expect(report.simulated[0]!.figures.wire!.refused).toBeGreaterThan(1000);
+  }, 120_000);
+
   describe("Debian's gunicorn 20.1 gthread", () => {
     if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
     it('is measured from outside — its recycled workers and the connections each held, from /proc — and set beside its profile; the report says how far the simulator is', async () => {
