@@ -228,7 +228,8 @@ export const connectionChart = setup({
           // A policy that keeps serving while it drains (gthread 24) hands it over still.
           { actions: 'markDraining' },
         ],
-        'conn.turn-end': { target: 'orphaned' },
+        // Only a drain begins a last turn: its end finds the request still in the poller, abandoned.
+        'conn.turn-end': { guard: 'isDraining', target: 'orphaned' },
         'conn.peer-fin': {},
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },

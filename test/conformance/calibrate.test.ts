@@ -67,17 +67,21 @@ describe('the calibration matrix (npm run calibrate:matrix)', () => {
   });
 });
 
+/** `quiesce calibrate` against our own server under gunicorn-gthread, on the suite's port, with the given flags. */
+function calibrateOurs(...flags: string[]) {
+  return runCli(
+    'calibrate',
+    '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
+    '--bind', '127.0.0.1:18534',
+    '--profile', 'quiesce-serve',
+    '--policy', 'gunicorn-gthread',
+    ...flags,
+  );
+}
+
 describe('quiesce calibrate', () => {
   it('quiesce serve under gunicorn-gthread, 3 real runs beside 3 seeds with its profile: the lost exchanges agree within ±25 % (asserted by the exit code)', async () => {
-    const port = 18534;
-    const { code, out, err } = await runCli(
-      'calibrate',
-      '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
-      '--bind', `127.0.0.1:${port}`,
-      '--profile', 'quiesce-serve',
-      '--policy', 'gunicorn-gthread',
-      '--json',
-    );
+    const { code, out, err } = await calibrateOurs('--json');
     expect(err).toBe('');
     const report = JSON.parse(out) as CalibrationReport;
     console.log(`quiesce serve: lost exchanges real ${report.real.map((r) => r.lost).join(', ')}; simulated ${report.simulated.map((s) => s.figures.lost).join(', ')}`);
@@ -96,19 +100,7 @@ describe('quiesce calibrate', () => {
   }, 180_000);
 
   it('sends the same signals to the real server and the simulated one: a HUP under load replaces every worker on both sides', async () => {
-    const { code, out } = await runCli(
-      'calibrate',
-      '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
-      '--bind', '127.0.0.1:18534',
-      '--profile', 'quiesce-serve',
-      '--policy', 'gunicorn-gthread',
-      '--max-requests', '0',
-      '--requests', '20000',
-      '--signal', 'HUP@300',
-      '--runs', '1',
-      '--seeds', '1',
-      '--json',
-    );
+    const { code, out } = await calibrateOurs('--max-requests', '0', '--requests', '20000', '--signal', 'HUP@300', '--runs', '1', '--seeds', '1', '--json');
     const report = JSON.parse(out) as CalibrationReport;
     expect(report.signals).toEqual([{ atMs: 300, signal: 'HUP' }]);
     // No recycling: the workers that end while ab runs are the four the reload replaced, seen from /proc and in the model —
@@ -119,20 +111,7 @@ describe('quiesce calibrate', () => {
   }, 120_000);
 
   it('--capture: tcpdump tells the stop\'s own losses from the connects refused after it, which ab counts alike', async () => {
-    const { out } = await runCli(
-      'calibrate',
-      '--server', `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`,
-      '--bind', '127.0.0.1:18534',
-      '--profile', 'quiesce-serve',
-      '--policy', 'gunicorn-gthread',
-      '--max-requests', '0',
-      '--requests', '20000',
-      '--signal', 'TERM@300',
-      '--capture',
-      '--runs', '1',
-      '--seeds', '1',
-      '--json',
-    );
+    const { out } = await calibrateOurs('--max-requests', '0', '--requests', '20000', '--signal', 'TERM@300', '--capture', '--runs', '1', '--seeds', '1', '--json');
     const report = JSON.parse(out) as CalibrationReport;
     const [real] = report.real;
     const wire = real!.wire!;

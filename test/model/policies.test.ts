@@ -70,6 +70,8 @@ describe("a request that arrived on a kept-alive connection of gthread's poller"
     const abandoned = drive(conn, [...drained, { type: 'conn.turn-end' }, { type: 'conn.abort', reason: 'worker-exit' }]);
     expect(abandoned.actions).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: true } }));
     expect(() => drive(conn, [...drained, { type: 'conn.turn-end' }, { type: 'conn.dispatch' }])).toThrow(/conn.dispatch rejected in orphaned/);
+    // A turn ends only after a drain began it: before one, the request waits for the loop, nothing else.
+    expect(() => drive(conn, [...arrived, { type: 'conn.turn-end' }])).toThrow(/conn.turn-end rejected in unpolled/);
   });
 
   it('gthread 21–23: the drain abandons it at once (no last turn)', () => {
