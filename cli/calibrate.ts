@@ -27,6 +27,7 @@ interface CalibrateCliOptions {
   timeout: string;
   signal: string[];
   capture?: boolean;
+  withoutRefused?: boolean;
   json?: boolean;
 }
 
@@ -61,6 +62,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
     .option('--timeout <s>', 'ab -s', String(SEED.load.timeoutS))
     .option('--signal <SIGNAL@ms>', "a signal to the server's main process at ms after ab starts, in both runs (repeatable: --signal HUP@500 --signal HUP@1500)", (value: string, all: string[]) => [...all, value], [] as string[])
     .option('--capture', "capture each real run with tcpdump (loopback, headers only) and classify every loss by what the wire shows, beside the simulator's causes")
+    .option('--without-refused', 'hold the tolerance to the exchanges lost other than to refused connects, as the wire shows them — what a stop itself cost, without what ab -r burns on the closed port after it (needs --capture)')
     .option('--json', 'print one JSON object')
     .action(async (options: CalibrateCliOptions) => {
       if (options.server === undefined) throw new UsageError('--server: required (the real server\'s command line, e.g. "gunicorn -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} app:app")');
@@ -80,6 +82,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
       const requests = n('--requests', options.requests, BOUNDS.requests);
       const concurrency = n('--concurrency', options.concurrency, BOUNDS.concurrency);
       if (concurrency > requests) throw new UsageError(`--concurrency ${concurrency} exceeds --requests ${requests} (ab refuses this too)`);
+      if (options.withoutRefused && !options.capture) throw new UsageError('--without-refused needs --capture: only the wire tells a refused connect from the other losses ab counts alike');
       const seeds = n('--seeds', options.seeds, { integer: true, min: 1, max: 100 });
       const signals = options.signal.map((text): CalibrationSignal => {
         try {
@@ -105,6 +108,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
         load: { requests, concurrency, timeoutS: n('--timeout', options.timeout, { integer: true, min: 1, max: 3600 }) },
         signals,
         capture: options.capture === true,
+        withoutRefused: options.withoutRefused === true,
         runs: n('--runs', options.runs, { integer: true, min: 1, max: 100 }),
         seeds: Array.from({ length: seeds }, (_, i) => i + 1),
         tolerance: n('--tolerance', options.tolerance, { integer: false, min: 0, max: 10 }),

@@ -58,6 +58,7 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--requests', '5', '--concurrency', '10'], /--concurrency 10 exceeds --requests 5/],
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--signal', 'HUP500'], /--signal: expected SIGNAL@MS .* got "HUP500"/],
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--signal', 'KILL@5'], /--signal: expected SIGNAL@MS with SIGNAL one of TERM, HUP/],
+    [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--without-refused'], /--without-refused needs --capture/],
   ];
   it('calibrate and conform: an address something else accepts on, and a server command that never comes up', async () => {
     const { createServer } = await import('node:net');

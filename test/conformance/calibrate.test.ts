@@ -111,7 +111,7 @@ describe('quiesce calibrate', () => {
   }, 120_000);
 
   it('--capture: tcpdump tells the stop\'s own losses from the connects refused after it, which ab counts alike', async () => {
-    const { out } = await calibrateOurs('--max-requests', '0', '--requests', '20000', '--signal', 'TERM@300', '--capture', '--runs', '1', '--seeds', '1', '--json');
+    const { code, out } = await calibrateOurs('--max-requests', '0', '--requests', '20000', '--signal', 'TERM@300', '--capture', '--without-refused', '--runs', '1', '--seeds', '1', '--json');
     const report = JSON.parse(out) as CalibrationReport;
     const [real] = report.real;
     const wire = real!.wire!;
@@ -123,6 +123,12 @@ describe('quiesce calibrate', () => {
     expect(Math.abs(onTheWire - real!.lost)).toBeLessThanOrEqual(real!.lost * 0.01 + 25);
     // The simulated side names the same endings from its own causes.
     expect(report.simulated[0]!.figures.wire!.refused).toBeGreaterThan(1000);
+    // --without-refused: the tolerance holds the stop's own losses as the wire shows them, the refusals left out on both sides.
+    expect(report.compared).toBe('lost-not-refused');
+    const simWire = report.simulated[0]!.figures.wire!;
+    expect(report.lostRealMedian).toBe(onTheWire - wire.refused);
+    expect(report.lostSimulatedMedian).toBe(Object.values(simWire).reduce((a, b) => a + b, 0) - simWire.refused);
+    expect(code).toBe(report.withinTolerance ? 0 : 1);
   }, 120_000);
 
   describe("Debian's gunicorn 20.1 gthread", () => {
