@@ -111,20 +111,6 @@ export const arbiterChart = setup({
   context: { workers: [], target: 1, holdsListener: true, silentTurns: {}, stale: [], aborted: [] },
   initial: 'booting',
   on: {
-    // The loop turns in every state but the last; the watchdog looks at each turn.
-    'arbiter.tick': {
-      actions: [
-        'countSilence',
-        {
-          type: 'murderWorkers',
-          params: ({ context }) => ({
-            abort: context.stale.filter((w) => !context.aborted.includes(w)),
-            kill: context.stale.filter((w) => context.aborted.includes(w)),
-          }),
-        },
-        raise({ type: 'arbiter.tick' }, { delay: 'tick', id: ARBITER_TIMER_IDS.tick }),
-      ],
-    },
     'arbiter.heartbeat': { guard: 'workerIsKnown', actions: 'noteHeartbeat' },
     'arbiter.kill': { guard: 'workerIsKnown', actions: 'noteAbort' },
     'arbiter.reap': { guard: 'workerIsKnown', actions: 'removeWorker' },
@@ -141,6 +127,20 @@ export const arbiterChart = setup({
     running: {
       entry: { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) },
       on: {
+        // The loop turns while the arbiter runs; the watchdog looks at each turn.
+        'arbiter.tick': {
+          actions: [
+            'countSilence',
+            {
+              type: 'murderWorkers',
+              params: ({ context }) => ({
+                abort: context.stale.filter((w) => !context.aborted.includes(w)),
+                kill: context.stale.filter((w) => context.aborted.includes(w)),
+              }),
+            },
+            raise({ type: 'arbiter.tick' }, { delay: 'tick', id: ARBITER_TIMER_IDS.tick }),
+          ],
+        },
         'arbiter.spawn': { guard: 'workerIsNew', actions: 'addWorker' },
         // A reaped worker is replaced at once (gunicorn: on the next loop turn).
         'arbiter.reap': {
@@ -173,7 +173,10 @@ export const arbiterChart = setup({
     /** No worker is spawned any more; the listener copy is closed first so load balancers see refusals early. */
     stopping: {
       initial: 'graceful',
-      entry: 'closeListener',
+      // gunicorn's stop() waits in a loop of its own (sleep 0.1 until the workers are gone or the
+      // deadline): no murder_workers there, so no watchdog — a draining worker that no longer
+      // heartbeats (gthread) is not aborted for its silence. The main loop's turns end here.
+      entry: ['closeListener', cancel(ARBITER_TIMER_IDS.tick)],
       on: {
         'arbiter.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },
         'arbiter.exit': { guard: 'allWorkersGoneAndListenerClosed', target: 'halted' },

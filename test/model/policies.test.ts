@@ -316,6 +316,14 @@ describe('the arbiter', () => {
     expect(murder(drive(arbiter, events).actions)).toEqual({ abort: [], kill: [] });
   });
 
+  it("stops turning its loop when it stops: no watchdog while the workers drain (gunicorn's stop() sleeps in a loop of its own, without murder_workers)", () => {
+    const stopping = [...started, ...turn, ...turn, ...turn, { type: 'arbiter.signal', signal: 'TERM' }];
+    // The turn already scheduled is cancelled as the stop begins …
+    expect(drive(arbiter, stopping).actions).toContainEqual(expect.objectContaining({ type: 'xstate.cancel', params: expect.objectContaining({ sendId: 'tick' }) }));
+    // … and no turn is taken while stopping: worker/2, silent for three turns and draining, is never aborted for it.
+    expect(() => drive(arbiter, [...stopping, { type: 'arbiter.tick' }])).toThrow(/arbiter.tick rejected in stopping/);
+  });
+
   it('with timeout 0 the watchdog is off', () => {
     const off = machinesFor(getPolicy('safe-drain'), { ...watched, timeoutMs: 0 }).arbiter;
     const silent = Array.from({ length: 10 }, () => ({ type: 'arbiter.tick' }));
