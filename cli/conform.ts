@@ -1,4 +1,5 @@
 /** `quiesce conform`: run the conformance scripts against any HTTP server, as a black box, and say which policies explain what its clients saw. */
+import { CaptureStartError } from '../conformance/capture.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -40,6 +41,7 @@ function names(flag: string, text: string | undefined, known: readonly string[])
 export function asUsageError(error: unknown): never {
   if (error instanceof ConformUsageError) throw new UsageError(error.message);
   if (error instanceof ServerStartError) throw new UsageError(`--server: ${error.message}`);
+  if (error instanceof CaptureStartError) throw new UsageError(`--capture: ${error.message}`);
   throw error;
 }
 

@@ -22,20 +22,12 @@ import type { TraceEvent } from '../model/events.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { applyProfile, type Profile } from '../simulator/profile-schema.ts';
 import { runScenario } from '../simulator/run.ts';
-import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
-import type { ArbiterSignal } from '../model/events.ts';
+import { getScenario, OPERATOR_SIGNALS, type ScenarioParams } from '../simulator/scenarios.ts';
 import { runAb } from './ab.ts';
 import { assertAddressFree, commandServer, fillCommand, parseBind } from './blackbox.ts';
 import { childrenOf, connectionsHeld, stopGracefully, tempDir } from './process.ts';
-import { classifyLosses, LoopbackCapture, WIRE_LOSSES, type WireLoss } from './capture.ts';
+import { classifyLosses, LoopbackCapture, WIRE_LOSS_LABELS, WIRE_LOSSES, type WireLoss } from './capture.ts';
 
-const WIRE_LOSS_SHORT: Record<WireLoss, string> = {
-  'unread-reset': 'RST, request unanswered',
-  'reset-after-fin': 'FIN after response, RST',
-  'fin-no-reply': 'FIN after response, none',
-  refused: 'connect refused',
-  'reset-before-answer': 'RST before any answer',
-};
 import type { FailureMechanism } from '../simulator/clients.ts';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
@@ -58,14 +50,15 @@ export const SEED_CALIBRATION: { readonly server: ServerParams; readonly load: C
 /** A signal the operator sends to the server's main process (its pid: the command's own process). */
 export interface CalibrationSignal {
   readonly atMs: number;
-  readonly signal: Extract<ArbiterSignal, 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT'>;
+  readonly signal: (typeof OPERATOR_SIGNALS)[number];
 }
 
 /** `HUP@500`, as `--signal` takes it. */
 export function parseCalibrationSignal(text: string): CalibrationSignal {
-  const match = /^(TERM|HUP|TTIN|TTOU|INT|QUIT)@(\d+)$/.exec(text);
-  if (!match) throw new Error(`expected SIGNAL@MS with SIGNAL one of TERM, HUP, TTIN, TTOU, INT, QUIT and MS whole milliseconds after ab starts (e.g. HUP@500), got "${text}"`);
-  return { signal: match[1] as CalibrationSignal['signal'], atMs: Number(match[2]) };
+  const match = /^([A-Z]+)@(\d+)$/.exec(text);
+  const signal = OPERATOR_SIGNALS.find((s) => s === match?.[1]);
+  if (!match || signal === undefined) throw new Error(`expected SIGNAL@MS with SIGNAL one of ${OPERATOR_SIGNALS.join(', ')} and MS whole milliseconds after ab starts (e.g. HUP@500), got "${text}"`);
+  return { signal, atMs: Number(match[2]) };
 }
 
 export interface CalibrationOptions {
@@ -131,6 +124,11 @@ export interface RunFigures {
 export function lossesNotRefused(r: RunFigures): number {
   if (!r.wire) throw new Error('no wire classification: the losses other than refusals need --capture');
   return WIRE_LOSSES.filter((l) => l !== 'refused').reduce((sum, l) => sum + r.wire![l], 0);
+}
+
+/** A run's figure the tolerance holds (CalibrationReport.compared). */
+export function comparedLosses(compared: CalibrationReport['compared'], r: RunFigures): number {
+  return compared === 'lost' ? r.lost : lossesNotRefused(r);
 }
 
 /**
@@ -308,16 +306,22 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
         // gone already (an earlier TERM stopped it)
       }
     }, atMs));
-    const ab = await abDone.finally(() => timers.forEach(clearTimeout));
+    let ab: Awaited<typeof abDone>;
+    let dropped = 0;
+    try {
+      ab = await abDone.finally(() => timers.forEach(clearTimeout));
+    } finally {
+      // Stopped whatever ab did: a tcpdump left running would capture the next run's port too.
+      if (capture) dropped = (await capture.stop()).droppedByKernel;
+    }
     const held = await sampler.stop();
     if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
     const figures = figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
     if (!capture) return figures;
-    const { droppedByKernel } = await capture.stop();
     const wire = classifyLosses(capture.segments(target.port)).losses;
     // Megabytes a run: what it says is in the figures now.
     rmSync(captureDir!, { recursive: true, force: true });
-    return { ...figures, wire, captureDropped: droppedByKernel };
+    return { ...figures, wire, captureDropped: dropped };
   } finally {
     await stopGracefully(server);
   }
@@ -396,9 +400,8 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     real.push(await realRun(options));
   }
   const compared = options.withoutRefused ? 'lost-not-refused' : 'lost';
-  const counted = (r: RunFigures) => (compared === 'lost' ? r.lost : lossesNotRefused(r));
-  const lostRealMedian = median(real.map(counted));
-  const lostSimulatedMedian = median(simulated.map((s) => counted(s.figures)));
+  const lostRealMedian = median(real.map((r) => comparedLosses(compared, r)));
+  const lostSimulatedMedian = median(simulated.map((s) => comparedLosses(compared, s.figures)));
   return {
     profile: options.profile.name,
     policy: options.policy,
@@ -441,7 +444,7 @@ export function formatCalibration(r: CalibrationReport): string {
     const dropped = Math.max(...r.real.map((x) => x.captureDropped ?? 0));
     lines.push(`  on the wire (tcpdump; the simulator's causes)${dropped > 0 ? ` — the kernel dropped up to ${dropped} packets: a lower bound` : ''}`);
     for (const loss of WIRE_LOSSES) {
-      lines.push(`  ${`  ${WIRE_LOSS_SHORT[loss]}`.padEnd(28)} ${range(r.real.map((x) => x.wire![loss]), 0).padEnd(30)} ${range(r.simulated.map((s) => s.figures.wire?.[loss] ?? 0), 0)}`);
+      lines.push(`  ${`  ${WIRE_LOSS_LABELS[loss]}`.padEnd(28)} ${range(r.real.map((x) => x.wire![loss]), 0).padEnd(30)} ${range(r.simulated.map((s) => s.figures.wire?.[loss] ?? 0), 0)}`);
     }
   }
   const off = r.lostRealMedian === 0 ? '' : ` (${(((r.lostSimulatedMedian - r.lostRealMedian) / r.lostRealMedian) * 100).toFixed(0)} %)`;

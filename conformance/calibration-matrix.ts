@@ -10,7 +10,7 @@
  */
 import type { ServerParams } from '../model/params.ts';
 import { getProfile } from '../simulator/profiles.ts';
-import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, lossesNotRefused } from './calibrate.ts';
+import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 
 interface Row {
@@ -99,7 +99,7 @@ export function matrixTable(results: readonly { row: Row; report: CalibrationRep
     '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const { row, report: r } of results) {
-    const compared = (x: RunFigures) => (r.compared === 'lost' ? x.lost : lossesNotRefused(x));
+    const compared = (x: RunFigures) => comparedLosses(r.compared, x);
     const off = r.lostRealMedian === 0 ? (r.lostSimulatedMedian === 0 ? '0' : `+${r.lostSimulatedMedian}`) : `${Math.round(((r.lostSimulatedMedian - r.lostRealMedian) / r.lostRealMedian) * 100)} %`;
     const held = (xs: readonly number[]) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1);
     lines.push(

@@ -34,6 +34,9 @@ const LINKTYPE_LINUX_SLL2 = 276;
 
 export class CaptureFormatError extends Error {}
 
+/** tcpdump could not capture (not installed, not permitted, a bad interface): what it said. */
+export class CaptureStartError extends Error {}
+
 /** The TCP segments to or from `serverPort` in a pcap file's bytes. */
 export function readSegments(pcap: Buffer, serverPort: number): Segment[] {
   if (pcap.length < 24) throw new CaptureFormatError(`a pcap file starts with a 24-byte header; this one has ${pcap.length} bytes`);
@@ -95,12 +98,13 @@ function tcpSegment(pcap: Buffer, packet: number, captured: number, linkType: nu
 export const WIRE_LOSSES = ['unread-reset', 'reset-after-fin', 'fin-no-reply', 'refused', 'reset-before-answer'] as const;
 export type WireLoss = (typeof WIRE_LOSSES)[number];
 
+/** Each ending, as the calibration table names it. */
 export const WIRE_LOSS_LABELS: Record<WireLoss, string> = {
-  'unread-reset': 'RST of a request the server had answered nothing of since its last response',
-  'reset-after-fin': 'FIN after a response; the request written after it reset',
-  'fin-no-reply': 'FIN after a response; the request written after it never answered',
-  refused: 'connect refused (RST to the SYN)',
-  'reset-before-answer': 'RST of a connection the server never answered on (queued, or accepted and never read)',
+  'unread-reset': 'RST, request unanswered',
+  'reset-after-fin': 'FIN after response, RST',
+  'fin-no-reply': 'FIN after response, none',
+  refused: 'connect refused',
+  'reset-before-answer': 'RST before any answer',
 };
 
 export interface WireClassification {
@@ -197,7 +201,7 @@ export class LoopbackCapture {
     // within a block's timeout writes nothing (seen: "0 packets captured, 220 received by filter").
     this.child = spawn('tcpdump', ['-i', 'lo', '-n', '-s', '96', '-B', '16384', '--immediate-mode', '-U', '-w', file, `tcp port ${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.started = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`tcpdump did not start listening within 5 s: ${this.stderr.trim()}`)), 5000);
+      const timer = setTimeout(() => reject(new CaptureStartError(`tcpdump did not start listening within 5 s: ${this.stderr.trim()}`)), 5000);
       this.child.stderr!.on('data', (chunk: Buffer) => {
         this.stderr += chunk.toString();
         // tcpdump says it is listening once its filter is in place.
@@ -208,11 +212,11 @@ export class LoopbackCapture {
       });
       this.child.once('error', (error) => {
         clearTimeout(timer);
-        reject(new Error(`tcpdump could not start: ${error.message}`));
+        reject(new CaptureStartError(`tcpdump could not start (${error.message}): apt-get install tcpdump, and run as root or with CAP_NET_RAW`));
       });
       this.child.once('exit', (code) => {
         clearTimeout(timer);
-        reject(new Error(`tcpdump exited (${code}) before it listened: ${this.stderr.trim()}`));
+        reject(new CaptureStartError(`tcpdump exited (${code}) before it listened: ${this.stderr.trim()}`));
       });
     });
   }

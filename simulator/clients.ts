@@ -332,14 +332,7 @@ export class ApacheBench implements LinkOwner {
     if (this.done) return;
     this.finished++;
     this.stats.total++;
-    const ab = this.stats.ab;
-    ab.receive++;
-    ab.length++;
-    ab.failed += 2;
-    if (this.refusals++ % 2 === 1) {
-      ab.exceptions++;
-      ab.failed++;
-    }
+    this.addAbCounts({ receive: 1, length: 1, exceptions: this.refusals++ % 2, connect: 0 });
     recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, 'refused', false), reason: 'refused', processed: false });
     if (this.done) this.onDone();
     else this.open(slot);
@@ -348,7 +341,11 @@ export class ApacheBench implements LinkOwner {
   private refusals = 0;
 
   private countAbFailure(link: Link, reason: ClientFailure): void {
-    const counts = abFailureCounts(reason, link.serverClosedWithFin);
+    this.addAbCounts(abFailureCounts(reason, link.serverClosedWithFin));
+  }
+
+  /** ab's counters, and "Failed requests", their sum. */
+  private addAbCounts(counts: { receive: number; length: number; exceptions: number; connect: number }): void {
     const ab = this.stats.ab;
     ab.receive += counts.receive;
     ab.length += counts.length;

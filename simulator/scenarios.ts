@@ -43,13 +43,16 @@ export interface ScenarioParams {
   signals: ScheduledSignal[];
 }
 
+/** The signals an operator sends a running server's main process. */
+export const OPERATOR_SIGNALS = ['TERM', 'HUP', 'TTIN', 'TTOU', 'INT', 'QUIT'] as const;
+
 /**
  * A signal at a moment: to the arbiter (what an operator or a supervisor sends), or — with `worker` —
  * to a worker process from outside (an OOM killer's KILL, a debugger's STOP and CONT): `worker` is an
  * index into the live workers at that moment, oldest first, taken modulo their number.
  */
 export type ScheduledSignal =
-  | { readonly atMs: number; readonly signal: 'TERM' | 'HUP' | 'TTIN' | 'TTOU' | 'INT' | 'QUIT' }
+  | { readonly atMs: number; readonly signal: (typeof OPERATOR_SIGNALS)[number] }
   | { readonly atMs: number; readonly signal: 'KILL' | 'STOP' | 'CONT'; readonly worker: number };
 
 export interface Scenario {

@@ -339,11 +339,6 @@ export class WorkerDriver {
     return this.isOpen(conn) && this.host.matches(conn, 'pending');
   }
 
-  /** The connection's request has arrived, and waits for the worker's loop to hand it to a thread. */
-  isUnpolled(conn: ConnId): boolean {
-    return this.isOpen(conn) && this.host.matches(conn, 'unpolled');
-  }
-
   /** The connection waits for a request (fresh, or kept alive after a response). */
   isIdle(conn: ConnId): boolean {
     return this.isOpen(conn) && this.host.matches(conn, 'idle');

@@ -4,7 +4,7 @@
  * loss looks like on the wire.
  */
 import { describe, expect, it } from 'vitest';
-import { CaptureFormatError, classifyLosses, readSegments, type Segment } from '../../conformance/capture.ts';
+import { CaptureFormatError, CaptureStartError, classifyLosses, LoopbackCapture, readSegments, type Segment } from '../../conformance/capture.ts';
 
 const SERVER = 8000;
 
@@ -113,5 +113,19 @@ describe('classifyLosses: each lost exchange by how its connection ended', () =>
     expect(c.connections).toBe(2);
     expect(c.losses['unread-reset']).toBe(1);
     expect(c.responses).toBe(2);
+  });
+});
+
+describe('LoopbackCapture', () => {
+  it('without tcpdump on the PATH, says so and how to get it (calibrate --capture turns it into a one-line usage error)', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const capture = new LoopbackCapture('/tmp/never.pcap', 18599);
+      await expect(capture.ready()).rejects.toThrow(CaptureStartError);
+      await expect(capture.ready()).rejects.toThrow(/tcpdump could not start .*apt-get install tcpdump/);
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
