@@ -53,10 +53,6 @@ function serviceTimeOf(params: ScenarioParams, engine: Engine): (req: string) =>
   return () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs);
 }
 
-function dispatchTimeOf(params: ScenarioParams, engine: Engine): () => number {
-  return params.dispatchPercentilesMs ? drawFrom(params.dispatchPercentilesMs, engine) : () => 0;
-}
-
 function drawFrom(percentilesMs: readonly number[], engine: Engine): () => number {
   return () => fromPercentiles(percentilesMs, engine.rng.uniform(0, 100));
 }
@@ -94,7 +90,7 @@ export function buildWorld(
     {
       bootMs: params.bootMs,
       serviceMs: serviceMs ?? serviceTimeOf(params, engine),
-      dispatchMs: dispatchTimeOf(params, engine),
+      ...(params.dispatchPercentilesMs ? { dispatchMs: drawFrom(params.dispatchPercentilesMs, engine) } : {}),
       ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,

@@ -21,9 +21,11 @@ export interface ServerTiming {
   serviceMs: (req: string) => number;
   /**
    * How long a readable connection waits in the worker's poller before the loop hands it to a thread
-   * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request.
+   * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request; absent:
+   * at once, in the same step. The explorer gives () => 0: an item, tried before and after whatever
+   * else is due.
    */
-  dispatchMs: () => number;
+  dispatchMs?: () => number;
   /**
    * How long the thread that read a request takes to get to its handler (gthread: the pool thread's
    * wait for the GIL, and the parse), drawn per request; absent: at once.
@@ -348,8 +350,9 @@ export class WorkerProcess implements WorkerPort {
   }
 
   watchReadable(conn: ConnId): boolean {
-    // Always an item, even after no time: the explorer tries it before and after whatever else is due.
-    this.wire.after(Math.max(0, this.server.timing.dispatchMs()), { kind: 'poll', worker: this.id, conn });
+    const dispatchMs = this.server.timing.dispatchMs;
+    if (!dispatchMs) return true;
+    this.wire.after(Math.max(0, dispatchMs()), { kind: 'poll', worker: this.id, conn });
     return false;
   }
 
