@@ -43,7 +43,7 @@ export interface ScenarioParams {
   signals: ScheduledSignal[];
 }
 
-/** The signals an operator sends a running server's main process. */
+/** The signals an operator sends to a running server's main process, as its supervisor would. */
 export const OPERATOR_SIGNALS = ['TERM', 'HUP', 'TTIN', 'TTOU', 'INT', 'QUIT'] as const;
 
 /**
