@@ -77,6 +77,19 @@ export interface PolicySpec {
    * accepts do not hand connections to a thread (gthread 21–23).
    */
   readonly pollerDispatch: boolean;
+  /**
+   * Requests handed to the worker's thread pool run to their end when the worker leaves — at the
+   * end of its drain, at its own graceful timeout, and at QUIT/INT alike — with `Connection: close`
+   * where the header is still open; only a KILL ends them. gthread's pool is a `ThreadPoolExecutor`:
+   * `shutdown(False)` leaves its queued and running work items running, the graceful timeout ends
+   * only `futures.wait`, and the interpreter's exit joins the pool's threads (concurrent.futures
+   * `_python_exit`) — after `run()` returns, or after `handle_quit` ended the main thread with
+   * `sys.exit(0)`. Seen from outside on gunicorn 20.1 gthread (one thread): INT with a slow request
+   * and one queued behind it answered both (conformance script waiting-for-a-thread-int); HUP with
+   * --graceful-timeout 1 answered a 3 s request and the one queued behind it, at 3 s. Otherwise an
+   * exit aborts them.
+   */
+  readonly poolRunsSubmitted: boolean;
   /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
   readonly lingeringClose: boolean;
 }
@@ -101,6 +114,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: false,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'gunicorn-gthread',
@@ -119,6 +133,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: false,
     lastLoopTurn: true,
     pollerDispatch: true,
+    poolRunsSubmitted: true,
   },
   {
     name: 'gunicorn-gthread-21',
@@ -137,6 +152,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: false,
     lastLoopTurn: false,
     pollerDispatch: true,
+    poolRunsSubmitted: true,
   },
   {
     name: 'gunicorn-gthread-24',
@@ -155,6 +171,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: true,
+    poolRunsSubmitted: true,
   },
   {
     name: 'gunicorn-async',
@@ -173,6 +190,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: false,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'abort-idle',
@@ -191,6 +209,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'close-after-next',
@@ -209,6 +228,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'serve-until-deadline',
@@ -227,6 +247,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'idle-grace',
@@ -245,6 +266,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'never-close-idle',
@@ -263,6 +285,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
   {
     name: 'safe-drain',
@@ -282,6 +305,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     fastStopEscalates: true,
     lastLoopTurn: false,
     pollerDispatch: false,
+    poolRunsSubmitted: false,
   },
 ];
 

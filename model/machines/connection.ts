@@ -74,6 +74,7 @@ export const connectionChart = setup({
     idleKeepsKeepAliveTimerOnDrain: policyGuardPlaceholder,
     idleGracedOnDrain: policyGuardPlaceholder,
     pendingOrphanedOnDrain: policyGuardPlaceholder,
+    poolRunsItOnExit: policyGuardPlaceholder,
     waitsForPoller: policyGuardPlaceholder,
     waitsOutLastTurn: policyGuardPlaceholder,
     freshHeldByThread: policyGuardPlaceholder,
@@ -234,19 +235,13 @@ export const connectionChart = setup({
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
     },
-    /** Request bytes are in the receive buffer, for a thread to read (now, or when one is free); not read yet (nor all of them, maybe). */
+    /**
+     * A request's head is in: its bytes wait for a thread to read them (now, or when one is free).
+     * No header timer runs here: the client has sent its head, and waiting for a busy pool is the
+     * server's delay, not the client's — a timer here would drop complete requests queued behind a
+     * slow one (the conformance script waiting-for-a-thread found it breaking safe-drain's property).
+     */
     pending: {
-      initial: 'checking',
-      states: {
-        // The header timer again (see idle.fresh): a request whose rest never comes is given up on.
-        checking: { always: [{ guard: 'hasHeaderTimer', target: 'timed' }, { target: 'untimed' }] },
-        timed: {
-          entry: raise({ type: 'conn.header-timeout' }, { delay: 'headerTimeout', id: TIMER_IDS.header }),
-          exit: cancel(TIMER_IDS.header),
-          on: { 'conn.header-timeout': { target: '#conn.closing' } },
-        },
-        untimed: {},
-      },
       on: {
         'conn.bytes': {},
         'conn.read': {
@@ -259,7 +254,11 @@ export const connectionChart = setup({
           { actions: 'markDraining' },
         ],
         'conn.peer-fin': {},
-        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+        'conn.abort': [
+          // Handed to the pool already: the worker's exit waits for it, and its response closes.
+          { guard: 'poolRunsItOnExit', actions: 'markDraining' },
+          { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+        ],
       },
     },
     /** A request was read; the app handles it and the response is written. */
@@ -270,7 +269,10 @@ export const connectionChart = setup({
         'conn.bytes': { actions: assign({ unread: true }) },
         'conn.drain': { actions: 'markDraining' },
         'conn.peer-fin': {},
-        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+        'conn.abort': [
+          { guard: 'poolRunsItOnExit', actions: 'markDraining' },
+          { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+        ],
       },
       states: {
         read: {

@@ -52,7 +52,11 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       // With a last loop turn, a request already there was readable in that turn's poll: it is served.
       // Where a poller hands requests over (gthread), one in `pending` is a thread's already: the pool serves it.
       pendingOrphanedOnDrain: ({ context }) =>
-        policy.idleOnDrain === 'orphan' && !policy.pollerDispatch && !policy.lastLoopTurn && !(policy.acceptHandsToThread && context.responses === 0),
+        policy.idleOnDrain === 'orphan' && !policy.poolRunsSubmitted && !policy.lastLoopTurn && !(policy.acceptHandsToThread && context.responses === 0),
+      // The worker leaves — its drain done, its own graceful timeout (which ends only gthread's
+      // `futures.wait`), or QUIT: what the pool was given still runs, until a KILL ends the process.
+      poolRunsItOnExit: ({ event }) =>
+        policy.poolRunsSubmitted && event.type === 'conn.abort' && (event.reason === 'worker-exit' || event.reason === 'quit' || event.reason === 'deadline'),
       // A kept-alive connection is in the poller; so is a fresh one unless accepts hand it to a thread.
       waitsForPoller: ({ context }) => policy.pollerDispatch && (context.responses > 0 || !policy.acceptHandsToThread),
       waitsOutLastTurn: () => policy.lastLoopTurn,
@@ -109,6 +113,7 @@ function workerFor(policy: PolicySpec, params: ServerParams) {
       drainComplete: ({ context }) => drainComplete(policy, context),
       closesListenerAtDrain: () => policy.listenerClose === 'at-drain',
       servesLastLoopTurn: () => policy.lastLoopTurn,
+      poolRunsSubmitted: () => policy.poolRunsSubmitted,
     },
     delays: { gracefulTimeout: params.gracefulTimeoutMs, selectTimeout: params.selectTimeoutMs },
   });

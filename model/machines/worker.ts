@@ -104,6 +104,7 @@ export const workerChart = setup({
     acceptsAfterDrain: policyGuardPlaceholder,
     heartbeatsWhileDraining: policyGuardPlaceholder,
     drainComplete: policyGuardPlaceholder,
+    poolRunsSubmitted: policyGuardPlaceholder,
     closesListenerAtDrain: policyGuardPlaceholder,
     servesLastLoopTurn: policyGuardPlaceholder,
     hasFreeThread: policyGuardPlaceholder,
@@ -243,6 +244,8 @@ export const workerChart = setup({
     exiting: {
       entry: [{ type: 'abortConnections', params: ({ context }) => ({ reason: context.quitting ? 'quit' : 'worker-exit' }) }, 'exitProcess'],
       on: {
+        // gthread: the pool's threads run what they were given before the process can exit.
+        'worker.request-start': { guard: and(['poolRunsSubmitted', 'connIsOpen', 'hasFreeThread']), actions: 'startRequest' },
         'worker.conn-closed': { guard: 'connIsOpen', actions: 'removeConn' },
         'worker.request-end': { guard: 'hasBusyRequest', actions: 'endRequest' },
         'worker.close-listener': { guard: 'holdsListener', actions: 'releaseListener' },

@@ -52,13 +52,13 @@ describe("a request that arrived on a kept-alive connection of gthread's poller"
       const arrived = arrivedOn(name);
       expect(drive(conn, arrived).state, name).toBe('unpolled');
       expect(() => drive(conn, [...arrived, { type: 'conn.read', req: 'r2' }]), name).toThrow(/conn.read rejected in unpolled/);
-      expect(drive(conn, [...arrived, { type: 'conn.dispatch' }]).state, name).toBe('pending.untimed');
+      expect(drive(conn, [...arrived, { type: 'conn.dispatch' }]).state, name).toBe('pending');
     }
   });
 
   it('policies without a poller hand it to a thread at once', () => {
     for (const name of ['gunicorn-async', 'abort-idle', 'safe-drain', 'never-close-idle']) {
-      expect(drive(machinesFor(getPolicy(name), params).conn, arrived).state, name).toBe('pending.untimed');
+      expect(drive(machinesFor(getPolicy(name), params).conn, arrived).state, name).toBe('pending');
     }
   });
 
@@ -88,7 +88,7 @@ describe("a request that arrived on a kept-alive connection of gthread's poller"
   it('once handed over it is the pool\'s: a drain does not abandon it (tpool.shutdown(False) runs what was submitted)', () => {
     for (const name of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) {
       const { conn } = machinesFor(getPolicy(name), params);
-      expect(drive(conn, [...arrivedOn(name), { type: 'conn.dispatch' }, { type: 'conn.drain' }]).state, name).toBe('pending.untimed');
+      expect(drive(conn, [...arrivedOn(name), { type: 'conn.dispatch' }, { type: 'conn.drain' }]).state, name).toBe('pending');
     }
   });
 });
@@ -328,5 +328,35 @@ describe('the arbiter', () => {
     const off = machinesFor(getPolicy('safe-drain'), { ...watched, timeoutMs: 0 }).arbiter;
     const silent = Array.from({ length: 10 }, () => ({ type: 'arbiter.tick' }));
     expect(murder(drive(off, [...started, ...silent]).actions)).toEqual({ abort: [], kill: [] });
+  });
+});
+
+/**
+ * The header timer gives up on a client that has not sent its head (Go's ReadHeaderTimeout). Once the
+ * head is in, waiting for a free thread is the server's delay: found by the conformance script
+ * waiting-for-a-thread, where the chart timed out two complete requests queued behind a slow one and
+ * safe-drain lost them.
+ */
+describe('the header timer', () => {
+  const timed = { ...params, headerTimeoutMs: 800 };
+
+  it('runs while a connection waits for its first request head, and closes it', () => {
+    for (const name of BASE_POLICY_NAMES) {
+      const { conn } = machinesFor(getPolicy(name), timed);
+      expect(drive(conn, [open]).state, name).toBe('idle.fresh.timed');
+      expect(drive(conn, [open, { type: 'conn.header-timeout' }]).state, name).not.toMatch(/^idle|^pending/);
+    }
+  });
+
+  it('stops once the head is in: a request waiting for a thread is not given up on', () => {
+    for (const name of BASE_POLICY_NAMES) {
+      const { conn } = machinesFor(getPolicy(name), timed);
+      const arrived = [open, { type: 'conn.bytes', req: 'r1' }];
+      // gthread 21–23 polls a new connection too: its request waits for the loop, then for a thread.
+      const polled = drive(conn, arrived).state === 'unpolled' ? [...arrived, { type: 'conn.dispatch' }] : arrived;
+      expect(drive(conn, polled).state, name).toBe('pending');
+      expect(() => drive(conn, [...polled, { type: 'conn.header-timeout' }]), name).toThrow(/conn.header-timeout rejected/);
+      expect(() => drive(conn, [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.header-timeout' }]), name).toThrow(/conn.header-timeout rejected/);
+    }
   });
 });

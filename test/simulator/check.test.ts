@@ -7,9 +7,14 @@ describe('race checking over every policy', () => {
   // in generated worlds that reach each property's race window; and the races the policies
   // are known for are found.
   let outcomes: CheckOutcome[] = [];
+  let gthread300: CheckOutcome[] = [];
   beforeAll(() => {
     outcomes = check({ policies: [...BASE_POLICY_NAMES], runs: 100, seed: 1 });
+    // gthread 20.x resets an unread request only when it arrives after the last loop turn and before
+    // the exit: a narrow window, which 100 generated worlds need not reach.
+    gthread300 = check({ policies: ['gunicorn-gthread'], properties: ['no-reset-of-unread-request'], runs: 300, seed: 1 });
   }, 600_000);
+  const foundIn300 = (policy: string, property: string) => gthread300.some((o) => o.policy === policy && o.property === property && o.status === 'violated');
 
   it('every promised property holds, with its window reached', () => {
     const failures = outcomes.filter(isFailure).map((o) => `${o.policy} / ${o.property}: ${o.status} ${o.counterexample?.message ?? JSON.stringify(o.windowHits)}`);
@@ -21,12 +26,14 @@ describe('race checking over every policy', () => {
       outcomes.some((o) => o.policy === policy && o.property === property && o.status === 'violated');
     expect(found('gunicorn-gthread-21', 'no-accept-after-drain')).toBe(true); // R4: last loop turn accept (21–23 only)
     expect(found('gunicorn-gthread', 'no-accept-after-drain')).toBe(true); // 20.x too: its last loop turn's poll may return with the listener readable
-    expect(found('gunicorn-gthread', 'no-reset-of-unread-request')).toBe(true); // R5: orphaned keep-alive request
+    expect(foundIn300('gunicorn-gthread', 'no-reset-of-unread-request')).toBe(true); // R5: orphaned keep-alive request (20.x: after the last turn, a narrower window)
     expect(found('gunicorn-gthread-21', 'no-reset-of-unread-request')).toBe(true);
     expect(found('gunicorn-gthread', 'close-while-draining')).toBe(true); // R6: keep-alive header fixed before the drain
     expect(found('abort-idle', 'idle-close-after-window')).toBe(true); // closing an idle connection at once
     expect(found('never-close-idle', 'no-stale-request')).toBe(true); // the stale-socket hang
     expect(found('gunicorn-sync', 'draining-worker-heartbeats')).toBe(true); // the sync loop notifies between requests only
+    // gthread's pool runs what it was given past the worker's graceful timeout (gunicorn 20.1, measured: policies.ts poolRunsSubmitted).
+    for (const policy of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) expect(found(policy, 'exit-by-deadline'), policy).toBe(true);
   });
 
   it('safe-drain breaks nothing at all, promised or not', () => {
