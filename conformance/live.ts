@@ -55,6 +55,8 @@ class ScriptClient {
   private outstanding: string[] = [];
   private sent = 0;
   private done = false;
+  /** The last response said `Connection: close`: the client closes its side once the server's FIN comes. */
+  private closing = false;
 
   constructor(
     readonly name: string,
@@ -93,6 +95,14 @@ class ScriptClient {
     this.socket.end();
   }
 
+  /** An abortive close (SO_LINGER 0): the kernel sends RST, not FIN, and forgets the socket. */
+  reset(): void {
+    if (!this.socket || this.done) return;
+    this.done = true;
+    this.record({ actor: this.actor, type: 'client.close' } as Omit<TraceEvent, 't'>);
+    this.socket.resetAndDestroy();
+  }
+
   destroy(): void {
     this.socket?.destroy();
   }
@@ -111,6 +121,7 @@ class ScriptClient {
       if (status === 100) continue;
       const req = this.outstanding.shift() ?? requestId(this.name, 0);
       const close = (headers.get('connection') ?? '').toLowerCase() === 'close';
+      this.closing ||= close;
       this.record({ actor: this.actor, type: 'client.response', req, status, close } as Omit<TraceEvent, 't'>);
     }
   }
@@ -121,6 +132,9 @@ class ScriptClient {
     const req = this.outstanding.shift();
     if (req !== undefined) this.fail('empty-reply', req);
     else this.record({ actor: this.actor, type: 'client.eof' } as Omit<TraceEvent, 't'>);
+    // Our side closes too (below). After a `Connection: close` response that is the client's own
+    // close (the client chart waits for it there); on a kept-alive connection the EOF alone ends it.
+    if (req === undefined && this.closing) this.record({ actor: this.actor, type: 'client.close' } as Omit<TraceEvent, 't'>);
     this.socket?.end();
   }
 
@@ -186,6 +200,9 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
           break;
         case 'close':
           client(step.client).close();
+          break;
+        case 'reset':
+          client(step.client).reset();
           break;
         case 'signal':
           server.signal(`SIG${sut.signalFor?.(step.signal) ?? step.signal}` as NodeJS.Signals);

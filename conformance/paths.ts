@@ -34,7 +34,7 @@ export const PATH_SERVER: Partial<ServerParams> = {
 
 /** What brings an event of the connection chart about. */
 type Cause =
-  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial' | 'close' | 'term' | 'int' | 'kill' }
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'close' | 'reset' | 'term' | 'int' | 'kill' }
   | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
@@ -48,19 +48,19 @@ const ABORT_CAUSES: Record<AbortReason, Cause> = {
   error: { by: 'nobody', reason: "an internal error on one connection: no request makes the server's own code fail" },
 };
 
-function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): Cause {
+function causeOf(event: ConnMachineEvent): Cause {
   switch (event.type) {
     case 'conn.open':
       return { by: 'runner', does: 'connect' };
     case 'conn.bytes':
       if (OUTSTANDING.has(event)) return { by: 'nobody', reason: 'bytes while a request is outstanding (pipelined, or the rest of a head): the client chart sends one whole request at a time' };
-      // Bytes the header timer then gives up on are half a request head.
-      return { by: 'runner', does: next?.type === 'conn.header-timeout' ? 'partial' : 'request' };
+      return { by: 'runner', does: 'request' };
     case 'conn.peer-fin':
       if (OUTSTANDING.has(event)) return { by: 'nobody', reason: "a FIN while a request is outstanding: a client of the chart that closes gives up its response, where the runner's socket would still read it" };
       return { by: 'runner', does: 'close' };
     case 'conn.peer-rst':
-      return { by: 'nobody', reason: "a client's RST: the runner's clients close with FIN (an SO_LINGER 0 close is not one of their actions)" };
+      // An abortive close (SO_LINGER 0); the client chart takes it as its close, at any point.
+      return { by: 'runner', does: 'reset' };
     case 'conn.drain':
       return { by: 'runner', does: 'term' };
     case 'conn.turn-end':
@@ -163,7 +163,7 @@ export function connectionPaths(policy: string, server: Partial<ServerParams> = 
     events: connEvents,
     // The chart's context says whether a request is outstanding; the graph walk hands events back as given.
     undrivable: (e, next) => {
-      const cause = causeOf(e, next);
+      const cause = causeOf(e);
       return cause.by === 'nobody' ? cause.reason : null;
     },
     stateKey: (snapshot) => leafIds(snapshot).join(','),
@@ -265,7 +265,7 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
   const client = 'c';
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    const cause = causeOf(e, events[i + 1]);
+    const cause = causeOf(e);
     if (cause.by === 'time') {
       t += cause.waitMs(params) + GAP_MS;
       continue;
@@ -278,18 +278,18 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
       case 'request': {
         // Slow when a later stimulus of the path comes before this request's response.
         const respondAt = events.findIndex((x, j) => j > i && x.type === 'conn.respond');
-        const stimulusBefore = events.some((x, j) => j > i && (respondAt < 0 || j < respondAt) && causeOf(x, events[j + 1]).by !== 'server');
+        const stimulusBefore = events.some((x, j) => j > i && (respondAt < 0 || j < respondAt) && causeOf(x).by !== 'server');
         const serviceMs = stimulusBefore ? SLOW_MS : QUICK_MS;
         slowSent ||= stimulusBefore;
         steps.push({ atMs: t, do: 'request', client, serviceMs });
         t += stimulusBefore ? GAP_MS : serviceMs + GAP_MS;
         continue;
       }
-      case 'partial':
-        steps.push({ atMs: t, do: 'partial', client });
-        break;
       case 'close':
         steps.push({ atMs: t, do: 'close', client });
+        break;
+      case 'reset':
+        steps.push({ atMs: t, do: 'reset', client });
         break;
       case 'term':
         steps.push(arbiterSignal(t, 'TERM'));
@@ -306,7 +306,7 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
   // The end: once any response on its way has come (a client of the chart does not close while it
   // awaits one), the client closes and the server is stopped — unless the path did so.
   if (slowSent) t += SLOW_MS;
-  if (!steps.some((s) => s.do === 'close')) steps.push({ atMs: t, do: 'close', client });
+  if (!steps.some((s) => s.do === 'close' || s.do === 'reset')) steps.push({ atMs: t, do: 'close', client });
   if (!steps.some((s) => s.do === 'signal')) steps.push({ atMs: t + GAP_MS, do: 'signal', signal: 'TERM' });
   return { name: `path to ${target} (${policy})`, description: `the chart's shortest path to ${target} under ${policy}, driven from outside`, server, steps };
 }

@@ -156,6 +156,44 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 4600, do: 'close', client: 'idle' },
     ],
   },
+  {
+    name: 'waiting-for-a-thread',
+    description:
+      "one thread, held by a slow request: another request waits for it when TERM comes (kept, or orphaned, by the policy); a client that never sends waits in the accept queue where the worker takes one connection at a time (sync), reset when the last listener copy closes",
+    server: { ...BASE, threads: 1 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'slow' },
+      { atMs: 0, do: 'request', client: 'slow', serviceMs: 1500 },
+      { atMs: 100, do: 'connect', client: 'second' },
+      { atMs: 100, do: 'request', client: 'second', serviceMs: 10 },
+      { atMs: 100, do: 'connect', client: 'silent' },
+      { atMs: 300, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'waiting-for-a-thread-int',
+    description: "one thread, held by a slow request, and a request waiting for it: INT, the fast stop, aborts both — except where the pool runs what it was given (gthread's ThreadPoolExecutor), which answers both, the second with close",
+    server: { ...BASE, threads: 1 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'slow' },
+      { atMs: 0, do: 'request', client: 'slow', serviceMs: 1500 },
+      { atMs: 100, do: 'connect', client: 'second' },
+      { atMs: 100, do: 'request', client: 'second', serviceMs: 10 },
+      { atMs: 300, do: 'signal', signal: 'INT' },
+    ],
+  },
+  {
+    name: 'fast-stop-of-a-stopped-worker',
+    description: "INT to a server whose worker is SIGSTOPped, then TERM, which a fast stop ignores: the fast stop's deadline KILLs the worker",
+    server: { ...BASE, gracefulTimeoutMs: 2000 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'idle' },
+      { atMs: 0, do: 'request', client: 'idle', serviceMs: 10 },
+      { atMs: 100, do: 'signal-worker', worker: 0, signal: 'STOP' },
+      { atMs: 300, do: 'signal', signal: 'INT' },
+      { atMs: 600, do: 'signal', signal: 'TERM' },
+    ],
+  },
 ];
 
 export function getScript(name: string): Script {

@@ -593,6 +593,7 @@ function channelOf(item: PlatformItem): string | null {
     case 'syn':
     case 'bytes':
     case 'client-fin':
+    case 'client-rst':
       return `${item.client}>`;
     case 'connect-fail':
       // A refusal is the kernel's RST to the SYN; giving up is the client's own timer.

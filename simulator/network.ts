@@ -74,6 +74,8 @@ export class Link {
   synRetries = 0;
   /** The connection was reset while still in the accept queue. */
   queuedReset = false;
+  /** The client reset the connection (an abortive close): its RST is on its way, or has arrived. */
+  clientReset = false;
   requestTimer: { cancelled: boolean } | null = null;
   lastResponseWrittenAtMs = -1;
   /** Items in flight that name this link: it is kept until they have arrived. */
@@ -112,6 +114,8 @@ export interface ServerSide {
   requestArrives(link: Link, conn: ConnId, req: string): void;
   /** The client's FIN reached an accepted connection. */
   finArrives(link: Link, conn: ConnId): void;
+  /** The client's RST reached an accepted connection: the server's socket is gone. */
+  rstArrives(link: Link, conn: ConnId): void;
   /** A connection entered the accept queue: a waiting worker may take it. */
   connectionQueued(): void;
 }
@@ -155,6 +159,7 @@ export class Network {
     'connect-fail': (i, link) => this.connectFails(link, i.reason),
     bytes: (i, link) => this.bytesArrive(link, i.req),
     'client-fin': (_i, link) => this.clientFinArrives(link),
+    'client-rst': (_i, link) => this.clientRstArrives(link),
     response: (i, link) => this.responseArrives(link, i.req, i.close),
     'server-fin': (_i, link) => this.finArrives(link),
     rst: (_i, link) => this.rstArrives(link),
@@ -288,6 +293,23 @@ export class Network {
     });
   }
 
+  /**
+   * The client resets its connection (close with SO_LINGER 0): no FIN, an RST; whatever the server
+   * still sends is answered with RST by the client's kernel, and the client sees nothing more.
+   */
+  reset(link: Link): void {
+    this.host.now(() => {
+      if (link.clientDone) return;
+      link.clientDone = true;
+      link.clientClosedSent = true; // no FIN will follow: the socket is gone
+      link.clientReset = true;
+      if (link.requestTimer) link.requestTimer.cancelled = true;
+      this.clientSees(link, { type: 'client.close' });
+      this.schedule(link, this.params.latencyMs, { kind: 'client-rst', client: link.client });
+      this.maybeForget(link);
+    });
+  }
+
   /** Abandon a connection attempt that is still in progress (a proxy's connect timeout). */
   abandonConnect(link: Link, reason: ClientFailure): void {
     this.connectFails(link, reason);
@@ -369,7 +391,9 @@ export class Network {
       link.bufferedReq = null;
       this.deliver(link, conn, req);
     }
-    if (link.clientClosedSent) this.server?.finArrives(link, conn);
+    // Linux keeps a connection reset in the accept queue there: accept() returns it, and its first read fails.
+    if (link.clientReset) this.server?.rstArrives(link, conn);
+    else if (link.clientClosedSent) this.server?.finArrives(link, conn);
     this.maybeForget(link);
   }
 
@@ -397,6 +421,12 @@ export class Network {
   private clientFinArrives(link: Link): void {
     if (link.conn === null) return; // still queued: the FIN waits; accept() will see it
     this.server?.finArrives(link, link.conn);
+  }
+
+  private clientRstArrives(link: Link): void {
+    // Still queued: accept() will see it. A socket the server closed already: nothing left to reset.
+    if (link.conn === null || link.serverSocketClosed) return;
+    this.server?.rstArrives(link, link.conn);
   }
 
   // ───────────────────────── from the server ─────────────────────────

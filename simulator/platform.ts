@@ -26,6 +26,8 @@ export type PlatformItem =
   | { readonly kind: 'bytes'; readonly client: ClientId; readonly req: string }
   /** The client's FIN reaches the server's socket. */
   | { readonly kind: 'client-fin'; readonly client: ClientId }
+  /** The client's RST (an abortive close) reaches the server's socket. */
+  | { readonly kind: 'client-rst'; readonly client: ClientId }
   /** A response reaches the client. */
   | { readonly kind: 'response'; readonly client: ClientId; readonly req: string; readonly close: boolean }
   /** The server's FIN reaches the client. */

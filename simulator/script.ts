@@ -22,6 +22,8 @@ export type ScriptStep = { readonly atMs: number } & (
   | { readonly do: 'partial'; readonly client: string }
   /** The client closes its connection. */
   | { readonly do: 'close'; readonly client: string }
+  /** The client resets its connection (an abortive close: SO_LINGER 0, RST instead of FIN). */
+  | { readonly do: 'reset'; readonly client: string }
   | { readonly do: 'signal'; readonly signal: ArbiterSignal }
   /** A signal to a worker process from outside: `worker` indexes the live workers, oldest first. */
   | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' }
@@ -113,6 +115,11 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
         case 'close': {
           const link = links.get(step.client);
           if (link) network.close(link);
+          return;
+        }
+        case 'reset': {
+          const link = links.get(step.client);
+          if (link) network.reset(link);
           return;
         }
         case 'signal':

@@ -169,6 +169,17 @@ export class SimulatedServer implements ServerSide {
     proc.whenRunning(() => proc.driver.peerFin(conn));
   }
 
+  rstArrives(link: Link, conn: ConnId): void {
+    const proc = this.owner(conn);
+    proc.whenRunning(() => {
+      // The kernel has dropped the socket: nothing the server writes or closes reaches the client now.
+      if (!proc.driver.peerReset(conn)) return;
+      link.serverClosed = true;
+      link.serverSocketClosed = true;
+      this.linkOfConn.delete(conn);
+    });
+  }
+
   connectionQueued(): void {
     // The kernel wakes one accept() waiter, not always the same: the waiting workers in a drawn order.
     const ready = [...this.workers.values()].filter((p) => p.ready && !p.stopped);

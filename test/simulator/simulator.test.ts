@@ -298,3 +298,49 @@ describe("the seed's race, scripted: what an idle keep-alive client's next reque
     expect(turnOver?.t).toBe(1501);
   });
 });
+
+describe("a client's RST (an abortive close, SO_LINGER 0)", () => {
+  const server = { workers: 1, threads: 2, keepAliveMs: 2000, gracefulTimeoutMs: 3000, headerTimeoutMs: 10_000 };
+  const reset = (steps: Script['steps']): Script => ({ name: 'reset', description: '', server, steps });
+
+  it('with its request in flight: the connection is closed at the RST, the handler ends with no response, and the client sees nothing more', () => {
+    for (const policy of ['gunicorn-gthread', 'safe-drain', 'abort-idle']) {
+      const trace = simulateScript(
+        reset([
+          { atMs: 0, do: 'connect', client: 'c' },
+          { atMs: 0, do: 'request', client: 'c', serviceMs: 500 },
+          { atMs: 100, do: 'reset', client: 'c' },
+          { atMs: 1000, do: 'signal', signal: 'TERM' },
+        ]),
+        policy,
+      );
+      const verdict = replay(trace);
+      expect(verdict.ok ? 'conforms' : verdict.violation.message, policy).toBe('conforms');
+      const of = (actor: string) => trace.events.filter((e) => e.actor === actor).map((e) => e.type);
+      // The RST arrives while the handler runs: no response is written, and the socket is gone without a close of ours.
+      expect(of('conn/1.1'), policy).toEqual(['conn.open', 'conn.bytes', 'conn.read', 'conn.handler-start', 'conn.peer-rst']);
+      expect(trace.events.some((e) => e.type === 'worker.request-end'), policy).toBe(true);
+      expect(of('client/1'), policy).toEqual(['client.connect', 'client.connected', 'client.send', 'client.close']);
+    }
+  });
+
+  it('while still in the accept queue: accept() returns it reset, and the worker closes it at once', () => {
+    // One sync worker, busy: the second client waits in the queue, and resets there.
+    const trace = simulateScript(
+      reset([
+        { atMs: 0, do: 'connect', client: 'busy' },
+        { atMs: 0, do: 'request', client: 'busy', serviceMs: 500 },
+        { atMs: 100, do: 'connect', client: 'queued' },
+        { atMs: 200, do: 'reset', client: 'queued' },
+        { atMs: 1000, do: 'signal', signal: 'TERM' },
+      ]),
+      'gunicorn-sync',
+    );
+    const verdict = replay(trace);
+    expect(verdict.ok ? 'conforms' : verdict.violation.message).toBe('conforms');
+    const second = trace.events.filter((e) => e.actor === 'conn/1.2');
+    expect(second.map((e) => e.type)).toEqual(['conn.open', 'conn.peer-rst']);
+    // Accepted only once the busy request was answered (≈ 500 ms in), well after the RST (200 ms).
+    expect(second[0]!.t).toBeGreaterThan(trace.events.find((e) => e.type === 'conn.respond')!.t - 1);
+  });
+});
