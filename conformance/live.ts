@@ -95,6 +95,12 @@ class ScriptClient {
     this.socket.end();
   }
 
+  /** shutdown(SHUT_WR): FIN, and go on reading (the socket allows half-open); the client's machine sees nothing of it. */
+  halfClose(): void {
+    if (!this.socket || this.done) return;
+    this.socket.end();
+  }
+
   /** An abortive close (SO_LINGER 0): the kernel sends RST, not FIN, and forgets the socket. */
   reset(): void {
     if (!this.socket || this.done) return;
@@ -203,6 +209,9 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
           break;
         case 'reset':
           client(step.client).reset();
+          break;
+        case 'half-close':
+          client(step.client).halfClose();
           break;
         case 'signal':
           server.signal(`SIG${sut.signalFor?.(step.signal) ?? step.signal}` as NodeJS.Signals);

@@ -34,7 +34,7 @@ export const PATH_SERVER: Partial<ServerParams> = {
 
 /** What brings an event of the connection chart about. */
 type Cause =
-  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'close' | 'reset' | 'term' | 'int' | 'kill' }
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' }
   | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
@@ -56,8 +56,8 @@ function causeOf(event: ConnMachineEvent): Cause {
       if (OUTSTANDING.has(event)) return { by: 'nobody', reason: 'bytes while a request is outstanding (pipelined, or the rest of a head): the client chart sends one whole request at a time' };
       return { by: 'runner', does: 'request' };
     case 'conn.peer-fin':
-      if (OUTSTANDING.has(event)) return { by: 'nobody', reason: "a FIN while a request is outstanding: a client of the chart that closes gives up its response, where the runner's socket would still read it" };
-      return { by: 'runner', does: 'close' };
+      // While its request is outstanding the client half-closes: it still reads the response.
+      return { by: 'runner', does: OUTSTANDING.has(event) ? 'half-close' : 'close' };
     case 'conn.peer-rst':
       // An abortive close (SO_LINGER 0); the client chart takes it as its close, at any point.
       return { by: 'runner', does: 'reset' };
@@ -290,6 +290,9 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
         break;
       case 'reset':
         steps.push({ atMs: t, do: 'reset', client });
+        break;
+      case 'half-close':
+        steps.push({ atMs: t, do: 'half-close', client });
         break;
       case 'term':
         steps.push(arbiterSignal(t, 'TERM'));

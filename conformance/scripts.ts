@@ -194,6 +194,17 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 600, do: 'signal', signal: 'TERM' },
     ],
   },
+  {
+    name: 'half-close-while-served',
+    description: 'a client half-closes (FIN) right after its request and reads on: it gets its response, and the server closes once that is written, as nothing more can come',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'polite' },
+      { atMs: 0, do: 'request', client: 'polite', serviceMs: 300 },
+      { atMs: 100, do: 'half-close', client: 'polite' },
+      { atMs: 800, do: 'signal', signal: 'TERM' },
+    ],
+  },
 ];
 
 export function getScript(name: string): Script {

@@ -235,14 +235,17 @@ class IdleCloseAfterWindow implements Monitor {
     /** When each connection last became idle after a keep-alive response; absent while busy. */
     private readonly idleSince = new Map<ConnId, number>(),
     private readonly aborted = new Set<ConnId>(),
+    /** Connections whose client half-closed: it sends no next request, so there is no window to keep. */
+    private readonly finned = new Set<ConnId>(),
   ) {}
 
   step(e: TraceEvent): string | null {
     if (e.type === 'conn.respond') {
-      if (e.close) this.idleSince.delete(e.actor);
+      if (e.close || this.finned.has(e.actor)) this.idleSince.delete(e.actor);
       else this.idleSince.set(e.actor, e.t);
     } else if (e.type === 'conn.bytes' || e.type === 'conn.peer-fin' || e.type === 'conn.peer-rst') {
       this.idleSince.delete(e.actor);
+      if (e.type === 'conn.peer-fin') this.finned.add(e.actor);
     } else if (e.type === 'conn.abort') {
       // The deadline and a kill are the operator's bounds, not the policy's choice.
       if (e.reason !== 'worker-exit') this.aborted.add(e.actor);
@@ -261,11 +264,11 @@ class IdleCloseAfterWindow implements Monitor {
   }
 
   key(nowMs: number): string {
-    return JSON.stringify([since(nowMs, this.idleSince), sorted(this.aborted)]);
+    return JSON.stringify([since(nowMs, this.idleSince), sorted(this.aborted), sorted(this.finned)]);
   }
 
   copy(): Monitor {
-    return new IdleCloseAfterWindow(this.windowMs, new Map(this.idleSince), new Set(this.aborted));
+    return new IdleCloseAfterWindow(this.windowMs, new Map(this.idleSince), new Set(this.aborted), new Set(this.finned));
   }
 }
 

@@ -294,6 +294,17 @@ export class Network {
   }
 
   /**
+   * The client half-closes (shutdown(SHUT_WR)): its FIN goes out, and it still reads what comes — the
+   * response it awaits, the server's close. Its machine sees nothing of it: it sends nothing more.
+   */
+  halfClose(link: Link): void {
+    this.host.now(() => {
+      if (link.clientDone) return;
+      this.clientSendsFin(link);
+    });
+  }
+
+  /**
    * The client resets its connection (close with SO_LINGER 0): no FIN, an RST; whatever the server
    * still sends is answered with RST by the client's kernel, and the client sees nothing more.
    */

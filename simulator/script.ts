@@ -24,6 +24,8 @@ export type ScriptStep = { readonly atMs: number } & (
   | { readonly do: 'close'; readonly client: string }
   /** The client resets its connection (an abortive close: SO_LINGER 0, RST instead of FIN). */
   | { readonly do: 'reset'; readonly client: string }
+  /** The client half-closes (shutdown(SHUT_WR): FIN) and goes on reading: it sends nothing more. */
+  | { readonly do: 'half-close'; readonly client: string }
   | { readonly do: 'signal'; readonly signal: ArbiterSignal }
   /** A signal to a worker process from outside: `worker` indexes the live workers, oldest first. */
   | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' }
@@ -120,6 +122,11 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
         case 'reset': {
           const link = links.get(step.client);
           if (link) network.reset(link);
+          return;
+        }
+        case 'half-close': {
+          const link = links.get(step.client);
+          if (link) network.halfClose(link);
           return;
         }
         case 'signal':

@@ -13,7 +13,7 @@
  * worker is followed by a close, what happens to an idle connection when
  * draining starts, and whether closes linger.
  */
-import { and, assign, cancel, raise, setup } from 'xstate';
+import { and, assign, cancel, not, raise, setup } from 'xstate';
 import type { ClientId, ConnEvent, MachineEvent, WorkerId, AbortReason } from '../events.ts';
 import { command, type CommandOf } from './commands.ts';
 
@@ -37,6 +37,8 @@ export interface ConnContext {
   /** Responses written on this connection. */
   responses: number;
   abortReason: AbortReason | null;
+  /** The client half-closed (FIN) while a request was outstanding: it still reads its response, and sends nothing more. */
+  peerFinned: boolean;
 }
 
 export const TIMER_IDS = { keepAlive: 'keepalive', grace: 'grace', linger: 'linger', header: 'header' } as const;
@@ -62,6 +64,7 @@ export const connectionChart = setup({
   actions: {
     ...connCommands,
     markDraining: assign({ draining: true }),
+    notePeerFin: assign({ peerFinned: true }),
     notePendingRequest: assign({ unread: true, pendingReq: ({ event }) => (event.type === 'conn.bytes' ? event.req : null) }),
     recordResponse: assign({ responses: ({ context }) => context.responses + 1, req: null }),
   },
@@ -82,6 +85,7 @@ export const connectionChart = setup({
     keepAliveEnabled: policyGuardPlaceholder,
     hasHeaderTimer: policyGuardPlaceholder,
     isDraining: ({ context }) => context.draining,
+    peerHalfClosed: ({ context }) => context.peerFinned,
     hasServedARequest: ({ context }) => context.responses > 0,
     respondsWithClose: ({ event }) => event.type === 'conn.respond' && event.close,
     readsPendingRequest: ({ context, event }) => event.type === 'conn.read' && context.pendingReq === event.req,
@@ -108,6 +112,7 @@ export const connectionChart = setup({
     requestKeepAlive: true,
     responses: 0,
     abortReason: null,
+    peerFinned: false,
   },
   initial: 'accepting',
   on: {
@@ -231,7 +236,8 @@ export const connectionChart = setup({
         ],
         // Only a drain begins a last turn: its end finds the request still in the poller, abandoned.
         'conn.turn-end': { guard: 'isDraining', target: 'orphaned' },
-        'conn.peer-fin': {},
+        // The client half-closed after its request: it still reads the response; the server closes after it.
+        'conn.peer-fin': { actions: 'notePeerFin' },
         'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
       },
     },
@@ -253,7 +259,7 @@ export const connectionChart = setup({
           { guard: 'pendingOrphanedOnDrain', target: 'orphaned', actions: 'markDraining' },
           { actions: 'markDraining' },
         ],
-        'conn.peer-fin': {},
+        'conn.peer-fin': { actions: 'notePeerFin' },
         'conn.abort': [
           // Handed to the pool already: the worker's exit waits for it, and its response closes.
           { guard: 'poolRunsItOnExit', actions: 'markDraining' },
@@ -268,7 +274,7 @@ export const connectionChart = setup({
         // Pipelined or retransmitted bytes: they wait in the buffer, unread.
         'conn.bytes': { actions: assign({ unread: true }) },
         'conn.drain': { actions: 'markDraining' },
-        'conn.peer-fin': {},
+        'conn.peer-fin': { actions: 'notePeerFin' },
         'conn.abort': [
           { guard: 'poolRunsItOnExit', actions: 'markDraining' },
           { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
@@ -300,6 +306,12 @@ export const connectionChart = setup({
                 target: '#conn.closing',
                 actions: 'recordResponse',
               },
+              // The client half-closed meanwhile: nothing more can come (gthread's poller reads the EOF and closes).
+              {
+                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'peerHalfClosed']),
+                target: '#conn.closing',
+                actions: 'recordResponse',
+              },
               {
                 guard: and(['isCurrentRequest', 'closeHeaderIsCorrect']),
                 target: '#conn.idle',
@@ -320,7 +332,8 @@ export const connectionChart = setup({
     },
     /** The server decided to close (voluntarily). */
     closing: {
-      always: [{ guard: 'lingers', target: 'lingering' }, { target: 'closingHard' }],
+      // A client that half-closed already sends nothing more to linger for.
+      always: [{ guard: and(['lingers', not('peerHalfClosed')]), target: 'lingering' }, { target: 'closingHard' }],
     },
     /** RFC 9112 §9.6: half-close, read and discard until the peer closes or the bound passes. */
     lingering: {

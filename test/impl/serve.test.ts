@@ -487,6 +487,32 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     }
   });
 
+  it("a client that half-closes after its request gets its response, and the connection is closed then, not at the keep-alive timeout (it can send nothing more)", async () => {
+    // gunicorn 20.1 gthread, measured: with --keep-alive 5, a 300 ms request whose client sent FIN
+    // 100 ms in is answered keep-alive at 0.303 s and the EOF follows at once (its poller reads the EOF).
+    // (The simulator, which delivers the FIN while the request is served, used to drop it there and keep
+    // the connection for the whole keep-alive timeout: the chart now remembers it, peerFinned.)
+    const server = await serve(['--workers', '1', '--threads', '4', '--policy', 'safe-drain', '--keepalive', '30']);
+    const client = new Client(server.target, { allowHalfOpen: true });
+    client.send('GET /?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    client.socket.end(); // shutdown(SHUT_WR)
+    const answered = await client.next(5000);
+    expect(answered.kind).toBe('response');
+    // Well inside the 30 s keep-alive timeout; the EOF is the server's decision, not a timer's.
+    expect((await client.next(10_000)).kind).toBe('eof');
+    client.close();
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    const conn = trace.events.filter((e) => e.actor === 'conn/1.1');
+    // Our worker reads nothing more while it serves a request (pipelined bytes wait), so it sees the FIN
+    // once the response is written — the simulator may see it before; either way the close follows.
+    expect(conn.map((e) => e.type).filter((t) => t !== 'conn.peer-fin')).toEqual(['conn.open', 'conn.bytes', 'conn.read', 'conn.handler-start', 'conn.handler-finish', 'conn.respond', 'conn.close']);
+    expect(conn.map((e) => e.type)).toContain('conn.peer-fin');
+    const at = (type: string) => conn.find((e) => e.type === type)!.t;
+    expect(at('conn.close') - at('conn.respond')).toBeLessThan(3000); // the keep-alive timeout is 30 s
+  });
+
   it('safe-drain: an idle keep-alive connection gets an idle window for one more request (answered with close), then is closed', async () => {
     const server = await serve(['--workers', '1', '--threads', '4', '--policy', 'safe-drain', '--idle-grace', '1.5', '--graceful-timeout', '10']);
     const active = new Client(server.target);

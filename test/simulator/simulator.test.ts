@@ -344,3 +344,21 @@ describe("a client's RST (an abortive close, SO_LINGER 0)", () => {
     expect(second[0]!.t).toBeGreaterThan(trace.events.find((e) => e.type === 'conn.respond')!.t - 1);
   });
 });
+
+describe('a client that half-closes while its request is served (shutdown(SHUT_WR), then reads on)', () => {
+  it('gets its response, and the server closes at once: nothing more can come (gunicorn 20.1 gthread, measured: EOF with the response)', () => {
+    // safe-drain and gunicorn-sync+lingering-close linger after a response that closes: not after a FIN.
+    for (const policy of ['gunicorn-gthread', 'safe-drain', 'gunicorn-sync+lingering-close']) {
+      const trace = simulateScript(getScript('half-close-while-served'), policy);
+      const verdict = replay(trace);
+      expect(verdict.ok ? 'conforms' : verdict.violation.message, policy).toBe('conforms');
+      const conn = trace.events.filter((e) => e.actor === 'conn/1.1');
+      // The FIN arrives while the handler runs (100 ms into a 300 ms request); the chart keeps it.
+      expect(conn.map((e) => e.type), policy).toEqual(['conn.open', 'conn.bytes', 'conn.read', 'conn.handler-start', 'conn.peer-fin', 'conn.handler-finish', 'conn.respond', 'conn.close']);
+      const at = (type: string) => conn.find((e) => e.type === type)!.t;
+      // Not after the keep-alive timeout (2 s), nor lingering: the client sends nothing more.
+      expect(at('conn.close'), policy).toBe(at('conn.respond'));
+      expect(trace.events.filter((e) => e.actor === 'client/1').map((e) => e.type).slice(0, 5), policy).toEqual(['client.connect', 'client.connected', 'client.send', 'client.response', 'client.eof']);
+    }
+  });
+});
