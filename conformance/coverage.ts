@@ -158,6 +158,10 @@ export const UNTRACEABLE_TRANSITIONS: Readonly<Record<string, string>> = {
   'worker.dying --worker.request-end--> (stays)': 'a SIGKILLed process writes nothing more: its handler never ends (the simulator may still find the item due, and the chart takes it)',
   'worker.dying --worker.signal#2--> (stays)': 'a SIGKILLed process writes nothing more: a later signal reaches no one',
   'worker.dying --worker.graceful-timeout--> (stays)': 'a SIGKILLed process writes nothing more: its own timer dies with it',
+  // The worker driver (model/driver/worker.ts, every platform's) closes the socket in the step that enters
+  // closingHard: what the peer sends can only arrive after the close, when the connection is forgotten.
+  'conn.closingHard --conn.bytes--> (stays)': "the driver closes the socket in the step that enters closingHard, on every platform: the peer's bytes find it closed (the chart allows a server that closes later)",
+  'conn.closingHard --conn.peer-fin--> (stays)': "the driver closes the socket in the step that enters closingHard, on every platform: the peer's FIN finds it closed (the chart allows a server that closes later)",
 };
 
 /**
@@ -172,6 +176,8 @@ export const NOT_ON_QUIESCE_SERVE: Readonly<Record<string, string>> = {
       "quiesce serve's event loop is its poller: a readable connection is handed to a thread in the turn that reads it, so no drain, turn end or abort lands while a request waits in the poller (gthread's does: ServerTiming.dispatchMs)",
     ]),
   ),
+  'conn.unpolled --conn.peer-fin--> (stays)':
+    "quiesce serve's event loop is its poller: a readable connection is handed to a thread in the turn that reads it, so a FIN finds its request handed over already",
   'conn.idle.fresh.checking --always#2--> conn.idle.fresh.untimed':
     'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a client that never sends its head must not hold a connection forever); gunicorn has none, and its connections wait untimed',
 };

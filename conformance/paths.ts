@@ -92,6 +92,8 @@ const OUTSTANDING = new WeakSet<ConnMachineEvent>();
 
 /** Every event the chart could be offered now, with payloads that fit the connection's context. */
 function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
+  // Nothing reaches a connection no worker has accepted (the chart's root takes a peer RST in any state).
+  if (snapshot.matches('accepting')) return [{ type: 'conn.open', worker: 'worker/1', client: 'client/1' }];
   const context = snapshot.context as { pendingReq: string | null; req: string | null; responses: number };
   const fresh = `r${context.responses + 1}`;
   const current = context.req ?? fresh;

@@ -196,13 +196,17 @@ export const SCRIPTS: readonly Script[] = [
   },
   {
     name: 'half-close-while-served',
-    description: 'a client half-closes (FIN) right after its request and reads on: it gets its response, and the server closes once that is written, as nothing more can come',
-    server: BASE,
+    description:
+      'two clients half-close (FIN) after their request and read on — one while its request is served, one while it waits for the one thread: each gets its response, and the server closes once that is written, as nothing more can come',
+    server: { ...BASE, threads: 1 },
     steps: [
-      { atMs: 0, do: 'connect', client: 'polite' },
-      { atMs: 0, do: 'request', client: 'polite', serviceMs: 300 },
-      { atMs: 100, do: 'half-close', client: 'polite' },
-      { atMs: 800, do: 'signal', signal: 'TERM' },
+      { atMs: 0, do: 'connect', client: 'served' },
+      { atMs: 0, do: 'request', client: 'served', serviceMs: 400 },
+      { atMs: 100, do: 'connect', client: 'waiting' },
+      { atMs: 100, do: 'request', client: 'waiting', serviceMs: 10 },
+      { atMs: 200, do: 'half-close', client: 'served' },
+      { atMs: 200, do: 'half-close', client: 'waiting' },
+      { atMs: 1000, do: 'signal', signal: 'TERM' },
     ],
   },
 ];

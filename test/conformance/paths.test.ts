@@ -95,8 +95,12 @@ describe('coverage against what the runner can drive', () => {
     const named = { ...UNTRACEABLE_TRANSITIONS, ...NOT_ON_QUIESCE_SERVE };
     for (const name of Object.keys(named)) expect(all, name).toContain(name);
     // A SIGKILLed arbiter, and gthread's poller, which our server's loop does not have.
+    // A client's RST is driven on an open connection: its path opens one first.
+    expect(pathsAcross(['gunicorn-sync']).find((p) => p.target === 'conn --conn.peer-rst--> conn.closed')!.events).toEqual(['open', 'peer-rst']);
     expect(Object.keys(UNTRACEABLE_TRANSITIONS).filter((t) => t.startsWith('arbiter.')).length).toBe(4);
     expect(Object.keys(NOT_ON_QUIESCE_SERVE).every((t) => t.startsWith('conn.unpolled ') || t.endsWith('untimed'))).toBe(true);
+    // The driver's own: closingHard closes in the step that enters it.
+    expect(Object.keys(UNTRACEABLE_TRANSITIONS).filter((t) => t.startsWith('conn.closingHard ')).length).toBe(2);
     const reach = reachOf(inventory, []);
     const excused = new Map(reach.flatMap((m) => m.notFromOutside.map((o) => [o.transition, o.reason] as const)));
     for (const [name, reason] of Object.entries(named)) expect(excused.get(name), name).toBe(reason);
