@@ -64,6 +64,9 @@ class ScriptClient {
     private readonly record: (event: Omit<TraceEvent, 't'>) => void,
   ) {}
 
+  /** Does not notice the server's close (it is not reading): it neither closes its side nor stops writing. */
+  keepsOpen = false;
+
   connect(target: net.NetConnectOpts): void {
     this.record({ actor: this.actor, type: 'client.connect' } as Omit<TraceEvent, 't'>);
     const socket = net.connect({ ...target, allowHalfOpen: true });
@@ -76,6 +79,11 @@ class ScriptClient {
   }
 
   request(serviceMs: number): void {
+    if (this.socket && this.done && this.keepsOpen && !this.socket.destroyed && this.socket.writable) {
+      // It did not notice the close: the bytes go out; its machine, which ended, records nothing.
+      this.socket.write(`GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${requestId(this.name, ++this.sent)}\r\n\r\n`);
+      return;
+    }
     if (!this.socket || this.done || this.socket.destroyed || this.socket.readableEnded) return;
     const req = requestId(this.name, ++this.sent);
     this.outstanding.push(req);
@@ -141,7 +149,7 @@ class ScriptClient {
     // Our side closes too (below). After a `Connection: close` response that is the client's own
     // close (the client chart waits for it there); on a kept-alive connection the EOF alone ends it.
     if (req === undefined && this.closing) this.record({ actor: this.actor, type: 'client.close' } as Omit<TraceEvent, 't'>);
-    this.socket?.end();
+    if (!this.keepsOpen) this.socket?.end();
   }
 
   private onError(error: NodeJS.ErrnoException): void {
@@ -195,9 +203,12 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
       const wait = step.atMs - (performance.now() - t0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       switch (step.do) {
-        case 'connect':
-          client(step.client).connect(target);
+        case 'connect': {
+          const c = client(step.client);
+          c.keepsOpen = step.keepsOpen ?? false;
+          c.connect(target);
           break;
+        }
         case 'request':
           client(step.client).request(step.serviceMs);
           break;

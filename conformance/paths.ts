@@ -14,7 +14,7 @@ import { getShortestPaths } from 'xstate/graph';
 import type { AnyMachineSnapshot, AnyStateMachine } from 'xstate';
 import type { AbortReason } from '../model/events.ts';
 import { machinesFor } from '../model/machines/index.ts';
-import type { ConnMachineEvent } from '../model/machines/connection.ts';
+import type { ConnContext, ConnMachineEvent } from '../model/machines/connection.ts';
 import { exitCodeOf, type WorkerContext, type WorkerMachineEvent } from '../model/machines/worker.ts';
 import { getPolicy } from '../model/policies.ts';
 import type { ServerParams } from '../model/params.ts';
@@ -27,7 +27,7 @@ export const PATH_SERVER: Partial<ServerParams> = {
   threads: 4,
   keepAliveMs: 1000,
   idleGraceMs: 600,
-  lingerMs: 500,
+  lingerMs: 1000,
   gracefulTimeoutMs: 2000,
   headerTimeoutMs: 1500,
 };
@@ -54,6 +54,7 @@ function causeOf(event: ConnMachineEvent): Cause {
       return { by: 'runner', does: 'connect' };
     case 'conn.bytes':
       if (OUTSTANDING.has(event)) return { by: 'nobody', reason: 'bytes while a request is outstanding (pipelined, or the rest of a head): the client chart sends one whole request at a time' };
+      if (AFTER_CLOSE.has(event)) return { by: 'nobody', reason: 'bytes after the server answered and decided to close: a client of the chart that read `Connection: close` sends nothing more' };
       return { by: 'runner', does: 'request' };
     case 'conn.peer-fin':
       // While its request is outstanding the client half-closes: it still reads the response.
@@ -89,6 +90,8 @@ function causeOf(event: ConnMachineEvent): Cause {
 
 /** Bytes or a FIN offered while a request is outstanding on the connection: no client of the chart does that. */
 const OUTSTANDING = new WeakSet<ConnMachineEvent>();
+/** Bytes offered after the server answered and decided to close. */
+const AFTER_CLOSE = new WeakSet<ConnMachineEvent>();
 
 /** Every event the chart could be offered now, with payloads that fit the connection's context. */
 function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
@@ -100,6 +103,9 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
   const pending = context.pendingReq ?? fresh;
   const bytes: ConnMachineEvent = { type: 'conn.bytes', req: pending };
   const fin: ConnMachineEvent = { type: 'conn.peer-fin' };
+  // Once a response was written and the server is closing, no client of the chart sends: it saw
+  // `Connection: close`, or it races a close the driver makes in the same step.
+  if (context.responses > 0 && (snapshot.matches('closing') || snapshot.matches('closingHard') || snapshot.matches('lingering'))) AFTER_CLOSE.add(bytes);
   if (context.req !== null || context.pendingReq !== null) {
     OUTSTANDING.add(bytes);
     OUTSTANDING.add(fin);
@@ -168,10 +174,16 @@ export function connectionPaths(policy: string, server: Partial<ServerParams> = 
       const cause = causeOf(e);
       return cause.by === 'nobody' ? cause.reason : null;
     },
-    stateKey: (snapshot) => leafIds(snapshot).join(','),
+    stateKey: connStateKey,
     describe: describeEvent,
     script: (target, events) => scriptOf(policy, target, events, params, server),
   });
+}
+
+/** A connection path's state: its leaf, and what its guards read from the context. */
+function connStateKey(snapshot: AnyMachineSnapshot): string {
+  const c = snapshot.context as ConnContext;
+  return `${leafIds(snapshot).join(',')} ${c.draining} ${c.drainingAtHandlerStart} ${c.peerFinned} ${c.unread} ${c.responses > 0} ${c.requestKeepAlive}`;
 }
 
 interface ChartWalk<E extends { readonly type: string }> {
@@ -265,6 +277,9 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
   let t = 0;
   let slowSent = false;
   const client = 'c';
+  // A path that goes on after the server closed or half-closed (its linger timer runs out; bytes reach it
+  // lingering) needs a client that does not notice the close: one that is not reading.
+  const keepsOpen = events.some((e, i) => e.type === 'conn.linger-timeout' || (e.type === 'conn.bytes' && events.slice(0, i).some((x) => x.type === 'conn.header-timeout')));
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
     const cause = causeOf(e);
@@ -275,7 +290,7 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
     if (cause.by !== 'runner') continue;
     switch (cause.does) {
       case 'connect':
-        steps.push({ atMs: t, do: 'connect', client });
+        steps.push(keepsOpen ? { atMs: t, do: 'connect', client, keepsOpen } : { atMs: t, do: 'connect', client });
         break;
       case 'request': {
         // Slow when a later stimulus of the path comes before this request's response.

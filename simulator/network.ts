@@ -76,6 +76,8 @@ export class Link {
   queuedReset = false;
   /** The client reset the connection (an abortive close): its RST is on its way, or has arrived. */
   clientReset = false;
+  /** The client does not notice the server's close (it is not reading): no FIN of its own follows it. */
+  keepsOpen = false;
   requestTimer: { cancelled: boolean } | null = null;
   lastResponseWrittenAtMs = -1;
   /** Items in flight that name this link: it is kept until they have arrived. */
@@ -181,6 +183,8 @@ export class Network {
 
   /** A link nothing can reach any more is forgotten: a long run keeps only what is open or in flight. */
   private maybeForget(link: Link): void {
+    // A client that did not notice the server's close may still write: kept while the server's socket is.
+    if (link.keepsOpen && !link.serverSocketClosed) return;
     if (link.clientDone && link.inFlight === 0 && !this.queued.has(link.client) && !this.open.has(link)) this.links.delete(link.client);
   }
 
@@ -291,6 +295,11 @@ export class Network {
       this.clientSendsFin(link);
       this.maybeForget(link);
     });
+  }
+
+  /** Bytes of a client that did not notice the server's close: they go out; its machine, which ended, sees nothing. */
+  sendUnseen(link: Link, req: string): void {
+    this.host.now(() => this.schedule(link, this.params.latencyMs, { kind: 'bytes', client: link.client, req }));
   }
 
   /**
@@ -498,7 +507,7 @@ export class Network {
     this.clientSees(link, { type: 'client.eof' });
     // The client's machine may be closing already (after a Connection: close response it closes itself).
     if (this.host.has(link.client) && !this.host.isDone(link.client)) this.clientSees(link, { type: 'client.close' });
-    this.clientSendsFin(link);
+    if (!link.keepsOpen) this.clientSendsFin(link);
     link.owner.onIdleClosed(link);
   }
 

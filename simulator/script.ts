@@ -15,7 +15,11 @@ import type { Link, LinkOwner } from './network.ts';
 import { buildWorld } from './run.ts';
 
 export type ScriptStep = { readonly atMs: number } & (
-  | { readonly do: 'connect'; readonly client: string }
+  /**
+   * `keepsOpen`: a client that does not notice the server's close — it is not reading: it neither
+   * closes its side nor stops writing (a later request goes out, unseen by its machine, which ended).
+   */
+  | { readonly do: 'connect'; readonly client: string; readonly keepsOpen?: boolean }
   /** An HTTP/1.1 request on the client's connection whose handler takes `serviceMs`. */
   | { readonly do: 'request'; readonly client: string; readonly serviceMs: number }
   /** Part of a request head, and nothing more (a slow client; slowloris). */
@@ -94,13 +98,19 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
       switch (step.do) {
         case 'connect': {
           const link = network.connect(owner);
+          if (step.keepsOpen) link.keepsOpen = true;
           links.set(step.client, link);
           unsent.set(link, []);
           return;
         }
         case 'request': {
           const link = links.get(step.client);
-          // A connection the server closed takes no more requests: the client would see the close first.
+          // A connection the server closed takes no more requests: the client would see the close first —
+          // unless it is not reading: then the bytes go out, and its machine, which ended, sees nothing.
+          if (link && link.clientDone && link.keepsOpen && !link.clientClosedSent) {
+            network.sendUnseen(link, requestId(step.client, (sent.get(step.client) ?? 0) + 1));
+            return;
+          }
           if (!link || link.clientDone) return;
           const n = (sent.get(step.client) ?? 0) + 1;
           sent.set(step.client, n);

@@ -45,7 +45,7 @@ describe('the conformance suite on quiesce serve', () => {
     // gthread 20 orphans a kept-alive connection at TERM: the path there is a request, its response, then TERM.
     expect(paths.find((p) => p.target === 'conn.orphaned')).toMatchObject({ policy: 'gunicorn-gthread', reached: true });
     // A client's RST (an abortive close, SO_LINGER 0) is one of the runner's actions.
-    for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#3--> conn.idle', 'conn --conn.peer-rst--> conn.closed']) {
+    for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#4--> conn.idle', 'conn --conn.peer-rst--> conn.closed']) {
       expect(paths.find((p) => p.target === t), t).toMatchObject({ aim: 'transition', reached: true });
     }
     // Against what the runner can drive: a transition only an undrivable event leads to is out of reach, with its reason.
