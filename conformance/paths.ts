@@ -39,9 +39,11 @@ type Cause =
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
 
+// In the order the walk offers them: an abort the runner brings about at once (INT) before one the
+// server decides in its own time (its exit), so that a shortest path to an abort is one it can aim.
 const ABORT_CAUSES: Record<AbortReason, Cause> = {
-  'worker-exit': { by: 'server' },
   quit: { by: 'runner', does: 'int' },
+  'worker-exit': { by: 'server' },
   deadline: { by: 'time', waitMs: (p) => p.gracefulTimeoutMs },
   killed: { by: 'runner', does: 'kill' },
   crashed: { by: 'nobody', reason: 'a worker crash: no app the scripts run crashes its process' },
@@ -277,9 +279,11 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
   let t = 0;
   let slowSent = false;
   const client = 'c';
-  // A path that goes on after the server closed or half-closed (its linger timer runs out; bytes reach it
-  // lingering) needs a client that does not notice the close: one that is not reading.
-  const keepsOpen = events.some((e, i) => e.type === 'conn.linger-timeout' || (e.type === 'conn.bytes' && events.slice(0, i).some((x) => x.type === 'conn.header-timeout')));
+  // A path that goes on after the server gave up on the client and half-closed (its linger timer runs
+  // out; bytes reach it lingering; an abort finds it lingering) needs a client that does not notice the
+  // close — one that is not reading —, where a client that does closes its side at once (peer-fin).
+  const gaveUp = events.findIndex((e) => e.type === 'conn.header-timeout');
+  const keepsOpen = gaveUp >= 0 && events.slice(gaveUp + 1).some((e) => !['conn.half-close', 'conn.peer-fin', 'conn.close'].includes(e.type));
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
     const cause = causeOf(e);

@@ -34,6 +34,8 @@ interface Conn {
   response: HttpResponse | null;
   /** After a half-close: whatever arrives is read and discarded. */
   discarding: boolean;
+  /** Bytes came while discarding, and the machine was told (once: it only needs to know that they came). */
+  discardNoted: boolean;
   /** 100 Continue was sent for the request being received. */
   continued: boolean;
   closed: boolean;
@@ -244,6 +246,7 @@ export class WorkerServer implements WorkerPort {
       request: null,
       response: null,
       discarding: false,
+      discardNoted: false,
       continued: false,
       closed: false,
       readPaused: false,
@@ -294,12 +297,25 @@ export class WorkerServer implements WorkerPort {
   }
 
   private onData(conn: Conn, chunk: Buffer): void {
-    if (conn.closed || conn.discarding) return; // a lingering close reads and discards
+    if (conn.closed) return;
+    if (conn.discarding) return this.noteDiscarded(conn, chunk); // a lingering close reads and discards
     conn.parser.push(chunk);
     this.account(conn);
     // More of an announced request (its body): it may be complete now.
     if (conn.announced !== null) this.driver.requestReadable(conn.id);
     else this.announce(conn);
+  }
+
+  /**
+   * Bytes that reach a lingering close are discarded, never parsed; the machine hears once that they
+   * came (its lingering state takes them: nothing is left unread), under the request id they carry if
+   * one shows, so that the trace and the wire can be held to each other.
+   */
+  private noteDiscarded(conn: Conn, chunk: Buffer): void {
+    if (conn.discardNoted) return;
+    conn.discardNoted = true;
+    const id = /x-request-id:[ \t]*([^\r\n]+)/i.exec(chunk.toString('latin1'))?.[1]?.trim() ?? `${conn.id.slice('conn/'.length)}.discarded`;
+    this.driver.requestArrived(conn.id, id);
   }
 
   /** Tell the machine a request has arrived (its head is complete, or it is already known to be bad). */

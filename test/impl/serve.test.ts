@@ -484,6 +484,9 @@ describe('quiesce serve: drain behaviour of the policies', () => {
       await stopServer(server);
       const trace = expectConformingTrace(server);
       expect(trace.events.some((e) => e.type === 'conn.half-close')).toBe(lingers);
+      // What the lingering close discarded, the trace says came (once): the machine takes it, nothing is left unread.
+      const afterHalfClose = trace.events.slice(trace.events.findIndex((e) => e.type === 'conn.half-close') + 1);
+      if (lingers) expect(afterHalfClose.filter((e) => e.type === 'conn.bytes').length).toBe(1);
     }
   });
 
