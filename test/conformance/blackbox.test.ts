@@ -101,6 +101,11 @@ describe('quiesce conform', () => {
     // INT is nginx's fast stop: the slow request is cut, as under every policy whose stop escalates.
     expect(byScript['term-then-int']).toContain('abort-idle');
     expect(byScript['term-then-int']).not.toContain('gunicorn-gthread');
+    // A client that half-closes while nginx proxies its request is taken to have gone away
+    // (proxy_ignore_client_abort off): nginx drops the request and closes, which no policy does —
+    // the model's servers answer a half-closed client (gunicorn does, measured).
+    expect(byScript['half-close-while-served']).toEqual([]);
+    expect(report.scripts.find((s) => s.script === 'half-close-while-served')!.observed['client/1']).toEqual(['send served-1', 'fail empty-reply served-1']);
     // nginx has no worker timeout, header timeout or max-requests to fill in: those scripts are skipped, and say why.
     const skipped = Object.fromEntries(report.scripts.filter((s) => s.skipped).map((s) => [s.script, s.skipped]));
     expect(skipped).toEqual({
