@@ -180,6 +180,8 @@ export const NOT_ON_QUIESCE_SERVE: Readonly<Record<string, string>> = {
     "quiesce serve's event loop is its poller: a readable connection is handed to a thread in the turn that reads it, so a FIN finds its request handed over already",
   'conn.idle.fresh.checking --always#2--> conn.idle.fresh.untimed':
     'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a client that never sends its head must not hold a connection forever); gunicorn has none, and its connections wait untimed',
+  'conn.pending.checking --always#2--> conn.pending.untimed':
+    'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a request whose rest never comes must not hold a connection forever); gunicorn has none, and its requests wait untimed',
 };
 
 /** The event of a transition, by coverage.ts's name for it (`source --event#k--> target`). */

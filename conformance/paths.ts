@@ -34,7 +34,7 @@ export const PATH_SERVER: Partial<ServerParams> = {
 
 /** What brings an event of the connection chart about. */
 type Cause =
-  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' }
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' }
   | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
@@ -50,14 +50,15 @@ const ABORT_CAUSES: Record<AbortReason, Cause> = {
   error: { by: 'nobody', reason: "an internal error on one connection: no request makes the server's own code fail" },
 };
 
-function causeOf(event: ConnMachineEvent): Cause {
+function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): Cause {
   switch (event.type) {
     case 'conn.open':
       return { by: 'runner', does: 'connect' };
     case 'conn.bytes':
       if (OUTSTANDING.has(event)) return { by: 'nobody', reason: 'bytes while a request is outstanding (pipelined, or the rest of a head): the client chart sends one whole request at a time' };
       if (AFTER_CLOSE.has(event)) return { by: 'nobody', reason: 'bytes after the server answered and decided to close: a client of the chart that read `Connection: close` sends nothing more' };
-      return { by: 'runner', does: 'request' };
+      // Bytes the header timer then gives up on are part of a request that never completes.
+      return { by: 'runner', does: next?.type === 'conn.header-timeout' ? 'partial' : 'request' };
     case 'conn.peer-fin':
       // While its request is outstanding the client half-closes: it still reads the response.
       return { by: 'runner', does: OUTSTANDING.has(event) ? 'half-close' : 'close' };
@@ -173,7 +174,7 @@ export function connectionPaths(policy: string, server: Partial<ServerParams> = 
     events: connEvents,
     // The chart's context says whether a request is outstanding; the graph walk hands events back as given.
     undrivable: (e, next) => {
-      const cause = causeOf(e);
+      const cause = causeOf(e, next);
       return cause.by === 'nobody' ? cause.reason : null;
     },
     stateKey: connStateKey,
@@ -286,7 +287,7 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
   const keepsOpen = gaveUp >= 0 && events.slice(gaveUp + 1).some((e) => !['conn.half-close', 'conn.peer-fin', 'conn.close'].includes(e.type));
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    const cause = causeOf(e);
+    const cause = causeOf(e, events[i + 1]);
     if (cause.by === 'time') {
       t += cause.waitMs(params) + GAP_MS;
       continue;
@@ -299,13 +300,16 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
       case 'request': {
         // Slow when a later stimulus of the path comes before this request's response.
         const respondAt = events.findIndex((x, j) => j > i && x.type === 'conn.respond');
-        const stimulusBefore = events.some((x, j) => j > i && (respondAt < 0 || j < respondAt) && causeOf(x).by !== 'server');
+        const stimulusBefore = events.some((x, j) => j > i && (respondAt < 0 || j < respondAt) && causeOf(x, events[j + 1]).by !== 'server');
         const serviceMs = stimulusBefore ? SLOW_MS : QUICK_MS;
         slowSent ||= stimulusBefore;
         steps.push({ atMs: t, do: 'request', client, serviceMs });
         t += stimulusBefore ? GAP_MS : serviceMs + GAP_MS;
         continue;
       }
+      case 'partial':
+        steps.push({ atMs: t, do: 'partial', client });
+        break;
       case 'close':
         steps.push({ atMs: t, do: 'close', client });
         break;

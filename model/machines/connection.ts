@@ -242,12 +242,25 @@ export const connectionChart = setup({
       },
     },
     /**
-     * A request's head is in: its bytes wait for a thread to read them (now, or when one is free).
-     * No header timer runs here: the client has sent its head, and waiting for a busy pool is the
-     * server's delay, not the client's — a timer here would drop complete requests queued behind a
-     * slow one (the conformance script waiting-for-a-thread found it breaking safe-drain's property).
+     * Request bytes are in the receive buffer, for a thread to read (now, or when one is free); not read
+     * yet (nor all of them, maybe: a body may still be on its way). The header timer runs on until the
+     * request is read: it guards a body that never completes, as it guards a head. It also gives up on a
+     * complete request that waits for a busy pool longer than the timer — which breaks safe-drain's
+     * only-unavoidable-failures (found by the script waiting-for-a-thread with an 800 ms timer): telling
+     * a complete request from an incomplete one needs an event the chart does not have yet.
      */
     pending: {
+      initial: 'checking',
+      states: {
+        // The header timer again (see idle.fresh): a request whose rest never comes is given up on.
+        checking: { always: [{ guard: 'hasHeaderTimer', target: 'timed' }, { target: 'untimed' }] },
+        timed: {
+          entry: raise({ type: 'conn.header-timeout' }, { delay: 'headerTimeout', id: TIMER_IDS.header }),
+          exit: cancel(TIMER_IDS.header),
+          on: { 'conn.header-timeout': { target: '#conn.closing' } },
+        },
+        untimed: {},
+      },
       on: {
         'conn.bytes': {},
         'conn.read': {
