@@ -85,7 +85,8 @@ export const connectionChart = setup({
     keepAliveEnabled: policyGuardPlaceholder,
     hasHeaderTimer: policyGuardPlaceholder,
     isDraining: ({ context }) => context.draining,
-    peerHalfClosed: ({ context }) => context.peerFinned,
+    // The client half-closed and sent nothing more than what was answered: a pipelined request still waits otherwise.
+    peerDone: ({ context }) => context.peerFinned && !context.unread,
     hasServedARequest: ({ context }) => context.responses > 0,
     respondsWithClose: ({ event }) => event.type === 'conn.respond' && event.close,
     readsPendingRequest: ({ context, event }) => event.type === 'conn.read' && context.pendingReq === event.req,
@@ -321,7 +322,7 @@ export const connectionChart = setup({
               },
               // The client half-closed meanwhile: nothing more can come (gthread's poller reads the EOF and closes).
               {
-                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'peerHalfClosed']),
+                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'peerDone']),
                 target: '#conn.closing',
                 actions: 'recordResponse',
               },
@@ -346,7 +347,7 @@ export const connectionChart = setup({
     /** The server decided to close (voluntarily). */
     closing: {
       // A client that half-closed already sends nothing more to linger for.
-      always: [{ guard: and(['lingers', not('peerHalfClosed')]), target: 'lingering' }, { target: 'closingHard' }],
+      always: [{ guard: and(['lingers', not('peerDone')]), target: 'lingering' }, { target: 'closingHard' }],
     },
     /** RFC 9112 §9.6: half-close, read and discard until the peer closes or the bound passes. */
     lingering: {

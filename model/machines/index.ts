@@ -54,7 +54,7 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
       pendingOrphanedOnDrain: ({ context }) =>
         policy.idleOnDrain === 'orphan' && !policy.poolRunsSubmitted && !policy.lastLoopTurn && !(policy.acceptHandsToThread && context.responses === 0),
       // The worker leaves — its drain done, its own graceful timeout (which ends only gthread's
-      // `futures.wait`), or QUIT: what the pool was given still runs, until a KILL ends the process.
+      // `futures.wait`), or QUIT: what the pool was given still runs, until a KILL ends it all.
       poolRunsItOnExit: ({ event }) =>
         policy.poolRunsSubmitted && event.type === 'conn.abort' && (event.reason === 'worker-exit' || event.reason === 'quit' || event.reason === 'deadline'),
       // A kept-alive connection is in the poller; so is a fresh one unless accepts hand it to a thread.

@@ -360,3 +360,29 @@ describe('the header timer', () => {
     }
   });
 });
+
+/**
+ * A client that half-closes after pipelining: the server answers what it sent before its FIN. Found
+ * by the framing fuzz (test/impl/differential.test.ts), where closing right after the first response
+ * reset a pipelined request unread.
+ */
+describe('a half-closed client', () => {
+  const timed = { ...params, headerTimeoutMs: 0 };
+  const served = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1' }, { type: 'conn.handler-start', req: 'r1' }];
+  const answered = [{ type: 'conn.handler-finish', req: 'r1' }, { type: 'conn.respond', req: 'r1', status: 200, close: false }];
+
+  it('with nothing more sent: closed right after its response, FIN, no lingering', () => {
+    for (const name of ['safe-drain', 'gunicorn-async', 'serve-until-deadline']) {
+      const done = drive(machinesFor(getPolicy(name), timed).conn, [...served, { type: 'conn.peer-fin' }, ...answered]);
+      expect(done.state, name).toBe('closingHard');
+      expect(done.actions, name).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: false } }));
+    }
+  });
+
+  it('with a request pipelined before its FIN: that one is served next, not reset', () => {
+    for (const name of ['safe-drain', 'gunicorn-async', 'serve-until-deadline']) {
+      const pipelined = drive(machinesFor(getPolicy(name), timed).conn, [...served, { type: 'conn.bytes', req: 'r2' }, { type: 'conn.peer-fin' }, ...answered]);
+      expect(pipelined.state, name).toMatch(/^idle/);
+    }
+  });
+});
