@@ -169,19 +169,20 @@ export const UNTRACEABLE_TRANSITIONS: Readonly<Record<string, string>> = {
  * how it is built — where another server (gunicorn's gthread) does, and its black-box runs go through
  * them. Coverage is measured on quiesce serve's traces, so they are out of its reach; the reason says why.
  */
+const OWN_POLLER =
+  "quiesce serve's event loop is its poller: a readable connection is handed to a thread in the turn that reads it, so no drain, turn end, abort or FIN lands while a request waits in the poller (gthread's does: ServerTiming.dispatchMs)";
+const ALWAYS_TIMED =
+  'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a request whose head or rest never comes must not hold a connection forever); gunicorn has none, and waits untimed';
+
 export const NOT_ON_QUIESCE_SERVE: Readonly<Record<string, string>> = {
-  ...Object.fromEntries(
-    ['conn.unpolled --conn.drain#1--> (stays)', 'conn.unpolled --conn.drain#2--> conn.orphaned', 'conn.unpolled --conn.drain#3--> (stays)', 'conn.unpolled --conn.turn-end--> conn.orphaned', 'conn.unpolled --conn.abort--> conn.closingHard'].map((t) => [
-      t,
-      "quiesce serve's event loop is its poller: a readable connection is handed to a thread in the turn that reads it, so no drain, turn end or abort lands while a request waits in the poller (gthread's does: ServerTiming.dispatchMs)",
-    ]),
-  ),
-  'conn.unpolled --conn.peer-fin--> (stays)':
-    "quiesce serve's event loop is its poller: a readable connection is handed to a thread in the turn that reads it, so a FIN finds its request handed over already",
-  'conn.idle.fresh.checking --always#2--> conn.idle.fresh.untimed':
-    'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a client that never sends its head must not hold a connection forever); gunicorn has none, and its connections wait untimed',
-  'conn.pending.checking --always#2--> conn.pending.untimed':
-    'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a request whose rest never comes must not hold a connection forever); gunicorn has none, and its requests wait untimed',
+  'conn.unpolled --conn.drain#1--> (stays)': OWN_POLLER,
+  'conn.unpolled --conn.drain#2--> conn.orphaned': OWN_POLLER,
+  'conn.unpolled --conn.drain#3--> (stays)': OWN_POLLER,
+  'conn.unpolled --conn.turn-end--> conn.orphaned': OWN_POLLER,
+  'conn.unpolled --conn.abort--> conn.closingHard': OWN_POLLER,
+  'conn.unpolled --conn.peer-fin--> (stays)': OWN_POLLER,
+  'conn.idle.fresh.checking --always#2--> conn.idle.fresh.untimed': ALWAYS_TIMED,
+  'conn.pending.checking --always#2--> conn.pending.untimed': ALWAYS_TIMED,
 };
 
 /** The event of a transition, by coverage.ts's name for it (`source --event#k--> target`). */

@@ -48,6 +48,9 @@ export interface LiveRun {
   readonly output: string;
 }
 
+/** A script request: the app sleeps `serviceMs`; the id links the trace's request to the wire's. */
+const requestHead = (req: string, serviceMs: number) => `GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\n\r\n`;
+
 /** One script client: a raw socket that records what happens to it. */
 class ScriptClient {
   private socket: net.Socket | null = null;
@@ -81,14 +84,14 @@ class ScriptClient {
   request(serviceMs: number): void {
     if (this.socket && this.done && this.keepsOpen && !this.socket.destroyed && this.socket.writable) {
       // It did not notice the close: the bytes go out; its machine, which ended, records nothing.
-      this.socket.write(`GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${requestId(this.name, ++this.sent)}\r\n\r\n`);
+      this.socket.write(requestHead(requestId(this.name, ++this.sent), serviceMs));
       return;
     }
     if (!this.socket || this.done || this.socket.destroyed || this.socket.readableEnded) return;
     const req = requestId(this.name, ++this.sent);
     this.outstanding.push(req);
     this.record({ actor: this.actor, type: 'client.send', req, idempotent: true } as Omit<TraceEvent, 't'>);
-    this.socket.write(`GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\n\r\n`);
+    this.socket.write(requestHead(req, serviceMs));
   }
 
   partial(): void {

@@ -467,6 +467,12 @@ export class Network {
     this.schedule(link, this.params.latencyMs, rst ? { kind: 'rst', client: link.client } : { kind: 'server-fin', client: link.client });
   }
 
+  /** The client's RST closed the server's socket: nothing goes out on it any more (no FIN, no RST). */
+  serverSocketGone(link: Link): void {
+    link.serverClosed = true;
+    link.serverSocketClosed = true;
+  }
+
   /** The server half-closed (lingering close): its FIN reaches the client; it keeps reading and discarding. */
   serverHalfCloses(link: Link, cause: ServerCloseCause): void {
     link.serverCloseCause ??= cause;

@@ -108,7 +108,9 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           // A connection the server closed takes no more requests: the client would see the close first —
           // unless it is not reading: then the bytes go out, and its machine, which ended, sees nothing.
           if (link && link.clientDone && link.keepsOpen && !link.clientClosedSent) {
-            network.sendUnseen(link, requestId(step.client, (sent.get(step.client) ?? 0) + 1));
+            const n = (sent.get(step.client) ?? 0) + 1;
+            sent.set(step.client, n);
+            network.sendUnseen(link, requestId(step.client, n));
             return;
           }
           if (!link || link.clientDone) return;

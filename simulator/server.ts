@@ -174,8 +174,7 @@ export class SimulatedServer implements ServerSide {
     proc.whenRunning(() => {
       // The kernel has dropped the socket: nothing the server writes or closes reaches the client now.
       if (!proc.driver.peerReset(conn)) return;
-      link.serverClosed = true;
-      link.serverSocketClosed = true;
+      this.network.serverSocketGone(link);
       this.linkOfConn.delete(conn);
     });
   }
