@@ -53,7 +53,19 @@ export function uncheckable(script: Script): string | null {
   if (script.steps.some((s) => s.do === 'partial')) return 'it sends half a request head, which the explorer does not model';
   if (script.steps.some((s) => s.do === 'reset')) return "it resets a connection (SO_LINGER 0), which the explorer's clients do not do";
   if (script.steps.some((s) => s.do === 'half-close')) return "it half-closes a connection, which the explorer's clients do not do";
+  if (pipelines(script)) return "it pipelines a request behind an unanswered one, which the explorer's clients do not do";
   return null;
+}
+
+/** Some client sends a request before the one before it can have been answered (its handler alone takes longer). */
+function pipelines(script: Script): boolean {
+  const answerableAt = new Map<string, number>();
+  for (const step of script.steps) {
+    if (step.do !== 'request') continue;
+    if (step.atMs < (answerableAt.get(step.client) ?? Number.NEGATIVE_INFINITY)) return true;
+    answerableAt.set(step.client, step.atMs + step.serviceMs);
+  }
+  return false;
 }
 
 /** An action of the runner's, as the witness matches it. */

@@ -51,8 +51,30 @@ export interface LiveRun {
 /** A script request: the app sleeps `serviceMs`; the id links the trace's request to the wire's. */
 const requestHead = (req: string, serviceMs: number) => `GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\n\r\n`;
 
+/**
+ * What the kernel's TCP table says of a loopback connection (IPv4, Linux): `gone` when it has no
+ * entry for it — reset, or closed by this side —, `present` otherwise; `unknown` where there is no
+ * /proc/net/tcp to read.
+ */
+export function tcpState(localPort: number, remotePort: number): 'present' | 'gone' | 'unknown' {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/tcp', 'latin1');
+  } catch {
+    return 'unknown';
+  }
+  const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
+  const local = `:${hex(localPort)} `;
+  const remote = `:${hex(remotePort)} `;
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length > 3 && `${fields[1]} `.endsWith(local) && `${fields[2]} `.endsWith(remote)) return 'present';
+  }
+  return 'gone';
+}
+
 /** One script client: a raw socket that records what happens to it. */
-class ScriptClient {
+export class ScriptClient {
   private socket: net.Socket | null = null;
   private buffer = Buffer.alloc(0);
   private outstanding: string[] = [];
@@ -60,6 +82,8 @@ class ScriptClient {
   private done = false;
   /** The last response said `Connection: close`: the client closes its side once the server's FIN comes. */
   private closing = false;
+  /** The connection's TCP ports (none over a unix socket). */
+  private ports: { local: number; remote: number } | null = null;
 
   constructor(
     readonly name: string,
@@ -74,7 +98,11 @@ class ScriptClient {
     this.record({ actor: this.actor, type: 'client.connect' } as Omit<TraceEvent, 't'>);
     const socket = net.connect({ ...target, allowHalfOpen: true });
     this.socket = socket;
-    socket.on('connect', () => this.record({ actor: this.actor, type: 'client.connected' } as Omit<TraceEvent, 't'>));
+    socket.on('connect', () => {
+      // Read now: a socket the peer reset no longer has a peer name to ask for.
+      if (socket.localPort !== undefined && socket.remotePort !== undefined) this.ports = { local: socket.localPort, remote: socket.remotePort };
+      this.record({ actor: this.actor, type: 'client.connected' } as Omit<TraceEvent, 't'>);
+    });
     socket.on('data', (data: Buffer) => this.onData(data));
     // The server closed its side: like the simulator's client, see what was lost, then close ours.
     socket.on('end', () => this.onEnd());
@@ -87,7 +115,8 @@ class ScriptClient {
       this.socket.write(requestHead(requestId(this.name, ++this.sent), serviceMs));
       return;
     }
-    if (!this.socket || this.done || this.socket.destroyed || this.socket.readableEnded) return;
+    // After a `Connection: close` response the client sends nothing more on this connection (as the simulator's).
+    if (!this.socket || this.done || this.closing || this.socket.destroyed || this.socket.readableEnded) return;
     const req = requestId(this.name, ++this.sent);
     this.outstanding.push(req);
     this.record({ actor: this.actor, type: 'client.send', req, idempotent: true } as Omit<TraceEvent, 't'>);
@@ -145,6 +174,12 @@ class ScriptClient {
 
   private onEnd(): void {
     if (this.done) return;
+    // An RST that comes with response bytes still unread is reported as EOF by Node (libuv ends a
+    // partial read on POLLHUP without the read() that would return ECONNRESET). The kernel knows:
+    // a connection the peer reset is gone from its table, one it FINed waits in CLOSE_WAIT.
+    if (this.ports !== null && tcpState(this.ports.local, this.ports.remote) === 'gone') {
+      return this.onError(Object.assign(new Error('reset by peer (seen as EOF by libuv; the kernel has no such connection)'), { code: 'ECONNRESET' }));
+    }
     this.done = true;
     const req = this.outstanding.shift();
     if (req !== undefined) this.fail('empty-reply', req);

@@ -209,6 +209,20 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 1000, do: 'signal', signal: 'TERM' },
     ],
   },
+  {
+    name: 'pipelined-behind-close',
+    description:
+      'a request pipelined behind a slow one when TERM comes: a policy that closes after the draining response never processes it (a lingering close discards it, a plain one resets it, RFC 9112 §9.6); safe-drain answers it, and closes after',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'piped' },
+      { atMs: 0, do: 'request', client: 'piped', serviceMs: 600 },
+      { atMs: 200, do: 'request', client: 'piped', serviceMs: 10 },
+      { atMs: 400, do: 'signal', signal: 'TERM' },
+      // Where the pipelined request is orphaned (never-close-idle), the client gives up before the deadline.
+      { atMs: 2000, do: 'close', client: 'piped' },
+    ],
+  },
 ];
 
 export function getScript(name: string): Script {

@@ -90,6 +90,14 @@ export interface PolicySpec {
    * exit aborts them.
    */
   readonly poolRunsSubmitted: boolean;
+  /**
+   * A request pipelined behind the one being answered (RFC 9112 §9.3.2) is answered too, even while
+   * draining: the response before it keeps the connection open, and the connection closes after the
+   * last request already there. Otherwise a response decided while draining says `Connection: close`
+   * and the requests behind it are never processed (§9.6) — retryable, but lost to this server,
+   * which had them (Go's `net/http`, gunicorn, nginx all close).
+   */
+  readonly servesPipelinedOnDrain: boolean;
   /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
   readonly lingeringClose: boolean;
 }
@@ -115,6 +123,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'gunicorn-gthread',
@@ -134,6 +143,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: true,
     pollerDispatch: true,
     poolRunsSubmitted: true,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'gunicorn-gthread-21',
@@ -153,6 +163,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: true,
     poolRunsSubmitted: true,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'gunicorn-gthread-24',
@@ -172,6 +183,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: true,
     poolRunsSubmitted: true,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'gunicorn-async',
@@ -191,6 +203,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'abort-idle',
@@ -210,6 +223,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'close-after-next',
@@ -229,6 +243,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'serve-until-deadline',
@@ -248,6 +263,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'idle-grace',
@@ -267,6 +283,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'never-close-idle',
@@ -286,6 +303,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: false,
   },
   {
     name: 'safe-drain',
@@ -306,6 +324,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     lastLoopTurn: false,
     pollerDispatch: false,
     poolRunsSubmitted: false,
+    servesPipelinedOnDrain: true,
   },
 ];
 

@@ -26,3 +26,8 @@ export function isStale(host: ActorHost, conn: ConnId): boolean {
 export function isConnecting(host: ActorHost, client: ClientId): boolean {
   return host.matches(client, 'connecting');
 }
+
+/** The client read a `Connection: close` response on its connection: it sends nothing more there (RFC 9112 §9.3). */
+export function hasReadClose(host: ActorHost, client: ClientId): boolean {
+  return host.has(client) && !host.isDone(client) && host.matches(client, 'closing');
+}

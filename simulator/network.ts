@@ -56,11 +56,13 @@ export type ServerCloseCause =
 /** One client connection, as the network sees it. */
 export class Link {
   conn: ConnId | null = null;
-  /** The request awaiting a response, and whether it reached an open server connection. */
+  /** The request awaiting a response (the oldest unanswered), and whether it reached an open server connection. */
   req: string | null = null;
   reqDelivered = false;
-  /** Sent before the server accepted the connection: waits in the socket buffer. */
-  bufferedReq: string | null = null;
+  /** Requests sent behind `req` (pipelined), oldest first, each with whether it reached an open server connection. */
+  pipelined: { req: string; delivered: boolean }[] = [];
+  /** Sent before the server accepted the connection: they wait in the socket buffer, in order. */
+  bufferedReqs: string[] = [];
   responses = 0;
   clientDone = false;
   clientClosedSent = false;
@@ -96,6 +98,8 @@ export class Link {
   copy(): Link {
     const link = new Link(this.client, this.owner, this.connectedAtMs);
     Object.assign(link, this);
+    link.pipelined = this.pipelined.map((p) => ({ ...p }));
+    link.bufferedReqs = [...this.bufferedReqs];
     link.requestTimer = null;
     return link;
   }
@@ -230,12 +234,14 @@ export class Network {
     return this.params.latencyMs;
   }
 
-  /** Debug: each open link's outstanding request is the one its client's machine awaits. */
+  /** Debug: each open link's outstanding requests are the ones its client's machine awaits, in the same order. */
   checkPairs(): void {
     for (const link of this.open) {
       if (link.clientDone || !this.host.has(link.client) || this.host.isDone(link.client)) continue;
-      const awaiting = this.host.client(link.client).context.req;
-      if (awaiting !== link.req) throw new Error(`${link.client}: the network's link awaits ${link.req}, its machine ${awaiting}`);
+      const context = this.host.client(link.client).context;
+      const machine = [context.req, ...context.pipelined].join(',');
+      const network = [link.req, ...link.pipelined.map((p) => p.req)].join(',');
+      if (machine !== network) throw new Error(`${link.client}: the network's link awaits [${network}], its machine [${machine}]`);
     }
   }
 
@@ -276,12 +282,21 @@ export class Network {
     return link;
   }
 
+  /**
+   * Send a request. With one outstanding already it is pipelined behind it (RFC 9112 §9.3.2); only a
+   * client without a response timeout pipelines (the timer is the oldest request's).
+   */
   send(link: Link, req: string, idempotent: boolean, timeoutMs: number): void {
     this.host.now(() => {
       this.clientSees(link, { type: 'client.send', req, idempotent });
-      link.req = req;
-      link.reqDelivered = false;
-      if (Number.isFinite(timeoutMs)) link.requestTimer = this.wire.at(timeoutMs, { kind: 'request-timeout', client: link.client, req });
+      if (link.req !== null) {
+        if (Number.isFinite(timeoutMs)) throw new Error(`${link.client}: a pipelined request (${req}) with a response timeout; only clients without one pipeline`);
+        link.pipelined.push({ req, delivered: false });
+      } else {
+        link.req = req;
+        link.reqDelivered = false;
+        if (Number.isFinite(timeoutMs)) link.requestTimer = this.wire.at(timeoutMs, { kind: 'request-timeout', client: link.client, req });
+      }
       this.schedule(link, this.params.latencyMs, { kind: 'bytes', client: link.client, req });
     });
   }
@@ -406,11 +421,7 @@ export class Network {
   accepted(link: Link, conn: ConnId): void {
     this.queued.delete(link.client);
     link.conn = conn;
-    if (link.bufferedReq !== null) {
-      const req = link.bufferedReq;
-      link.bufferedReq = null;
-      this.deliver(link, conn, req);
-    }
+    for (const req of link.bufferedReqs.splice(0)) this.deliver(link, conn, req);
     // Linux keeps a connection reset in the accept queue there: accept() returns it, and its first read fails.
     if (link.clientReset) this.server?.rstArrives(link, conn);
     else if (link.clientClosedSent) this.server?.finArrives(link, conn);
@@ -419,7 +430,7 @@ export class Network {
 
   private bytesArrive(link: Link, req: string): void {
     if (link.conn === null) {
-      if (!link.queuedReset) link.bufferedReq = req;
+      if (!link.queuedReset) link.bufferedReqs.push(req);
       return;
     }
     this.deliver(link, link.conn, req);
@@ -428,7 +439,9 @@ export class Network {
   private deliver(link: Link, conn: ConnId, req: string): void {
     if (link.serverSocketClosed) return; // a closed socket: the kernel answers with RST; the client has seen our FIN or RST already
     // Lingering: the server discards what still comes; it was not delivered to anyone.
-    link.reqDelivered = !link.serverClosed;
+    if (req === link.req) link.reqDelivered = !link.serverClosed;
+    const behind = link.pipelined.find((p) => p.req === req);
+    if (behind) behind.delivered = !link.serverClosed;
     this.server?.requestArrives(link, conn, req);
   }
 
@@ -483,7 +496,10 @@ export class Network {
   private responseArrives(link: Link, req: string, close: boolean): void {
     if (link.clientDone || link.req !== req) return;
     if (link.requestTimer) link.requestTimer.cancelled = true;
-    link.req = null;
+    // The next pipelined request is the one awaited now.
+    const next = link.pipelined.shift();
+    link.req = next?.req ?? null;
+    link.reqDelivered = next?.delivered ?? false;
     link.responses++;
     this.clientSees(link, { type: 'client.response', req, status: 200, close });
     link.owner.onResponse(link, req, 200, close);

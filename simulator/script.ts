@@ -11,6 +11,7 @@ import type { TraceEvent } from '../model/events.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { makeHeader, type Trace } from '../model/trace.ts';
 import { traceEvent } from '../model/host.ts';
+import { hasReadClose } from '../model/views.ts';
 import type { Link, LinkOwner } from './network.ts';
 import { buildWorld } from './run.ts';
 
@@ -20,7 +21,11 @@ export type ScriptStep = { readonly atMs: number } & (
    * closes its side nor stops writing (a later request goes out, unseen by its machine, which ended).
    */
   | { readonly do: 'connect'; readonly client: string; readonly keepsOpen?: boolean }
-  /** An HTTP/1.1 request on the client's connection whose handler takes `serviceMs`. */
+  /**
+   * An HTTP/1.1 request on the client's connection whose handler takes `serviceMs`. With a request
+   * still unanswered it is pipelined behind it (RFC 9112 §9.3.2); after a `Connection: close`
+   * response the client sends nothing more on the connection.
+   */
   | { readonly do: 'request'; readonly client: string; readonly serviceMs: number }
   /** Part of a request head, and nothing more (a slow client; slowloris). */
   | { readonly do: 'partial'; readonly client: string }
@@ -113,7 +118,8 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
             network.sendUnseen(link, requestId(step.client, n));
             return;
           }
-          if (!link || link.clientDone) return;
+          // A client that read `Connection: close` opens a new connection for its next request; a script's sends nothing.
+          if (!link || link.clientDone || hasReadClose(network.host, link.client)) return;
           const n = (sent.get(step.client) ?? 0) + 1;
           sent.set(step.client, n);
           const req = requestId(step.client, n);

@@ -43,6 +43,7 @@ export interface WorkerProcessState {
   readonly ready: boolean;
   readonly exited: boolean;
   readonly driver: WorkerDriverState;
+  readonly behind: readonly (readonly [ConnId, readonly string[]])[];
 }
 
 /** The server's state, as data (the explorer's snapshots): the links of open connections by client. */
@@ -60,7 +61,11 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   heartbeat: (_i, proc) => proc.beat(),
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
-  'handler-done': (i, proc) => proc.whenRunning(() => proc.driver.handlerFinished(i.conn, i.req)),
+  'handler-done': (i, proc) =>
+    proc.whenRunning(() => {
+      proc.driver.handlerFinished(i.conn, i.req);
+      proc.announceBehind(i.conn);
+    }),
   poll: (i, proc) => proc.whenRunning(() => proc.driver.polled(i.conn)),
   pickup: (i, proc) => proc.whenRunning(() => proc.driver.pickedUp(i.conn, i.req)),
 };
@@ -116,7 +121,7 @@ export class SimulatedServer implements ServerSide {
     out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode}`);
     for (const p of this.everSpawned.values()) {
       const d = p.driver.state();
-      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue}`);
+      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue} ${p.behindKey()}`);
     }
     for (const [conn, link] of this.linkOfConn) out.push(`C ${conn} ${link.client}`);
   }
@@ -161,7 +166,7 @@ export class SimulatedServer implements ServerSide {
 
   requestArrives(_link: Link, conn: ConnId, req: string): void {
     const proc = this.owner(conn);
-    proc.whenRunning(() => proc.driver.requestArrived(conn, req));
+    proc.whenRunning(() => proc.requestArrives(conn, req));
   }
 
   finArrives(_link: Link, conn: ConnId): void {
@@ -174,6 +179,7 @@ export class SimulatedServer implements ServerSide {
     proc.whenRunning(() => {
       // The kernel has dropped the socket: nothing the server writes or closes reaches the client now.
       if (!proc.driver.peerReset(conn)) return;
+      proc.forgetBehind(conn);
       this.network.serverSocketGone(link);
       this.linkOfConn.delete(conn);
     });
@@ -235,6 +241,11 @@ export class WorkerProcess implements WorkerPort {
   /** SIGSTOPped: it reads nothing, finishes nothing, accepts nothing until CONT (only KILL reaches it). */
   stopped = false;
   private readonly whileStopped: (() => void)[] = [];
+  /**
+   * Requests that arrived behind the one in progress on a connection (pipelined), oldest first: the
+   * socket buffer holds them until the response before them is written (as impl/'s parser does).
+   */
+  private readonly behind = new Map<ConnId, string[]>();
 
   constructor(
     private readonly server: SimulatedServer,
@@ -250,13 +261,53 @@ export class WorkerProcess implements WorkerPort {
   state(): WorkerProcessState {
     // A stopped process keeps closures for CONT; the explorer sends no STOP.
     if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
-    return { id: this.id, ready: this.ready, exited: this.exited, driver: this.driver.state() };
+    return { id: this.id, ready: this.ready, exited: this.exited, driver: this.driver.state(), behind: [...this.behind].map(([conn, reqs]) => [conn, [...reqs]] as const) };
   }
 
   load(state: WorkerProcessState): void {
     this.ready = state.ready;
     this.exited = state.exited;
     this.driver.load(state.driver);
+    for (const [conn, reqs] of state.behind) this.behind.set(conn, [...reqs]);
+  }
+
+  /** The held pipelined requests as a key part (the explorer's visited set). */
+  behindKey(): string {
+    return [...this.behind].map(([conn, reqs]) => `${conn}:${reqs.join('+')}`).join(',') || '-';
+  }
+
+  /** Request bytes reached a connection: the driver hears of them now, or they wait behind the request in progress. */
+  requestArrives(conn: ConnId, req: string): void {
+    if (this.driver.hasRequestInProgress(conn)) {
+      const held = this.behind.get(conn) ?? [];
+      held.push(req);
+      this.behind.set(conn, held);
+      this.driver.requestBehind(conn, held[0]!);
+      return;
+    }
+    // Closing, lingering, orphaned, idle: what a close left held is gone with it; this one is the driver's.
+    this.behind.delete(conn);
+    this.driver.requestArrived(conn, req);
+  }
+
+  /** The connection is closed: what it held behind is gone with it. */
+  forgetBehind(conn: ConnId): void {
+    this.behind.delete(conn);
+  }
+
+  /** A response was written: the oldest request held behind it is announced, if the connection is idle again. */
+  announceBehind(conn: ConnId): void {
+    const held = this.behind.get(conn);
+    if (held === undefined) return;
+    if (this.driver.hasRequestInProgress(conn)) return;
+    // Closed, or closing: a lingering close discards them, a close resets them (the chart knew they were unread).
+    if (!this.driver.isIdle(conn)) {
+      this.behind.delete(conn);
+      return;
+    }
+    const next = held.shift()!;
+    if (held.length === 0) this.behind.delete(conn);
+    this.driver.requestArrived(conn, next);
   }
 
   boot(maxRequests: number): void {
@@ -379,6 +430,9 @@ export class WorkerProcess implements WorkerPort {
   }
 
   handle(conn: ConnId, req: string): void {
+    // A request pipelined behind this one is in the buffer already: the connection hears of it.
+    const held = this.behind.get(conn);
+    if (held !== undefined) this.driver.requestBehind(conn, held[0]!);
     this.wire.after(Math.max(0, this.server.timing.serviceMs(req)), { kind: 'handler-done', worker: this.id, conn, req });
   }
 
@@ -392,6 +446,7 @@ export class WorkerProcess implements WorkerPort {
     const link = this.server.linkOfConn.get(conn);
     if (link) this.server.network.serverCloses(link, rst, this.closeCause(conn, link));
     this.server.linkOfConn.delete(conn);
+    this.forgetBehind(conn);
     this.later();
   }
 

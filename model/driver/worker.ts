@@ -249,6 +249,23 @@ export class WorkerDriver {
     this.wantsThread(conn);
   }
 
+  /**
+   * A request waits behind the one in progress on `conn` (pipelined, RFC 9112 §9.3.2): the platform
+   * holds its bytes and announces it with `requestArrived` once the response before it is written.
+   * While a request is handled the connection hears of it once (`conn.bytes`: bytes wait unread) —
+   * when it arrives, or when the handler starts with it already there — so that a close resets it
+   * where no lingering close discards it, and a policy may answer it rather than close
+   * (`servesPipelinedOnDrain`). A platform calls this whenever it holds one; the rest is the driver's.
+   */
+  requestBehind(conn: ConnId, req: string): void {
+    if (!this.host.has(conn)) return;
+    this.host.now(() => {
+      // Heard of already in this handling (the chart's `unread` is set only by bytes that came meanwhile).
+      if (!this.isHandling(conn) || this.host.conn(conn).context.unread) return;
+      this.host.emit(conn, { type: 'conn.bytes', req });
+    });
+  }
+
   /** The rest of a request arrived, or the client read its responses again: a pending request may be served now. */
   requestReadable(conn: ConnId): void {
     this.host.now(() => this.wantsThread(conn));
@@ -337,6 +354,11 @@ export class WorkerDriver {
   /** The connection has a request that has arrived and is not read yet. */
   isPending(conn: ConnId): boolean {
     return this.isOpen(conn) && this.host.matches(conn, 'pending');
+  }
+
+  /** A request is outstanding on the connection — arrived (in the poller, or waiting for a thread) or being handled: the next one would wait behind it. */
+  hasRequestInProgress(conn: ConnId): boolean {
+    return this.isOpen(conn) && (this.host.matches(conn, 'handling') || this.host.matches(conn, 'pending') || this.host.matches(conn, 'unpolled'));
   }
 
   /** The connection waits for a request (fresh, or kept alive after a response). */

@@ -32,7 +32,10 @@ export function responseMustClose(policy: PolicySpec, params: ServerParams, cont
   // The client asked to close (or the request could not be parsed): every policy honours that.
   if (context.requestKeepAlive === false) return true;
   if (!policy.forceCloseWhileDraining) return false;
-  return policy.closeDecision === 'handler-start' ? context.drainingAtHandlerStart : context.draining;
+  const draining = policy.closeDecision === 'handler-start' ? context.drainingAtHandlerStart : context.draining;
+  // A request pipelined behind this one is here already (unread): it is answered, and closes instead.
+  if (draining && policy.servesPipelinedOnDrain && context.unread) return false;
+  return draining;
 }
 
 function connectionFor(policy: PolicySpec, params: ServerParams) {

@@ -51,7 +51,21 @@ describe("the worker chart's paths", () => {
     for (const p of paths) expect(p.script === null, p.target).toBe(p.undrivable !== null);
   });
 
-  it("every script is one a client of the chart can follow (one request at a time, no close while it awaits): the simulator runs each", () => {
+  it('bytes while a request is handled are a request pipelined behind it; while one waits to be read, no platform announces them', () => {
+    const conn = pathsAcross([...BASE_POLICY_NAMES]).filter((p) => p.kind === 'conn');
+    const behind = conn.find((p) => p.target === 'conn.handling --conn.bytes--> (stays)')!;
+    const requests = behind.script!.steps.filter((s) => s.do === 'request');
+    expect(requests.length).toBe(2);
+    // Sent while the first is still being handled: pipelined.
+    expect(requests[1]!.atMs).toBeLessThan(requests[0]!.atMs + (requests[0]!.do === 'request' ? requests[0]!.serviceMs : 0));
+    const trace = simulateScript(behind.script!, behind.policy);
+    const started = trace.events.findIndex((e) => e.type === 'conn.handler-start');
+    const answered = trace.events.findIndex((e) => e.type === 'conn.respond');
+    expect(trace.events.slice(started, answered).some((e) => e.type === 'conn.bytes')).toBe(true);
+    expect(conn.find((p) => p.target === 'conn.pending --conn.bytes--> (stays)')).toMatchObject({ script: null, undrivable: expect.stringMatching(/unannounced/) });
+  });
+
+  it("every script is one a client of the chart can follow (whole requests, pipelined or not; nothing after a Connection: close response; no close while it awaits): the simulator runs each", () => {
     // A path may have a connection start a request or close before its response: the script's client waits for it.
     // Across the policies, and for each alone (`conform --policy P` generates that one's): a path once
     // had a client send again after a `Connection: close` response, under gunicorn-gthread alone.

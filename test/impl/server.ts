@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { tcpState } from '../../conformance/live.ts';
 import { childrenOf, tempDir, waitFor, workersOf } from '../../conformance/process.ts';
 
 export { childrenOf, tempDir, waitFor };
@@ -116,6 +117,7 @@ export class Client {
   private buffer = Buffer.alloc(0);
   private ended = false;
   private failure: 'reset' | null = null;
+  private ports: { local: number; remote: number } | null = null;
   private wake: (() => void) | null = null;
   readonly socket: net.Socket;
   readonly connected: Promise<void>;
@@ -127,11 +129,17 @@ export class Client {
       this.socket.once('connect', resolve);
       this.socket.once('error', reject);
     });
+    // Read at connect: a socket the peer reset has no peer name left to ask for.
+    this.socket.once('connect', () => {
+      if (this.socket.localPort !== undefined && this.socket.remotePort !== undefined) this.ports = { local: this.socket.localPort, remote: this.socket.remotePort };
+    });
     this.socket.on('data', (d: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, d]);
       this.wake?.();
     });
     this.socket.on('end', () => {
+      // Node reports an RST that comes with unread bytes as EOF; the kernel's table knows (conformance/live.ts).
+      if (this.ports !== null && tcpState(this.ports.local, this.ports.remote) === 'gone') this.failure = 'reset';
       this.ended = true;
       this.wake?.();
     });

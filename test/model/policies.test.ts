@@ -386,3 +386,61 @@ describe('a half-closed client', () => {
     }
   });
 });
+
+/**
+ * Pipelining (RFC 9112 §9.3.2): a request sent behind one not yet answered. The script
+ * pipelined-behind-close found that every policy closed after a draining response with a request
+ * already behind it — lost to a server that had it — and that safe-drain's promise
+ * (only-unavoidable-failures) was therefore not kept once a client pipelines.
+ */
+describe('a request pipelined behind one being handled, while draining', () => {
+  const handled = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1' }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.drain' }];
+  const behind = [...handled, { type: 'conn.bytes', req: 'r2' }, { type: 'conn.handler-finish', req: 'r1' }];
+
+  it('safe-drain answers keep-alive and serves it; the response with nothing behind it closes', () => {
+    const conn = machinesFor(getPolicy('safe-drain'), params).conn;
+    expect(() => drive(conn, [...behind, { type: 'conn.respond', req: 'r1', status: 200, close: true }])).toThrow(/conn.respond rejected/);
+    const kept = drive(conn, [...behind, { type: 'conn.respond', req: 'r1', status: 200, close: false }]);
+    expect(kept.state).toMatch(/^idle/);
+    expect(responseMustClose(getPolicy('safe-drain'), params, drive(conn, behind).snapshot.context as never)).toBe(false);
+    // Nothing behind it: the draining response closes, as before.
+    expect(responseMustClose(getPolicy('safe-drain'), params, drive(conn, [...handled, { type: 'conn.handler-finish', req: 'r1' }]).snapshot.context as never)).toBe(true);
+  });
+
+  it('the others close after it: a lingering close discards the pipelined request, a plain close resets it', () => {
+    for (const name of ['abort-idle', 'close-after-next', 'idle-grace']) {
+      const context = drive(machinesFor(getPolicy(name), params).conn, behind).snapshot.context as never;
+      expect(responseMustClose(getPolicy(name), params, context), name).toBe(true);
+      const closed = drive(machinesFor(getPolicy(name), params).conn, [...behind, { type: 'conn.respond', req: 'r1', status: 200, close: true }]);
+      expect(closed.actions, name).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: true } }));
+      const lingering = drive(machinesFor(getPolicy(`${name}+lingering-close`), params).conn, [...behind, { type: 'conn.respond', req: 'r1', status: 200, close: true }]);
+      expect(lingering.state, name).toMatch(/^lingering/);
+    }
+  });
+});
+
+describe('the client chart pipelines', () => {
+  const client = machinesFor(getPolicy('safe-drain'), params).client;
+  const sent = [{ type: 'client.connect' }, { type: 'client.connected' }, { type: 'client.send', req: 'a', idempotent: true }, { type: 'client.send', req: 'b', idempotent: true }];
+
+  it('responses come in the order of the requests', () => {
+    expect(() => drive(client, [...sent, { type: 'client.response', req: 'b', status: 200, close: false }])).toThrow(/client.response rejected/);
+    const first = drive(client, [...sent, { type: 'client.response', req: 'a', status: 200, close: false }]);
+    expect(first.state).toBe('open.awaiting');
+    expect(first.snapshot.context).toMatchObject({ req: 'b', pipelined: [] });
+    expect(drive(client, [...sent, { type: 'client.response', req: 'a', status: 200, close: false }, { type: 'client.response', req: 'b', status: 200, close: false }]).state).toBe('open.ready');
+  });
+
+  it('after a Connection: close response, the request behind it fails with the close (retryable): the connection is closed, not failed', () => {
+    const closing = [...sent, { type: 'client.response', req: 'a', status: 200, close: true }];
+    expect(drive(client, closing).state).toBe('closing');
+    for (const reason of ['reset', 'empty-reply']) expect(drive(client, [...closing, { type: 'client.fail', reason, req: 'b' }]).state, reason).toBe('closed');
+    // Nothing is sent after it; a request it never sent does not fail.
+    expect(() => drive(client, [...closing, { type: 'client.send', req: 'c', idempotent: true }])).toThrow(/client.send rejected/);
+    expect(() => drive(client, [...closing, { type: 'client.fail', reason: 'reset', req: 'c' }])).toThrow(/client.fail rejected/);
+  });
+
+  it('a failure before any response fails the connection', () => {
+    expect(drive(client, [...sent, { type: 'client.fail', reason: 'reset', req: 'a' }]).state).toBe('failed');
+  });
+});

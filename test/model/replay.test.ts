@@ -4,6 +4,8 @@ import { runtimesFor } from '../../model/machines/index.ts';
 import { getPolicy } from '../../model/policies.ts';
 import type { Trace } from '../../model/trace.ts';
 import { propertiesFor } from '../../model/properties.ts';
+import { getScript } from '../../conformance/scripts.ts';
+import { simulateScript } from '../../simulator/script.ts';
 import { GTHREAD_LAST_TURN_SERVES, GTHREAD_ORPHAN_RESET, PARAMS, SAFE_DRAIN_SHUTDOWN, lineOfRow, toTrace, type Row } from './trace-fixtures.ts';
 
 function rowIndex(rows: readonly Row[], match: (row: Row) => boolean): number {
@@ -181,5 +183,27 @@ describe('each property rejects its seed violation at the right event', () => {
     ];
     const trace = toTrace('safe-drain', rows, false);
     expect(property('backlog-arithmetic').check(trace, viewOf(trace)).holds).toBe(true);
+  });
+});
+
+describe('properties with a client that pipelines (the script pipelined-behind-close, simulated)', () => {
+  const run = (policy: string) => simulateScript(getScript('pipelined-behind-close'), policy);
+  const verdictOf = (trace: Trace, name: string) => property(name).check(trace, viewOf(trace));
+
+  it('safe-drain answers the pipelined request, and keeps every property: a keep-alive response while draining is one with a request behind it', () => {
+    const trace = run('safe-drain');
+    expect(replay(trace)).toMatchObject({ ok: true });
+    for (const p of propertiesFor(trace.header.params)) expect(p.check(trace, viewOf(trace)).holds, p.name).toBe(true);
+    const responses = trace.events.filter((e) => e.type === 'client.response').map((e) => (e.type === 'client.response' ? `${e.req} ${e.close ? 'close' : 'keep-alive'}` : ''));
+    expect(responses).toEqual(['piped-1 keep-alive', 'piped-2 close']);
+  });
+
+  it('a lingering policy that closes after the draining response drops it unread: only-unavoidable-failures names it', () => {
+    const trace = run('idle-grace+lingering-close');
+    expect(replay(trace)).toMatchObject({ ok: true });
+    const verdict = verdictOf(trace, 'only-unavoidable-failures');
+    expect(verdict.holds).toBe(false);
+    expect(verdict.violation?.message).toMatch(/piped-2.*dropped unread/);
+    expect(verdictOf(trace, 'close-while-draining').holds).toBe(true);
   });
 });
