@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { conform, ConformUsageError, formatConformReport, parseBind, PLACEHOLDERS, ServerStartError } from '../conformance/blackbox.ts';
 import { SCRIPTS } from '../conformance/scripts.ts';
-import { BASE_POLICY_NAMES, getPolicy } from '../model/policies.ts';
+import { BASE_POLICY_NAMES, getPolicy, POLICY_NAMES } from '../model/policies.ts';
 import { scriptParams } from '../simulator/script.ts';
 import { formatTrace, makeHeader } from '../model/trace.ts';
 import { getScript } from '../conformance/scripts.ts';
@@ -71,7 +71,7 @@ export function registerConformCommand(program: Command, io: Io): void {
         }
         const report = await runSuite({
           scripts: names('--script', options.script, SCRIPTS.map((s) => s.name)) ?? SCRIPTS.map((s) => s.name),
-          policies: names('--policy', options.policy, BASE_POLICY_NAMES) ?? BASE_POLICY_NAMES,
+          policies: names('--policy', options.policy, POLICY_NAMES) ?? BASE_POLICY_NAMES,
           mutants: options.mutants,
           gunicorn: options.gunicorn,
           paths: options.paths,
@@ -103,7 +103,7 @@ export function registerConformCommand(program: Command, io: Io): void {
         throw new UsageError(`--worker-pattern: not a regular expression: "${options.workerPattern}"`);
       }
       const scripts = names('--script', options.script, SCRIPTS.map((s) => s.name));
-      const policies = names('--policy', options.policy, BASE_POLICY_NAMES);
+      const policies = names('--policy', options.policy, POLICY_NAMES);
       const report = await conform({
         command: server,
         bind,

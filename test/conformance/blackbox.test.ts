@@ -49,7 +49,10 @@ describe('quiesce conform', () => {
       // (waiting-for-a-thread-int) is aborted alike by every policy whose pool does not run what it was
       // given — gthread's does, and answers both — so it tells sync from the gthread family only.
       for (const [script, policies] of Object.entries(byScript)) {
-        if (script === 'waiting-for-a-thread-int') {
+        // A request pipelined behind a slow one at TERM: sync answers the first with close (it never keeps
+        // alive) and closes with the second unread — an RST, as every non-lingering policy that closes
+        // after a draining response; gthread answers the first keep-alive (its header is fixed before the TERM).
+        if (script === 'waiting-for-a-thread-int' || script === 'pipelined-behind-close') {
           expect(policies, script).toContain('gunicorn-sync');
           for (const p of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) expect(policies, script).not.toContain(p);
         } else expect(policies, script).toEqual(['gunicorn-sync']);
@@ -106,6 +109,11 @@ describe('quiesce conform', () => {
     // the model's servers answer a half-closed client (gunicorn does, measured).
     expect(byScript['half-close-while-served']).toEqual([]);
     expect(report.scripts.find((s) => s.script === 'half-close-while-served')!.observed['client/1']).toEqual(['send served-1', 'fail empty-reply served-1']);
+    // A request pipelined behind one in flight at QUIT: nginx answers the first with close and closes
+    // with lingering (lingering_close on): the second is discarded, an empty reply — no base policy lingers
+    // but safe-drain, which answers both; abort-idle with a lingering close explains it (below).
+    expect(byScript['pipelined-behind-close']).toEqual([]);
+    expect(report.scripts.find((s) => s.script === 'pipelined-behind-close')!.observed['client/1']).toEqual(['send piped-1', 'send piped-2', 'response piped-1 close', 'fail empty-reply piped-2']);
     // nginx has no worker timeout, header timeout or max-requests to fill in: those scripts are skipped, and say why.
     const skipped = Object.fromEntries(report.scripts.filter((s) => s.skipped).map((s) => [s.script, s.skipped]));
     expect(skipped).toEqual({
@@ -113,6 +121,15 @@ describe('quiesce conform', () => {
       'header-timeout': 'the command takes no {header-timeout}',
       'max-requests': 'the command takes no {max-requests}',
     });
+    const lingering = await conform({
+      command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout}`,
+      bind,
+      stopSignal: 'QUIT',
+      workerPattern: /nginx: worker/,
+      scripts: ['pipelined-behind-close', 'term-idle-and-in-flight'],
+      policies: ['abort-idle', 'abort-idle+lingering-close'],
+    });
+    expect(explained(lingering)).toEqual({ 'pipelined-behind-close': ['abort-idle+lingering-close'], 'term-idle-and-in-flight': ['abort-idle', 'abort-idle+lingering-close'] });
   }, 300_000);
 
   it('bad input: one line naming the flag, exit 2', async () => {
