@@ -181,6 +181,7 @@ export const NOT_ON_QUIESCE_SERVE: Readonly<Record<string, string>> = {
   'conn.unpolled --conn.turn-end--> conn.orphaned': OWN_POLLER,
   'conn.unpolled --conn.abort--> conn.closingHard': OWN_POLLER,
   'conn.unpolled --conn.peer-fin--> (stays)': OWN_POLLER,
+  'conn.unpolled --conn.bytes#1--> (stays)': OWN_POLLER,
   'conn.idle.fresh.checking --always#2--> conn.idle.fresh.untimed': ALWAYS_TIMED,
   'conn.pending.checking --always#2--> conn.pending.untimed': ALWAYS_TIMED,
 };

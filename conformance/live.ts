@@ -48,8 +48,13 @@ export interface LiveRun {
   readonly output: string;
 }
 
-/** A script request: the app sleeps `serviceMs`; the id links the trace's request to the wire's. */
-const requestHead = (req: string, serviceMs: number) => `GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\n\r\n`;
+/** A script request: the app sleeps `serviceMs`; the id links the trace's request to the wire's. With a body: a POST of that length. */
+const requestHead = (req: string, serviceMs: number, bodyBytes = 0) =>
+  bodyBytes === 0
+    ? `GET /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\n\r\n`
+    : `POST /?ms=${serviceMs} HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\nContent-Length: ${bodyBytes}\r\n\r\n`;
+/** The body of a request sent in two parts (`partial-body`, then `rest`). */
+const BODY = 'quiesce-body';
 
 /**
  * What the kernel's TCP table says of a loopback connection (IPv4, Linux): `gone` when it has no
@@ -109,7 +114,11 @@ export class ScriptClient {
     socket.on('error', (error: NodeJS.ErrnoException) => this.onError(error));
   }
 
-  request(serviceMs: number): void {
+  /** The rest of the body of a request sent with only part of it (`partial-body`), if any. */
+  private unsentBody: string | null = null;
+
+  /** A whole request; or, `partial`, its head and half its body (the rest goes with `rest()`). */
+  request(serviceMs: number, partial = false): void {
     if (this.socket && this.done && this.keepsOpen && !this.socket.destroyed && this.socket.writable) {
       // It did not notice the close: the bytes go out; its machine, which ended, records nothing.
       this.socket.write(requestHead(requestId(this.name, ++this.sent), serviceMs));
@@ -120,7 +129,19 @@ export class ScriptClient {
     const req = requestId(this.name, ++this.sent);
     this.outstanding.push(req);
     this.record({ actor: this.actor, type: 'client.send', req, idempotent: true } as Omit<TraceEvent, 't'>);
-    this.socket.write(requestHead(req, serviceMs));
+    if (!partial) {
+      this.socket.write(requestHead(req, serviceMs));
+      return;
+    }
+    const [head, body] = [requestHead(req, serviceMs, BODY.length), BODY];
+    this.socket.write(head + body.slice(0, body.length / 2));
+    this.unsentBody = body.slice(body.length / 2);
+  }
+
+  rest(): void {
+    if (!this.socket || this.unsentBody === null || this.socket.destroyed || !this.socket.writable) return;
+    this.socket.write(this.unsentBody);
+    this.unsentBody = null;
   }
 
   partial(): void {
@@ -252,6 +273,12 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
           break;
         case 'partial':
           client(step.client).partial();
+          break;
+        case 'partial-body':
+          client(step.client).request(step.serviceMs, true);
+          break;
+        case 'rest':
+          client(step.client).rest();
           break;
         case 'close':
           client(step.client).close();

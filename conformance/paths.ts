@@ -34,7 +34,7 @@ export const PATH_SERVER: Partial<ServerParams> = {
 
 /** What brings an event of the connection chart about. */
 type Cause =
-  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' }
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial-body' | 'rest' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' }
   | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
@@ -57,10 +57,11 @@ function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): C
     case 'conn.bytes':
       // Pipelined behind the request being handled: the connection hears of it while that one runs.
       if (BEHIND_HANDLED.has(event)) return { by: 'runner', does: 'request' };
+      // The rest of a request whose body was cut short.
+      if (COMPLETES.has(event)) return { by: 'runner', does: 'rest' };
       if (OUTSTANDING.has(event)) return { by: 'nobody', reason: UNANNOUNCED_BEHIND };
       if (AFTER_CLOSE.has(event)) return { by: 'nobody', reason: 'bytes after the server answered and decided to close: a client of the chart that read `Connection: close` sends nothing more' };
-      // Bytes the header timer then gives up on are part of a request that never completes.
-      return { by: 'runner', does: next?.type === 'conn.header-timeout' ? 'partial' : 'request' };
+      return { by: 'runner', does: event.partial ? 'partial-body' : 'request' };
     case 'conn.peer-fin':
       // While its request is outstanding the client half-closes: it still reads the response.
       return { by: 'runner', does: OUTSTANDING.has(event) ? 'half-close' : 'close' };
@@ -97,10 +98,12 @@ function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): C
 const OUTSTANDING = new WeakSet<ConnMachineEvent>();
 /** Bytes offered while a request is being handled: a request pipelined behind it. */
 const BEHIND_HANDLED = new WeakSet<ConnMachineEvent>();
+/** Bytes offered while a partial request waits to be read: its rest. */
+const COMPLETES = new WeakSet<ConnMachineEvent>();
 
 /** Why bytes never reach a connection whose request has arrived and is not read yet. */
 export const UNANNOUNCED_BEHIND =
-  "a request pipelined behind one not read yet waits, unannounced, in the platform's buffer (impl/'s parser, the simulator's socket buffer) until that one is handled (model/driver/worker.ts requestBehind); the rest of a body arrives unannounced too";
+  "a request pipelined behind one not read yet waits, unannounced, in the platform's buffer (impl/'s parser, the simulator's socket buffer) until that one is handled (model/driver/worker.ts requestBehind)";
 /** Bytes offered after the server answered and decided to close. */
 const AFTER_CLOSE = new WeakSet<ConnMachineEvent>();
 
@@ -108,7 +111,7 @@ const AFTER_CLOSE = new WeakSet<ConnMachineEvent>();
 function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
   // Nothing reaches a connection no worker has accepted (the chart's root takes a peer RST in any state).
   if (snapshot.matches('accepting')) return [{ type: 'conn.open', worker: 'worker/1', client: 'client/1' }];
-  const context = snapshot.context as { pendingReq: string | null; req: string | null; responses: number };
+  const context = snapshot.context as { pendingReq: string | null; pendingPartial: boolean; req: string | null; responses: number };
   const fresh = `r${context.responses + 1}`;
   const current = context.req ?? fresh;
   const pending = context.pendingReq ?? fresh;
@@ -123,9 +126,13 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
     OUTSTANDING.add(fin);
   }
   if (context.req !== null) BEHIND_HANDLED.add(bytes);
+  if (context.pendingPartial) COMPLETES.add(bytes);
+  // A request whose head came whole and whose body did not (a client that stops mid-body), where a request may come.
+  const partial: ConnMachineEvent[] = context.req === null && context.pendingReq === null ? [{ type: 'conn.bytes', req: pending, partial: true }] : [];
   const events: ConnMachineEvent[] = [
     { type: 'conn.open', worker: 'worker/1', client: 'client/1' },
     bytes,
+    ...partial,
     { type: 'conn.dispatch' },
     { type: 'conn.read', req: pending, keepAlive: true },
     { type: 'conn.handler-start', req: current },
@@ -196,7 +203,7 @@ export function connectionPaths(policy: string, server: Partial<ServerParams> = 
 /** A connection path's state: its leaf, and what its guards read from the context. */
 function connStateKey(snapshot: AnyMachineSnapshot): string {
   const c = snapshot.context as ConnContext;
-  return `${leafIds(snapshot).join(',')} ${c.draining} ${c.drainingAtHandlerStart} ${c.peerFinned} ${c.unread} ${c.responses > 0} ${c.requestKeepAlive}`;
+  return `${leafIds(snapshot).join(',')} ${c.draining} ${c.drainingAtHandlerStart} ${c.peerFinned} ${c.unread} ${c.responses > 0} ${c.requestKeepAlive} ${c.pendingPartial}`;
 }
 
 interface ChartWalk<E extends { readonly type: string }> {
@@ -267,6 +274,8 @@ function describeEvent(e: ConnMachineEvent): string {
       return `abort ${e.reason}`;
     case 'conn.close':
       return e.rst ? 'close rst' : 'close';
+    case 'conn.bytes':
+      return e.partial ? 'bytes (part of the body)' : 'bytes';
     default:
       return e.type.slice('conn.'.length);
   }
@@ -317,8 +326,13 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
         t += stimulusBefore ? GAP_MS : serviceMs + GAP_MS;
         continue;
       }
-      case 'partial':
-        steps.push({ atMs: t, do: 'partial', client });
+      case 'partial-body':
+        // Slow, as a request is when something must happen before its response (here: its rest, a FIN, the timer).
+        steps.push({ atMs: t, do: 'partial-body', client, serviceMs: SLOW_MS });
+        slowSent = true;
+        break;
+      case 'rest':
+        steps.push({ atMs: t, do: 'rest', client });
         break;
       case 'close':
         steps.push({ atMs: t, do: 'close', client });

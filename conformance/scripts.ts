@@ -210,6 +210,30 @@ export const SCRIPTS: readonly Script[] = [
     ],
   },
   {
+    name: 'body-cut-short',
+    description:
+      "requests whose body stops short, while a slow request holds the one thread past the header timer: one client half-closes mid-body (the rest can never come: given up on at once, with FIN), one sends nothing more (given up on at the header timer), one sends the rest (served once the thread is free) — and a whole request waiting for the thread all that time is not timed out",
+    server: { ...BASE, threads: 1, headerTimeoutMs: 1200 },
+    steps: [
+      { atMs: 0, do: 'connect', client: 'slow' },
+      { atMs: 0, do: 'request', client: 'slow', serviceMs: 2000 },
+      { atMs: 100, do: 'connect', client: 'queued' },
+      { atMs: 100, do: 'request', client: 'queued', serviceMs: 10 },
+      { atMs: 200, do: 'connect', client: 'cut' },
+      { atMs: 200, do: 'partial-body', client: 'cut', serviceMs: 10 },
+      { atMs: 200, do: 'connect', client: 'stalled' },
+      { atMs: 200, do: 'partial-body', client: 'stalled', serviceMs: 10 },
+      { atMs: 200, do: 'connect', client: 'completed' },
+      { atMs: 200, do: 'partial-body', client: 'completed', serviceMs: 10 },
+      { atMs: 450, do: 'half-close', client: 'cut' },
+      { atMs: 700, do: 'rest', client: 'completed' },
+      { atMs: 2600, do: 'signal', signal: 'TERM' },
+      // Both served clients give up before the graceful deadline (see the note above).
+      { atMs: 4000, do: 'close', client: 'queued' },
+      { atMs: 4000, do: 'close', client: 'completed' },
+    ],
+  },
+  {
     name: 'pipelined-behind-close',
     description:
       'a request pipelined behind a slow one when TERM comes: a policy that closes after the draining response never processes it (a lingering close discards it, a plain one resets it, RFC 9112 §9.6); safe-drain answers it, and closes after',

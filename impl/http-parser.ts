@@ -482,6 +482,11 @@ export class RequestParser {
     return this.head !== null;
   }
 
+  /** The current request is all here (or already refused): `next()` returns it (or throws). */
+  isComplete(): boolean {
+    return this.phase.at === 'complete' || this.error !== null;
+  }
+
   /** The next request is already known to be refused: it will be answered with a 4xx however the rest arrives. */
   isHopeless(): boolean {
     return this.error !== null;

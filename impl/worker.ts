@@ -27,6 +27,8 @@ interface Conn {
   parser: RequestParser;
   /** The id of the request whose bytes the machine has been told about (conn.bytes), not yet read. */
   announced: string | null;
+  /** The announced request was not all here (its body was on its way): the driver is told when it is. */
+  announcedPartial: boolean;
   /** Requests started on this connection: names requests that carry no X-Request-Id. */
   requests: number;
   /** The request read for the thread that will run it, or the refusal that answers it. */
@@ -242,6 +244,7 @@ export class WorkerServer implements WorkerPort {
       socket,
       parser: new RequestParser(this.spec.limits),
       announced: null,
+      announcedPartial: false,
       requests: 0,
       request: null,
       response: null,
@@ -302,7 +305,10 @@ export class WorkerServer implements WorkerPort {
     conn.parser.push(chunk);
     this.account(conn);
     // More of an announced request (its body): it may be complete now.
-    if (conn.announced !== null) this.driver.requestReadable(conn.id);
+    if (conn.announced !== null && conn.announcedPartial && conn.parser.isComplete()) {
+      conn.announcedPartial = false;
+      this.driver.requestCompleted(conn.id, conn.announced);
+    } else if (conn.announced !== null) this.driver.requestReadable(conn.id);
     else if (this.driver.isHandling(conn.id)) this.noteBehind(conn);
     else this.announce(conn);
   }
@@ -341,7 +347,8 @@ export class WorkerServer implements WorkerPort {
     const req = conn.parser.peekRequestId() ?? `${conn.id.slice('conn/'.length)}.${conn.requests + 1}`;
     // Announced before the driver hears of it: a free thread may read (and clear) it at once.
     conn.announced = req;
-    if (!this.driver.requestArrived(conn.id, req)) conn.announced = null;
+    conn.announcedPartial = !conn.parser.isComplete();
+    if (!this.driver.requestArrived(conn.id, req, conn.announcedPartial)) conn.announced = null;
   }
 
   // ───────────────────────── backpressure ─────────────────────────
@@ -440,6 +447,7 @@ export class WorkerServer implements WorkerPort {
   handle(id: ConnId, req: string): void {
     const conn = this.conn(id);
     conn.announced = null;
+    conn.announcedPartial = false;
     conn.continued = false;
     conn.requests++;
     const request = conn.request;

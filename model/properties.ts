@@ -354,6 +354,8 @@ class NoStaleRequest implements Monitor {
     /** Per unread connection: unread-with-a-free-thread time so far, and since when it is accruing. */
     private readonly waits = new Map<ConnId, StaleWait>(),
     private readonly lingering = new Set<ConnId>(),
+    /** Connections whose request is read and not answered: one pipelined behind it waits its turn (HTTP's order), not stale. */
+    private readonly serving = new Set<ConnId>(),
   ) {}
 
   private hasFreeThread(worker: WorkerId): boolean {
@@ -392,15 +394,21 @@ class NoStaleRequest implements Monitor {
       }
     }
     if (e.type === 'conn.half-close') this.lingering.add(e.actor);
-    if (e.type === 'conn.bytes' && !this.lingering.has(e.actor) && !this.waits.has(e.actor)) {
+    // A request waits from when it is whole and readable: part of one waits for its client.
+    if (e.type === 'conn.bytes' && e.partial !== true && !this.lingering.has(e.actor) && !this.serving.has(e.actor) && !this.waits.has(e.actor)) {
       this.waits.set(e.actor, { waitedMs: 0, accruingSince: null, arrivedWhileDraining: machines.hasBegunDraining(connWorker(e.actor)) });
       this.resume(e.actor, e.t);
     }
-    if (e.type === 'conn.read') this.waits.delete(e.actor);
+    if (e.type === 'conn.read') {
+      this.waits.delete(e.actor);
+      this.serving.add(e.actor);
+    }
+    if (e.type === 'conn.respond') this.serving.delete(e.actor);
     if (e.type === 'conn.close' || e.type === 'conn.abort') {
       const late = this.stale(e.actor, e.t);
       if (late) return late;
       this.waits.delete(e.actor);
+      this.serving.delete(e.actor);
     }
     return null;
   }
@@ -415,12 +423,12 @@ class NoStaleRequest implements Monitor {
 
   key(nowMs: number): string {
     const waits = [...this.waits].map(([conn, w]) => `${conn}:${w.waitedMs}:${w.accruingSince === null ? '-' : nowMs - w.accruingSince}:${w.arrivedWhileDraining}`).sort();
-    return JSON.stringify([waits, sorted([...this.busy].map(([w, n]) => `${w}:${n}`)), sorted(this.lingering)]);
+    return JSON.stringify([waits, sorted([...this.busy].map(([w, n]) => `${w}:${n}`)), sorted(this.lingering), sorted(this.serving)]);
   }
 
   copy(): Monitor {
     const waits = new Map([...this.waits].map(([conn, w]) => [conn, { ...w }] as const));
-    return new NoStaleRequest(this.staleMs, this.threads, new Map(this.busy), waits, new Set(this.lingering));
+    return new NoStaleRequest(this.staleMs, this.threads, new Map(this.busy), waits, new Set(this.lingering), new Set(this.serving));
   }
 }
 
@@ -438,7 +446,8 @@ class FailuresAreExplained implements Monitor {
   step(e: TraceEvent): string | null {
     if (e.type === 'conn.open') this.clientOfConn.set(e.actor, e.client);
     else if (e.type === 'conn.half-close' || e.type === 'conn.close') this.closing.add(e.actor);
-    else if (e.type === 'conn.bytes' && !this.closing.has(e.actor)) this.arrivedOpen.add(e.req);
+    // Part of a request is not a request the server had: a client that never sends the rest lost it itself.
+    else if (e.type === 'conn.bytes' && !this.closing.has(e.actor) && e.partial !== true) this.arrivedOpen.add(e.req);
     else if (e.type === 'conn.handler-start') this.processed.add(e.req);
     else if (e.type === 'conn.abort' && e.reason !== 'worker-exit') {
       const client = this.clientOfConn.get(e.actor);

@@ -92,7 +92,11 @@ export const workerEventSchemas = [
 
 export const connEventSchemas = [
   event('conn.open', C, { worker: workerRef, client: clientRef }),
-  event('conn.bytes', C, { req: requestRef }),
+  /**
+   * Request bytes reached the socket. `partial`: the request's head is in, its body is not all here
+   * yet (absent: the request is whole); a `conn.bytes` of the same request without it says the rest came.
+   */
+  event('conn.bytes', C, { req: requestRef, partial: z.literal(true).optional() }),
   event('conn.read', C, {
     req: requestRef,
     /** The request allows keep-alive (HTTP/1.1 without `Connection: close`, HTTP/1.0 with `Connection: keep-alive`). Absent: it does. A request the server could not parse does not. */

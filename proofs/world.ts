@@ -636,7 +636,7 @@ function linkKey(link: Link, now: number, family: 'tcp' | 'unix'): string {
     link.req ?? '-',
     link.reqDelivered,
     link.pipelined.map((p) => `${p.req}:${p.delivered}`).join('+') || '-',
-    link.bufferedReqs.join('+') || '-',
+    link.bufferedReqs.map((b) => `${b.req}${b.partial ? '~' : ''}`).join('+') || '-',
     link.responses,
     link.clientDone,
     link.clientClosedSent,

@@ -62,7 +62,7 @@ export class Link {
   /** Requests sent behind `req` (pipelined), oldest first, each with whether it reached an open server connection. */
   pipelined: { req: string; delivered: boolean }[] = [];
   /** Sent before the server accepted the connection: they wait in the socket buffer, in order. */
-  bufferedReqs: string[] = [];
+  bufferedReqs: { req: string; partial: boolean }[] = [];
   responses = 0;
   clientDone = false;
   clientClosedSent = false;
@@ -99,7 +99,7 @@ export class Link {
     const link = new Link(this.client, this.owner, this.connectedAtMs);
     Object.assign(link, this);
     link.pipelined = this.pipelined.map((p) => ({ ...p }));
-    link.bufferedReqs = [...this.bufferedReqs];
+    link.bufferedReqs = this.bufferedReqs.map((b) => ({ ...b }));
     link.requestTimer = null;
     return link;
   }
@@ -116,8 +116,8 @@ export interface NetworkState {
 
 /** What the network delivers to the server's side of a connection. */
 export interface ServerSide {
-  /** Request bytes reached an accepted connection. */
-  requestArrives(link: Link, conn: ConnId, req: string): void;
+  /** Request bytes reached an accepted connection: the whole request (or its rest), or only part of it (`partial`). */
+  requestArrives(link: Link, conn: ConnId, req: string, partial: boolean): void;
   /** The client's FIN reached an accepted connection. */
   finArrives(link: Link, conn: ConnId): void;
   /** The client's RST reached an accepted connection: the server's socket is gone. */
@@ -163,7 +163,7 @@ export class Network {
     'syn-ack': (_i, link) => this.synAcked(link),
     'syn-retry': (i, link) => this.synRetried(link, i.attempt),
     'connect-fail': (i, link) => this.connectFails(link, i.reason),
-    bytes: (i, link) => this.bytesArrive(link, i.req),
+    bytes: (i, link) => this.bytesArrive(link, i.req, i.partial === true),
     'client-fin': (_i, link) => this.clientFinArrives(link),
     'client-rst': (_i, link) => this.clientRstArrives(link),
     response: (i, link) => this.responseArrives(link, i.req, i.close),
@@ -286,7 +286,7 @@ export class Network {
    * Send a request. With one outstanding already it is pipelined behind it (RFC 9112 §9.3.2); only a
    * client without a response timeout pipelines (the timer is the oldest request's).
    */
-  send(link: Link, req: string, idempotent: boolean, timeoutMs: number): void {
+  send(link: Link, req: string, idempotent: boolean, timeoutMs: number, partial = false): void {
     this.host.now(() => {
       this.clientSees(link, { type: 'client.send', req, idempotent });
       if (link.req !== null) {
@@ -297,8 +297,13 @@ export class Network {
         link.reqDelivered = false;
         if (Number.isFinite(timeoutMs)) link.requestTimer = this.wire.at(timeoutMs, { kind: 'request-timeout', client: link.client, req });
       }
-      this.schedule(link, this.params.latencyMs, { kind: 'bytes', client: link.client, req });
+      this.schedule(link, this.params.latencyMs, partial ? { kind: 'bytes', client: link.client, req, partial } : { kind: 'bytes', client: link.client, req });
     });
+  }
+
+  /** The rest of a request sent partial: the client's machine sent it already; these bytes complete it. */
+  sendRest(link: Link, req: string): void {
+    this.host.now(() => this.schedule(link, this.params.latencyMs, { kind: 'bytes', client: link.client, req }));
   }
 
   /** The client closes its connection voluntarily (done with it). */
@@ -421,28 +426,28 @@ export class Network {
   accepted(link: Link, conn: ConnId): void {
     this.queued.delete(link.client);
     link.conn = conn;
-    for (const req of link.bufferedReqs.splice(0)) this.deliver(link, conn, req);
+    for (const { req, partial } of link.bufferedReqs.splice(0)) this.deliver(link, conn, req, partial);
     // Linux keeps a connection reset in the accept queue there: accept() returns it, and its first read fails.
     if (link.clientReset) this.server?.rstArrives(link, conn);
     else if (link.clientClosedSent) this.server?.finArrives(link, conn);
     this.maybeForget(link);
   }
 
-  private bytesArrive(link: Link, req: string): void {
+  private bytesArrive(link: Link, req: string, partial: boolean): void {
     if (link.conn === null) {
-      if (!link.queuedReset) link.bufferedReqs.push(req);
+      if (!link.queuedReset) link.bufferedReqs.push({ req, partial });
       return;
     }
-    this.deliver(link, link.conn, req);
+    this.deliver(link, link.conn, req, partial);
   }
 
-  private deliver(link: Link, conn: ConnId, req: string): void {
+  private deliver(link: Link, conn: ConnId, req: string, partial: boolean): void {
     if (link.serverSocketClosed) return; // a closed socket: the kernel answers with RST; the client has seen our FIN or RST already
     // Lingering: the server discards what still comes; it was not delivered to anyone.
     if (req === link.req) link.reqDelivered = !link.serverClosed;
     const behind = link.pipelined.find((p) => p.req === req);
     if (behind) behind.delivered = !link.serverClosed;
-    this.server?.requestArrives(link, conn, req);
+    this.server?.requestArrives(link, conn, req, partial);
   }
 
   private clientSendsFin(link: Link): void {

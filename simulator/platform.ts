@@ -23,7 +23,7 @@ export type PlatformItem =
   /** The connect fails for the client (refused, or it gave up). */
   | { readonly kind: 'connect-fail'; readonly client: ClientId; readonly reason: ClientFailure }
   /** Request bytes reach the server's socket. */
-  | { readonly kind: 'bytes'; readonly client: ClientId; readonly req: string }
+  | { readonly kind: 'bytes'; readonly client: ClientId; readonly req: string; readonly partial?: true }
   /** The client's FIN reaches the server's socket. */
   | { readonly kind: 'client-fin'; readonly client: ClientId }
   /** The client's RST (an abortive close) reaches the server's socket. */

@@ -29,6 +29,10 @@ export type ScriptStep = { readonly atMs: number } & (
   | { readonly do: 'request'; readonly client: string; readonly serviceMs: number }
   /** Part of a request head, and nothing more (a slow client; slowloris). */
   | { readonly do: 'partial'; readonly client: string }
+  /** A request whose head is whole and whose body is not: part of it now, the rest with `rest` (if ever). */
+  | { readonly do: 'partial-body'; readonly client: string; readonly serviceMs: number }
+  /** The rest of the body of the client's request sent with `partial-body`. */
+  | { readonly do: 'rest'; readonly client: string }
   /** The client closes its connection. */
   | { readonly do: 'close'; readonly client: string }
   /** The client resets its connection (an abortive close: SO_LINGER 0, RST instead of FIN). */
@@ -84,12 +88,14 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
   const links = new Map<string, Link>();
   const sent = new Map<string, number>();
   /** Requests a client wrote before its connect completed: the socket sends them once connected. */
-  const unsent = new Map<Link, string[]>();
+  const unsent = new Map<Link, { req: string; partial: boolean }[]>();
+  /** Each client's request whose body it has not finished sending. */
+  const unfinished = new Map<string, string>();
   const { engine, network, server } = world;
   // Script clients do what a plain HTTP client does; the network records what they see.
   const owner: LinkOwner = {
     onConnected: (link) => {
-      for (const req of unsent.get(link) ?? []) network.send(link, req, true, Number.POSITIVE_INFINITY);
+      for (const { req, partial } of unsent.get(link) ?? []) network.send(link, req, true, Number.POSITIVE_INFINITY, partial);
       unsent.delete(link);
     },
     onResponse: () => {},
@@ -108,7 +114,8 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           unsent.set(link, []);
           return;
         }
-        case 'request': {
+        case 'request':
+        case 'partial-body': {
           const link = links.get(step.client);
           // A connection the server closed takes no more requests: the client would see the close first —
           // unless it is not reading: then the bytes go out, and its machine, which ended, sees nothing.
@@ -124,9 +131,22 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           sent.set(step.client, n);
           const req = requestId(step.client, n);
           serviceOf.set(req, step.serviceMs);
+          const partial = step.do === 'partial-body';
+          if (partial) unfinished.set(step.client, req);
           const waiting = unsent.get(link);
-          if (waiting) waiting.push(req);
-          else network.send(link, req, true, Number.POSITIVE_INFINITY);
+          if (waiting) waiting.push({ req, partial });
+          else network.send(link, req, true, Number.POSITIVE_INFINITY, partial);
+          return;
+        }
+        case 'rest': {
+          const link = links.get(step.client);
+          const req = unfinished.get(step.client);
+          if (!link || req === undefined || link.clientClosedSent) return;
+          unfinished.delete(step.client);
+          // Not connected yet: the socket sends the whole request once it is.
+          const waiting = unsent.get(link)?.find((w) => w.req === req);
+          if (waiting) waiting.partial = false;
+          else network.sendRest(link, req);
           return;
         }
         case 'partial':

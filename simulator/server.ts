@@ -164,9 +164,9 @@ export class SimulatedServer implements ServerSide {
 
   // ───────────────────────── from the network ─────────────────────────
 
-  requestArrives(_link: Link, conn: ConnId, req: string): void {
+  requestArrives(_link: Link, conn: ConnId, req: string, partial: boolean): void {
     const proc = this.owner(conn);
-    proc.whenRunning(() => proc.requestArrives(conn, req));
+    proc.whenRunning(() => proc.requestArrives(conn, req, partial));
   }
 
   finArrives(_link: Link, conn: ConnId): void {
@@ -277,7 +277,13 @@ export class WorkerProcess implements WorkerPort {
   }
 
   /** Request bytes reached a connection: the driver hears of them now, or they wait behind the request in progress. */
-  requestArrives(conn: ConnId, req: string): void {
+  requestArrives(conn: ConnId, req: string, partial: boolean): void {
+    // The rest of the request waiting to be read: it is whole now.
+    const context = this.driver.isOpen(conn) ? this.server.host.conn(conn).context : null;
+    if (!partial && context?.pendingReq === req && context.pendingPartial && this.driver.hasRequestInProgress(conn)) {
+      this.driver.requestCompleted(conn, req);
+      return;
+    }
     if (this.driver.hasRequestInProgress(conn)) {
       const held = this.behind.get(conn) ?? [];
       held.push(req);
@@ -287,7 +293,7 @@ export class WorkerProcess implements WorkerPort {
     }
     // Closing, lingering, orphaned, idle: what a close left held is gone with it; this one is the driver's.
     this.behind.delete(conn);
-    this.driver.requestArrived(conn, req);
+    this.driver.requestArrived(conn, req, partial);
   }
 
   /** The connection is closed: what it held behind is gone with it. */
@@ -424,9 +430,9 @@ export class WorkerProcess implements WorkerPort {
     return false;
   }
 
-  read(): { keepAlive: boolean } {
-    // Simulated clients send whole keep-alive requests at once.
-    return { keepAlive: true };
+  read(conn: ConnId): { keepAlive: boolean } | null {
+    // Simulated clients send keep-alive requests, whole or in two parts: a partial one is read when its rest comes.
+    return this.server.host.conn(conn).context.pendingPartial ? null : { keepAlive: true };
   }
 
   handle(conn: ConnId, req: string): void {

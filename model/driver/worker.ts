@@ -216,14 +216,14 @@ export class WorkerDriver {
    * Request bytes reached the socket (a whole head, or a request the server already knows is bad).
    * Returns false when the connection no longer reads (it closed meanwhile).
    */
-  requestArrived(conn: ConnId, req: string): boolean {
+  requestArrived(conn: ConnId, req: string, partial = false): boolean {
     let taken = false;
     if (!this.host.has(conn)) return false; // closed and forgotten
     this.host.now(() => {
       // A connection the last loop turn polls became readable: the poll returns with it, and the turn ends.
       const endsTurn = this.host.matches(conn, { idle: 'lastTurn' });
       // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
-      taken = this.host.emitIfAccepted(conn, { type: 'conn.bytes', req });
+      taken = this.host.emitIfAccepted(conn, partial ? { type: 'conn.bytes', req, partial } : { type: 'conn.bytes', req });
       if (taken && endsTurn) this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
       if (taken && this.host.matches(conn, 'unpolled')) {
         if (this.port.watchReadable(conn)) this.dispatch(conn);
@@ -263,6 +263,21 @@ export class WorkerDriver {
       // Heard of already in this handling (the chart's `unread` is set only by bytes that came meanwhile).
       if (!this.isHandling(conn) || this.host.conn(conn).context.unread) return;
       this.host.emit(conn, { type: 'conn.bytes', req });
+    });
+  }
+
+  /**
+   * The rest of a request announced as partial arrived: it is whole now (its header timer stops), and
+   * may be served. A platform calls this once, when the last of its bytes came.
+   */
+  requestCompleted(conn: ConnId, req: string): void {
+    if (!this.host.has(conn)) return;
+    this.host.now(() => {
+      // Only a request still waiting to be read, and announced as partial: given up on, closed or read, there is nothing to complete.
+      const waits = this.host.matches(conn, 'pending') || this.host.matches(conn, 'unpolled');
+      const context = this.host.conn(conn).context;
+      if (waits && context.pendingPartial && context.pendingReq === req) this.host.emit(conn, { type: 'conn.bytes', req });
+      this.wantsThread(conn);
     });
   }
 

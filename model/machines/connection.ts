@@ -30,6 +30,8 @@ export interface ConnContext {
   unread: boolean;
   /** The request whose bytes arrived and that is not read yet. */
   pendingReq: string | null;
+  /** Only part of that request is here (its body is still on its way): the header timer guards it. */
+  pendingPartial: boolean;
   /** The request being served (read, handled, not yet answered). */
   req: string | null;
   /** The request being served allows keep-alive. */
@@ -65,7 +67,12 @@ export const connectionChart = setup({
     ...connCommands,
     markDraining: assign({ draining: true }),
     notePeerFin: assign({ peerFinned: true }),
-    notePendingRequest: assign({ unread: true, pendingReq: ({ event }) => (event.type === 'conn.bytes' ? event.req : null) }),
+    notePendingRequest: assign({
+      unread: true,
+      pendingReq: ({ event }) => (event.type === 'conn.bytes' ? event.req : null),
+      pendingPartial: ({ event }) => event.type === 'conn.bytes' && event.partial === true,
+    }),
+    noteRequestWhole: assign({ pendingPartial: false }),
     recordResponse: assign({ responses: ({ context }) => context.responses + 1, req: null }),
   },
   guards: {
@@ -90,6 +97,10 @@ export const connectionChart = setup({
     hasServedARequest: ({ context }) => context.responses > 0,
     respondsWithClose: ({ event }) => event.type === 'conn.respond' && event.close,
     readsPendingRequest: ({ context, event }) => event.type === 'conn.read' && context.pendingReq === event.req,
+    pendingIsPartial: ({ context }) => context.pendingPartial,
+    // The rest of the request waiting to be read: it is whole now.
+    completesPendingRequest: ({ context, event }) =>
+      event.type === 'conn.bytes' && context.pendingPartial && event.req === context.pendingReq && event.partial !== true,
     isCurrentRequest: ({ context, event }) =>
       'req' in event && event.type !== 'conn.bytes' && context.req === event.req,
     rstMatchesUnreadBytes: ({ context, event }) => event.type === 'conn.close' && event.rst === context.unread,
@@ -109,6 +120,7 @@ export const connectionChart = setup({
     drainingAtHandlerStart: false,
     unread: false,
     pendingReq: null,
+    pendingPartial: false,
     req: null,
     requestKeepAlive: true,
     responses: 0,
@@ -226,7 +238,7 @@ export const connectionChart = setup({
      */
     unpolled: {
       on: {
-        'conn.bytes': {},
+        'conn.bytes': [{ guard: 'completesPendingRequest', actions: 'noteRequestWhole' }, {}],
         'conn.dispatch': { target: 'pending' },
         'conn.drain': [
           // The turn in progress may still return with it (gthread 20.x's last loop turn).
@@ -244,17 +256,17 @@ export const connectionChart = setup({
     },
     /**
      * Request bytes are in the receive buffer, for a thread to read (now, or when one is free); not read
-     * yet (nor all of them, maybe: a body may still be on its way). The header timer runs on until the
-     * request is read: it guards a body that never completes, as it guards a head. It also gives up on a
-     * complete request that waits for a busy pool longer than the timer — which breaks safe-drain's
-     * only-unavoidable-failures (found by the script waiting-for-a-thread with an 800 ms timer): telling
-     * a complete request from an incomplete one needs an event the chart does not have yet.
+     * yet. While only part of the request is here (`partial`: its body is on its way) the header timer
+     * runs on: it guards a body that never completes, as it guards a head. A whole request waits for a
+     * thread untimed — a busy pool is the server's doing, not the client's (the timer used to give up on
+     * it too, which broke safe-drain's only-unavoidable-failures: script waiting-for-a-thread with an
+     * 800 ms timer). A FIN before the rest means the rest never comes: the server gives up at once.
      */
     pending: {
       initial: 'checking',
       states: {
         // The header timer again (see idle.fresh): a request whose rest never comes is given up on.
-        checking: { always: [{ guard: 'hasHeaderTimer', target: 'timed' }, { target: 'untimed' }] },
+        checking: { always: [{ guard: and(['hasHeaderTimer', 'pendingIsPartial']), target: 'timed' }, { target: 'untimed' }] },
         timed: {
           entry: raise({ type: 'conn.header-timeout' }, { delay: 'headerTimeout', id: TIMER_IDS.header }),
           exit: cancel(TIMER_IDS.header),
@@ -263,7 +275,7 @@ export const connectionChart = setup({
         untimed: {},
       },
       on: {
-        'conn.bytes': {},
+        'conn.bytes': [{ guard: 'completesPendingRequest', target: '.untimed', actions: 'noteRequestWhole' }, {}],
         'conn.read': {
           guard: 'readsPendingRequest',
           target: 'handling',
@@ -273,7 +285,11 @@ export const connectionChart = setup({
           { guard: 'pendingOrphanedOnDrain', target: 'orphaned', actions: 'markDraining' },
           { actions: 'markDraining' },
         ],
-        'conn.peer-fin': { actions: 'notePeerFin' },
+        'conn.peer-fin': [
+          // Its rest will never come: read to the EOF and given up on (nothing is left unread).
+          { guard: 'pendingIsPartial', target: '#conn.closing', actions: assign({ peerFinned: true, unread: false, pendingReq: null, pendingPartial: false }) },
+          { actions: 'notePeerFin' },
+        ],
         'conn.abort': [
           // Handed to the pool already: the worker's exit waits for it, and its response closes.
           { guard: 'poolRunsItOnExit', actions: 'markDraining' },

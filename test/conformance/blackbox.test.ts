@@ -120,6 +120,7 @@ describe('quiesce conform', () => {
       'heartbeat-timeout': 'the command takes no {timeout}',
       'header-timeout': 'the command takes no {header-timeout}',
       'max-requests': 'the command takes no {max-requests}',
+      'body-cut-short': 'the command takes no {header-timeout}',
     });
     const lingering = await conform({
       command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout}`,

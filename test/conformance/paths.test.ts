@@ -62,7 +62,9 @@ describe("the worker chart's paths", () => {
     const started = trace.events.findIndex((e) => e.type === 'conn.handler-start');
     const answered = trace.events.findIndex((e) => e.type === 'conn.respond');
     expect(trace.events.slice(started, answered).some((e) => e.type === 'conn.bytes')).toBe(true);
-    expect(conn.find((p) => p.target === 'conn.pending --conn.bytes--> (stays)')).toMatchObject({ script: null, undrivable: expect.stringMatching(/unannounced/) });
+    expect(conn.find((p) => p.target === 'conn.pending --conn.bytes#2--> (stays)')).toMatchObject({ script: null, undrivable: expect.stringMatching(/unannounced/) });
+    // The rest of a body cut short is announced: it makes the request whole, and stops the header timer.
+    expect(conn.find((p) => p.target === 'conn.pending --conn.bytes#1--> conn.pending.untimed')!.script!.steps.map((s) => s.do)).toEqual(['connect', 'partial-body', 'rest', 'close', 'signal']);
   });
 
   it("every script is one a client of the chart can follow (whole requests, pipelined or not; nothing after a Connection: close response; no close while it awaits): the simulator runs each", () => {

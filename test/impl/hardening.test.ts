@@ -92,7 +92,8 @@ describe('hardening: what a client sees', () => {
     expect((await bystander.get('/')).kind).toBe('response');
     const victim = new Client(server.target);
     expect((await victim.get('/crash')).kind).toBe('response');
-    await waitFor(() => /crashed/.test(server.output()), 10_000, 'the crash to be logged');
+    // The arbiter's line, not the worker's own, which comes first (waiting for any "crashed" raced the arbiter's).
+    await waitFor(() => /^\[arbiter\].*crashed/m.test(server.output()), 10_000, 'the arbiter to log the crash');
     await waitFor(() => server.workerPids().length === 1 && server.workerPids()[0] !== pid, 10_000, 'a replacement worker');
     const lines = server.output().split('\n').filter((l) => /crashed/.test(l));
     expect(lines.filter((l) => l.startsWith('[arbiter]'))).toEqual([expect.stringMatching(/^\[arbiter\] worker\/1 \(pid \d+\) crashed: exit code 70: Error: stray callback blew up/)]);

@@ -333,8 +333,8 @@ describe('the arbiter', () => {
 
 /**
  * The header timer gives up on a client that has not sent its head, and on a request whose rest never
- * comes (a body one byte short: impl/hardening.test.ts frees 150 such connections with it). A request
- * that arrived whole and waits for a busy pool is timed too — a known gap (connection.ts, pending).
+ * comes (a body one byte short: impl/hardening.test.ts frees 150 such connections with it) — and only
+ * on those: a request that arrived whole waits for a busy pool untimed (conn.bytes says `partial`).
  */
 describe('the header timer', () => {
   const timed = { ...params, headerTimeoutMs: 800 };
@@ -347,16 +347,38 @@ describe('the header timer', () => {
     }
   });
 
-  it('runs on while the request waits to be read, and gives up on it', () => {
+  it('runs on while only part of the request is here (its body is on its way), and gives up on it', () => {
     for (const name of BASE_POLICY_NAMES) {
       const { conn } = machinesFor(getPolicy(name), timed);
-      const arrived = [open, { type: 'conn.bytes', req: 'r1' }];
+      const arrived = [open, { type: 'conn.bytes', req: 'r1', partial: true }];
       // gthread 21–23 polls a new connection too: its request waits for the loop, then for a thread.
       const polled = drive(conn, arrived).state === 'unpolled' ? [...arrived, { type: 'conn.dispatch' }] : arrived;
       expect(drive(conn, polled).state, name).toBe('pending.timed');
       expect(drive(conn, [...polled, { type: 'conn.header-timeout' }]).state, name).not.toMatch(/^pending/);
-      // Once a thread has read it, the timer is gone.
-      expect(() => drive(conn, [...polled, { type: 'conn.read', req: 'r1' }, { type: 'conn.header-timeout' }]), name).toThrow(/conn.header-timeout rejected/);
+      // Once the rest came, the timer is gone: a whole request waits for a thread untimed.
+      const whole = [...polled, { type: 'conn.bytes', req: 'r1' }];
+      expect(drive(conn, whole).state, name).toBe('pending.untimed');
+      expect(() => drive(conn, [...whole, { type: 'conn.header-timeout' }]), name).toThrow(/conn.header-timeout rejected/);
+    }
+  });
+
+  it('does not run on a whole request that waits for a busy pool (script waiting-for-a-thread with an 800 ms timer: safe-drain broke only-unavoidable-failures)', () => {
+    for (const name of BASE_POLICY_NAMES) {
+      const { conn } = machinesFor(getPolicy(name), timed);
+      const arrived = [open, { type: 'conn.bytes', req: 'r1' }];
+      const polled = drive(conn, arrived).state === 'unpolled' ? [...arrived, { type: 'conn.dispatch' }] : arrived;
+      expect(drive(conn, polled).state, name).toBe('pending.untimed');
+    }
+  });
+
+  it('a FIN before the rest of a body: given up on at once, with FIN (nothing left unread), not at the timer', () => {
+    for (const name of BASE_POLICY_NAMES) {
+      const { conn } = machinesFor(getPolicy(name), timed);
+      const arrived = [open, { type: 'conn.bytes', req: 'r1', partial: true }];
+      const polled = drive(conn, arrived).state === 'unpolled' ? [...arrived, { type: 'conn.dispatch' }] : arrived;
+      const finned = drive(conn, [...polled, { type: 'conn.peer-fin' }]);
+      expect(finned.state, name).toBe('closingHard');
+      expect(finned.actions, name).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: false } }));
     }
   });
 });

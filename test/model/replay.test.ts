@@ -207,3 +207,23 @@ describe('properties with a client that pipelines (the script pipelined-behind-c
     expect(verdictOf(trace, 'close-while-draining').holds).toBe(true);
   });
 });
+
+describe('no-stale-request and a request pipelined behind a slow one', () => {
+  it("waiting behind the request being served is HTTP's order, not a stale socket: even when the deadline cuts both", () => {
+    const script = {
+      name: 'pipelined-behind-a-cut-request',
+      description: 'a request pipelined, after the drain began, behind one the graceful deadline cuts',
+      server: { workers: 1, threads: 4, keepAliveMs: 2000, idleGraceMs: 600, lingerMs: 500, gracefulTimeoutMs: 3000, headerTimeoutMs: 10_000 },
+      steps: [
+        { atMs: 0, do: 'connect', client: 'c' },
+        { atMs: 0, do: 'request', client: 'c', serviceMs: 5000 },
+        { atMs: 100, do: 'signal', signal: 'TERM' },
+        { atMs: 300, do: 'request', client: 'c', serviceMs: 10 },
+      ],
+    } as const;
+    const trace = simulateScript(script, 'safe-drain');
+    // The deadline (its KILL) aborted the connection with the second request behind the first, threads free all along.
+    expect(trace.events.some((e) => e.type === 'conn.abort' && e.reason === 'killed')).toBe(true);
+    expect(property('no-stale-request').check(trace, viewOf(trace)).holds).toBe(true);
+  });
+});
