@@ -107,6 +107,8 @@ export class ScriptClient {
       // Read now: a socket the peer reset no longer has a peer name to ask for.
       if (socket.localPort !== undefined && socket.remotePort !== undefined) this.ports = { local: socket.localPort, remote: socket.remotePort };
       this.record({ actor: this.actor, type: 'client.connected' } as Omit<TraceEvent, 't'>);
+      // What was written before the connect completed waited in the socket: it is sent now.
+      for (const req of this.sentOnConnect.splice(0)) this.recordSend(req);
     });
     socket.on('data', (data: Buffer) => this.onData(data));
     // The server closed its side: like the simulator's client, see what was lost, then close ours.
@@ -128,7 +130,9 @@ export class ScriptClient {
     if (!this.socket || this.done || this.closing || this.socket.destroyed || this.socket.readableEnded) return;
     const req = requestId(this.name, ++this.sent);
     this.outstanding.push(req);
-    this.record({ actor: this.actor, type: 'client.send', req, idempotent: true } as Omit<TraceEvent, 't'>);
+    // Node holds what is written before the connect completes; the client machine sends once connected (as the simulator's).
+    if (this.ports === null && this.socket.connecting) this.sentOnConnect.push(req);
+    else this.recordSend(req);
     if (!partial) {
       this.socket.write(requestHead(req, serviceMs));
       return;
@@ -137,6 +141,13 @@ export class ScriptClient {
     this.socket.write(head + body.slice(0, body.length / 2));
     this.unsentBody = body.slice(body.length / 2);
   }
+
+  private recordSend(req: string): void {
+    this.record({ actor: this.actor, type: 'client.send', req, idempotent: true } as Omit<TraceEvent, 't'>);
+  }
+
+  /** Requests written before the connect completed: recorded as sent once it has. */
+  private readonly sentOnConnect: string[] = [];
 
   rest(): void {
     if (!this.socket || this.unsentBody === null || this.socket.destroyed || !this.socket.writable) return;

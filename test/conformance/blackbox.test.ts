@@ -22,12 +22,16 @@ const explained = (report: ConformReport) => Object.fromEntries(report.scripts.f
 describe('quiesce conform', () => {
   it('infers the policy of our own server from its clients alone', async () => {
     const bind = '127.0.0.1:18431';
+    // Four scripts that single safe-drain out between them (differential.test.ts runs every script on our
+    // server already, judged against its policy; here the question is only whether the clients alone tell).
     const report = await conform({
+      scripts: ['term-idle-and-in-flight', 'max-requests', 'pipelined-behind-close', 'body-cut-short'],
       command: `${process.execPath} ${QUIESCE_BIN} serve --bind ${bind} --policy safe-drain --app sleep --workers {workers} --threads {threads} --keepalive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests} --header-timeout {header-timeout} --idle-grace {idle-grace} --linger {linger}`,
       bind,
       workerPattern: /quiesce: worker/,
     });
     expect(report.scripts.filter((s) => s.skipped)).toEqual([]);
+    expect(report.scripts.map((s) => s.script)).toEqual(['term-idle-and-in-flight', 'max-requests', 'body-cut-short', 'pipelined-behind-close']);
     expect(report.policies).toContain('safe-drain');
     // The scripts tell safe-drain from the gunicorn policies and from abort-idle and never-close-idle.
     for (const p of ['gunicorn-sync', 'gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24', 'abort-idle', 'never-close-idle']) expect(report.policies).not.toContain(p);

@@ -44,7 +44,7 @@ function verdicts(pairs: readonly Pair[]): string[] {
 describe('the simulator and the real server run the same event sequences (one driver)', () => {
   for (const script of SCRIPTS) {
     it(`${script.name}: ${script.description} — under every policy`, async () => {
-      const pairs = await pool(BASE_POLICY_NAMES, 3, (policy) => bothWays(script, policy));
+      const pairs = await pool(BASE_POLICY_NAMES, 6, (policy) => bothWays(script, policy));
       expect(verdicts(pairs)).toEqual([]);
     }, 180_000);
   }

@@ -48,7 +48,7 @@ async function clientSees(address: net.AddressInfo): Promise<string[]> {
 describe('the script client tells an RST from a FIN', () => {
   it('an RST right behind a response is a reset of the request pipelined behind it, every time', async () => {
     const address = await answerThenClose('rst');
-    for (let i = 0; i < 8; i++) expect(await clientSees(address), `run ${i}`).toEqual(['client.connect', 'client.send c-1', 'client.send c-2', 'client.connected', 'client.response c-1', 'client.fail c-2 reset']);
+    for (let i = 0; i < 8; i++) expect(await clientSees(address), `run ${i}`).toEqual(['client.connect', 'client.connected', 'client.send c-1', 'client.send c-2', 'client.response c-1', 'client.fail c-2 reset']);
   });
 
   it('a FIN right behind a response is an empty reply', async () => {
