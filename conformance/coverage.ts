@@ -174,7 +174,12 @@ const OWN_POLLER =
 const ALWAYS_TIMED =
   'quiesce serve always runs a header timer (--header-timeout takes at least 1 ms: a request whose head or rest never comes must not hold a connection forever); gunicorn has none, and waits untimed';
 
+const RELEASES_AT_ONCE =
+  "quiesce serve closes its listener copy in the step the drain begins (releaseListener runs synchronously on Node's loop): no accept comes between; gunicorn 21–23's loop finishes its turn first, and may accept in it (#3038: ServerTiming.loopTickMs)";
+
 export const NOT_ON_QUIESCE_SERVE: Readonly<Record<string, string>> = {
+  'worker.alive.draining.listening --worker.accept--> (stays)': RELEASES_AT_ONCE,
+  'worker.alive.draining.closingListener --worker.accept--> (stays)': RELEASES_AT_ONCE,
   'conn.unpolled --conn.drain#1--> (stays)': OWN_POLLER,
   'conn.unpolled --conn.drain#2--> conn.orphaned': OWN_POLLER,
   'conn.unpolled --conn.drain#3--> (stays)': OWN_POLLER,
