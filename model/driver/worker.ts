@@ -213,8 +213,9 @@ export class WorkerDriver {
   }
 
   /**
-   * Request bytes reached the socket (a whole head, or a request the server already knows is bad).
-   * Returns false when the connection no longer reads (it closed meanwhile).
+   * Request bytes reached the socket (a whole head, or a request the server already knows is bad);
+   * `partial`: the head only, its body still on its way (the platform calls `requestCompleted` when
+   * the rest comes). Returns false when the connection no longer reads (it closed meanwhile).
    */
   requestArrived(conn: ConnId, req: string, partial = false): boolean {
     let taken = false;
@@ -255,7 +256,9 @@ export class WorkerDriver {
    * While a request is handled the connection hears of it once (`conn.bytes`: bytes wait unread) —
    * when it arrives, or when the handler starts with it already there — so that a close resets it
    * where no lingering close discards it, and a policy may answer it rather than close
-   * (`servesPipelinedOnDrain`). A platform calls this whenever it holds one; the rest is the driver's.
+   * (`servesPipelinedOnDrain`). A platform calls this whenever it holds one — a whole head at least:
+   * less is not a request yet, and noted it would leave bytes "unread" that no one announces —; the
+   * rest is the driver's.
    */
   requestBehind(conn: ConnId, req: string): void {
     if (!this.host.has(conn)) return;
