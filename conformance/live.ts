@@ -306,7 +306,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
         case 'signal-worker': {
           const live = sut.workers(server);
           const pid = live[step.worker % Math.max(1, live.length)];
-          if (pid !== undefined) process.kill(pid, `SIG${step.signal}`);
+          if (pid !== undefined) process.kill(pid, `SIG${step.signal}` as NodeJS.Signals);
           break;
         }
       }

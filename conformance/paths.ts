@@ -34,7 +34,7 @@ export const PATH_SERVER: Partial<ServerParams> = {
 
 /** What brings an event of the connection chart about. */
 type Cause =
-  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial-body' | 'rest' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' }
+  | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'partial-body' | 'rest' | 'close' | 'half-close' | 'reset' | 'term' | 'int' | 'kill' | 'crash' }
   | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
@@ -46,7 +46,8 @@ const ABORT_CAUSES: Record<AbortReason, Cause> = {
   'worker-exit': { by: 'server' },
   deadline: { by: 'time', waitMs: (p) => p.gracefulTimeoutMs },
   killed: { by: 'runner', does: 'kill' },
-  crashed: { by: 'nobody', reason: 'a worker crash: no app the scripts run crashes its process' },
+  // A fault the runner stands in for: the worker dies of a SEGV it did not send itself.
+  crashed: { by: 'runner', does: 'crash' },
   error: { by: 'nobody', reason: "an internal error on one connection: no request makes the server's own code fail" },
 };
 
@@ -352,6 +353,9 @@ function scriptOf(policy: string, target: string, events: readonly ConnMachineEv
       case 'kill':
         steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: 'KILL' });
         break;
+      case 'crash':
+        steps.push({ atMs: t, do: 'signal-worker', worker: 0, signal: 'SEGV' });
+        break;
     }
     t += GAP_MS;
   }
@@ -392,7 +396,7 @@ const WORKER_PATH_CONNS = 2;
 
 type WorkerCause =
   | { readonly by: 'runner'; readonly does: 'connect' | 'request' | 'close' | 'term' | 'int' | 'quit'; readonly client?: string }
-  | { readonly by: 'runner'; readonly does: 'signal-worker'; readonly signal: 'KILL' | 'STOP' | 'CONT' }
+  | { readonly by: 'runner'; readonly does: 'signal-worker'; readonly signal: 'KILL' | 'STOP' | 'CONT' | 'SEGV' }
   | { readonly by: 'time'; readonly waitMs: (p: ServerParams) => number }
   | { readonly by: 'server' }
   | { readonly by: 'nobody'; readonly reason: string };
@@ -435,7 +439,8 @@ function workerCauseOf(event: WorkerMachineEvent): WorkerCause {
       // The worker notifies by itself, once an interval: the script lets one pass.
       return { by: 'time', waitMs: (p) => p.heartbeatIntervalMs };
     case 'worker.crash':
-      return { by: 'nobody', reason: 'a worker crash: no app the scripts run crashes its process' };
+      // A fault the runner stands in for: a SEGV from outside, which the worker did not send itself.
+      return { by: 'runner', does: 'signal-worker', signal: 'SEGV' };
     case 'worker.boot':
     case 'worker.ready':
     case 'worker.request-end':
@@ -461,7 +466,7 @@ function workerEvents(snapshot: AnyMachineSnapshot, maxRequests: number): Worker
     { type: 'worker.turn-end' },
     { type: 'worker.turn-timeout' },
     { type: 'worker.exit', code: exitCodeOf(context) },
-    { type: 'worker.crash', code: 1 },
+    { type: 'worker.crash', code: -11, signal: 'SEGV' },
   ];
   for (const signal of ['TERM', 'INT', 'QUIT', 'KILL', 'ABRT', 'STOP', 'CONT'] as const) events.push({ type: 'worker.signal', signal });
   if (context.openConns.length < WORKER_PATH_CONNS) {

@@ -36,7 +36,7 @@ interface ServerConn {
   readonly responds: { readonly index: number; readonly req: string; readonly status: number; readonly close: boolean }[];
   close: { readonly index: number; readonly rst: boolean } | null;
   halfClosed: boolean;
-  /** Its process was SIGKILLed with it open (the trace's `conn.abort killed`). */
+  /** Its process was SIGKILLed, or died of a fault, with it open (the trace's `conn.abort killed` or `crashed`). */
   killed: boolean;
 }
 
@@ -53,7 +53,8 @@ export function wireAgreement(trace: Trace, observed: readonly TraceEvent[]): Wi
     if ('req' in e && typeof e.req === 'string') conn.reqs.add(e.req);
     if (e.type === 'conn.respond') conn.responds.push({ index, req: e.req, status: e.status, close: e.close });
     else if (e.type === 'conn.half-close') conn.halfClosed = true;
-    else if (e.type === 'conn.abort' && e.reason === 'killed') conn.killed = true;
+    // SIGKILL, or a fatal signal of a crash: either way the kernel closed what the process held.
+    else if (e.type === 'conn.abort' && (e.reason === 'killed' || e.reason === 'crashed')) conn.killed = true;
     else if (e.type === 'conn.close' && conn.close === null) conn.close = { index, rst: e.rst };
   });
 

@@ -40,8 +40,11 @@ export type ScriptStep = { readonly atMs: number } & (
   /** The client half-closes (shutdown(SHUT_WR): FIN) and goes on reading: it sends nothing more. */
   | { readonly do: 'half-close'; readonly client: string }
   | { readonly do: 'signal'; readonly signal: ArbiterSignal }
-  /** A signal to a worker process from outside: `worker` indexes the live workers, oldest first. */
-  | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' }
+  /**
+   * A signal to a worker process from outside: `worker` indexes the live workers, oldest first. SEGV
+   * stands for a fault: the process dies of a signal nobody sent to stop it (a crash, `worker.crash`).
+   */
+  | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' | 'SEGV' }
 );
 
 export interface Script {
@@ -172,7 +175,10 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           return;
         case 'signal-worker': {
           const live = server.workerIds();
-          if (live.length > 0) server.signalWorker(live[step.worker % live.length]!, step.signal);
+          const worker = live[step.worker % Math.max(1, live.length)];
+          if (worker === undefined) return;
+          if (step.signal === 'SEGV') server.crashWorker(worker, 'SEGV');
+          else server.signalWorker(worker, step.signal);
           return;
         }
       }

@@ -70,6 +70,9 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   pickup: (i, proc) => proc.whenRunning(() => proc.driver.pickedUp(i.conn, i.req)),
 };
 
+/** Linux's numbers of the fatal signals a simulated worker may die of (a crash's exit code is −number). */
+const SIGNAL_NUMBERS = { SEGV: 11 } as const;
+
 export class SimulatedServer implements ServerSide {
   readonly arbiter: ArbiterDriver;
   private readonly workers = new Map<WorkerId, WorkerProcess>();
@@ -152,6 +155,11 @@ export class SimulatedServer implements ServerSide {
   /** A signal from outside (an operator's kill(1)) to a worker: KILL, STOP, CONT. */
   signalWorker(worker: WorkerId, signal: WorkerSignal): void {
     this.workers.get(worker)?.signal(signal);
+  }
+
+  /** A fault ends a worker: it dies of `signal` (SEGV, BUS …), which no one sent to stop it. */
+  crashWorker(worker: WorkerId, signal: 'SEGV'): void {
+    this.workers.get(worker)?.crash(signal);
   }
 
   workerIds(): WorkerId[] {
@@ -340,6 +348,11 @@ export class WorkerProcess implements WorkerPort {
       this.server.host.suspend(this.id);
     } else if (this.stopped && signal === 'CONT') this.wake();
     else if (this.stopped && this.driver.hasExited()) this.wake(); // killed while stopped: nothing is left to wait for it
+  }
+
+  /** Dies of a fatal signal: the exit code is −(its number), as the arbiter reaps it. A stopped process takes it at CONT (only KILL reaches it before). */
+  crash(signal: 'SEGV'): void {
+    this.whenRunning(() => this.driver.crashed(-SIGNAL_NUMBERS[signal], signal));
   }
 
   /** Run now, or when the process is continued if it is stopped. */

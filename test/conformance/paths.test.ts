@@ -46,8 +46,11 @@ describe("the worker chart's paths", () => {
   });
 
   it('what no outside action brings about is listed with the reason, and has no script', () => {
+    // A crash is a fault the runner stands in for: a SIGSEGV to the worker, which it did not send itself.
     const crash = paths.find((p) => p.target === 'worker.dying.crashed')!;
-    expect(crash).toMatchObject({ script: null, undrivable: expect.stringMatching(/crash/) });
+    expect(crash.script!.steps.map((s) => (s.do === 'signal-worker' || s.do === 'signal' ? `${s.do} ${s.signal}` : s.do))).toEqual(['signal-worker SEGV', 'signal TERM']);
+    const frozen = paths.find((p) => p.target === 'worker.frozen --worker.crash--> worker.dying.crashed')!;
+    expect(frozen).toMatchObject({ script: null, undrivable: expect.stringMatching(/SIGSTOP/) });
     for (const p of paths) expect(p.script === null, p.target).toBe(p.undrivable !== null);
   });
 
