@@ -57,7 +57,7 @@ const requestHead = (req: string, serviceMs: number, bodyBytes = 0) =>
 const BODY = 'quiesce-body';
 
 /**
- * What the kernel's TCP table says of a loopback connection (IPv4, Linux): `gone` when it has no
+ * What the kernel's TCP tables say of a connection (Linux, IPv4 and IPv6): `gone` when they have no
  * entry for it — reset, or closed by this side —, `present` otherwise; `unknown` where there is no
  * /proc/net/tcp to read.
  */
@@ -67,6 +67,11 @@ export function tcpState(localPort: number, remotePort: number): 'present' | 'go
     table = readFileSync('/proc/net/tcp', 'latin1');
   } catch {
     return 'unknown';
+  }
+  try {
+    table += readFileSync('/proc/net/tcp6', 'latin1');
+  } catch {
+    // No IPv6: the IPv4 table is the whole story.
   }
   const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
   const local = `:${hex(localPort)} `;

@@ -16,7 +16,7 @@ afterEach(() => {
 });
 
 /** A server that answers the first request it reads and then closes: with RST, or with FIN. */
-async function answerThenClose(how: 'rst' | 'fin'): Promise<net.AddressInfo> {
+async function answerThenClose(how: 'rst' | 'fin', host = '127.0.0.1'): Promise<net.AddressInfo> {
   const server = net.createServer((socket) => {
     socket.once('data', () => {
       // Written and closed in one turn: the response and the close reach the client together.
@@ -26,7 +26,7 @@ async function answerThenClose(how: 'rst' | 'fin'): Promise<net.AddressInfo> {
     });
   });
   servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   return server.address() as net.AddressInfo;
 }
 
@@ -56,10 +56,10 @@ describe('the script client tells an RST from a FIN', () => {
     for (let i = 0; i < 4; i++) expect((await clientSees(address)).at(-1), `run ${i}`).toBe('client.fail c-2 empty-reply');
   });
 
-  it("the kernel's table has a connection the peer FINed, and none it reset", async () => {
-    for (const how of ['fin', 'rst'] as const) {
-      const address = await answerThenClose(how);
-      const socket = net.connect({ host: '127.0.0.1', port: address.port, allowHalfOpen: true });
+  it("the kernel's table has a connection the peer FINed, and none it reset — over IPv4 and IPv6 (a FIN over ::1 once read as a reset)", async () => {
+    for (const [how, host] of [['fin', '127.0.0.1'], ['rst', '127.0.0.1'], ['fin', '::1'], ['rst', '::1']] as const) {
+      const address = await answerThenClose(how, host);
+      const socket = net.connect({ host, port: address.port, allowHalfOpen: true });
       await new Promise((r) => socket.once('connect', r));
       const ports = { local: socket.localPort!, remote: socket.remotePort! };
       socket.on('error', () => {});
@@ -69,7 +69,7 @@ describe('the script client tells an RST from a FIN', () => {
         socket.once('end', r);
         socket.once('error', r);
       });
-      expect(tcpState(ports.local, ports.remote), how).toBe(how === 'fin' ? 'present' : 'gone');
+      expect(tcpState(ports.local, ports.remote), `${how} over ${host}`).toBe(how === 'fin' ? 'present' : 'gone');
       socket.destroy();
     }
   });
