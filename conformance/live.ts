@@ -92,6 +92,7 @@ export class ScriptClient {
   private done = false;
   /** The last response said `Connection: close`: the client closes its side once the server's FIN comes. */
   private closing = false;
+  private connected = false;
   /** The connection's TCP ports (none over a unix socket). */
   private ports: { local: number; remote: number } | null = null;
 
@@ -109,6 +110,7 @@ export class ScriptClient {
     const socket = net.connect({ ...target, allowHalfOpen: true });
     this.socket = socket;
     socket.on('connect', () => {
+      this.connected = true;
       // Read now: a socket the peer reset no longer has a peer name to ask for.
       if (socket.localPort !== undefined && socket.remotePort !== undefined) this.ports = { local: socket.localPort, remote: socket.remotePort };
       this.record({ actor: this.actor, type: 'client.connected' } as Omit<TraceEvent, 't'>);
@@ -136,7 +138,7 @@ export class ScriptClient {
     const req = requestId(this.name, ++this.sent);
     this.outstanding.push(req);
     // Node holds what is written before the connect completes; the client machine sends once connected (as the simulator's).
-    if (this.ports === null && this.socket.connecting) this.sentOnConnect.push(req);
+    if (!this.connected) this.sentOnConnect.push(req);
     else this.recordSend(req);
     if (!partial) {
       this.socket.write(requestHead(req, serviceMs));
@@ -231,7 +233,8 @@ export class ScriptClient {
     if (this.done) return;
     this.done = true;
     const reason: ClientFailure = error.code === 'ECONNREFUSED' || error.code === 'ENOENT' ? 'refused' : error.code === 'EAGAIN' ? 'eagain' : 'reset';
-    this.fail(reason, this.outstanding.shift());
+    // A connect that failed sent nothing: what was written waited in the socket (its machine never sent it).
+    this.fail(reason, this.connected ? this.outstanding.shift() : undefined);
   }
 
   private fail(reason: ClientFailure, req: string | undefined): void {

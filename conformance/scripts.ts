@@ -234,6 +234,19 @@ export const SCRIPTS: readonly Script[] = [
     ],
   },
   {
+    name: 'connect-during-term',
+    description:
+      'a new connection, with its request, 0.3 s into a graceful stop while a slow request is in flight: refused where the listener closed at the drain; accepted by the last loop turn of gthread 20.x and answered with close; queued where the listener stays open to the exit (sync), and reset there',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'busy' },
+      { atMs: 0, do: 'request', client: 'busy', serviceMs: 1200 },
+      { atMs: 300, do: 'signal', signal: 'TERM' },
+      { atMs: 600, do: 'connect', client: 'late' },
+      { atMs: 600, do: 'request', client: 'late', serviceMs: 10 },
+    ],
+  },
+  {
     name: 'pipelined-behind-close',
     description:
       'a request pipelined behind a slow one when TERM comes: a policy that closes after the draining response never processes it (a lingering close discards it, a plain one resets it, RFC 9112 §9.6); safe-drain answers it, and closes after',

@@ -77,6 +77,9 @@ describe('quiesce conform', () => {
       expect(view('term-idle-and-in-flight', 0)).toBe('send idle-1 → response idle-1 keep-alive → send idle-2 → response idle-2 close → eof');
       expect(view('hup-reload', 0)).toBe('send idle-1 → response idle-1 keep-alive → send idle-2 → response idle-2 close → eof');
       expect(view('max-requests', 1)).toBe('send b-1 → response b-1 close → eof');
+      // A new connection 0.3 s into the stop: that same last turn accepts it, and answers it with close.
+      expect(view('connect-during-term', 1)).toBe('send late-1 → response late-1 close → eof');
+      expect(byScript['connect-during-term']).toEqual(['gunicorn-gthread']);
       expect(byScript['max-requests']).toEqual(['gunicorn-gthread']);
       // INT does not escalate the graceful stop in 20.1, as the policy says (fastStopEscalates: false).
       expect(byScript['term-then-int']).toContain('gunicorn-gthread');
@@ -108,6 +111,8 @@ describe('quiesce conform', () => {
     // INT is nginx's fast stop: the slow request is cut, as under every policy whose stop escalates.
     expect(byScript['term-then-int']).toContain('abort-idle');
     expect(byScript['term-then-int']).not.toContain('gunicorn-gthread');
+    // A graceful stop closes nginx's listening sockets at once: a connect 0.3 s in is refused.
+    expect(report.scripts.find((s) => s.script === 'connect-during-term')!.observed['client/2']).toEqual(['fail refused']);
     // A client that half-closes while nginx proxies its request is taken to have gone away
     // (proxy_ignore_client_abort off): nginx drops the request and closes, which no policy does —
     // the model's servers answer a half-closed client (gunicorn does, measured).

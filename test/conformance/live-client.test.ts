@@ -56,6 +56,21 @@ describe('the script client tells an RST from a FIN', () => {
     for (let i = 0; i < 4; i++) expect((await clientSees(address)).at(-1), `run ${i}`).toBe('client.fail c-2 empty-reply');
   });
 
+  it('a request written before a refused connect was never sent: the failure is the connect\'s (script connect-during-term once read it as the request\'s)', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => server.close(() => r()));
+    const events: string[] = [];
+    const client = new ScriptClient('c', 'client/1', (e: Omit<TraceEvent, 't'>) => events.push([e.type, 'req' in e ? e.req : '', 'reason' in e ? e.reason : ''].filter(Boolean).join(' ')));
+    client.connect({ host: '127.0.0.1', port });
+    client.request(0);
+    const deadline = Date.now() + 5000;
+    while (!events.some((e) => e.startsWith('client.fail')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    client.destroy();
+    expect(events).toEqual(['client.connect', 'client.fail refused']);
+  });
+
   it("the kernel's table has a connection the peer FINed, and none it reset — over IPv4 and IPv6 (a FIN over ::1 once read as a reset)", async () => {
     for (const [how, host] of [['fin', '127.0.0.1'], ['rst', '127.0.0.1'], ['fin', '::1'], ['rst', '::1']] as const) {
       const address = await answerThenClose(how, host);
