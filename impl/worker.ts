@@ -127,10 +127,7 @@ export class WorkerServer implements WorkerPort {
     // allowHalfOpen: a client's FIN must not close our side — lingering close and
     // "the client closed, answer what it sent" both need the socket half-open.
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-    server.on('connection', (socket) => {
-      if (this.acceptsDeferred) this.deferred.push(socket);
-      else this.accept(socket);
-    });
+    server.on('connection', (socket) => this.accept(socket));
     server.on('error', (error) => {
       this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exitProcess(WORKER_BOOT_ERROR));
     });
@@ -162,7 +159,7 @@ export class WorkerServer implements WorkerPort {
       const socket = this.held.shift()!;
       if (!socket.destroyed) this.adopt(socket);
     }
-    if (!this.acceptPaused || this.listenerRequested || this.held.length > 0 || !this.driver.mayAccept()) return;
+    if (!this.acceptPaused || this.acceptsDeferred || this.listenerRequested || this.held.length > 0 || !this.driver.mayAccept()) return;
     this.listenerRequested = true;
     this.send({ kind: 'listener-request' });
   }
@@ -170,7 +167,8 @@ export class WorkerServer implements WorkerPort {
   /** The arbiter sent a copy of the listening socket. */
   listenerCopy(handle: unknown): void {
     this.listenerRequested = false;
-    if (!this.acceptPaused || !this.driver.mayAccept()) {
+    // Asked for before a blocked turn: the end of that turn's deferral asks again.
+    if (!this.acceptPaused || this.acceptsDeferred || !this.driver.mayAccept()) {
       (handle as { close?: () => void }).close?.();
       return;
     }
@@ -196,13 +194,15 @@ export class WorkerServer implements WorkerPort {
 
   /**
    * After an app blocked the worker (a handler that does not yield), a signal that came meanwhile waits
-   * in the same event-loop turn as the connections that queued meanwhile, and libuv may hand us
-   * the connections first. gunicorn's sync worker would have taken the signal during the block
-   * (Python runs handlers while it sleeps): so connections of that turn are looked at only once
-   * the turn's signals have been handled.
+   * in the same event-loop turn as the connections that queued meanwhile, and libuv may hand us the
+   * connections first. gunicorn's sync worker would have taken the signal during the block (Python
+   * runs handlers while it sleeps), and a worker that stops there leaves those connections in the
+   * kernel's queue, for another worker. So before that turn the worker stops accepting; once the
+   * turn's signals have run, it asks for a fresh copy of the listener if its machine still takes
+   * connections. (Taking the connections and looking at them after the signals is not the same: a
+   * draining worker could then only hold them, and reset them at its exit — the soak lost requests so.)
    */
   private acceptsDeferred = false;
-  private readonly deferred: net.Socket[] = [];
   /**
    * Connections libuv handed over when the machine took no more: still queued for the client, unread.
    * Adopted in order when there is room; reset at exit, as the queue would be at the last close.
@@ -212,12 +212,16 @@ export class WorkerServer implements WorkerPort {
   private deferAcceptsThisTurn(): void {
     if (this.acceptsDeferred) return;
     this.acceptsDeferred = true;
+    if (this.server?.listening) {
+      this.acceptPaused = true;
+      this.server.close();
+    }
     // The block happened inside a poll phase: the first check phase comes before the next poll,
     // the second after it — by then that poll's signals have run.
     setImmediate(() =>
       setImmediate(() => {
         this.acceptsDeferred = false;
-        for (const socket of this.deferred.splice(0)) this.accept(socket);
+        this.roomAgain();
       }),
     );
   }

@@ -467,6 +467,39 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     expect(trace.events.filter((e) => e.type === 'worker.accept')).toHaveLength(1);
   });
 
+  it('a connection that queued while every worker was blocked by its app, and before a TERM, is served by a replacement — not accepted by a draining worker and reset at its exit', async () => {
+    // Found by the soak (1 run in 6): a worker blocked by a CPU-bound handler took, in the turn after
+    // the block, a new connection and then the TERM that came during the block; the connection, looked
+    // at after the signal, was refused by the draining machine and reset at exit. The model's worker
+    // takes the signal first and leaves the connection in the queue, for the replacement.
+    const app = new URL('./fixtures/block-app.ts', import.meta.url).pathname;
+    const server = await serve(['--workers', '2', '--app', app, '--policy', 'safe-drain', '--graceful-timeout', '10']);
+    const first = new Client(server.target);
+    first.send('GET /block?ms=900 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 150));
+    // The other worker: the first one is blocked and accepts nothing.
+    const second = new Client(server.target);
+    second.send('GET /block?ms=900 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 150));
+    const queued = new Client(server.target);
+    await queued.connected;
+    queued.send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    const blocked = server.workerPids();
+    expect(blocked).toHaveLength(2);
+    for (const pid of blocked) process.kill(pid, 'SIGTERM');
+    for (const client of [first, second]) {
+      const outcome = await client.next(5000);
+      expect(outcome.kind === 'response' && outcome.response.status).toBe(200);
+    }
+    expect(await queued.next(10_000)).toMatchObject({ kind: 'response', response: { status: 200, body: 'done\n' } });
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    // Served by neither of the blocked workers: by a replacement the arbiter started.
+    const servedBy = trace.events.filter((e) => e.type === 'worker.accept').map((e) => e.actor);
+    expect(new Set(servedBy).size).toBe(3);
+  });
+
   it('lingering close: after its last response the server half-closes and discards what still comes, instead of resetting it', async () => {
     for (const [policy, lingers] of [['gunicorn-sync+lingering-close', true], ['gunicorn-sync', false]] as const) {
       const server = await serve(['--workers', '1', '--policy', policy, '--linger', '0.5']);
