@@ -20,8 +20,8 @@ import type { Trace } from '../model/trace.ts';
 import { BASE_POLICY_NAMES } from '../model/policies.ts';
 import type { ServerParams } from '../model/params.ts';
 import { scriptParams, simulateScript, type Script } from '../simulator/script.ts';
-import { runScript, type ServerUnderTest } from './live.ts';
-import { accepts, childrenOf, startProcess } from './process.ts';
+import { appEnv, runScript, type ServerUnderTest } from './live.ts';
+import { accepts, answers, childrenOf, startProcess } from './process.ts';
 import { SCRIPTS } from './scripts.ts';
 import { clientLine, existsExplanation, type ExistentialVerdict } from './exists.ts';
 
@@ -79,11 +79,13 @@ export function commandServer(command: string, bind: string, signals: { stop?: s
   const target = parseBind(bind);
   return {
     signalFor: (signal) => (signal === 'TERM' ? (signals.stop ?? signal) : signal === 'HUP' ? (signals.reload ?? signal) : signal),
-    start: (params, dir) => startProcess(['/bin/sh', '-c', `exec ${fillCommand(command, params)}`], { cwd: dir }),
-    listening: async (server, timeoutMs) => {
+    start: (params, dir, app) => startProcess(['/bin/sh', '-c', `exec ${fillCommand(command, params)}`], { cwd: dir, env: appEnv(app) }),
+    listening: async (server, timeoutMs, app) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        if (await accepts(target)) return target;
+        // A server may bind before its workers have loaded the app (gunicorn's arbiter does): where the
+        // app takes a while, the run starts once the server answers, not once it accepts.
+        if (app && app.loadMs > 0 ? await answers(target, Math.max(1, deadline - Date.now())) : await accepts(target)) return target;
         if (server.proc.exitCode !== null) throw new ServerStartError(`the server exited (${server.proc.exitCode}) before it accepted connections at ${bind}`, server.output());
         if (Date.now() > deadline) throw new ServerStartError(`the server did not accept connections at ${bind} within ${timeoutMs} ms`, server.output());
         await new Promise((r) => setTimeout(r, 50));

@@ -244,14 +244,28 @@ export class ScriptClient {
 
 /** A server the runner can start and stop: ours, or any command (conformance/blackbox.ts). */
 export interface ServerUnderTest {
-  /** Start it with these parameters (a script's, a calibration's), in its own directory; the runner signals it by its pid. */
-  start(server: ServerParams, dir: string): ServerProcess;
-  /** Where it accepts connections, once it does. */
-  listening(server: ServerProcess, timeoutMs: number): Promise<net.NetConnectOpts>;
+  /**
+   * Start it with these parameters (a script's, a calibration's), in its own directory; the runner
+   * signals it by its pid. `app.loadMs`: how long its app's import takes (QUIESCE_APP_LOAD_MS).
+   */
+  start(server: ServerParams, dir: string, app?: AppTiming): ServerProcess;
+  /** Where it accepts connections, once it does — and, for an app that loads slowly, once it answers. */
+  listening(server: ServerProcess, timeoutMs: number, app?: AppTiming): Promise<net.NetConnectOpts>;
   /** Its worker processes, oldest first (for signals to a worker). */
   workers(server: ServerProcess): number[];
   /** The signal this server takes for a script's (nginx stops gracefully on QUIT, not TERM). */
   signalFor?(signal: string): string;
+}
+
+/** How the scripts' app behaves beyond each request's own time. */
+export interface AppTiming {
+  /** How long the app's import takes in a new worker, in ms. */
+  readonly loadMs: number;
+}
+
+/** The environment that tells the scripts' app (sleep_app.py, conformance/apps/sleep-loading.ts) its timing. */
+export function appEnv(app: AppTiming | undefined): Record<string, string> {
+  return app && app.loadMs > 0 ? { QUIESCE_APP_LOAD_MS: String(app.loadMs) } : {};
 }
 
 export interface ScriptRun {
@@ -265,11 +279,12 @@ export interface ScriptRun {
 /** The one black-box runner: a script's clients and signals at their moments, against a real server process. */
 export async function runScript(script: Script, sut: ServerUnderTest, options: { timeoutMs?: number } = {}): Promise<ScriptRun> {
   const dir = tempDir('quiesce-script-');
-  const server = sut.start(scriptParams(script), dir);
+  const app: AppTiming = { loadMs: script.appLoadMs ?? 0 };
+  const server = sut.start(scriptParams(script), dir, app);
   const observed: TraceEvent[] = [];
   const clients = new Map<string, ScriptClient>();
   try {
-    const target = await sut.listening(server, options.timeoutMs ?? 20_000);
+    const target = await sut.listening(server, options.timeoutMs ?? 20_000, app);
     const t0 = performance.now();
     const record = (event: Omit<TraceEvent, 't'>) => observed.push({ t: performance.now() - t0, ...event } as TraceEvent);
     const client = (name: string) => {
@@ -331,14 +346,17 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
   }
 }
 
+/** The built-in sleep app behind an import that takes QUIESCE_APP_LOAD_MS. */
+const SLOW_LOADING_APP = new URL('./apps/sleep-loading.ts', import.meta.url).pathname;
+
 /** `quiesce serve` under a policy, as a server under test: it also writes its own trace. */
 function quiesceServe(policy: string, env: Record<string, string>): ServerUnderTest {
   return {
-    start: (server, dir) =>
+    start: (server, dir, app) =>
       startProcess(
-        [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', 'sleep', '--trace', join(dir, 'trace.jsonl'), ...serveFlags(server)],
+        [process.execPath, QUIESCE_BIN, 'serve', '--bind', '127.0.0.1:0', '--policy', policy, '--app', app && app.loadMs > 0 ? SLOW_LOADING_APP : 'sleep', '--trace', join(dir, 'trace.jsonl'), ...serveFlags(server)],
         // The workers check after every connection event that their bookkeeping agrees with their machines.
-        { cwd: dir, env: { QUIESCE_DEBUG: 'pairs', ...env } },
+        { cwd: dir, env: { QUIESCE_DEBUG: 'pairs', ...appEnv(app), ...env } },
       ),
     listening,
     workers: (server) => workersOf(server.pid),

@@ -152,6 +152,27 @@ export function accepts(target: net.NetConnectOpts): Promise<boolean> {
   });
 }
 
+/**
+ * Does a server answer HTTP at `target` within `timeoutMs`? One `GET /` with `Connection: close`,
+ * as a load balancer's health check: a server that binds before its workers have loaded the app
+ * (gunicorn's arbiter) accepts the connection at once and answers once a worker takes it.
+ */
+export function answers(target: net.NetConnectOpts, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(target);
+    const done = (answered: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answered);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('connect', () => socket.write('GET / HTTP/1.1\r\nHost: quiesce\r\nConnection: close\r\n\r\n'));
+    socket.once('data', (chunk: Buffer) => done(chunk.toString('latin1').startsWith('HTTP/1.')));
+    socket.once('error', () => done(false));
+    socket.once('end', () => done(false));
+  });
+}
+
 export interface ServerProcess {
   readonly proc: ChildProcess;
   readonly pid: number;

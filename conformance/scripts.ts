@@ -260,6 +260,38 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 2000, do: 'close', client: 'piped' },
     ],
   },
+  {
+    name: 'stop-while-booting',
+    description:
+      'HUP with a request in flight, then a graceful stop while the new worker still loads its app (1.2 s): the booting worker takes the TERM and leaves without accepting; the old one answers its request',
+    server: BASE,
+    appLoadMs: 1200,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'busy' },
+      { atMs: 0, do: 'request', client: 'busy', serviceMs: 800 },
+      { atMs: 200, do: 'signal', signal: 'HUP' },
+      { atMs: 500, do: 'signal', signal: 'TERM' },
+      // The old worker's client leaves after its answer (a policy may keep it idle to the keep-alive timeout),
+      // so that the old worker is gone before the new one's load is done, whatever the policy.
+      { atMs: 1000, do: 'close', client: 'busy' },
+    ],
+  },
+  {
+    name: 'fast-stop-while-booting',
+    description:
+      'HUP with a request in flight, then a fast stop (INT) while the new worker still loads its app (1.2 s): the booting worker takes the QUIT and leaves; the old one drops its request',
+    server: BASE,
+    appLoadMs: 1200,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'busy' },
+      { atMs: 0, do: 'request', client: 'busy', serviceMs: 800 },
+      { atMs: 200, do: 'signal', signal: 'HUP' },
+      { atMs: 500, do: 'signal', signal: 'INT' },
+      // The old worker's client leaves after its answer (a policy may keep it idle to the keep-alive timeout),
+      // so that the old worker is gone before the new one's load is done, whatever the policy.
+      { atMs: 1000, do: 'close', client: 'busy' },
+    ],
+  },
 ];
 
 export function getScript(name: string): Script {

@@ -55,7 +55,7 @@ interface WorkerRecord {
   /** Signals this arbiter sent it. */
   readonly sent: Set<WorkerSignal>;
   /**
-   * Its process has installed its signal handlers (it said spare-ready). Until then a signal would
+   * Its process has installed its signal handlers (it said signals-ready). Until then a signal would
    * meet Node's default action and kill it unheard: the arbiter holds it back (as a forked gunicorn
    * worker ignores signals until init_signals), except KILL, which no handler changes.
    */
@@ -71,6 +71,8 @@ interface WorkerRecord {
 interface Spare {
   readonly child: ChildProcess;
   ready: boolean;
+  /** Its signal handlers are installed (it may still be loading the app). */
+  takesSignals: boolean;
   /** The worker it is to become (once ready): from then on its messages and its end are that worker's. */
   becomes: WorkerRecord | null;
   bootError: string | null;
@@ -336,7 +338,7 @@ export class Arbiter {
   private spawnWorker(id: WorkerId, maxRequests: number): void {
     const spare = this.takeSpare();
     const identity: WorkerIdentity = { id, n: Number(id.slice('worker/'.length)), maxRequests };
-    const record: WorkerRecord = { id, identity, child: spare.child, ready: false, bootError: spare.bootError, crash: null, saidBye: false, sent: new Set(), takesSignals: spare.ready, heldSignals: [] };
+    const record: WorkerRecord = { id, identity, child: spare.child, ready: false, bootError: spare.bootError, crash: null, saidBye: false, sent: new Set(), takesSignals: spare.takesSignals, heldSignals: [] };
     spare.becomes = record;
     if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
@@ -378,7 +380,7 @@ export class Arbiter {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: this.workerEnv(spec),
     });
-    const spare: Spare = { child, ready: false, becomes: null, bootError: null, retired: false };
+    const spare: Spare = { child, ready: false, takesSignals: false, becomes: null, bootError: null, retired: false };
     this.spares.add(spare);
     child.on('message', (message: unknown) => {
       if (spare.becomes) this.onMessage(spare.becomes, message);
@@ -417,7 +419,8 @@ export class Arbiter {
 
   private onSpareMessage(spare: Spare, message: unknown): void {
     if (!isWorkerMessage(message)) return;
-    if (message.kind === 'spare-ready') spare.ready = true;
+    if (message.kind === 'signals-ready') spare.takesSignals = true;
+    else if (message.kind === 'spare-ready') spare.ready = true;
     else if (message.kind === 'boot-error') spare.bootError = message.message;
   }
 
@@ -538,10 +541,12 @@ export class Arbiter {
     if (!isWorkerMessage(message)) return;
     const m = message as WorkerMessage;
     switch (m.kind) {
-      case 'spare-ready':
-        // A spare taken before it was ready (the first workers, a quick succession of spawns).
+      case 'signals-ready':
+        // A spare taken before its handlers were installed (the first workers, a quick succession of spawns).
         record.takesSignals = true;
         for (const signal of record.heldSignals.splice(0)) this.kill(record, signal);
+        return;
+      case 'spare-ready':
         return;
       case 'ready':
         record.ready = true;

@@ -40,6 +40,11 @@ export type WorkerSpec = SpareSpec & WorkerIdentity;
 export const WORKER_SPEC_ENV = 'QUIESCE_WORKER';
 
 export type WorkerMessage =
+  /**
+   * Its signal handlers are installed (before the app loads, as gunicorn's init_signals comes before
+   * load_wsgi): a TERM or INT from now on is the worker's, taken as it boots, not Node's default death.
+   */
+  | { readonly kind: 'signals-ready' }
   /** The app is loaded and the machines compiled: the spare can become a worker at once. */
   | { readonly kind: 'spare-ready' }
   | { readonly kind: 'ready' }

@@ -54,6 +54,7 @@ export function main(boot: WorkerBoot): void {
   for (const [name, signal] of [['SIGTERM', 'TERM'], ['SIGINT', 'INT'], ['SIGQUIT', 'QUIT'], ['SIGABRT', 'ABRT']] as const) {
     process.on(name, () => (worker ? worker.signal(signal) : early.push(signal)));
   }
+  send({ kind: 'signals-ready' });
   // HUP, TTIN and TTOU are the arbiter's; a worker in the same process group ignores them.
   for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const) process.on(signal, () => {});
   // The arbiter went away (gunicorn: ppid changed): stop gracefully. A spare was retired: it just ends.

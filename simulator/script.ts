@@ -52,6 +52,12 @@ export interface Script {
   readonly description: string;
   /** The server's parameters beyond the defaults (the real server gets the matching flags). */
   readonly server: Partial<ServerParams>;
+  /**
+   * How long the app takes to load in a new worker, beyond a worker's boot (an import that does work:
+   * gunicorn's load_wsgi, after the worker's signal handlers are in): the window in which a worker is
+   * booting, for the signals that meet it there. The real server's app is told in QUIESCE_APP_LOAD_MS.
+   */
+  readonly appLoadMs?: number;
   readonly steps: readonly ScriptStep[];
 }
 
@@ -68,6 +74,11 @@ export function requestId(client: string, n: number): string {
 /** Simulated platform timings for scripts: a loopback network and a worker boot as long as a real one's. */
 const SCRIPT_NETWORK = { latencyMs: 0.05, bootMs: 150, loopback: true } as const;
 
+/** How long a simulated worker takes to boot under this script: a real one's boot, and its app's load. */
+function bootMsOf(script: Script): number {
+  return SCRIPT_NETWORK.bootMs + (script.appLoadMs ?? 0);
+}
+
 /** Run a script in the simulator: its complete trace. `params`: exactly these (a real run's, from its trace header). */
 export function simulateScript(script: Script, policy: string, seed = 1, params: ServerParams = scriptParams(script)): Trace {
   const events: TraceEvent[] = [];
@@ -79,6 +90,7 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
       server: params,
       load: { kind: 'ab', requests: 1, concurrency: 1, keepAlive: true, timeoutMs: Number.POSITIVE_INFINITY },
       ...SCRIPT_NETWORK,
+      bootMs: bootMsOf(script),
       serviceMinMs: 0,
       serviceMaxMs: 0,
       // A drained worker closes its listener copy at once here, as the real server does.
@@ -106,7 +118,7 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
     onIdleClosed: () => {},
   };
   server.boot();
-  const startMs = SCRIPT_NETWORK.bootMs + 1;
+  const startMs = bootMsOf(script) + 1;
   for (const step of script.steps) {
     engine.after(startMs + step.atMs, () => {
       switch (step.do) {

@@ -3,8 +3,13 @@
 The same app `quiesce serve --app sleep` runs (impl/apps.ts), so a script's
 clients see the same responses from either server.
 """
+import os
 import time
 from urllib.parse import parse_qs
+
+# An app whose import does work (a script's appLoadMs): gunicorn imports it in the new worker
+# (load_wsgi), after the worker's signal handlers are in, so a signal then meets a booting worker.
+time.sleep(int(os.environ.get("QUIESCE_APP_LOAD_MS", "0")) / 1000)
 
 
 def app(environ, start_response):
