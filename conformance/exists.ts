@@ -49,7 +49,7 @@ export type ExistentialVerdict =
 
 /** Why a script cannot be checked for every interleaving, or null. */
 export function uncheckable(script: Script): string | null {
-  if (script.steps.some((s) => s.do === 'signal-worker')) return 'it signals a worker (SIGKILL/SIGSTOP/SIGSEGV), which the explorer does not model';
+  if (script.steps.some((s) => s.do === 'signal-worker')) return 'it signals a worker process directly (not through the arbiter), which the explorer does not model';
   if (script.steps.some((s) => s.do === 'partial')) return 'it sends half a request head, which the explorer does not model';
   if (script.steps.some((s) => s.do === 'partial-body')) return 'it sends part of a request body, which the explorer does not model';
   if (script.steps.some((s) => s.do === 'reset')) return "it resets a connection (SO_LINGER 0), which the explorer's clients do not do";

@@ -292,6 +292,33 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 1000, do: 'close', client: 'busy' },
     ],
   },
+  {
+    name: 'quit-while-draining',
+    description:
+      "an operator's TERM, then QUIT, to the worker itself (not the arbiter) with a 4 s request in flight, and a fault 3.5 s in: where the pool runs what it was given (gthread) the exiting worker outlives its own graceful deadline and dies of the fault with the request; elsewhere QUIT drops the request and the arbiter replaces the worker",
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'busy' },
+      { atMs: 0, do: 'request', client: 'busy', serviceMs: 4000 },
+      { atMs: 200, do: 'signal-worker', worker: 0, signal: 'TERM' },
+      { atMs: 400, do: 'signal-worker', worker: 0, signal: 'QUIT' },
+      { atMs: 3500, do: 'signal-worker', worker: 0, signal: 'SEGV' },
+      { atMs: 4500, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
+    name: 'kill-while-the-pool-runs',
+    description:
+      'a fast stop (INT) with a request in flight, then a TERM and a KILL to the worker itself: where the pool runs what it was given (gthread) the exiting worker ignores the TERM and dies of the KILL with the request; elsewhere it is gone before either',
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'busy' },
+      { atMs: 0, do: 'request', client: 'busy', serviceMs: 1500 },
+      { atMs: 200, do: 'signal', signal: 'INT' },
+      { atMs: 500, do: 'signal-worker', worker: 0, signal: 'TERM' },
+      { atMs: 800, do: 'signal-worker', worker: 0, signal: 'KILL' },
+    ],
+  },
 ];
 
 export function getScript(name: string): Script {

@@ -43,8 +43,10 @@ export type ScriptStep = { readonly atMs: number } & (
   /**
    * A signal to a worker process from outside: `worker` indexes the live workers, oldest first. SEGV
    * stands for a fault: the process dies of a signal nobody sent to stop it (a crash, `worker.crash`).
+   * TERM, INT and QUIT are an operator's that reach the workers too (`pkill -f`, a Ctrl-C to the
+   * process group), not the arbiter's own.
    */
-  | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' | 'SEGV' }
+  | { readonly do: 'signal-worker'; readonly worker: number; readonly signal: 'KILL' | 'STOP' | 'CONT' | 'SEGV' | 'TERM' | 'INT' | 'QUIT' }
 );
 
 export interface Script {
