@@ -244,6 +244,9 @@ export const SCRIPTS: readonly Script[] = [
       { atMs: 300, do: 'signal', signal: 'TERM' },
       { atMs: 600, do: 'connect', client: 'late' },
       { atMs: 600, do: 'request', client: 'late', serviceMs: 10 },
+      // Both clients give up before the graceful deadline (see the note above).
+      { atMs: 2000, do: 'close', client: 'busy' },
+      { atMs: 2000, do: 'close', client: 'late' },
     ],
   },
   {
@@ -261,35 +264,32 @@ export const SCRIPTS: readonly Script[] = [
     ],
   },
   {
-    name: 'stop-while-booting',
+    name: 'fast-stop-while-booting',
     description:
-      'HUP with a request in flight, then a graceful stop while the new worker still loads its app (1.2 s): the booting worker takes the TERM and leaves without accepting; the old one answers its request',
+      'HUP to an idle server, then a fast stop (INT) while the new worker still loads its app (1.5 s): the old worker has drained at once, the booting one takes the QUIT and leaves',
     server: BASE,
-    appLoadMs: 1200,
+    appLoadMs: 1500,
     steps: [
-      { atMs: 0, do: 'connect', client: 'busy' },
-      { atMs: 0, do: 'request', client: 'busy', serviceMs: 800 },
       { atMs: 200, do: 'signal', signal: 'HUP' },
-      { atMs: 500, do: 'signal', signal: 'TERM' },
-      // The old worker's client leaves after its answer (a policy may keep it idle to the keep-alive timeout),
-      // so that the old worker is gone before the new one's load is done, whatever the policy.
-      { atMs: 1000, do: 'close', client: 'busy' },
+      { atMs: 1000, do: 'signal', signal: 'INT' },
     ],
   },
   {
-    name: 'fast-stop-while-booting',
+    name: 'faults-while-booting',
     description:
-      'HUP with a request in flight, then a fast stop (INT) while the new worker still loads its app (1.2 s): the booting worker takes the QUIT and leaves; the old one drops its request',
+      'HUP with a request in flight; the new worker, still loading its app (3 s), dies of a fault, and its replacement, loading too, is SIGKILLed: each is replaced (a worker ended by a signal as it boots is not one that cannot boot), and a graceful stop ends the last one as it boots (it takes the TERM and leaves at once, without accepting)',
     server: BASE,
-    appLoadMs: 1200,
+    appLoadMs: 3000,
     steps: [
       { atMs: 0, do: 'connect', client: 'busy' },
       { atMs: 0, do: 'request', client: 'busy', serviceMs: 800 },
       { atMs: 200, do: 'signal', signal: 'HUP' },
-      { atMs: 500, do: 'signal', signal: 'INT' },
-      // The old worker's client leaves after its answer (a policy may keep it idle to the keep-alive timeout),
-      // so that the old worker is gone before the new one's load is done, whatever the policy.
       { atMs: 1000, do: 'close', client: 'busy' },
+      // The newest of the live workers (the old one may still hold its client), well into its boot: a new
+      // process has become a worker by then (it shows as one from outside), and is still loading.
+      { atMs: 1500, do: 'signal-worker', worker: 1, signal: 'SEGV' },
+      { atMs: 2500, do: 'signal-worker', worker: 1, signal: 'KILL' },
+      { atMs: 3500, do: 'signal', signal: 'TERM' },
     ],
   },
   {

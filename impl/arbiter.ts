@@ -591,7 +591,8 @@ export class Arbiter {
     this.workers.delete(record.id);
     const end = this.endOf(record, signal);
     // gunicorn halts when a worker fails before it booted (exit 3): replacing it would only fail again, forever.
-    const diedBooting = end.kind === 'crashed' && !record.ready && !(end.signal !== null && record.sent.has(end.signal as WorkerSignal));
+    // Not when a signal ended it (gunicorn's reap_workers: "Worker was sent SIGSEGV!", and a replacement).
+    const diedBooting = end.kind === 'crashed' && !record.ready && end.signal === null;
     const bootFailed = record.bootError !== null || code === WORKER_BOOT_ERROR || diedBooting;
     if (bootFailed && this.fatal === null) {
       this.fatal = record.bootError ?? `${record.id} died before it booted (${signal ? `killed by ${signal}` : `exit code ${code}`}); its output above says why`;

@@ -79,17 +79,30 @@ export function main(boot: WorkerBoot): void {
     become();
   });
 
-  /** Once it has its app, its identity and both copies of the socket, the spare is that worker. */
+  /**
+   * Once it has its identity and both copies of the socket, the spare is that worker: its machine boots
+   * (signals are its own from then on), and it listens once its app is loaded too — a spare taken while
+   * it still loads (after a reload, every new worker) boots for as long as the app takes.
+   */
   function become(): void {
-    if (worker !== null || app === null || activation === null || held === null) return;
-    process.title = `quiesce: worker ${activation.identity.n}`;
-    worker = new WorkerServer({ ...spec, ...activation.identity }, app, send, (code) => {
-      boot.keepCompiledCode();
-      process.exit(code);
-    }, debugPairs);
-    worker.start(activation.accepting, held);
-    for (const signal of early.splice(0)) worker.signal(signal);
+    if (activation === null || held === null) return;
+    if (worker === null) {
+      process.title = `quiesce: worker ${activation.identity.n}`;
+      // Requests come only once it listens, after the load: by then `app` is set.
+      const loadedApp: App = (request, context) => app!(request, context);
+      worker = new WorkerServer({ ...spec, ...activation.identity }, loadedApp, send, (code) => {
+        boot.keepCompiledCode();
+        process.exit(code);
+      }, debugPairs);
+      worker.boot(held);
+      for (const signal of early.splice(0)) worker.signal(signal);
+    }
+    if (app !== null && !listening) {
+      listening = true;
+      worker.listen(activation.accepting);
+    }
   }
+  let listening = false;
 
   void loadApp(spec.app, spec.cwd, boot.importModule).then(
     (loaded) => {

@@ -111,10 +111,19 @@ export class WorkerServer implements WorkerPort {
     this.send({ kind: 'events', events });
   }
 
-  /** Become the worker: accept on one copy of the listening socket, hold the other. */
-  start(accepting: unknown, heldListener: SocketHandle): void {
+  /**
+   * Become the worker, holding one copy of the listening socket: its machine boots now, while its app
+   * may still load (gunicorn's init_signals comes before load_wsgi), so a signal from here on is the
+   * booting worker's; `listen` follows once the app is loaded.
+   */
+  boot(heldListener: SocketHandle): void {
     this.heldListener = heldListener;
     this.driver.boot(this.spec.maxRequests);
+  }
+
+  /** Its app is loaded: accept on the other copy. It is ready once it listens — unless it was told to stop as it booted. */
+  listen(accepting: unknown): void {
+    if (this.exiting || !this.driver.isBooting()) return;
     // The backlog must be positional: Node ignores `backlog` in the options object when listening on a handle.
     this.makeServer().listen(accepting as net.ListenOptions, this.spec.params.backlog, () => {
       if (!this.driver.ready()) return;

@@ -44,8 +44,6 @@ export interface WorkerProcessState {
   readonly exited: boolean;
   readonly driver: WorkerDriverState;
   readonly behind: readonly (readonly [ConnId, readonly string[]])[];
-  readonly loading: boolean;
-  readonly signalsWhileLoading: readonly WorkerSignal[];
 }
 
 /** The server's state, as data (the explorer's snapshots): the links of open connections by client. */
@@ -126,7 +124,7 @@ export class SimulatedServer implements ServerSide {
     out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode}`);
     for (const p of this.everSpawned.values()) {
       const d = p.driver.state();
-      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue} ${p.behindKey()} ${p.loadingKey()}`);
+      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue} ${p.behindKey()}`);
     }
     for (const [conn, link] of this.linkOfConn) out.push(`C ${conn} ${link.client}`);
   }
@@ -252,15 +250,6 @@ export class WorkerProcess implements WorkerPort {
   stopped = false;
   private readonly whileStopped: (() => void)[] = [];
   /**
-   * Booting: loading the app. quiesce serve's worker has its machine only once its app is loaded, and
-   * takes a TERM, INT, QUIT or ABRT that came meanwhile then (impl/worker-main.ts); so does this one,
-   * so that a worker stopped as it boots leaves when its boot is done on both platforms. (gunicorn:
-   * a TERM during load_wsgi sets alive = False and the worker leaves as run() begins — the same; a
-   * QUIT raises SystemExit there and then.) KILL, STOP and CONT are the kernel's: at once.
-   */
-  private loading = false;
-  private readonly signalsWhileLoading: WorkerSignal[] = [];
-  /**
    * Requests that arrived behind the one in progress on a connection (pipelined), oldest first: the
    * socket buffer holds them until the response before them is written (as impl/'s parser does).
    */
@@ -286,23 +275,14 @@ export class WorkerProcess implements WorkerPort {
       exited: this.exited,
       driver: this.driver.state(),
       behind: [...this.behind].map(([conn, reqs]) => [conn, [...reqs]] as const),
-      loading: this.loading,
-      signalsWhileLoading: [...this.signalsWhileLoading],
     };
   }
 
   load(state: WorkerProcessState): void {
     this.ready = state.ready;
     this.exited = state.exited;
-    this.loading = state.loading;
-    this.signalsWhileLoading.splice(0, Infinity, ...state.signalsWhileLoading);
     this.driver.load(state.driver);
     for (const [conn, reqs] of state.behind) this.behind.set(conn, [...reqs]);
-  }
-
-  /** Whether it is loading, and the signals it holds until then, as a key part (the explorer's visited set). */
-  loadingKey(): string {
-    return this.loading ? `loading:${this.signalsWhileLoading.join('+')}` : '-';
   }
 
   /** The held pipelined requests as a key part (the explorer's visited set). */
@@ -352,13 +332,10 @@ export class WorkerProcess implements WorkerPort {
 
   boot(maxRequests: number): void {
     this.driver.boot(maxRequests);
-    this.loading = true;
     this.wire.after(this.server.timing.bootMs, { kind: 'boot', worker: this.id });
   }
 
   booted(): void {
-    this.loading = false;
-    for (const signal of this.signalsWhileLoading.splice(0)) this.signal(signal);
     if (!this.driver.ready()) return;
     this.ready = true;
     this.scheduleHeartbeat();
@@ -366,10 +343,6 @@ export class WorkerProcess implements WorkerPort {
   }
 
   signal(signal: WorkerSignal): void {
-    if (this.loading && signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT') {
-      this.signalsWhileLoading.push(signal);
-      return;
-    }
     // A stopped process takes no signal but KILL (and CONT): the kernel holds the rest until CONT.
     if (this.stopped && signal !== 'KILL' && signal !== 'CONT') {
       this.whileStopped.push(() => this.driver.signal(signal));

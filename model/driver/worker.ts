@@ -333,6 +333,11 @@ export class WorkerDriver {
 
   // ───────────────────────── what the platform may ask ─────────────────────────
 
+  /** Booted, not ready yet (loading its app). */
+  isBooting(): boolean {
+    return this.host.matches(this.id, 'booting');
+  }
+
   isDraining(): boolean {
     return this.host.matches(this.id, { alive: 'draining' });
   }

@@ -22,7 +22,7 @@ const cli = runCli;
  * as it exits) whose clients see the same under most policies: the request answered at TERM, or lost
  * at a fault — they tell no policy from the next, and the policy inference does not lean on them.
  */
-const AIMED_AT_THE_WORKER = ['stop-while-booting', 'quit-while-draining', 'kill-while-the-pool-runs'];
+const AIMED_AT_THE_WORKER = ['fast-stop-while-booting', 'faults-while-booting', 'quit-while-draining', 'kill-while-the-pool-runs'];
 
 const explained = (report: ConformReport) => Object.fromEntries(report.scripts.filter((s) => !s.skipped).map((s) => [s.script, s.explainedBy]));
 
@@ -63,10 +63,7 @@ describe('quiesce conform', () => {
         // A request pipelined behind a slow one at TERM: sync answers the first with close (it never keeps
         // alive) and closes with the second unread — an RST, as every non-lingering policy that closes
         // after a draining response; gthread answers the first keep-alive (its header is fixed before the TERM).
-        // A stop while the new worker loads its app (the *-while-booting scripts) aims at the booting worker,
-        // which takes the signal and never accepts: the old one's request is what the clients see — answered
-        // with close at TERM, dropped at INT, as under every policy whose pool does not run what it was given.
-        if (['waiting-for-a-thread-int', 'pipelined-behind-close', 'fast-stop-while-booting'].includes(script)) {
+        if (['waiting-for-a-thread-int', 'pipelined-behind-close'].includes(script)) {
           expect(policies, script).toContain('gunicorn-sync');
           for (const p of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) expect(policies, script).not.toContain(p);
         } else if (AIMED_AT_THE_WORKER.includes(script)) expect(policies, script).toContain('gunicorn-sync');
@@ -92,9 +89,6 @@ describe('quiesce conform', () => {
       expect(view('connect-during-term', 1)).toBe('send late-1 → response late-1 close → eof');
       expect(byScript['connect-during-term']).toEqual(['gunicorn-gthread']);
       expect(byScript['max-requests']).toEqual(['gunicorn-gthread']);
-      // INT while the new worker loads its app: the old worker's pool still runs the request it was given.
-      expect(view('fast-stop-while-booting', 0)).toBe('send busy-1 → response busy-1 keep-alive → eof');
-      expect(byScript['fast-stop-while-booting']).toEqual(['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']);
       // INT does not escalate the graceful stop in 20.1, as the policy says (fastStopEscalates: false).
       expect(byScript['term-then-int']).toContain('gunicorn-gthread');
       // Policies only the search of every interleaving found come with the interleaving: a run of that policy's machines.

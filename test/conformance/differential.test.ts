@@ -3,11 +3,13 @@
  * `quiesce serve` and in the simulator (with the parameters the real run's
  * trace header records), under every policy, and every actor must go
  * through the same lifecycle events in both — timestamps aside, and leaving
- * out what only one of them can see (conformance/compare.ts).
+ * out what only one of them can see (conformance/compare.ts). Six real servers run at a time on this
+ * 2-core machine; a pair that differs runs again alone, and only a difference there fails (the first
+ * is printed): the scripts' windows are 100 ms wide, a starved server can miss one.
  */
 import { describe, expect, it } from 'vitest';
 import { compareLifecycles, describeDifference } from '../../conformance/compare.ts';
-import { pool, runScriptLive, type LiveRun } from '../../conformance/live.ts';
+import { runScriptLive, type LiveRun } from '../../conformance/live.ts';
 import { judgeRun } from '../../conformance/judge.ts';
 import { getScript, SCRIPTS } from '../../conformance/scripts.ts';
 import { BASE_POLICY_NAMES } from '../../model/policies.ts';
@@ -41,12 +43,58 @@ function verdicts(pairs: readonly Pair[]): string[] {
   });
 }
 
-describe('the simulator and the real server run the same event sequences (one driver)', () => {
+/** At most `n` slots' worth of tasks at once (a task takes `weight` of them), the rest waiting in the order they came. */
+function slots(n: number): <T>(weight: number, task: () => Promise<T>) => Promise<T> {
+  let free = n;
+  const waiting: { weight: number; go: () => void }[] = [];
+  const admit = () => {
+    while (waiting.length > 0 && waiting[0]!.weight <= free) {
+      const next = waiting.shift()!;
+      free -= next.weight;
+      next.go();
+    }
+  };
+  return async (weight, task) => {
+    await new Promise<void>((go) => {
+      waiting.push({ weight, go });
+      admit();
+    });
+    try {
+      return await task();
+    } finally {
+      free += weight;
+      admit();
+    }
+  };
+}
+
+/**
+ * Six servers at a time across the scripts, not within each: the tests run concurrently and share the
+ * slots, so a script's runs start as soon as one is free rather than after the slowest run of the
+ * script before (most of a run is the script's own waiting). A script whose new workers load their app
+ * for a while aims at a new process's boot: its runs take two slots, so that fewer servers share the
+ * two cores while processes start (a boot that takes a second under load misses the script's window).
+ */
+const SLOTS = 6;
+const inSlot = slots(SLOTS);
+const weightOf = (script: Script) => ((script.appLoadMs ?? 0) > 0 ? 2 : 1);
+
+describe.concurrent('the simulator and the real server run the same event sequences (one driver)', () => {
   for (const script of SCRIPTS) {
-    it(`${script.name}: ${script.description} — under every policy`, async () => {
-      const pairs = await pool(BASE_POLICY_NAMES, 6, (policy) => bothWays(script, policy));
-      expect(verdicts(pairs)).toEqual([]);
-    }, 180_000);
+    it(`${script.name}: ${script.description} — under every policy`, async ({ expect }) => {
+      const pairs = await Promise.all(BASE_POLICY_NAMES.map((policy) => inSlot(weightOf(script), () => bothWays(script, policy))));
+      const problems: string[] = [];
+      for (const pair of pairs) {
+        const first = verdicts([pair]);
+        if (first.length === 0) continue;
+        // A real server starved of CPU by the servers beside it can leave a script's window (a 10 ms
+        // request not done 100 ms later): the pair runs again alone, and what differs there fails the
+        // test. The first difference is printed, not hidden.
+        console.log(`${script.name} under ${pair.policy} differed with other servers beside it; run again alone:\n${first.join('\n')}`);
+        problems.push(...verdicts([await inSlot(SLOTS, () => bothWays(script, pair.policy))]));
+      }
+      expect(problems).toEqual([]);
+    }, 300_000);
   }
 });
 

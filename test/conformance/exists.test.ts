@@ -26,7 +26,7 @@ describe('the existential check', () => {
     expect(uncheckable(getScript('half-close-while-served'))).toMatch(/half-closes a connection/);
     expect(uncheckable(getScript('pipelined-behind-close'))).toMatch(/pipelines a request/);
     expect(uncheckable(getScript('body-cut-short'))).toMatch(/part of a request body/);
-    expect(CHECKABLE.map((s) => s.name).sort()).toEqual(['connect-during-term', 'fast-stop-while-booting', 'hup-reload', 'max-requests', 'stop-while-booting', 'term-idle-and-in-flight', 'term-then-int', 'ttin-ttou', 'waiting-for-a-thread', 'waiting-for-a-thread-int']);
+    expect(CHECKABLE.map((s) => s.name).sort()).toEqual(['connect-during-term', 'fast-stop-while-booting', 'hup-reload', 'max-requests', 'term-idle-and-in-flight', 'term-then-int', 'ttin-ttou', 'waiting-for-a-thread', 'waiting-for-a-thread-int']);
     expect(existsExplanation(getScript('killed-worker'), 'safe-drain', [])).toEqual({ status: 'not-checkable', reason: uncheckable(getScript('killed-worker')) });
   });
 
