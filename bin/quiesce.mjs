@@ -12,4 +12,11 @@ for (const stream of [process.stdout, process.stderr]) {
 
 register();
 const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const code = await main(argv);
+// The arbiter leaves at once when its stop is done. Left to end by itself, Node closes its handles
+// first, and libuv gives each signal back its default action as the last handler for it goes: a TERM
+// or INT that comes then (a supervisor's second one, a second Ctrl-C) kills the process, and its exit
+// status says "killed by SIGTERM" instead of the stop's own code.
+if (argv[0] === 'serve') process.exit(code);
+process.exitCode = code;

@@ -177,7 +177,11 @@ const ALWAYS_TIMED =
 const RELEASES_AT_ONCE =
   "quiesce serve closes its listener copy in the step the drain begins (releaseListener runs synchronously on Node's loop): no accept comes between; gunicorn 21–23's loop finishes its turn first, and may accept in it (#3038: ServerTiming.loopTickMs)";
 
+const DIES_OF_THE_ABRT =
+  "quiesce serve's worker dies of the watchdog's ABRT in the step that takes it (its connections aborted, its exit at once), so no KILL can follow while it lives; gunicorn's may outlive the ABRT (sys.exit joins gthread's pool threads, and the arbiter's next pass KILLs it) — which the chart's dying state allows, and does not model further";
+
 export const NOT_ON_QUIESCE_SERVE: Readonly<Record<string, string>> = {
+  'worker.dying --worker.signal#1--> (stays)': DIES_OF_THE_ABRT,
   'worker.alive.draining.listening --worker.accept--> (stays)': RELEASES_AT_ONCE,
   'worker.alive.draining.closingListener --worker.accept--> (stays)': RELEASES_AT_ONCE,
   'conn.unpolled --conn.drain#1--> (stays)': OWN_POLLER,

@@ -467,6 +467,26 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     expect(trace.events.filter((e) => e.type === 'worker.accept')).toHaveLength(1);
   });
 
+  it('TERM after TERM while it stops (a supervisor that repeats itself, a second Ctrl-C) does not kill the arbiter: its stop ends with exit 0', async () => {
+    // Found by the conformance paths: the last TERM met the arbiter as Node closed its handles, when libuv
+    // had given SIGTERM back its default action, and the server "died of SIGTERM" (exit −15) — every time
+    // a TERM came every millisecond.
+    for (let run = 0; run < 3; run++) {
+      const server = await serve(['--workers', '1']);
+      let exited = false;
+      void server.exited.then(() => (exited = true));
+      while (!exited) {
+        try {
+          process.kill(server.pid, 'SIGTERM');
+        } catch {
+          // gone between the check and the kill
+        }
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      expect(await server.exited).toBe(0);
+    }
+  });
+
   it('a connection that queued while every worker was blocked by its app, and before a TERM, is served by a replacement — not accepted by a draining worker and reset at its exit', async () => {
     // Found by the soak (1 run in 6): a worker blocked by a CPU-bound handler took, in the turn after
     // the block, a new connection and then the TERM that came during the block; the connection, looked
