@@ -79,6 +79,9 @@ export function main(boot: WorkerBoot): void {
     become();
   });
 
+  /** It has asked its worker to listen (once: when it has both its identity and its app). */
+  let listening = false;
+
   /**
    * Once it has its identity and both copies of the socket, the spare is that worker: its machine boots
    * (signals are its own from then on), and it listens once its app is loaded too — a spare taken while
@@ -102,7 +105,6 @@ export function main(boot: WorkerBoot): void {
       worker.listen(activation.accepting);
     }
   }
-  let listening = false;
 
   void loadApp(spec.app, spec.cwd, boot.importModule).then(
     (loaded) => {

@@ -5,7 +5,9 @@
  */
 import { loadApp } from '../../impl/apps.ts';
 
-const loadMs = Number(process.env.QUIESCE_APP_LOAD_MS ?? '0');
+const raw = process.env.QUIESCE_APP_LOAD_MS ?? '0';
+if (!/^\d+$/.test(raw)) throw new Error(`QUIESCE_APP_LOAD_MS must be a whole number of milliseconds, got ${JSON.stringify(raw)}`);
+const loadMs = Number(raw);
 await new Promise((loaded) => setTimeout(loaded, loadMs));
 
 export default await loadApp('sleep', '.');
