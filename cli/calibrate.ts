@@ -5,7 +5,8 @@ import { ConformUsageError, parseBind, PLACEHOLDERS } from '../conformance/black
 import { asUsageError } from './conform.ts';
 import { BOUNDS, type Bound } from '../model/limits.ts';
 import { getPolicy } from '../model/policies.ts';
-import { getProfile, PROFILE_NAMES, UnknownProfileError, type Profile } from '../simulator/profiles.ts';
+import { readFileSync } from 'node:fs';
+import { getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, readProfileFile, UnknownProfileError, type Profile } from '../simulator/profiles.ts';
 import type { Io } from './main.ts';
 import { parseNumberOption, UsageError } from './errors.ts';
 
@@ -31,14 +32,24 @@ interface CalibrateCliOptions {
   json?: boolean;
 }
 
-export function profileOption(name: string): Profile {
+/** `--profile NAME|FILE`: a shipped profile by name, or a profile file (`npm run profile:measure -- NAME > FILE`). */
+export function profileOption(value: string): Profile {
   try {
-    return getProfile(name);
+    if (!isProfileFile(value)) return getProfile(value);
+    let text: string;
+    try {
+      text = readFileSync(value, 'utf8');
+    } catch (error) {
+      throw new ProfileFileError(value, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    return readProfileFile(value, text);
   } catch (error) {
-    if (error instanceof UnknownProfileError) throw new UsageError(`--profile: ${error.message}`);
+    if (error instanceof UnknownProfileError || error instanceof ProfileFileError) throw new UsageError(`--profile: ${error.message}`);
     throw error;
   }
 }
+
+export const PROFILE_OPTION_HELP = `a shipped profile (${PROFILE_NAMES.join(', ')}) or a profile file, as npm run profile:measure prints it`;
 
 export function registerCalibrateCommand(program: Command, io: Io): void {
   program
@@ -46,7 +57,7 @@ export function registerCalibrateCommand(program: Command, io: Io): void {
     .description("run a real server and the simulator (with the server's profile) under the same ab load, several times each, and print them side by side; exit 1 when the simulated lost exchanges miss the real ones by more than the tolerance")
     .option('--server <command>', `the real server's command line; it may take {bind} ${Object.keys(PLACEHOLDERS).join(' ')}`)
     .option('--bind <host:port>', 'where the command makes the server listen (TCP on loopback)')
-    .option('--profile <name>', `the server's measured timings: ${PROFILE_NAMES.join(', ')}`)
+    .option('--profile <name|file>', `the server's measured timings: ${PROFILE_OPTION_HELP}`)
     .option('--policy <name>', "the policy to simulate (default: the profile's)")
     .option('--runs <n>', 'real runs', '3')
     .option('--seeds <n>', 'simulated runs: seeds 1..n', '3')

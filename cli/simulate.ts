@@ -15,8 +15,8 @@ import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { parseNumberOption, UsageError } from './errors.ts';
 import { BOUNDS, type BoundName } from '../model/limits.ts';
-import { applyProfile, PROFILE_NAMES } from '../simulator/profiles.ts';
-import { profileOption } from './calibrate.ts';
+import { applyProfile } from '../simulator/profiles.ts';
+import { PROFILE_OPTION_HELP, profileOption } from './calibrate.ts';
 
 /** QUIESCE_DEBUG=pairs: check after every step that the simulator's bookkeeping agrees with the machines. */
 const DEBUG_PAIRS = (process.env.QUIESCE_DEBUG ?? '').split(',').includes('pairs');
@@ -182,7 +182,7 @@ export function registerSimulatorCommands(program: Command, io: Io): void {
     .option('--requests <n>', 'ab -n').option('--concurrency <n>', 'ab -c')
     .option('--rate <r>', 'proxy scenarios: requests per second').option('--duration <s>', 'proxy scenarios: seconds')
     .option('--service-ms <ms>', 'fixed service time per request')
-    .option('--profile <name>', `a server's measured timings (service time, worker boot): ${PROFILE_NAMES.join(', ')}`)
+    .option('--profile <name|file>', `a server's measured timings (service time, worker boot): ${PROFILE_OPTION_HELP}`)
     .action((options: SimulateOptions) => {
       const seed = parseNumberOption('--seed', options.seed, SEED_BOUND);
       const scenarios = options.scenario ? [checkedScenario(options.scenario)] : SEED_SCENARIO_NAMES.map(getScenario);

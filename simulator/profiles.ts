@@ -44,3 +44,36 @@ export function getProfile(name: string): Profile {
   if (!profile) throw new UnknownProfileError(name);
   return profile;
 }
+
+/** A profile file that cannot be used: unreadable, not JSON, not a profile, or a number in it without its measurement. */
+export class ProfileFileError extends Error {
+  constructor(readonly file: string, reason: string) {
+    super(`${file}: ${reason}`);
+    this.name = 'ProfileFileError';
+  }
+}
+
+/**
+ * A profile measured elsewhere — most often on this machine, now (`npm run profile:measure -- NAME >
+ * FILE`): a machine's speed changes what a profile says (the shipped quiesce-serve profile's median
+ * worker boot was 33 ms on the day it was measured, 234 ms on the same kind of machine another day).
+ * Held to the shipped files' rules: the schema, and a measurement behind every number.
+ */
+export function readProfileFile(file: string, text: string): Profile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ProfileFileError(file, `not JSON (${(error as Error).message})`);
+  }
+  const parsed = profileSchema.safeParse(json);
+  if (!parsed.success) throw new ProfileFileError(file, `not a server profile: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
+  const unmeasured = unmeasuredNumbers(json);
+  if (unmeasured.length > 0) throw new ProfileFileError(file, `numbers without a measurement that names how they were taken: ${unmeasured.join(', ')}`);
+  return parsed.data;
+}
+
+/** What a `--profile` flag names: a shipped profile, or a file (a value with a "/" or ending in ".json"). */
+export function isProfileFile(value: string): boolean {
+  return value.includes('/') || value.endsWith('.json');
+}

@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyProfile, getProfile, PROFILE_NAMES, profileSchema, unmeasuredNumbers } from '../../simulator/profiles.ts';
+import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
 import { exitToReady, requestTimings } from '../../conformance/measure-profile.ts';
 import { runScenario } from '../../simulator/run.ts';
@@ -42,6 +42,39 @@ describe('profile files', () => {
     expect(undescribed.success).toBe(false);
     expect(undescribed.error?.issues[0]?.message).toMatch(/names measurement "guessed", which the profile does not describe/);
     expect(profileSchema.safeParse({ ...profile, surprise: 1 }).success).toBe(false);
+  });
+});
+
+describe('readProfileFile: a profile measured elsewhere (npm run profile:measure -- NAME > FILE)', () => {
+  const text = readFileSync(new URL('quiesce-serve.json', DIR), 'utf8');
+
+  it('reads what profile:measure prints, as the shipped file would load', () => {
+    expect(readProfileFile('p.json', text)).toEqual(getProfile('quiesce-serve'));
+  });
+
+  it('refuses, naming the file and the reason: not JSON, not a profile, a number without its measurement', () => {
+    const refusal = (body: string) => {
+      try {
+        readProfileFile('/tmp/p.json', body);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ProfileFileError);
+        return (error as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(refusal('{"name":')).toMatch(/^\/tmp\/p\.json: not JSON \(/);
+    expect(refusal('[1, 2]')).toMatch(/^\/tmp\/p\.json: not a server profile: /);
+    const profile = JSON.parse(text) as Record<string, unknown>;
+    expect(refusal(JSON.stringify({ ...profile, bootMs: { ...(profile.bootMs as object), measurement: 'guessed' } }))).toMatch(/does not describe/);
+    expect(refusal(JSON.stringify({ ...profile, dispatchMs: 3 }))).toMatch(/not a server profile: .*dispatchMs|not a server profile: \(top\): Unrecognized key/);
+  });
+
+  it('a --profile value is a file when it has a "/" or ends in .json, a shipped name otherwise', () => {
+    expect(isProfileFile('quiesce-serve')).toBe(false);
+    expect(isProfileFile('gunicorn-20.1-gthread')).toBe(false);
+    expect(isProfileFile('./mine.json')).toBe(true);
+    expect(isProfileFile('/tmp/measured')).toBe(true);
+    expect(isProfileFile('mine.json')).toBe(true);
   });
 });
 
