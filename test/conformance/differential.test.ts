@@ -3,7 +3,9 @@
  * `quiesce serve` and in the simulator (with the parameters the real run's
  * trace header records), under every policy, and every actor must go
  * through the same lifecycle events in both — timestamps aside, and leaving
- * out what only one of them can see (conformance/compare.ts). Six real servers run at a time on this
+ * out what only one of them can see (conformance/compare.ts). A script's policies whose simulated runs
+ * go through the same lifecycle events make one class, and one real server runs for each class (below);
+ * `npm run conformance` runs every pair. Six real servers run at a time on this
  * 2-core machine; a pair that differs runs again alone, and only a difference there fails (the first
  * is printed): the scripts' windows are 100 ms wide, a starved server can miss one.
  */
@@ -79,10 +81,43 @@ const SLOTS = 6;
 const inSlot = slots(SLOTS);
 const weightOf = (script: Script) => ((script.appLoadMs ?? 0) > 0 ? 2 : 1);
 
+/**
+ * The policies of a script whose simulated runs take the same lifecycle events (compareLifecycles finds
+ * no difference), in classes; each class's first policy stands for it. The server's decisions are its
+ * machines' (one driver for both platforms): where the machines of two policies take the same events in
+ * a script, the real server runs the same code for both, and a second run tells nothing the first did
+ * not. Where they differ, even in one event nobody sees on the wire, both run.
+ */
+export function policyClasses(script: Script, policies: readonly string[]): string[][] {
+  const classes: { trace: Trace; policies: string[] }[] = [];
+  for (const policy of policies) {
+    const trace = simulateScript(script, policy, 1);
+    const same = classes.find((c) => compareLifecycles(c.trace, trace).length === 0);
+    if (same) same.policies.push(policy);
+    else classes.push({ trace, policies: [policy] });
+  }
+  return classes.map((c) => c.policies);
+}
+
+describe('policyClasses', () => {
+  it('puts every policy in exactly one class; policies the script tells apart are in different classes, and one class holds policies whose runs are the same', () => {
+    const classes = policyClasses(getScript('term-then-int'), BASE_POLICY_NAMES);
+    expect(classes.flat().sort()).toEqual([...BASE_POLICY_NAMES].sort());
+    // The one slow request in flight: gunicorn ≤ 23 does not escalate the INT and lets it complete; ours cut it.
+    const classOf = (p: string) => classes.findIndex((c) => c.includes(p));
+    expect(classOf('gunicorn-sync')).not.toBe(classOf('safe-drain'));
+    // abort-idle and safe-drain differ only over idle connections and what follows a response, and this
+    // script has neither: the INT cuts the request under both, in the same events.
+    expect(classOf('abort-idle')).toBe(classOf('safe-drain'));
+    for (const c of classes) for (const p of c.slice(1)) expect(compareLifecycles(simulateScript(getScript('term-then-int'), c[0]!, 1), simulateScript(getScript('term-then-int'), p, 1))).toEqual([]);
+  });
+});
+
 describe.concurrent('the simulator and the real server run the same event sequences (one driver)', () => {
   for (const script of SCRIPTS) {
-    it(`${script.name}: ${script.description} — under every policy`, async ({ expect }) => {
-      const pairs = await Promise.all(BASE_POLICY_NAMES.map((policy) => inSlot(weightOf(script), () => bothWays(script, policy))));
+    it(`${script.name}: ${script.description} — one real server for each class of policies the machines tell apart`, async ({ expect }) => {
+      const representatives = policyClasses(script, BASE_POLICY_NAMES).map((c) => c[0]!);
+      const pairs = await Promise.all(representatives.map((policy) => inSlot(weightOf(script), () => bothWays(script, policy))));
       const problems: string[] = [];
       for (const pair of pairs) {
         const first = verdicts([pair]);
