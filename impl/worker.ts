@@ -469,6 +469,12 @@ export class WorkerServer implements WorkerPort {
       // A refusal (or an internal error) needs no app: it is answered at once.
       const response = conn.response ?? INTERNAL_ERROR;
       conn.response = null;
+      // A body too large is refused from its head (413), and the client goes on sending it: bytes nobody
+      // will read. The connection hears of them before the response, as of bytes behind it, so that its
+      // close is what the kernel does with them — an RST, which may destroy the 413 before the client
+      // reads it (RFC 9112 §9.6) — or a lingering close that reads and discards them first. The trace
+      // used to say FIN, and the wire showed FIN, then RST.
+      if (response.status === 413) this.driver.requestBehind(conn.id, req);
       this.finish(conn, req, response, false);
       return;
     }

@@ -641,6 +641,43 @@ describe('quiesce serve: bad input gets a 4xx and a close, and the server keeps 
     expect(trace.events.filter((e) => e.type === 'arbiter.reap' && e.code !== 0)).toEqual([]);
   });
 
+  it('a body too large, still coming after its 413: the trace says RST where the policy does not linger, and the wire shows one; a lingering close discards the body and ends with FIN', async () => {
+    // The 413 is decided from the head; the body keeps coming and nobody reads it. The trace said FIN
+    // (the connection never heard of those bytes) while the kernel reset the connection they reached.
+    const head = 'POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 5000000\r\n\r\n';
+    for (const [policy, lingers] of [['gunicorn-gthread', false], ['safe-drain', true]] as const) {
+      const server = await serve(['--workers', '1', '--app', 'echo', '--max-body', '1000', '--policy', policy, '--linger', '5']);
+      const client = new Client(server.target, { allowHalfOpen: true });
+      await client.connected;
+      client.send(Buffer.concat([Buffer.from(head), Buffer.alloc(64 * 1024, 0x61)]));
+      const answer = await client.next(5000);
+      if (lingers) {
+        // Read and discarded while it lingers: the 413 is not destroyed; the server's half-close (FIN) comes
+        // while the client still sends, and the client's own FIN ends the linger (the trace's close, below).
+        expect(answer.kind === 'response' && [answer.response.status, answer.response.headers.get('connection')], policy).toEqual([413, 'close']);
+        expect((await client.next(5000)).kind, policy).toBe('eof');
+        client.socket.end();
+      } else {
+        // A reset may destroy the 413 before the client reads it (RFC 9112 §9.6): the reset is what is certain.
+        if (answer.kind === 'response') expect(answer.response.status, policy).toBe(413);
+        else expect(answer.kind, policy).toBe('reset');
+        await client.next(5000);
+        expect(client.resetSeen, policy).toBe(true);
+      }
+      client.close();
+      await stopServer(server);
+      const trace = expectConformingTrace(server);
+      const conn = trace.events.filter((e) => e.actor === 'conn/1.1').map((e) => e.type + ('req' in e ? ` ${e.req}` : '') + (e.type === 'conn.close' ? ` rst:${e.rst}` : ''));
+      // The body's bytes are heard of behind the refused request (a refused head names no request: its id
+      // is the connection's count), before its response.
+      const started = conn.findIndex((line) => line.startsWith('conn.handler-start '));
+      const req = conn[started]!.slice('conn.handler-start '.length);
+      expect(conn.indexOf(`conn.bytes ${req}`, started), policy).toBeGreaterThan(started);
+      expect(conn.indexOf(`conn.bytes ${req}`, started), policy).toBeLessThan(conn.indexOf(`conn.respond ${req}`));
+      expect(conn.at(-1), policy).toBe(`conn.close rst:${!lingers}`);
+    }
+  });
+
   it('closes a connection whose request head does not arrive within --header-timeout', async () => {
     const server = await serve(['--workers', '1', '--header-timeout', '0.5']);
     const { data, ending } = await rawExchange(server.target, 'GET / HTTP/1.1\r\nHost: slow', 10_000);
