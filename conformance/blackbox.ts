@@ -37,7 +37,12 @@ export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => st
   '{idle-grace}': { of: (p) => String(p.idleGraceMs / 1000), needed: () => false },
   '{linger}': { of: (p) => String(p.lingerMs / 1000), needed: () => false },
   '{header-timeout}': { of: (p) => String(p.headerTimeoutMs / 1000), needed: (p) => p.headerTimeoutMs > 0 && p.headerTimeoutMs < 10_000 },
+  // Bytes. A script's body too large declares far more (TOO_LARGE_DECLARED_BYTES); a server with no such
+  // limit takes the body and answers what its app says, which no script predicts.
+  '{max-body}': { of: () => String(SCRIPT_MAX_BODY_BYTES), needed: () => false },
 };
+/** The largest request body the scripts' servers take (`{max-body}`), as quiesce serve's default. */
+export const SCRIPT_MAX_BODY_BYTES = 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
 
 export class ConformUsageError extends Error {
@@ -114,7 +119,8 @@ export function fillCommand(command: string, params: ServerParams): string {
 /** Why a script cannot run against this command: a parameter it needs that the command does not take. */
 export function skipReason(command: string, script: Script): string | null {
   const params = scriptParams(script);
-  const missing = Object.entries(PLACEHOLDERS).filter(([name, p]) => p.needed(params) && !command.includes(name));
+  const refusesBodies = script.steps.some((s) => s.do === 'too-large');
+  const missing = Object.entries(PLACEHOLDERS).filter(([name, p]) => (p.needed(params) || (refusesBodies && name === '{max-body}')) && !command.includes(name));
   return missing.length > 0 ? `the command takes no ${missing.map(([n]) => n).join(', ')}` : null;
 }
 

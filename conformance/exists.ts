@@ -52,6 +52,7 @@ export function uncheckable(script: Script): string | null {
   if (script.steps.some((s) => s.do === 'signal-worker')) return 'it signals a worker process directly (not through the arbiter), which the explorer does not model';
   if (script.steps.some((s) => s.do === 'partial')) return 'it sends half a request head, which the explorer does not model';
   if (script.steps.some((s) => s.do === 'partial-body')) return 'it sends part of a request body, which the explorer does not model';
+  if (script.steps.some((s) => s.do === 'too-large')) return 'it sends a body too large for the server, which the explorer does not model';
   if (script.steps.some((s) => s.do === 'reset')) return "it resets a connection (SO_LINGER 0), which the explorer's clients do not do";
   if (script.steps.some((s) => s.do === 'half-close')) return "it half-closes a connection, which the explorer's clients do not do";
   if (pipelines(script)) return "it pipelines a request behind an unanswered one, which the explorer's clients do not do";

@@ -57,6 +57,15 @@ const requestHead = (req: string, serviceMs: number, bodyBytes = 0) =>
 const BODY = 'quiesce-body';
 
 /**
+ * A body too large (`too-large`): the length its head declares, past any server's default limit
+ * (quiesce serve's is 1 MiB; the command's `{max-body}` is SCRIPT_MAX_BODY_BYTES), and what of it the
+ * client writes at once — more than a server reads ahead of a refused head, little enough that the
+ * kernel takes it in one write (so that the client is reading, not writing, when the server answers).
+ */
+export const TOO_LARGE_DECLARED_BYTES = 64 * 1024 * 1024;
+const TOO_LARGE_SENT_BYTES = 64 * 1024;
+
+/**
  * What the kernel's TCP tables say of a connection (Linux, IPv4 and IPv6): `gone` when they have no
  * entry for it — reset, or closed by this side —, `present` otherwise; `unknown` where there is no
  * /proc/net/tcp to read.
@@ -147,6 +156,17 @@ export class ScriptClient {
     const [head, body] = [requestHead(req, serviceMs, BODY.length), BODY];
     this.socket.write(head + body.slice(0, body.length / 2));
     this.unsentBody = body.slice(body.length / 2);
+  }
+
+  /** A POST whose declared body is larger than the server takes: its head and the first part of the body. */
+  tooLarge(): void {
+    if (!this.socket || this.done || this.closing || this.socket.destroyed || this.socket.readableEnded) return;
+    const req = requestId(this.name, ++this.sent);
+    this.outstanding.push(req);
+    if (!this.connected) this.sentOnConnect.push(req);
+    else this.recordSend(req);
+    const head = `POST /?ms=0 HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\nContent-Length: ${TOO_LARGE_DECLARED_BYTES}\r\n\r\n`;
+    this.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.alloc(TOO_LARGE_SENT_BYTES, 0x61)]));
   }
 
   private recordSend(req: string): void {
@@ -307,6 +327,9 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
           break;
         case 'partial':
           client(step.client).partial();
+          break;
+        case 'too-large':
+          client(step.client).tooLarge();
           break;
         case 'partial-body':
           client(step.client).request(step.serviceMs, true);

@@ -264,6 +264,20 @@ export const SCRIPTS: readonly Script[] = [
     ],
   },
   {
+    name: 'body-too-large',
+    description:
+      "a POST whose body is larger than the server takes: answered from its head with 413 and Connection: close while the body keeps coming, unread — a close then resets the connection after the response (RFC 9112 §9.6: the reset may destroy the 413 before the client reads it), a lingering close discards the body and ends with FIN; the next client is served",
+    server: BASE,
+    steps: [
+      { atMs: 0, do: 'connect', client: 'big' },
+      { atMs: 0, do: 'too-large', client: 'big' },
+      { atMs: 300, do: 'connect', client: 'next' },
+      { atMs: 300, do: 'request', client: 'next', serviceMs: 10 },
+      { atMs: 600, do: 'close', client: 'next' },
+      { atMs: 800, do: 'signal', signal: 'TERM' },
+    ],
+  },
+  {
     name: 'fast-stop-while-booting',
     description:
       'HUP to an idle server, then a fast stop (INT) while the new worker still loads its app (1.5 s): the old worker has drained at once, the booting one takes the QUIT and leaves',

@@ -58,6 +58,9 @@ export interface HttpRequest {
 export type ParseStatus = 400 | 413 | 414 | 431 | 501 | 505;
 
 export class ParseError extends Error {
+  /** The X-Request-Id of a head refused after its fields were read (a body too large): the trace names the request by it. */
+  requestId: string | undefined;
+
   constructor(
     readonly status: ParseStatus,
     message: string,
@@ -294,13 +297,19 @@ function parseHead(text: string, limits: ParserLimits): Head {
     const previous = headers.get(name);
     headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
   }
-  // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with two, or with an invalid one.
-  if (requestLine.version === '1.1' && hosts === 0) throw new ParseError(400, 'missing Host header (required in HTTP/1.1)');
-  if (hosts > 1) throw new ParseError(400, `${hosts} Host header fields; expected one`);
-  const host = headers.get('host');
-  if (host !== undefined && !HOST_VALUE.test(host)) throw new ParseError(400, `invalid Host ${JSON.stringify(host.slice(0, 80))}: expected host[:port]`);
-  if (requestLine.method === 'CONNECT') throw new ParseError(501, 'CONNECT is not supported: this server is not a proxy');
-  const framing = framingOf(headers, contentLengths, limits);
+  let framing: Framing;
+  try {
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with two, or with an invalid one.
+    if (requestLine.version === '1.1' && hosts === 0) throw new ParseError(400, 'missing Host header (required in HTTP/1.1)');
+    if (hosts > 1) throw new ParseError(400, `${hosts} Host header fields; expected one`);
+    const host = headers.get('host');
+    if (host !== undefined && !HOST_VALUE.test(host)) throw new ParseError(400, `invalid Host ${JSON.stringify(host.slice(0, 80))}: expected host[:port]`);
+    if (requestLine.method === 'CONNECT') throw new ParseError(501, 'CONNECT is not supported: this server is not a proxy');
+    framing = framingOf(headers, contentLengths, limits);
+  } catch (error) {
+    if (error instanceof ParseError) error.requestId = requestIdOf(headers);
+    throw error;
+  }
   // Spelled out rather than spread: a spread is slow until the JIT has seen it, and most requests come before that.
   return {
     method: requestLine.method,
@@ -313,6 +322,12 @@ function parseHead(text: string, limits: ParserLimits): Head {
     framing,
     keepAlive: allowsKeepAlive(requestLine.version, headers, framing),
   };
+}
+
+/** A request's X-Request-Id, if it has a usable one. */
+function requestIdOf(headers: ReadonlyMap<string, string>): string | undefined {
+  const id = headers.get('x-request-id');
+  return id && id.length <= 200 ? id : undefined;
 }
 
 function framingOf(headers: Map<string, string>, contentLengthLines: number, limits: ParserLimits): Framing {
@@ -497,10 +512,9 @@ export class RequestParser {
     return this.phase.at !== 'complete' && this.head?.headers.get('expect')?.toLowerCase() === '100-continue';
   }
 
-  /** The X-Request-Id of the current request, if its head is complete and has one. */
+  /** The X-Request-Id of the current request, if its head is complete (or was refused after its fields were read) and has one. */
   peekRequestId(): string | undefined {
-    const id = this.head?.headers.get('x-request-id');
-    return id && id.length <= 200 ? id : undefined;
+    return this.head ? requestIdOf(this.head.headers) : this.error?.requestId;
   }
 
   /**

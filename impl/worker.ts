@@ -38,6 +38,8 @@ interface Conn {
   discarding: boolean;
   /** Bytes came while discarding, and the machine was told (once: it only needs to know that they came). */
   discardNoted: boolean;
+  /** A request refused with its body still coming (413): what arrives after it is that body, named by the request. */
+  refusedBody: string | null;
   /** 100 Continue was sent for the request being received. */
   continued: boolean;
   closed: boolean;
@@ -263,6 +265,7 @@ export class WorkerServer implements WorkerPort {
       response: null,
       discarding: false,
       discardNoted: false,
+      refusedBody: null,
       continued: false,
       closed: false,
       readPaused: false,
@@ -346,7 +349,7 @@ export class WorkerServer implements WorkerPort {
   private noteDiscarded(conn: Conn, chunk: Buffer): void {
     if (conn.discardNoted) return;
     conn.discardNoted = true;
-    const id = /x-request-id:[ \t]*([^\r\n]+)/i.exec(chunk.toString('latin1'))?.[1]?.trim() ?? `${conn.id.slice('conn/'.length)}.discarded`;
+    const id = conn.refusedBody ?? /x-request-id:[ \t]*([^\r\n]+)/i.exec(chunk.toString('latin1'))?.[1]?.trim() ?? `${conn.id.slice('conn/'.length)}.discarded`;
     this.driver.requestArrived(conn.id, id);
   }
 
@@ -474,7 +477,10 @@ export class WorkerServer implements WorkerPort {
       // close is what the kernel does with them — an RST, which may destroy the 413 before the client
       // reads it (RFC 9112 §9.6) — or a lingering close that reads and discards them first. The trace
       // used to say FIN, and the wire showed FIN, then RST.
-      if (response.status === 413) this.driver.requestBehind(conn.id, req);
+      if (response.status === 413) {
+        conn.refusedBody = req;
+        this.driver.requestBehind(conn.id, req);
+      }
       this.finish(conn, req, response, false);
       return;
     }

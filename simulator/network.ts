@@ -166,7 +166,7 @@ export class Network {
     bytes: (i, link) => this.bytesArrive(link, i.req, i.partial === true),
     'client-fin': (_i, link) => this.clientFinArrives(link),
     'client-rst': (_i, link) => this.clientRstArrives(link),
-    response: (i, link) => this.responseArrives(link, i.req, i.close),
+    response: (i, link) => this.responseArrives(link, i.req, i.close, i.status),
     'server-fin': (_i, link) => this.finArrives(link),
     rst: (_i, link) => this.rstArrives(link),
     'request-timeout': (i, link) => this.requestTimesOut(link, i.req),
@@ -470,9 +470,9 @@ export class Network {
   // ───────────────────────── from the server ─────────────────────────
 
   /** The server wrote a response; it reaches the client after the latency. */
-  respond(link: Link, req: string, close: boolean): void {
+  respond(link: Link, req: string, close: boolean, status = 200): void {
     link.lastResponseWrittenAtMs = this.host.nowMs;
-    this.schedule(link, this.params.latencyMs, { kind: 'response', client: link.client, req, close });
+    this.schedule(link, this.params.latencyMs, { kind: 'response', client: link.client, req, close, status });
   }
 
   /** The server closed its side: FIN (or RST with `rst`) reaches the client after the latency. */
@@ -498,7 +498,7 @@ export class Network {
     this.schedule(link, this.params.latencyMs, { kind: 'server-fin', client: link.client });
   }
 
-  private responseArrives(link: Link, req: string, close: boolean): void {
+  private responseArrives(link: Link, req: string, close: boolean, status: number): void {
     if (link.clientDone || link.req !== req) return;
     if (link.requestTimer) link.requestTimer.cancelled = true;
     // The next pipelined request is the one awaited now.
@@ -506,8 +506,8 @@ export class Network {
     link.req = next?.req ?? null;
     link.reqDelivered = next?.delivered ?? false;
     link.responses++;
-    this.clientSees(link, { type: 'client.response', req, status: 200, close });
-    link.owner.onResponse(link, req, 200, close);
+    this.clientSees(link, { type: 'client.response', req, status, close });
+    link.owner.onResponse(link, req, status, close);
   }
 
   private finArrives(link: Link): void {

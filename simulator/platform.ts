@@ -29,7 +29,7 @@ export type PlatformItem =
   /** The client's RST (an abortive close) reaches the server's socket. */
   | { readonly kind: 'client-rst'; readonly client: ClientId }
   /** A response reaches the client. */
-  | { readonly kind: 'response'; readonly client: ClientId; readonly req: string; readonly close: boolean }
+  | { readonly kind: 'response'; readonly client: ClientId; readonly req: string; readonly close: boolean; readonly status: number }
   /** The server's FIN reaches the client. */
   | { readonly kind: 'server-fin'; readonly client: ClientId }
   /** An RST reaches the client. */

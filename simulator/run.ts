@@ -73,6 +73,8 @@ export function buildWorld(
   /** Each request's service time; by default drawn uniformly from the scenario's range. */
   serviceMs?: (req: string) => number,
   machineEngine: MachineEngine = 'compiled',
+  /** Requests the server refuses from their head, a body too large (scripts); by default none. */
+  refuses?: (req: string) => boolean,
 ): SimulatedWorld {
   const engine = new Engine(runtimesFor(getPolicy(policyName), params.server, machineEngine), seed, sink);
   // Items come back to the network or the server when the event queue reaches them.
@@ -94,6 +96,7 @@ export function buildWorld(
       ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
+      ...(refuses ? { refuses } : {}),
     },
     wire,
     engine.rng,

@@ -27,6 +27,12 @@ export type ScriptStep = { readonly atMs: number } & (
    * response the client sends nothing more on the connection.
    */
   | { readonly do: 'request'; readonly client: string; readonly serviceMs: number }
+  /**
+   * A POST whose body is larger than the server takes (Content-Length past its `max-body`; quiesce
+   * serve's default, 1 MiB): its head and the first 64 KiB of its body. The server refuses it from its
+   * head (413, Connection: close) while the rest is still to come, unread.
+   */
+  | { readonly do: 'too-large'; readonly client: string }
   /** Part of a request head, and nothing more (a slow client; slowloris). */
   | { readonly do: 'partial'; readonly client: string }
   /** A request whose head is whole and whose body is not: part of it now, the rest with `rest` (if ever). */
@@ -73,6 +79,13 @@ export function requestId(client: string, n: number): string {
   return `${client}-${n}`;
 }
 
+/**
+ * When the rest of a body too large follows its head. The client writes both at once; a real server
+ * reads the head and answers it, and its next read finds the rest — before anything the client sends
+ * in reply to the answer (well within a round trip, 2 × SCRIPT_NETWORK.latencyMs).
+ */
+const TOO_LARGE_REST_AFTER_MS = 0.01;
+
 /** Simulated platform timings for scripts: a loopback network and a worker boot as long as a real one's. */
 const SCRIPT_NETWORK = { latencyMs: 0.05, bootMs: 150, loopback: true } as const;
 
@@ -85,6 +98,8 @@ function bootMsOf(script: Script): number {
 export function simulateScript(script: Script, policy: string, seed = 1, params: ServerParams = scriptParams(script)): Trace {
   const events: TraceEvent[] = [];
   const serviceOf = new Map<string, number>();
+  /** Requests whose body is too large for the server: refused from their head. */
+  const tooLarge = new Set<string>();
   const world = buildWorld(
     policy,
     seed,
@@ -101,6 +116,8 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
     },
     (t, actor, event) => events.push(traceEvent(t, actor, event)),
     (req) => serviceOf.get(req) ?? 0,
+    undefined,
+    (req) => tooLarge.has(req),
   );
   const links = new Map<string, Link>();
   const sent = new Map<string, number>();
@@ -132,7 +149,8 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           return;
         }
         case 'request':
-        case 'partial-body': {
+        case 'partial-body':
+        case 'too-large': {
           const link = links.get(step.client);
           // A connection the server closed takes no more requests: the client would see the close first —
           // unless it is not reading: then the bytes go out, and its machine, which ended, sees nothing.
@@ -147,12 +165,16 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           const n = (sent.get(step.client) ?? 0) + 1;
           sent.set(step.client, n);
           const req = requestId(step.client, n);
-          serviceOf.set(req, step.serviceMs);
+          if (step.do === 'too-large') tooLarge.add(req);
+          else serviceOf.set(req, step.serviceMs);
           const partial = step.do === 'partial-body';
           if (partial) unfinished.set(step.client, req);
           const waiting = unsent.get(link);
           if (waiting) waiting.push({ req, partial });
           else network.send(link, req, true, Number.POSITIVE_INFINITY, partial);
+          // A body too large keeps coming after its head: the next of its bytes reach the server once it
+          // has answered (a real server reads the head and what came with it in one read, the rest after).
+          if (step.do === 'too-large') engine.after(TOO_LARGE_REST_AFTER_MS, () => network.sendRest(link, req));
           return;
         }
         case 'rest': {

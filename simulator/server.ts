@@ -20,6 +20,12 @@ export interface ServerTiming {
   /** Service time of a request, drawn per request. */
   serviceMs: (req: string) => number;
   /**
+   * A request refused from its head (a body larger than the server takes: 413): it is read as not
+   * persisting, answered at once, and the body its client goes on sending waits behind it unread —
+   * what a real server's close then does with it is the chart's (an RST, or a lingering close).
+   */
+  refuses?: (req: string) => boolean;
+  /**
    * How long a readable connection waits in the worker's poller before the loop hands it to a thread
    * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request; absent:
    * at once, in the same step. The explorer gives () => 0: an item, tried before and after whatever
@@ -451,20 +457,29 @@ export class WorkerProcess implements WorkerPort {
 
   read(conn: ConnId): { keepAlive: boolean } | null {
     // Simulated clients send keep-alive requests, whole or in two parts: a partial one is read when its rest comes.
-    return this.server.host.conn(conn).context.pendingPartial ? null : { keepAlive: true };
+    const context = this.server.host.conn(conn).context;
+    if (context.pendingPartial) return null;
+    return { keepAlive: !(context.pendingReq !== null && this.refused(context.pendingReq)) };
   }
 
   handle(conn: ConnId, req: string): void {
-    // A request pipelined behind this one is in the buffer already: the connection hears of it.
+    // A request pipelined behind this one is in the buffer already: the connection hears of it. So is
+    // the body of a request refused from its head, which its client goes on sending (impl: 413).
     const held = this.behind.get(conn);
     if (held !== undefined) this.driver.requestBehind(conn, held[0]!);
-    this.wire.after(Math.max(0, this.server.timing.serviceMs(req)), { kind: 'handler-done', worker: this.id, conn, req });
+    else if (this.refused(req)) this.driver.requestBehind(conn, req);
+    this.wire.after(this.refused(req) ? 0 : Math.max(0, this.server.timing.serviceMs(req)), { kind: 'handler-done', worker: this.id, conn, req });
   }
 
   respond(conn: ConnId, req: string, close: boolean): number {
-    this.server.network.respond(this.link(conn), req, close);
+    const status = this.refused(req) ? 413 : 200;
+    this.server.network.respond(this.link(conn), req, close, status);
     this.later();
-    return 200;
+    return status;
+  }
+
+  private refused(req: string): boolean {
+    return this.server.timing.refuses?.(req) ?? false;
   }
 
   closeSocket(conn: ConnId, rst: boolean): void {

@@ -138,6 +138,7 @@ describe('quiesce conform', () => {
       'header-timeout': 'the command takes no {header-timeout}',
       'max-requests': 'the command takes no {max-requests}',
       'body-cut-short': 'the command takes no {header-timeout}',
+      'body-too-large': 'the command takes no {max-body}',
     });
     const lingering = await conform({
       command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout}`,
