@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { ClientFailure, TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import { parseTrace, type Trace } from '../model/trace.ts';
-import { requestId, scriptParams, type Script } from '../simulator/script.ts';
+import { requestId, scriptParams, workerAt, type Script } from '../simulator/script.ts';
 import { workersOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
 
 /** `quiesce serve` flags for a script's parameters (what the simulator runs with is then read from the real trace's header). */
@@ -350,8 +350,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
           server.signal(`SIG${sut.signalFor?.(step.signal) ?? step.signal}` as NodeJS.Signals);
           break;
         case 'signal-worker': {
-          const live = sut.workers(server);
-          const pid = live[step.worker % Math.max(1, live.length)];
+          const pid = workerAt(sut.workers(server), step.worker);
           if (pid !== undefined) process.kill(pid, `SIG${step.signal}` as NodeJS.Signals);
           break;
         }

@@ -69,6 +69,11 @@ export interface Script {
   readonly steps: readonly ScriptStep[];
 }
 
+/** The worker a `signal-worker` step aims at: its index among the live workers, oldest first, wrapping around. */
+export function workerAt<T>(live: readonly T[], index: number): T | undefined {
+  return live[index % Math.max(1, live.length)];
+}
+
 /** The server parameters a script runs with. */
 export function scriptParams(script: Script): ServerParams {
   return { ...DEFAULT_SERVER_PARAMS, ...script.server };
@@ -210,8 +215,7 @@ export function simulateScript(script: Script, policy: string, seed = 1, params:
           server.signal(step.signal);
           return;
         case 'signal-worker': {
-          const live = server.workerIds();
-          const worker = live[step.worker % Math.max(1, live.length)];
+          const worker = workerAt(server.workerIds(), step.worker);
           if (worker === undefined) return;
           if (step.signal === 'SEGV') server.crashWorker(worker, 'SEGV');
           else server.signalWorker(worker, step.signal);
