@@ -8,8 +8,10 @@
  * TERM, under load with no recycling. The nginx backlog case is not driven
  * by `calibrate` yet.
  */
+import { Command, CommanderError } from 'commander';
 import type { ServerParams } from '../model/params.ts';
-import { getProfile } from '../simulator/profiles.ts';
+import { getProfile, type Profile } from '../simulator/profiles.ts';
+import { measureProfile } from './measure-profile.ts';
 import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 
@@ -62,8 +64,22 @@ export const MATRIX: readonly Row[] = [
   { name: 'quiesce serve (gunicorn-gthread), TERM, no recycling (less refused)', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, maxRequests: 0 }, load: SIGNAL_LOAD, signals: TERM_AT_1S, withoutRefused: true },
 ];
 
-export async function runMatrix(port: number, log: (line: string) => void): Promise<{ row: Row; report: CalibrationReport }[]> {
+/**
+ * The profiles the rows use: measured on this machine first (`measure-profile.ts`, the same code as
+ * `npm run profile:measure`), since a machine's speed changes from one day to the next by more than the
+ * tolerance (simulator/README.md); `shipped`: the files in simulator/profiles/ instead.
+ */
+async function rowProfiles(port: number, shipped: boolean, log: (line: string) => void): Promise<Map<string, Profile>> {
+  const profiles = new Map<string, Profile>();
+  for (const name of new Set(MATRIX.map((row) => row.profile))) {
+    profiles.set(name, shipped ? getProfile(name) : await measureProfile(name, port, log));
+  }
+  return profiles;
+}
+
+export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean } = {}): Promise<{ row: Row; report: CalibrationReport }[]> {
   const cwd = tempDir('quiesce-matrix-');
+  const profiles = await rowProfiles(port, options.shippedProfiles === true, log);
   const results: { row: Row; report: CalibrationReport }[] = [];
   for (const row of MATRIX) {
     log(row.name);
@@ -71,7 +87,7 @@ export async function runMatrix(port: number, log: (line: string) => void): Prom
       command: row.command,
       bind: `127.0.0.1:${port}`,
       cwd,
-      profile: getProfile(row.profile),
+      profile: profiles.get(row.profile)!,
       policy: row.policy,
       server: { ...SEED_CALIBRATION.server, ...row.server },
       load: { ...SEED_CALIBRATION.load, ...row.load },
@@ -110,13 +126,27 @@ export function matrixTable(results: readonly { row: Row; report: CalibrationRep
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [flag, value, ...rest] = process.argv.slice(2);
-  const port = flag === undefined ? 18536 : flag === '--port' && value !== undefined && /^\d{1,5}$/.test(value) && rest.length === 0 ? Number(value) : null;
-  if (port === null || port < 1 || port > 65535) {
-    process.stderr.write('calibrate:matrix: expected no arguments or --port <1..65535>\n');
-    process.exitCode = 2;
-  } else {
-    const results = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`));
+  const program = new Command('calibrate:matrix')
+    .description('every row: quiesce calibrate, 3 real runs beside 3 seeds, with profiles measured on this machine first')
+    .option('--port <n>', 'the loopback port the servers bind', '18536')
+    .option('--shipped-profiles', "use simulator/profiles/ as shipped instead of measuring this machine's")
+    .exitOverride();
+  let port: number | null = null;
+  try {
+    program.parse(process.argv.slice(2), { from: 'user' });
+    const value = program.opts<{ port: string }>().port;
+    port = /^\d{1,5}$/.test(value) && Number(value) >= 1 && Number(value) <= 65535 ? Number(value) : null;
+    if (port === null) process.stderr.write(`calibrate:matrix: --port: expected a port from 1 to 65535, got "${value}"\n`);
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    if (error.exitCode === 0) port = -1;
+  }
+  if (port === -1) process.exitCode = 0;
+  else if (port === null) process.exitCode = 2;
+  else {
+    const shippedProfiles = program.opts<{ shippedProfiles?: boolean }>().shippedProfiles === true;
+    const results = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`), { shippedProfiles });
+    process.stdout.write(`Profiles: ${shippedProfiles ? 'as shipped (simulator/profiles/)' : `measured on this machine first, ${new Date().toISOString().slice(0, 10)}`}\n\n`);
     process.stdout.write(matrixTable(results));
   }
 }
