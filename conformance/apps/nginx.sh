@@ -4,13 +4,16 @@
 # the scripts' slow requests need an app that does). The app runs beside it
 # on a unix socket and leaves when nginx does.
 #
-#   conformance/apps/nginx.sh <host:port> <workers> <keepalive seconds> <graceful-timeout seconds>
+#   conformance/apps/nginx.sh <host:port> <workers> <keepalive seconds> <graceful-timeout seconds> [<max body bytes>]
+#
+# The largest body (client_max_body_size; 1m, nginx's default, if not given): {max-body}, for the
+# script that sends a body too large.
 #
 # nginx's graceful stop is QUIT (TERM is its fast stop), its reload HUP:
 #   npm run conformance -- --stop-signal QUIT --worker-pattern 'nginx: worker' \
-#     --bind 127.0.0.1:8124 --server "conformance/apps/nginx.sh 127.0.0.1:8124 {workers} {keepalive} {graceful-timeout}"
+#     --bind 127.0.0.1:8124 --server "conformance/apps/nginx.sh 127.0.0.1:8124 {workers} {keepalive} {graceful-timeout} {max-body}"
 set -eu
-bind=$1 workers=$2 keepalive=$3 grace=$4
+bind=$1 workers=$2 keepalive=$3 grace=$4 maxbody=${5:-1m}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d "${TMPDIR:-/tmp}/quiesce-nginx-XXXXXX")
 mkdir -p "$dir/logs"
@@ -28,6 +31,7 @@ events { worker_connections 1024; }
 http {
   access_log off;
   keepalive_timeout ${keepalive}s;
+  client_max_body_size $maxbody;
   upstream app { server unix:$dir/app.sock; keepalive 16; }
   server {
     listen $bind;

@@ -109,13 +109,13 @@ describe('quiesce conform', () => {
     const bind = '127.0.0.1:18433';
     // The scripts this test holds nginx to, and those it must skip (skipped without running); the whole
     // report is `npm run conformance -- --server "conformance/apps/nginx.sh …" --stop-signal QUIT`.
-    const SKIPPED = ['heartbeat-timeout', 'header-timeout', 'max-requests', 'body-cut-short', 'body-too-large'];
+    const SKIPPED = ['heartbeat-timeout', 'header-timeout', 'max-requests', 'body-cut-short'];
     const report = await conform({
-      command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout}`,
+      command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout} {max-body}`,
       bind,
       stopSignal: 'QUIT',
       workerPattern: /nginx: worker/,
-      scripts: ['term-idle-and-in-flight', 'hup-reload', 'term-then-int', 'connect-during-term', 'half-close-while-served', 'pipelined-behind-close', 'ttin-ttou', ...SKIPPED],
+      scripts: ['term-idle-and-in-flight', 'hup-reload', 'term-then-int', 'connect-during-term', 'half-close-while-served', 'pipelined-behind-close', 'ttin-ttou', 'body-too-large', ...SKIPPED],
     });
     const byScript = explained(report);
     expect(byScript['term-idle-and-in-flight']).toEqual(['abort-idle']);
@@ -135,26 +135,34 @@ describe('quiesce conform', () => {
     // but safe-drain, which answers both; abort-idle with a lingering close explains it (below).
     expect(byScript['pipelined-behind-close']).toEqual([]);
     expect(report.scripts.find((s) => s.script === 'pipelined-behind-close')!.observed['client/1']).toEqual(['send piped-1', 'send piped-2', 'response piped-1 close', 'fail empty-reply piped-2']);
+    // A body past client_max_body_size: nginx answers 413 with close from the head and closes with
+    // lingering, discarding the body — a FIN, not the RST of a plain close: of the base policies only
+    // safe-drain lingers; abort-idle with a lingering close explains it too (below).
+    expect(byScript['body-too-large']).toEqual(['safe-drain']);
+    expect(report.scripts.find((s) => s.script === 'body-too-large')!.observed['client/1']).toEqual(['send big-1', 'response big-1 close', 'eof']);
     // nginx has no TTIN/TTOU: it retires no worker, and of the policies only serve-until-deadline keeps the idle connection to the end.
     expect(byScript['ttin-ttou']).toEqual(['serve-until-deadline']);
-    // nginx has no worker timeout, header timeout, max-requests or body limit to fill in: those scripts are skipped, and say why.
+    // nginx has no worker timeout, header timeout or max-requests to fill in: those scripts are skipped, and say why.
     const skipped = Object.fromEntries(report.scripts.filter((s) => s.skipped).map((s) => [s.script, s.skipped]));
     expect(skipped).toEqual({
       'heartbeat-timeout': 'the command takes no {timeout}',
       'header-timeout': 'the command takes no {header-timeout}',
       'max-requests': 'the command takes no {max-requests}',
       'body-cut-short': 'the command takes no {header-timeout}',
-      'body-too-large': 'the command takes no {max-body}',
     });
     const lingering = await conform({
-      command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout}`,
+      command: `${APPS}/nginx.sh ${bind} {workers} {keepalive} {graceful-timeout} {max-body}`,
       bind,
       stopSignal: 'QUIT',
       workerPattern: /nginx: worker/,
-      scripts: ['pipelined-behind-close', 'term-idle-and-in-flight'],
+      scripts: ['pipelined-behind-close', 'term-idle-and-in-flight', 'body-too-large'],
       policies: ['abort-idle', 'abort-idle+lingering-close'],
     });
-    expect(explained(lingering)).toEqual({ 'pipelined-behind-close': ['abort-idle+lingering-close'], 'term-idle-and-in-flight': ['abort-idle', 'abort-idle+lingering-close'] });
+    expect(explained(lingering)).toEqual({
+      'pipelined-behind-close': ['abort-idle+lingering-close'],
+      'term-idle-and-in-flight': ['abort-idle', 'abort-idle+lingering-close'],
+      'body-too-large': ['abort-idle+lingering-close'],
+    });
   }, 300_000);
 
   it('bad input: one line naming the flag, exit 2', async () => {
