@@ -26,7 +26,7 @@ import { SCRIPTS } from './scripts.ts';
 import { clientLine, existsExplanation, type ExistentialVerdict } from './exists.ts';
 
 /** Placeholders a server command may take, filled from each script's parameters. */
-export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => string; readonly needed: (p: ServerParams) => boolean }> = {
+export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => string; readonly needed: (p: ServerParams, script: Script) => boolean }> = {
   '{workers}': { of: (p) => String(p.workers), needed: () => false },
   '{threads}': { of: (p) => String(p.threads), needed: () => false },
   '{keepalive}': { of: (p) => String(p.keepAliveMs / 1000), needed: () => false },
@@ -39,7 +39,7 @@ export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => st
   '{header-timeout}': { of: (p) => String(p.headerTimeoutMs / 1000), needed: (p) => p.headerTimeoutMs > 0 && p.headerTimeoutMs < 10_000 },
   // Bytes. A script's body too large declares far more (TOO_LARGE_DECLARED_BYTES); a server with no such
   // limit takes the body and answers what its app says, which no script predicts.
-  '{max-body}': { of: () => String(SCRIPT_MAX_BODY_BYTES), needed: () => false },
+  '{max-body}': { of: () => String(SCRIPT_MAX_BODY_BYTES), needed: (_p, script) => script.steps.some((s) => s.do === 'too-large') },
 };
 /** The largest request body the scripts' servers take (`{max-body}`), as quiesce serve's default. */
 export const SCRIPT_MAX_BODY_BYTES = 1024 * 1024;
@@ -119,8 +119,7 @@ export function fillCommand(command: string, params: ServerParams): string {
 /** Why a script cannot run against this command: a parameter it needs that the command does not take. */
 export function skipReason(command: string, script: Script): string | null {
   const params = scriptParams(script);
-  const refusesBodies = script.steps.some((s) => s.do === 'too-large');
-  const missing = Object.entries(PLACEHOLDERS).filter(([name, p]) => (p.needed(params) || (refusesBodies && name === '{max-body}')) && !command.includes(name));
+  const missing = Object.entries(PLACEHOLDERS).filter(([name, p]) => p.needed(params, script) && !command.includes(name));
   return missing.length > 0 ? `the command takes no ${missing.map(([n]) => n).join(', ')}` : null;
 }
 

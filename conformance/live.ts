@@ -144,11 +144,7 @@ export class ScriptClient {
     }
     // After a `Connection: close` response the client sends nothing more on this connection (as the simulator's).
     if (!this.socket || this.done || this.closing || this.socket.destroyed || this.socket.readableEnded) return;
-    const req = requestId(this.name, ++this.sent);
-    this.outstanding.push(req);
-    // Node holds what is written before the connect completes; the client machine sends once connected (as the simulator's).
-    if (!this.connected) this.sentOnConnect.push(req);
-    else this.recordSend(req);
+    const req = this.nextRequest();
     if (!partial) {
       this.socket.write(requestHead(req, serviceMs));
       return;
@@ -161,12 +157,19 @@ export class ScriptClient {
   /** A POST whose declared body is larger than the server takes: its head and the first part of the body. */
   tooLarge(): void {
     if (!this.socket || this.done || this.closing || this.socket.destroyed || this.socket.readableEnded) return;
-    const req = requestId(this.name, ++this.sent);
-    this.outstanding.push(req);
-    if (!this.connected) this.sentOnConnect.push(req);
-    else this.recordSend(req);
+    const req = this.nextRequest();
     const head = `POST /?ms=0 HTTP/1.1\r\nHost: quiesce\r\nX-Request-Id: ${req}\r\nContent-Length: ${TOO_LARGE_DECLARED_BYTES}\r\n\r\n`;
     this.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.alloc(TOO_LARGE_SENT_BYTES, 0x61)]));
+  }
+
+  /** The next request's id, outstanding now, and recorded as sent. */
+  private nextRequest(): string {
+    const req = requestId(this.name, ++this.sent);
+    this.outstanding.push(req);
+    // Node holds what is written before the connect completes; the client machine sends once connected (as the simulator's).
+    if (!this.connected) this.sentOnConnect.push(req);
+    else this.recordSend(req);
+    return req;
   }
 
   private recordSend(req: string): void {
