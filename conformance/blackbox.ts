@@ -37,6 +37,8 @@ export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => st
   '{idle-grace}': { of: (p) => String(p.idleGraceMs / 1000), needed: () => false },
   '{linger}': { of: (p) => String(p.lingerMs / 1000), needed: () => false },
   '{header-timeout}': { of: (p) => String(p.headerTimeoutMs / 1000), needed: (p) => p.headerTimeoutMs > 0 && p.headerTimeoutMs < 10_000 },
+  // listen(2)'s backlog: no script sets one (the calibration's backlog rows do).
+  '{backlog}': { of: (p) => String(p.backlog), needed: () => false },
   // Bytes. A script's body too large declares far more (TOO_LARGE_DECLARED_BYTES); a server with no such
   // limit takes the body and answers what its app says, which no script predicts.
   '{max-body}': { of: () => String(SCRIPT_MAX_BODY_BYTES), needed: (_p, script) => script.steps.some((s) => s.do === 'too-large') },

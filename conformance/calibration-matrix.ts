@@ -5,15 +5,18 @@
  * `quiesce serve` beside them, each row 3 real runs against 3 seeds, printed
  * as one Markdown table (`npm run calibrate:matrix`; simulator/README.md
  * shows the result) — and the signal rows: three HUPs, 1 s apart, and a
- * TERM, under load with no recycling. The nginx backlog case is not driven
- * by `calibrate` yet.
+ * TERM, under load with no recycling — and the backlog seed's rows: the
+ * server on a unix socket behind a real nginx, a burst faster than its one
+ * sync worker (`backlog-calibration.ts`).
  */
 import { Command, CommanderError } from 'commander';
+import { match } from 'ts-pattern';
 import type { ServerParams } from '../model/params.ts';
 import { getProfile, type Profile } from '../simulator/profiles.ts';
 import { measureProfile } from './measure-profile.ts';
 import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
+import { calibrateBacklog, type BacklogCalibrationReport, type BacklogLoad, type BacklogRunFigures } from './backlog-calibration.ts';
 
 interface Row {
   readonly name: string;
@@ -64,30 +67,64 @@ export const MATRIX: readonly Row[] = [
   { name: 'quiesce serve (gunicorn-gthread), TERM, no recycling (less refused)', command: QUIESCE, profile: 'quiesce-serve', policy: 'gunicorn-gthread', server: { ...SEED, maxRequests: 0 }, load: SIGNAL_LOAD, signals: TERM_AT_1S, withoutRefused: true },
 ];
 
+/** A backlog row: the upstream behind nginx over a unix socket, one sync worker, listen(2) backlog `backlog`, an open-loop burst. */
+interface BacklogRow {
+  readonly name: string;
+  /** Takes {bind} (unix:<socket>), {workers} and {backlog}. */
+  readonly command: string;
+  readonly policy: string;
+  readonly backlog: number;
+  readonly load: BacklogLoad;
+}
+
+/**
+ * The seed's burst, scaled to a few seconds a run: 60 requests in 100 ms, each sleeping 150 ms, so the
+ * whole burst arrives while the worker serves its first request — past the queue, every connect() fails
+ * with EAGAIN. With backlog 16 the arithmetic is 60 − 17 − 1 = 42 immediate 502s; with 64, none.
+ */
+const BURST: BacklogLoad = { requests: 60, spreadMs: 100, serviceMs: 150 };
+const GUNICORN_SYNC_UPSTREAM = `gunicorn -k sync --bind {bind} --workers {workers} --backlog {backlog} --log-level warning --pythonpath ${APPS_DIR} sleep_app:app`;
+// --timeout 0: the sleep app blocks the worker's event loop, as a sync worker's app does; no heartbeat comes while it sleeps.
+const QUIESCE_SYNC_UPSTREAM = `${process.execPath} ${QUIESCE_BIN} serve --app sleep --policy gunicorn-sync --bind {bind} --workers {workers} --backlog {backlog} --timeout 0`;
+
+export const BACKLOG_MATRIX: readonly BacklogRow[] = [
+  { name: 'nginx → gunicorn sync, unix socket, backlog 16', command: GUNICORN_SYNC_UPSTREAM, policy: 'gunicorn-sync', backlog: 16, load: BURST },
+  { name: 'nginx → gunicorn sync, unix socket, backlog 64', command: GUNICORN_SYNC_UPSTREAM, policy: 'gunicorn-sync', backlog: 64, load: BURST },
+  { name: 'nginx → quiesce serve (gunicorn-sync), unix socket, backlog 16', command: QUIESCE_SYNC_UPSTREAM, policy: 'gunicorn-sync', backlog: 16, load: BURST },
+];
+
 /**
  * The profiles the rows use: measured on this machine first (`measure-profile.ts`, the same code as
  * `npm run profile:measure`), since a machine's speed changes from one day to the next by more than the
- * tolerance (simulator/README.md); `shipped`: the files in simulator/profiles/ instead.
+ * tolerance (simulator/README.md), and at each row's worker count, since a profile holds for the load it
+ * was measured under; `shipped`: the files in simulator/profiles/ instead (measured at 4 workers).
  */
+const profileKey = (row: Row) => `${row.profile} at ${row.server.workers ?? SEED_CALIBRATION.server.workers} workers`;
+
 async function rowProfiles(port: number, shipped: boolean, log: (line: string) => void): Promise<Map<string, Profile>> {
   const profiles = new Map<string, Profile>();
-  for (const name of new Set(MATRIX.map((row) => row.profile))) {
-    profiles.set(name, shipped ? getProfile(name) : await measureProfile(name, port, log));
+  for (const row of MATRIX) {
+    const key = profileKey(row);
+    if (profiles.has(key)) continue;
+    const workers = row.server.workers ?? SEED_CALIBRATION.server.workers;
+    profiles.set(key, shipped ? getProfile(row.profile) : await measureProfile(row.profile, port, log, { workers }));
   }
   return profiles;
 }
 
-export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean } = {}): Promise<{ row: Row; report: CalibrationReport }[]> {
+type MatrixResult = { readonly kind: 'ab'; readonly row: Row; readonly report: CalibrationReport } | { readonly kind: 'backlog'; readonly row: BacklogRow; readonly report: BacklogCalibrationReport };
+
+export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean } = {}): Promise<MatrixResult[]> {
   const cwd = tempDir('quiesce-matrix-');
   const profiles = await rowProfiles(port, options.shippedProfiles === true, log);
-  const results: { row: Row; report: CalibrationReport }[] = [];
+  const results: MatrixResult[] = [];
   for (const row of MATRIX) {
     log(row.name);
     const report = await calibrate({
       command: row.command,
       bind: `127.0.0.1:${port}`,
       cwd,
-      profile: profiles.get(row.profile)!,
+      profile: profiles.get(profileKey(row))!,
       policy: row.policy,
       server: { ...SEED_CALIBRATION.server, ...row.server },
       load: { ...SEED_CALIBRATION.load, ...row.load },
@@ -98,7 +135,12 @@ export async function runMatrix(port: number, log: (line: string) => void, optio
       seeds: [1, 2, 3],
       tolerance: 0.25,
     });
-    results.push({ row, report });
+    results.push({ kind: 'ab', row, report });
+  }
+  for (const row of BACKLOG_MATRIX) {
+    log(row.name);
+    const report = await calibrateBacklog({ command: row.command, policy: row.policy, backlog: row.backlog, load: row.load, runs: 3, seeds: [1, 2, 3], tolerance: 0.25 });
+    results.push({ kind: 'backlog', row, report });
   }
   return results;
 }
@@ -109,17 +151,36 @@ const span = (xs: readonly number[]) => {
   return lo === hi ? `${lo}` : `${lo}–${hi}`;
 };
 
-export function matrixTable(results: readonly { row: Row; report: CalibrationReport }[]): string {
+const offBy = (real: number, simulated: number) =>
+  real === 0 ? (simulated === 0 ? '0' : `+${simulated}`) : `${Math.round(((simulated - real) / real) * 100)} %`;
+
+function calibrationLine(row: Row, r: CalibrationReport): string {
+  const compared = (x: RunFigures) => comparedLosses(r.compared, x);
+  const held = (xs: readonly number[]) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1);
+  return `| ${row.name} | ${span(r.real.map(compared))} | ${span(r.simulated.map((s) => compared(s.figures)))} | ${offBy(r.lostRealMedian, r.lostSimulatedMedian)} | ${r.withinTolerance ? 'yes' : 'no'} | ${held(r.real.map((x) => x.heldPerRecycle))} / ${held(r.simulated.map((s) => s.figures.heldPerRecycle))} | ${r.mechanismShareGap.toFixed(2)} |`;
+}
+
+/** A backlog row: the lost are the 502s; the mechanism, a full queue (a 502 before one service time: it never waited). Nothing recycles. */
+function backlogLine(row: BacklogRow, r: BacklogCalibrationReport): string {
+  const immediateShare = (runs: readonly BacklogRunFigures[]) => {
+    const all = runs.reduce((n, x) => n + x.badGateway, 0);
+    return all === 0 ? 1 : runs.reduce((n, x) => n + x.immediate, 0) / all;
+  };
+  const gap = Math.abs(immediateShare(r.real) - immediateShare(r.simulated.map((s) => s.figures)));
+  return `| ${row.name} (arithmetic: ${r.arithmetic} 502s) | ${span(r.real.map((x) => x.badGateway))} | ${span(r.simulated.map((s) => s.figures.badGateway))} | ${offBy(r.lostRealMedian, r.lostSimulatedMedian)} | ${r.withinTolerance ? 'yes' : 'no'} | — | ${gap.toFixed(2)} |`;
+}
+
+export function matrixTable(results: readonly MatrixResult[]): string {
   const lines = [
     '| row | lost, real (3 runs) | lost, simulated (3 seeds) | off by | ±25 % | held at recycle, real / sim | mechanism shares differ by |',
     '| --- | --- | --- | --- | --- | --- | --- |',
   ];
-  for (const { row, report: r } of results) {
-    const compared = (x: RunFigures) => comparedLosses(r.compared, x);
-    const off = r.lostRealMedian === 0 ? (r.lostSimulatedMedian === 0 ? '0' : `+${r.lostSimulatedMedian}`) : `${Math.round(((r.lostSimulatedMedian - r.lostRealMedian) / r.lostRealMedian) * 100)} %`;
-    const held = (xs: readonly number[]) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1);
+  for (const result of results) {
     lines.push(
-      `| ${row.name} | ${span(r.real.map(compared))} | ${span(r.simulated.map((s) => compared(s.figures)))} | ${off} | ${r.withinTolerance ? 'yes' : 'no'} | ${held(r.real.map((x) => x.heldPerRecycle))} / ${held(r.simulated.map((s) => s.figures.heldPerRecycle))} | ${r.mechanismShareGap.toFixed(2)} |`,
+      match(result)
+        .with({ kind: 'ab' }, ({ row, report }) => calibrationLine(row, report))
+        .with({ kind: 'backlog' }, ({ row, report }) => backlogLine(row, report))
+        .exhaustive(),
     );
   }
   return lines.join('\n') + '\n';

@@ -257,17 +257,25 @@ function percentilesOf(samples: readonly number[]): number[] {
   return Array.from({ length: 101 }, (_, p) => round3(histogram.percentileMs(p)));
 }
 
-export async function measureProfile(name: string, port: number, log: (line: string) => void): Promise<Profile> {
+/**
+ * `workers`: the load's worker count (the calibration's 4 unless told). A profile holds for the load it
+ * was measured under: one worker's 20 threads contend for one GIL and two cores differently from four
+ * workers' (the matrix's 1-worker row had a real latency p50 of 4.4 ms where the simulator, with the
+ * 4-worker profile, had 1.4 ms).
+ */
+export async function measureProfile(name: string, port: number, log: (line: string) => void, options: { workers?: number } = {}): Promise<Profile> {
   const target = TARGETS[name];
   if (!target) throw new Error(`unknown profile "${name}"; expected one of: ${Object.keys(TARGETS).join(', ')}`);
   const date = new Date().toISOString().slice(0, 10);
   const machine = describeMachine();
   const url = `http://127.0.0.1:${port}/`;
+  const server: ServerParams = { ...MEASURE_SERVER, workers: options.workers ?? MEASURE_SERVER.workers };
+  if (!Number.isInteger(server.workers) || server.workers < 1) throw new Error(`workers: expected a whole number ≥ 1, got ${server.workers}`);
 
-  log(`${name}: warm-up (ab ${AB_WARMUP.join(' ')}), then service time and worker boot (max-requests ${MEASURE_SERVER.maxRequests}, ab ${AB_LOAD.join(' ')})`);
+  log(`${name}: warm-up (ab ${AB_WARMUP.join(' ')}), then service time and worker boot (${server.workers} workers, max-requests ${server.maxRequests}, ab ${AB_LOAD.join(' ')})`);
   // A first server and run warm what outlives a server: compiled bytecode (.pyc, V8's code cache), the page cache.
-  await withServer(target, MEASURE_SERVER, port, async () => runAb([...AB_WARMUP, url]));
-  const run = await withServer(target, MEASURE_SERVER, port, async (dir, command) => {
+  await withServer(target, server, port, async () => runAb([...AB_WARMUP, url]));
+  const run = await withServer(target, server, port, async (dir, command) => {
     const ab = await runAb([...AB_LOAD, url]);
     if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
     return { ab, command, dir };
@@ -277,7 +285,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen; expected dozens`);
   const requests = target.requestTimes?.(run.dir);
   if (requests && requests.handlerMs.length < AB_REQUESTS / 2) throw new Error(`the hooks saw only ${requests.handlerMs.length} of ${AB_REQUESTS} requests`);
-  const runCommand = `${fillCommand(run.command, MEASURE_SERVER)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
+  const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
 
   const profile: Profile = {
     name,
@@ -328,6 +336,7 @@ async function main(argv: string[]): Promise<number> {
     .argument('<name>', `one of: ${Object.keys(TARGETS).join(', ')}`)
     .option('--write', 'write simulator/profiles/<name>.json (otherwise print it)')
     .option('--port <n>', 'the loopback port the server binds', '18530')
+    .option('--workers <n>', `the load's worker count (a profile holds for the load it was measured under)`, String(MEASURE_SERVER.workers))
     .exitOverride();
   try {
     program.parse(argv, { from: 'user' });
@@ -335,13 +344,25 @@ async function main(argv: string[]): Promise<number> {
     return error instanceof CommanderError ? (error.exitCode === 0 ? 0 : 2) : 2;
   }
   const [name] = program.args as [string];
-  const options = program.opts<{ write?: boolean; port: string }>();
+  const options = program.opts<{ write?: boolean; port: string; workers: string }>();
   if (!(name in TARGETS)) {
     process.stderr.write(`profile:measure: unknown profile "${name}"; expected one of: ${Object.keys(TARGETS).join(', ')}\n`);
     return 2;
   }
+  if (!/^\d{1,5}$/.test(options.port) || Number(options.port) < 1 || Number(options.port) > 65535) {
+    process.stderr.write(`profile:measure: --port: expected a port from 1 to 65535, got "${options.port}"\n`);
+    return 2;
+  }
+  if (!/^\d{1,3}$/.test(options.workers) || Number(options.workers) < 1) {
+    process.stderr.write(`profile:measure: --workers: expected a whole number from 1 to 999, got "${options.workers}"\n`);
+    return 2;
+  }
+  if (options.write && Number(options.workers) !== MEASURE_SERVER.workers) {
+    process.stderr.write(`profile:measure: --write: the shipped profiles are measured at the calibration's ${MEASURE_SERVER.workers} workers; print a profile at --workers ${options.workers} and pass it to --profile as a file\n`);
+    return 2;
+  }
   if (name.startsWith('gunicorn')) execFileSync('gunicorn', ['--version']);
-  const profile = await measureProfile(name, Number(options.port), (line) => process.stderr.write(`${line}\n`));
+  const profile = await measureProfile(name, Number(options.port), (line) => process.stderr.write(`${line}\n`), { workers: Number(options.workers) });
   const text = JSON.stringify(profile, null, 2) + '\n';
   if (options.write) {
     const file = new URL(`../simulator/profiles/${name}.json`, import.meta.url).pathname;

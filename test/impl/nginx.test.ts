@@ -7,15 +7,14 @@
  * somaxconn) + 1, plus the one request being served). With a backlog large
  * enough for the burst, nothing fails and latency is serial service.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { burst, proxiedGet, startProxy } from '../../conformance/nginx-proxy.ts';
+import { calibrateBacklog } from '../../conformance/backlog-calibration.ts';
+import { BACKLOG_MATRIX } from '../../conformance/calibration-matrix.ts';
 import { acceptQueueCapacity } from '../../model/params.ts';
 import { readSomaxconn } from '../../impl/config.ts';
-import { startServer, stopServer, tempDir, traceOf, type RunningServer } from './server.ts';
+import { startServer, stopServer, traceOf, type RunningServer } from './server.ts';
 
 const SERVICE_MS = 150;
 const REQUESTS = 40;
@@ -26,96 +25,14 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function startNginx(socketPath: string): Promise<{ port: number; proc: ChildProcess; errorLog: string }> {
-  const dir = tempDir('quiesce-nginx-');
-  for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub));
-  const port = await freePort();
-  const errorLog = join(dir, 'error.log');
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `daemon off;
-master_process off;
-worker_processes 1;
-error_log ${errorLog} error;
-pid ${join(dir, 'nginx.pid')};
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${join(dir, 'body')};
-  proxy_temp_path ${join(dir, 'proxy')};
-  fastcgi_temp_path ${join(dir, 'fastcgi')};
-  uwsgi_temp_path ${join(dir, 'uwsgi')};
-  scgi_temp_path ${join(dir, 'scgi')};
-  upstream app { server unix:${socketPath}; }
-  server {
-    listen 127.0.0.1:${port};
-    location / { proxy_pass http://app; proxy_connect_timeout 60s; proxy_read_timeout 120s; }
-  }
-}
-`,
-  );
-  const proc = spawn('nginx', ['-p', dir, '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  proc.on('error', (error) => {
-    throw new Error(`cannot run nginx (apt-get install nginx): ${error.message}`);
-  });
-  // Ready when it accepts connections.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.on('connect', () => (s.destroy(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`nginx did not start: ${output}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { port, proc, errorLog };
-}
-
-interface Result {
-  status: number;
-  latencyMs: number;
-}
-
-/** REQUESTS requests, each on its own connection, spread evenly over SPREAD_MS (an open-loop burst, like vegeta). */
-async function burst(port: number): Promise<Result[]> {
-  const one = (delayMs: number) =>
-    new Promise<Result>((resolve, reject) => {
-      setTimeout(() => {
-        const started = performance.now();
-        const req = http.get({ host: '127.0.0.1', port, path: `/?ms=${SERVICE_MS}`, agent: false }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, latencyMs: performance.now() - started }));
-        });
-        req.on('error', reject);
-      }, delayMs);
-    });
-  return Promise.all(Array.from({ length: REQUESTS }, (_, i) => one((i * SPREAD_MS) / REQUESTS)));
-}
-
-async function run(backlog: number): Promise<{ results: Result[]; server: RunningServer; errorLog: string }> {
+async function run(backlog: number) {
   const server = await startServer(['--workers', '1', '--policy', 'gunicorn-sync', '--app', 'sleep', '--backlog', String(backlog), '--timeout', '0'], { unix: true });
   cleanups.push(async () => void (await stopServer(server)));
-  const nginx = await startNginx((server.target as { path: string }).path);
-  cleanups.push(async () => {
-    nginx.proc.kill('SIGQUIT');
-    await new Promise((r) => nginx.proc.once('exit', r));
-  });
+  const nginx = await startProxy((server.target as { path: string }).path);
+  cleanups.push(nginx.stop);
   // One request first, so the burst does not meet a cold worker (JIT) that takes longer to start blocking.
-  await new Promise<void>((resolve, reject) => http.get({ host: '127.0.0.1', port: nginx.port, path: '/?ms=0', agent: false }, (res) => res.resume().on('end', resolve)).on('error', reject));
-  return { results: await burst(nginx.port), server, errorLog: nginx.errorLog };
+  expect((await proxiedGet(nginx.port, '/?ms=0')).status).toBe(200);
+  return { results: await burst(nginx.port, { requests: REQUESTS, spreadMs: SPREAD_MS, serviceMs: SERVICE_MS }), server, errorLog: nginx.errorLog };
 }
 
 describe('the backlog seed behind a real nginx (unix socket)', () => {
@@ -146,5 +63,27 @@ describe('the backlog seed behind a real nginx (unix socket)', () => {
     // One worker, one request at a time: the k-th served waits for the k−1 before it.
     const sorted = results.map((r) => r.latencyMs).sort((a, b) => a - b);
     expect(sorted.at(-1)!).toBeGreaterThanOrEqual((REQUESTS - 1) * SERVICE_MS - SPREAD_MS);
+  });
+});
+
+/**
+ * The seed itself: Debian's gunicorn (sync) on a unix socket behind nginx — the calibration matrix's
+ * backlog row, one real run beside the simulator's `backlog-unix` with the same backlog, somaxconn,
+ * service time and burst. gunicorn's sync worker accepts one connection and blocks in its app, so the
+ * queue arithmetic is exact on both sides: the burst less the queue's capacity less the one in service.
+ */
+describe("the backlog seed with Debian's gunicorn behind nginx (the calibration matrix's row)", () => {
+  it('real and simulated give exactly the arithmetic: every 502 immediate, every other request served', async () => {
+    if (!existsSync('/usr/bin/gunicorn')) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
+    const row = BACKLOG_MATRIX.find((r) => r.name.startsWith('nginx → gunicorn sync') && r.backlog === 16)!;
+    const report = await calibrateBacklog({ command: row.command, policy: row.policy, backlog: row.backlog, load: row.load, runs: 1, seeds: [1, 2], tolerance: 0 });
+    // 60 requests in 100 ms, each 150 ms of service: all arrive while the worker serves the first.
+    expect(report.arithmetic).toBe(row.load.requests - acceptQueueCapacity(row.backlog, report.somaxconn) - 1);
+    expect(report.arithmetic).toBeGreaterThan(0);
+    const served = row.load.requests - report.arithmetic;
+    for (const figures of [...report.real, ...report.simulated.map((s) => s.figures)]) {
+      expect(figures).toEqual({ badGateway: report.arithmetic, immediate: report.arithmetic, ok: served, other: 0 });
+    }
+    expect(report.withinTolerance).toBe(true);
   });
 });

@@ -1,0 +1,147 @@
+/**
+ * The backlog seed as a calibration (issue 14's matrix row "the nginx
+ * unix-socket backlog case"): a real server on a unix socket with a small
+ * listen backlog, behind a real nginx, one sync worker whose app sleeps;
+ * an open-loop burst through nginx, several times — beside the simulator's
+ * `backlog-unix` scenario with the same backlog, the machine's somaxconn,
+ * the same service time and the same burst, over several seeds.
+ *
+ * What is lost is the 502s: nginx's connect() to the unix socket fails with
+ * EAGAIN once the accept queue is full. The model's arithmetic says how
+ * many — the burst, less what the queue holds (min(backlog, somaxconn) + 1,
+ * `acceptQueueCapacity`), less what the worker holds (the one request it
+ * serves) — when the burst comes faster than one service time. That is
+ * exact, not a tolerance: a 502 of the real run is counted as the model's
+ * mechanism only if it came back before a service time had passed (it never
+ * waited for the worker).
+ */
+import { join } from 'node:path';
+import { acceptQueueCapacity, type ServerParams } from '../model/params.ts';
+import { readSomaxconn } from '../impl/config.ts';
+import { runScenario } from '../simulator/run.ts';
+import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
+import { commandServer } from './blackbox.ts';
+import { burst, proxiedGet, startProxy } from './nginx-proxy.ts';
+import { stopGracefully, tempDir } from './process.ts';
+import { median, withinTolerance } from './calibrate.ts';
+
+export interface BacklogLoad {
+  /** Requests in the burst, each on its own connection. */
+  readonly requests: number;
+  /** The burst's length: request i at i × spreadMs / requests. */
+  readonly spreadMs: number;
+  /** What the app sleeps for each request (`/?ms=`). */
+  readonly serviceMs: number;
+}
+
+export interface BacklogCalibrationOptions {
+  /** The upstream's command; `{bind}` is filled with `unix:<socket>`, `{backlog}` and `{workers}` (1) as for `quiesce conform`. */
+  readonly command: string;
+  /** The policy the simulator runs (a sync worker: one request at a time). */
+  readonly policy: string;
+  readonly backlog: number;
+  readonly load: BacklogLoad;
+  readonly runs: number;
+  readonly seeds: readonly number[];
+  readonly tolerance: number;
+}
+
+export interface BacklogRunFigures {
+  /** 502s: nginx's connect() refused with EAGAIN (the accept queue full). */
+  readonly badGateway: number;
+  /** Of those, answered before a service time passed: never waited for the worker. */
+  readonly immediate: number;
+  readonly ok: number;
+  /** Any other status. */
+  readonly other: number;
+}
+
+export interface BacklogCalibrationReport {
+  readonly options: BacklogCalibrationOptions;
+  readonly somaxconn: number;
+  /** The model's arithmetic: requests − (min(backlog, somaxconn) + 1) − 1 in service, when the burst outruns the worker. */
+  readonly arithmetic: number;
+  readonly real: readonly BacklogRunFigures[];
+  readonly simulated: readonly { readonly seed: number; readonly figures: BacklogRunFigures }[];
+  readonly lostRealMedian: number;
+  readonly lostSimulatedMedian: number;
+  readonly withinTolerance: boolean;
+}
+
+/** The upstream's parameters: one sync worker, the row's backlog, the machine's somaxconn. */
+function upstreamParams(backlog: number, somaxconn: number, base: ServerParams): ServerParams {
+  return { ...base, workers: 1, threads: 1, family: 'unix', backlog, somaxconn };
+}
+
+/** The simulator's `backlog-unix` with the row's backlog, the machine's somaxconn, service time and burst. */
+export function backlogScenarioParams(options: Pick<BacklogCalibrationOptions, 'backlog' | 'load'>, somaxconn: number): ScenarioParams {
+  const seed = getScenario('backlog-unix')!.params;
+  if (seed.load.kind !== 'proxy') throw new Error('backlog-unix: expected a proxy load');
+  const { requests, spreadMs, serviceMs } = options.load;
+  return {
+    ...seed,
+    serviceMinMs: serviceMs,
+    serviceMaxMs: serviceMs,
+    server: upstreamParams(options.backlog, somaxconn, seed.server),
+    // ProxyLoad sends round(rate × duration) requests, request i at i / rate: the real burst's spacing.
+    load: { ...seed.load, ratePerSec: (requests * 1000) / spreadMs, durationMs: spreadMs },
+  };
+}
+
+/** A simulated run's figures; its immediate 502s are those whose cause is the full queue (`backlog-overflow`: EAGAIN at once). */
+export function simulatedBacklogRun(policy: string, params: ScenarioParams, seed: number): BacklogRunFigures {
+  const { stats } = runScenario({ scenario: 'calibration', policy, seed, params });
+  const count = (status: number) => stats.statuses[status] ?? 0;
+  const all = Object.values(stats.statuses).reduce((a, b) => a + b, 0);
+  return { badGateway: count(502), immediate: stats.byMechanism['backlog-overflow']?.count ?? 0, ok: count(200), other: all - count(502) - count(200) };
+}
+
+export async function realBacklogRun(options: BacklogCalibrationOptions, somaxconn: number): Promise<BacklogRunFigures> {
+  const dir = tempDir('quiesce-backlog-');
+  const socket = join(dir, 'app.sock');
+  const bind = `unix:${socket}`;
+  const sut = commandServer(options.command.split('{bind}').join(bind), bind);
+  const server = sut.start(upstreamParams(options.backlog, somaxconn, getScenario('backlog-unix')!.params.server), dir);
+  try {
+    await sut.listening(server, 30_000);
+    const proxy = await startProxy(socket);
+    try {
+      // One request first, so that the burst does not meet a cold worker (a JIT, an import) that takes longer to start blocking.
+      const warm = await proxiedGet(proxy.port, '/?ms=0');
+      if (warm.status !== 200) throw new Error(`the upstream answered a first request with ${warm.status} through nginx (expected 200)`);
+      const results = await burst(proxy.port, options.load);
+      const badGateway = results.filter((r) => r.status === 502);
+      return {
+        badGateway: badGateway.length,
+        immediate: badGateway.filter((r) => r.latencyMs < options.load.serviceMs).length,
+        ok: results.filter((r) => r.status === 200).length,
+        other: results.filter((r) => r.status !== 200 && r.status !== 502).length,
+      };
+    } finally {
+      await proxy.stop();
+    }
+  } finally {
+    await stopGracefully(server);
+  }
+}
+
+export async function calibrateBacklog(options: BacklogCalibrationOptions): Promise<BacklogCalibrationReport> {
+  const somaxconn = readSomaxconn();
+  if (options.load.spreadMs >= options.load.serviceMs) throw new Error(`the burst (${options.load.spreadMs} ms) must come faster than one service time (${options.load.serviceMs} ms): the arithmetic holds while the worker serves its first request`);
+  const real: BacklogRunFigures[] = [];
+  for (let i = 0; i < options.runs; i++) real.push(await realBacklogRun(options, somaxconn));
+  const params = backlogScenarioParams(options, somaxconn);
+  const simulated = options.seeds.map((seed) => ({ seed, figures: simulatedBacklogRun(options.policy, params, seed) }));
+  const lostRealMedian = median(real.map((r) => r.badGateway));
+  const lostSimulatedMedian = median(simulated.map((s) => s.figures.badGateway));
+  return {
+    options,
+    somaxconn,
+    arithmetic: Math.max(0, options.load.requests - acceptQueueCapacity(options.backlog, somaxconn) - 1),
+    real,
+    simulated,
+    lostRealMedian,
+    lostSimulatedMedian,
+    withinTolerance: withinTolerance(lostRealMedian, lostSimulatedMedian, options.tolerance),
+  };
+}
