@@ -225,7 +225,7 @@ export class WorkerDriver {
       const endsTurn = this.host.matches(conn, { idle: 'lastTurn' });
       // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
       taken = this.host.emitIfAccepted(conn, partial ? { type: 'conn.bytes', req, partial } : { type: 'conn.bytes', req });
-      if (taken && endsTurn) this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+      if (taken && endsTurn) this.lastPollReturned(conn);
       if (taken && this.host.matches(conn, 'unpolled')) {
         if (this.port.watchReadable(conn)) this.dispatch(conn);
         return;
@@ -246,8 +246,25 @@ export class WorkerDriver {
     const endsTurn = this.host.matches(this.id, { alive: { draining: 'lastTurn' } });
     // Refused once the connection left the poller: abandoned by the drain, closed, aborted.
     if (!this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) return;
-    if (endsTurn) this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
-    this.wantsThread(conn);
+    if (endsTurn) this.lastPollReturned(conn);
+    else this.wantsThread(conn);
+  }
+
+  /**
+   * The poll of a draining worker's last turn returned. select() returns with every connection readable
+   * at that moment, not the first alone, and the loop hands each one over before it looks at `alive`
+   * again (gunicorn 20.x gthread: `for key, _ in events: callback(key.fileobj)`): every request waiting
+   * in the poller is dispatched, and served (with close). Only then does the turn end, and what is still
+   * in the poller — idle connections, requests that come later — is abandoned. `first`: the connection
+   * the poll returned for, handed over already; the threads take it first.
+   */
+  private lastPollReturned(first: ConnId): void {
+    const returned = [first];
+    for (const other of this.openConns()) {
+      if (other !== first && this.host.matches(other, 'unpolled') && this.host.emitIfAccepted(other, { type: 'conn.dispatch' })) returned.push(other);
+    }
+    this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+    for (const conn of returned) this.wantsThread(conn);
   }
 
   /**

@@ -44,7 +44,7 @@ class HandClock extends ActorHost {
 }
 
 /** The fake platform: notes each effect; a worker's "process" is its driver. */
-function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }) {
+function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean } = {}) {
   const events: TraceEvent[] = [];
   const host = new HandClock(runtimesFor(getPolicy(policy), params), (t, actor, e) => events.push(traceEvent(t, actor, e)));
   const effects: string[] = [];
@@ -54,7 +54,8 @@ function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 
       const port: WorkerPort = {
         stopAccepting: () => effects.push(`${id} stops accepting`),
         releaseListener: () => (driver.listenerReleased(), arbiter.listenerReleasedBy(id)),
-        watchReadable: () => true,
+        // With `poller`, a kept-alive connection's next request waits in the loop's poller until `polled` (gthread).
+        watchReadable: () => options.poller !== true,
         pickUp: () => true,
         read: () => ({ keepAlive: true }),
         handle: (conn, req) => effects.push(`${conn} handles ${req}`),
@@ -147,5 +148,33 @@ describe('the drivers on a platform of a few dozen lines', () => {
     p.host.advance(1);
     expect(p.events.filter((e) => e.type === 'arbiter.kill').map((e) => [e.t, (e as { signal: string }).signal])).toEqual([[4000, 'ABRT']]);
     expect(p.events.filter((e) => e.type === 'arbiter.reap').map((e) => (e as { code: number }).code)).toEqual([1]);
+  });
+
+  it("gthread's last loop turn: its poll returns with every readable connection, and each is served (with close); only the idle one is abandoned", () => {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000 }, { poller: true });
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const conns = (['client/1', 'client/2', 'client/3'] as const).map((client) => worker.accept(client)!);
+    conns.forEach((conn, i) => worker.requestArrived(conn, `a${i + 1}`));
+    conns.forEach((conn, i) => worker.handlerFinished(conn, `a${i + 1}`));
+    // Two kept-alive connections get their next request; it waits in the poller. The third stays idle.
+    worker.requestArrived(conns[0]!, 'b1');
+    worker.requestArrived(conns[1]!, 'b2');
+    expect(p.effects.filter((e) => e.includes('handles b'))).toEqual([]);
+    p.arbiter.signal('TERM');
+    // The poll in progress returns with both readable connections (select returns every ready fd, and
+    // gunicorn's loop hands each over before it looks at alive again): both are served, not just the first.
+    worker.polled(conns[0]!);
+    expect(p.effects.filter((e) => e.includes('handles b'))).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
+    worker.polled(conns[1]!); // its own poll timer, late: already handed over, nothing more
+    worker.handlerFinished(conns[0]!, 'b1');
+    worker.handlerFinished(conns[1]!, 'b2');
+    expect(p.effects).toContain('conn/1.1 answers b1 with close');
+    expect(p.effects).toContain('conn/1.2 answers b2 with close');
+    // The idle one was in the poller with nothing to read when the turn ended: abandoned, closed by the exit.
+    expect(p.events.some((e) => e.actor === conns[2] && e.type === 'conn.turn-end')).toBe(true);
+    expect(p.effects.filter((e) => e.includes('handles') && e.startsWith(conns[2]!))).toEqual(['conn/1.3 handles a3']);
+    expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 });
