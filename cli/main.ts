@@ -17,6 +17,7 @@ import { registerServeCommand } from './serve.ts';
 import { registerProveCommand } from './prove.ts';
 import { registerConformCommand } from './conform.ts';
 import { registerCalibrateCommand } from './calibrate.ts';
+import { registerCalibrateBacklogCommand } from './calibrate-backlog.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -112,6 +113,7 @@ export function buildProgram(io: Io): Command {
   registerProveCommand(program, io);
   registerConformCommand(program, io);
   registerCalibrateCommand(program, io);
+  registerCalibrateBacklogCommand(program, io);
   return program;
 }
 

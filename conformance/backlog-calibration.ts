@@ -145,3 +145,31 @@ export async function calibrateBacklog(options: BacklogCalibrationOptions): Prom
     withinTolerance: withinTolerance(lostRealMedian, lostSimulatedMedian, options.tolerance),
   };
 }
+
+const spanOf = (values: readonly number[]) => {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return lo === hi ? `${lo}` : `${lo}–${hi} (median ${median(values)})`;
+};
+
+export function formatBacklogCalibration(r: BacklogCalibrationReport): string {
+  const { options: o } = r;
+  const capacity = acceptQueueCapacity(o.backlog, r.somaxconn);
+  const rows: [string, (x: BacklogRunFigures) => number][] = [
+    ['502 (connect() refused: queue full)', (x) => x.badGateway],
+    ['  of which before one service time', (x) => x.immediate],
+    ['200', (x) => x.ok],
+    ['any other status', (x) => x.other],
+  ];
+  const lines = [
+    `calibrate-backlog: ${o.command}`,
+    `  nginx → unix socket, 1 sync worker, backlog ${o.backlog} (somaxconn ${r.somaxconn}: the queue holds ${capacity}); a burst of ${o.load.requests} requests in ${o.load.spreadMs} ms, each ${o.load.serviceMs} ms of service; simulated as ${o.policy}`,
+    `  the model's arithmetic: ${o.load.requests} − ${capacity} queued − 1 in service = ${r.arithmetic} immediate 502s`,
+    '',
+    `  ${'figure'.padEnd(38)} ${`real, ${r.real.length} runs`.padEnd(24)} simulated, seeds ${r.simulated.map((s) => s.seed).join(',')}`,
+    ...rows.map(([label, of]) => `  ${label.padEnd(38)} ${spanOf(r.real.map(of)).padEnd(24)} ${spanOf(r.simulated.map((s) => of(s.figures)))}`),
+    '',
+    `  502s, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(o.tolerance * 100)} %`,
+  ];
+  return lines.join('\n') + '\n';
+}

@@ -17,6 +17,9 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from './process.ts';
 
+/** nginx is not installed, or did not come up: said in one line, with what nginx printed. */
+export class ProxyStartError extends Error {}
+
 export interface RunningProxy {
   readonly port: number;
   readonly proc: ChildProcess;
@@ -68,7 +71,7 @@ http {
   const proc = spawn('nginx', ['-p', dir, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const failedToRun = new Promise<Error>((resolve) => proc.on('error', (error) => resolve(new Error(`cannot run nginx (apt-get install nginx): ${error.message}`))));
+  const failedToRun = new Promise<Error>((resolve) => proc.on('error', (error) => resolve(new ProxyStartError(`cannot run nginx (apt-get install nginx): ${error.message}`))));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {
@@ -83,7 +86,7 @@ http {
     if (ok) break;
     if (Date.now() > deadline || proc.exitCode !== null) {
       proc.kill('SIGKILL');
-      throw new Error(`nginx did not start within ${startTimeoutMs} ms: ${output.trim()}`);
+      throw new ProxyStartError(`nginx did not start within ${startTimeoutMs} ms: ${output.trim().split('\n').at(-1) ?? ''}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

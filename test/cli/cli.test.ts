@@ -62,6 +62,14 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--signal', 'HUP500'], /--signal: expected SIGNAL@MS .* got "HUP500"/],
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--signal', 'KILL@5'], /--signal: expected SIGNAL@MS with SIGNAL one of TERM, HUP/],
     [['calibrate', '--server', 'x', '--bind', '127.0.0.1:1', '--profile', 'gunicorn-20.1-sync', '--without-refused'], /--without-refused needs --capture/],
+    [['calibrate-backlog'], /--server: required/],
+    [['calibrate-backlog', '--server', 'x {bind}'], /--server: the command must take \{backlog\}/],
+    [['calibrate-backlog', '--server', 'x {backlog}'], /--server: the command must take \{bind\}/],
+    [['calibrate-backlog', '--server', 'x {bind} {backlog}', '--backlog', '0'], /--backlog: expected an integer from 1 to 65535/],
+    [['calibrate-backlog', '--server', 'x {bind} {backlog}', '--spread', '200'], /--spread 200 must be shorter than --service-ms 150/],
+    [['calibrate-backlog', '--server', 'x {bind} {backlog}', '--policy', 'nope'], /unknown policy "nope"/],
+    [['calibrate-backlog', '--server', 'x {bind} {backlog}', '--requests', 'many'], /--requests: expected an integer from 1 to 10000 in decimal digits, got "many"/],
+    [['calibrate-backlog', '--server', "sh -c 'exit 3' {bind} {backlog}", '--runs', '1'], /--server: the server exited \(3\) before it accepted connections at unix:/],
   ];
   it('calibrate and conform: an address something else accepts on, and a server command that never comes up', async () => {
     const { createServer } = await import('node:net');

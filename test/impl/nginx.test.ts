@@ -10,7 +10,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { burst, proxiedGet, startProxy } from '../../conformance/nginx-proxy.ts';
-import { calibrateBacklog } from '../../conformance/backlog-calibration.ts';
+import { calibrateBacklog, type BacklogCalibrationReport } from '../../conformance/backlog-calibration.ts';
+import { runCli } from '../helpers.ts';
 import { BACKLOG_MATRIX } from '../../conformance/calibration-matrix.ts';
 import { acceptQueueCapacity } from '../../model/params.ts';
 import { readSomaxconn } from '../../impl/config.ts';
@@ -85,5 +86,28 @@ describe("the backlog seed with Debian's gunicorn behind nginx (the calibration 
       expect(figures).toEqual({ badGateway: report.arithmetic, immediate: report.arithmetic, ok: served, other: 0 });
     }
     expect(report.withinTolerance).toBe(true);
+  });
+});
+
+describe('quiesce calibrate-backlog', () => {
+  it("runs our server behind nginx beside the simulator, prints the arithmetic, and exits 0 within the tolerance", async () => {
+    const row = BACKLOG_MATRIX.find((r) => r.name.startsWith('nginx → quiesce serve'))!;
+    const { code, out, err } = await runCli('calibrate-backlog', '--server', row.command, '--backlog', String(row.backlog), '--runs', '1', '--seeds', '2', '--json');
+    expect(err).toBe('');
+    const report = JSON.parse(out) as BacklogCalibrationReport;
+    expect(code).toBe(0);
+    expect(report.withinTolerance).toBe(true);
+    for (const s of report.simulated) expect(s.figures).toMatchObject({ badGateway: report.arithmetic, immediate: report.arithmetic });
+    // Node's event loop may accept one connection more than a sync worker before its app blocks it (the
+    // first test above): one 502 fewer than the arithmetic, never more.
+    const [real] = report.real;
+    expect(real!.badGateway).toBeGreaterThanOrEqual(report.arithmetic - 1);
+    expect(real!.badGateway).toBeLessThanOrEqual(report.arithmetic);
+    expect(real!.immediate).toBe(real!.badGateway);
+    expect(real!.badGateway + real!.ok).toBe(row.load.requests);
+    const text = await runCli('calibrate-backlog', '--server', row.command, '--runs', '1', '--seeds', '1');
+    expect(text.out).toContain(`the model's arithmetic: ${row.load.requests} − ${acceptQueueCapacity(row.backlog, report.somaxconn)} queued − 1 in service = ${report.arithmetic} immediate 502s`);
+    const a = report.arithmetic;
+    expect(text.out).toMatch(new RegExp(`502s, medians: real (${a}|${a - 1}), simulated ${a}: within ±25 %`));
   });
 });
