@@ -272,7 +272,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const server: ServerParams = { ...MEASURE_SERVER, workers: options.workers ?? MEASURE_SERVER.workers };
   if (!Number.isInteger(server.workers) || server.workers < 1) throw new Error(`workers: expected a whole number ≥ 1, got ${server.workers}`);
 
-  log(`${name}: warm-up (ab ${AB_WARMUP.join(' ')}), then service time and worker boot (${server.workers} workers, max-requests ${server.maxRequests}, ab ${AB_LOAD.join(' ')})`);
+  log(`${name}: warm-up (ab ${AB_WARMUP.join(' ')}), then service time and worker boot (${server.workers} worker${server.workers === 1 ? '' : 's'}, max-requests ${server.maxRequests}, ab ${AB_LOAD.join(' ')})`);
   // A first server and run warm what outlives a server: compiled bytecode (.pyc, V8's code cache), the page cache.
   await withServer(target, server, port, async () => runAb([...AB_WARMUP, url]));
   const run = await withServer(target, server, port, async (dir, command) => {
