@@ -80,6 +80,13 @@ describe('the calibration matrix (npm run calibrate:matrix)', () => {
  */
 let profileFile = '';
 
+/** The profile measured on this machine now, written where `--profile FILE` reads it (as `npm run profile:measure -- NAME > FILE`). */
+async function measuredProfileFile(name: string, port: number): Promise<string> {
+  const file = join(tempDir('quiesce-calibrate-'), `${name}.json`);
+  writeFileSync(file, JSON.stringify(await measureProfile(name, port, () => {}), null, 2));
+  return file;
+}
+
 /** `quiesce calibrate` against our own server under gunicorn-gthread, on the suite's port, with the profile measured here, and the given flags. */
 function calibrateOurs(...flags: string[]) {
   return runCli(
@@ -95,9 +102,7 @@ function calibrateOurs(...flags: string[]) {
 describe('quiesce calibrate', () => {
   describe('quiesce serve, its profile measured here first', () => {
     beforeAll(async () => {
-      const profile = await measureProfile('quiesce-serve', 18534, () => {});
-      profileFile = join(tempDir('quiesce-calibrate-'), 'quiesce-serve.json');
-      writeFileSync(profileFile, JSON.stringify(profile, null, 2));
+      profileFile = await measuredProfileFile('quiesce-serve', 18534);
     }, 120_000);
     it("quiesce serve under gunicorn-gthread, 3 real runs beside 3 seeds with its profile measured here: the lost exchanges agree within the model's measured accuracy (±40 %), and the exit code is the ±25 % verdict", async () => {
       const { code, out, err } = await calibrateOurs('--json');
@@ -158,29 +163,39 @@ describe('quiesce calibrate', () => {
 
   });
 
-  describe("Debian's gunicorn 20.1 gthread", () => {
+  describe("Debian's gunicorn 20.1 gthread, its profile measured here first", () => {
     if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
-    it('is measured from outside — its recycled workers and the connections each held, from /proc — and set beside its profile; the report says how far the simulator is', async () => {
+    let gunicornProfile = '';
+    beforeAll(async () => {
+      gunicornProfile = await measuredProfileFile('gunicorn-20.1-gthread', 18535);
+    }, 120_000);
+    it("the seed's experiment, 3 real runs beside 9 seeds: measured from outside (recycles, connections held, from /proc), the lost exchanges within the model's measured accuracy (±40 %), and the exit code is the ±25 % verdict", async () => {
       const { code, out } = await runCli(
         'calibrate',
         '--server', `${GUNICORN} -k gthread --bind {bind} --workers {workers} --threads {threads} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning --pythonpath ${APPS_DIR} hello_app:app`,
         '--bind', '127.0.0.1:18535',
-        '--profile', 'gunicorn-20.1-gthread',
-        '--runs', '1',
-        '--seeds', '1',
+        '--profile', gunicornProfile,
+        '--seeds', '9',
         '--json',
       );
       const report = JSON.parse(out) as CalibrationReport;
-      const [real] = report.real;
-      console.log(`gunicorn 20.1 gthread: real lost ${real!.lost} over ${real!.recycles} recycles (held ${real!.heldPerRecycle.toFixed(1)} each); simulated ${report.lostSimulatedMedian}`);
+      console.log(`gunicorn 20.1 gthread: lost exchanges real ${report.real.map((r) => r.lost).join(', ')}; simulated ${report.simulated.map((s) => s.figures.lost).join(', ')}`);
       expect(report.policy).toBe('gunicorn-gthread');
-      expect(real!.recycles).toBeGreaterThanOrEqual(12);
-      expect(real!.heldPerRecycle).toBeGreaterThan(0);
-      // ab counts each lost exchange once under Length; gunicorn 20.1 loses some at every recycle (the seed's finding).
-      expect(real!.lost).toBe(real!.length);
-      expect(real!.lost).toBeGreaterThan(real!.recycles);
-      // The exit code is the tolerance's verdict, whichever it is (the gap is issue 14's open part: simulator/README.md).
+      expect(report.real).toHaveLength(3);
+      for (const real of report.real) {
+        expect(real.recycles).toBeGreaterThanOrEqual(12);
+        expect(real.heldPerRecycle).toBeGreaterThan(0);
+        // ab counts each lost exchange once under Length; gunicorn 20.1 loses some at every recycle (the seed's finding).
+        expect(real.lost).toBe(real.length);
+        expect(real.lost).toBeGreaterThan(real.recycles);
+      }
       expect(code).toBe(report.withinTolerance ? 0 : 1);
-    }, 120_000);
+      // Issue 14 asks for ±25 %, and the calibration matrix of 2026-12-04 met it on this row (−10 %, 9
+      // seeds, the day's profile), as on the other recycling rows; before gthread's last loop turn handed
+      // over what its poll returned with, the row was +40 to +56 %. The real runs of a row spread about as
+      // wide as the tolerance (84–129 in that run), so what is asserted is the accuracy with room for that
+      // spread: a regression of the model (the +56 % of before) fails here.
+      expect(withinTolerance(report.lostRealMedian, report.lostSimulatedMedian, 0.4), `real ${report.lostRealMedian}, simulated ${report.lostSimulatedMedian}`).toBe(true);
+    }, 240_000);
   });
 });
