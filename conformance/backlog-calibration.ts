@@ -20,7 +20,7 @@ import { acceptQueueCapacity, type ServerParams } from '../model/params.ts';
 import { readSomaxconn } from '../impl/config.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
-import { commandServer } from './blackbox.ts';
+import { commandServer, ServerStartError } from './blackbox.ts';
 import { burst, proxiedGet, startProxy } from './nginx-proxy.ts';
 import { stopGracefully, tempDir } from './process.ts';
 import { median, withinTolerance } from './calibrate.ts';
@@ -108,7 +108,7 @@ export async function realBacklogRun(options: BacklogCalibrationOptions, somaxco
     try {
       // One request first, so that the burst does not meet a cold worker (a JIT, an import) that takes longer to start blocking.
       const warm = await proxiedGet(proxy.port, '/?ms=0');
-      if (warm.status !== 200) throw new Error(`the upstream answered a first request with ${warm.status} through nginx (expected 200)`);
+      if (warm.status !== 200) throw new ServerStartError(`the server answered GET /?ms=0 through nginx with ${warm.status}, not 200: its app must answer GET /?ms=N after N ms`, server.output());
       const results = await burst(proxy.port, options.load);
       const badGateway = results.filter((r) => r.status === 502);
       return {
@@ -166,7 +166,7 @@ export function formatBacklogCalibration(r: BacklogCalibrationReport): string {
     `  nginx → unix socket, 1 sync worker, backlog ${o.backlog} (somaxconn ${r.somaxconn}: the queue holds ${capacity}); a burst of ${o.load.requests} requests in ${o.load.spreadMs} ms, each ${o.load.serviceMs} ms of service; simulated as ${o.policy}`,
     `  the model's arithmetic: ${o.load.requests} − ${capacity} queued − 1 in service = ${r.arithmetic} immediate 502s`,
     '',
-    `  ${'figure'.padEnd(38)} ${`real, ${r.real.length} runs`.padEnd(24)} simulated, seeds ${r.simulated.map((s) => s.seed).join(',')}`,
+    `  ${'figure'.padEnd(38)} ${`real, ${r.real.length} run${r.real.length === 1 ? '' : 's'}`.padEnd(24)} simulated, seeds ${r.simulated.map((s) => s.seed).join(',')}`,
     ...rows.map(([label, of]) => `  ${label.padEnd(38)} ${spanOf(r.real.map(of)).padEnd(24)} ${spanOf(r.simulated.map((s) => of(s.figures)))}`),
     '',
     `  502s, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(o.tolerance * 100)} %`,
