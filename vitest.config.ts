@@ -11,7 +11,7 @@ import { defineConfig } from 'vitest/config';
  * - **alone**: the files that load the machine themselves or measure it — the differential (six
  *   real servers at once, timing windows it reruns on a miss), the calibration (ab at full load,
  *   measured against the simulator), the load test and the soak — and the backlog burst through
- *   nginx, whose arithmetic holds only if 60 requests arrive within one 150 ms service. Anything
+ *   nginx, whose arithmetic holds only if the whole burst arrives within one service time. Anything
  *   beside them would be in their numbers, so they run one at a time, after everything else.
  *
  * Every file still has its own ports (the fixed ones are 18431–18441 and 18530–18536, each in one
