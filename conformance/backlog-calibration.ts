@@ -16,14 +16,14 @@
  * waited for the worker).
  */
 import { join } from 'node:path';
-import { acceptQueueCapacity, type ServerParams } from '../model/params.ts';
+import { acceptQueueCapacity } from '../model/params.ts';
 import { readSomaxconn } from '../impl/config.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
 import { commandServer, ServerStartError } from './blackbox.ts';
 import { burst, proxiedGet, startProxy } from './nginx-proxy.ts';
 import { stopGracefully, tempDir } from './process.ts';
-import { median, withinTolerance } from './calibrate.ts';
+import { median, range, withinTolerance } from './calibrate.ts';
 
 export interface BacklogLoad {
   /** Requests in the burst, each on its own connection. */
@@ -68,12 +68,7 @@ export interface BacklogCalibrationReport {
   readonly withinTolerance: boolean;
 }
 
-/** The upstream's parameters: one sync worker, the row's backlog, the machine's somaxconn. */
-function upstreamParams(backlog: number, somaxconn: number, base: ServerParams): ServerParams {
-  return { ...base, workers: 1, threads: 1, family: 'unix', backlog, somaxconn };
-}
-
-/** The simulator's `backlog-unix` with the row's backlog, the machine's somaxconn, service time and burst. */
+/** The simulator's `backlog-unix` with the row's backlog, the machine's somaxconn, service time and burst; its server's parameters fill the real command's placeholders too (one sync worker). */
 export function backlogScenarioParams(options: Pick<BacklogCalibrationOptions, 'backlog' | 'load'>, somaxconn: number): ScenarioParams {
   const seed = getScenario('backlog-unix')!.params;
   if (seed.load.kind !== 'proxy') throw new Error('backlog-unix: expected a proxy load');
@@ -82,7 +77,7 @@ export function backlogScenarioParams(options: Pick<BacklogCalibrationOptions, '
     ...seed,
     serviceMinMs: serviceMs,
     serviceMaxMs: serviceMs,
-    server: upstreamParams(options.backlog, somaxconn, seed.server),
+    server: { ...seed.server, workers: 1, threads: 1, family: 'unix', backlog: options.backlog, somaxconn },
     // ProxyLoad sends round(rate × duration) requests, request i at i / rate: the real burst's spacing.
     load: { ...seed.load, ratePerSec: (requests * 1000) / spreadMs, durationMs: spreadMs },
   };
@@ -101,7 +96,7 @@ export async function realBacklogRun(options: BacklogCalibrationOptions, somaxco
   const socket = join(dir, 'app.sock');
   const bind = `unix:${socket}`;
   const sut = commandServer(options.command.split('{bind}').join(bind), bind);
-  const server = sut.start(upstreamParams(options.backlog, somaxconn, getScenario('backlog-unix')!.params.server), dir);
+  const server = sut.start(backlogScenarioParams(options, somaxconn).server, dir);
   try {
     await sut.listening(server, 30_000);
     const proxy = await startProxy(socket);
@@ -146,12 +141,6 @@ export async function calibrateBacklog(options: BacklogCalibrationOptions): Prom
   };
 }
 
-const spanOf = (values: readonly number[]) => {
-  const lo = Math.min(...values);
-  const hi = Math.max(...values);
-  return lo === hi ? `${lo}` : `${lo}–${hi} (median ${median(values)})`;
-};
-
 export function formatBacklogCalibration(r: BacklogCalibrationReport): string {
   const { options: o } = r;
   const capacity = acceptQueueCapacity(o.backlog, r.somaxconn);
@@ -167,7 +156,7 @@ export function formatBacklogCalibration(r: BacklogCalibrationReport): string {
     `  the model's arithmetic: ${o.load.requests} − ${capacity} queued − 1 in service = ${r.arithmetic} immediate 502s`,
     '',
     `  ${'figure'.padEnd(38)} ${`real, ${r.real.length} run${r.real.length === 1 ? '' : 's'}`.padEnd(24)} simulated, seeds ${r.simulated.map((s) => s.seed).join(',')}`,
-    ...rows.map(([label, of]) => `  ${label.padEnd(38)} ${spanOf(r.real.map(of)).padEnd(24)} ${spanOf(r.simulated.map((s) => of(s.figures)))}`),
+    ...rows.map(([label, of]) => `  ${label.padEnd(38)} ${range(r.real.map(of), 0).padEnd(24)} ${range(r.simulated.map((s) => of(s.figures)), 0)}`),
     '',
     `  502s, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(o.tolerance * 100)} %`,
   ];

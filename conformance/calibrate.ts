@@ -422,7 +422,8 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
   };
 }
 
-function range(values: readonly number[], digits: number): string {
+/** `lo–hi (median m)` of a figure over runs or seeds, to `digits` places. */
+export function range(values: readonly number[], digits: number): string {
   const f = (x: number) => x.toFixed(digits);
   const lo = Math.min(...values);
   const hi = Math.max(...values);

@@ -100,15 +100,15 @@ export const BACKLOG_MATRIX: readonly BacklogRow[] = [
  * tolerance (simulator/README.md), and at each row's worker count, since a profile holds for the load it
  * was measured under; `shipped`: the files in simulator/profiles/ instead (measured at 4 workers).
  */
-const profileKey = (row: Row) => `${row.profile} at ${row.server.workers ?? SEED_CALIBRATION.server.workers} workers`;
+const workersOf = (row: Row) => row.server.workers ?? SEED_CALIBRATION.server.workers;
+const profileKey = (row: Row) => `${row.profile} at ${workersOf(row)} workers`;
 
 async function rowProfiles(port: number, shipped: boolean, log: (line: string) => void): Promise<Map<string, Profile>> {
   const profiles = new Map<string, Profile>();
   for (const row of MATRIX) {
     const key = profileKey(row);
     if (profiles.has(key)) continue;
-    const workers = row.server.workers ?? SEED_CALIBRATION.server.workers;
-    profiles.set(key, shipped ? getProfile(row.profile) : await measureProfile(row.profile, port, log, { workers }));
+    profiles.set(key, shipped ? getProfile(row.profile) : await measureProfile(row.profile, port, log, { workers: workersOf(row) }));
   }
   return profiles;
 }

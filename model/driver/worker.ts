@@ -229,7 +229,8 @@ export class WorkerDriver {
       const endsTurn = this.host.matches(conn, { idle: 'lastTurn' });
       // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
       taken = this.host.emitIfAccepted(conn, partial ? { type: 'conn.bytes', req, partial } : { type: 'conn.bytes', req });
-      if (taken && endsTurn) this.lastPollReturned(conn, this.readable.length);
+      // Every request in the poller came before this one: the poll returns with all of them.
+      if (taken && endsTurn) return this.lastPollReturned(conn, this.readable.length);
       if (taken && this.host.matches(conn, 'unpolled')) {
         if (this.port.watchReadable(conn)) this.dispatch(conn);
         else if (!this.readable.includes(conn)) this.readable.push(conn);
@@ -253,7 +254,8 @@ export class WorkerDriver {
     const ready = this.readable.indexOf(conn);
     if (ready >= 0) this.readable.splice(ready, 1);
     if (!this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) return;
-    if (endsTurn) this.lastPollReturned(conn, ready);
+    // Not in the ready list (a platform that hands a readable connection over at once): none came before it.
+    if (endsTurn) this.lastPollReturned(conn, Math.max(0, ready));
     else this.wantsThread(conn);
   }
 
