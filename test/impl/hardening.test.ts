@@ -147,7 +147,9 @@ describe('hardening: what a client sees', () => {
   }, 120_000);
 
   it(`many connections each holding a partial 1 MiB body: the worker's read budget (${WORKER_READ_BUDGET_BYTES / 2 ** 20} MiB) caps its memory`, async () => {
-    const server = await serve(['--workers', '1', '--app', 'echo', '--header-timeout', '4']);
+    // The header timer (from accept) must outlast reading 64 MiB on a loaded machine, or it frees
+    // the connections before the budget is reached.
+    const server = await serve(['--workers', '1', '--app', 'echo', '--header-timeout', '10']);
     const [pid] = server.workerPids();
     const baseline = rssBytes(pid!);
     const sockets: net.Socket[] = [];
@@ -158,12 +160,14 @@ describe('hardening: what a client sees', () => {
       socket.write(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${chunk.length + 1}\r\n\r\n${chunk}`);
       sockets.push(socket);
     }
-    await new Promise((r) => setTimeout(r, 2500));
+    // A fixed wait was too short on a loaded machine: wait for the worker to say it paused, then
+    // give it time in which it would have read on, were it still reading.
+    await waitFor(() => /reading paused on every connection/.test(server.output()), 9_000, 'the worker to pause reading at its budget');
+    await new Promise((r) => setTimeout(r, 1000));
     const grown = rssBytes(pid!) - baseline;
     expect(grown).toBeLessThan(WORKER_READ_BUDGET_BYTES + 48 * 1024 * 1024);
-    expect(server.output()).toMatch(/reading paused on every connection/);
     // The header timeout frees them; afterwards the worker serves as before.
-    await waitFor(() => sockets.every((s) => s.destroyed || s.readableEnded), 15_000, 'the header timeout to close the stuck connections');
+    await waitFor(() => sockets.every((s) => s.destroyed || s.readableEnded), 25_000, 'the header timeout to close the stuck connections');
     for (const s of sockets) s.destroy();
     const client = new Client(server.target);
     const after = await client.get('/');
