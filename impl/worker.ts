@@ -114,6 +114,17 @@ export class WorkerServer implements WorkerPort {
   }
 
   /**
+   * Any other message goes after the trace events written before it. The arbiter acts on it (announces
+   * the server listening on `ready`, takes the worker's end as told on `bye`), and a process killed
+   * right after — a SEGV from outside once the server said it listens — takes its queued events with
+   * it: the trace lost the worker's boot, and the arbiter, following no booted worker, wrote no crash.
+   */
+  private tell(message: Exclude<WorkerMessage, { kind: 'events' }>, done?: () => void): void {
+    this.flushEvents();
+    this.send(message, done);
+  }
+
+  /**
    * Become the worker, holding one copy of the listening socket: its machine boots now, while its app
    * may still load (gunicorn's init_signals comes before load_wsgi), so a signal from here on is the
    * booting worker's; `listen` follows once the app is loaded.
@@ -129,7 +140,7 @@ export class WorkerServer implements WorkerPort {
     // The backlog must be positional: Node ignores `backlog` in the options object when listening on a handle.
     this.makeServer().listen(accepting as net.ListenOptions, this.spec.params.backlog, () => {
       if (!this.driver.ready()) return;
-      this.send({ kind: 'ready' });
+      this.tell({ kind: 'ready' });
       this.scheduleHeartbeat();
     });
   }
@@ -140,7 +151,7 @@ export class WorkerServer implements WorkerPort {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });
     server.on('connection', (socket) => this.accept(socket));
     server.on('error', (error) => {
-      this.send({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exitProcess(WORKER_BOOT_ERROR));
+      this.tell({ kind: 'boot-error', message: `worker ${this.id} cannot listen: ${error.message}` }, () => this.exitProcess(WORKER_BOOT_ERROR));
     });
     this.server = server;
     return server;
@@ -172,7 +183,7 @@ export class WorkerServer implements WorkerPort {
     }
     if (!this.acceptPaused || this.acceptsDeferred || this.listenerRequested || this.held.length > 0 || !this.driver.mayAccept()) return;
     this.listenerRequested = true;
-    this.send({ kind: 'listener-request' });
+    this.tell({ kind: 'listener-request' });
   }
 
   /** The arbiter sent a copy of the listening socket. */
@@ -559,8 +570,7 @@ export class WorkerServer implements WorkerPort {
   stopAccepting(): void {
     // A mutant that leaves at once, whatever is in flight (impl/mutants.ts): what its machines said so far is sent first.
     if (MUTANT === 'exit-with-request-in-flight' && this.driver.busy() > 0) {
-      this.flushEvents();
-      this.send({ kind: 'bye' }, () => process.exit(0));
+      this.tell({ kind: 'bye' }, () => process.exit(0));
       return;
     }
     if (this.server?.listening) this.server.close();
@@ -571,7 +581,7 @@ export class WorkerServer implements WorkerPort {
     this.heldListener?.close();
     this.heldListener = null;
     this.driver.listenerReleased();
-    this.send({ kind: 'released-listener' });
+    this.tell({ kind: 'released-listener' });
   }
 
   closeSocket(id: ConnId, rst: boolean): void {
@@ -595,7 +605,7 @@ export class WorkerServer implements WorkerPort {
   }
 
   notifyArbiter(): void {
-    this.send({ kind: 'heartbeat' });
+    this.tell({ kind: 'heartbeat' });
   }
 
   exit(code: number): void {
@@ -607,8 +617,7 @@ export class WorkerServer implements WorkerPort {
     // Let written responses reach the kernel before the process goes: exit once every socket closed.
     const sockets = [...this.openSockets];
     const leave = () => {
-      this.flushEvents();
-      this.send({ kind: 'bye' }, () => this.exitProcess(code));
+      this.tell({ kind: 'bye' }, () => this.exitProcess(code));
     };
     if (sockets.length === 0) return leave();
     let left = sockets.length;
@@ -651,8 +660,7 @@ export class WorkerServer implements WorkerPort {
     const leave = () => this.exitProcess(WORKER_CRASH);
     const timer = setTimeout(leave, 500);
     try {
-      this.flushEvents();
-      this.send({ kind: 'crash', message }, () => {
+      this.tell({ kind: 'crash', message }, () => {
         clearTimeout(timer);
         leave();
       });
