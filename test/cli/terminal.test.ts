@@ -19,9 +19,12 @@ const BIN = new URL('../../bin/quiesce.mjs', import.meta.url).pathname;
 describe('the terminal after an interrupted simulate', () => {
   let spawned: number[] = [];
   afterEach(() => {
-    // Never leave a simulation running behind the test, whatever failed.
+    // Never leave a simulation running behind the test, whatever failed — and never kill a process
+    // that took a pid of ours after it ended (pids wrap at 32768 on a busy machine).
     for (const pid of spawned) {
       try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        if (!cmdline.includes('simulate')) continue;
         process.kill(pid, 'SIGKILL');
       } catch {
         // already gone
