@@ -59,8 +59,11 @@ interface Target {
 
 export interface RequestTimes {
   readonly handlerMs: number[];
+  /** From the connection's return to the poller (where the hooks see one; otherwise from the response) to the next hand-over. */
   readonly pollWaitMs: number[];
   readonly pickupMs: number[];
+  /** From a response (post) to the done callback's return of the connection; empty where the hooks see no return. */
+  readonly returnMs: number[];
 }
 
 /**
@@ -88,6 +91,17 @@ const GUNICORN_HOOKS = [
   "        _requests.append('%.6f submit %d %s' % (time.monotonic(), os.getpid(), conn.client))",
   '        return enqueue(conn)',
   '    worker.enqueue_req = enqueue_req',
+  // …and takes an answered connection back in the pool thread's done callback (finish_request: into the
+  // poller, or closed). enqueue_req binds self.finish_request when it submits: the wrapper is what runs.
+  "    finish = getattr(worker, 'finish_request', None)",
+  '    if finish is None: return',
+  // Timed when it is done: its decision (`if keepalive and self.alive`) comes microseconds after the
+  // response, carrying it out (the keep-alive lock, the poller's register; or the close) waits for the
+  // GIL. Only a connection it kept is timed — keep-alive is the load; a drain's close takes the same path.
+  '    def finish_request(fs):',
+  '        finish(fs)',
+  "        if fs.conn.sock.fileno() != -1: _requests.append('%.6f return %d %s' % (time.monotonic(), os.getpid(), fs.conn.client))",
+  '    worker.finish_request = finish_request',
   'def worker_exit(server, worker):',
   "    _log('exit', worker.pid)",
   "    with open(os.path.join(_dir, 'requests.log'), 'a') as f:",
@@ -96,21 +110,23 @@ const GUNICORN_HOOKS = [
 ].join('\n');
 
 /**
- * From the hooks' request lines (`<seconds> submit|pre|post <pid> <peer>`), per connection (the same
- * worker and client address), in ms: each handler's time (its pre → its post); each poll wait (a post
- * → the next submit on the connection, when a request follows it: only kept-alive connections have
- * one, and a hand-over of the client's FIN is none); each thread pickup (a submit → the pre after it).
+ * From the hooks' request lines (`<seconds> submit|pre|post|return <pid> <peer>`), per connection (the
+ * same worker and client address), in ms: each handler's time (its pre → its post); each return (a post
+ * → the done callback's return after it); each poll wait (the return — or, where the hooks see none, the
+ * post — → the next submit on the connection, when a request follows it: only kept-alive connections
+ * have one, and a hand-over of the client's FIN is none); each thread pickup (a submit → the pre after it).
  */
 export function requestTimings(lines: readonly string[]): RequestTimes {
   const handlerMs: number[] = [];
   const pollWaitMs: number[] = [];
   const pickupMs: number[] = [];
+  const returnMs: number[] = [];
   const submitted = new Map<string, number>();
   const started = new Map<string, number>();
   const answered = new Map<string, number>();
   const waited = new Map<string, number>();
   for (const line of lines) {
-    const match = /^(\d+(?:\.\d+)?) (submit|pre|post) (\d+) (.+)$/.exec(line);
+    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return) (\d+) (.+)$/.exec(line);
     if (!match) throw new Error(`requests.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
     const conn = `${match[3]} ${match[4]}`;
@@ -131,13 +147,20 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       waited.delete(conn);
       since(submitted, pickupMs);
       started.set(conn, ms);
+    } else if (match[2] === 'return') {
+      // The done callback of a request whose post came before it (a hand-over of the client's FIN has none).
+      const post = answered.get(conn);
+      if (post !== undefined) {
+        returnMs.push(ms - post);
+        answered.set(conn, ms);
+      }
     } else {
       if (!started.has(conn)) throw new Error(`requests.log: a post with no pre before it: "${line}"`);
       since(started, handlerMs);
       answered.set(conn, ms);
     }
   }
-  return { handlerMs, pollWaitMs, pickupMs };
+  return { handlerMs, pollWaitMs, pickupMs, returnMs };
 }
 
 function gunicornRequestTimes(dir: string): RequestTimes {
@@ -299,7 +322,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the poll wait, a kept-alive response's post → the next hand-over (enqueue_req) on that connection; the thread pickup, a hand-over → the next pre. Recycling as the calibration does; the wait for the CPU included",
+                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the poll wait, a kept-alive connection's return → the next hand-over (enqueue_req) on it; the thread pickup, a hand-over → the next pre. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
             },
           }
         : {
@@ -324,6 +347,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
       ? {
           pollWaitMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pollWaitMs.length, percentilesMs: percentilesOf(requests.pollWaitMs) },
           threadPickupMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pickupMs.length, percentilesMs: percentilesOf(requests.pickupMs) },
+          ...(requests.returnMs.length > 0 ? { returnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.returnMs.length, percentilesMs: percentilesOf(requests.returnMs) } } : {}),
         }
       : {}),
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },

@@ -52,6 +52,7 @@ const ABORT_CAUSES: Record<AbortReason, Cause> = {
 };
 
 function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): Cause {
+  if (WHILE_RETURNING.has(event)) return { by: 'nobody', reason: WHILE_RETURNING_REASON };
   switch (event.type) {
     case 'conn.open':
       return { by: 'runner', does: 'connect' };
@@ -85,6 +86,7 @@ function causeOf(event: ConnMachineEvent, next: ConnMachineEvent | undefined): C
     case 'conn.header-timeout':
       return { by: 'time', waitMs: (p) => p.headerTimeoutMs };
     case 'conn.dispatch':
+    case 'conn.returned':
     case 'conn.read':
     case 'conn.handler-start':
     case 'conn.handler-finish':
@@ -107,6 +109,10 @@ export const UNANNOUNCED_BEHIND =
   "a request pipelined behind one not read yet waits, unannounced, in the platform's buffer (impl/'s parser, the simulator's socket buffer) until that one is handled (model/driver/worker.ts requestBehind)";
 /** Bytes offered after the server answered and decided to close. */
 const AFTER_CLOSE = new WeakSet<ConnMachineEvent>();
+/** What the world does while an answered connection is on its way back to the poller. */
+const WHILE_RETURNING = new WeakSet<ConnMachineEvent>();
+export const WHILE_RETURNING_REASON =
+  "between a response and the connection's return to the poller: impl/'s pool hands it back as the response is written, so nothing from outside comes between (the simulator's measured return lag lets it)";
 
 /** Every event the chart could be offered now, with payloads that fit the connection's context. */
 function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
@@ -135,6 +141,7 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
     bytes,
     ...partial,
     { type: 'conn.dispatch' },
+    { type: 'conn.returned' },
     { type: 'conn.read', req: pending, keepAlive: true },
     { type: 'conn.handler-start', req: current },
     { type: 'conn.handler-finish', req: current },
@@ -153,6 +160,7 @@ function connEvents(snapshot: AnyMachineSnapshot): ConnMachineEvent[] {
     { type: 'conn.close', rst: true },
   ];
   for (const reason of Object.keys(ABORT_CAUSES) as AbortReason[]) events.push({ type: 'conn.abort', reason });
+  if (snapshot.matches('returning')) for (const e of events) if (e.type !== 'conn.returned') WHILE_RETURNING.add(e);
   return events;
 }
 

@@ -197,6 +197,7 @@ const KERNEL = {
   read: () => null,
   handle: () => {},
   respond: () => 0,
+  returnToPoller: () => true,
   closeSocket: () => {},
   halfClose: () => {},
   notifyArbiter: () => {},

@@ -584,6 +584,11 @@ export class WorkerServer implements WorkerPort {
     this.tell({ kind: 'released-listener' });
   }
 
+  // The response is written by the thread of the loop that polls: the connection is back at once.
+  returnToPoller(): boolean {
+    return true;
+  }
+
   closeSocket(id: ConnId, rst: boolean): void {
     const conn = this.conn(id);
     if (!conn.socket.destroyed) {

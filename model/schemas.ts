@@ -107,6 +107,12 @@ export const connEventSchemas = [
   event('conn.respond', C, { req: requestRef, status: z.number().int().min(100).max(599), close: z.boolean() }),
   event('conn.drain', C, {}),
   /**
+   * The pool thread's done callback is through with the answered connection (gthread: `finish_request`,
+   * after `post_request`): it is back in the poller, or closed where the worker no longer serves. A
+   * request the client sent meanwhile waited unread.
+   */
+  event('conn.returned', C, {}),
+  /**
    * The worker's event loop handed the connection, readable, to a thread (policies whose kept-alive
    * connections wait in a poller, gthread: `on_client_socket_readable` → `tpool.submit`).
    */

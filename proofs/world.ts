@@ -611,6 +611,7 @@ function channelOf(item: PlatformItem): string | null {
     case 'accept-turn':
     case 'poll':
     case 'pickup':
+    case 'return':
     case 'handler-done':
       return null;
   }

@@ -46,6 +46,8 @@ export type PlatformItem =
   | { readonly kind: 'accept-turn'; readonly worker: WorkerId }
   /** A worker's loop returns from its poll with a readable connection, and hands it to a thread. */
   | { readonly kind: 'poll'; readonly worker: WorkerId; readonly conn: ConnId }
+  /** The pool thread's done callback hands an answered connection back to the worker's poller (gthread: `finish_request`). */
+  | { readonly kind: 'return'; readonly worker: WorkerId; readonly conn: ConnId }
   /** The thread that read a request gets to its handler. */
   | { readonly kind: 'pickup'; readonly worker: WorkerId; readonly conn: ConnId; readonly req: string }
   /** A handler finishes its request. */

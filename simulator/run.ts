@@ -94,6 +94,7 @@ export function buildWorld(
       serviceMs: serviceMs ?? serviceTimeOf(params, engine),
       ...(params.dispatchPercentilesMs ? { dispatchMs: drawFrom(params.dispatchPercentilesMs, engine) } : {}),
       ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
+      ...(params.returnPercentilesMs ? { returnMs: drawFrom(params.returnPercentilesMs, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),

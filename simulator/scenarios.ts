@@ -36,6 +36,8 @@ export interface ScenarioParams {
   dispatchPercentilesMs?: number[];
   /** The 101 percentiles of how long a thread that read a request takes to start its handler, ms; absent: at once. */
   pickupPercentilesMs?: number[];
+  /** The 101 percentiles of how long an answered keep-alive connection takes to get back to the poller, ms; absent: at once. */
+  returnPercentilesMs?: number[];
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;

@@ -37,6 +37,13 @@ export interface ServerTiming {
    * wait for the GIL, and the parse), drawn per request; absent: at once.
    */
   pickupMs?: () => number;
+  /**
+   * How long an answered keep-alive connection takes to get back to the poller (gthread: from the
+   * response to `finish_request`, the future's done callback, which waits for the GIL), drawn per
+   * response; absent: at once. A request the client sends meanwhile waits unread, and a worker that
+   * began draining meanwhile closes the connection with it.
+   */
+  returnMs?: () => number;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
@@ -74,6 +81,7 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
     }),
   poll: (i, proc) => proc.whenRunning(() => proc.driver.polled(i.conn)),
   pickup: (i, proc) => proc.whenRunning(() => proc.driver.pickedUp(i.conn, i.req)),
+  return: (i, proc) => proc.whenRunning(() => proc.driver.returned(i.conn)),
 };
 
 /** Linux's numbers of the fatal signals a simulated worker may die of (a crash's exit code is −number). */
@@ -445,6 +453,13 @@ export class WorkerProcess implements WorkerPort {
     const dispatchMs = this.server.timing.dispatchMs;
     if (!dispatchMs) return true;
     this.wire.after(Math.max(0, dispatchMs()), { kind: 'poll', worker: this.id, conn });
+    return false;
+  }
+
+  returnToPoller(conn: ConnId): boolean {
+    const returnMs = this.server.timing.returnMs;
+    if (!returnMs) return true;
+    this.wire.after(Math.max(0, returnMs()), { kind: 'return', worker: this.id, conn });
     return false;
   }
 

@@ -45,6 +45,12 @@ export interface WorkerPort {
   handle(conn: ConnId, req: string): void;
   /** Write the handler's response, with `Connection: close` or not; returns its status. */
   respond(conn: ConnId, req: string, close: boolean): number;
+  /**
+   * A keep-alive response was written by a poller's pool (the connection is `returning`): true when
+   * the connection is back with the loop at once; otherwise the platform calls `returned(conn)` when
+   * the thread's done callback gets there (gthread: `finish_request`, after the GIL).
+   */
+  returnToPoller(conn: ConnId): boolean;
   /** close(2): FIN, or RST when `rst` (request bytes unread). */
   closeSocket(conn: ConnId, rst: boolean): void;
   /** shutdown(SHUT_WR): FIN now, keep reading and discarding. */
@@ -326,12 +332,39 @@ export class WorkerDriver {
         const close = responseMustClose(this.host.runtimes.policy, this.host.runtimes.params, this.host.conn(conn).context);
         const status = this.port.respond(conn, req, close);
         this.host.emit(conn, { type: 'conn.respond', req, status, close });
+        if (this.host.matches(conn, 'returning') && this.port.returnToPoller(conn)) this.returnNow(conn);
       }
       // The thread is free either way. Refused only by a process that is gone (its threads with it).
       this.host.emitIfAccepted(this.id, { type: 'worker.request-end', conn, req });
       if (this.heartbeatDue) this.heartbeat();
       this.pump();
     });
+  }
+
+  /** The pool's done callback handed the answered connection back (see `WorkerPort.returnToPoller`). */
+  returned(conn: ConnId): void {
+    if (!this.host.has(conn)) return; // closed and forgotten meanwhile
+    this.host.now(() => this.returnNow(conn));
+  }
+
+  private returnNow(conn: ConnId): void {
+    // Refused once the connection left `returning` otherwise (aborted by the exit, reset by the peer).
+    if (!this.host.emitIfAccepted(conn, { type: 'conn.returned' })) return;
+    if (this.isDraining()) {
+      // Kept, and back in the poller after the drain began: the drain's news reaches it there (an idle
+      // connection takes it as it enters the poller; one with a request waiting, now)…
+      if (this.host.matches(conn, 'unpolled')) this.host.emitIfAccepted(conn, { type: 'conn.drain' });
+      // …and a last loop turn that is over already has abandoned it (gthread 20.x: registered in a
+      // poller no loop polls any more).
+      if (this.host.runtimes.policy.lastLoopTurn && !this.host.matches(this.id, { alive: { draining: 'lastTurn' } })) {
+        this.host.emitIfAccepted(conn, { type: 'conn.turn-end' });
+      }
+    }
+    // Back in the poller with the next request already in its buffer: readable now.
+    if (this.host.matches(conn, 'unpolled')) {
+      if (this.port.watchReadable(conn)) this.dispatch(conn);
+      else if (!this.readable.includes(conn)) this.readable.push(conn);
+    }
   }
 
   /** The peer closed its sending side (EOF). */

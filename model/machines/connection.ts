@@ -86,6 +86,7 @@ export const connectionChart = setup({
     pendingOrphanedOnDrain: policyGuardPlaceholder,
     poolRunsItOnExit: policyGuardPlaceholder,
     waitsForPoller: policyGuardPlaceholder,
+    returnsToPoller: policyGuardPlaceholder,
     waitsOutLastTurn: policyGuardPlaceholder,
     freshHeldByThread: policyGuardPlaceholder,
     lingers: policyGuardPlaceholder,
@@ -98,6 +99,7 @@ export const connectionChart = setup({
     respondsWithClose: ({ event }) => event.type === 'conn.respond' && event.close,
     readsPendingRequest: ({ context, event }) => event.type === 'conn.read' && context.pendingReq === event.req,
     pendingIsPartial: ({ context }) => context.pendingPartial,
+    hasPendingRequest: ({ context }) => context.pendingReq !== null,
     // The rest of the request waiting to be read: it is whole now.
     completesPendingRequest: ({ context, event }) =>
       event.type === 'conn.bytes' && context.pendingPartial && event.req === context.pendingReq && event.partial !== true,
@@ -331,6 +333,12 @@ export const connectionChart = setup({
                 target: '#conn.closing',
                 actions: 'recordResponse',
               },
+              // A poller's pool answers, and only then hands the connection back (gthread: the done callback).
+              {
+                guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'returnsToPoller']),
+                target: '#conn.returning',
+                actions: 'recordResponse',
+              },
               {
                 guard: and(['isCurrentRequest', 'closeHeaderIsCorrect', 'isDraining', 'closesAfterKeepAliveResponseWhileDraining']),
                 target: '#conn.closing',
@@ -347,6 +355,46 @@ export const connectionChart = setup({
                 target: '#conn.idle',
                 actions: 'recordResponse',
               },
+            ],
+          },
+        },
+      },
+    },
+    /**
+     * A keep-alive response is written, and the pool thread has yet to carry out what its done callback
+     * decides (gthread: `finish_request`, after `post_request`): `if keepalive and self.alive:` register
+     * the connection in the poller, `else: conn.close()`. The decision comes at once (alive is read
+     * microseconds after the response); carrying it out waits for the keep-alive lock and the GIL, which
+     * 20 threads and the loop contend for. The client's next request, sent as soon as it read the
+     * response, is often here by then — unread: a close then resets it (RFC 1122 §4.2.2.13), where an
+     * immediate close would have been a FIN the request ran into.
+     */
+    returning: {
+      initial: 'deciding',
+      on: {
+        'conn.bytes': { actions: 'notePendingRequest' },
+        // Decided already: a drain now is news for the connection once it is back in the poller.
+        'conn.drain': { actions: 'markDraining' },
+        'conn.peer-fin': { actions: 'notePeerFin' },
+        // The process is leaving, or the connection failed: the kernel closes it (RST if the request waits unread).
+        'conn.abort': { target: 'closingHard', actions: assign({ abortReason: ({ event }) => event.reason }) },
+      },
+      states: {
+        deciding: {
+          always: [{ guard: and(['isDraining', 'closesAfterKeepAliveResponseWhileDraining']), target: 'toClose' }, { target: 'toKeep' }],
+        },
+        /** The worker was draining when the callback read alive: it closes the connection. */
+        toClose: {
+          on: { 'conn.returned': { target: '#conn.closing' } },
+        },
+        /** Kept: back in the poller, with the next request if it came meanwhile (a drain meanwhile is taken there). */
+        toKeep: {
+          on: {
+            'conn.returned': [
+              // The client half-closed and sent nothing more: nothing can come.
+              { guard: 'peerDone', target: '#conn.closing' },
+              { guard: 'hasPendingRequest', target: '#conn.unpolled' },
+              { target: '#conn.idle' },
             ],
           },
         },

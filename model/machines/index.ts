@@ -62,6 +62,8 @@ function connectionFor(policy: PolicySpec, params: ServerParams) {
         policy.poolRunsSubmitted && event.type === 'conn.abort' && (event.reason === 'worker-exit' || event.reason === 'quit' || event.reason === 'deadline'),
       // A kept-alive connection is in the poller; so is a fresh one unless accepts hand it to a thread.
       waitsForPoller: ({ context }) => policy.pollerDispatch && (context.responses > 0 || !policy.acceptHandsToThread),
+      // Every answered connection of a poller's pool goes back through the thread's done callback.
+      returnsToPoller: () => policy.pollerDispatch,
       waitsOutLastTurn: () => policy.lastLoopTurn,
       freshHeldByThread: () => policy.acceptHandsToThread,
       lingers: () => policy.lingeringClose,

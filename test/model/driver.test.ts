@@ -44,7 +44,7 @@ class HandClock extends ActorHost {
 }
 
 /** The fake platform: notes each effect; a worker's "process" is its driver. */
-function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean } = {}) {
+function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean } = {}) {
   const events: TraceEvent[] = [];
   const host = new HandClock(runtimesFor(getPolicy(policy), params), (t, actor, e) => events.push(traceEvent(t, actor, e)));
   const effects: string[] = [];
@@ -60,6 +60,8 @@ function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 
         read: () => ({ keepAlive: true }),
         handle: (conn, req) => effects.push(`${conn} handles ${req}`),
         respond: (conn, req, close) => (effects.push(`${conn} answers ${req}${close ? ' with close' : ''}`), 200),
+        // With `lateReturn`, an answered connection is back in the poller only at `returned` (gthread's done callback).
+        returnToPoller: () => options.lateReturn !== true,
         closeSocket: (conn, rst) => effects.push(`${conn} ${rst ? 'RST' : 'FIN'}`),
         halfClose: (conn) => effects.push(`${conn} half-close`),
         notifyArbiter: () => arbiter.heartbeatFrom(id),
@@ -180,6 +182,38 @@ describe('the drivers on a platform of a few dozen lines', () => {
     expect(p.effects).toContain('conn/1.2 answers b2 with close');
     // The idle one was in the poller with nothing to read when the turn ended: abandoned, closed by the exit.
     expect(p.events.some((e) => e.actor === conns[2] && e.type === 'conn.turn-end')).toBe(true);
+    expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
+  });
+
+  it("gthread's done callback: a connection answered while draining is closed with the next request unread (RST, not a FIN it runs into); one it kept meets the drain in the poller, and the last turn serves it", () => {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000 }, { poller: true, lateReturn: true });
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const [kept, closed] = (['client/1', 'client/2'] as const).map((client) => worker.accept(client)!) as [ConnId, ConnId];
+    worker.requestArrived(kept, 'a1');
+    worker.requestArrived(closed, 'b1');
+    // a1 answered before the TERM: the callback reads alive = True, and keeps the connection.
+    worker.handlerFinished(kept, 'a1');
+    p.arbiter.signal('TERM');
+    // The client's next request comes before the connection is back: unread, no thread's.
+    worker.requestArrived(kept, 'a2');
+    expect(p.effects.filter((e) => e.includes('handles a2'))).toEqual([]);
+    worker.returned(kept);
+    // Back in the poller with a2 readable: the last loop turn's poll returns with it, and it is served (with close).
+    worker.polled(kept);
+    expect(p.effects).toContain('conn/1.1 handles a2');
+    // b1's handler began before the TERM (keep-alive, the header fixed then); answered now, while draining: the callback closes.
+    worker.handlerFinished(closed, 'b1');
+    expect(p.effects).toContain('conn/1.2 answers b1');
+    worker.requestArrived(closed, 'b2');
+    expect(p.effects.filter((e) => e.startsWith('conn/1.2 ') && /FIN|RST/.test(e))).toEqual([]);
+    worker.returned(closed);
+    expect(p.effects).toContain('conn/1.2 RST');
+    expect(p.effects).not.toContain('conn/1.2 FIN');
+    worker.handlerFinished(kept, 'a2');
+    expect(p.effects).toContain('conn/1.1 answers a2 with close');
+    expect(p.effects.at(-1)).toBe('arbiter exits 0');
     expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 

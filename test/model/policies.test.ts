@@ -14,6 +14,9 @@ const serve = (req: string, close: boolean) => [
   { type: 'conn.respond', req, status: 200, close },
 ];
 
+/** A keep-alive exchange, up to the connection idle again: a poller's pool hands it back first (`conn.returned`). */
+const keptAlive = (name: string, req: string) => [...serve(req, false), ...(getPolicy(name).pollerDispatch ? [{ type: 'conn.returned' }] : [])];
+
 /**
  * What each policy does with a keep-alive connection that is idle when the
  * worker starts draining — the behaviour that tells the policies apart. The
@@ -34,6 +37,66 @@ const IDLE_ON_DRAIN: Record<string, { state: string; timerMs?: number; closes?: 
 };
 
 /**
+ * gthread answers in a pool thread and takes the connection back only in the future's done callback
+ * (gthread.py@20.1 `finish_request`, after `post_request`): `if keepalive and self.alive:` register it
+ * in the poller, `else: conn.close()`. Between the response and that callback the connection is no
+ * one's: a request the client sends meanwhile waits unread, and `alive` is read only at the callback.
+ */
+describe("an answered keep-alive connection on its way back to gthread's poller", () => {
+  const POLLERS = ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24'];
+  // gthread 21–23 puts a new connection in the poller too: its first request is handed over.
+  const answered = (name: string) => (name === 'gunicorn-gthread-21' ? [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.dispatch' }, ...serve('r1', false).slice(1)] : [open, ...serve('r1', false)]);
+  const next = { type: 'conn.bytes', req: 'r2' };
+  const returned = { type: 'conn.returned' };
+
+  it('is returning after the response, and kept alive in the poller once returned', () => {
+    for (const name of POLLERS) {
+      const { conn } = machinesFor(getPolicy(name), params);
+      expect(drive(conn, answered(name)).state, name).toBe('returning.toKeep');
+      expect(drive(conn, [...answered(name), returned]).state, name).toBe('idle.keptAlive');
+      // No thread reads the next request before the loop hands it over.
+      expect(drive(conn, [...answered(name), next, returned]).state, name).toBe('unpolled');
+    }
+  });
+
+  it('answered while the worker drains, it is closed at the return: RST when the next request came first, FIN when not', () => {
+    // Its handler began before the drain (the keep-alive header was fixed then); the callback reads alive = False.
+    const drainedThenAnswered = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1' }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.drain' }, { type: 'conn.handler-finish', req: 'r1' }, { type: 'conn.respond', req: 'r1', status: 200, close: false }];
+    for (const name of ['gunicorn-gthread', 'gunicorn-gthread-24']) {
+      const { conn } = machinesFor(getPolicy(name), params);
+      expect(drive(conn, drainedThenAnswered).state, name).toBe('returning.toClose');
+      const reset = drive(conn, [...drainedThenAnswered, next, returned]);
+      expect(reset.state, name).toBe('closingHard');
+      expect(reset.actions, name).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: true } }));
+      const fin = drive(conn, [...drainedThenAnswered, returned]);
+      expect(fin.actions, name).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: false } }));
+    }
+  });
+
+  it('a drain after the callback read alive = True reaches the connection in the poller, as it reaches an idle one', () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-gthread'), params);
+    expect(drive(conn, [...answered('gunicorn-gthread'), { type: 'conn.drain' }]).state).toBe('returning.toKeep');
+    // gthread 20.x: the last loop turn may still read it.
+    expect(drive(conn, [...answered('gunicorn-gthread'), { type: 'conn.drain' }, returned]).state).toBe('idle.lastTurn');
+  });
+
+  it("the process leaving first closes it with the kernel: the unread request is reset", () => {
+    const { conn } = machinesFor(getPolicy('gunicorn-gthread'), params);
+    const aborted = drive(conn, [...answered('gunicorn-gthread'), next, { type: 'conn.abort', reason: 'worker-exit' }]);
+    expect(aborted.state).toBe('closingHard');
+    expect(aborted.actions).toContainEqual(expect.objectContaining({ type: 'closeSocket', params: { rst: true } }));
+  });
+
+  it('policies without a poller keep the connection at the response itself', () => {
+    for (const name of ['gunicorn-async', 'abort-idle', 'safe-drain', 'never-close-idle']) {
+      const { conn } = machinesFor(getPolicy(name), params);
+      expect(drive(conn, [open, ...serve('r1', false)]).state, name).toBe('idle.keptAlive');
+      expect(() => drive(conn, [open, ...serve('r1', false), returned]), name).toThrow(/conn.returned rejected/);
+    }
+  });
+});
+
+/**
  * gthread's kept-alive connections wait in the worker's poller (gthread.py@20.1 finish_request:
  * `poller.register(...)`; on_client_socket_readable → tpool.submit): a request that arrives is no
  * thread's until the loop's poll returns with it. The reference (gunicorn-sources §2.3, §2.4) says
@@ -41,7 +104,7 @@ const IDLE_ON_DRAIN: Record<string, { state: string; timerMs?: number; closes?: 
  */
 describe("a request that arrived on a kept-alive connection of gthread's poller", () => {
   // gthread 21–23 puts a new connection in the poller too: its first request is handed over the same way.
-  const firstServed = (name: string) => (name === 'gunicorn-gthread-21' ? [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.dispatch' }, ...serve('r1', false).slice(1)] : [open, ...serve('r1', false)]);
+  const firstServed = (name: string) => (name === 'gunicorn-gthread-21' ? [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.dispatch' }, ...keptAlive(name, 'r1').slice(1)] : [open, ...keptAlive(name, 'r1')]);
   const arrivedOn = (name: string) => [...firstServed(name), { type: 'conn.bytes', req: 'r2' }];
   const arrived = arrivedOn('gunicorn-gthread');
   const handed = [{ type: 'conn.dispatch' }, { type: 'conn.read', req: 'r2' }, { type: 'conn.handler-start', req: 'r2' }, { type: 'conn.handler-finish', req: 'r2' }];
@@ -58,7 +121,7 @@ describe("a request that arrived on a kept-alive connection of gthread's poller"
 
   it('policies without a poller hand it to a thread at once', () => {
     for (const name of ['gunicorn-async', 'abort-idle', 'safe-drain', 'never-close-idle']) {
-      expect(drive(machinesFor(getPolicy(name), params).conn, arrived).state, name).toBe('pending.untimed');
+      expect(drive(machinesFor(getPolicy(name), params).conn, arrivedOn(name)).state, name).toBe('pending.untimed');
     }
   });
 
@@ -97,7 +160,7 @@ describe('an idle keep-alive connection when draining starts', () => {
   for (const [name, expected] of Object.entries(IDLE_ON_DRAIN)) {
     it(`${name}: ${expected.state}`, () => {
       const { conn } = machinesFor(getPolicy(name), params);
-      const result = drive(conn, [open, ...serve('r1', false), { type: 'conn.drain' }]);
+      const result = drive(conn, [open, ...keptAlive(name, 'r1'), { type: 'conn.drain' }]);
       expect(result.state).toBe(expected.state);
       if (expected.timerMs) {
         expect(result.actions).toContainEqual(expect.objectContaining({ type: 'xstate.raise', params: expect.objectContaining({ delay: expected.timerMs }) }));
@@ -108,7 +171,7 @@ describe('an idle keep-alive connection when draining starts', () => {
 
   it("gunicorn-gthread: the last loop turn still reads a request that arrives in it; once the turn is over, the connection is abandoned", () => {
     const { conn } = machinesFor(getPolicy('gunicorn-gthread'), params);
-    const drained = [open, ...serve('r1', false), { type: 'conn.drain' }];
+    const drained = [open, ...keptAlive('gunicorn-gthread', 'r1'), { type: 'conn.drain' }];
     // Served with close: draining when its handler started (gthread 20.1 force_close when not alive).
     expect(drive(conn, [...drained, ...serve('r2', true)]).state).toBe('closingHard');
     expect(() => drive(conn, [...drained, ...serve('r2', false)])).toThrow(/conn.respond rejected/);
@@ -154,9 +217,10 @@ describe('the Connection header of a response whose handler started before the d
     });
   }
 
-  it('after a keep-alive response a draining gthread worker closes at once; gevent keeps the connection', () => {
+  it('after a keep-alive response a draining gthread worker closes when its pool hands the connection back; gevent keeps the connection', () => {
     const drainedThenAnswered = [open, { type: 'conn.bytes', req: 'r1' }, { type: 'conn.read', req: 'r1' }, { type: 'conn.handler-start', req: 'r1' }, { type: 'conn.drain' }, { type: 'conn.handler-finish', req: 'r1' }, { type: 'conn.respond', req: 'r1', status: 200, close: false }];
-    expect(drive(machinesFor(getPolicy('gunicorn-gthread'), params).conn, drainedThenAnswered).state).toBe('closingHard');
+    expect(drive(machinesFor(getPolicy('gunicorn-gthread'), params).conn, drainedThenAnswered).state).toBe('returning.toClose');
+    expect(drive(machinesFor(getPolicy('gunicorn-gthread'), params).conn, [...drainedThenAnswered, { type: 'conn.returned' }]).state).toBe('closingHard');
     expect(drive(machinesFor(getPolicy('gunicorn-async'), params).conn, drainedThenAnswered).state).toBe('idle.drainKeepAlive');
   });
 

@@ -49,15 +49,19 @@ describe('replay of hand-written seed traces', () => {
   });
 
   it('rejects the gthread trace under safe-drain where the two first differ, naming the line and the state', () => {
-    // safe-drain has no last loop turn: its worker closed the listener at TERM, and has no turn to end.
-    const verdict = replay(toTrace('safe-drain', GTHREAD_ORPHAN_RESET));
-    const turn = rowIndex(GTHREAD_ORPHAN_RESET, (r) => r[2] === 'worker.turn-timeout');
+    // safe-drain has no pool that hands a connection back after its response: it is idle at the response.
+    const returned = rowIndex(GTHREAD_ORPHAN_RESET, (r) => r[2] === 'conn.returned');
+    expect(replay(toTrace('safe-drain', GTHREAD_ORPHAN_RESET))).toMatchObject({ ok: false, violation: { kind: 'unexpected-event', line: lineOfRow(returned), actor: 'conn/1.1', state: 'idle.keptAlive' } });
+    // Without the returns, the next: safe-drain has no last loop turn (its worker closed the listener at TERM, and has no turn to end).
+    const direct = GTHREAD_ORPHAN_RESET.filter((r) => r[2] !== 'conn.returned');
+    const verdict = replay(toTrace('safe-drain', direct));
+    const turn = rowIndex(direct, (r) => r[2] === 'worker.turn-timeout');
     expect(verdict.ok).toBe(false);
     if (verdict.ok) return;
     expect(verdict.violation).toMatchObject({ kind: 'unexpected-event', line: lineOfRow(turn), actor: 'worker/1', state: 'alive.draining.closingListener' });
     expect(verdict.violation.message).toContain(`line ${lineOfRow(turn)}`);
     // Without the turn, the next difference: under safe-drain the slow request's response while draining must say close.
-    const rows = GTHREAD_ORPHAN_RESET.filter((r) => r[2] !== 'worker.turn-timeout' && r[2] !== 'conn.turn-end');
+    const rows = direct.filter((r) => r[2] !== 'worker.turn-timeout' && r[2] !== 'conn.turn-end');
     const respond = rowIndex(rows, (r) => r[2] === 'conn.respond' && r[1] === 'conn/1.2');
     expect(replay(toTrace('safe-drain', rows))).toMatchObject({ ok: false, violation: { kind: 'unexpected-event', line: lineOfRow(respond), actor: 'conn/1.2', state: 'handling.finished' } });
   });

@@ -92,10 +92,18 @@ export const SAFE_DRAIN_SHUTDOWN: Row[] = [
 /** A second client whose slow request is in flight when TERM arrives (it keeps a gthread worker draining). */
 const SLOW_REQUEST_IN_FLIGHT: Row[] = requestStarted(50, 'client/2', 'conn/1.2', 'r3');
 
+/**
+ * gthread's pool hands each connection it answered with keep-alive back to the poller in the future's
+ * done callback (`conn.returned`); here at once, as our own server does.
+ */
+function throughThePool(rows: readonly Row[]): Row[] {
+  return rows.flatMap((r): Row[] => (r[2] === 'conn.respond' && r[3]?.close === false ? [r, [r[0], r[1], 'conn.returned']] : [r]));
+}
+
 /** gthread 20.x: an idle keep-alive connection (conn/1.1) and a slow request in flight (conn/1.2) when TERM comes. */
 const GTHREAD_TERM_WITH_IDLE_AND_SLOW: Row[] = [
   ...BOOT,
-  ...ONE_KEEPALIVE_REQUEST,
+  ...throughThePool(ONE_KEEPALIVE_REQUEST),
   ...SLOW_REQUEST_IN_FLIGHT,
   ...ARBITER_TERM,
   [100, 'conn/1.1', 'conn.drain'],
@@ -106,6 +114,8 @@ const GTHREAD_TERM_WITH_IDLE_AND_SLOW: Row[] = [
 const SLOW_REQUEST_DONE: Row[] = [
   [3600, 'conn/1.2', 'conn.handler-finish', { req: 'r3' }],
   [3600, 'conn/1.2', 'conn.respond', { req: 'r3', status: 200, close: false }],
+  // gthread: the pool's done callback finds the worker no longer alive, and closes instead of keeping it.
+  [3600, 'conn/1.2', 'conn.returned'],
   [3600, 'worker/1', 'worker.request-end', { conn: 'conn/1.2', req: 'r3' }],
   [3600, 'conn/1.2', 'conn.close', { rst: false }],
   [3600, 'worker/1', 'worker.conn-closed', { conn: 'conn/1.2' }],

@@ -103,10 +103,16 @@ describe('applyProfile', () => {
     const applied = applyProfile(base, profile);
     expect(applied.params.servicePercentilesMs).toEqual(profile.serviceMs!.percentilesMs);
     expect(applied.params.bootMs).toBe(profile.bootMs!.medianMs);
-    expect(applied.fromProfile).toEqual(['service time', 'poll wait', 'thread pickup', 'worker boot']);
-    // The poll wait is measured from the server's response to the next hand-over: the simulated network's round trip comes off it.
+    expect(applied.fromProfile).toEqual(['service time', 'return to the poller', 'poll wait', 'thread pickup', 'worker boot']);
+    expect(applied.params.returnPercentilesMs).toEqual(profile.returnMs!.percentilesMs);
+    // The poll wait holds the client's reply (the return mostly beats it), which the simulated network carries: its round trip comes off.
     const roundTripMs = 2 * base.latencyMs;
     profile.pollWaitMs!.percentilesMs.forEach((ms, i) => expect(applied.params.dispatchPercentilesMs![i]).toBeCloseTo(Math.max(0, ms - roundTripMs), 9));
+    // A profile without the returns leaves the connection back at once.
+    const { returnMs: _returns, ...fromResponse } = profile;
+    const older = applyProfile(base, fromResponse);
+    expect(older.params.returnPercentilesMs).toBeUndefined();
+    expect(older.defaults.join()).toMatch(/return to the poller \(at once\)/);
     expect(applied.params.pickupPercentilesMs).toEqual(profile.threadPickupMs!.percentilesMs);
     expect(applied.defaults.join()).toMatch(/one-way latency/);
     // A profile without them (our own server: its event loop hands a request over as it reads it) leaves both out.
@@ -170,6 +176,27 @@ describe("requestTimings: gunicorn's request hooks as handler times, poll waits 
     expect(ms(handlerMs)).toEqual([1.6, 2.3, 2.5, 1.5]);
     // Only 5001 on worker 10 had a second request: its post at 1.002, the hand-over at 1.004.
     expect(ms(pollWaitMs)).toEqual([2]);
+  });
+
+  it("with the done callback's returns: the return is measured from the response, and the poll wait from the return", () => {
+    const lines = [
+      "1.000000 submit 10 ('127.0.0.1', 5001)",
+      "1.000400 pre 10 ('127.0.0.1', 5001)",
+      "1.002000 post 10 ('127.0.0.1', 5001)",
+      // The callback takes the connection back 1.5 ms after the response (the GIL), then the loop hands the next request over.
+      "1.003500 return 10 ('127.0.0.1', 5001)",
+      "1.004000 submit 10 ('127.0.0.1', 5001)",
+      "1.004100 pre 10 ('127.0.0.1', 5001)",
+      "1.005100 post 10 ('127.0.0.1', 5001)",
+      // A response after which the callback closed the connection (the worker stopped): a return, and no poll wait.
+      "1.006000 return 10 ('127.0.0.1', 5001)",
+      // A return with no response before it: the hand-over of a client's FIN, which was never a request.
+      "1.007000 return 10 ('127.0.0.1', 5002)",
+    ];
+    const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
+    const { returnMs, pollWaitMs } = requestTimings(lines);
+    expect(ms(returnMs)).toEqual([1.5, 0.9]);
+    expect(ms(pollWaitMs)).toEqual([0.5]);
   });
 
   it('refuses a line it cannot read, and a post without its pre', () => {
