@@ -45,13 +45,16 @@ describe('the conformance suite on quiesce serve', () => {
     expect(paths.find((p) => p.target === 'worker.dying.crashed')).toMatchObject({ reached: true, undrivable: null });
     // gthread 20 orphans a kept-alive connection at TERM: the path there is a request, its response, then TERM.
     expect(paths.find((p) => p.target === 'conn.orphaned')).toMatchObject({ policy: 'gunicorn-gthread', reached: true });
-    // A client's RST (an abortive close, SO_LINGER 0) is one of the runner's actions.
-    for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#4--> conn.idle', 'conn --conn.peer-rst--> conn.closed']) {
+    // A client's RST (an abortive close, SO_LINGER 0) is one of the runner's actions. gthread's pool hands a
+    // kept-alive connection back after its response (conn.returned): that is its way to idle.
+    for (const t of ['conn.idle.keptAlive --conn.keepalive-timeout--> conn.closing', 'conn.idle --conn.peer-fin--> conn.closingHard', 'conn.handling.finished --conn.respond#2--> conn.returning', 'conn.returning.toKeep --conn.returned#3--> conn.idle', 'conn.returning.toClose --conn.returned--> conn.closing', 'conn --conn.peer-rst--> conn.closed']) {
       expect(paths.find((p) => p.target === t), t).toMatchObject({ aim: 'transition', reached: true });
     }
     // Against what the runner can drive: a transition only an undrivable event leads to is out of reach, with its reason.
     const connReach = report.reach.find((r) => r.kind === 'conn')!;
     expect(connReach.notFromOutside).toContainEqual({ transition: 'conn.pending --conn.bytes#2--> (stays)', reason: expect.stringMatching(/unannounced/) });
+    // Our server hands a connection back as it writes the response: nothing from outside comes between.
+    expect(connReach.notFromOutside).toContainEqual({ transition: 'conn.returning --conn.bytes--> (stays)', reason: expect.stringMatching(/as the response is written/) });
     for (const r of report.reach) expect(r.covered + r.notFromOutside.length + r.notTaken.length, r.kind).toBe(r.total);
     // The kernel's accept-queue events are in no real trace: a SYN is out of reach, with that reason.
     expect(report.reach.find((r) => r.kind === 'listener')!.notFromOutside).toContainEqual({ transition: 'listener.listening --listener.syn--> (stays)', reason: expect.stringMatching(/SYN/) });
