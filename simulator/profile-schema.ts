@@ -128,7 +128,7 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
   if (profile.pollWaitMs) {
     // It holds the client's reply, which the simulated network carries itself: the round trip is taken
     // off. Measured from the return, too: the return mostly beats the reply (gthread on loopback, a
-    // median return of 22 µs against a round trip of 100 µs), and the simulator calls the poll's wait
+    // median return of tens of µs against a round trip of 100 µs), and the simulator calls the poll's wait
     // from the request's arrival then.
     const roundTripMs = 2 * base.latencyMs;
     params.dispatchPercentilesMs = profile.pollWaitMs.percentilesMs.map((ms) => Math.max(0, ms - roundTripMs));

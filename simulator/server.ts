@@ -450,23 +450,21 @@ export class WorkerProcess implements WorkerPort {
   }
 
   watchReadable(conn: ConnId): boolean {
-    const dispatchMs = this.server.timing.dispatchMs;
-    if (!dispatchMs) return true;
-    this.wire.after(Math.max(0, dispatchMs()), { kind: 'poll', worker: this.id, conn });
-    return false;
+    return this.atOnceOrLater(this.server.timing.dispatchMs, { kind: 'poll', worker: this.id, conn });
   }
 
   returnToPoller(conn: ConnId): boolean {
-    const returnMs = this.server.timing.returnMs;
-    if (!returnMs) return true;
-    this.wire.after(Math.max(0, returnMs()), { kind: 'return', worker: this.id, conn });
-    return false;
+    return this.atOnceOrLater(this.server.timing.returnMs, { kind: 'return', worker: this.id, conn });
   }
 
   pickUp(conn: ConnId, req: string): boolean {
-    const pickupMs = this.server.timing.pickupMs;
-    if (!pickupMs) return true;
-    this.wire.after(Math.max(0, pickupMs()), { kind: 'pickup', worker: this.id, conn, req });
+    return this.atOnceOrLater(this.server.timing.pickupMs, { kind: 'pickup', worker: this.id, conn, req });
+  }
+
+  /** A measured wait the profile has (drawn now, its item due after it): false. None: true, at once. */
+  private atOnceOrLater(draw: (() => number) | undefined, item: ServerItem): boolean {
+    if (!draw) return true;
+    this.wire.after(Math.max(0, draw()), item);
     return false;
   }
 

@@ -237,11 +237,7 @@ export class WorkerDriver {
       taken = this.host.emitIfAccepted(conn, partial ? { type: 'conn.bytes', req, partial } : { type: 'conn.bytes', req });
       // Every request in the poller came before this one: the poll returns with all of them.
       if (taken && endsTurn) return this.lastPollReturned(conn, this.readable.length);
-      if (taken && this.host.matches(conn, 'unpolled')) {
-        if (this.port.watchReadable(conn)) this.dispatch(conn);
-        else if (!this.readable.includes(conn)) this.readable.push(conn);
-        return;
-      }
+      if (taken && this.host.matches(conn, 'unpolled')) return this.awaitPoll(conn);
       if (taken) this.wantsThread(conn);
     });
     return taken;
@@ -361,10 +357,13 @@ export class WorkerDriver {
       }
     }
     // Back in the poller with the next request already in its buffer: readable now.
-    if (this.host.matches(conn, 'unpolled')) {
-      if (this.port.watchReadable(conn)) this.dispatch(conn);
-      else if (!this.readable.includes(conn)) this.readable.push(conn);
-    }
+    if (this.host.matches(conn, 'unpolled')) this.awaitPoll(conn);
+  }
+
+  /** A readable connection in the poller: handed over at once, or in the ready list until its poll returns. */
+  private awaitPoll(conn: ConnId): void {
+    if (this.port.watchReadable(conn)) this.dispatch(conn);
+    else if (!this.readable.includes(conn)) this.readable.push(conn);
   }
 
   /** The peer closed its sending side (EOF). */
