@@ -24,6 +24,10 @@
  *   post → the next request's hand-over to the pool on that connection:
  *   the client's reply and the wait in the poller); the thread pickup (the
  *   hand-over → pre: the pool thread's wait for the GIL, and the parse).
+ * - a stop (gunicorn): five runs of the matrix's TERM row (no recycling, a TERM 1 s into `ab -n
+ *   60000 -c 20 -k -r`), with hooks of their own: the gaps between the arbiter's successive kills, a
+ *   kill → the worker's handler, and (gthread) the poll that ended the worker's last turn → its close
+ *   of the listener copy.
  * - worker boot: from a worker's exit to its replacement ready to accept. gunicorn: its server hooks (`worker_exit`, then
  *   `post_worker_init` of the next worker, by CLOCK_MONOTONIC, paired in
  *   order: the arbiter replaces in the order it reaps). `quiesce serve`: its
@@ -36,7 +40,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { runAb } from './ab.ts';
 import { commandServer, fillCommand } from './blackbox.ts';
-import { APPS_DIR, stopGracefully, tempDir } from './process.ts';
+import { APPS_DIR, stopGracefully, tempDir, type ServerProcess } from './process.ts';
 import type { ServerParams } from '../model/params.ts';
 import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
@@ -55,6 +59,10 @@ interface Target {
   readonly bootMethod: string;
   /** Handler times and kept-alive turnarounds, ms, from what the run left in its directory (servers whose connections wait in a poller). */
   readonly requestTimes?: (dir: string) => RequestTimes;
+  /** What a stop under load took, ms, from what a TERM run left in its directory (servers whose hooks see the arbiter's kills). */
+  readonly stopTimes?: (dir: string) => StopTimes;
+  /** The files the stop runs' command needs in its directory, in place of `files`. */
+  readonly stopFiles?: Record<string, string>;
 }
 
 export interface RequestTimes {
@@ -64,6 +72,17 @@ export interface RequestTimes {
   readonly pickupMs: number[];
   /** From a response (post) to the done callback's return of the connection; empty where the hooks see no return. */
   readonly returnMs: number[];
+  /** At a recycle, the worker's last hand-over → its close of the listener copy; empty where the hooks see no close. */
+  readonly closeAfterRecycleTurnMs: number[];
+}
+
+export interface StopTimes {
+  /** Between the arbiter's successive kill(2)s of its workers, in the order it sent them. */
+  readonly killGapMs: number[];
+  /** A kill(2) → that worker's handler running. */
+  readonly signalHandlerMs: number[];
+  /** The stopping loop turn (its first hand-over after the handler, or the handler) → the listener copy's close; empty where the hooks see no close. */
+  readonly closeAfterTurnMs: number[];
 }
 
 /**
@@ -91,6 +110,12 @@ const GUNICORN_HOOKS = [
   "        _requests.append('%.6f submit %d %s' % (time.monotonic(), os.getpid(), conn.client))",
   '        return enqueue(conn)',
   '    worker.enqueue_req = enqueue_req',
+  // …closes its listener copies after its loop: timed at a recycle (its own limit reached; not the final stop).
+  '    for listener in worker.sockets:',
+  '        def close(close=listener.close):',
+  "            if worker.nr >= worker.max_requests: _requests.append('%.6f recycle-close %d -' % (time.monotonic(), os.getpid()))",
+  '            return close()',
+  '        listener.close = close',
   // …and takes an answered connection back in the pool thread's done callback (finish_request: into the
   // poller, or closed). enqueue_req binds self.finish_request when it submits: the wrapper is what runs.
   "    finish = getattr(worker, 'finish_request', None)",
@@ -110,6 +135,50 @@ const GUNICORN_HOOKS = [
 ].join('\n');
 
 /**
+ * The hooks of the stop runs, apart from the request hooks above: as few as a stop needs, so that
+ * they take as little of the GIL as they can from what they time (the request hooks' four appends a
+ * request made a stopping loop's last turn several times longer). The arbiter writes its kills as it
+ * sends them (a handful a stop); a worker keeps its lines and writes them at its exit.
+ */
+const GUNICORN_STOP_HOOKS = [
+  'import os, signal, time',
+  '_dir = os.path.dirname(os.path.abspath(__file__))',
+  '_lines = []',
+  // kill_workers calls kill_worker once per worker.
+  'def when_ready(server):',
+  '    kill = server.kill_worker',
+  '    def kill_worker(pid, sig):',
+  "        with open(os.path.join(_dir, 'stops.log'), 'a') as f:",
+  "            f.write('%.6f kill %d %d\\n' % (time.monotonic(), pid, sig))",
+  '        return kill(pid, sig)',
+  '    server.kill_worker = kill_worker',
+  'def post_worker_init(worker):',
+  // The SIGTERM handler as init_signals set it: without interrupting system calls.
+  '    handle_exit = worker.handle_exit',
+  '    def on_term(sig, frame):',
+  "        _lines.append('%.6f handler %d' % (time.monotonic(), os.getpid()))",
+  '        handle_exit(sig, frame)',
+  '    signal.signal(signal.SIGTERM, on_term)',
+  '    signal.siginterrupt(signal.SIGTERM, False)',
+  // gthread: its loop's hand-overs, and the listener copies it closes after the loop (tpool.shutdown, poller.close, close).
+  "    enqueue = getattr(worker, 'enqueue_req', None)",
+  '    if enqueue is None: return',
+  '    def enqueue_req(conn):',
+  "        _lines.append('%.6f submit %d' % (time.monotonic(), os.getpid()))",
+  '        return enqueue(conn)',
+  '    worker.enqueue_req = enqueue_req',
+  '    for listener in worker.sockets:',
+  '        def close(close=listener.close):',
+  "            _lines.append('%.6f listener-close %d' % (time.monotonic(), os.getpid()))",
+  '            return close()',
+  '        listener.close = close',
+  'def worker_exit(server, worker):',
+  "    with open(os.path.join(_dir, 'stops.log'), 'a') as f:",
+  "        f.write(''.join(line + '\\n' for line in _lines))",
+  '',
+].join('\n');
+
+/**
  * From the hooks' request lines (`<seconds> submit|pre|post|return <pid> <peer>`), per connection (the
  * same worker and client address), in ms: each handler's time (its pre → its post); each return (a post
  * → the done callback's return after it); each poll wait (the return — or, where the hooks see none, the
@@ -121,14 +190,22 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const pollWaitMs: number[] = [];
   const pickupMs: number[] = [];
   const returnMs: number[] = [];
+  const closeAfterRecycleTurnMs: number[] = [];
+  const lastSubmitOf = new Map<string, number>();
   const submitted = new Map<string, number>();
   const started = new Map<string, number>();
   const answered = new Map<string, number>();
   const waited = new Map<string, number>();
   for (const line of lines) {
-    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return) (\d+) (.+)$/.exec(line);
+    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return|recycle-close) (\d+) (.+)$/.exec(line);
     if (!match) throw new Error(`requests.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
+    if (match[2] === 'recycle-close') {
+      const last = lastSubmitOf.get(match[3]!);
+      if (last !== undefined) closeAfterRecycleTurnMs.push(ms - last);
+      continue;
+    }
+    if (match[2] === 'submit') lastSubmitOf.set(match[3]!, ms);
     const conn = `${match[3]} ${match[4]}`;
     const since = (map: Map<string, number>, into: number[]) => {
       const at = map.get(conn);
@@ -160,7 +237,50 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       answered.set(conn, ms);
     }
   }
-  return { handlerMs, pollWaitMs, pickupMs, returnMs };
+  return { handlerMs, pollWaitMs, pickupMs, returnMs, closeAfterRecycleTurnMs };
+}
+
+/**
+ * From a stop run's lines (`<seconds> kill <pid> <signal>` from the arbiter; `<seconds> handler|submit|listener-close <pid>`
+ * from its workers), in ms: the gaps between the arbiter's successive SIGTERM kills; each kill → that
+ * worker's first handler after it; and, for each worker that closed its listener copy after its handler,
+ * the first hand-over between them (the poll that ended the last turn: the loop looks at `alive` only
+ * after its hand-overs) — or the handler, where none came — → the close.
+ */
+export function stopTimings(lines: readonly string[]): StopTimes {
+  const kills: { readonly ms: number; readonly pid: string }[] = [];
+  const byWorker = { handler: new Map<string, number[]>(), submit: new Map<string, number[]>(), 'listener-close': new Map<string, number[]>() };
+  for (const line of lines) {
+    const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);
+    if (!match) throw new Error(`stops.log: unexpected line "${line}"`);
+    const ms = Number(match[1]) * 1000;
+    if (match[2] !== undefined) {
+      if (match[3] === '15') kills.push({ ms, pid: match[2] });
+      continue;
+    }
+    const into = byWorker[match[4] as keyof typeof byWorker];
+    into.set(match[5]!, [...(into.get(match[5]!) ?? []), ms]);
+  }
+  /** The first of a worker's lines of a kind in [fromMs, toMs]. */
+  const first = (kind: keyof typeof byWorker, pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY) =>
+    (byWorker[kind].get(pid) ?? []).filter((ms) => ms >= fromMs && ms <= toMs).sort((a, b) => a - b)[0];
+  kills.sort((a, b) => a.ms - b.ms);
+  const killGapMs = kills.slice(1).map((k, i) => k.ms - kills[i]!.ms);
+  const signalHandlerMs: number[] = [];
+  const closeAfterTurnMs: number[] = [];
+  for (const kill of kills) {
+    const handler = first('handler', kill.pid, kill.ms);
+    if (handler === undefined) continue;
+    signalHandlerMs.push(handler - kill.ms);
+    const close = first('listener-close', kill.pid, handler);
+    if (close === undefined) continue;
+    closeAfterTurnMs.push(close - (first('submit', kill.pid, handler, close) ?? handler));
+  }
+  return { killGapMs, signalHandlerMs, closeAfterTurnMs };
+}
+
+function gunicornStopTimes(dir: string): StopTimes {
+  return stopTimings(readFileSync(join(dir, 'stops.log'), 'utf8').split('\n').filter(Boolean));
 }
 
 function gunicornRequestTimes(dir: string): RequestTimes {
@@ -217,6 +337,8 @@ export const TARGETS: Record<string, Target> = {
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
     requestTimes: gunicornRequestTimes,
+    stopFiles: { 'hooks.py': GUNICORN_STOP_HOOKS },
+    stopTimes: gunicornStopTimes,
   },
   'gunicorn-20.1-sync': {
     describes: "Debian's gunicorn 20.1 with sync workers, a WSGI app that answers 14 bytes, on loopback",
@@ -225,6 +347,8 @@ export const TARGETS: Record<string, Target> = {
     files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
+    stopFiles: { 'hooks.py': GUNICORN_STOP_HOOKS },
+    stopTimes: gunicornStopTimes,
   },
   'quiesce-serve': {
     describes: '`quiesce serve --app hello` (this repository), on loopback; its policy is a flag',
@@ -240,6 +364,35 @@ export const MEASURE_SERVER: ServerParams = SEED_CALIBRATION.server;
 const AB_REQUESTS = 40_000;
 const AB_LOAD = ['-n', String(AB_REQUESTS), '-c', '20', '-k', '-r'];
 const AB_WARMUP = ['-n', '5000', '-c', '20', '-k', '-r'];
+/** The stops: the calibration matrix's TERM row (no recycling, a TERM 1 s into the load), several times — each gives a sample per worker. */
+const STOP_RUNS = 5;
+const STOP_AT_MS = 1000;
+const AB_STOP_LOAD = ['-n', '60000', '-c', '20', '-k', '-r'];
+
+/** TERM runs: each a server under the load, stopped 1 s into it by kill(2) on its main process, read once it exited. */
+async function measureStops(name: string, target: Target, server: ServerParams, port: number, url: string, log: (line: string) => void): Promise<{ times: StopTimes; command: string } | null> {
+  if (!target.stopTimes) return null;
+  log(`${name}: ${STOP_RUNS} stops under load (no recycling, ab ${AB_STOP_LOAD.join(' ')}, TERM at ${STOP_AT_MS} ms)`);
+  const stopping: ServerParams = { ...server, maxRequests: 0, maxRequestsJitter: 0 };
+  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [] };
+  let command = '';
+  for (let run = 0; run < STOP_RUNS; run++) {
+    const dir = await withServer({ ...target, files: target.stopFiles ?? target.files }, stopping, port, async (dir, filled, process_) => {
+      command = filled;
+      const ab = runAb([...AB_STOP_LOAD, url]);
+      const timer = setTimeout(() => process_.signal('SIGTERM'), STOP_AT_MS);
+      await ab.finally(() => clearTimeout(timer));
+      await process_.exited;
+      return dir;
+    });
+    const one = target.stopTimes(dir);
+    times.killGapMs.push(...one.killGapMs);
+    times.signalHandlerMs.push(...one.signalHandlerMs);
+    times.closeAfterTurnMs.push(...one.closeAfterTurnMs);
+  }
+  if (times.signalHandlerMs.length < STOP_RUNS) throw new Error(`the hooks saw only ${times.signalHandlerMs.length} handlers in ${STOP_RUNS} stops`);
+  return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)` };
+}
 
 export function describeMachine(): string {
   const cpus = os.cpus();
@@ -252,7 +405,7 @@ export function describeMachine(): string {
   return `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}${distro}, Node ${process.version}`;
 }
 
-async function withServer<T>(target: Target, params: ServerParams, port: number, body: (dir: string, command: string) => Promise<T>): Promise<T> {
+async function withServer<T>(target: Target, params: ServerParams, port: number, body: (dir: string, command: string, server: ServerProcess) => Promise<T>): Promise<T> {
   const dir = tempDir('quiesce-profile-');
   for (const [name, text] of Object.entries(target.files)) writeFileSync(join(dir, name), text);
   const bind = `127.0.0.1:${port}`;
@@ -261,7 +414,7 @@ async function withServer<T>(target: Target, params: ServerParams, port: number,
   const server = sut.start(params, dir);
   try {
     await sut.listening(server, 20_000);
-    return await body(dir, command);
+    return await body(dir, command, server);
   } finally {
     await stopGracefully(server);
   }
@@ -286,7 +439,7 @@ function percentilesOf(samples: readonly number[]): number[] {
  * workers' (the matrix's 1-worker row had a real latency p50 of 4.4 ms where the simulator, with the
  * 4-worker profile, had 1.4 ms).
  */
-export async function measureProfile(name: string, port: number, log: (line: string) => void, options: { workers?: number } = {}): Promise<Profile> {
+export async function measureProfile(name: string, port: number, log: (line: string) => void, options: { workers?: number; stops?: boolean } = {}): Promise<Profile> {
   const target = TARGETS[name];
   if (!target) throw new Error(`unknown profile "${name}"; expected one of: ${Object.keys(TARGETS).join(', ')}`);
   const date = new Date().toISOString().slice(0, 10);
@@ -303,6 +456,8 @@ export async function measureProfile(name: string, port: number, log: (line: str
     if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
     return { ab, command, dir };
   });
+  // A calibration without a stop under load (the recycling rows) may leave them out: the simulator then stops at once.
+  const stops = options.stops === false ? null : await measureStops(name, target, server, port, url, log);
   // Read after the server stopped: its trace is complete then.
   const boots = target.boots(run.dir);
   if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen; expected dozens`);
@@ -322,7 +477,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the poll wait, a kept-alive connection's return → the next hand-over (enqueue_req) on it; the thread pickup, a hand-over → the next pre. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
+                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the poll wait, a kept-alive connection's return → the next hand-over (enqueue_req) on it; the thread pickup, a hand-over → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
             },
           }
         : {
@@ -333,6 +488,17 @@ export async function measureProfile(name: string, port: number, log: (line: str
               method: "ab's total time per request (-e: the 101 percentiles, µs resolution), recycling as the calibration does; the wait for the CPU included",
             },
           }),
+      ...(stops
+        ? {
+            'stops-under-load': {
+              command: stops.command,
+              date,
+              machine,
+              method:
+                "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close",
+            },
+          }
+        : {}),
       'replacement-under-load': {
         command: `the same run: ab ${AB_LOAD.join(' ')} ${url}`,
         date,
@@ -348,11 +514,28 @@ export async function measureProfile(name: string, port: number, log: (line: str
           pollWaitMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pollWaitMs.length, percentilesMs: percentilesOf(requests.pollWaitMs) },
           threadPickupMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pickupMs.length, percentilesMs: percentilesOf(requests.pickupMs) },
           ...(requests.returnMs.length > 0 ? { returnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.returnMs.length, percentilesMs: percentilesOf(requests.returnMs) } } : {}),
+          ...(requests.closeAfterRecycleTurnMs.length > 0
+            ? { closeAfterRecycleTurnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.closeAfterRecycleTurnMs.length, percentilesMs: percentilesOf(requests.closeAfterRecycleTurnMs) } }
+            : {}),
         }
       : {}),
+    ...(stops ? stopDistributions(stops.times) : {}),
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
   };
   return profileSchema.parse(profile);
+}
+
+/** A stop's distributions, each where it has samples (one worker has no gap between kills; sync workers close no listener copy themselves). */
+function stopDistributions(times: StopTimes): Pick<Profile, 'killGapMs' | 'signalHandlerMs' | 'closeAfterTurnMs'> {
+  const of = (samples: readonly number[]) => (samples.length > 0 ? { measurement: 'stops-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) } : undefined);
+  const out: Pick<Profile, 'killGapMs' | 'signalHandlerMs' | 'closeAfterTurnMs'> = {};
+  const killGapMs = of(times.killGapMs);
+  const signalHandlerMs = of(times.signalHandlerMs);
+  const closeAfterTurnMs = of(times.closeAfterTurnMs);
+  if (killGapMs) out.killGapMs = killGapMs;
+  if (signalHandlerMs) out.signalHandlerMs = signalHandlerMs;
+  if (closeAfterTurnMs) out.closeAfterTurnMs = closeAfterTurnMs;
+  return out;
 }
 
 async function main(argv: string[]): Promise<number> {

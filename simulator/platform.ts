@@ -8,7 +8,7 @@
  * random choice the platform makes goes through `Draw` for the same reason:
  * the simulator draws from its seeded PRNG, the explorer tries every value.
  */
-import type { ClientFailure, ClientId, ConnId, WorkerId } from '../model/events.ts';
+import type { ClientFailure, ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
 import type { Timer } from '../model/host.ts';
 import type { Network } from './network.ts';
 import type { SimulatedServer } from './server.ts';
@@ -40,6 +40,8 @@ export type PlatformItem =
   | { readonly kind: 'boot'; readonly worker: WorkerId }
   /** A worker's loop turn notifies the arbiter. */
   | { readonly kind: 'heartbeat'; readonly worker: WorkerId }
+  /** A signal reaches a worker process: the arbiter's kill(2) came after its earlier ones, and a handler runs when the process gets to it. */
+  | { readonly kind: 'signal'; readonly worker: WorkerId; readonly signal: WorkerSignal }
   /** A worker finishes the loop turn in which it stopped accepting, and closes its listener copy. */
   | { readonly kind: 'release'; readonly worker: WorkerId }
   /** A worker's next loop turn: it takes what waits in the accept queue, if its machine lets it. */

@@ -64,11 +64,28 @@ export const profileSchema = z
     returnMs: measuredDistribution.optional(),
     /** From the hand-over to the handler starting: the thread's wait for the CPU (and the GIL), and the parse. */
     threadPickupMs: measuredDistribution.optional(),
+    /**
+     * At a stop, between the arbiter's successive kill(2)s of its workers (gunicorn's `kill_workers`
+     * loop: a worker it wakes takes the CPU from it). Absent where one worker was measured.
+     */
+    killGapMs: measuredDistribution.optional(),
+    /** From the arbiter's kill(2) to the worker's handler running (CPython: in the main thread, once it has the GIL). */
+    signalHandlerMs: measuredDistribution.optional(),
+    /**
+     * From the loop turn in which a stopping worker stops accepting (gthread: the first hand-over after
+     * its handler, or the handler where none came) to its close of the listener copy: the rest of that turn.
+     */
+    closeAfterTurnMs: measuredDistribution.optional(),
+    /**
+     * The same at a recycle (max-requests: the worker stops alone, the others serving): its last hand-over
+     * → the close. Measured apart because it is another load: a tenth of a stop's at the median.
+     */
+    closeAfterRecycleTurnMs: measuredDistribution.optional(),
     /** From the arbiter's decision to start a worker to the worker ready to accept. */
     bootMs: measuredValue.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitMs', 'returnMs', 'threadPickupMs', 'bootMs'] as const) {
+    for (const key of ['serviceMs', 'pollWaitMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'bootMs'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -138,6 +155,19 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.pickupPercentilesMs = [...profile.threadPickupMs.percentilesMs];
     fromProfile.push('thread pickup');
   } else defaults.push('thread pickup (none)');
+  const stopTimings = [
+    ['killGapMs', 'killGapPercentilesMs', "the arbiter's kills one after another", 'every kill in one instant'],
+    ['signalHandlerMs', 'signalHandlerPercentilesMs', 'the signal handler', 'at the kill'],
+    ['closeAfterTurnMs', 'closeAfterTurnPercentilesMs', "the stopping loop turn's rest", 'the close in the same instant'],
+    ['closeAfterRecycleTurnMs', 'closeAfterRecycleTurnPercentilesMs', "the recycling loop turn's rest", 'the close in the same instant'],
+  ] as const;
+  for (const [key, param, label, otherwise] of stopTimings) {
+    const measured = profile[key];
+    if (measured) {
+      params[param] = [...measured.percentilesMs];
+      fromProfile.push(label);
+    } else defaults.push(`${label} (${otherwise})`);
+  }
   if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

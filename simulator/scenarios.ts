@@ -38,6 +38,20 @@ export interface ScenarioParams {
   pickupPercentilesMs?: number[];
   /** The 101 percentiles of how long an answered keep-alive connection takes to get back to the poller, ms; absent: at once. */
   returnPercentilesMs?: number[];
+  /**
+   * The 101 percentiles of the time between an arbiter's successive kill(2)s of one signalling (the
+   * workers it wakes take the CPU from it), ms; absent: it signals them all in one instant.
+   */
+  killGapPercentilesMs?: number[];
+  /** The 101 percentiles of the time from a kill(2) to the worker's handler running, ms; absent: at once. */
+  signalHandlerPercentilesMs?: number[];
+  /**
+   * The 101 percentiles of the time from the loop turn in which a worker stops (its poll returned after
+   * the drain began) to its close of the listener copy — the rest of that turn — ms; absent: at once.
+   */
+  closeAfterTurnPercentilesMs?: number[];
+  /** The same for a worker that stops on its own (max-requests), ms; absent: at once. */
+  closeAfterRecycleTurnPercentilesMs?: number[];
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;

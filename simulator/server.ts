@@ -44,6 +44,28 @@ export interface ServerTiming {
    * began draining meanwhile closes the connection with it.
    */
   returnMs?: () => number;
+  /**
+   * How long an arbiter that signals several workers in one step takes between one kill(2) and the next
+   * (gunicorn's `kill_workers` loop: the worker it woke takes the CPU from it), drawn per kill; absent:
+   * every kill in the same instant.
+   */
+  killGapMs?: () => number;
+  /**
+   * From a kill(2) to the worker's handler running (CPython runs a handler in the main thread, between
+   * bytecodes, once that thread has the GIL: gthread's pool threads hold it), drawn per signal; absent:
+   * at once. Only signals a handler takes: KILL, STOP and CONT are the kernel's, at the kill.
+   */
+  signalHandlerMs?: () => number;
+  /**
+   * From the loop turn in which a signalled worker stops accepting (a stop, a reload: several workers
+   * at once) to its close of the listener copy: the rest of that turn (gthread: the hand-overs of what
+   * the poll returned, `futures.wait`, `murder_keepalived`, `tpool.shutdown`, `poller.close`, each
+   * waiting for the GIL), drawn per worker; absent: in the same instant. What the kernel queues meanwhile
+   * waits for a worker that no longer accepts — reset at the last copy's close.
+   */
+  closeAfterTurnMs?: () => number;
+  /** The same for a worker that stops on its own (max-requests: one worker, the others serving), measured apart: the two differ tenfold. */
+  closeAfterRecycleTurnMs?: () => number;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
@@ -56,6 +78,7 @@ export interface WorkerProcessState {
   readonly ready: boolean;
   readonly exited: boolean;
   readonly driver: WorkerDriverState;
+  readonly signalled: boolean;
   readonly behind: readonly (readonly [ConnId, readonly string[]])[];
 }
 
@@ -66,12 +89,15 @@ export interface ServerState {
   /** Each open connection's link: the network's own when it still keeps it, else this copy. */
   readonly connLinks: readonly (readonly [ConnId, Link])[];
   readonly exitCode: number | null;
+  /** The earliest the arbiter's next kill(2) goes (see `ServerTiming.killGapMs`). */
+  readonly nextKillAtMs: number;
 }
 
 /** What each kind of item does to the process it names (built once: see `ItemHandlers`). */
 const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   boot: (_i, proc) => proc.booted(),
   heartbeat: (_i, proc) => proc.beat(),
+  signal: (i, proc) => proc.takeSignal(i.signal),
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
   'handler-done': (i, proc) =>
@@ -94,6 +120,8 @@ export class SimulatedServer implements ServerSide {
   private readonly everSpawned = new Map<WorkerId, WorkerProcess>();
   readonly linkOfConn = new Map<ConnId, Link>();
   exitCode: number | null = null;
+  /** The earliest the arbiter's next kill(2) goes: it kills one worker after another, losing the CPU between. */
+  private nextKillAtMs = 0;
 
   constructor(
     readonly host: ActorHost,
@@ -105,7 +133,7 @@ export class SimulatedServer implements ServerSide {
   ) {
     const port: ArbiterPort = {
       spawnWorker: (worker, maxRequests) => this.spawn(worker, maxRequests),
-      signalWorker: (worker, signal) => this.workers.get(worker)?.signal(signal),
+      signalWorker: (worker, signal) => this.kill(worker, signal),
       // The arbiter's copy closes with the listener.release its driver writes: nothing else happens here.
       closeListener: () => {},
       exit: (code) => (this.exitCode = code),
@@ -130,12 +158,13 @@ export class SimulatedServer implements ServerSide {
       processes: [...this.everSpawned.values()].map((p) => p.state()),
       connLinks: [...this.linkOfConn].map(([conn, link]) => [conn, link.copy()] as const),
       exitCode: this.exitCode,
+      nextKillAtMs: this.nextKillAtMs,
     };
   }
 
   /** The state as key lines (the explorer's visited set): what a state() holds, less the counters that only name what comes next. */
   keyParts(out: string[]): void {
-    out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode}`);
+    out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode} ${this.nextKillAtMs}`);
     for (const p of this.everSpawned.values()) {
       const d = p.driver.state();
       out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue} ${p.behindKey()}`);
@@ -156,6 +185,7 @@ export class SimulatedServer implements ServerSide {
     }
     for (const [conn, saved] of state.connLinks) this.linkOfConn.set(conn, this.network.link(saved.client) ?? saved.copy());
     this.exitCode = state.exitCode;
+    this.nextKillAtMs = state.nextKillAtMs;
   }
 
   boot(): void {
@@ -164,6 +194,17 @@ export class SimulatedServer implements ServerSide {
 
   signal(signal: ArbiterSignal): void {
     this.arbiter.signal(signal);
+  }
+
+  /**
+   * The arbiter's kill(2) of a worker. Several in one step go one after another, each a drawn gap after
+   * the one before (the measured `kill_workers` loop); what the worker then does with it is its own.
+   */
+  private kill(worker: WorkerId, signal: WorkerSignal): void {
+    const now = this.host.nowMs;
+    const atMs = Math.max(now, this.nextKillAtMs);
+    if (this.timing.killGapMs) this.nextKillAtMs = atMs + Math.max(0, this.timing.killGapMs());
+    this.workers.get(worker)?.signal(signal, atMs - now);
   }
 
   /** A signal from outside (an operator's kill(1)) to a worker: KILL, STOP, CONT. */
@@ -260,6 +301,8 @@ export class WorkerProcess implements WorkerPort {
   /** Reaped: the process is gone (an item may still name it: a handler's end that never comes to anything). */
   exited = false;
   private heartbeatTimer: Timer | null = null;
+  /** It took a signal that stops it (TERM, INT, QUIT): its last turn is a stop's or a reload's, not its own recycle's. */
+  private signalled = false;
   /** SIGSTOPped: it reads nothing, finishes nothing, accepts nothing until CONT (only KILL reaches it). */
   stopped = false;
   private readonly whileStopped: (() => void)[] = [];
@@ -288,6 +331,7 @@ export class WorkerProcess implements WorkerPort {
       ready: this.ready,
       exited: this.exited,
       driver: this.driver.state(),
+      signalled: this.signalled,
       behind: [...this.behind].map(([conn, reqs]) => [conn, [...reqs]] as const),
     };
   }
@@ -296,6 +340,7 @@ export class WorkerProcess implements WorkerPort {
     this.ready = state.ready;
     this.exited = state.exited;
     this.driver.load(state.driver);
+    this.signalled = state.signalled;
     for (const [conn, reqs] of state.behind) this.behind.set(conn, [...reqs]);
   }
 
@@ -356,7 +401,22 @@ export class WorkerProcess implements WorkerPort {
     this.acceptFromQueue();
   }
 
-  signal(signal: WorkerSignal): void {
+  /**
+   * A signal sent to this process, reaching it `sentInMs` from now (the arbiter's kill loop): a signal a
+   * handler takes runs when the process gets to it (`ServerTiming.signalHandlerMs`); at once when
+   * neither waits.
+   */
+  signal(signal: WorkerSignal, sentInMs = 0): void {
+    const handled = signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT';
+    const handlerMs = handled && this.server.timing.signalHandlerMs ? Math.max(0, this.server.timing.signalHandlerMs()) : 0;
+    if (sentInMs + handlerMs > 0) this.wire.after(sentInMs + handlerMs, { kind: 'signal', worker: this.id, signal });
+    else this.takeSignal(signal);
+  }
+
+  /** The signal reaches the process (its handler runs). A process gone meanwhile takes nothing. */
+  takeSignal(signal: WorkerSignal): void {
+    if (this.exited) return;
+    if (signal === 'TERM' || signal === 'INT' || signal === 'QUIT') this.signalled = true;
     // A stopped process takes no signal but KILL (and CONT): the kernel holds the rest until CONT.
     if (this.stopped && signal !== 'KILL' && signal !== 'CONT') {
       this.whileStopped.push(() => this.driver.signal(signal));
@@ -441,7 +501,10 @@ export class WorkerProcess implements WorkerPort {
     if (this.driver.mayAccept()) {
       this.wire.after(this.server.draw.uniform(0, this.server.timing.loopTickMs), { kind: 'release', worker: this.id });
       this.later();
-    } else this.released();
+    } else {
+      const { closeAfterTurnMs, closeAfterRecycleTurnMs } = this.server.timing;
+      if (this.atOnceOrLater(this.signalled ? closeAfterTurnMs : closeAfterRecycleTurnMs, { kind: 'release', worker: this.id })) this.released();
+    }
   }
 
   released(): void {

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { exitToReady, requestTimings } from '../../conformance/measure-profile.ts';
+import { exitToReady, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
 
@@ -27,7 +27,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs?.measurement, parsed.pollWaitMs?.measurement, parsed.threadPickupMs?.measurement, parsed.bootMs?.measurement].filter(Boolean);
+    const used = [parsed.serviceMs, parsed.pollWaitMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.bootMs].map((d) => d?.measurement).filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
@@ -103,7 +103,24 @@ describe('applyProfile', () => {
     const applied = applyProfile(base, profile);
     expect(applied.params.servicePercentilesMs).toEqual(profile.serviceMs!.percentilesMs);
     expect(applied.params.bootMs).toBe(profile.bootMs!.medianMs);
-    expect(applied.fromProfile).toEqual(['service time', 'return to the poller', 'poll wait', 'thread pickup', 'worker boot']);
+    expect(applied.fromProfile).toEqual([
+      'service time',
+      'return to the poller',
+      'poll wait',
+      'thread pickup',
+      "the arbiter's kills one after another",
+      'the signal handler',
+      "the stopping loop turn's rest",
+      "the recycling loop turn's rest",
+      'worker boot',
+    ]);
+    expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
+    expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
+    expect(applied.params.closeAfterTurnPercentilesMs).toEqual(profile.closeAfterTurnMs!.percentilesMs);
+    // sync workers close no listener copy of their own after a loop turn: the close stays with the turn (the exit).
+    const sync = applyProfile(base, getProfile('gunicorn-20.1-sync'));
+    expect(sync.params.closeAfterTurnPercentilesMs).toBeUndefined();
+    expect(sync.defaults.join()).toMatch(/the stopping loop turn's rest \(the close in the same instant\)/);
     expect(applied.params.returnPercentilesMs).toEqual(profile.returnMs!.percentilesMs);
     // The poll wait holds the client's reply (the return mostly beats it), which the simulated network carries: its round trip comes off.
     const roundTripMs = 2 * base.latencyMs;
@@ -133,6 +150,39 @@ describe('applyProfile', () => {
     // Without recycling the simulated latency is the service time plus two one-way latencies (0.05 ms each), histogram-binned.
     const measured = profile.serviceMs!.percentilesMs[50]!;
     expect(Math.abs(a.stats.latency.percentileMs(50) - measured)).toBeLessThan(0.25 * measured + 0.2);
+  });
+});
+
+describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits and the last turn's rest", () => {
+  it('orders the kills, pairs each with its worker\'s first handler after it, and times the close from the first hand-over between handler and close', () => {
+    const lines = [
+      '10.000000 kill 101 15',
+      '10.002000 kill 102 15',
+      '10.002500 kill 103 15',
+      // 101: its handler, the poll that ended its last turn handing a connection over, more of that turn, the close.
+      '10.000100 submit 101', // before the handler: an ordinary turn
+      '10.000600 handler 101',
+      '10.001600 submit 101',
+      '10.001700 submit 101',
+      '10.004600 listener-close 101',
+      // 102: no hand-over between its handler and its close (the poll returned for nothing it had to hand over).
+      '10.003000 handler 102',
+      '10.003200 listener-close 102',
+      '10.003300 submit 102', // after the close: not its last turn
+      // 103 (a sync worker): a handler, and no close of its own.
+      '10.002600 handler 103',
+      // The arbiter's SIGKILL of what outlived the graceful timeout is no stop's kill.
+      '40.000000 kill 104 9',
+    ];
+    const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
+    const times = stopTimings(lines);
+    expect(ms(times.killGapMs)).toEqual([2, 0.5]);
+    expect(ms(times.signalHandlerMs)).toEqual([0.6, 1, 0.1]);
+    expect(ms(times.closeAfterTurnMs)).toEqual([3, 0.2]);
+  });
+
+  it('refuses a line it cannot read, naming it', () => {
+    expect(() => stopTimings(['10.0 handler'])).toThrow(/stops.log: unexpected line "10.0 handler"/);
   });
 });
 
@@ -197,6 +247,20 @@ describe("requestTimings: gunicorn's request hooks as handler times, poll waits 
     const { returnMs, pollWaitMs } = requestTimings(lines);
     expect(ms(returnMs)).toEqual([1.5, 0.9]);
     expect(ms(pollWaitMs)).toEqual([0.5]);
+  });
+
+  it("times a recycle's close from the worker's last hand-over before it, and a close with no hand-over before it not at all", () => {
+    const lines = [
+      "1.000000 submit 10 ('127.0.0.1', 5001)",
+      "1.000300 submit 10 ('127.0.0.1', 5002)",
+      "1.000100 submit 11 ('127.0.0.1', 5003)", // another worker's hand-over: not 10's
+      "1.000400 pre 10 ('127.0.0.1', 5001)",
+      '1.002300 recycle-close 10 -',
+      '1.005000 recycle-close 12 -',
+    ];
+    const { closeAfterRecycleTurnMs, handlerMs } = requestTimings(lines);
+    expect(closeAfterRecycleTurnMs.map((x) => Math.round(x * 1000) / 1000)).toEqual([2]);
+    expect(handlerMs).toEqual([]);
   });
 
   it('refuses a line it cannot read, and a post without its pre', () => {

@@ -233,6 +233,50 @@ describe("the seeds' numbers, by mechanism", () => {
   });
 });
 
+describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, closeAfterTurnMs)", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+  const stopping = (extra: Partial<ScenarioParams>): ScenarioParams => {
+    const params = small('keepalive-recycle', 4000);
+    params.server = { ...params.server, workers: 3, maxRequests: 0 };
+    params.signals = [{ atMs: 200, signal: 'TERM' }];
+    return { ...params, ...extra };
+  };
+  const stopEvents = (params: ScenarioParams) => {
+    const { events } = run('keepalive-recycle', 'gunicorn-gthread', 3, params);
+    const termAt = events.find((e) => e.type === 'arbiter.signal')!.t;
+    return { events, termAt, at: (type: string) => events.filter((e) => e.type === type && e.t >= termAt) };
+  };
+
+  it('the arbiter kills its workers one after another, and each handler runs its own wait after its kill; absent, all in the instant of the TERM', () => {
+    const spaced = stopEvents(stopping({ killGapPercentilesMs: constant(2), signalHandlerPercentilesMs: constant(0.5) }));
+    // The arbiter decides in one step (its kills are written then); the signals reach the workers at 0.5, 2.5 and 4.5 ms.
+    expect(spaced.at('arbiter.kill').map((e) => e.t - spaced.termAt)).toEqual([0, 0, 0]);
+    expect(spaced.at('worker.signal').map((e) => Math.round((e.t - spaced.termAt) * 1000) / 1000)).toEqual([0.5, 2.5, 4.5]);
+    const instant = stopEvents(stopping({}));
+    expect(instant.at('worker.signal').map((e) => e.t - instant.termAt)).toEqual([0, 0, 0]);
+  });
+
+  it("a worker closes its listener copy the measured time after its last turn, and what the kernel queued meanwhile is reset at the last copy's close", () => {
+    const late = stopEvents(stopping({ closeAfterTurnPercentilesMs: constant(5) }));
+    // A stopping gthread 20 worker's last turn ends at its first poll after the TERM: a readable connection handed over, or an accept.
+    const lastTurnEnd = (events: readonly TraceEvent[], worker: string, after: number) =>
+      events.find((e) => e.actor === worker && e.t >= after && (e.type === 'worker.turn-end' || e.type === 'worker.accept'))!.t;
+    const workers = late.at('worker.signal').map((e) => e.actor);
+    expect(workers.length).toBe(3);
+    for (const worker of workers) {
+      const close = late.events.find((e) => e.type === 'worker.close-listener' && e.actor === worker)!;
+      expect(close.t).toBeCloseTo(lastTurnEnd(late.events, worker, late.termAt) + 5, 9);
+    }
+    // ab's reconnects meanwhile wait in the queue for a worker that no longer accepts: reset when the last copy closes.
+    expect(late.at('listener.reset').length).toBeGreaterThan(0);
+    const lastClose = Math.max(...late.at('listener.release').map((e) => e.t));
+    for (const reset of late.at('listener.reset')) expect(reset.t).toBe(lastClose);
+    // At once, the close comes with the turn's end.
+    const atOnce = stopEvents(stopping({}));
+    for (const worker of workers) expect(atOnce.events.find((e) => e.type === 'worker.close-listener' && e.actor === worker)!.t).toBe(lastTurnEnd(atOnce.events, worker, atOnce.termAt));
+  });
+});
+
 describe("the seed's race, scripted: what an idle keep-alive client's next request gets from a draining worker", () => {
   // term-idle-and-in-flight: at 0 the idle client is answered and keeps its connection; at 100 the busy
   // client's 800 ms request starts; TERM at 350; at 600 the idle client sends again. Expected outcomes
