@@ -275,6 +275,28 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
     const atOnce = stopEvents(stopping({}));
     for (const worker of workers) expect(atOnce.events.find((e) => e.type === 'worker.close-listener' && e.actor === worker)!.t).toBe(lastTurnEnd(atOnce.events, worker, atOnce.termAt));
   });
+
+  it("a worker that stops on its own (max-requests) takes the recycle's measured rest of the turn, a signalled one the stop's", () => {
+    const params = small('keepalive-recycle', 3000);
+    params.server = { ...params.server, workers: 2, maxRequests: 100 };
+    // Replacements ready in 5 ms: the TERM finds both workers serving, after several recycles.
+    params.bootMs = 5;
+    params.signals = [{ atMs: 60, signal: 'TERM' }];
+    params.closeAfterRecycleTurnPercentilesMs = constant(3);
+    params.closeAfterTurnPercentilesMs = constant(7);
+    const { events } = run('keepalive-recycle', 'gunicorn-gthread', 5, params);
+    const termAt = events.find((e) => e.type === 'arbiter.signal')!.t;
+    const closeOf = (worker: string) => events.find((e) => e.type === 'worker.close-listener' && e.actor === worker)!.t;
+    // The turn in which the worker stopped: the first poll after it began to stop, before its close.
+    const lastTurnEnd = (worker: string, after: number) =>
+      events.find((e) => e.actor === worker && e.t >= after && e.t <= closeOf(worker) && (e.type === 'worker.turn-end' || e.type === 'worker.accept'))?.t;
+    const recycled = events.filter((e) => e.type === 'worker.max-requests' && e.t < termAt);
+    const signalled = events.filter((e) => e.type === 'worker.signal' && e.signal === 'TERM' && lastTurnEnd(e.actor, e.t) !== undefined);
+    expect(recycled.length).toBeGreaterThanOrEqual(2);
+    expect(signalled.length).toBeGreaterThanOrEqual(1);
+    for (const r of recycled) expect(closeOf(r.actor)).toBeCloseTo(lastTurnEnd(r.actor, r.t)! + 3, 9);
+    for (const t of signalled) expect(closeOf(t.actor)).toBeCloseTo(lastTurnEnd(t.actor, t.t)! + 7, 9);
+  });
 });
 
 describe("the seed's race, scripted: what an idle keep-alive client's next request gets from a draining worker", () => {
