@@ -135,10 +135,10 @@ const GUNICORN_HOOKS = [
 ].join('\n');
 
 /**
- * The hooks of the stop runs, apart from the request hooks above: as few as a stop needs, so that
- * they take as little of the GIL as they can from what they time (the request hooks' four appends a
- * request made a stopping loop's last turn several times longer). The arbiter writes its kills as it
- * sends them (a handful a stop); a worker keeps its lines and writes them at its exit.
+ * The hooks of the stop runs, apart from the request hooks above: as few as a stop needs (one append
+ * a hand-over, none a request), so that they take as little of the GIL as they can from what they time
+ * — the stopping loop's last turn waits for the GIL. The arbiter writes its kills as it sends them (a
+ * handful a stop); a worker keeps its lines and writes them at its exit.
  */
 const GUNICORN_STOP_HOOKS = [
   'import os, signal, time',
