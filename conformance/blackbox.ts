@@ -223,6 +223,12 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
       continue;
     }
     const run = await runScript(script, sut);
+    // A step aimed at a worker that found none did not happen: what the clients saw is not the script's.
+    if (run.noWorker.length > 0) {
+      const pattern = options.workerPattern ? `: does --worker-pattern ${options.workerPattern.source} match its workers?` : '';
+      verdicts.push({ script: script.name, skipped: `not judged: found no worker process to signal (${run.noWorker.join('; ')})${pattern}`, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace: run.observed, explanations: {} });
+      continue;
+    }
     const observed = clientView(run.observed);
     const explainedBy: string[] = [];
     const explainedBySearch: string[] = [];

@@ -297,6 +297,8 @@ export interface ScriptRun {
   readonly exitCode: number;
   readonly output: string;
   readonly dir: string;
+  /** The `signal-worker` steps that found no worker process to signal (the simulator skips them too), e.g. "at 100 ms, STOP to worker 0". */
+  readonly noWorker: readonly string[];
 }
 
 /** The one black-box runner: a script's clients and signals at their moments, against a real server process. */
@@ -306,6 +308,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
   const server = sut.start(scriptParams(script), dir, app);
   const observed: TraceEvent[] = [];
   const clients = new Map<string, ScriptClient>();
+  const noWorker: string[] = [];
   try {
     const target = await sut.listening(server, options.timeoutMs ?? 20_000, app);
     const t0 = performance.now();
@@ -355,6 +358,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
         case 'signal-worker': {
           const pid = workerAt(sut.workers(server), step.worker);
           if (pid !== undefined) process.kill(pid, `SIG${step.signal}` as NodeJS.Signals);
+          else noWorker.push(`at ${step.atMs} ms, ${step.signal} to worker ${step.worker}`);
           break;
         }
       }
@@ -364,7 +368,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
     clearTimeout(timeout);
     // Give the clients a moment to see what the last close sent them.
     await new Promise((r) => setTimeout(r, 50));
-    return { observed, exitCode, output: server.output(), dir };
+    return { observed, exitCode, output: server.output(), dir, noWorker };
   } finally {
     for (const c of clients.values()) c.destroy();
     server.destroy();

@@ -165,6 +165,21 @@ describe('quiesce conform', () => {
     });
   }, 300_000);
 
+  it('a step aimed at a worker that finds none is not judged, and the report says why: the worker pattern matched nothing', async () => {
+    const bind = '127.0.0.1:18434';
+    const report = await conform({
+      scripts: ['stopped-worker-escalation'],
+      command: `${process.execPath} ${QUIESCE_BIN} serve --bind ${bind} --policy safe-drain --app sleep --workers {workers} --threads {threads} --keepalive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests}`,
+      bind,
+      // Not how quiesce serve names its workers (`quiesce: worker`): the runner finds no worker to STOP.
+      workerPattern: /no such worker/,
+    });
+    const [verdict] = report.scripts;
+    expect(verdict!.skipped).toBe('not judged: found no worker process to signal (at 100 ms, STOP to worker 0): does --worker-pattern no such worker match its workers?');
+    expect(verdict!.explainedBy).toEqual([]);
+    expect(report.policies).toEqual([]);
+  }, 60_000);
+
   it('bad input: one line naming the flag, exit 2', async () => {
     for (const [argv, message] of [
       [['conform', '--server', 'x', '--bind', 'nowhere'], /--bind: expected host:port or unix:\/path, got "nowhere"/],
