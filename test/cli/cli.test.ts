@@ -96,6 +96,28 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     }
   }, 60_000);
 
+  it("profile:measure: an unknown profile, a bad port or worker count, --write off the calibration's worker count, an unknown flag — before anything runs", async () => {
+    const { execFile } = await import('node:child_process');
+    const script = new URL('../../conformance/measure-profile.ts', import.meta.url).pathname;
+    const measure = (...argv: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(process.execPath, ['--import', 'tsx', script, ...argv], (error, out, err) => resolve({ code: error ? (error.code as number) : 0, out, err }));
+      });
+    for (const [argv, message] of [
+      [['nope'], /^profile:measure: unknown profile "nope"; expected one of: gunicorn-20.1-gthread, gunicorn-20.1-sync, quiesce-serve\n$/],
+      [['gunicorn-20.1-sync', '--port', '0'], /^profile:measure: --port: expected a port from 1 to 65535, got "0"\n$/],
+      [['gunicorn-20.1-sync', '--workers', 'x'], /^profile:measure: --workers: expected a whole number from 1 to 999, got "x"\n$/],
+      [['gunicorn-20.1-sync', '--write', '--workers', '2'], /^profile:measure: --write: the shipped profiles are measured at the calibration's 4 workers/],
+      [['gunicorn-20.1-sync', '--nope'], /^error: unknown option '--nope'\n$/],
+      [[], /^error: missing required argument 'name'\n$/],
+    ] as const) {
+      const { code, out, err } = await measure(...argv);
+      expect(code, argv.join(' ')).toBe(2);
+      expect(err, argv.join(' ')).toMatch(message);
+      expect(out).toBe('');
+    }
+  }, 60_000);
+
   it('serve: an address already in use', async () => {
     const { createServer } = await import('node:net');
     const taken = createServer();
