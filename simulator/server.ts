@@ -162,7 +162,11 @@ export class SimulatedServer implements ServerSide {
     };
   }
 
-  /** The state as key lines (the explorer's visited set): what a state() holds, less the counters that only name what comes next. */
+  /**
+   * The state as key lines (the explorer's visited set): what a state() holds, less the counters that only
+   * name what comes next — and less each process's `signalled`, which only picks a measured wait the
+   * explorer never draws (its timings are at once).
+   */
   keyParts(out: string[]): void {
     out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode} ${this.nextKillAtMs}`);
     for (const p of this.everSpawned.values()) {
