@@ -76,6 +76,8 @@ export interface RequestTimes {
   readonly closeAfterRecycleTurnMs: number[];
 }
 
+const STOP_TIME_KEYS = ['killGapMs', 'signalHandlerMs', 'closeAfterTurnMs'] as const;
+
 export interface StopTimes {
   /** Between the arbiter's successive kill(2)s of its workers, in the order it sent them. */
   readonly killGapMs: number[];
@@ -386,9 +388,7 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
       return dir;
     });
     const one = target.stopTimes(dir);
-    times.killGapMs.push(...one.killGapMs);
-    times.signalHandlerMs.push(...one.signalHandlerMs);
-    times.closeAfterTurnMs.push(...one.closeAfterTurnMs);
+    for (const key of STOP_TIME_KEYS) times[key].push(...one[key]);
   }
   if (times.signalHandlerMs.length < STOP_RUNS) throw new Error(`the hooks saw only ${times.signalHandlerMs.length} handlers in ${STOP_RUNS} stops`);
   return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)` };
@@ -526,15 +526,12 @@ export async function measureProfile(name: string, port: number, log: (line: str
 }
 
 /** A stop's distributions, each where it has samples (one worker has no gap between kills; sync workers close no listener copy themselves). */
-function stopDistributions(times: StopTimes): Pick<Profile, 'killGapMs' | 'signalHandlerMs' | 'closeAfterTurnMs'> {
-  const of = (samples: readonly number[]) => (samples.length > 0 ? { measurement: 'stops-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) } : undefined);
-  const out: Pick<Profile, 'killGapMs' | 'signalHandlerMs' | 'closeAfterTurnMs'> = {};
-  const killGapMs = of(times.killGapMs);
-  const signalHandlerMs = of(times.signalHandlerMs);
-  const closeAfterTurnMs = of(times.closeAfterTurnMs);
-  if (killGapMs) out.killGapMs = killGapMs;
-  if (signalHandlerMs) out.signalHandlerMs = signalHandlerMs;
-  if (closeAfterTurnMs) out.closeAfterTurnMs = closeAfterTurnMs;
+function stopDistributions(times: StopTimes): Pick<Profile, keyof StopTimes> {
+  const out: Pick<Profile, keyof StopTimes> = {};
+  for (const key of STOP_TIME_KEYS) {
+    const samples = times[key];
+    if (samples.length > 0) out[key] = { measurement: 'stops-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) };
+  }
   return out;
 }
 
