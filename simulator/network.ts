@@ -23,6 +23,15 @@ export interface NetworkParams {
    * to notice, not a wire delay.
    */
   loopback: boolean;
+  /**
+   * The client's turnaround: from a response on the wire to its next request on the wire, less the
+   * round trip the network carries itself (measured: a capture of ab under the calibration load). The
+   * client notices the response that much later; what the server sends after it (its FIN, an RST) is
+   * noticed after it, in order. ab then writes its next request at once (read_connection: a complete
+   * keep-alive response → write_request), so a FIN that came meanwhile is seen only after the request
+   * left. Absent: the client notices at once.
+   */
+  clientTurnaroundMs?: () => number;
 }
 
 /** Linux classic SYN backoff: retransmits at 1, 3, 7, 15, 31, 63 s; gives up at 127 s (tcp_syn_retries = 6). */
@@ -82,6 +91,8 @@ export class Link {
   keepsOpen = false;
   requestTimer: { cancelled: boolean } | null = null;
   lastResponseWrittenAtMs = -1;
+  /** With a client turnaround: when the last item the server sent reaches the client (what follows it comes no earlier). */
+  toClientAtMs = -1;
   /** Items in flight that name this link: it is kept until they have arrived. */
   inFlight = 0;
   readonly connectedAtMs: number;
@@ -155,6 +166,20 @@ export class Network {
     this.links.set(link.client, link);
     link.inFlight++;
     this.wire.after(delayMs, item);
+  }
+
+  /**
+   * What the server sent on an open connection: with a client turnaround, no earlier than what it sent
+   * before (a response the client notices late is still noticed before the FIN behind it).
+   */
+  private scheduleToClient(link: Link, delayMs: number, item: PlatformItem): void {
+    if (!this.params.clientTurnaroundMs) return this.schedule(link, delayMs, item);
+    const nowMs = this.host.nowMs;
+    let inOrderMs = Math.max(delayMs, link.toClientAtMs - nowMs);
+    // now + (t − now) can round below t: step up until it does not (the queue breaks ties by insertion).
+    while (nowMs + inOrderMs < link.toClientAtMs) inOrderMs += Number.EPSILON * Math.max(1, inOrderMs);
+    link.toClientAtMs = nowMs + inOrderMs;
+    this.schedule(link, inOrderMs, item);
   }
 
   /** What each kind of item does to its link (built once: see `ItemHandlers`). */
@@ -472,7 +497,8 @@ export class Network {
   /** The server wrote a response; it reaches the client after the latency. */
   respond(link: Link, req: string, close: boolean, status = 200): void {
     link.lastResponseWrittenAtMs = this.host.nowMs;
-    this.schedule(link, this.params.latencyMs, { kind: 'response', client: link.client, req, close, status });
+    const turnaroundMs = this.params.clientTurnaroundMs?.() ?? 0;
+    this.scheduleToClient(link, this.params.latencyMs + turnaroundMs, { kind: 'response', client: link.client, req, close, status });
   }
 
   /** The server closed its side: FIN (or RST with `rst`) reaches the client after the latency. */
@@ -482,7 +508,7 @@ export class Network {
     link.serverClosed = true;
     link.serverSocketClosed = true;
     link.serverCloseRst = rst;
-    this.schedule(link, this.params.latencyMs, rst ? { kind: 'rst', client: link.client } : { kind: 'server-fin', client: link.client });
+    this.scheduleToClient(link, this.params.latencyMs, rst ? { kind: 'rst', client: link.client } : { kind: 'server-fin', client: link.client });
   }
 
   /** The client's RST closed the server's socket: nothing goes out on it any more (no FIN, no RST). */
@@ -495,7 +521,7 @@ export class Network {
   serverHalfCloses(link: Link, cause: ServerCloseCause): void {
     link.serverCloseCause ??= cause;
     link.serverClosed = true;
-    this.schedule(link, this.params.latencyMs, { kind: 'server-fin', client: link.client });
+    this.scheduleToClient(link, this.params.latencyMs, { kind: 'server-fin', client: link.client });
   }
 
   private responseArrives(link: Link, req: string, close: boolean, status: number): void {

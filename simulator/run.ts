@@ -84,7 +84,17 @@ export function buildWorld(
     at: (delayMs, item) => engine.at(delayMs, () => arrive(item)),
   };
   const kernel = new Kernel(engine);
-  const network = new Network(engine, kernel, { latencyMs: params.latencyMs, synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS, loopback: params.loopback }, wire);
+  const network = new Network(
+    engine,
+    kernel,
+    {
+      latencyMs: params.latencyMs,
+      synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS,
+      loopback: params.loopback,
+      ...(params.clientTurnaroundPercentilesMs ? { clientTurnaroundMs: drawFrom(params.clientTurnaroundPercentilesMs, engine) } : {}),
+    },
+    wire,
+  );
   const server = new SimulatedServer(
     engine,
     kernel,

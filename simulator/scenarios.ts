@@ -52,6 +52,11 @@ export interface ScenarioParams {
   closeAfterTurnPercentilesMs?: number[];
   /** The same for a worker that stops on its own (max-requests), ms; absent: at once. */
   closeAfterRecycleTurnPercentilesMs?: number[];
+  /**
+   * The 101 percentiles of the client's turnaround — a response on the wire to its next request on the
+   * wire, less the network's round trip — ms; absent: the client answers at once (NetworkParams).
+   */
+  clientTurnaroundPercentilesMs?: number[];
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;

@@ -299,6 +299,53 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
   });
 });
 
+describe("the client's measured turnaround (a profile's clientTurnaroundMs)", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+  /** Each kept-alive request's send, less the client's noticing of the response before it. */
+  const replies = (events: readonly TraceEvent[]) => {
+    const lastResponseAt = new Map<string, number>();
+    const gaps: number[] = [];
+    for (const e of events) {
+      if (e.type === 'client.response') lastResponseAt.set(e.actor, e.t);
+      if (e.type === 'client.send' && lastResponseAt.has(e.actor)) gaps.push(e.t - lastResponseAt.get(e.actor)!);
+    }
+    return gaps;
+  };
+
+  it('the client notices each response the drawn turnaround after it arrives, and sends its next request then', () => {
+    const params = small('keepalive-recycle', 300);
+    params.server = { ...params.server, maxRequests: 0 };
+    const responseTimes = (p: ScenarioParams) => {
+      const { events } = run('keepalive-recycle', 'gunicorn-gthread', 4, p);
+      const written = events.filter((e) => e.type === 'conn.respond').map((e) => e.t);
+      const seen = events.filter((e) => e.type === 'client.response').map((e) => e.t);
+      return { written, seen, gaps: replies(events) };
+    };
+    const late = responseTimes({ ...params, clientTurnaroundPercentilesMs: constant(2) });
+    // Seen 2 ms (the turnaround) + 0.05 ms (the one-way latency) after written; the next request goes at once.
+    expect(late.seen.length).toBe(late.written.length);
+    late.seen.forEach((t, i) => expect(t - late.written[i]!).toBeCloseTo(2.05, 9));
+    expect(late.gaps.length).toBeGreaterThan(200);
+    for (const gap of late.gaps) expect(gap).toBe(0);
+    const atOnce = responseTimes(params);
+    atOnce.seen.forEach((t, i) => expect(t - atOnce.written[i]!).toBeCloseTo(0.05, 9));
+  });
+
+  it("a FIN the server sends after a response is noticed after it: the request the client sends meanwhile meets the closed socket", () => {
+    // Recycling every 40 requests, a 3 ms turnaround: a draining worker's close after a keep-alive response
+    // reaches the client's socket before the client has noticed the response.
+    const params = small('keepalive-recycle', 600);
+    params.server = { ...params.server, workers: 2, maxRequests: 40 };
+    params.bootMs = 5;
+    params.clientTurnaroundPercentilesMs = constant(3);
+    const { events, result } = run('keepalive-recycle', 'gunicorn-gthread', 2, params);
+    // Every response written is seen by its client: none is overtaken by the FIN behind it.
+    expect(events.filter((e) => e.type === 'client.response').length).toBe(events.filter((e) => e.type === 'conn.respond').length);
+    // And the request sent on noticing it is the seed's loss: the response said keep-alive, the server had closed.
+    expect(result.stats.byMechanism['close-after-keepalive-response']?.count ?? 0).toBeGreaterThan(0);
+  });
+});
+
 describe("the seed's race, scripted: what an idle keep-alive client's next request gets from a draining worker", () => {
   // term-idle-and-in-flight: at 0 the idle client is answered and keeps its connection; at 100 the busy
   // client's 800 ms request starts; TERM at 350; at 600 the idle client sends again. Expected outcomes
