@@ -20,10 +20,15 @@
  *   `pre_request` and `post_request` hooks and its `enqueue_req` wrapped in
  *   `post_worker_init` (CLOCK_MONOTONIC, per process and client address,
  *   kept in memory and written at the worker's exit): the handler's time
- *   (pre → post: the service time); the poll wait (a kept-alive response's
- *   post → the next request's hand-over to the pool on that connection:
- *   the client's reply and the wait in the poller); the thread pickup (the
- *   hand-over → pre: the pool thread's wait for the GIL, and the parse).
+ *   (pre → post: the service time); the thread pickup (the hand-over → pre:
+ *   the pool thread's wait for the GIL, and the parse).
+ * - a capture of the same run (tcpdump on lo, headers only): loopback's
+ *   one-way latency (half a SYN → SYN-ACK, the kernel's own reply); beside
+ *   the hooks, the client's turnaround (a response's last segment → the
+ *   client's next request on the connection) and the poll wait from the
+ *   arrival (a kept-alive request's segment → its hand-over, the hooks'
+ *   CLOCK_MONOTONIC put on the capture's CLOCK_REALTIME by a line each
+ *   worker writes at its start with both). Without tcpdump they are left out.
  * - a stop (gunicorn): five runs of the matrix's TERM row (no recycling, a TERM 1 s into `ab -n
  *   60000 -c 20 -k -r`), with hooks of their own: the gaps between the arbiter's successive kills, a
  *   kill → the worker's handler, and (gthread) the poll that ended the worker's last turn → its close
@@ -46,6 +51,7 @@ import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
 import { profileSchema, type Profile } from '../simulator/profile-schema.ts';
+import { CaptureStartError, LoopbackCapture, type Segment } from './capture.ts';
 
 interface Target {
   readonly describes: string;
@@ -65,10 +71,21 @@ interface Target {
   readonly stopFiles?: Record<string, string>;
 }
 
+/** A hand-over of a kept-alive connection's next request (gthread: `enqueue_req` from the poller), on the hooks' clock. */
+export interface KeptAliveHandOver {
+  readonly pid: string;
+  /** The client's port: the connection's name in a capture. */
+  readonly clientPort: number;
+  /** The hand-over of the request before it on the connection, and this one, ms, CLOCK_MONOTONIC. */
+  readonly previousHandOverMs: number;
+  readonly handOverMs: number;
+}
+
 export interface RequestTimes {
   readonly handlerMs: number[];
-  /** From the connection's return to the poller (where the hooks see one; otherwise from the response) to the next hand-over. */
-  readonly pollWaitMs: number[];
+  readonly keptAliveHandOvers: KeptAliveHandOver[];
+  /** Each worker's CLOCK_REALTIME − CLOCK_MONOTONIC, ms, read side by side at its start. */
+  readonly realtimeOffsetMs: Map<string, number>;
   readonly pickupMs: number[];
   /** From a response (post) to the done callback's return of the connection; empty where the hooks see no return. */
   readonly returnMs: number[];
@@ -106,6 +123,8 @@ const GUNICORN_HOOKS = [
   // gthread's loop hands a connection to the pool through enqueue_req (after accept, and when a kept-alive one is readable).
   'def post_worker_init(worker):',
   "    _log('ready', os.getpid())",
+  // The clocks side by side, once per worker: a capture's timestamps are CLOCK_REALTIME.
+  "    _requests.append('%.6f clock %d %.6f' % (time.monotonic(), os.getpid(), time.time()))",
   "    enqueue = getattr(worker, 'enqueue_req', None)",
   '    if enqueue is None: return',
   '    def enqueue_req(conn):',
@@ -181,27 +200,34 @@ const GUNICORN_STOP_HOOKS = [
 ].join('\n');
 
 /**
- * From the hooks' request lines (`<seconds> submit|pre|post|return <pid> <peer>`), per connection (the
- * same worker and client address), in ms: each handler's time (its pre → its post); each return (a post
- * → the done callback's return after it); each poll wait (the return — or, where the hooks see none, the
- * post — → the next submit on the connection, when a request follows it: only kept-alive connections
- * have one, and a hand-over of the client's FIN is none); each thread pickup (a submit → the pre after it).
+ * From the hooks' request lines (`<seconds> submit|pre|post|return <pid> <peer>`; `<seconds> clock <pid>
+ * <realtime seconds>`), per connection (the same worker and client address), in ms: each handler's time
+ * (its pre → its post); each return (a post → the done callback's return after it); each kept-alive
+ * hand-over (a submit on a connection that had a response: a hand-over of the client's FIN is one too,
+ * and the capture tells them apart); each thread pickup (a submit → the pre after it).
  */
 export function requestTimings(lines: readonly string[]): RequestTimes {
   const handlerMs: number[] = [];
-  const pollWaitMs: number[] = [];
+  const keptAliveHandOvers: KeptAliveHandOver[] = [];
+  const realtimeOffsetMs = new Map<string, number>();
   const pickupMs: number[] = [];
   const returnMs: number[] = [];
   const closeAfterRecycleTurnMs: number[] = [];
   const lastSubmitOf = new Map<string, number>();
   const submitted = new Map<string, number>();
   const started = new Map<string, number>();
+  const responded = new Set<string>();
+  const handedOver = new Map<string, number>();
   const answered = new Map<string, number>();
-  const waited = new Map<string, number>();
   for (const line of lines) {
-    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return|recycle-close) (\d+) (.+)$/.exec(line);
+    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return|recycle-close|clock) (\d+) (.+)$/.exec(line);
     if (!match) throw new Error(`requests.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
+    if (match[2] === 'clock') {
+      if (!/^\d+(?:\.\d+)?$/.test(match[4]!)) throw new Error(`requests.log: a clock line without a realtime: "${line}"`);
+      realtimeOffsetMs.set(match[3]!, Number(match[4]) * 1000 - ms);
+      continue;
+    }
     if (match[2] === 'recycle-close') {
       const last = lastSubmitOf.get(match[3]!);
       if (last !== undefined) closeAfterRecycleTurnMs.push(ms - last);
@@ -215,15 +241,14 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       map.delete(conn);
     };
     if (match[2] === 'submit') {
-      // Kept until a request follows: a hand-over may be of the client's FIN (ab closing at its end), not of a request.
-      const last = answered.get(conn);
+      const clientPort = clientPortOf(match[4]!, line);
+      const previous = handedOver.get(conn);
+      if (previous !== undefined && responded.has(conn)) keptAliveHandOvers.push({ pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms });
+      responded.delete(conn);
       answered.delete(conn);
-      if (last !== undefined) waited.set(conn, ms - last);
+      handedOver.set(conn, ms);
       submitted.set(conn, ms);
     } else if (match[2] === 'pre') {
-      const wait = waited.get(conn);
-      if (wait !== undefined) pollWaitMs.push(wait);
-      waited.delete(conn);
       since(submitted, pickupMs);
       started.set(conn, ms);
     } else if (match[2] === 'return') {
@@ -237,9 +262,107 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       if (!started.has(conn)) throw new Error(`requests.log: a post with no pre before it: "${line}"`);
       since(started, handlerMs);
       answered.set(conn, ms);
+      responded.add(conn);
     }
   }
-  return { handlerMs, pollWaitMs, pickupMs, returnMs, closeAfterRecycleTurnMs };
+  return { handlerMs, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs };
+}
+
+/** The port of a peer as Python prints it: `('127.0.0.1', 43210)`. */
+function clientPortOf(peer: string, line: string): number {
+  const match = /, (\d+)\)$/.exec(peer);
+  if (!match) throw new Error(`requests.log: a peer without a port: "${line}"`);
+  return Number(match[1]);
+}
+
+/**
+ * From a capture, the client's turnarounds, ms: on each connection, a response's last segment → the
+ * client's next request segment. The first request of a connection follows no response and gives none.
+ */
+export function clientTurnarounds(segments: readonly Segment[]): number[] {
+  const turnaroundsMs: number[] = [];
+  const responseEndUs = new Map<number, number>();
+  for (const segment of segments) {
+    if (segment.syn || segment.rst) {
+      // A new connection (a port used again), or the end of one: nothing before it is answered.
+      responseEndUs.delete(segment.clientPort);
+      continue;
+    }
+    if (segment.payloadBytes === 0) continue;
+    if (segment.fromServer) {
+      responseEndUs.set(segment.clientPort, segment.timeUs);
+      continue;
+    }
+    const endUs = responseEndUs.get(segment.clientPort);
+    if (endUs !== undefined) turnaroundsMs.push((segment.timeUs - endUs) / 1000);
+    responseEndUs.delete(segment.clientPort);
+  }
+  return turnaroundsMs;
+}
+
+/**
+ * From a capture, loopback's one-way latency, ms: half of each SYN → its SYN-ACK, the kernel's own
+ * reply (no process is woken for it), so what is left of a round trip once the processes' waits — the
+ * client's turnaround, the server's poll wait — are measured apart.
+ */
+export function handshakeHalfRoundTrips(segments: readonly Segment[]): number[] {
+  const halvesMs: number[] = [];
+  const synUs = new Map<number, number>();
+  for (const segment of segments) {
+    if (!segment.syn) continue;
+    if (!segment.fromServer) {
+      synUs.set(segment.clientPort, segment.timeUs);
+      continue;
+    }
+    const sentUs = synUs.get(segment.clientPort);
+    synUs.delete(segment.clientPort);
+    if (sentUs !== undefined) halvesMs.push((segment.timeUs - sentUs) / 2000);
+  }
+  return halvesMs;
+}
+
+/** What pairing the hooks' hand-overs with a capture's request arrivals gave. */
+export interface ArrivalWaits {
+  /** Each kept-alive request's arrival → its hand-over, ms. */
+  readonly waitsMs: number[];
+  /** Hand-overs with no request segment for them in the capture: of the client's FIN (ab's last close). */
+  readonly ofNoRequest: number;
+}
+
+/** How far the two clocks, read side by side in Python, may put a hand-over before its request's arrival. */
+const CLOCK_SLACK_US = 50;
+
+/**
+ * The poll wait measured from the request's arrival: each kept-alive hand-over paired with the last
+ * request segment on its connection before it and after the hand-over before it (both in CLOCK_REALTIME:
+ * the hooks' through each worker's clock line). A request arrives before it is handed over; where the
+ * two clocks put the hand-over earlier (by their reading's error, µs), the wait is 0.
+ */
+export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'realtimeOffsetMs'>, segments: readonly Segment[]): ArrivalWaits {
+  const requestsUs = new Map<number, number[]>();
+  for (const segment of segments) {
+    if (segment.fromServer || segment.payloadBytes === 0) continue;
+    const onPort = requestsUs.get(segment.clientPort);
+    if (onPort) onPort.push(segment.timeUs);
+    else requestsUs.set(segment.clientPort, [segment.timeUs]);
+  }
+  const waitsMs: number[] = [];
+  let ofNoRequest = 0;
+  for (const handOver of times.keptAliveHandOvers) {
+    const offsetMs = times.realtimeOffsetMs.get(handOver.pid);
+    if (offsetMs === undefined) throw new Error(`requests.log: worker ${handOver.pid} handed over requests but wrote no clock line`);
+    const previousUs = (handOver.previousHandOverMs + offsetMs) * 1000;
+    const handOverUs = (handOver.handOverMs + offsetMs) * 1000;
+    const onPort = requestsUs.get(handOver.clientPort) ?? [];
+    let arrivalUs: number | undefined;
+    for (let i = onPort.length - 1; i >= 0 && arrivalUs === undefined; i--) {
+      if (onPort[i]! <= previousUs + CLOCK_SLACK_US) break;
+      if (onPort[i]! <= handOverUs + CLOCK_SLACK_US) arrivalUs = onPort[i];
+    }
+    if (arrivalUs === undefined) ofNoRequest++;
+    else waitsMs.push(Math.max(0, handOverUs - arrivalUs) / 1000);
+  }
+  return { waitsMs, ofNoRequest };
 }
 
 /**
@@ -452,9 +575,11 @@ export async function measureProfile(name: string, port: number, log: (line: str
   // A first server and run warm what outlives a server: compiled bytecode (.pyc, V8's code cache), the page cache.
   await withServer(target, server, port, async () => runAb([...AB_WARMUP, url]));
   const run = await withServer(target, server, port, async (dir, command) => {
+    const capture = await startCapture(join(dir, 'load.pcap'), port, log);
     const ab = await runAb([...AB_LOAD, url]);
+    const segments = capture ? await stopCapture(capture, port, log) : null;
     if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
-    return { ab, command, dir };
+    return { ab, command, dir, segments };
   });
   // A calibration without a stop under load (the recycling rows) may leave them out: the simulator then stops at once.
   const stops = options.stops === false ? null : await measureStops(name, target, server, port, url, log);
@@ -464,6 +589,15 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const requests = target.requestTimes?.(run.dir);
   if (requests && requests.handlerMs.length < AB_REQUESTS / 2) throw new Error(`the hooks saw only ${requests.handlerMs.length} of ${AB_REQUESTS} requests`);
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
+  // Only beside the hooks' service time: ab's own time per request (the service time without them) holds
+  // ab's noticing of the response, which is the first part of its turnaround.
+  const turnaroundsMs = run.segments && requests ? clientTurnarounds(run.segments) : [];
+  const halfRoundTripsMs = run.segments ? handshakeHalfRoundTrips(run.segments) : [];
+  const waits = run.segments && requests ? arrivalWaits(requests, run.segments) : null;
+  if (waits) log(`${name}: ${waits.waitsMs.length} kept-alive requests paired with their arrival in the capture; ${waits.ofNoRequest} hand-overs had none (the client's FIN)`);
+  if (waits && waits.waitsMs.length < requests!.keptAliveHandOvers.length / 2) {
+    throw new Error(`only ${waits.waitsMs.length} of ${requests!.keptAliveHandOvers.length} kept-alive hand-overs were found in the capture: are the hooks' clock lines and the capture on one machine?`);
+  }
 
   const profile: Profile = {
     name,
@@ -477,7 +611,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the poll wait, a kept-alive connection's return → the next hand-over (enqueue_req) on it; the thread pickup, a hand-over → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
+                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the thread pickup, a hand-over (enqueue_req) → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
             },
           }
         : {
@@ -488,6 +622,20 @@ export async function measureProfile(name: string, port: number, log: (line: str
               method: "ab's total time per request (-e: the 101 percentiles, µs resolution), recycling as the calibration does; the wait for the CPU included",
             },
           }),
+      ...(turnaroundsMs.length > 0 || halfRoundTripsMs.length > 0
+        ? {
+            'capture-under-the-calibration-load': {
+              command: `the same run, captured: tcpdump -i lo -n -s 96 --immediate-mode -U -w load.pcap tcp port ${port}`,
+              date,
+              machine,
+              method: `the capture's timestamps (CLOCK_REALTIME, µs): the one-way latency, half of a SYN → its SYN-ACK (the kernel's own reply)${
+                turnaroundsMs.length > 0 ? "; the client's turnaround, a response's last segment → the client's next request segment on the connection" : ''
+              }${
+                waits ? "; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME" : ''
+              }`,
+            },
+          }
+        : {}),
       ...(stops
         ? {
             'stops-under-load': {
@@ -511,7 +659,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
       : { measurement: 'ab-under-the-calibration-load', samples: run.ab.complete, percentilesMs: run.ab.percentilesMs.map(round3) },
     ...(requests
       ? {
-          pollWaitMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pollWaitMs.length, percentilesMs: percentilesOf(requests.pollWaitMs) },
+          ...(waits && waits.waitsMs.length > 0 ? { pollWaitFromArrivalMs: { measurement: 'capture-under-the-calibration-load', samples: waits.waitsMs.length, percentilesMs: percentilesOf(waits.waitsMs) } } : {}),
           threadPickupMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pickupMs.length, percentilesMs: percentilesOf(requests.pickupMs) },
           ...(requests.returnMs.length > 0 ? { returnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.returnMs.length, percentilesMs: percentilesOf(requests.returnMs) } } : {}),
           ...(requests.closeAfterRecycleTurnMs.length > 0
@@ -519,10 +667,42 @@ export async function measureProfile(name: string, port: number, log: (line: str
             : {}),
         }
       : {}),
+    ...(halfRoundTripsMs.length > 0
+      ? {
+          oneWayLatencyMs: {
+            measurement: 'capture-under-the-calibration-load',
+            samples: halfRoundTripsMs.length,
+            medianMs: round3(median(halfRoundTripsMs)),
+            minMs: round3(Math.min(...halfRoundTripsMs)),
+            maxMs: round3(Math.max(...halfRoundTripsMs)),
+          },
+        }
+      : {}),
+    ...(turnaroundsMs.length > 0 ? { clientTurnaroundMs: { measurement: 'capture-under-the-calibration-load', samples: turnaroundsMs.length, percentilesMs: percentilesOf(turnaroundsMs) } } : {}),
     ...(stops ? stopDistributions(stops.times) : {}),
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
   };
   return profileSchema.parse(profile);
+}
+
+/** tcpdump on the run's port; where it cannot start (not installed, no CAP_NET_RAW), what it measures is left out, and the log says so. */
+async function startCapture(file: string, port: number, log: (line: string) => void): Promise<LoopbackCapture | null> {
+  const capture = new LoopbackCapture(file, port);
+  try {
+    await capture.ready();
+    return capture;
+  } catch (error) {
+    if (!(error instanceof CaptureStartError)) throw error;
+    log(`no capture (${error.message}): the client's turnaround and the poll wait from the arrival are left out of the profile`);
+    return null;
+  }
+}
+
+async function stopCapture(capture: LoopbackCapture, port: number, log: (line: string) => void): Promise<Segment[]> {
+  const { droppedByKernel } = await capture.stop();
+  // A dropped segment costs a sample, not a wrong one: a turnaround or an arrival needs both its ends.
+  if (droppedByKernel > 0) log(`the capture lost ${droppedByKernel} packets (dropped by the kernel): the samples they held are left out`);
+  return capture.segments(port);
 }
 
 /** A stop's distributions, each where it has samples (one worker has no gap between kills; sync workers close no listener copy themselves). */

@@ -49,12 +49,18 @@ export const profileSchema = z
      */
     serviceMs: measuredDistribution.optional(),
     /**
-     * On a kept-alive connection, to the worker's loop handing the next request to a thread (gthread:
-     * `enqueue_req`) — from the connection's return to the poller where `returnMs` is measured, from the
-     * server's response otherwise; the client's reply included (the simulator's network carries it, and
-     * it is taken off). A request handed over is a thread's: a drain serves it.
+     * On a kept-alive connection, from the next request's arrival (its segment in a capture) to the
+     * worker's loop handing it to a thread (gthread: `enqueue_req`): the wait in the poller and for the
+     * loop's turn (and the GIL). A request handed over is a thread's: a drain serves it.
      */
-    pollWaitMs: measuredDistribution.optional(),
+    pollWaitFromArrivalMs: measuredDistribution.optional(),
+    /**
+     * The client's turnaround on a kept-alive connection under this server's load: from a response's
+     * last segment to the client's next request, both in a capture. ab is one process polling all its
+     * connections, sharing the CPU with the server: it is part of what decides the race between a
+     * draining worker's close and the next request.
+     */
+    clientTurnaroundMs: measuredDistribution.optional(),
     /**
      * From a keep-alive response to the connection back in the poller (gthread: `post_request` → the end
      * of `finish_request`, the future's done callback: it reads alive at once, then waits for the lock
@@ -81,11 +87,17 @@ export const profileSchema = z
      * → the close. Measured apart because it is another load: a tenth of a stop's at the median.
      */
     closeAfterRecycleTurnMs: measuredDistribution.optional(),
+    /**
+     * Loopback's one-way latency: half of a SYN → its SYN-ACK in a capture, the kernel's own reply. What
+     * the simulated network takes for a segment where no process's wait is measured apart (on loopback
+     * the segment is in the peer's socket within the sender's syscall; the rest is noticing it).
+     */
+    oneWayLatencyMs: measuredValue.optional(),
     /** From the arbiter's decision to start a worker to the worker ready to accept. */
     bootMs: measuredValue.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'bootMs'] as const) {
+    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'clientTurnaroundMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'oneWayLatencyMs', 'bootMs'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -142,15 +154,20 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.returnPercentilesMs = [...profile.returnMs.percentilesMs];
     fromProfile.push('return to the poller');
   } else defaults.push('return to the poller (at once)');
-  if (profile.pollWaitMs) {
-    // It holds the client's reply, which the simulated network carries itself: the round trip is taken
-    // off. Measured from the return, too: the return mostly beats the reply (gthread on loopback, a
-    // median return of tens of µs against a round trip of 100 µs), and the simulator calls the poll's wait
-    // from the request's arrival then.
-    const roundTripMs = 2 * base.latencyMs;
-    params.dispatchPercentilesMs = profile.pollWaitMs.percentilesMs.map((ms) => Math.max(0, ms - roundTripMs));
+  if (profile.pollWaitFromArrivalMs) {
+    params.dispatchPercentilesMs = [...profile.pollWaitFromArrivalMs.percentilesMs];
     fromProfile.push('poll wait');
   } else defaults.push('poll wait (none)');
+  if (profile.oneWayLatencyMs) {
+    params.latencyMs = profile.oneWayLatencyMs.medianMs;
+    fromProfile.push('one-way latency');
+  } else defaults.push(`one-way latency (${base.latencyMs} ms)`);
+  if (profile.clientTurnaroundMs) {
+    // Measured wire to wire; the simulated network carries the round trip itself, so it is taken off.
+    const roundTripMs = 2 * params.latencyMs;
+    params.clientTurnaroundPercentilesMs = profile.clientTurnaroundMs.percentilesMs.map((ms) => Math.max(0, ms - roundTripMs));
+    fromProfile.push("the client's turnaround");
+  } else defaults.push("the client's turnaround (at once)");
   if (profile.threadPickupMs) {
     params.pickupPercentilesMs = [...profile.threadPickupMs.percentilesMs];
     fromProfile.push('thread pickup');
@@ -172,6 +189,5 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');
   } else defaults.push(`worker boot (${base.bootMs} ms)`);
-  defaults.push(`one-way latency (${base.latencyMs} ms)`);
   return { params, fromProfile, defaults };
 }

@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { exitToReady, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
+import { arrivalWaits, clientTurnarounds, exitToReady, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
+import type { Segment } from '../../conformance/capture.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
 
@@ -27,7 +28,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs, parsed.pollWaitMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.bootMs].map((d) => d?.measurement).filter(Boolean);
+    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.clientTurnaroundMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.oneWayLatencyMs, parsed.bootMs].map((d) => d?.measurement).filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
@@ -107,6 +108,8 @@ describe('applyProfile', () => {
       'service time',
       'return to the poller',
       'poll wait',
+      'one-way latency',
+      "the client's turnaround",
       'thread pickup',
       "the arbiter's kills one after another",
       'the signal handler',
@@ -122,16 +125,23 @@ describe('applyProfile', () => {
     expect(sync.params.closeAfterTurnPercentilesMs).toBeUndefined();
     expect(sync.defaults.join()).toMatch(/the stopping loop turn's rest \(the close in the same instant\)/);
     expect(applied.params.returnPercentilesMs).toEqual(profile.returnMs!.percentilesMs);
-    // The poll wait holds the client's reply (the return mostly beats it), which the simulated network carries: its round trip comes off.
-    const roundTripMs = 2 * base.latencyMs;
-    profile.pollWaitMs!.percentilesMs.forEach((ms, i) => expect(applied.params.dispatchPercentilesMs![i]).toBeCloseTo(Math.max(0, ms - roundTripMs), 9));
+    // The poll wait is measured from the request's arrival, as the simulator waits it.
+    expect(applied.params.dispatchPercentilesMs).toEqual(profile.pollWaitFromArrivalMs!.percentilesMs);
+    // Loopback's latency is the kernel's own reply's, halved; the turnaround is measured wire to wire, and
+    // the simulated network carries that round trip itself, so it comes off.
+    expect(applied.params.latencyMs).toBe(profile.oneWayLatencyMs!.medianMs);
+    const roundTripMs = 2 * profile.oneWayLatencyMs!.medianMs;
+    profile.clientTurnaroundMs!.percentilesMs.forEach((ms, i) => expect(applied.params.clientTurnaroundPercentilesMs![i]).toBeCloseTo(Math.max(0, ms - roundTripMs), 9));
+    const { clientTurnaroundMs: _turnarounds, ...uncaptured } = profile;
+    expect(applyProfile(base, uncaptured).defaults.join()).toMatch(/the client's turnaround \(at once\)/);
     // A profile without the returns leaves the connection back at once.
     const { returnMs: _returns, ...fromResponse } = profile;
     const older = applyProfile(base, fromResponse);
     expect(older.params.returnPercentilesMs).toBeUndefined();
     expect(older.defaults.join()).toMatch(/return to the poller \(at once\)/);
     expect(applied.params.pickupPercentilesMs).toEqual(profile.threadPickupMs!.percentilesMs);
-    expect(applied.defaults.join()).toMatch(/one-way latency/);
+    const { oneWayLatencyMs: _latency, ...uncapturedLatency } = profile;
+    expect(applyProfile(base, uncapturedLatency).defaults.join()).toMatch(/one-way latency \(0\.05 ms\)/);
     // A profile without them (our own server: its event loop hands a request over as it reads it) leaves both out.
     const ours = applyProfile(base, getProfile('quiesce-serve'));
     expect(ours.params.dispatchPercentilesMs).toBeUndefined();
@@ -201,8 +211,8 @@ describe('exitToReady: pairing a worker exit with its replacement', () => {
   });
 });
 
-describe("requestTimings: gunicorn's request hooks as handler times, poll waits and thread pickups", () => {
-  it('pairs the lines per worker and client address: submit → pre is the pickup, pre → post the handler, post → the next submit the poll wait', () => {
+describe("requestTimings: gunicorn's request hooks as handler times, kept-alive hand-overs and thread pickups", () => {
+  it('pairs the lines per worker and client address: submit → pre is the pickup, pre → post the handler, a submit after a post a kept-alive hand-over', () => {
     const lines = [
       "1.000000 submit 10 ('127.0.0.1', 5001)",
       "1.000400 pre 10 ('127.0.0.1', 5001)",
@@ -221,14 +231,17 @@ describe("requestTimings: gunicorn's request hooks as handler times, poll waits 
       "3.006500 submit 10 ('127.0.0.1', 5002)",
     ];
     const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
-    const { handlerMs, pollWaitMs, pickupMs } = requestTimings(lines);
+    const { handlerMs, keptAliveHandOvers, pickupMs } = requestTimings(lines);
     expect(ms(pickupMs)).toEqual([0.4, 0.2, 0.3, 1]);
     expect(ms(handlerMs)).toEqual([1.6, 2.3, 2.5, 1.5]);
-    // Only 5001 on worker 10 had a second request: its post at 1.002, the hand-over at 1.004.
-    expect(ms(pollWaitMs)).toEqual([2]);
+    // 5001 on worker 10 had a second hand-over after its first request's post; so had 5002 (the FIN: the capture tells it apart).
+    expect(keptAliveHandOvers.map((h) => [h.pid, h.clientPort, Math.round(h.previousHandOverMs), Math.round(h.handOverMs)])).toEqual([
+      ['10', 5001, 1000, 1004],
+      ['10', 5002, 1001, 3007],
+    ]);
   });
 
-  it("with the done callback's returns: the return is measured from the response, and the poll wait from the return", () => {
+  it("with the done callback's returns: the return is measured from the response", () => {
     const lines = [
       "1.000000 submit 10 ('127.0.0.1', 5001)",
       "1.000400 pre 10 ('127.0.0.1', 5001)",
@@ -244,9 +257,9 @@ describe("requestTimings: gunicorn's request hooks as handler times, poll waits 
       "1.007000 return 10 ('127.0.0.1', 5002)",
     ];
     const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
-    const { returnMs, pollWaitMs } = requestTimings(lines);
+    const { returnMs, keptAliveHandOvers } = requestTimings(lines);
     expect(ms(returnMs)).toEqual([1.5, 0.9]);
-    expect(ms(pollWaitMs)).toEqual([0.5]);
+    expect(keptAliveHandOvers).toHaveLength(1);
   });
 
   it("times a recycle's close from the worker's last hand-over before it, and a close with no hand-over before it not at all", () => {
@@ -265,6 +278,63 @@ describe("requestTimings: gunicorn's request hooks as handler times, poll waits 
 
   it('refuses a line it cannot read, and a post without its pre', () => {
     expect(() => requestTimings(['garbage'])).toThrow(/unexpected line "garbage"/);
+    expect(() => requestTimings(['1.0 clock 10 yesterday'])).toThrow(/a clock line without a realtime/);
+    expect(() => requestTimings(['1.0 submit 10 127.0.0.1'])).toThrow(/a peer without a port/);
     expect(() => requestTimings(["1.0 post 10 ('127.0.0.1', 5001)"])).toThrow(/a post with no pre/);
+  });
+});
+
+describe("a capture beside the hooks: the client's turnaround, and the poll wait from the request's arrival", () => {
+  /** A segment at `us` µs on the connection from client port `port`. */
+  const seg = (us: number, port: number, from: 'client' | 'server', kind: 'data' | 'syn' | 'ack' | 'fin' | 'rst' = 'data'): Segment => ({
+    timeUs: us,
+    clientPort: port,
+    fromServer: from === 'server',
+    syn: kind === 'syn',
+    ack: kind !== 'syn' || from === 'server',
+    fin: kind === 'fin',
+    rst: kind === 'rst',
+    payloadBytes: kind === 'data' ? 90 : 0,
+  });
+
+  it("measures a response's last segment → the client's next request on the connection, and nothing across connections", () => {
+    const segments = [
+      seg(0, 5001, 'client', 'syn'),
+      seg(10, 5001, 'server', 'syn'),
+      seg(20, 5001, 'client'), // the first request follows no response: no turnaround
+      seg(500, 5001, 'server'), // the response's headers…
+      seg(520, 5001, 'server'), // …and its body: the turnaround counts from the last
+      seg(530, 5001, 'client', 'ack'),
+      seg(600, 5002, 'client'), // another connection's request, between them: not this one's
+      seg(857, 5001, 'client'), // 337 µs after the body
+      seg(1500, 5001, 'server'),
+      seg(1600, 5001, 'server', 'fin'),
+      seg(1700, 5001, 'client', 'rst'), // the connection ends; the port is used again
+      seg(2000, 5001, 'client', 'syn'),
+      seg(2100, 5001, 'client'), // a new connection's first request: no turnaround
+    ];
+    expect(clientTurnarounds(segments)).toEqual([0.337]);
+  });
+
+  it("pairs each kept-alive hand-over with its request's segment, on the realtime clock the worker's clock line gives", () => {
+    // Worker 10's CLOCK_MONOTONIC reads 5 s where CLOCK_REALTIME reads 1000 s: +995 s.
+    const lines = [
+      '5.000000 clock 10 1000.000000',
+      "5.000100 submit 10 ('127.0.0.1', 5001)",
+      "5.000300 pre 10 ('127.0.0.1', 5001)",
+      "5.001000 post 10 ('127.0.0.1', 5001)",
+      "5.001900 submit 10 ('127.0.0.1', 5001)", // the request arrived at 1000.001400 (realtime): waited 0.5 ms
+      "5.002000 pre 10 ('127.0.0.1', 5001)",
+      "5.002500 post 10 ('127.0.0.1', 5001)",
+      "6.000000 submit 10 ('127.0.0.1', 5001)", // ab's FIN, handed over: no request segment for it
+    ];
+    const segments = [seg(1_000_000_050, 5001, 'client'), seg(1_000_001_005, 5001, 'server'), seg(1_000_001_400, 5001, 'client'), seg(1_000_002_505, 5001, 'server')];
+    const { waitsMs, ofNoRequest } = arrivalWaits(requestTimings(lines), segments);
+    expect(waitsMs.map((ms) => Math.round(ms * 1000) / 1000)).toEqual([0.5]);
+    expect(ofNoRequest).toBe(1);
+    // The same hooks one second off the capture's clock find nothing to pair: the clock line is what puts them on it.
+    const offByASecond = arrivalWaits(requestTimings(lines.map((l) => l.replace('1000.000000', '1001.000000'))), segments);
+    expect(offByASecond.waitsMs).toEqual([]);
+    expect(() => arrivalWaits(requestTimings(lines.slice(1)), segments)).toThrow(/worker 10 handed over requests but wrote no clock line/);
   });
 });
