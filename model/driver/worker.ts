@@ -236,7 +236,7 @@ export class WorkerDriver {
       // Refused by a closed connection: the bytes meet a closed socket (the kernel answers with RST).
       taken = this.host.emitIfAccepted(conn, partial ? { type: 'conn.bytes', req, partial } : { type: 'conn.bytes', req });
       // Every request in the poller came before this one: the poll returns with all of them.
-      if (taken && endsTurn) return this.lastPollReturned(conn, this.readable.length);
+      if (taken && endsTurn) return this.lastPollReturned(conn);
       if (taken && this.host.matches(conn, 'unpolled')) return this.awaitPoll(conn);
       if (taken) this.wantsThread(conn);
     });
@@ -256,25 +256,24 @@ export class WorkerDriver {
     const ready = this.readable.indexOf(conn);
     if (ready >= 0) this.readable.splice(ready, 1);
     if (!this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) return;
-    // Not in the ready list (a platform that hands a readable connection over at once): none came before it.
-    if (endsTurn) this.lastPollReturned(conn, Math.max(0, ready));
+    if (endsTurn) this.lastPollReturned(conn);
     else this.wantsThread(conn);
   }
 
   /**
    * The poll of a draining worker's last turn returned with `first`. select() returns with every
    * connection readable at that moment, and the loop hands each over before it looks at `alive` again
-   * (gunicorn 20.x gthread: `for key, _ in events: callback(key.fileobj)`). Which those were is known
-   * for the connections whose request came before `first`'s (`before`: how many of the ready list did):
-   * they were readable when `first` was, and still in the poller, so in the same return — handed over,
-   * and served (with close). A request that came after `first`'s may have come after the poll returned:
-   * with the rest of the poller (idle connections, later requests) it is abandoned when the turn ends.
-   * (Handing over only `first` lost 1.3–1.6× the requests gunicorn 20.1 loses at a recycle; handing over
-   * everything in the poller, 0.6–0.9×, and a TERM's losses fell to a third of the real ones.)
+   * (gunicorn 20.x gthread: `for key, _ in events: callback(key.fileobj)`): every connection whose
+   * request is in (the ready list) is handed over, and served (with close). Idle connections, and
+   * requests that come later, are abandoned when the turn ends. The platform's poll wait is measured
+   * from the request's arrival to its hand-over, so `first`'s hand-over is the moment the poll returned.
+   * (Handing over only the connections whose request came before `first`'s lost 1.5× the requests
+   * gunicorn 20.1 loses at a recycle at one worker, once the wait and the client's turnaround were
+   * measured from a capture: simulator/README.md.)
    */
-  private lastPollReturned(first: ConnId, before: number): void {
+  private lastPollReturned(first: ConnId): void {
     const returned = [first];
-    for (const other of this.readable.splice(0, before)) {
+    for (const other of this.readable.splice(0, this.readable.length)) {
       if (this.host.matches(other, 'unpolled') && this.host.emitIfAccepted(other, { type: 'conn.dispatch' })) returned.push(other);
     }
     this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });

@@ -217,16 +217,32 @@ describe('the drivers on a platform of a few dozen lines', () => {
     expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 
-  it("gthread's last loop turn: a request that came after the one the poll returned with may have come after the poll: abandoned with the rest", () => {
+  it("gthread's last loop turn: the poll returns with a request that came after its own connection's, too — it was readable when the poll returned", () => {
+    const { p, worker, conns, handled } = lastTurnWithTwoInThePoller();
+    // The poll returns with b1's connection; b2 came after b1 but is in the socket now, so select()
+    // returned it as well (the platform's poll wait ends at the return).
+    worker.polled(conns[0]!);
+    expect(handled()).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
+    worker.polled(conns[1]!); // its own poll, late: handed over already, nothing more
+    expect(handled()).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
+    worker.handlerFinished(conns[0]!, 'b1');
+    worker.handlerFinished(conns[1]!, 'b2');
+    expect(p.effects).toContain('conn/1.2 answers b2 with close');
+    expect(p.effects).not.toContain('conn/1.2 RST');
+    expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
+  });
+
+  it("gthread's last loop turn: a request that comes after the poll returned is abandoned with the rest, and the exit resets it", () => {
     const { p, worker, conns, handled } = lastTurnWithTwoInThePoller();
     worker.polled(conns[0]!);
-    expect(handled()).toEqual(['conn/1.1 handles b1']);
-    worker.polled(conns[1]!); // the turn is over: no one hands it over
-    expect(handled()).toEqual(['conn/1.1 handles b1']);
-    expect(p.events.some((e) => e.actor === conns[1] && e.type === 'conn.turn-end')).toBe(true);
+    // The idle third connection's request comes after the turn ended: nobody polls any more.
+    worker.requestArrived(conns[2]!, 'b3');
+    expect(handled()).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
+    expect(p.events.some((e) => e.actor === conns[2] && e.type === 'conn.turn-end')).toBe(true);
     worker.handlerFinished(conns[0]!, 'b1');
-    // The worker exits with b2 unread: the kernel resets it.
-    expect(p.effects).toContain('conn/1.2 RST');
+    worker.handlerFinished(conns[1]!, 'b2');
+    // The worker exits with b3 unread: the kernel resets it.
+    expect(p.effects).toContain('conn/1.3 RST');
     expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 });
