@@ -29,7 +29,7 @@
  *   arrival (a kept-alive request's segment → its hand-over, the hooks'
  *   CLOCK_MONOTONIC put on the capture's CLOCK_REALTIME by a line each
  *   worker writes at its start with both). Without tcpdump they are left out.
- * - a stop (gunicorn): five runs of the matrix's TERM row (no recycling, a TERM 1 s into `ab -n
+ * - a stop (gunicorn): ten runs of the matrix's TERM row (no recycling, a TERM 1 s into `ab -n
  *   60000 -c 20 -k -r`), with hooks of their own: the gaps between the arbiter's successive kills, a
  *   kill → the worker's handler, and (gthread) the poll that ended the worker's last turn → its close
  *   of the listener copy.
@@ -79,6 +79,10 @@ export interface KeptAliveHandOver {
   /** The hand-over of the request before it on the connection, and this one, ms, CLOCK_MONOTONIC. */
   readonly previousHandOverMs: number;
   readonly handOverMs: number;
+  /** What came of it, as the hooks saw it, ms: the hand-over → pre, pre → post, post → the return (absent: not seen). */
+  pickupMs?: number;
+  handlerMs?: number;
+  returnMs?: number;
 }
 
 export interface RequestTimes {
@@ -219,6 +223,8 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const responded = new Set<string>();
   const handedOver = new Map<string, number>();
   const answered = new Map<string, number>();
+  /** The kept-alive request in progress on each connection: its pickup, handler and return are filled in as they come. */
+  const inProgress = new Map<string, KeptAliveHandOver>();
   for (const line of lines) {
     const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return|recycle-close|clock) (\d+) (.+)$/.exec(line);
     if (!match) throw new Error(`requests.log: unexpected line "${line}"`);
@@ -243,12 +249,19 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
     if (match[2] === 'submit') {
       const clientPort = clientPortOf(match[4]!, line);
       const previous = handedOver.get(conn);
-      if (previous !== undefined && responded.has(conn)) keptAliveHandOvers.push({ pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms });
+      inProgress.delete(conn);
+      if (previous !== undefined && responded.has(conn)) {
+        const handOver: KeptAliveHandOver = { pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms };
+        keptAliveHandOvers.push(handOver);
+        inProgress.set(conn, handOver);
+      }
       responded.delete(conn);
       answered.delete(conn);
       handedOver.set(conn, ms);
       submitted.set(conn, ms);
     } else if (match[2] === 'pre') {
+      const handOver = inProgress.get(conn);
+      if (handOver && submitted.has(conn)) handOver.pickupMs = ms - submitted.get(conn)!;
       since(submitted, pickupMs);
       started.set(conn, ms);
     } else if (match[2] === 'return') {
@@ -256,10 +269,14 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       const post = answered.get(conn);
       if (post !== undefined) {
         returnMs.push(ms - post);
+        const handOver = inProgress.get(conn);
+        if (handOver && handOver.handlerMs !== undefined && handOver.returnMs === undefined) handOver.returnMs = ms - post;
         answered.set(conn, ms);
       }
     } else {
       if (!started.has(conn)) throw new Error(`requests.log: a post with no pre before it: "${line}"`);
+      const handOver = inProgress.get(conn);
+      if (handOver && handOver.pickupMs !== undefined && handOver.handlerMs === undefined) handOver.handlerMs = ms - started.get(conn)!;
       since(started, handlerMs);
       answered.set(conn, ms);
       responded.add(conn);
@@ -325,8 +342,32 @@ export function handshakeHalfRoundTrips(segments: readonly Segment[]): number[] 
 export interface ArrivalWaits {
   /** Each kept-alive request's arrival → its hand-over, ms. */
   readonly waitsMs: number[];
+  /** The same, by hand-over (the order of `keptAliveHandOvers`): absent where none was paired. */
+  readonly waitOfHandOver: (number | undefined)[];
   /** Hand-overs with no request segment for them in the capture: of the client's FIN (ab's last close). */
   readonly ofNoRequest: number;
+}
+
+/** How many of the measured kept-alive requests a profile keeps whole (an even sample over the run). */
+const JOINT_ROWS = 1000;
+
+/**
+ * Each kept-alive request's four times together — its wait in the poller from its arrival, the thread's
+ * pickup, the handler, the return — for the requests the capture and the hooks saw whole, sampled
+ * evenly over the run. They share one GIL and two cores: a request that waited long in the poller
+ * waited while threads ran, and is picked up fast, so drawing them apart adds up tails that do not
+ * come together (measured: drawn apart, the simulated latency's median was twice the real one).
+ */
+export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOfHandOver: readonly (number | undefined)[]): { samples: number; rowsMs: [number, number, number, number][] } {
+  const whole: [number, number, number, number][] = [];
+  handOvers.forEach((h, i) => {
+    const waitMs = waitOfHandOver[i];
+    if (waitMs !== undefined && h.pickupMs !== undefined && h.handlerMs !== undefined && h.returnMs !== undefined) whole.push([waitMs, h.pickupMs, h.handlerMs, h.returnMs]);
+  });
+  const step = Math.max(1, whole.length / JOINT_ROWS);
+  const rowsMs: [number, number, number, number][] = [];
+  for (let i = 0; Math.floor(i) < whole.length && rowsMs.length < JOINT_ROWS; i += step) rowsMs.push(whole[Math.floor(i)]!.map(round3) as [number, number, number, number]);
+  return { samples: whole.length, rowsMs };
 }
 
 /** How far the two clocks, read side by side in Python, may put a hand-over before its request's arrival. */
@@ -347,6 +388,7 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
     else requestsUs.set(segment.clientPort, [segment.timeUs]);
   }
   const waitsMs: number[] = [];
+  const waitOfHandOver: (number | undefined)[] = [];
   let ofNoRequest = 0;
   for (const handOver of times.keptAliveHandOvers) {
     const offsetMs = times.realtimeOffsetMs.get(handOver.pid);
@@ -359,10 +401,12 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
       if (onPort[i]! <= previousUs + CLOCK_SLACK_US) break;
       if (onPort[i]! <= handOverUs + CLOCK_SLACK_US) arrivalUs = onPort[i];
     }
-    if (arrivalUs === undefined) ofNoRequest++;
-    else waitsMs.push(Math.max(0, handOverUs - arrivalUs) / 1000);
+    const waitMs = arrivalUs === undefined ? undefined : Math.max(0, handOverUs - arrivalUs) / 1000;
+    waitOfHandOver.push(waitMs);
+    if (waitMs === undefined) ofNoRequest++;
+    else waitsMs.push(waitMs);
   }
-  return { waitsMs, ofNoRequest };
+  return { waitsMs, waitOfHandOver, ofNoRequest };
 }
 
 /**
@@ -490,7 +534,7 @@ const AB_REQUESTS = 40_000;
 const AB_LOAD = ['-n', String(AB_REQUESTS), '-c', '20', '-k', '-r'];
 const AB_WARMUP = ['-n', '5000', '-c', '20', '-k', '-r'];
 /** The stops: the calibration matrix's TERM row (no recycling, a TERM 1 s into the load), several times — each gives a sample per worker. */
-const STOP_RUNS = 5;
+const STOP_RUNS = 10;
 const STOP_AT_MS = 1000;
 const AB_STOP_LOAD = ['-n', '60000', '-c', '20', '-k', '-r'];
 
@@ -574,30 +618,19 @@ export async function measureProfile(name: string, port: number, log: (line: str
   log(`${name}: warm-up (ab ${AB_WARMUP.join(' ')}), then service time and worker boot (${server.workers} worker${server.workers === 1 ? '' : 's'}, max-requests ${server.maxRequests}, ab ${AB_LOAD.join(' ')})`);
   // A first server and run warm what outlives a server: compiled bytecode (.pyc, V8's code cache), the page cache.
   await withServer(target, server, port, async () => runAb([...AB_WARMUP, url]));
-  const run = await withServer(target, server, port, async (dir, command) => {
-    const capture = await startCapture(join(dir, 'load.pcap'), port, log);
-    const ab = await runAb([...AB_LOAD, url]);
-    const segments = capture ? await stopCapture(capture, port, log) : null;
-    if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
-    return { ab, command, dir, segments };
-  });
+  const run = await capturedRun(target, server, port, url, log);
   // A calibration without a stop under load (the recycling rows) may leave them out: the simulator then stops at once.
   const stops = options.stops === false ? null : await measureStops(name, target, server, port, url, log);
   // Read after the server stopped: its trace is complete then.
   const boots = target.boots(run.dir);
   if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen; expected dozens`);
-  const requests = target.requestTimes?.(run.dir);
-  if (requests && requests.handlerMs.length < AB_REQUESTS / 2) throw new Error(`the hooks saw only ${requests.handlerMs.length} of ${AB_REQUESTS} requests`);
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
-  // Only beside the hooks' service time: ab's own time per request (the service time without them) holds
-  // ab's noticing of the response, which is the first part of its turnaround.
-  const turnaroundsMs = run.segments && requests ? clientTurnarounds(run.segments) : [];
-  const halfRoundTripsMs = run.segments ? handshakeHalfRoundTrips(run.segments) : [];
-  const waits = run.segments && requests ? arrivalWaits(requests, run.segments) : null;
-  if (waits) log(`${name}: ${waits.waitsMs.length} kept-alive requests paired with their arrival in the capture; ${waits.ofNoRequest} hand-overs had none (the client's FIN)`);
-  if (waits && waits.waitsMs.length < requests!.keptAliveHandOvers.length / 2) {
-    throw new Error(`only ${waits.waitsMs.length} of ${requests!.keptAliveHandOvers.length} kept-alive hand-overs were found in the capture: are the hooks' clock lines and the capture on one machine?`);
-  }
+  const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint } = readRequests(name, target, run, log);
+  // The signal rows run without recycling: no boot takes the CPU, and a request is about twice as fast.
+  // Where the hooks see requests, they are measured again under that load, for the rows that run it.
+  const steadyServer: ServerParams = { ...server, maxRequests: 0 };
+  const steadyRun = requests ? await capturedRun(target, steadyServer, port, url, (line) => log(`${name} (no recycling): ${line}`)) : null;
+  const steady = steadyRun ? readRequests(`${name} (no recycling)`, target, steadyRun, log) : null;
 
   const profile: Profile = {
     name,
@@ -631,8 +664,21 @@ export async function measureProfile(name: string, port: number, log: (line: str
               method: `the capture's timestamps (CLOCK_REALTIME, µs): the one-way latency, half of a SYN → its SYN-ACK (the kernel's own reply)${
                 turnaroundsMs.length > 0 ? "; the client's turnaround, a response's last segment → the client's next request segment on the connection" : ''
               }${
-                waits ? "; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME" : ''
+                waits
+                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run`
+                  : ''
               }`,
+            },
+          }
+        : {}),
+      ...(steady && steadyRun && steady.joint && steady.joint.rowsMs.length > 0
+        ? {
+            'capture-without-recycling': {
+              command: `${fillCommand(steadyRun.command, steadyServer)}; ab ${AB_LOAD.join(' ')} ${url}, captured as above`,
+              date,
+              machine,
+              method:
+                "the calibration's load without recycling (the signal rows'): the same hooks and capture, each kept-alive request's wait from its arrival, pickup, handler and return together, sampled evenly over the run; the client's turnaround",
             },
           }
         : {}),
@@ -667,6 +713,29 @@ export async function measureProfile(name: string, port: number, log: (line: str
             : {}),
         }
       : {}),
+    ...(joint && joint.rowsMs.length > 0
+      ? {
+          keptAliveRequestsMs: {
+            measurement: 'capture-under-the-calibration-load',
+            samples: joint.samples,
+            columns: ['pollWaitFromArrivalMs', 'threadPickupMs', 'serviceMs', 'returnMs'],
+            rowsMs: joint.rowsMs,
+          },
+        }
+      : {}),
+    ...(steady?.joint && steady.joint.rowsMs.length > 0
+      ? {
+          keptAliveRequestsWithoutRecyclingMs: {
+            measurement: 'capture-without-recycling',
+            samples: steady.joint.samples,
+            columns: ['pollWaitFromArrivalMs', 'threadPickupMs', 'serviceMs', 'returnMs'],
+            rowsMs: steady.joint.rowsMs,
+          },
+          ...(steady.turnaroundsMs.length > 0
+            ? { clientTurnaroundWithoutRecyclingMs: { measurement: 'capture-without-recycling', samples: steady.turnaroundsMs.length, percentilesMs: percentilesOf(steady.turnaroundsMs) } }
+            : {}),
+        }
+      : {}),
     ...(halfRoundTripsMs.length > 0
       ? {
           oneWayLatencyMs: {
@@ -683,6 +752,34 @@ export async function measureProfile(name: string, port: number, log: (line: str
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
   };
   return profileSchema.parse(profile);
+}
+
+/** One run under the load (its capture, where tcpdump can start): read once the server has stopped. */
+async function capturedRun(target: Target, server: ServerParams, port: number, url: string, log: (line: string) => void) {
+  return withServer(target, server, port, async (dir, command) => {
+    const capture = await startCapture(join(dir, 'load.pcap'), port, log);
+    const ab = await runAb([...AB_LOAD, url]);
+    const segments = capture ? await stopCapture(capture, port, log) : null;
+    if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
+    return { ab, command, dir, segments };
+  });
+}
+
+/** What a captured run's hooks and capture give: the request times, the turnaround, the latency, the waits from the arrival, the requests whole. */
+function readRequests(name: string, target: Target, run: { readonly dir: string; readonly segments: Segment[] | null }, log: (line: string) => void) {
+  const requests = target.requestTimes?.(run.dir) ?? null;
+  if (requests && requests.handlerMs.length < AB_REQUESTS / 2) throw new Error(`the hooks saw only ${requests.handlerMs.length} of ${AB_REQUESTS} requests`);
+  // Only beside the hooks' service time: ab's own time per request (the service time without them) holds
+  // ab's noticing of the response, which is the first part of its turnaround.
+  const turnaroundsMs = run.segments && requests ? clientTurnarounds(run.segments) : [];
+  const halfRoundTripsMs = run.segments ? handshakeHalfRoundTrips(run.segments) : [];
+  const waits = run.segments && requests ? arrivalWaits(requests, run.segments) : null;
+  const joint = waits && requests ? jointRequestRows(requests.keptAliveHandOvers, waits.waitOfHandOver) : null;
+  if (waits) log(`${name}: ${waits.waitsMs.length} kept-alive requests paired with their arrival in the capture; ${waits.ofNoRequest} hand-overs had none (the client's FIN)`);
+  if (requests && waits && waits.waitsMs.length < requests.keptAliveHandOvers.length / 2) {
+    throw new Error(`only ${waits.waitsMs.length} of ${requests.keptAliveHandOvers.length} kept-alive hand-overs were found in the capture: are the hooks' clock lines and the capture on one machine?`);
+  }
+  return { requests, turnaroundsMs, halfRoundTripsMs, waits, joint };
 }
 
 /** tcpdump on the run's port; where it cannot start (not installed, no CAP_NET_RAW), what it measures is left out, and the log says so. */

@@ -26,6 +26,13 @@ const measuredDistribution = z.strictObject({
   percentilesMs: percentilesSchema,
 });
 
+const requestRows = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  columns: z.tuple([z.literal('pollWaitFromArrivalMs'), z.literal('threadPickupMs'), z.literal('serviceMs'), z.literal('returnMs')]),
+  rowsMs: z.array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative()])).min(1),
+});
+
 const measuredValue = z.strictObject({
   measurement: z.string().min(1),
   samples: z.number().int().positive(),
@@ -54,6 +61,19 @@ export const profileSchema = z
      * loop's turn (and the GIL). A request handed over is a thread's: a drain serves it.
      */
     pollWaitFromArrivalMs: measuredDistribution.optional(),
+    /**
+     * Kept-alive requests whole: each row one request's poll wait from its arrival, thread pickup,
+     * handler and return, as measured together (`samples` whole requests were seen; the rows are an
+     * even sample of them). The four share one GIL and two cores, so they are not independent: the
+     * simulator draws a row per request where a profile has them, in place of the four distributions.
+     */
+    keptAliveRequestsMs: requestRows.optional(),
+    /**
+     * The same, and the client's turnaround, measured without recycling: the signal rows' load (no boot
+     * takes the CPU; a request is about twice as fast). A scenario without recycling draws these.
+     */
+    keptAliveRequestsWithoutRecyclingMs: requestRows.optional(),
+    clientTurnaroundWithoutRecyclingMs: measuredDistribution.optional(),
     /**
      * The client's turnaround on a kept-alive connection under this server's load: from a response's
      * last segment to the client's next request, both in a capture. ab is one process polling all its
@@ -97,7 +117,7 @@ export const profileSchema = z
     bootMs: measuredValue.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'clientTurnaroundMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'oneWayLatencyMs', 'bootMs'] as const) {
+    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'oneWayLatencyMs', 'bootMs'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -158,14 +178,22 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.dispatchPercentilesMs = [...profile.pollWaitFromArrivalMs.percentilesMs];
     fromProfile.push('poll wait');
   } else defaults.push('poll wait (none)');
+  // A profile holds for the load it was measured under: a scenario without recycling takes what was measured without it.
+  const steady = base.server.maxRequests === 0;
+  const rows = (steady ? profile.keptAliveRequestsWithoutRecyclingMs : undefined) ?? profile.keptAliveRequestsMs;
+  if (rows) {
+    params.requestRowsMs = rows.rowsMs.map((row) => [...row] as [number, number, number, number]);
+    fromProfile.push(`each request's wait, pickup, handler and return, drawn together${rows === profile.keptAliveRequestsWithoutRecyclingMs ? ' (measured without recycling)' : ''}`);
+  }
   if (profile.oneWayLatencyMs) {
     params.latencyMs = profile.oneWayLatencyMs.medianMs;
     fromProfile.push('one-way latency');
   } else defaults.push(`one-way latency (${base.latencyMs} ms)`);
-  if (profile.clientTurnaroundMs) {
+  const turnaround = (steady ? profile.clientTurnaroundWithoutRecyclingMs : undefined) ?? profile.clientTurnaroundMs;
+  if (turnaround) {
     // Measured wire to wire; the simulated network carries the round trip itself, so it is taken off.
     const roundTripMs = 2 * params.latencyMs;
-    params.clientTurnaroundPercentilesMs = profile.clientTurnaroundMs.percentilesMs.map((ms) => Math.max(0, ms - roundTripMs));
+    params.clientTurnaroundPercentilesMs = turnaround.percentilesMs.map((ms) => Math.max(0, ms - roundTripMs));
     fromProfile.push("the client's turnaround");
   } else defaults.push("the client's turnaround (at once)");
   if (profile.threadPickupMs) {

@@ -13,6 +13,7 @@ import { Kernel } from './kernel.ts';
 import { CLASSIC_SYN_SCHEDULE_MS, Network } from './network.ts';
 import type { ScenarioParams } from './scenarios.ts';
 import { fromPercentiles } from './rng.ts';
+import { RequestRows } from './request-rows.ts';
 import { routeItem, type PlatformItem, type Wire } from './platform.ts';
 import { SimulatedServer } from './server.ts';
 
@@ -84,6 +85,8 @@ export function buildWorld(
     at: (delayMs, item) => engine.at(delayMs, () => arrive(item)),
   };
   const kernel = new Kernel(engine);
+  // Measured requests whole, where the profile has them: in place of the four distributions drawn apart.
+  const rows = params.requestRowsMs ? new RequestRows(params.requestRowsMs, engine.rng) : null;
   const network = new Network(
     engine,
     kernel,
@@ -101,10 +104,14 @@ export function buildWorld(
     network,
     {
       bootMs: params.bootMs,
-      serviceMs: serviceMs ?? serviceTimeOf(params, engine),
-      ...(params.dispatchPercentilesMs ? { dispatchMs: drawFrom(params.dispatchPercentilesMs, engine) } : {}),
-      ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
-      ...(params.returnPercentilesMs ? { returnMs: drawFrom(params.returnPercentilesMs, engine) } : {}),
+      serviceMs: serviceMs ?? rows?.serviceMs ?? serviceTimeOf(params, engine),
+      ...(rows
+        ? { dispatchMs: rows.dispatchMs, pickupMs: rows.pickupMs, returnMs: rows.returnMs }
+        : {
+            ...(params.dispatchPercentilesMs ? { dispatchMs: drawFrom(params.dispatchPercentilesMs, engine) } : {}),
+            ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
+            ...(params.returnPercentilesMs ? { returnMs: drawFrom(params.returnPercentilesMs, engine) } : {}),
+          }),
       ...(params.killGapPercentilesMs ? { killGapMs: drawFrom(params.killGapPercentilesMs, engine) } : {}),
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),

@@ -53,6 +53,12 @@ export interface ScenarioParams {
   /** The same for a worker that stops on its own (max-requests), ms; absent: at once. */
   closeAfterRecycleTurnPercentilesMs?: number[];
   /**
+   * Requests whole, as measured: each row a request's poll wait from its arrival, thread pickup, service
+   * and return, ms (simulator/profile-schema.ts `keptAliveRequestsMs`). Present: each request draws a
+   * row, and the four distributions above are not drawn.
+   */
+  requestRowsMs?: [number, number, number, number][];
+  /**
    * The 101 percentiles of the client's turnaround — a response on the wire to its next request on the
    * wire, less the network's round trip — ms; absent: the client answers at once (NetworkParams).
    */

@@ -31,19 +31,19 @@ export interface ServerTiming {
    * at once, in the same step. The explorer gives () => 0: an item, tried before and after whatever
    * else is due.
    */
-  dispatchMs?: () => number;
+  dispatchMs?: (conn: ConnId) => number;
   /**
    * How long the thread that read a request takes to get to its handler (gthread: the pool thread's
    * wait for the GIL, and the parse), drawn per request; absent: at once.
    */
-  pickupMs?: () => number;
+  pickupMs?: (conn: ConnId, req: string) => number;
   /**
    * How long an answered keep-alive connection takes to get back to the poller (gthread: from the
    * response to `finish_request`, the future's done callback, which waits for the GIL), drawn per
    * response; absent: at once. A request the client sends meanwhile waits unread, and a worker that
    * began draining meanwhile closes the connection with it.
    */
-  returnMs?: () => number;
+  returnMs?: (conn: ConnId) => number;
   /**
    * How long an arbiter that signals several workers in one step takes between one kill(2) and the next
    * (gunicorn's `kill_workers` loop: the worker it woke takes the CPU from it), drawn per kill; absent:
@@ -517,15 +517,18 @@ export class WorkerProcess implements WorkerPort {
   }
 
   watchReadable(conn: ConnId): boolean {
-    return this.atOnceOrLater(this.server.timing.dispatchMs, { kind: 'poll', worker: this.id, conn });
+    const { dispatchMs } = this.server.timing;
+    return this.atOnceOrLater(dispatchMs && (() => dispatchMs(conn)), { kind: 'poll', worker: this.id, conn });
   }
 
   returnToPoller(conn: ConnId): boolean {
-    return this.atOnceOrLater(this.server.timing.returnMs, { kind: 'return', worker: this.id, conn });
+    const { returnMs } = this.server.timing;
+    return this.atOnceOrLater(returnMs && (() => returnMs(conn)), { kind: 'return', worker: this.id, conn });
   }
 
   pickUp(conn: ConnId, req: string): boolean {
-    return this.atOnceOrLater(this.server.timing.pickupMs, { kind: 'pickup', worker: this.id, conn, req });
+    const { pickupMs } = this.server.timing;
+    return this.atOnceOrLater(pickupMs && (() => pickupMs(conn, req)), { kind: 'pickup', worker: this.id, conn, req });
   }
 
   /** A measured wait the profile has (drawn now, its item due after it): false. None: true, at once. */

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { arrivalWaits, clientTurnarounds, exitToReady, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
+import { arrivalWaits, clientTurnarounds, exitToReady, jointRequestRows, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
@@ -28,7 +28,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.clientTurnaroundMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.oneWayLatencyMs, parsed.bootMs].map((d) => d?.measurement).filter(Boolean);
+    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.keptAliveRequestsMs, parsed.keptAliveRequestsWithoutRecyclingMs, parsed.clientTurnaroundMs, parsed.clientTurnaroundWithoutRecyclingMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.oneWayLatencyMs, parsed.bootMs].map((d) => d?.measurement).filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
@@ -108,6 +108,7 @@ describe('applyProfile', () => {
       'service time',
       'return to the poller',
       'poll wait',
+      "each request's wait, pickup, handler and return, drawn together",
       'one-way latency',
       "the client's turnaround",
       'thread pickup',
@@ -132,6 +133,13 @@ describe('applyProfile', () => {
     expect(applied.params.latencyMs).toBe(profile.oneWayLatencyMs!.medianMs);
     const roundTripMs = 2 * profile.oneWayLatencyMs!.medianMs;
     profile.clientTurnaroundMs!.percentilesMs.forEach((ms, i) => expect(applied.params.clientTurnaroundPercentilesMs![i]).toBeCloseTo(Math.max(0, ms - roundTripMs), 9));
+    // Requests whole, as measured under the scenario's load: with recycling, the calibration's rows.
+    expect(applied.params.requestRowsMs).toEqual(profile.keptAliveRequestsMs!.rowsMs);
+    // A scenario without recycling (the signal rows) takes the rows and the turnaround measured without it.
+    const steady = applyProfile({ ...base, server: { ...base.server, maxRequests: 0 } }, profile);
+    expect(steady.params.requestRowsMs).toEqual(profile.keptAliveRequestsWithoutRecyclingMs!.rowsMs);
+    expect(steady.fromProfile).toContain("each request's wait, pickup, handler and return, drawn together (measured without recycling)");
+    profile.clientTurnaroundWithoutRecyclingMs!.percentilesMs.forEach((ms, i) => expect(steady.params.clientTurnaroundPercentilesMs![i]).toBeCloseTo(Math.max(0, ms - roundTripMs), 9));
     const { clientTurnaroundMs: _turnarounds, ...uncaptured } = profile;
     expect(applyProfile(base, uncaptured).defaults.join()).toMatch(/the client's turnaround \(at once\)/);
     // A profile without the returns leaves the connection back at once.
@@ -329,12 +337,32 @@ describe("a capture beside the hooks: the client's turnaround, and the poll wait
       "6.000000 submit 10 ('127.0.0.1', 5001)", // ab's FIN, handed over: no request segment for it
     ];
     const segments = [seg(1_000_000_050, 5001, 'client'), seg(1_000_001_005, 5001, 'server'), seg(1_000_001_400, 5001, 'client'), seg(1_000_002_505, 5001, 'server')];
-    const { waitsMs, ofNoRequest } = arrivalWaits(requestTimings(lines), segments);
+    const times = requestTimings(lines);
+    const { waitsMs, ofNoRequest, waitOfHandOver } = arrivalWaits(times, segments);
     expect(waitsMs.map((ms) => Math.round(ms * 1000) / 1000)).toEqual([0.5]);
     expect(ofNoRequest).toBe(1);
+    // The kept-alive request whole: its wait, its pickup (submit → pre), its handler (pre → post); no
+    // return line came, so it is not whole, and no row is kept.
+    expect(jointRequestRows(times.keptAliveHandOvers, waitOfHandOver).rowsMs).toEqual([]);
+    const withReturn = requestTimings([...lines.slice(0, 7), "5.002600 return 10 ('127.0.0.1', 5001)", lines[7]!]);
+    const joint = jointRequestRows(withReturn.keptAliveHandOvers, arrivalWaits(withReturn, segments).waitOfHandOver);
+    expect(joint).toEqual({ samples: 1, rowsMs: [[0.5, 0.1, 0.5, 0.1]] });
     // The same hooks one second off the capture's clock find nothing to pair: the clock line is what puts them on it.
     const offByASecond = arrivalWaits(requestTimings(lines.map((l) => l.replace('1000.000000', '1001.000000'))), segments);
     expect(offByASecond.waitsMs).toEqual([]);
     expect(() => arrivalWaits(requestTimings(lines.slice(1)), segments)).toThrow(/worker 10 handed over requests but wrote no clock line/);
+  });
+});
+
+describe('jointRequestRows: the requests kept whole are an even sample over the run', () => {
+  it('keeps at most a thousand, spread over the run, each one request\'s four times', () => {
+    const handOvers = Array.from({ length: 3000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, pickupMs: i, handlerMs: 1, returnMs: 2 }));
+    const waits = handOvers.map((_, i) => (i % 3 === 2 ? undefined : 0.5)); // a third not paired with an arrival: not whole
+    const { samples, rowsMs } = jointRequestRows(handOvers, waits);
+    expect(samples).toBe(2000);
+    expect(rowsMs).toHaveLength(1000);
+    // Even: every second whole request, from the first to the end of the run.
+    expect(rowsMs[0]).toEqual([0.5, 0, 1, 2]);
+    expect(rowsMs[999]![1]).toBeGreaterThan(2900);
   });
 });

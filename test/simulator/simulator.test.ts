@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { TraceEvent } from '../../model/events.ts';
+import type { ConnId, TraceEvent } from '../../model/events.ts';
 import { replay } from '../../model/replay.ts';
 import { formatEvent } from '../../model/trace.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
@@ -8,6 +8,7 @@ import { runScenario } from '../../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../../simulator/scenarios.ts';
 import { EventQueue } from '../../simulator/queue.ts';
 import { Rng } from '../../simulator/rng.ts';
+import { RequestRows } from '../../simulator/request-rows.ts';
 import { simulateScript, type Script } from '../../simulator/script.ts';
 import { getScript } from '../../conformance/scripts.ts';
 
@@ -276,6 +277,22 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
     for (const worker of workers) expect(atOnce.events.find((e) => e.type === 'worker.close-listener' && e.actor === worker)!.t).toBe(lastTurnEnd(atOnce.events, worker, atOnce.termAt));
   });
 
+  it('a worker whose close of its listener copy is under way exits only after it, however soon its drain is done', () => {
+    // The rest of the turn takes 50 ms, far longer than the drain: gthread closes its sockets, then waits for its futures, then returns.
+    const late = stopEvents(stopping({ closeAfterTurnPercentilesMs: constant(50) }));
+    const workers = late.at('worker.signal').map((e) => e.actor);
+    expect(workers.length).toBe(3);
+    for (const worker of workers) {
+      const close = late.events.find((e) => e.type === 'worker.close-listener' && e.actor === worker)!;
+      const exit = late.events.find((e) => e.type === 'worker.exit' && e.actor === worker)!;
+      expect(exit.t).toBeGreaterThanOrEqual(close.t);
+      expect(close.t - late.termAt).toBeGreaterThanOrEqual(50);
+    }
+    // The drains themselves were done within a few milliseconds: the connections were served with close.
+    const lastClose = Math.max(...late.events.filter((e) => e.type === 'conn.close').map((e) => e.t));
+    expect(lastClose - late.termAt).toBeLessThan(50);
+  });
+
   it("a worker that stops on its own (max-requests) takes the recycle's measured rest of the turn, a signalled one the stop's", () => {
     const params = small('keepalive-recycle', 3000);
     params.server = { ...params.server, workers: 2, maxRequests: 100 };
@@ -296,6 +313,56 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
     expect(signalled.length).toBeGreaterThanOrEqual(1);
     for (const r of recycled) expect(closeOf(r.actor)).toBeCloseTo(lastTurnEnd(r.actor, r.t)! + 3, 9);
     for (const t of signalled) expect(closeOf(t.actor)).toBeCloseTo(lastTurnEnd(t.actor, t.t)! + 7, 9);
+  });
+});
+
+describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per request, whatever else interleaves', () => {
+  // Row i holds i + 0.1, i + 0.2, i + 0.3, i + 0.4: every time a request gets names the row it came from.
+  const rows = Array.from({ length: 50 }, (_, i) => [i + 0.1, i + 0.2, i + 0.3, i + 0.4] as const);
+  const rowOf = (ms: number) => Math.floor(ms);
+
+  it('a kept-alive request draws at the poller, a first request at its pickup; its service follows the request, its return the connection', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.array(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: 60 }), (seed, order) => {
+        const timings = new RequestRows(rows, new Rng(seed));
+        // Three connections, their steps interleaved as `order` says; each cycles first request, then kept-alive ones.
+        const step = new Map<string, number>();
+        const drawn = new Map<string, number[]>();
+        for (const c of order) {
+          const conn = `conn/1.${c.charCodeAt(0)}` as ConnId;
+          const at = step.get(c) ?? 0;
+          const cycle = Math.floor(at / 4);
+          const req = `${c}${cycle}`;
+          const got = drawn.get(req) ?? [];
+          // Steps of a cycle: (poller, for a kept-alive request) → pickup → service → return.
+          const phase = at % 4;
+          if (phase === 0 && cycle > 0) got.push(rowOf(timings.dispatchMs(conn)));
+          if (phase === 1) got.push(rowOf(timings.pickupMs(conn, req)));
+          if (phase === 2) got.push(rowOf(timings.serviceMs(req)));
+          if (phase === 3) got.push(rowOf(timings.returnMs(conn)));
+          drawn.set(req, got);
+          step.set(c, at + 1);
+        }
+        for (const [req, got] of drawn) expect(new Set(got).size, `${req} drew from ${got.join(', ')}`).toBeLessThanOrEqual(1);
+      }),
+    );
+  });
+
+  it('a run with the rows draws each from them: every handler a row\'s service time', () => {
+    const params = small('keepalive-recycle', 200);
+    params.requestRowsMs = rows.map((r) => [...r] as [number, number, number, number]);
+    const { events } = run('keepalive-recycle', 'gunicorn-gthread', 3, params);
+    const started = new Map<string, number>();
+    let handled = 0;
+    for (const e of events) {
+      if (e.type === 'conn.handler-start') started.set((e as { req: string }).req, e.t);
+      if (e.type === 'conn.handler-finish') {
+        const ms = e.t - started.get((e as { req: string }).req)!;
+        expect(ms - Math.floor(ms)).toBeCloseTo(0.3, 6);
+        handled++;
+      }
+    }
+    expect(handled).toBeGreaterThan(150);
   });
 });
 
