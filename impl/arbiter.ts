@@ -198,6 +198,7 @@ const KERNEL = {
   handle: () => {},
   respond: () => 0,
   returnToPoller: () => true,
+  tearDown: () => true,
   closeSocket: () => {},
   halfClose: () => {},
   notifyArbiter: () => {},

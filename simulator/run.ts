@@ -116,6 +116,7 @@ export function buildWorld(
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
+      ...(params.teardownPercentilesMs ? { teardownMs: drawFrom(params.teardownPercentilesMs, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),
