@@ -83,7 +83,7 @@ let profileFile = '';
 /** The profile measured on this machine now, written where `--profile FILE` reads it (as `npm run profile:measure -- NAME > FILE`). */
 async function measuredProfileFile(name: string, port: number): Promise<string> {
   const file = join(tempDir('quiesce-calibrate-'), `${name}.json`);
-  // The rows here stop only after the load: a stop's timings (five TERM runs more) would not be in their figures.
+  // The rows here stop only after the load: a stop's timings (ten TERM runs more) would not be in their figures.
   writeFileSync(file, JSON.stringify(await measureProfile(name, port, () => {}, { stops: false }), null, 2));
   return file;
 }
