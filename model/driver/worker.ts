@@ -294,9 +294,8 @@ export class WorkerDriver {
    * request is in (the ready list) is handed over, and served (with close). Idle connections, and
    * requests that come later, are abandoned when the turn ends. The platform's poll wait is measured
    * from the request's arrival to its hand-over, so `first`'s hand-over is the moment the poll returned.
-   * (Handing over only the connections whose request came before `first`'s lost 1.5× the requests
-   * gunicorn 20.1 loses at a recycle at one worker, once the wait and the client's turnaround were
-   * measured from a capture: simulator/README.md.)
+   * (An earlier rule handed over only the connections whose request came before `first`'s, when the
+   * model could not know when the poll returned; simulator/README.md records what each rule gave.)
    */
   private lastPollReturned(first: ConnId): void {
     const returned = [first];
