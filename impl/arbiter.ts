@@ -198,7 +198,6 @@ const KERNEL = {
   handle: () => {},
   respond: () => 0,
   returnToPoller: () => true,
-  tearDown: () => true,
   closeSocket: () => {},
   halfClose: () => {},
   notifyArbiter: () => {},

@@ -589,11 +589,6 @@ export class WorkerServer implements WorkerPort {
     return true;
   }
 
-  // This process's own end is the teardown: its exit closes what is open when it comes.
-  tearDown(): boolean {
-    return true;
-  }
-
   closeSocket(id: ConnId, rst: boolean): void {
     const conn = this.conn(id);
     if (!conn.socket.destroyed) {

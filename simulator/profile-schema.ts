@@ -108,12 +108,6 @@ export const profileSchema = z
      */
     closeAfterRecycleTurnMs: measuredDistribution.optional(),
     /**
-     * A graceful exit's teardown: from the worker's exit decision (gunicorn's worker_exit hook: its loop,
-     * futures and sockets done) to the process gone, the kernel closing the connections it still held —
-     * CPython's finalization, on a CPU the load keeps busy. A request sent meanwhile waits unread.
-     */
-    teardownMs: measuredDistribution.optional(),
-    /**
      * Loopback's one-way latency: half of a SYN → its SYN-ACK in a capture, the kernel's own reply. What
      * the simulated network takes for a segment where no process's wait is measured apart (on loopback
      * the segment is in the peer's socket within the sender's syscall; the rest is noticing it).
@@ -123,7 +117,7 @@ export const profileSchema = z
     bootMs: measuredValue.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'teardownMs', 'oneWayLatencyMs', 'bootMs'] as const) {
+    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'oneWayLatencyMs', 'bootMs'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -219,10 +213,6 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
       fromProfile.push(label);
     } else defaults.push(`${label} (${otherwise})`);
   }
-  if (profile.teardownMs) {
-    params.teardownPercentilesMs = [...profile.teardownMs.percentilesMs];
-    fromProfile.push("a graceful exit's teardown");
-  } else defaults.push("a graceful exit's teardown (at once)");
   if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

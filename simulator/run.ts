@@ -116,7 +116,6 @@ export function buildWorld(
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
-      ...(params.teardownPercentilesMs ? { teardownMs: drawFrom(params.teardownPercentilesMs, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),

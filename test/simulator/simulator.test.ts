@@ -366,31 +366,6 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
   });
 });
 
-describe("a graceful exit's teardown (a profile's teardownMs)", () => {
-  it('the process is gone the drawn time after its exit decision: what it held closes then, and a request sent meanwhile is reset unread', () => {
-    const params = small('keepalive-recycle', 2000);
-    params.server = { ...params.server, workers: 2, maxRequests: 150 };
-    params.bootMs = 5;
-    const firstExit = (p: ScenarioParams) => {
-      const { events, result } = run('keepalive-recycle', 'gunicorn-gthread', 6, p);
-      const exit = events.find((e) => e.type === 'worker.exit')!;
-      return { exit, events, result };
-    };
-    const atOnce = firstExit(params);
-    const late = firstExit({ ...params, teardownPercentilesMs: Array.from({ length: 101 }, () => 100) });
-    // Up to the first exit decision the two runs are the same run: the same worker exits, 100 ms later.
-    expect(late.exit.actor).toBe(atOnce.exit.actor);
-    expect(late.exit.t - atOnce.exit.t).toBeCloseTo(100, 9);
-    // A worker's connections still open at its exit decision close with the process, in the instant of its exit.
-    const exitOf = new Map(late.events.filter((e) => e.type === 'worker.exit').map((e) => [e.actor.slice('worker/'.length), e.t]));
-    const aborts = late.events.filter((e) => e.type === 'conn.abort' && (e as { reason?: string }).reason === 'worker-exit');
-    expect(aborts.length).toBeGreaterThan(0);
-    for (const abort of aborts) expect(abort.t).toBe(exitOf.get(abort.actor.slice('conn/'.length).split('.')[0]!));
-    // ab's next requests on them were sent meanwhile: unread, reset — none met a FIN.
-    expect(late.result.stats.byMechanism['unread-request-reset']?.count ?? 0).toBeGreaterThan(0);
-  });
-});
-
 describe("the client's measured turnaround (a profile's clientTurnaroundMs)", () => {
   const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
   /** Each kept-alive request's send, less the client's noticing of the response before it. */
