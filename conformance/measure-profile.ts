@@ -50,7 +50,7 @@ import type { ServerParams } from '../model/params.ts';
 import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
-import { profileSchema, type Profile } from '../simulator/profile-schema.ts';
+import { profileSchema, REQUEST_ROW_COLUMNS, type Profile, type RequestRowsMeasured } from '../simulator/profile-schema.ts';
 import { CaptureStartError, LoopbackCapture, type Segment } from './capture.ts';
 
 interface Target {
@@ -358,15 +358,18 @@ const JOINT_ROWS = 1000;
  * waited while threads ran, and is picked up fast, so drawing them apart adds up tails that do not
  * come together (measured: drawn apart, the simulated latency's median was twice the real one).
  */
-export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOfHandOver: readonly (number | undefined)[]): { samples: number; rowsMs: [number, number, number, number][] } {
-  const whole: [number, number, number, number][] = [];
+export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOfHandOver: readonly (number | undefined)[]): Pick<RequestRowsMeasured, 'samples' | 'rowsMs'> {
+  const whole: RequestRowsMeasured['rowsMs'] = [];
   handOvers.forEach((h, i) => {
     const waitMs = waitOfHandOver[i];
     if (waitMs !== undefined && h.pickupMs !== undefined && h.handlerMs !== undefined && h.returnMs !== undefined) whole.push([waitMs, h.pickupMs, h.handlerMs, h.returnMs]);
   });
   const step = Math.max(1, whole.length / JOINT_ROWS);
-  const rowsMs: [number, number, number, number][] = [];
-  for (let i = 0; Math.floor(i) < whole.length && rowsMs.length < JOINT_ROWS; i += step) rowsMs.push(whole[Math.floor(i)]!.map(round3) as [number, number, number, number]);
+  const rowsMs: RequestRowsMeasured['rowsMs'] = [];
+  for (let i = 0; Math.floor(i) < whole.length && rowsMs.length < JOINT_ROWS; i += step) {
+    const [waitMs, pickupMs, handlerMs, returnMs] = whole[Math.floor(i)]!;
+    rowsMs.push([round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs)]);
+  }
   return { samples: whole.length, rowsMs };
 }
 
@@ -387,9 +390,7 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
     if (onPort) onPort.push(segment.timeUs);
     else requestsUs.set(segment.clientPort, [segment.timeUs]);
   }
-  const waitsMs: number[] = [];
   const waitOfHandOver: (number | undefined)[] = [];
-  let ofNoRequest = 0;
   for (const handOver of times.keptAliveHandOvers) {
     const offsetMs = times.realtimeOffsetMs.get(handOver.pid);
     if (offsetMs === undefined) throw new Error(`requests.log: worker ${handOver.pid} handed over requests but wrote no clock line`);
@@ -401,12 +402,10 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
       if (onPort[i]! <= previousUs + CLOCK_SLACK_US) break;
       if (onPort[i]! <= handOverUs + CLOCK_SLACK_US) arrivalUs = onPort[i];
     }
-    const waitMs = arrivalUs === undefined ? undefined : Math.max(0, handOverUs - arrivalUs) / 1000;
-    waitOfHandOver.push(waitMs);
-    if (waitMs === undefined) ofNoRequest++;
-    else waitsMs.push(waitMs);
+    waitOfHandOver.push(arrivalUs === undefined ? undefined : Math.max(0, handOverUs - arrivalUs) / 1000);
   }
-  return { waitsMs, waitOfHandOver, ofNoRequest };
+  const waitsMs = waitOfHandOver.filter((ms): ms is number => ms !== undefined);
+  return { waitsMs, waitOfHandOver, ofNoRequest: waitOfHandOver.length - waitsMs.length };
 }
 
 /**
@@ -713,24 +712,10 @@ export async function measureProfile(name: string, port: number, log: (line: str
             : {}),
         }
       : {}),
-    ...(joint && joint.rowsMs.length > 0
-      ? {
-          keptAliveRequestsMs: {
-            measurement: 'capture-under-the-calibration-load',
-            samples: joint.samples,
-            columns: ['pollWaitFromArrivalMs', 'threadPickupMs', 'serviceMs', 'returnMs'],
-            rowsMs: joint.rowsMs,
-          },
-        }
-      : {}),
+    ...(joint && joint.rowsMs.length > 0 ? { keptAliveRequestsMs: measuredRows('capture-under-the-calibration-load', joint) } : {}),
     ...(steady?.joint && steady.joint.rowsMs.length > 0
       ? {
-          keptAliveRequestsWithoutRecyclingMs: {
-            measurement: 'capture-without-recycling',
-            samples: steady.joint.samples,
-            columns: ['pollWaitFromArrivalMs', 'threadPickupMs', 'serviceMs', 'returnMs'],
-            rowsMs: steady.joint.rowsMs,
-          },
+          keptAliveRequestsWithoutRecyclingMs: measuredRows('capture-without-recycling', steady.joint),
           ...(steady.turnaroundsMs.length > 0
             ? { clientTurnaroundWithoutRecyclingMs: { measurement: 'capture-without-recycling', samples: steady.turnaroundsMs.length, percentilesMs: percentilesOf(steady.turnaroundsMs) } }
             : {}),
@@ -752,6 +737,11 @@ export async function measureProfile(name: string, port: number, log: (line: str
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
   };
   return profileSchema.parse(profile);
+}
+
+/** Requests whole under a measurement, their columns named as the schema has them. */
+function measuredRows(measurement: string, rows: Pick<RequestRowsMeasured, 'samples' | 'rowsMs'>): RequestRowsMeasured {
+  return { measurement, samples: rows.samples, columns: [...REQUEST_ROW_COLUMNS], rowsMs: rows.rowsMs };
 }
 
 /** One run under the load (its capture, where tcpdump can start): read once the server has stopped. */

@@ -26,12 +26,17 @@ const measuredDistribution = z.strictObject({
   percentilesMs: percentilesSchema,
 });
 
+/** What each of a request row's four times is, in order (simulator/request-rows.ts draws them so). */
+export const REQUEST_ROW_COLUMNS = ['pollWaitFromArrivalMs', 'threadPickupMs', 'serviceMs', 'returnMs'] as const;
+
 const requestRows = z.strictObject({
   measurement: z.string().min(1),
   samples: z.number().int().positive(),
-  columns: z.tuple([z.literal('pollWaitFromArrivalMs'), z.literal('threadPickupMs'), z.literal('serviceMs'), z.literal('returnMs')]),
+  columns: z.tuple([z.literal(REQUEST_ROW_COLUMNS[0]), z.literal(REQUEST_ROW_COLUMNS[1]), z.literal(REQUEST_ROW_COLUMNS[2]), z.literal(REQUEST_ROW_COLUMNS[3])]),
   rowsMs: z.array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative()])).min(1),
 });
+
+export type RequestRowsMeasured = z.infer<typeof requestRows>;
 
 const measuredValue = z.strictObject({
   measurement: z.string().min(1),
@@ -182,7 +187,7 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
   const steady = base.server.maxRequests === 0;
   const rows = (steady ? profile.keptAliveRequestsWithoutRecyclingMs : undefined) ?? profile.keptAliveRequestsMs;
   if (rows) {
-    params.requestRowsMs = rows.rowsMs.map((row) => [...row] as [number, number, number, number]);
+    params.requestRowsMs = structuredClone(rows.rowsMs);
     fromProfile.push(`each request's wait, pickup, handler and return, drawn together${rows === profile.keptAliveRequestsWithoutRecyclingMs ? ' (measured without recycling)' : ''}`);
   }
   if (profile.oneWayLatencyMs) {

@@ -5,6 +5,7 @@
  * the server gets TERM and the run continues until nothing is left to
  * happen (the liveness phase), so every trace is complete.
  */
+import type { RequestRow } from './request-rows.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 
 export type Load =
@@ -57,7 +58,7 @@ export interface ScenarioParams {
    * and return, ms (simulator/profile-schema.ts `keptAliveRequestsMs`). Present: each request draws a
    * row, and the four distributions above are not drawn.
    */
-  requestRowsMs?: [number, number, number, number][];
+  requestRowsMs?: RequestRow[];
   /**
    * The 101 percentiles of the client's turnaround — a response on the wire to its next request on the
    * wire, less the network's round trip — ms; absent: the client answers at once (NetworkParams).

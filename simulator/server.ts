@@ -507,7 +507,7 @@ export class WorkerProcess implements WorkerPort {
       this.later();
     } else {
       const { closeAfterTurnMs, closeAfterRecycleTurnMs } = this.server.timing;
-      if (this.atOnceOrLater(this.signalled ? closeAfterTurnMs : closeAfterRecycleTurnMs, { kind: 'release', worker: this.id })) this.released();
+      if (this.atOnceOrLater((this.signalled ? closeAfterTurnMs : closeAfterRecycleTurnMs)?.(), { kind: 'release', worker: this.id })) this.released();
     }
   }
 
@@ -517,24 +517,21 @@ export class WorkerProcess implements WorkerPort {
   }
 
   watchReadable(conn: ConnId): boolean {
-    const { dispatchMs } = this.server.timing;
-    return this.atOnceOrLater(dispatchMs && (() => dispatchMs(conn)), { kind: 'poll', worker: this.id, conn });
+    return this.atOnceOrLater(this.server.timing.dispatchMs?.(conn), { kind: 'poll', worker: this.id, conn });
   }
 
   returnToPoller(conn: ConnId): boolean {
-    const { returnMs } = this.server.timing;
-    return this.atOnceOrLater(returnMs && (() => returnMs(conn)), { kind: 'return', worker: this.id, conn });
+    return this.atOnceOrLater(this.server.timing.returnMs?.(conn), { kind: 'return', worker: this.id, conn });
   }
 
   pickUp(conn: ConnId, req: string): boolean {
-    const { pickupMs } = this.server.timing;
-    return this.atOnceOrLater(pickupMs && (() => pickupMs(conn, req)), { kind: 'pickup', worker: this.id, conn, req });
+    return this.atOnceOrLater(this.server.timing.pickupMs?.(conn, req), { kind: 'pickup', worker: this.id, conn, req });
   }
 
-  /** A measured wait the profile has (drawn now, its item due after it): false. None: true, at once. */
-  private atOnceOrLater(draw: (() => number) | undefined, item: ServerItem): boolean {
-    if (!draw) return true;
-    this.wire.after(Math.max(0, draw()), item);
+  /** A measured wait the profile has (drawn by the caller, its item due after it): false. None: true, at once. */
+  private atOnceOrLater(delayMs: number | undefined, item: ServerItem): boolean {
+    if (delayMs === undefined) return true;
+    this.wire.after(Math.max(0, delayMs), item);
     return false;
   }
 
