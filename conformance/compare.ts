@@ -4,7 +4,8 @@
  * platform can see is left out — the kernel's queue (a real server does not
  * see SYNs), the clients (a real server does not know them), heartbeats and
  * loop turns (their count is a matter of time), and a stop (SIGSTOP is not
- * seen by the stopped process).
+ * seen by the stopped process). Nor is the order of workers that leave in
+ * the same moment (orderedByTheKernel).
  */
 import type { TraceEvent } from '../model/events.ts';
 import type { Trace } from '../model/trace.ts';
@@ -30,16 +31,40 @@ function signature(event: TraceEvent): string {
   return fields.length > 0 ? `${type} ${fields.join(' ')}` : type;
 }
 
-/** Each actor's lifecycle, in trace order. */
+/**
+ * Events whose order among themselves neither platform decides: workers that leave in the same moment (a
+ * fast stop's QUIT to an idle worker and to a booting one) finish in the order the kernel schedules them,
+ * and the arbiter reaps them, and the listening socket loses them as holders, in that order. The
+ * simulator breaks the tie by its own event order. A run of such events in a row, of one type, is
+ * compared as a set; anything between them (a spawn, a kill, the arbiter's own release of the listener)
+ * still orders them.
+ */
+function orderedByTheKernel(event: TraceEvent): boolean {
+  return event.type === 'arbiter.reap' || (event.type === 'listener.release' && event.holder.startsWith('worker/'));
+}
+
+/** Each actor's lifecycle, in trace order, but for runs of events the kernel orders (above), sorted. */
 export function lifecycles(trace: Trace): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+  const out = new Map<string, { list: string[]; runType: string | undefined; runFrom: number }>();
   for (const event of trace.events) {
     if (!comparable(event)) continue;
-    let list = out.get(event.actor);
-    if (!list) out.set(event.actor, (list = []));
-    list.push(signature(event));
+    let actor = out.get(event.actor);
+    if (!actor) out.set(event.actor, (actor = { list: [], runType: undefined, runFrom: 0 }));
+    const kernelOrdered = orderedByTheKernel(event);
+    if (!kernelOrdered || actor.runType !== event.type) {
+      actor.runType = kernelOrdered ? event.type : undefined;
+      actor.runFrom = actor.list.length;
+    }
+    actor.list.push(signature(event));
+    if (kernelOrdered) sortTail(actor.list, actor.runFrom);
   }
-  return out;
+  return new Map([...out].map(([name, { list }]) => [name, list]));
+}
+
+/** Sorts `list` from `from` on, in place (a run is a few events: the workers of one stop). */
+function sortTail(list: string[], from: number): void {
+  const tail = list.splice(from).sort();
+  list.push(...tail);
 }
 
 export interface LifecycleDifference {
