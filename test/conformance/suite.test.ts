@@ -18,8 +18,6 @@ describe('the conformance suite on quiesce serve', () => {
     const report = JSON.parse(out) as SuiteReport;
     expect(report.runs.map((r) => [r.script, r.policy, r.findings])).toEqual([['max-requests', 'gunicorn-gthread', []]]);
     expect(report.mutants!.map((m) => [m.mutant, m.caught])).toEqual(MUTANT_NAMES.map((m) => [m, true]));
-    expect(report.passed).toBe(true);
-    expect(code).toBe(0);
     // The script recycles a worker at its second request: the worker chart's max-requests transition is taken,
     // and a fresh worker boots; the script itself crashes none (the paths do: a SIGSEGV from outside).
     const worker = report.coverage.find((c) => c.kind === 'worker')!;
@@ -34,7 +32,11 @@ describe('the conformance suite on quiesce serve', () => {
     // at from outside reached (each is a rest the runner's steps lead to); transitions taken where the
     // runner's timing decides them.
     const paths = report.paths!;
+    // A path that failed beside two others ran again alone (its verdict); what it showed first is printed.
+    for (const p of paths) if (p.besideOthers.length > 0) console.log(`${p.target} (${p.policy}), beside two other runs: ${p.besideOthers.join('; ')}`);
     for (const p of paths) expect(p.findings, p.target).toEqual([]);
+    expect(report.passed).toBe(true);
+    expect(code).toBe(0);
     const states = paths.filter((p) => p.aim === 'state' && p.undrivable === null);
     expect(states.filter((p) => p.kind === 'conn').length).toBeGreaterThan(8);
     expect(states.filter((p) => p.kind === 'worker').length).toBeGreaterThan(6);
