@@ -23,3 +23,28 @@ export async function runCli(...argv: string[]): Promise<{ code: number; out: st
   const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
   return { code, out, err };
 }
+
+/** At most `n` slots' worth of tasks at once (a task takes `weight` of them), the rest waiting in the order they came. */
+export function slots(n: number): <T>(weight: number, task: () => Promise<T>) => Promise<T> {
+  let free = n;
+  const waiting: { weight: number; go: () => void }[] = [];
+  const admit = () => {
+    while (waiting.length > 0 && waiting[0]!.weight <= free) {
+      const next = waiting.shift()!;
+      free -= next.weight;
+      next.go();
+    }
+  };
+  return async (weight, task) => {
+    await new Promise<void>((go) => {
+      waiting.push({ weight, go });
+      admit();
+    });
+    try {
+      return await task();
+    } finally {
+      free += weight;
+      admit();
+    }
+  };
+}

@@ -10,6 +10,7 @@
  * is printed): the scripts' windows are 100 ms wide, a starved server can miss one.
  */
 import { describe, expect, it } from 'vitest';
+import { slots } from '../helpers.ts';
 import { compareLifecycles, describeDifference } from '../../conformance/compare.ts';
 import { runScriptLive, type LiveRun } from '../../conformance/live.ts';
 import { judgeRun } from '../../conformance/judge.ts';
@@ -43,31 +44,6 @@ function verdicts(pairs: readonly Pair[]): string[] {
     for (const f of judgeRun(script, policy, live)) problems.push(`${policy}: ${f.message}`);
     return problems;
   });
-}
-
-/** At most `n` slots' worth of tasks at once (a task takes `weight` of them), the rest waiting in the order they came. */
-function slots(n: number): <T>(weight: number, task: () => Promise<T>) => Promise<T> {
-  let free = n;
-  const waiting: { weight: number; go: () => void }[] = [];
-  const admit = () => {
-    while (waiting.length > 0 && waiting[0]!.weight <= free) {
-      const next = waiting.shift()!;
-      free -= next.weight;
-      next.go();
-    }
-  };
-  return async (weight, task) => {
-    await new Promise<void>((go) => {
-      waiting.push({ weight, go });
-      admit();
-    });
-    try {
-      return await task();
-    } finally {
-      free += weight;
-      admit();
-    }
-  };
 }
 
 /**
