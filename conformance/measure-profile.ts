@@ -61,7 +61,7 @@ interface Target {
   /** Files the command needs in its directory. */
   readonly files: Record<string, string>;
   /** Worker exit → replacement ready samples, ms, from what the run left in its directory. */
-  readonly boots: (dir: string) => number[];
+  readonly boots: (dir: string) => { readonly pid?: string; readonly ms: number }[];
   readonly bootMethod: string;
   /** Handler times and kept-alive turnarounds, ms, from what the run left in its directory (servers whose connections wait in a poller). */
   readonly requestTimes?: (dir: string) => RequestTimes;
@@ -87,6 +87,8 @@ export interface KeptAliveHandOver {
 
 export interface RequestTimes {
   readonly handlerMs: number[];
+  /** Each worker's worker_exit hook, ms, CLOCK_MONOTONIC, and the client ports it handed requests over for. */
+  readonly exits: { readonly pid: string; readonly atMs: number; readonly clientPorts: ReadonlySet<number> }[];
   readonly keptAliveHandOvers: KeptAliveHandOver[];
   /** Each worker's CLOCK_REALTIME − CLOCK_MONOTONIC, ms, read side by side at its start. */
   readonly realtimeOffsetMs: Map<string, number>;
@@ -95,6 +97,8 @@ export interface RequestTimes {
   readonly returnMs: number[];
   /** At a recycle, the worker's last hand-over → its close of the listener copy; empty where the hooks see no close. */
   readonly closeAfterRecycleTurnMs: number[];
+  /** Where gthread's main thread was as each recycling worker's alive flipped (its pre_request of the request that reaches max-requests): in its poll, or past it. */
+  readonly recycleFlips: { inPoll: number; pastPoll: number };
 }
 
 const STOP_TIME_KEYS = ['killGapMs', 'signalHandlerMs', 'closeAfterTurnMs'] as const;
@@ -120,8 +124,15 @@ const GUNICORN_HOOKS = [
   'def _log(kind, pid):',
   "    with open(os.path.join(_dir, 'hooks.log'), 'a') as f:",
   "        f.write('%.6f %s %d\\n' % (time.monotonic(), kind, pid))",
+  // Whether gthread's main thread is in its poll: a pool thread flips alive at a recycle, wherever the loop is.
+  '_polling = [False]',
+  '_flipped = [False]',
   'def pre_request(worker, req):',
   "    _requests.append('%.6f pre %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
+  // handle_request counts the request right after this hook: `nr += 1; if nr >= max_requests: alive = False`.
+  "    if not _flipped[0] and worker.nr + 1 >= worker.max_requests and getattr(worker, 'poller', None) is not None:",
+  '        _flipped[0] = True',
+  "        _requests.append('%.6f recycle-flip %d %s' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll'))",
   'def post_request(worker, req, environ, resp):',
   "    _requests.append('%.6f post %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
   // gthread's loop hands a connection to the pool through enqueue_req (after accept, and when a kept-alive one is readable).
@@ -131,6 +142,14 @@ const GUNICORN_HOOKS = [
   "    _requests.append('%.6f clock %d %.6f' % (time.monotonic(), os.getpid(), time.time()))",
   "    enqueue = getattr(worker, 'enqueue_req', None)",
   '    if enqueue is None: return',
+  '    select = worker.poller.select',
+  '    def polling_select(timeout=None):',
+  '        _polling[0] = True',
+  '        try:',
+  '            return select(timeout)',
+  '        finally:',
+  '            _polling[0] = False',
+  '    worker.poller.select = polling_select',
   '    def enqueue_req(conn):',
   "        _requests.append('%.6f submit %d %s' % (time.monotonic(), os.getpid(), conn.client))",
   '        return enqueue(conn)',
@@ -154,6 +173,8 @@ const GUNICORN_HOOKS = [
   '    worker.finish_request = finish_request',
   'def worker_exit(server, worker):',
   "    _log('exit', worker.pid)",
+  // Its loop, its futures and its sockets are done: what is left is the process's own end (a capture sees its fds close).
+  "    _requests.append('%.6f worker-exit %d -' % (time.monotonic(), worker.pid))",
   "    with open(os.path.join(_dir, 'requests.log'), 'a') as f:",
   "        f.write(''.join(line + '\\n' for line in _requests))",
   '',
@@ -205,7 +226,7 @@ const GUNICORN_STOP_HOOKS = [
 
 /**
  * From the hooks' request lines (`<seconds> submit|pre|post|return <pid> <peer>`; `<seconds> clock <pid>
- * <realtime seconds>`), per connection (the same worker and client address), in ms: each handler's time
+ * <realtime seconds>`; `<seconds> recycle-flip <pid> in-poll|past-poll`), per connection (the same worker and client address), in ms: each handler's time
  * (its pre → its post); each return (a post → the done callback's return after it); each kept-alive
  * hand-over (a submit on a connection that had a response: a hand-over of the client's FIN is one too,
  * and the capture tells them apart); each thread pickup (a submit → the pre after it).
@@ -214,9 +235,12 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const handlerMs: number[] = [];
   const keptAliveHandOvers: KeptAliveHandOver[] = [];
   const realtimeOffsetMs = new Map<string, number>();
+  const exits: { pid: string; atMs: number; clientPorts: ReadonlySet<number> }[] = [];
+  const portsOf = new Map<string, Set<number>>();
   const pickupMs: number[] = [];
   const returnMs: number[] = [];
   const closeAfterRecycleTurnMs: number[] = [];
+  const recycleFlips = { inPoll: 0, pastPoll: 0 };
   const lastSubmitOf = new Map<string, number>();
   const submitted = new Map<string, number>();
   const started = new Map<string, number>();
@@ -226,12 +250,22 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   /** The kept-alive request in progress on each connection: its pickup, handler and return are filled in as they come. */
   const inProgress = new Map<string, KeptAliveHandOver>();
   for (const line of lines) {
-    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return|recycle-close|clock) (\d+) (.+)$/.exec(line);
+    const match = /^(\d+(?:\.\d+)?) (submit|pre|post|return|recycle-close|recycle-flip|clock|worker-exit) (\d+) (.+)$/.exec(line);
     if (!match) throw new Error(`requests.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
     if (match[2] === 'clock') {
       if (!/^\d+(?:\.\d+)?$/.test(match[4]!)) throw new Error(`requests.log: a clock line without a realtime: "${line}"`);
       realtimeOffsetMs.set(match[3]!, Number(match[4]) * 1000 - ms);
+      continue;
+    }
+    if (match[2] === 'worker-exit') {
+      exits.push({ pid: match[3]!, atMs: ms, clientPorts: portsOf.get(match[3]!) ?? new Set() });
+      continue;
+    }
+    if (match[2] === 'recycle-flip') {
+      if (match[4] === 'in-poll') recycleFlips.inPoll++;
+      else if (match[4] === 'past-poll') recycleFlips.pastPoll++;
+      else throw new Error(`requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       continue;
     }
     if (match[2] === 'recycle-close') {
@@ -248,6 +282,9 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
     };
     if (match[2] === 'submit') {
       const clientPort = clientPortOf(match[4]!, line);
+      const ports = portsOf.get(match[3]!) ?? new Set<number>();
+      ports.add(clientPort);
+      portsOf.set(match[3]!, ports);
       const previous = handedOver.get(conn);
       inProgress.delete(conn);
       if (previous !== undefined && responded.has(conn)) {
@@ -282,7 +319,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       responded.add(conn);
     }
   }
-  return { handlerMs, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs };
+  return { handlerMs, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips };
 }
 
 /** The port of a peer as Python prints it: `('127.0.0.1', 43210)`. */
@@ -346,6 +383,40 @@ export interface ArrivalWaits {
   readonly waitOfHandOver: (number | undefined)[];
   /** Hand-overs with no request segment for them in the capture: of the client's FIN (ab's last close). */
   readonly ofNoRequest: number;
+}
+
+/**
+ * A graceful exit's teardown, ms: from a worker's worker_exit hook (its loop, futures and sockets done)
+ * to the process gone, when the kernel closes the connections it still held — on each of its
+ * connections open at the exit (its client port's last SYN before the exit, no close of the server's
+ * between them), the server's first FIN or RST after; the earliest of them. A worker that held none
+ * at its exit gives no sample.
+ */
+export function teardowns(times: Pick<RequestTimes, 'exits' | 'realtimeOffsetMs'>, segments: readonly Segment[]): { readonly pid: string; readonly ms: number }[] {
+  const byPort = new Map<number, Segment[]>();
+  for (const segment of segments) {
+    const onPort = byPort.get(segment.clientPort);
+    if (onPort) onPort.push(segment);
+    else byPort.set(segment.clientPort, [segment]);
+  }
+  const teardownsMs: { pid: string; ms: number }[] = [];
+  for (const exit of times.exits) {
+    const offsetMs = times.realtimeOffsetMs.get(exit.pid);
+    if (offsetMs === undefined) continue;
+    const exitUs = (exit.atMs + offsetMs) * 1000;
+    let goneUs: number | undefined;
+    for (const port of exit.clientPorts) {
+      const onPort = byPort.get(port) ?? [];
+      let synUs: number | undefined;
+      for (const s of onPort) if (s.syn && !s.fromServer && s.timeUs < exitUs) synUs = s.timeUs;
+      if (synUs === undefined) continue;
+      const close = onPort.find((s) => s.fromServer && (s.fin || s.rst) && s.timeUs > synUs!);
+      if (close === undefined || close.timeUs < exitUs - CLOCK_SLACK_US) continue;
+      goneUs = goneUs === undefined ? close.timeUs : Math.min(goneUs, close.timeUs);
+    }
+    if (goneUs !== undefined) teardownsMs.push({ pid: exit.pid, ms: Math.max(0, goneUs - exitUs) / 1000 });
+  }
+  return teardownsMs;
 }
 
 /** How many of the measured kept-alive requests a profile keeps whole (an even sample over the run). */
@@ -460,38 +531,61 @@ function gunicornRequestTimes(dir: string): RequestTimes {
 interface LifeEvent {
   readonly ms: number;
   readonly kind: 'exit' | 'ready';
+  /** The exiting worker's (gunicorn's worker_exit hook names it). */
+  readonly pid?: string;
 }
 
 export function exitToReady(events: readonly LifeEvent[]): number[] {
-  const waiting: number[] = [];
-  const samples: number[] = [];
+  return exitsToReady(events).map((x) => x.ms);
+}
+
+/** The same pairs, each with the exiting worker's pid where the line gave one. */
+export function exitsToReady(events: readonly LifeEvent[]): { readonly pid?: string; readonly ms: number }[] {
+  const waiting: LifeEvent[] = [];
+  const samples: { pid?: string; ms: number }[] = [];
   for (const e of [...events].sort((a, b) => a.ms - b.ms)) {
-    if (e.kind === 'exit') waiting.push(e.ms);
-    else if (waiting.length > 0) samples.push(e.ms - waiting.shift()!);
+    if (e.kind === 'exit') waiting.push(e);
+    else if (waiting.length > 0) {
+      const exit = waiting.shift()!;
+      samples.push({ ...(exit.pid !== undefined ? { pid: exit.pid } : {}), ms: e.ms - exit.ms });
+    }
   }
   return samples;
 }
 
-function gunicornBoots(dir: string): number[] {
+/**
+ * Replacements measured from the exiting process gone (its teardown's end) rather than from its exit
+ * hook: each exit → ready pair less that worker's teardown, where the capture saw it (a worker that held
+ * no connection at its exit shows no close, and gives no sample).
+ */
+export function goneToReady(pairs: readonly { readonly pid?: string; readonly ms: number }[], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): number[] {
+  const teardownOf = new Map(teardownsMs.map((t) => [t.pid, t.ms]));
+  return pairs.flatMap((p) => {
+    const teardown = p.pid === undefined ? undefined : teardownOf.get(p.pid);
+    return teardown === undefined ? [] : [Math.max(0, p.ms - teardown)];
+  });
+}
+
+function gunicornBoots(dir: string): { readonly pid?: string; readonly ms: number }[] {
   const events = readFileSync(join(dir, 'hooks.log'), 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((line): LifeEvent => {
-      const [seconds, kind] = line.split(' ');
+      const [seconds, kind, pid] = line.split(' ');
       if (kind !== 'exit' && kind !== 'ready') throw new Error(`hooks.log: unexpected line "${line}"`);
-      return { ms: Number(seconds) * 1000, kind };
+      return { ms: Number(seconds) * 1000, kind, ...(kind === 'exit' && pid !== undefined ? { pid } : {}) };
     });
-  return exitToReady(events);
+  return exitsToReady(events);
 }
 
-function quiesceBoots(dir: string): number[] {
+function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number }[] {
   const trace = readTrace(join(dir, 'trace.jsonl'));
   const events: LifeEvent[] = [];
   for (const e of trace.events) {
     if (e.type === 'worker.exit') events.push({ ms: e.t, kind: 'exit' });
     else if (e.type === 'worker.ready') events.push({ ms: e.t, kind: 'ready' });
   }
-  return exitToReady(events);
+  return exitsToReady(events);
 }
 
 const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
@@ -621,10 +715,14 @@ export async function measureProfile(name: string, port: number, log: (line: str
   // A calibration without a stop under load (the recycling rows) may leave them out: the simulator then stops at once.
   const stops = options.stops === false ? null : await measureStops(name, target, server, port, url, log);
   // Read after the server stopped: its trace is complete then.
-  const boots = target.boots(run.dir);
-  if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen; expected dozens`);
+  const bootPairs = target.boots(run.dir);
+  if (bootPairs.length < 10) throw new Error(`only ${bootPairs.length} worker replacements were seen; expected dozens`);
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
-  const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint } = readRequests(name, target, run, log);
+  const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs } = readRequests(name, target, run, log);
+  // With the teardown measured, the simulator's replacement starts where the old process is gone: the
+  // boot is measured from there too, or the teardown would count twice.
+  const boots = teardownsMs.length > 0 ? goneToReady(bootPairs, teardownsMs) : bootPairs.map((p) => p.ms);
+  if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen from the process gone; expected dozens`);
   // The signal rows run without recycling: no boot takes the CPU, and a request is about twice as fast.
   // Where the hooks see requests, they are measured again under that load, for the rows that run it.
   const steadyServer: ServerParams = { ...server, maxRequests: 0 };
@@ -643,7 +741,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the thread pickup, a hand-over (enqueue_req) → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
+                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the thread pickup, a hand-over (enqueue_req) → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close; and where the main thread was (in its poller's select, wrapped to say so, or past it) at the pre_request of the request that reaches max-requests, right before that request's thread flips alive. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
             },
           }
         : {
@@ -664,7 +762,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
                 turnaroundsMs.length > 0 ? "; the client's turnaround, a response's last segment → the client's next request segment on the connection" : ''
               }${
                 waits
-                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run`
+                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run; a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)`
                   : ''
               }`,
             },
@@ -696,7 +794,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
         command: `the same run: ab ${AB_LOAD.join(' ')} ${url}`,
         date,
         machine,
-        method: target.bootMethod,
+        method: teardownsMs.length > 0 ? `${target.bootMethod}; from the exiting process gone, not its exit hook: each pair less that worker's teardown (the capture), where it held a connection to see it by` : target.bootMethod,
       },
     },
     serviceMs: requests
@@ -707,6 +805,15 @@ export async function measureProfile(name: string, port: number, log: (line: str
           ...(waits && waits.waitsMs.length > 0 ? { pollWaitFromArrivalMs: { measurement: 'capture-under-the-calibration-load', samples: waits.waitsMs.length, percentilesMs: percentilesOf(waits.waitsMs) } } : {}),
           threadPickupMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.pickupMs.length, percentilesMs: percentilesOf(requests.pickupMs) },
           ...(requests.returnMs.length > 0 ? { returnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.returnMs.length, percentilesMs: percentilesOf(requests.returnMs) } } : {}),
+          ...(requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll > 0
+            ? {
+                recycleFindsLoopPastPoll: {
+                  measurement: 'hooks-under-the-calibration-load',
+                  samples: requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll,
+                  share: round3(requests.recycleFlips.pastPoll / (requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll)),
+                },
+              }
+            : {}),
           ...(requests.closeAfterRecycleTurnMs.length > 0
             ? { closeAfterRecycleTurnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.closeAfterRecycleTurnMs.length, percentilesMs: percentilesOf(requests.closeAfterRecycleTurnMs) } }
             : {}),
@@ -720,6 +827,9 @@ export async function measureProfile(name: string, port: number, log: (line: str
             ? { clientTurnaroundWithoutRecyclingMs: { measurement: 'capture-without-recycling', samples: steady.turnaroundsMs.length, percentilesMs: percentilesOf(steady.turnaroundsMs) } }
             : {}),
         }
+      : {}),
+    ...(teardownsMs.length > 0
+      ? { teardownMs: { measurement: 'capture-under-the-calibration-load', samples: teardownsMs.length, percentilesMs: percentilesOf(teardownsMs.map((t) => t.ms)) } }
       : {}),
     ...(halfRoundTripsMs.length > 0
       ? {
@@ -765,11 +875,12 @@ function readRequests(name: string, target: Target, run: { readonly dir: string;
   const halfRoundTripsMs = run.segments ? handshakeHalfRoundTrips(run.segments) : [];
   const waits = run.segments && requests ? arrivalWaits(requests, run.segments) : null;
   const joint = waits && requests ? jointRequestRows(requests.keptAliveHandOvers, waits.waitOfHandOver) : null;
+  const teardownsMs = run.segments && requests ? teardowns(requests, run.segments) : [];
   if (waits) log(`${name}: ${waits.waitsMs.length} kept-alive requests paired with their arrival in the capture; ${waits.ofNoRequest} hand-overs had none (the client's FIN)`);
   if (requests && waits && waits.waitsMs.length < requests.keptAliveHandOvers.length / 2) {
     throw new Error(`only ${waits.waitsMs.length} of ${requests.keptAliveHandOvers.length} kept-alive hand-overs were found in the capture: are the hooks' clock lines and the capture on one machine?`);
   }
-  return { requests, turnaroundsMs, halfRoundTripsMs, waits, joint };
+  return { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs };
 }
 
 /** tcpdump on the run's port; where it cannot start (not installed, no CAP_NET_RAW), what it measures is left out, and the log says so. */

@@ -589,6 +589,17 @@ export class WorkerServer implements WorkerPort {
     return true;
   }
 
+  // A flip of alive happens inside this loop's own callback (Node runs one at a time): the loop is back
+  // in its poll before anything else runs, so the poll returns with what comes next.
+  loopPastPoll(): boolean {
+    return false;
+  }
+
+  // This process's own end is the teardown: its exit closes what is open when it comes.
+  tearDown(): boolean {
+    return true;
+  }
+
   closeSocket(id: ConnId, rst: boolean): void {
     const conn = this.conn(id);
     if (!conn.socket.destroyed) {

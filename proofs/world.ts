@@ -608,6 +608,7 @@ function channelOf(item: PlatformItem): string | null {
     case 'boot':
     case 'heartbeat':
     case 'signal':
+    case 'teardown':
     case 'release':
     case 'accept-turn':
     case 'poll':

@@ -42,6 +42,8 @@ export type PlatformItem =
   | { readonly kind: 'heartbeat'; readonly worker: WorkerId }
   /** A signal reaches a worker process: the arbiter's kill(2) came after its earlier ones, and a handler runs when the process gets to it. */
   | { readonly kind: 'signal'; readonly worker: WorkerId; readonly signal: WorkerSignal }
+  /** A worker process that exited its loop is gone: what its exit closes closes now. */
+  | { readonly kind: 'teardown'; readonly worker: WorkerId }
   /** A worker finishes the loop turn in which it stopped accepting, and closes its listener copy. */
   | { readonly kind: 'release'; readonly worker: WorkerId }
   /** A worker's next loop turn: it takes what waits in the accept queue, if its machine lets it. */

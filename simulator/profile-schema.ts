@@ -47,6 +47,13 @@ const measuredValue = z.strictObject({
   maxMs: z.number().nonnegative(),
 });
 
+/** A share of events measured to fall one way, of `samples` seen. */
+const measuredShare = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  share: z.number().min(0).max(1),
+});
+
 export const profileSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9.-]+$/),
@@ -113,6 +120,12 @@ export const profileSchema = z
      */
     closeAfterRecycleTurnMs: measuredDistribution.optional(),
     /**
+     * A graceful exit's teardown: from the worker's exit decision (gunicorn's worker_exit hook: its loop,
+     * futures and sockets done) to the process gone, the kernel closing the connections it still held —
+     * CPython's finalization, on a CPU the load keeps busy. A request sent meanwhile waits unread.
+     */
+    teardownMs: measuredDistribution.optional(),
+    /**
      * Loopback's one-way latency: half of a SYN → its SYN-ACK in a capture, the kernel's own reply. What
      * the simulated network takes for a segment where no process's wait is measured apart (on loopback
      * the segment is in the peer's socket within the sender's syscall; the rest is noticing it).
@@ -120,9 +133,17 @@ export const profileSchema = z
     oneWayLatencyMs: measuredValue.optional(),
     /** From the arbiter's decision to start a worker to the worker ready to accept. */
     bootMs: measuredValue.optional(),
+    /**
+     * At a recycle, the share of flips of `alive` (by the pool thread whose request reaches max-requests)
+     * that found the worker's main thread past its poll — handing over what the poll returned, in
+     * `futures.wait` or `murder_keepalived` — rather than in it. Past it, the loop ends at its next check of
+     * `alive` without another poll: what waits in the poller is abandoned. In it, the poll returns with
+     * what comes next, and that is handed over (the last loop turn).
+     */
+    recycleFindsLoopPastPoll: measuredShare.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'oneWayLatencyMs', 'bootMs'] as const) {
+    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'teardownMs', 'oneWayLatencyMs', 'bootMs', 'recycleFindsLoopPastPoll'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -218,6 +239,14 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
       fromProfile.push(label);
     } else defaults.push(`${label} (${otherwise})`);
   }
+  if (profile.teardownMs) {
+    params.teardownPercentilesMs = [...profile.teardownMs.percentilesMs];
+    fromProfile.push("a graceful exit's teardown");
+  } else defaults.push("a graceful exit's teardown (at once)");
+  if (profile.recycleFindsLoopPastPoll) {
+    params.recyclePastPollShare = profile.recycleFindsLoopPastPoll.share;
+    fromProfile.push('where the loop is when a recycle flips alive');
+  } else defaults.push('where the loop is when a recycle flips alive (in its poll)');
   if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

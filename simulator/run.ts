@@ -116,6 +116,8 @@ export function buildWorld(
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
+      ...(params.teardownPercentilesMs ? { teardownMs: drawFrom(params.teardownPercentilesMs, engine) } : {}),
+      ...(params.recyclePastPollShare !== undefined ? { recycleFindsLoopPastPoll: ((share) => () => engine.rng.uniform(0, 1) < share)(params.recyclePastPollShare) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),

@@ -53,6 +53,10 @@ export interface ScenarioParams {
   closeAfterTurnPercentilesMs?: number[];
   /** The same for a worker that stops on its own (max-requests), ms; absent: at once. */
   closeAfterRecycleTurnPercentilesMs?: number[];
+  /** The 101 percentiles of the time from a graceful exit's decision to the process gone (its fds closed), ms; absent: at once. */
+  teardownPercentilesMs?: number[];
+  /** The share of recycles whose flip of alive finds the worker's loop past its poll (the turn ends without another); absent: none (in its poll). */
+  recyclePastPollShare?: number;
   /**
    * Requests whole, as measured: each row a request's poll wait from its arrival, thread pickup, service
    * and return, ms (simulator/profile-schema.ts `keptAliveRequestsMs`). Present: each request draws a

@@ -66,6 +66,15 @@ export interface ServerTiming {
   closeAfterTurnMs?: () => number;
   /** The same for a worker that stops on its own (max-requests: one worker, the others serving), measured apart: the two differ tenfold. */
   closeAfterRecycleTurnMs?: () => number;
+  /**
+   * From a graceful exit's decision (gthread: its futures done, its sockets closed — gunicorn's
+   * worker_exit hook) to the process gone, its fds closed by the kernel (CPython's finalization, on a
+   * CPU the load keeps busy), drawn per exit; absent: at once. What the exit closes stays open until
+   * then: a request sent meanwhile waits unread, and is reset.
+   */
+  teardownMs?: () => number;
+  /** Drawn at each recycle: whether the flip of alive finds the loop past its poll (`WorkerPort.loopPastPoll`); absent: never. */
+  recycleFindsLoopPastPoll?: () => boolean;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
@@ -98,6 +107,7 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   boot: (_i, proc) => proc.booted(),
   heartbeat: (_i, proc) => proc.beat(),
   signal: (i, proc) => proc.takeSignal(i.signal),
+  teardown: (_i, proc) => proc.whenRunning(() => proc.driver.tornDown()),
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
   'handler-done': (i, proc) =>
@@ -518,6 +528,14 @@ export class WorkerProcess implements WorkerPort {
 
   watchReadable(conn: ConnId): boolean {
     return this.atOnceOrLater(this.server.timing.dispatchMs?.(conn), { kind: 'poll', worker: this.id, conn });
+  }
+
+  loopPastPoll(): boolean {
+    return this.server.timing.recycleFindsLoopPastPoll?.() ?? false;
+  }
+
+  tearDown(): boolean {
+    return this.atOnceOrLater(this.server.timing.teardownMs?.(), { kind: 'teardown', worker: this.id });
   }
 
   returnToPoller(conn: ConnId): boolean {

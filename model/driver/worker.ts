@@ -55,8 +55,23 @@ export interface WorkerPort {
   closeSocket(conn: ConnId, rst: boolean): void;
   /** shutdown(SHUT_WR): FIN now, keep reading and discarding. */
   halfClose(conn: ConnId): void;
+  /**
+   * Where the worker's loop is as a pool thread flips `alive` (a recycle: the request that reaches
+   * max-requests): true when past its poll (handing over what the poll returned, in `futures.wait`,
+   * `murder_keepalived`), so that the loop ends at its next check of `alive` without another poll;
+   * false when in it, so that the poll returns with what comes next (the last loop turn). Asked only
+   * where the chart has a last loop turn.
+   */
+  loopPastPoll(): boolean;
   /** Tell the arbiter this worker is alive (gunicorn: touch the heartbeat file). */
   notifyArbiter(): void;
+  /**
+   * The process, its loop and its threads done, goes on to its end (CPython: the interpreter's
+   * finalization, on a CPU the load keeps busy): true when it is gone at once; otherwise the platform
+   * calls `tornDown()` when it is. What its exit closes stays open until then — a request that comes
+   * meanwhile waits unread, and is reset.
+   */
+  tearDown(): boolean;
   /** The process exits with this code; the kernel closes whatever fds it still had. */
   exit(code: number): void;
 }
@@ -70,6 +85,7 @@ export interface WorkerDriverState {
   readonly nextConn: number;
   readonly exitPending: boolean;
   readonly heartbeatDue: boolean;
+  readonly tearingDown: boolean;
 }
 
 export class WorkerDriver {
@@ -79,10 +95,12 @@ export class WorkerDriver {
   private readonly readable: ConnId[] = [];
   private nextConn = 1;
   private exitPending = false;
+  /** The process is past its loop and on its way out (`WorkerPort.tearDown`): its exit's closes wait for `tornDown()`. */
+  private tearingDown = false;
 
   /** Between steps only: a pump in progress is not a state. */
   state(): WorkerDriverState {
-    return { waiting: [...this.waiting], readable: [...this.readable], nextConn: this.nextConn, exitPending: this.exitPending, heartbeatDue: this.heartbeatDue };
+    return { waiting: [...this.waiting], readable: [...this.readable], nextConn: this.nextConn, exitPending: this.exitPending, heartbeatDue: this.heartbeatDue, tearingDown: this.tearingDown };
   }
 
   load(state: WorkerDriverState): void {
@@ -90,6 +108,7 @@ export class WorkerDriver {
     this.readable.splice(0, this.readable.length, ...state.readable);
     this.nextConn = state.nextConn;
     this.exitPending = state.exitPending;
+    this.tearingDown = state.tearingDown;
     this.heartbeatDue = state.heartbeatDue;
   }
 
@@ -108,6 +127,12 @@ export class WorkerDriver {
     },
     closeListenerCopy: () => this.port.releaseListener(),
     abortConnections: (_, { reason }) => {
+      // A graceful exit's connections close with the process, once it is gone: the platform says when.
+      if (reason === 'worker-exit' && !this.tearingDown && !this.port.tearDown()) {
+        this.tearingDown = true;
+        return;
+      }
+      this.tearingDown = false;
       for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason });
     },
     exitProcess: () => {
@@ -241,6 +266,16 @@ export class WorkerDriver {
       if (taken) this.wantsThread(conn);
     });
     return taken;
+  }
+
+  /** The process is gone (see `WorkerPort.tearDown`): what its exit closes closes now. */
+  tornDown(): void {
+    if (!this.tearingDown || this.host.isDone(this.id)) return;
+    this.host.now(() => {
+      this.tearingDown = false;
+      for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason: 'worker-exit' });
+      this.tryExit();
+    });
   }
 
   /** The worker's loop returned from its poll with `conn` readable (see `WorkerPort.watchReadable`). */
@@ -535,7 +570,14 @@ export class WorkerDriver {
     // gunicorn counts the request and clears `alive` before its handler runs (handle_request:
     // `nr += 1; if nr >= max_requests: alive = False`), so the drain reaches this connection before
     // its handler starts: a policy that fixes the header there answers it `Connection: close`.
-    if (this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' })) this.host.settleCommands();
+    if (this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' })) {
+      this.host.settleCommands();
+      // A loop past its poll as alive flips ends its turn without another poll: what waits in the poller is abandoned.
+      if (this.host.matches(this.id, { alive: { draining: 'lastTurn' } }) && this.port.loopPastPoll()) {
+        this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+        this.host.settleCommands();
+      }
+    }
     this.host.emit(conn, { type: 'conn.handler-start', req });
     this.port.handle(conn, req);
   }
@@ -554,7 +596,8 @@ export class WorkerDriver {
 
   /** The exit the machine asked for, once every connection is closed: the exit closes the listener copy with the rest. */
   private tryExit(): void {
-    if (!this.exitPending || this.openConns().length > 0 || this.host.isDone(this.id)) return;
+    // Not before the process is gone: it exits at the end of its teardown, however soon its connections closed.
+    if (!this.exitPending || this.tearingDown || this.openConns().length > 0 || this.host.isDone(this.id)) return;
     this.exitPending = false;
     const context = this.host.worker(this.id).context;
     if (context.holdsListener) this.host.emit(this.id, { type: 'worker.close-listener' });

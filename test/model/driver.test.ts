@@ -44,7 +44,7 @@ class HandClock extends ActorHost {
 }
 
 /** The fake platform: notes each effect; a worker's "process" is its driver. */
-function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean } = {}) {
+function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean; lateTeardown?: boolean; pastPoll?: boolean } = {}) {
   const events: TraceEvent[] = [];
   const host = new HandClock(runtimesFor(getPolicy(policy), params), (t, actor, e) => events.push(traceEvent(t, actor, e)));
   const effects: string[] = [];
@@ -62,6 +62,10 @@ function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 
         respond: (conn, req, close) => (effects.push(`${conn} answers ${req}${close ? ' with close' : ''}`), 200),
         // With `lateReturn`, an answered connection is back in the poller only at `returned` (gthread's done callback).
         returnToPoller: () => options.lateReturn !== true,
+        // With `lateTeardown`, a graceful exit's process is gone only at `tornDown` (CPython's finalization).
+        tearDown: () => options.lateTeardown !== true,
+        // With `pastPoll`, a recycle's flip of alive finds the loop past its poll (gthread: handing over, in futures.wait).
+        loopPastPoll: () => options.pastPoll === true,
         closeSocket: (conn, rst) => effects.push(`${conn} ${rst ? 'RST' : 'FIN'}`),
         halfClose: (conn) => effects.push(`${conn} half-close`),
         notifyArbiter: () => arbiter.heartbeatFrom(id),
@@ -153,8 +157,8 @@ describe('the drivers on a platform of a few dozen lines', () => {
   });
 
   /** gthread, three kept-alive connections; requests b1 then b2 arrive on the first two and wait in the poller; TERM. */
-  function lastTurnWithTwoInThePoller() {
-    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000 }, { poller: true });
+  function lastTurnWithTwoInThePoller(lateTeardown = false) {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000 }, { poller: true, lateTeardown });
     p.arbiter.boot();
     const worker = p.workers.get('worker/1')!;
     worker.ready();
@@ -243,6 +247,69 @@ describe('the drivers on a platform of a few dozen lines', () => {
     worker.handlerFinished(conns[1]!, 'b2');
     // The worker exits with b3 unread: the kernel resets it.
     expect(p.effects).toContain('conn/1.3 RST');
+    expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
+  });
+
+  /** gthread, max-requests 3: two kept-alive connections; the third request (b1, polled on the first) reaches the limit, then c2 comes on the second. */
+  function recycleThenARequest(pastPoll: boolean) {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 3, maxRequestsJitter: 0 }, { poller: true, pastPoll });
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const [first, second] = (['client/1', 'client/2'] as const).map((client) => worker.accept(client)!) as [ConnId, ConnId];
+    worker.requestArrived(first, 'a1');
+    worker.requestArrived(second, 'a2');
+    worker.handlerFinished(first, 'a1');
+    worker.handlerFinished(second, 'a2');
+    worker.requestArrived(first, 'b1');
+    worker.polled(first);
+    expect(p.effects).toContain(`${first} handles b1`);
+    expect(p.events.filter((e) => e.type === 'worker.max-requests')).toHaveLength(1);
+    // The client of the second connection sends its next request after the flip.
+    worker.requestArrived(second, 'c2');
+    worker.handlerFinished(first, 'b1');
+    return { p, worker, second };
+  }
+
+  /** The trace so far replays (the run is not over: the arbiter has a replacement to run). */
+  const replaysSoFar = (p: ReturnType<typeof platform>) => {
+    const verdict = replay({ ...p.trace(), header: { ...p.trace().header, complete: false } });
+    return verdict.ok ? 'ok' : verdict.violation.message;
+  };
+
+  it("gthread's recycle with its loop in its poll: the poll returns with the next request, which is served with close", () => {
+    const { p, worker, second } = recycleThenARequest(false);
+    expect(p.effects).toContain(`${second} handles c2`);
+    worker.handlerFinished(second, 'c2');
+    expect(p.effects).toContain(`${second} answers c2 with close`);
+    expect(p.effects).not.toContain(`${second} RST`);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.exit')).toBe(true);
+    expect(replaysSoFar(p)).toBe('ok');
+  });
+
+  it("gthread's recycle with its loop past its poll: the turn ends without another poll, the next request waits unread in an abandoned poller, and the exit resets it", () => {
+    const { p, second } = recycleThenARequest(true);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
+    expect(p.effects).not.toContain(`${second} handles c2`);
+    expect(p.effects).toContain(`${second} RST`);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.exit')).toBe(true);
+    expect(replaysSoFar(p)).toBe('ok');
+  });
+
+  it("a graceful exit's connections close when the process is gone: a request that comes while it tears down is reset, not met by a FIN", () => {
+    const { p, worker, conns } = lastTurnWithTwoInThePoller(true);
+    worker.polled(conns[0]!);
+    worker.handlerFinished(conns[0]!, 'b1');
+    worker.handlerFinished(conns[1]!, 'b2');
+    // The drain is done and the exit decided, but the process is not gone: the idle connection is still open.
+    expect(p.effects.filter((e) => e.startsWith('conn/1.3 ') && /FIN|RST/.test(e))).toEqual([]);
+    expect(p.effects).not.toContain('arbiter exits 0');
+    // The client's next request comes while the process tears down: unread.
+    worker.requestArrived(conns[2]!, 'b3');
+    worker.tornDown();
+    expect(p.effects).toContain('conn/1.3 RST');
+    expect(p.effects).not.toContain('conn/1.3 FIN');
+    expect(p.effects.at(-1)).toBe('arbiter exits 0');
     expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 });

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { arrivalWaits, clientTurnarounds, exitToReady, jointRequestRows, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
+import { arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, jointRequestRows, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
@@ -28,7 +28,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.keptAliveRequestsMs, parsed.keptAliveRequestsWithoutRecyclingMs, parsed.clientTurnaroundMs, parsed.clientTurnaroundWithoutRecyclingMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.oneWayLatencyMs, parsed.bootMs].map((d) => d?.measurement).filter(Boolean);
+    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.keptAliveRequestsMs, parsed.keptAliveRequestsWithoutRecyclingMs, parsed.clientTurnaroundMs, parsed.clientTurnaroundWithoutRecyclingMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.teardownMs, parsed.oneWayLatencyMs, parsed.bootMs, parsed.recycleFindsLoopPastPoll].map((d) => d?.measurement).filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
@@ -116,13 +116,20 @@ describe('applyProfile', () => {
       'the signal handler',
       "the stopping loop turn's rest",
       "the recycling loop turn's rest",
+      "a graceful exit's teardown",
+      'where the loop is when a recycle flips alive',
       'worker boot',
     ]);
+    expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
     expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
     expect(applied.params.closeAfterTurnPercentilesMs).toEqual(profile.closeAfterTurnMs!.percentilesMs);
+    expect(applied.params.teardownPercentilesMs).toEqual(profile.teardownMs!.percentilesMs);
     // sync workers close no listener copy of their own after a loop turn: the close stays with the turn (the exit).
     const sync = applyProfile(base, getProfile('gunicorn-20.1-sync'));
+    // sync has no poller: nothing says where its loop is at a recycle, and the simulator asks nothing.
+    expect(sync.params.recyclePastPollShare).toBeUndefined();
+    expect(sync.defaults.join()).toMatch(/where the loop is when a recycle flips alive \(in its poll\)/);
     expect(sync.params.closeAfterTurnPercentilesMs).toBeUndefined();
     expect(sync.defaults.join()).toMatch(/the stopping loop turn's rest \(the close in the same instant\)/);
     expect(applied.params.returnPercentilesMs).toEqual(profile.returnMs!.percentilesMs);
@@ -284,7 +291,14 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
     expect(handlerMs).toEqual([]);
   });
 
+  it("counts where each recycle's flip of alive found the loop: in its poll, or past it", () => {
+    const lines = ['1.000000 recycle-flip 10 in-poll', '2.000000 recycle-flip 11 past-poll', '3.000000 recycle-flip 12 past-poll'];
+    expect(requestTimings(lines).recycleFlips).toEqual({ inPoll: 1, pastPoll: 2 });
+    expect(requestTimings([]).recycleFlips).toEqual({ inPoll: 0, pastPoll: 0 });
+  });
+
   it('refuses a line it cannot read, and a post without its pre', () => {
+    expect(() => requestTimings(['1.0 recycle-flip 10 somewhere'])).toThrow(/neither in-poll nor past-poll/);
     expect(() => requestTimings(['garbage'])).toThrow(/unexpected line "garbage"/);
     expect(() => requestTimings(['1.0 clock 10 yesterday'])).toThrow(/a clock line without a realtime/);
     expect(() => requestTimings(['1.0 submit 10 127.0.0.1'])).toThrow(/a peer without a port/);
@@ -351,6 +365,64 @@ describe("a capture beside the hooks: the client's turnaround, and the poll wait
     const offByASecond = arrivalWaits(requestTimings(lines.map((l) => l.replace('1000.000000', '1001.000000'))), segments);
     expect(offByASecond.waitsMs).toEqual([]);
     expect(() => arrivalWaits(requestTimings(lines.slice(1)), segments)).toThrow(/worker 10 handed over requests but wrote no clock line/);
+  });
+});
+
+describe("teardowns: a graceful exit's process gone, from the hooks' worker_exit to the kernel's close of what it held", () => {
+  const seg = (us: number, port: number, from: 'client' | 'server', kind: 'syn' | 'fin' | 'rst' | 'data'): Segment => ({
+    timeUs: us,
+    clientPort: port,
+    fromServer: from === 'server',
+    syn: kind === 'syn',
+    ack: true,
+    fin: kind === 'fin',
+    rst: kind === 'rst',
+    payloadBytes: kind === 'data' ? 90 : 0,
+  });
+
+  it('takes the first close, after the exit, of a connection the worker still held; not one it closed before, nor one opened after', () => {
+    // Worker 10's CLOCK_MONOTONIC 5 s is CLOCK_REALTIME 1000 s; it exits at 5.010 (realtime 1000.010 s).
+    const lines = [
+      '5.000000 clock 10 1000.000000',
+      "5.001000 submit 10 ('127.0.0.1', 5001)",
+      "5.002000 submit 10 ('127.0.0.1', 5002)",
+      "5.003000 submit 10 ('127.0.0.1', 5003)",
+      '5.010000 worker-exit 10 -',
+      // Worker 11 held nothing at its exit.
+      '5.000000 clock 11 1000.000000',
+      "5.001000 submit 11 ('127.0.0.1', 6001)",
+      '5.020000 worker-exit 11 -',
+    ];
+    const segments = [
+      seg(1_000_000_500, 5001, 'client', 'syn'),
+      seg(1_000_001_500, 5002, 'client', 'syn'),
+      seg(1_000_002_500, 5003, 'client', 'syn'),
+      seg(1_000_005_000, 5002, 'server', 'fin'), // closed before the exit: not the teardown
+      seg(1_000_210_000, 5001, 'server', 'rst'), // the process gone, 200 ms after the exit: an unread request reset
+      seg(1_000_210_000, 5003, 'server', 'fin'), // the same instant: an idle one
+      seg(1_000_500_000, 5002, 'client', 'syn'), // the port used again, later: another connection
+      seg(1_000_600_000, 5002, 'server', 'fin'),
+      seg(1_000_000_500, 6001, 'client', 'syn'),
+      seg(1_000_004_000, 6001, 'server', 'fin'),
+    ];
+    expect(teardowns(requestTimings(lines), segments).map((t) => [t.pid, Math.round(t.ms * 1000) / 1000])).toEqual([['10', 200]]);
+  });
+});
+
+describe('goneToReady: a replacement measured from the exiting process gone', () => {
+  it("takes each exit → ready pair less that worker's teardown, and leaves out an exit whose teardown nobody saw", () => {
+    const pairs = exitsToReady([
+      { ms: 1000, kind: 'exit', pid: '10' },
+      { ms: 1100, kind: 'exit', pid: '11' },
+      { ms: 1400, kind: 'ready' },
+      { ms: 1700, kind: 'ready' },
+    ]);
+    expect(pairs).toEqual([
+      { pid: '10', ms: 400 },
+      { pid: '11', ms: 600 },
+    ]);
+    // Worker 10 was gone 250 ms after its exit hook; worker 11 held no connection at its exit, so its end was not seen.
+    expect(goneToReady(pairs, [{ pid: '10', ms: 250 }])).toEqual([150]);
   });
 });
 

@@ -366,6 +366,65 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
   });
 });
 
+describe("a graceful exit's teardown (a profile's teardownMs)", () => {
+  it('the process is gone the drawn time after its exit decision: what it held closes then, and a request sent meanwhile is reset unread', () => {
+    const params = small('keepalive-recycle', 2000);
+    params.server = { ...params.server, workers: 2, maxRequests: 150 };
+    params.bootMs = 5;
+    const firstExit = (p: ScenarioParams) => {
+      const { events, result } = run('keepalive-recycle', 'gunicorn-gthread', 6, p);
+      const exit = events.find((e) => e.type === 'worker.exit')!;
+      return { exit, events, result };
+    };
+    const atOnce = firstExit(params);
+    const late = firstExit({ ...params, teardownPercentilesMs: Array.from({ length: 101 }, () => 100) });
+    // Up to the first exit decision the two runs are the same run: the same worker exits, 100 ms later.
+    expect(late.exit.actor).toBe(atOnce.exit.actor);
+    expect(late.exit.t - atOnce.exit.t).toBeCloseTo(100, 9);
+    // A worker's connections still open at its exit decision close with the process, in the instant of its exit.
+    const exitOf = new Map(late.events.filter((e) => e.type === 'worker.exit').map((e) => [e.actor.slice('worker/'.length), e.t]));
+    const aborts = late.events.filter((e) => e.type === 'conn.abort' && (e as { reason?: string }).reason === 'worker-exit');
+    expect(aborts.length).toBeGreaterThan(0);
+    for (const abort of aborts) expect(abort.t).toBe(exitOf.get(abort.actor.slice('conn/'.length).split('.')[0]!));
+    // ab's next requests on them were sent meanwhile: unread, reset — none met a FIN.
+    expect(late.result.stats.byMechanism['unread-request-reset']?.count ?? 0).toBeGreaterThan(0);
+  });
+});
+
+describe("where a recycle's flip of alive finds gthread's loop (a profile's recycleFindsLoopPastPoll)", () => {
+  /** For each recycle (worker.max-requests), whether its last loop turn ended in the same instant, before any hand-over. */
+  const turnsEndedAtTheFlip = (share: number) => {
+    const params = small('keepalive-recycle', 2000);
+    params.server = { ...params.server, workers: 2, maxRequests: 150 };
+    params.bootMs = 5;
+    params.recyclePastPollShare = share;
+    const { events } = run('keepalive-recycle', 'gunicorn-gthread', 6, params);
+    return events
+      .map((e, i) => [e, i] as const)
+      .filter(([e]) => e.type === 'worker.max-requests')
+      .map(([flip, i]) => {
+        const next = events.slice(i + 1).find((e) => e.actor === flip.actor && e.type !== 'worker.signal');
+        return next?.type === 'worker.turn-end' && next.t === flip.t;
+      });
+  };
+
+  it('past its poll at every recycle (share 1): each last turn ends at the flip; in it (share 0): none does — the poll returns with what comes next', () => {
+    const past = turnsEndedAtTheFlip(1);
+    const inPoll = turnsEndedAtTheFlip(0);
+    expect(past.length).toBeGreaterThan(3);
+    expect(past.every(Boolean)).toBe(true);
+    expect(inPoll.length).toBeGreaterThan(3);
+    expect(inPoll.some(Boolean)).toBe(false);
+  });
+
+  it('drawn per recycle: about the share of them end at the flip', () => {
+    const half = turnsEndedAtTheFlip(0.5);
+    const ended = half.filter(Boolean).length;
+    expect(ended).toBeGreaterThan(0);
+    expect(ended).toBeLessThan(half.length);
+  });
+});
+
 describe("the client's measured turnaround (a profile's clientTurnaroundMs)", () => {
   const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
   /** Each kept-alive request's send, less the client's noticing of the response before it. */
