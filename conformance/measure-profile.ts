@@ -110,14 +110,32 @@ export interface StopTimes {
   readonly signalHandlerMs: number[];
   /** The stopping loop turn (its first hand-over after the handler, or the handler) → the listener copy's close; empty where the hooks see no close. */
   readonly closeAfterTurnMs: number[];
+  /** Where gthread's main thread was as each SIGTERM handler ran (it sets alive = False): in its poll (the handler interrupted the select), or past it. */
+  readonly signalFlips: { inPoll: number; pastPoll: number };
 }
+
+/**
+ * In a gthread worker's post_worker_init: its poller's select wrapped, so that `_polling[0]` (a module
+ * global) says whether the main thread is in it — for the hooks that note where the loop is as `alive`
+ * flips. One flag, no time taken: the wrapper costs the loop two stores a turn.
+ */
+const POLLING_FLAG = [
+  '    select = worker.poller.select',
+  '    def polling_select(timeout=None):',
+  '        _polling[0] = True',
+  '        try:',
+  '            return select(timeout)',
+  '        finally:',
+  '            _polling[0] = False',
+  '    worker.poller.select = polling_select',
+];
 
 /**
  * gunicorn's server hooks, writing CLOCK_MONOTONIC times: the only clock all its processes share. A
  * request's times are kept in the worker's memory and written once, at its exit (`worker_exit` runs in
  * the worker), so that measuring costs a request an append, not a write.
  */
-const GUNICORN_HOOKS = [
+export const GUNICORN_HOOKS = [
   'import os, time',
   '_dir = os.path.dirname(os.path.abspath(__file__))',
   '_requests = []',
@@ -142,14 +160,7 @@ const GUNICORN_HOOKS = [
   "    _requests.append('%.6f clock %d %.6f' % (time.monotonic(), os.getpid(), time.time()))",
   "    enqueue = getattr(worker, 'enqueue_req', None)",
   '    if enqueue is None: return',
-  '    select = worker.poller.select',
-  '    def polling_select(timeout=None):',
-  '        _polling[0] = True',
-  '        try:',
-  '            return select(timeout)',
-  '        finally:',
-  '            _polling[0] = False',
-  '    worker.poller.select = polling_select',
+  ...POLLING_FLAG,
   '    def enqueue_req(conn):',
   "        _requests.append('%.6f submit %d %s' % (time.monotonic(), os.getpid(), conn.client))",
   '        return enqueue(conn)',
@@ -186,10 +197,11 @@ const GUNICORN_HOOKS = [
  * — the stopping loop's last turn waits for the GIL. The arbiter writes its kills as it sends them (a
  * handful a stop); a worker keeps its lines and writes them at its exit.
  */
-const GUNICORN_STOP_HOOKS = [
+export const GUNICORN_STOP_HOOKS = [
   'import os, signal, time',
   '_dir = os.path.dirname(os.path.abspath(__file__))',
   '_lines = []',
+  '_polling = [False]',
   // kill_workers calls kill_worker once per worker.
   'def when_ready(server):',
   '    kill = server.kill_worker',
@@ -203,12 +215,15 @@ const GUNICORN_STOP_HOOKS = [
   '    handle_exit = worker.handle_exit',
   '    def on_term(sig, frame):',
   "        _lines.append('%.6f handler %d' % (time.monotonic(), os.getpid()))",
+  // A handler that interrupts the loop's select runs inside it (the select is retried after it, PEP 475).
+  "        if hasattr(worker, 'poller'): _lines.append('%.6f loop %d %s' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll'))",
   '        handle_exit(sig, frame)',
   '    signal.signal(signal.SIGTERM, on_term)',
   '    signal.siginterrupt(signal.SIGTERM, False)',
   // gthread: its loop's hand-overs, and the listener copies it closes after the loop (tpool.shutdown, poller.close, close).
   "    enqueue = getattr(worker, 'enqueue_req', None)",
   '    if enqueue is None: return',
+  ...POLLING_FLAG,
   '    def enqueue_req(conn):',
   "        _lines.append('%.6f submit %d' % (time.monotonic(), os.getpid()))",
   '        return enqueue(conn)',
@@ -489,7 +504,15 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
 export function stopTimings(lines: readonly string[]): StopTimes {
   const kills: { readonly ms: number; readonly pid: string }[] = [];
   const byWorker = { handler: new Map<string, number[]>(), submit: new Map<string, number[]>(), 'listener-close': new Map<string, number[]>() };
+  const signalFlips = { inPoll: 0, pastPoll: 0 };
   for (const line of lines) {
+    const loop = /^\d+(?:\.\d+)? loop \d+ (\S+)$/.exec(line);
+    if (loop) {
+      if (loop[1] === 'in-poll') signalFlips.inPoll++;
+      else if (loop[1] === 'past-poll') signalFlips.pastPoll++;
+      else throw new Error(`stops.log: a loop line says neither in-poll nor past-poll: "${line}"`);
+      continue;
+    }
     const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);
     if (!match) throw new Error(`stops.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
@@ -515,7 +538,7 @@ export function stopTimings(lines: readonly string[]): StopTimes {
     if (close === undefined) continue;
     closeAfterTurnMs.push(close - (first('submit', kill.pid, handler, close) ?? handler));
   }
-  return { killGapMs, signalHandlerMs, closeAfterTurnMs };
+  return { killGapMs, signalHandlerMs, closeAfterTurnMs, signalFlips };
 }
 
 function gunicornStopTimes(dir: string): StopTimes {
@@ -636,7 +659,7 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
   if (!target.stopTimes) return null;
   log(`${name}: ${STOP_RUNS} stops under load (no recycling, ab ${AB_STOP_LOAD.join(' ')}, TERM at ${STOP_AT_MS} ms)`);
   const stopping: ServerParams = { ...server, maxRequests: 0, maxRequestsJitter: 0 };
-  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [] };
+  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [], signalFlips: { inPoll: 0, pastPoll: 0 } };
   let command = '';
   for (let run = 0; run < STOP_RUNS; run++) {
     const dir = await withServer({ ...target, files: target.stopFiles ?? target.files }, stopping, port, async (dir, filled, process_) => {
@@ -649,6 +672,8 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
     });
     const one = target.stopTimes(dir);
     for (const key of STOP_TIME_KEYS) times[key].push(...one[key]);
+    times.signalFlips.inPoll += one.signalFlips.inPoll;
+    times.signalFlips.pastPoll += one.signalFlips.pastPoll;
   }
   if (times.signalHandlerMs.length < STOP_RUNS) throw new Error(`the hooks saw only ${times.signalHandlerMs.length} handlers in ${STOP_RUNS} stops`);
   return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)` };
@@ -786,7 +811,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close",
+                "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and where the main thread was as the handler ran (in the poller's select, wrapped to say so: the handler interrupts it and it is retried after, PEP 475; or past it)",
             },
           }
         : {}),
@@ -904,12 +929,14 @@ async function stopCapture(capture: LoopbackCapture, port: number, log: (line: s
 }
 
 /** A stop's distributions, each where it has samples (one worker has no gap between kills; sync workers close no listener copy themselves). */
-function stopDistributions(times: StopTimes): Pick<Profile, keyof StopTimes> {
-  const out: Pick<Profile, keyof StopTimes> = {};
+function stopDistributions(times: StopTimes): Pick<Profile, (typeof STOP_TIME_KEYS)[number] | 'signalFindsLoopPastPoll'> {
+  const out: Pick<Profile, (typeof STOP_TIME_KEYS)[number] | 'signalFindsLoopPastPoll'> = {};
   for (const key of STOP_TIME_KEYS) {
     const samples = times[key];
     if (samples.length > 0) out[key] = { measurement: 'stops-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) };
   }
+  const flips = times.signalFlips.inPoll + times.signalFlips.pastPoll;
+  if (flips > 0) out.signalFindsLoopPastPoll = { measurement: 'stops-under-load', samples: flips, share: round3(times.signalFlips.pastPoll / flips) };
   return out;
 }
 

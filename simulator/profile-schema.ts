@@ -141,9 +141,15 @@ export const profileSchema = z
      * what comes next, and that is handed over (the last loop turn).
      */
     recycleFindsLoopPastPoll: measuredShare.optional(),
+    /**
+     * At a stop or a reload, the share of SIGTERM handlers (they set alive = False, in the main thread)
+     * that ran with the loop past its poll rather than in it (a handler that interrupts the select runs
+     * inside it, and the select is retried after: PEP 475). The same two ways out of the turn as above.
+     */
+    signalFindsLoopPastPoll: measuredShare.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'teardownMs', 'oneWayLatencyMs', 'bootMs', 'recycleFindsLoopPastPoll'] as const) {
+    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'teardownMs', 'oneWayLatencyMs', 'bootMs', 'recycleFindsLoopPastPoll', 'signalFindsLoopPastPoll'] as const) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -247,6 +253,10 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.recyclePastPollShare = profile.recycleFindsLoopPastPoll.share;
     fromProfile.push('where the loop is when a recycle flips alive');
   } else defaults.push('where the loop is when a recycle flips alive (in its poll)');
+  if (profile.signalFindsLoopPastPoll) {
+    params.signalPastPollShare = profile.signalFindsLoopPastPoll.share;
+    fromProfile.push('where the loop is when a TERM flips alive');
+  } else defaults.push('where the loop is when a TERM flips alive (in its poll)');
   if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

@@ -54,6 +54,11 @@ function serviceTimeOf(params: ScenarioParams, engine: Engine): (req: string) =>
   return () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs);
 }
 
+/** A draw that comes out true with probability `share`. */
+function withChance(share: number, engine: Engine): () => boolean {
+  return () => engine.rng.uniform(0, 1) < share;
+}
+
 function drawFrom(percentilesMs: readonly number[], engine: Engine): () => number {
   return () => fromPercentiles(percentilesMs, engine.rng.uniform(0, 100));
 }
@@ -117,7 +122,8 @@ export function buildWorld(
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
       ...(params.teardownPercentilesMs ? { teardownMs: drawFrom(params.teardownPercentilesMs, engine) } : {}),
-      ...(params.recyclePastPollShare !== undefined ? { recycleFindsLoopPastPoll: ((share) => () => engine.rng.uniform(0, 1) < share)(params.recyclePastPollShare) } : {}),
+      ...(params.recyclePastPollShare !== undefined ? { recycleFindsLoopPastPoll: withChance(params.recyclePastPollShare, engine) } : {}),
+      ...(params.signalPastPollShare !== undefined ? { signalFindsLoopPastPoll: withChance(params.signalPastPollShare, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),

@@ -57,6 +57,8 @@ export interface ScenarioParams {
   teardownPercentilesMs?: number[];
   /** The share of recycles whose flip of alive finds the worker's loop past its poll (the turn ends without another); absent: none (in its poll). */
   recyclePastPollShare?: number;
+  /** The share of TERM handlers (a stop, a reload) that find the worker's loop past its poll; absent: none (in its poll). */
+  signalPastPollShare?: number;
   /**
    * Requests whole, as measured: each row a request's poll wait from its arrival, thread pickup, service
    * and return, ms (simulator/profile-schema.ts `keptAliveRequestsMs`). Present: each request draws a

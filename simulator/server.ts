@@ -75,6 +75,8 @@ export interface ServerTiming {
   teardownMs?: () => number;
   /** Drawn at each recycle: whether the flip of alive finds the loop past its poll (`WorkerPort.loopPastPoll`); absent: never. */
   recycleFindsLoopPastPoll?: () => boolean;
+  /** The same, drawn at each TERM a worker takes (its handler flips alive in the main thread); absent: never. */
+  signalFindsLoopPastPoll?: () => boolean;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
@@ -530,8 +532,9 @@ export class WorkerProcess implements WorkerPort {
     return this.atOnceOrLater(this.server.timing.dispatchMs?.(conn), { kind: 'poll', worker: this.id, conn });
   }
 
-  loopPastPoll(): boolean {
-    return this.server.timing.recycleFindsLoopPastPoll?.() ?? false;
+  loopPastPoll(cause: 'recycle' | 'signal'): boolean {
+    const { recycleFindsLoopPastPoll, signalFindsLoopPastPoll } = this.server.timing;
+    return (cause === 'recycle' ? recycleFindsLoopPastPoll : signalFindsLoopPastPoll)?.() ?? false;
   }
 
   tearDown(): boolean {

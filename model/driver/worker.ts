@@ -56,13 +56,13 @@ export interface WorkerPort {
   /** shutdown(SHUT_WR): FIN now, keep reading and discarding. */
   halfClose(conn: ConnId): void;
   /**
-   * Where the worker's loop is as a pool thread flips `alive` (a recycle: the request that reaches
-   * max-requests): true when past its poll (handing over what the poll returned, in `futures.wait`,
-   * `murder_keepalived`), so that the loop ends at its next check of `alive` without another poll;
-   * false when in it, so that the poll returns with what comes next (the last loop turn). Asked only
-   * where the chart has a last loop turn.
+   * Where the worker's loop is as `alive` flips — by a pool thread at a recycle (the request that
+   * reaches max-requests), or by the TERM handler in the main thread (a stop, a reload): true when past
+   * its poll (handing over what the poll returned, in `futures.wait`, `murder_keepalived`), so that the
+   * loop ends at its next check of `alive` without another poll; false when in it, so that the poll
+   * returns with what comes next (the last loop turn). Asked only where the chart has a last loop turn.
    */
-  loopPastPoll(): boolean;
+  loopPastPoll(cause: 'recycle' | 'signal'): boolean;
   /** Tell the arbiter this worker is alive (gunicorn: touch the heartbeat file). */
   notifyArbiter(): void;
   /**
@@ -202,8 +202,26 @@ export class WorkerDriver {
   /** A signal reached the worker. Refused once it exited: nothing is left to take it. */
   signal(signal: WorkerSignal): boolean {
     let taken = false;
-    this.host.now(() => (taken = this.host.emitIfAccepted(this.id, { type: 'worker.signal', signal })));
+    this.host.now(() => {
+      const wasLastTurn = this.host.matches(this.id, { alive: { draining: 'lastTurn' } });
+      taken = this.host.emitIfAccepted(this.id, { type: 'worker.signal', signal });
+      if (taken && !wasLastTurn) {
+        this.host.settleCommands();
+        this.lastTurnBegan('signal');
+      }
+    });
     return taken;
+  }
+
+  /**
+   * `alive` just flipped (a recycle, or a TERM's handler): where the chart has a last loop turn, the
+   * platform says where the loop is. One past its poll ends the turn without another poll, and what
+   * waits in the poller is abandoned.
+   */
+  private lastTurnBegan(cause: 'recycle' | 'signal'): void {
+    if (!this.host.matches(this.id, { alive: { draining: 'lastTurn' } }) || !this.port.loopPastPoll(cause)) return;
+    this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+    this.host.settleCommands();
   }
 
   /** The process died of a fault (an uncaught error, a signal nobody sent to stop it). */
@@ -572,11 +590,7 @@ export class WorkerDriver {
     // its handler starts: a policy that fixes the header there answers it `Connection: close`.
     if (this.host.emitIfAccepted(this.id, { type: 'worker.max-requests' })) {
       this.host.settleCommands();
-      // A loop past its poll as alive flips ends its turn without another poll: what waits in the poller is abandoned.
-      if (this.host.matches(this.id, { alive: { draining: 'lastTurn' } }) && this.port.loopPastPoll()) {
-        this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
-        this.host.settleCommands();
-      }
+      this.lastTurnBegan('recycle');
     }
     this.host.emit(conn, { type: 'conn.handler-start', req });
     this.port.handle(conn, req);

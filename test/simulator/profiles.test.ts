@@ -28,7 +28,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.keptAliveRequestsMs, parsed.keptAliveRequestsWithoutRecyclingMs, parsed.clientTurnaroundMs, parsed.clientTurnaroundWithoutRecyclingMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.teardownMs, parsed.oneWayLatencyMs, parsed.bootMs, parsed.recycleFindsLoopPastPoll].map((d) => d?.measurement).filter(Boolean);
+    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.keptAliveRequestsMs, parsed.keptAliveRequestsWithoutRecyclingMs, parsed.clientTurnaroundMs, parsed.clientTurnaroundWithoutRecyclingMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.teardownMs, parsed.oneWayLatencyMs, parsed.bootMs, parsed.recycleFindsLoopPastPoll, parsed.signalFindsLoopPastPoll].map((d) => d?.measurement).filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
@@ -118,8 +118,10 @@ describe('applyProfile', () => {
       "the recycling loop turn's rest",
       "a graceful exit's teardown",
       'where the loop is when a recycle flips alive',
+      'where the loop is when a TERM flips alive',
       'worker boot',
     ]);
+    expect(applied.params.signalPastPollShare).toBe(profile.signalFindsLoopPastPoll!.share);
     expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
     expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
@@ -204,9 +206,18 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
     expect(ms(times.killGapMs)).toEqual([2, 0.5]);
     expect(ms(times.signalHandlerMs)).toEqual([0.6, 1, 0.1]);
     expect(ms(times.closeAfterTurnMs)).toEqual([3, 0.2]);
+    expect(times.signalFlips).toEqual({ inPoll: 0, pastPoll: 0 });
+  });
+
+  it("counts where each gthread handler found the loop, apart from the times", () => {
+    const lines = ['10.000000 kill 101 15', '10.000600 handler 101', '10.000601 loop 101 in-poll', '10.000900 handler 102', '10.000901 loop 102 past-poll', '10.001000 handler 103', '10.001001 loop 103 past-poll'];
+    const times = stopTimings(lines);
+    expect(times.signalFlips).toEqual({ inPoll: 1, pastPoll: 2 });
+    expect(times.signalHandlerMs.map((x) => Math.round(x * 1000) / 1000)).toEqual([0.6]);
   });
 
   it('refuses a line it cannot read, naming it', () => {
+    expect(() => stopTimings(['10.0 loop 101 elsewhere'])).toThrow(/neither in-poll nor past-poll/);
     expect(() => stopTimings(['10.0 handler'])).toThrow(/stops.log: unexpected line "10.0 handler"/);
   });
 });

@@ -417,6 +417,19 @@ describe("where a recycle's flip of alive finds gthread's loop (a profile's recy
     expect(inPoll.some(Boolean)).toBe(false);
   });
 
+  it("a TERM's handler, too (signalPastPollShare): past its poll, the stopping worker's last turn ends as its handler runs", () => {
+    const turnEndsAtTheTerm = (share: number) => {
+      const params = small('term-under-load', 4000);
+      params.signalPastPollShare = share;
+      const { events } = run('term-under-load', 'gunicorn-gthread', 3, params);
+      const terms = events.filter((e) => e.type === 'worker.signal' && e.signal === 'TERM');
+      expect(terms.length).toBeGreaterThan(1);
+      return terms.map((term) => events.some((e) => e.actor === term.actor && e.type === 'worker.turn-end' && e.t === term.t));
+    };
+    expect(turnEndsAtTheTerm(1).every(Boolean)).toBe(true);
+    expect(turnEndsAtTheTerm(0).some(Boolean)).toBe(false);
+  });
+
   it('drawn per recycle: about the share of them end at the flip', () => {
     const half = turnsEndedAtTheFlip(0.5);
     const ended = half.filter(Boolean).length;

@@ -1,0 +1,110 @@
+/**
+ * The gunicorn hooks profile:measure writes, run by Python on a stand-in worker: the attributes and
+ * calls gthread 20.1's ThreadWorker has that the hooks wrap (poller.select, enqueue_req,
+ * finish_request, sockets, nr, max_requests, handle_exit), and nothing else. What the hooks write is
+ * then read by the same functions that read a real run's.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { GUNICORN_HOOKS, GUNICORN_STOP_HOOKS, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
+
+/** A stand-in for gthread's worker; `select` runs `during` inside the poll, as a readable event would come. */
+const STAND_IN = `
+import importlib.util, os, signal, sys, time
+spec = importlib.util.spec_from_file_location('hooks', sys.argv[1])
+hooks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hooks)
+
+class Poller:
+    def __init__(self): self.during = None
+    def select(self, timeout=None):
+        if self.during: self.during()
+        return []
+
+class Listener:
+    def close(self): pass
+
+class Worker:
+    def __init__(self):
+        self.poller = Poller()
+        self.sockets = [Listener()]
+        self.nr = 0
+        self.max_requests = 3
+        self.pid = os.getpid()
+        self.alive = True
+    def enqueue_req(self, conn): pass
+    def finish_request(self, fs): pass
+    def handle_exit(self, sig, frame): self.alive = False
+
+class Req:
+    peer_addr = ('127.0.0.1', 5001)
+
+worker = Worker()
+hooks.post_worker_init(worker)
+`;
+
+function runPython(hooks: string, script: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'quiesce-hooks-'));
+  writeFileSync(join(dir, 'hooks.py'), hooks);
+  writeFileSync(join(dir, 'stand_in.py'), STAND_IN + script);
+  const run = spawnSync('python3', [join(dir, 'stand_in.py'), join(dir, 'hooks.py')], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`python3 exited ${run.status}: ${run.stderr}`);
+  return dir;
+}
+
+describe("profile:measure's gunicorn hooks, on a stand-in worker", () => {
+  it('the request hooks note where the loop was as the request that reaches max-requests began: once, in its poll or past it', () => {
+    const inPoll = runPython(
+      GUNICORN_HOOKS,
+      `
+for n in range(2):
+    hooks.pre_request(worker, Req()); worker.nr += 1
+# The third request reaches max-requests: its thread begins while the main thread is in select.
+def during():
+    hooks.pre_request(worker, Req()); worker.nr += 1
+worker.poller.during = during
+worker.poller.select(1.0)
+worker.poller.during = None
+hooks.pre_request(worker, Req())  # a request after the flip: not another flip
+hooks.worker_exit(None, worker)
+`,
+    );
+    const pastPoll = runPython(
+      GUNICORN_HOOKS,
+      `
+worker.poller.select(1.0)
+worker.nr = 2
+hooks.pre_request(worker, Req())
+hooks.worker_exit(None, worker)
+`,
+    );
+    const flips = (dir: string) => requestTimings(readFileSync(join(dir, 'requests.log'), 'utf8').split('\n').filter(Boolean)).recycleFlips;
+    expect(flips(inPoll)).toEqual({ inPoll: 1, pastPoll: 0 });
+    expect(flips(pastPoll)).toEqual({ inPoll: 0, pastPoll: 1 });
+  });
+
+  it('the stop hooks note where the loop was as the TERM handler ran: a signal that comes during the select runs its handler inside it', () => {
+    const dir = runPython(
+      GUNICORN_STOP_HOOKS,
+      `
+def during():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)  # the handler runs here, inside the poll
+worker.poller.during = during
+worker.poller.select(1.0)
+assert not worker.alive
+worker.alive = True
+worker.poller.during = None
+os.kill(os.getpid(), signal.SIGTERM)  # outside the poll
+time.sleep(0.05)
+assert not worker.alive
+hooks.worker_exit(None, worker)
+`,
+    );
+    const times = stopTimings(readFileSync(join(dir, 'stops.log'), 'utf8').split('\n').filter(Boolean));
+    expect(times.signalFlips).toEqual({ inPoll: 1, pastPoll: 1 });
+  });
+});
