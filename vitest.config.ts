@@ -14,9 +14,8 @@ import { defineConfig } from 'vitest/config';
  *   nginx, whose arithmetic holds only if the whole burst arrives within one service time, and the
  *   black box, whose scripts hold gunicorn to windows of a quarter second (sharing the machine with
  *   two other files, gunicorn gthread once answered stopped-worker-escalation outside every policy;
- *   alone it is explained as always; it runs its own reports two at a time, which share the cores
- *   without a miss). Anything beside them would be in their numbers, so they run one at a time,
- *   after everything else.
+ *   alone it is explained as always). Anything beside them would be in their numbers, so they run
+ *   one at a time, after everything else.
  *
  * Every file still has its own ports (the fixed ones are 18431–18441 and 18530–18536, each in one
  * file) or port 0, and its own temporary directories.

@@ -11,9 +11,9 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 register();
-const { main } = await import('../cli/main.ts');
 const argv = process.argv.slice(2);
-const code = await main(argv);
+// A server starts with its own command's modules only (cli/serve-main.ts says why).
+const code = argv[0] === 'serve' ? await (await import('../cli/serve-main.ts')).mainServe(argv) : await (await import('../cli/main.ts')).main(argv);
 // The arbiter leaves at once when its stop is done. Left to end by itself, Node closes its handles
 // first, and libuv gives each signal back its default action as the last handler for it goes: a TERM
 // or INT that comes then (a supervisor's second one, a second Ctrl-C) kills the process, and its exit

@@ -2,16 +2,16 @@
  * `quiesce` — one command, subcommands for each part of the project.
  * Every user error ends in one line on stderr and exit code 2.
  */
-import { Command, CommanderError } from 'commander';
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { readTrace } from '../impl/trace-file.ts';
 import { join } from 'node:path';
-import { CHARTS, listPolicies, parseTrace, replay, TraceParseError, UnknownPolicyError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
+import { CHARTS, listPolicies, replay, TraceParseError, getPolicy, ACTOR_KINDS } from '../model/index.ts';
 import { mermaidOf } from '../model/diagram.ts';
 import { PROPERTY_NAMES, propertiesFor } from '../model/properties.ts';
 import type { TimerTolerance } from '../model/timing.ts';
 import { UsageError } from './errors.ts';
-import { SimulationInvariantError } from '../simulator/engine.ts';
+import { baseProgram, processIo, runProgram, type Io } from './program.ts';
 import { registerSimulatorCommands } from './simulate.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerProveCommand } from './prove.ts';
@@ -19,18 +19,7 @@ import { registerConformCommand } from './conform.ts';
 import { registerCalibrateCommand } from './calibrate.ts';
 import { registerCalibrateBacklogCommand } from './calibrate-backlog.ts';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-
-export interface Io {
-  out: (text: string) => void;
-  err: (text: string) => void;
-  /** Set by a command that ran to the end but found a problem (a non-conforming trace, a broken must-hold property). */
-  exitCode?: number;
-}
-
-function processIo(): Io {
-  return { out: (text) => void process.stdout.write(text), err: (text) => void process.stderr.write(text) };
-}
+export type { Io };
 
 function readTraceFile(path: string) {
   try {
@@ -51,12 +40,7 @@ function parseTolerance(text: string | undefined): TimerTolerance | undefined {
 }
 
 export function buildProgram(io: Io): Command {
-  const program = new Command('quiesce')
-    .description('A formal model, simulator and reference implementation of HTTP server shutdown semantics')
-    .version(VERSION, '-V, --version')
-    .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeOut: io.out, writeErr: io.err })
-    .exitOverride();
+  const program = baseProgram(io);
 
   program
     .command('policies')
@@ -119,24 +103,5 @@ export function buildProgram(io: Io): Command {
 
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: readonly string[], io: Io = processIo()): Promise<number> {
-  const program = buildProgram(io);
-  try {
-    await program.parseAsync([...argv], { from: 'user' });
-    return io.exitCode ?? 0;
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // Help and version exit 0; commander already printed the message otherwise.
-      return error.exitCode === 0 ? 0 : 2;
-    }
-    if (error instanceof UsageError || error instanceof UnknownPolicyError) {
-      io.err(`quiesce: ${error.message}\n`);
-      return 2;
-    }
-    if (error instanceof SimulationInvariantError) {
-      // A bug in the simulator or the model, not in the input: say so plainly, with what reproduces it.
-      io.err(`quiesce: internal error, please report it with the command you ran (runs are deterministic): ${error.message}\n`);
-      return 70;
-    }
-    throw error;
-  }
+  return runProgram(buildProgram(io), argv, io);
 }

@@ -151,6 +151,20 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     });
   }
 
+  it('`quiesce serve` started with its own command only (bin/quiesce.mjs → cli/serve-main.ts) answers bad input as the whole CLI does, and its help is the same', async () => {
+    const { mainServe } = await import('../../cli/serve-main.ts');
+    const alone = async (...argv: string[]) => {
+      let out = '';
+      let err = '';
+      const code = await mainServe(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+      return { code, out, err };
+    };
+    const serveCases = cases.filter(([argv]) => argv[0] === 'serve');
+    expect(serveCases.length).toBeGreaterThan(10);
+    for (const [argv] of serveCases) expect(await alone(...argv), argv.join(' ')).toEqual(await cli(...argv));
+    expect(await alone('serve', '--help')).toEqual(await cli('serve', '--help'));
+  });
+
   it('a malformed trace names the file and the line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'quiesce-'));
     const file = join(dir, 'bad.jsonl');

@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { runCli, slots } from '../helpers.ts';
+import { runCli } from '../helpers.ts';
 import { conform, type ConformReport } from '../../conformance/blackbox.ts';
 import { QUIESCE_BIN } from '../../conformance/process.ts';
 import { replay } from '../../model/replay.ts';
@@ -24,17 +24,10 @@ const cli = runCli;
  */
 const AIMED_AT_THE_WORKER = ['fast-stop-while-booting', 'faults-while-booting', 'quit-while-draining', 'kill-while-the-pool-runs'];
 
-/**
- * Two servers at a time (the file runs alone, vitest.config.ts): each report is a server that mostly
- * waits on its script's windows, then a search of interleavings on one core. Two share the two cores
- * without starving a quarter-second window; the whole file takes half the time it takes one at a time.
- */
-const twoAtATime = slots(2);
-
 const explained = (report: ConformReport) => Object.fromEntries(report.scripts.filter((s) => !s.skipped).map((s) => [s.script, s.explainedBy]));
 
-describe.concurrent('quiesce conform', () => {
-  it('infers the policy of our own server from its clients alone', () => twoAtATime(1, async () => {
+describe('quiesce conform', () => {
+  it('infers the policy of our own server from its clients alone', async () => {
     const bind = '127.0.0.1:18431';
     // Four scripts that single safe-drain out between them (differential.test.ts runs every script on our
     // server already, judged against its policy; here the question is only whether the clients alone tell).
@@ -49,17 +42,16 @@ describe.concurrent('quiesce conform', () => {
     expect(report.policies).toContain('safe-drain');
     // The scripts tell safe-drain from the gunicorn policies and from abort-idle and never-close-idle.
     for (const p of ['gunicorn-sync', 'gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24', 'abort-idle', 'never-close-idle']) expect(report.policies).not.toContain(p);
-  }), 300_000);
+  }, 300_000);
 
   describe("Debian's gunicorn 20.1", () => {
     if (!GUNICORN) throw new Error('gunicorn not found: apt-get install gunicorn (.ci/run installs it)');
-    // Each on its own port: the two run at the same time.
-    const command = (worker: string, extra: string, bind: string) =>
-      `${GUNICORN} --chdir ${APPS} sleep_app:app -k ${worker} --bind ${bind} --workers {workers} ${extra} --keep-alive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests}`;
+    const command = (worker: string, extra: string) =>
+      `${GUNICORN} --chdir ${APPS} sleep_app:app -k ${worker} --bind 127.0.0.1:18432 --workers {workers} ${extra} --keep-alive {keepalive} --graceful-timeout {graceful-timeout} --timeout {timeout} --max-requests {max-requests}`;
 
-    it('sync ⇒ gunicorn-sync: the only policy that explains every script', () => twoAtATime(1, async () => {
+    it('sync ⇒ gunicorn-sync: the only policy that explains every script', async () => {
       // No --threads: gunicorn runs gthread instead of sync when threads > 1.
-      const report = await conform({ command: command('sync', '', '127.0.0.1:18432'), bind: '127.0.0.1:18432' });
+      const report = await conform({ command: command('sync', ''), bind: '127.0.0.1:18432' });
       const byScript = explained(report);
       expect(report.scripts.find((s) => s.script === 'header-timeout')!.skipped).toBe('the command takes no {header-timeout}');
       // term-then-int among them: gunicorn ≤ 23 does not escalate INT during a graceful stop, and neither
@@ -78,10 +70,10 @@ describe.concurrent('quiesce conform', () => {
         else expect(policies, script).toEqual(['gunicorn-sync']);
       }
       expect(report.policies).toEqual(['gunicorn-sync']);
-    }), 300_000);
+    }, 300_000);
 
-    it('gthread ⇒ gunicorn-gthread: the only policy that explains every script, its last loop turn included', () => twoAtATime(1, async () => {
-      const report = await conform({ command: command('gthread', '--threads {threads}', '127.0.0.1:18435'), bind: '127.0.0.1:18435' });
+    it('gthread ⇒ gunicorn-gthread: the only policy that explains every script, its last loop turn included', async () => {
+      const report = await conform({ command: command('gthread', '--threads {threads}'), bind: '127.0.0.1:18432' });
       const byScript = explained(report);
       for (const [script, policies] of Object.entries(byScript)) expect(policies, script).toContain('gunicorn-gthread');
       expect(report.policies).toEqual(['gunicorn-gthread']);
@@ -110,10 +102,10 @@ describe.concurrent('quiesce conform', () => {
           expect(verdict.ok ? 'conforms' : verdict.violation.message, `${s.script} under ${policy}`).toBe('conforms');
         }
       }
-    }), 300_000);
+    }, 300_000);
   });
 
-  it("nginx 1.22 ⇒ abort-idle: a graceful stop (QUIT) or a reload closes idle keep-alive connections at once and answers what is in flight with Connection: close", () => twoAtATime(1, async () => {
+  it("nginx 1.22 ⇒ abort-idle: a graceful stop (QUIT) or a reload closes idle keep-alive connections at once and answers what is in flight with Connection: close", async () => {
     const bind = '127.0.0.1:18433';
     // The scripts this test holds nginx to, and those it must skip (skipped without running); the whole
     // report is `npm run conformance -- --server "conformance/apps/nginx.sh …" --stop-signal QUIT`.
@@ -171,9 +163,9 @@ describe.concurrent('quiesce conform', () => {
       'term-idle-and-in-flight': ['abort-idle', 'abort-idle+lingering-close'],
       'body-too-large': ['abort-idle+lingering-close'],
     });
-  }), 300_000);
+  }, 300_000);
 
-  it('a step aimed at a worker that finds none is not judged, and the report says why: the worker pattern matched nothing', () => twoAtATime(1, async () => {
+  it('a step aimed at a worker that finds none is not judged, and the report says why: the worker pattern matched nothing', async () => {
     const bind = '127.0.0.1:18434';
     const report = await conform({
       scripts: ['stopped-worker-escalation'],
@@ -186,9 +178,9 @@ describe.concurrent('quiesce conform', () => {
     expect(verdict!.skipped).toBe('not judged: found no worker process to signal (at 100 ms, STOP to worker 0): does --worker-pattern no such worker match its workers?');
     expect(verdict!.explainedBy).toEqual([]);
     expect(report.policies).toEqual([]);
-  }), 60_000);
+  }, 60_000);
 
-  it('bad input: one line naming the flag, exit 2', () => twoAtATime(1, async () => {
+  it('bad input: one line naming the flag, exit 2', async () => {
     for (const [argv, message] of [
       [['conform', '--server', 'x', '--bind', 'nowhere'], /--bind: expected host:port or unix:\/path, got "nowhere"/],
       [['conform', '--server', 'x', '--bind', '127.0.0.1:1', '--script', 'nope'], /--script: unknown name "nope"; expected one of: term-idle-and-in-flight/],
@@ -203,5 +195,5 @@ describe.concurrent('quiesce conform', () => {
       expect(code, argv.join(' ')).toBe(2);
       expect(err).toMatch(message);
     }
-  }));
+  });
 });
