@@ -246,6 +246,13 @@ export const GUNICORN_STOP_HOOKS = [
  * hand-over (a submit on a connection that had a response: a hand-over of the client's FIN is one too,
  * and the capture tells them apart); each thread pickup (a submit → the pre after it).
  */
+/** Where the hooks found gthread's loop as alive flipped: one more of `into`'s counts, or `refusal` for a word the hooks do not write. */
+function countLoopPlace(into: { inPoll: number; pastPoll: number }, place: string, refusal: string): void {
+  if (place === 'in-poll') into.inPoll++;
+  else if (place === 'past-poll') into.pastPoll++;
+  else throw new Error(refusal);
+}
+
 export function requestTimings(lines: readonly string[]): RequestTimes {
   const handlerMs: number[] = [];
   const keptAliveHandOvers: KeptAliveHandOver[] = [];
@@ -278,9 +285,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       continue;
     }
     if (match[2] === 'recycle-flip') {
-      if (match[4] === 'in-poll') recycleFlips.inPoll++;
-      else if (match[4] === 'past-poll') recycleFlips.pastPoll++;
-      else throw new Error(`requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
+      countLoopPlace(recycleFlips, match[4]!, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       continue;
     }
     if (match[2] === 'recycle-close') {
@@ -508,9 +513,7 @@ export function stopTimings(lines: readonly string[]): StopTimes {
   for (const line of lines) {
     const loop = /^\d+(?:\.\d+)? loop \d+ (\S+)$/.exec(line);
     if (loop) {
-      if (loop[1] === 'in-poll') signalFlips.inPoll++;
-      else if (loop[1] === 'past-poll') signalFlips.pastPoll++;
-      else throw new Error(`stops.log: a loop line says neither in-poll nor past-poll: "${line}"`);
+      countLoopPlace(signalFlips, loop[1]!, `stops.log: a loop line says neither in-poll nor past-poll: "${line}"`);
       continue;
     }
     const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);

@@ -54,6 +54,27 @@ const measuredShare = z.strictObject({
   share: z.number().min(0).max(1),
 });
 
+/** Every number of a profile but its name's: each names the measurement it stands under. */
+export const MEASURED_KEYS = [
+  'serviceMs',
+  'pollWaitFromArrivalMs',
+  'keptAliveRequestsMs',
+  'keptAliveRequestsWithoutRecyclingMs',
+  'clientTurnaroundMs',
+  'clientTurnaroundWithoutRecyclingMs',
+  'returnMs',
+  'threadPickupMs',
+  'killGapMs',
+  'signalHandlerMs',
+  'closeAfterTurnMs',
+  'closeAfterRecycleTurnMs',
+  'teardownMs',
+  'oneWayLatencyMs',
+  'bootMs',
+  'recycleFindsLoopPastPoll',
+  'signalFindsLoopPastPoll',
+] as const;
+
 export const profileSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9.-]+$/),
@@ -149,7 +170,7 @@ export const profileSchema = z
     signalFindsLoopPastPoll: measuredShare.optional(),
   })
   .superRefine((profile, ctx) => {
-    for (const key of ['serviceMs', 'pollWaitFromArrivalMs', 'keptAliveRequestsMs', 'keptAliveRequestsWithoutRecyclingMs', 'clientTurnaroundMs', 'clientTurnaroundWithoutRecyclingMs', 'returnMs', 'threadPickupMs', 'killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'closeAfterRecycleTurnMs', 'teardownMs', 'oneWayLatencyMs', 'bootMs', 'recycleFindsLoopPastPoll', 'signalFindsLoopPastPoll'] as const) {
+    for (const key of MEASURED_KEYS) {
       const id = profile[key]?.measurement;
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
@@ -237,6 +258,7 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     ['signalHandlerMs', 'signalHandlerPercentilesMs', 'the signal handler', 'at the kill'],
     ['closeAfterTurnMs', 'closeAfterTurnPercentilesMs', "the stopping loop turn's rest", 'the close in the same instant'],
     ['closeAfterRecycleTurnMs', 'closeAfterRecycleTurnPercentilesMs', "the recycling loop turn's rest", 'the close in the same instant'],
+    ['teardownMs', 'teardownPercentilesMs', "a graceful exit's teardown", 'at once'],
   ] as const;
   for (const [key, param, label, otherwise] of stopTimings) {
     const measured = profile[key];
@@ -245,18 +267,17 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
       fromProfile.push(label);
     } else defaults.push(`${label} (${otherwise})`);
   }
-  if (profile.teardownMs) {
-    params.teardownPercentilesMs = [...profile.teardownMs.percentilesMs];
-    fromProfile.push("a graceful exit's teardown");
-  } else defaults.push("a graceful exit's teardown (at once)");
-  if (profile.recycleFindsLoopPastPoll) {
-    params.recyclePastPollShare = profile.recycleFindsLoopPastPoll.share;
-    fromProfile.push('where the loop is when a recycle flips alive');
-  } else defaults.push('where the loop is when a recycle flips alive (in its poll)');
-  if (profile.signalFindsLoopPastPoll) {
-    params.signalPastPollShare = profile.signalFindsLoopPastPoll.share;
-    fromProfile.push('where the loop is when a TERM flips alive');
-  } else defaults.push('where the loop is when a TERM flips alive (in its poll)');
+  const loopPlaces = [
+    ['recycleFindsLoopPastPoll', 'recyclePastPollShare', 'where the loop is when a recycle flips alive'],
+    ['signalFindsLoopPastPoll', 'signalPastPollShare', 'where the loop is when a TERM flips alive'],
+  ] as const;
+  for (const [key, param, label] of loopPlaces) {
+    const measured = profile[key];
+    if (measured) {
+      params[param] = measured.share;
+      fromProfile.push(label);
+    } else defaults.push(`${label} (in its poll)`);
+  }
   if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

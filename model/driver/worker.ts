@@ -133,7 +133,7 @@ export class WorkerDriver {
         return;
       }
       this.tearingDown = false;
-      for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason });
+      this.abortOpenConns(reason);
     },
     exitProcess: () => {
       this.exitPending = true;
@@ -291,9 +291,13 @@ export class WorkerDriver {
     if (!this.tearingDown || this.host.isDone(this.id)) return;
     this.host.now(() => {
       this.tearingDown = false;
-      for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason: 'worker-exit' });
+      this.abortOpenConns('worker-exit');
       this.tryExit();
     });
+  }
+
+  private abortOpenConns(reason: AbortReason): void {
+    for (const conn of this.openConns()) this.host.emit(conn, { type: 'conn.abort', reason });
   }
 
   /** The worker's loop returned from its poll with `conn` readable (see `WorkerPort.watchReadable`). */

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
+import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
 import { arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, jointRequestRows, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
@@ -28,7 +29,7 @@ describe('profile files', () => {
       expect(m.machine).toMatch(/\d+ × .+, Linux /);
     }
     // Every measurement described is one the numbers use: no description without a number behind it, or the reverse.
-    const used = [parsed.serviceMs, parsed.pollWaitFromArrivalMs, parsed.keptAliveRequestsMs, parsed.keptAliveRequestsWithoutRecyclingMs, parsed.clientTurnaroundMs, parsed.clientTurnaroundWithoutRecyclingMs, parsed.returnMs, parsed.threadPickupMs, parsed.killGapMs, parsed.signalHandlerMs, parsed.closeAfterTurnMs, parsed.closeAfterRecycleTurnMs, parsed.teardownMs, parsed.oneWayLatencyMs, parsed.bootMs, parsed.recycleFindsLoopPastPoll, parsed.signalFindsLoopPastPoll].map((d) => d?.measurement).filter(Boolean);
+    const used = MEASURED_KEYS.map((key) => parsed[key]?.measurement).filter(Boolean);
     expect(new Set(used)).toEqual(new Set(Object.keys(parsed.measurements)));
   });
 
