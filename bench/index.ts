@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { machineFigures, simulatorFigures } from './machines.ts';
-import { haveAb, serveFigures, type ServeFigures } from './serve.ts';
+import { haveAb, serveFigures, startFigures, type ServeFigures } from './serve.ts';
 import { explorerFigures } from './explorer.ts';
 
 const program = new Command('bench')
@@ -42,6 +42,10 @@ const explorer = explorerFigures();
 say(`  ${explorer.configuration}: ${explorer.statesWithSymmetry.toLocaleString('en')} states with symmetry reduction, ${explorer.statesWithoutSymmetry.toLocaleString('en')} without: ${explorer.symmetryReduction.toFixed(1)}× fewer`);
 say(`  ${Math.round(explorer.statesPerSecond).toLocaleString('en')} states/s with symmetry reduction (canonical keys), ${Math.round(explorer.statesPerSecondWithoutSymmetry).toLocaleString('en')} states/s without`);
 
+say('server start (spawn → "listening at", 1 worker, medians of 8 alternate starts)');
+const start = await startFigures();
+say(`  quiesce serve with its own command only ${start.ownCommandMs.toFixed(0)} ms, through the whole CLI ${start.wholeCliMs.toFixed(0)} ms: ${start.ratio.toFixed(2)}× sooner`);
+
 let serve: ServeFigures | null = null;
 if (options.skipServe) say('server: skipped');
 else if (!haveAb()) say('server: skipped (ab not found: apt-get install apache2-utils)');
@@ -58,4 +62,4 @@ else {
   } else say('  the seed load against gunicorn: skipped (gunicorn not installed)');
 }
 
-if (options.json) process.stdout.write(JSON.stringify({ ...machines.speedups, simulatorSpeedup: simulator.simulatorSpeedup, machines: machines.transitionsPerSecond, simulator, explorer, serve }) + '\n');
+if (options.json) process.stdout.write(JSON.stringify({ ...machines.speedups, simulatorSpeedup: simulator.simulatorSpeedup, machines: machines.transitionsPerSecond, simulator, explorer, start, serve }) + '\n');

@@ -37,6 +37,48 @@ export interface ServeFigures {
   readonly seedLoad: { readonly gunicornRps: number; readonly quiesceRps: number; readonly ratio: number; readonly gunicornFailed: number; readonly quiesceFailed: number } | null;
 }
 
+/**
+ * `quiesce serve`'s start, from spawn to "listening at": through bin/quiesce.mjs (its own command only,
+ * cli/serve-main.ts) against the same command through the whole CLI (cli/main.ts, every command's
+ * modules), alternately, `STARTS` each; the medians, and their ratio.
+ */
+const STARTS = 8;
+const FULL_CLI = `import('tsx/esm/api').then(async ({ register }) => { register(); const { main } = await import(${JSON.stringify(new URL('../cli/main.ts', import.meta.url).href)}); process.exit(await main(process.argv.slice(1))); })`;
+const BIN = new URL('../bin/quiesce.mjs', import.meta.url).pathname;
+
+async function msToListening(args: readonly string[]): Promise<number> {
+  const startedAt = performance.now();
+  const proc = spawn(process.execPath, [...args, 'serve', '--bind', '127.0.0.1:0', '--workers', '1', '--app', 'hello'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const ms = await new Promise<number>((resolve, reject) => {
+    const seen = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('listening at')) resolve(performance.now() - startedAt);
+    };
+    proc.stdout!.on('data', seen);
+    proc.stderr!.on('data', seen);
+    proc.on('exit', (code) => reject(new Error(`quiesce serve exited ${code} before listening:\n${output}`)));
+  });
+  proc.removeAllListeners('exit');
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await exited;
+  return ms;
+}
+
+export async function startFigures(): Promise<{ ownCommandMs: number; wholeCliMs: number; ratio: number }> {
+  const own: number[] = [];
+  const whole: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    own.push(await msToListening([BIN]));
+    whole.push(await msToListening(['-e', FULL_CLI]));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const ownCommandMs = median(own);
+  const wholeCliMs = median(whole);
+  return { ownCommandMs, wholeCliMs, ratio: wholeCliMs / ownCommandMs };
+}
+
 export function haveAb(): boolean {
   return !spawnSync('ab', ['-V']).error;
 }
