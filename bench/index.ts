@@ -44,7 +44,7 @@ say(`  ${Math.round(explorer.statesPerSecond).toLocaleString('en')} states/s wit
 
 say('server start (spawn → "listening at", 1 worker, medians of 8 alternate starts)');
 const start = await startFigures();
-say(`  quiesce serve with its own command only ${start.ownCommandMs.toFixed(0)} ms, through the whole CLI ${start.wholeCliMs.toFixed(0)} ms: ${start.ratio.toFixed(2)}× sooner`);
+say(`  quiesce serve from its kept bundle ${start.keptBundleMs.toFixed(0)} ms, from its sources through tsx ${start.fromSourcesMs.toFixed(0)} ms: ${start.ratio.toFixed(2)}× sooner`);
 
 let serve: ServeFigures | null = null;
 if (options.skipServe) say('server: skipped');

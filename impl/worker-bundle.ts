@@ -1,5 +1,5 @@
 /**
- * Workers run from one bundled JavaScript file, built once per arbiter start.
+ * Workers run from one bundled JavaScript file, kept between server starts.
  *
  * A worker is a fresh process every time one is spawned — at every HUP, every
  * max-requests recycle, every replacement. Loading the TypeScript sources
@@ -7,60 +7,29 @@
  * 0.1 s. Under the seed's load (a recycle every few hundred milliseconds) that
  * difference is most of the server's CPU. The file is named by its content's
  * hash, so concurrent servers share it and a code change gets a new one;
- * it lives in node_modules/.cache/quiesce.
+ * it lives in node_modules/.cache/quiesce, so its own imports (tsx, for a
+ * TypeScript app) resolve from the package. bin/bundle-cache.mjs says when a
+ * kept one is reused.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildSync } from 'esbuild';
+import { bundleSync } from '../bin/bundle-cache.mjs';
 
 const ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
-const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** In the package's node_modules, so the bundle's own imports (tsx, for TypeScript apps) resolve. */
-const CACHE_DIR = fileURLToPath(new URL('../node_modules/.cache/quiesce/', import.meta.url));
-
-function cacheDir(): string {
-  try {
-    mkdirSync(CACHE_DIR, { recursive: true });
-    return CACHE_DIR;
-  } catch {
-    return tmpdir(); // a read-only install: TypeScript apps will not load, JavaScript ones will
-  }
-}
 
 /** The script a worker process starts with: `node <bootScript> <bundle> <code cache> spare`. */
 export const WORKER_BOOT_SCRIPT = fileURLToPath(new URL('./worker-boot.cjs', import.meta.url));
 
-/** Build (or reuse) the worker bundle; returns its path. */
+/** The worker bundle's path: kept from an earlier start while its sources are unchanged (bin/bundle-cache.mjs). */
 export function workerBundle(): string {
-  const result = buildSync({
+  return bundleSync('quiesce-worker', 'cjs', {
     entryPoints: [ENTRY],
-    bundle: true,
-    platform: 'node',
     // A classic script, not a module: V8 keeps a code cache for a script (see worker-boot.cjs).
     format: 'cjs',
-    target: 'node20',
     // The boot script passes the bundle's own URL: a classic script has no import.meta.
     define: { 'import.meta.url': '__bundle_url' },
-    write: false,
     // A user's TypeScript app is loaded through tsx at run time, from the package's own node_modules.
     external: ['tsx', 'tsx/*'],
-    logLevel: 'silent',
-    // Paths in the bundle (its comments) relative to the package, not to wherever the server was
-    // started: the same sources give the same bundle, and so the same file and code cache, from any cwd.
-    absWorkingDir: PACKAGE_ROOT,
   });
-  const code = result.outputFiles[0]!.contents;
-  const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
-  const path = join(cacheDir(), `quiesce-worker-${hash}.cjs`);
-  if (!existsSync(path)) {
-    const partial = `${path}.${process.pid}.tmp`;
-    writeFileSync(partial, code);
-    renameSync(partial, path);
-  }
-  return path;
 }
 
 /**

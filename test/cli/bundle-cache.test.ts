@@ -1,0 +1,106 @@
+import type { BuildOptions } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { bundle, bundleSync, cacheDir, sourceUrlPlugin } from '../../bin/bundle-cache.mjs';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A tiny package of two modules under a fresh root; returns the root. */
+function sources(message: string): string {
+  const root = mkdtempSync(join(tmpdir(), 'quiesce-bundle-'));
+  dirs.push(root);
+  writeFileSync(join(root, 'entry.ts'), "import { message } from './dep.ts';\nconsole.log(message);\n");
+  writeFileSync(join(root, 'dep.ts'), `export const message: string = ${JSON.stringify(message)};\n`);
+  return root;
+}
+
+const OPTIONS: BuildOptions = { entryPoints: ['entry.ts'], format: 'cjs' };
+/** A name of its own per test: the cache is the package's, shared with the real bundles. */
+const uniqueName = (label: string) => `test-${label}-${process.pid}-${Date.now()}`;
+/** The file's identity on disk: a kept bundle is the same file, a rebuilt one a new file (written by rename). */
+const identity = (path: string) => `${statSync(path).ino}:${statSync(path).mtimeMs}`;
+const run = (path: string) => spawnSync(process.execPath, [path], { encoding: 'utf8' }).stdout;
+
+function forget(name: string, ...paths: string[]) {
+  for (const path of paths) rmSync(path, { force: true });
+  rmSync(join(cacheDir(), `${name}.manifest.json`), { force: true });
+}
+
+describe('bin/bundle-cache.mjs: a bundle is kept while nothing that went into it changed', () => {
+  it('reuses the kept file for unchanged sources, and builds again when any source changes', () => {
+    const root = sources('one');
+    const name = uniqueName('reuse');
+    const first = bundleSync(name, 'cjs', OPTIONS, root);
+    expect(run(first)).toBe('one\n');
+    expect(bundleSync(name, 'cjs', OPTIONS, root)).toBe(first);
+    const kept = identity(first);
+    expect(identity(bundleSync(name, 'cjs', OPTIONS, root))).toBe(kept);
+
+    // An imported module changes: a new bundle, with the new behaviour.
+    writeFileSync(join(root, 'dep.ts'), 'export const message: string = "two";\n');
+    const second = bundleSync(name, 'cjs', OPTIONS, root);
+    expect(second).not.toBe(first);
+    expect(run(second)).toBe('two\n');
+    // The older file stays: a server started from it may still spawn workers from it.
+    expect(run(first)).toBe('one\n');
+    forget(name, first, second);
+  });
+
+  it('builds again when the options, a key file (tsconfig.json) or the kept file itself change, and when the manifest is unreadable', () => {
+    const root = sources('three');
+    const name = uniqueName('key');
+    const first = bundleSync(name, 'cjs', OPTIONS, root);
+    const built = identity(first);
+
+    const minified = bundleSync(name, 'cjs', { ...OPTIONS, minify: true }, root);
+    expect(minified).not.toBe(first);
+    expect(run(minified)).toBe('three\n');
+
+    // Same output as the first build (same name), but built again: the key changed.
+    writeFileSync(join(root, 'tsconfig.json'), '{}\n');
+    const afterTsconfig = bundleSync(name, 'cjs', OPTIONS, root);
+    expect(afterTsconfig).toBe(first);
+    expect(identity(afterTsconfig)).not.toBe(built);
+
+    unlinkSync(afterTsconfig);
+    const afterDelete = bundleSync(name, 'cjs', OPTIONS, root);
+    expect(run(afterDelete)).toBe('three\n');
+
+    const manifest = join(cacheDir(), `${name}.manifest.json`);
+    writeFileSync(manifest, '{ not json');
+    const afterCorrupt = bundleSync(name, 'cjs', OPTIONS, root);
+    expect(run(afterCorrupt)).toBe('three\n');
+    expect(JSON.parse(readFileSync(manifest, 'utf8')).file).toBe(basename(afterCorrupt));
+    forget(name, first, minified);
+  });
+
+  it("gives each of our modules its own import.meta.url inside the bundle, and leaves the words alone where they are quoted", async () => {
+    const root = mkdtempSync(join(tmpdir(), 'quiesce-bundle-'));
+    dirs.push(root);
+    writeFileSync(join(root, 'entry.ts'), "import { where } from './lib/where.ts';\nconsole.log(JSON.stringify([import.meta.url, where, 'import.meta.url']));\n");
+    const lib = join(root, 'lib');
+    mkdirSync(lib);
+    writeFileSync(join(lib, 'where.ts'), 'export const where: string = import.meta.url;\n');
+    const name = uniqueName('url');
+    const path = await bundle(name, 'mjs', { entryPoints: ['entry.ts'], format: 'esm', plugins: [sourceUrlPlugin] }, root);
+    const [entryUrl, libUrl, quoted] = JSON.parse(run(path)) as string[];
+    expect(entryUrl).toBe(`file://${join(root, 'entry.ts')}`);
+    expect(libUrl).toBe(`file://${join(lib, 'where.ts')}`);
+    expect(quoted).toBe('import.meta.url');
+    forget(name, path);
+  });
+
+  it('a source that does not compile fails the build with a message naming its file and line, and keeps nothing', () => {
+    const root = sources('four');
+    writeFileSync(join(root, 'dep.ts'), 'export const message: string = ;\n');
+    const name = uniqueName('broken');
+    expect(() => bundleSync(name, 'cjs', OPTIONS, root)).toThrow(/dep\.ts:1:\d+: ERROR/);
+    expect(existsSync(join(cacheDir(), `${name}.manifest.json`))).toBe(false);
+  });
+});
