@@ -10,3 +10,7 @@ export declare const sourceUrlPlugin: Plugin;
 export declare function bundleSync(name: string, extension: string, options: Omit<BuildOptions, 'plugins'>, root?: string): string;
 /** As bundleSync, with esbuild's plugins allowed. */
 export declare function bundle(name: string, extension: string, options: BuildOptions, root?: string): Promise<string>;
+/** Marks a kept bundle as used now, so that pruning spares it. */
+export declare function markUsed(path: string): void;
+/** Deletes the bundles of `name` beyond the newest few that are unused for a week; returns the files deleted. */
+export declare function prune(name: string, nowMs?: number): string[];

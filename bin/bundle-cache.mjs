@@ -16,13 +16,15 @@
  * package-lock.json, which the key holds.
  *
  * Bundles are named by their content's hash and written by rename, so servers started at once from
- * the same sources share one file, and a server still running on an older bundle keeps it (a worker
- * loads its bundle again at every spawn). `rm -rf node_modules/.cache/quiesce` forgets them all.
+ * the same sources share one file. Older ones are pruned when a new one is kept, but only those that
+ * are both beyond the newest few and unused for a week: a server still running on an older bundle
+ * needs it (a worker loads its bundle again at every spawn, and marks it used). `rm -rf
+ * node_modules/.cache/quiesce` forgets them all.
  *
  * Plain JavaScript on purpose: bin/quiesce.mjs runs it before any TypeScript can load.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +108,51 @@ function writeAtomically(path, contents) {
   renameSync(partial, path);
 }
 
+/** A kept bundle is pruned only when it is none of the newest few of its name and unused this long. */
+const PRUNE_KEEP_NEWEST = 3;
+const PRUNE_UNUSED_MS = 7 * 24 * 3600 * 1000;
+
+/** Marks a kept bundle as used now (its mtime), so that pruning spares it. */
+export function markUsed(path) {
+  try {
+    const now = new Date();
+    utimesSync(path, now, now);
+  } catch {
+    // a read-only cache is never pruned either
+  }
+}
+
+/**
+ * Deletes the bundles of `name` beyond the newest few that are unused for a week, with what lives
+ * beside each (a worker bundle's V8 code cache), and partial writes a crash left behind.
+ */
+export function prune(name, nowMs = Date.now()) {
+  const dir = cacheDir();
+  const ownName = new RegExp(`^${name.replace(/[^\w-]/g, '\\$&')}-[0-9a-f]{16}\\.[a-z]+$`);
+  let files;
+  try {
+    files = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const ageMs = (file) => {
+    try {
+      return nowMs - statSync(join(dir, file)).mtimeMs;
+    } catch {
+      return 0; // gone meanwhile: nothing to do
+    }
+  };
+  const bundles = files.filter((file) => ownName.test(file)).sort((a, b) => ageMs(a) - ageMs(b));
+  const stale = bundles.slice(PRUNE_KEEP_NEWEST).filter((file) => ageMs(file) > PRUNE_UNUSED_MS);
+  const doomed = [
+    // A partial write in progress may be the same bundle again: only old ones go, below.
+    ...stale.flatMap((bundle) => files.filter((file) => file === bundle || (file.startsWith(`${bundle}.`) && !file.endsWith('.tmp')))),
+    ...files.filter((file) => file.startsWith(`${name}`) && file.endsWith('.tmp') && ageMs(file) > 24 * 3600 * 1000),
+  ];
+  for (const file of doomed) rmSync(join(dir, file), { force: true });
+  return doomed;
+}
+
 /** Keeps a finished build: the bundle under its content's hash, then the manifest that names it. */
 function keep(name, key, result, extension, root) {
   const code = result.outputFiles.find((file) => !file.path.endsWith('.map'))?.contents;
@@ -118,6 +165,7 @@ function keep(name, key, result, extension, root) {
   const path = join(cacheDir(), file);
   writeAtomically(path, code);
   writeAtomically(manifestPath(name), JSON.stringify({ key, inputs, inputsHash: hashOfInputs(inputs, root), file }, null, 1));
+  prune(name);
   return path;
 }
 

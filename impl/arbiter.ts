@@ -31,6 +31,7 @@ import { DEFAULT_LIMITS } from './http.ts';
 import { LiveHost, monotonicNs, ServerInvariantError } from './live-host.ts';
 import { isWorkerMessage, WORKER_BOOT_ERROR, WORKER_SPEC_ENV, type ArbiterMessage, type SpareSpec, type WorkerIdentity, type WorkerMessage } from './protocol.ts';
 import { TraceWriter } from './trace-writer.ts';
+import { markUsed } from '../bin/bundle-cache.mjs';
 import { codeCachePath, WORKER_BOOT_SCRIPT, workerBundle } from './worker-bundle.ts';
 
 /** A bound, not yet listening socket handle (Node's internal TCP/Pipe wrap). */
@@ -379,6 +380,8 @@ export class Arbiter {
       trace: this.trace !== null,
     };
     const nodeArgs = workerNodeArgs(this.config.app, this.params, process.env.QUIESCE_WORKER_NODE_ARGS);
+    // A long-running server needs its bundle at every spawn: pruning spares a bundle used this week.
+    markUsed(this.workerScript);
     const child = spawn(process.execPath, [...nodeArgs, WORKER_BOOT_SCRIPT, this.workerScript, codeCachePath(this.workerScript), 'spare'], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: this.workerEnv(spec),

@@ -1,14 +1,17 @@
 import type { BuildOptions } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bundle, bundleSync, cacheDir, sourceUrlPlugin } from '../../bin/bundle-cache.mjs';
+import { bundle, bundleSync, cacheDir, markUsed, prune, sourceUrlPlugin } from '../../bin/bundle-cache.mjs';
 
+/** Temporary directories and files in the cache, removed after each test whatever its outcome. */
 const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  // What this file's builds kept in the package's cache (bundles and manifests of its own names).
+  for (const file of readdirSync(cacheDir())) if (file.startsWith(`test-`) && file.includes(`-${process.pid}-`)) rmSync(join(cacheDir(), file), { force: true });
 });
 
 /** A tiny package of two modules under a fresh root; returns the root. */
@@ -27,10 +30,6 @@ const uniqueName = (label: string) => `test-${label}-${process.pid}-${Date.now()
 const identity = (path: string) => `${statSync(path).ino}:${statSync(path).mtimeMs}`;
 const run = (path: string) => spawnSync(process.execPath, [path], { encoding: 'utf8' }).stdout;
 
-function forget(name: string, ...paths: string[]) {
-  for (const path of paths) rmSync(path, { force: true });
-  rmSync(join(cacheDir(), `${name}.manifest.json`), { force: true });
-}
 
 describe('bin/bundle-cache.mjs: a bundle is kept while nothing that went into it changed', () => {
   it('reuses the kept file for unchanged sources, and builds again when any source changes', () => {
@@ -49,7 +48,6 @@ describe('bin/bundle-cache.mjs: a bundle is kept while nothing that went into it
     expect(run(second)).toBe('two\n');
     // The older file stays: a server started from it may still spawn workers from it.
     expect(run(first)).toBe('one\n');
-    forget(name, first, second);
   });
 
   it('builds again when the options, a key file (tsconfig.json) or the kept file itself change, and when the manifest is unreadable', () => {
@@ -77,7 +75,6 @@ describe('bin/bundle-cache.mjs: a bundle is kept while nothing that went into it
     const afterCorrupt = bundleSync(name, 'cjs', OPTIONS, root);
     expect(run(afterCorrupt)).toBe('three\n');
     expect(JSON.parse(readFileSync(manifest, 'utf8')).file).toBe(basename(afterCorrupt));
-    forget(name, first, minified);
   });
 
   it("gives each of our modules its own import.meta.url inside the bundle, and leaves the words alone where they are quoted", async () => {
@@ -93,7 +90,6 @@ describe('bin/bundle-cache.mjs: a bundle is kept while nothing that went into it
     expect(entryUrl).toBe(`file://${join(root, 'entry.ts')}`);
     expect(libUrl).toBe(`file://${join(lib, 'where.ts')}`);
     expect(quoted).toBe('import.meta.url');
-    forget(name, path);
   });
 
   it('a source that does not compile fails the build with a message naming its file and line, and keeps nothing', () => {
@@ -102,5 +98,58 @@ describe('bin/bundle-cache.mjs: a bundle is kept while nothing that went into it
     const name = uniqueName('broken');
     expect(() => bundleSync(name, 'cjs', OPTIONS, root)).toThrow(/dep\.ts:1:\d+: ERROR/);
     expect(existsSync(join(cacheDir(), `${name}.manifest.json`))).toBe(false);
+  });
+});
+
+describe('bin/bundle-cache.mjs: pruning', () => {
+  const DAY_MS = 24 * 3600 * 1000;
+  const hash = (i: number) => i.toString(16).padStart(16, '0');
+
+  it('deletes only bundles beyond the newest three that are unused for a week, with what lives beside them, and old partial writes', () => {
+    const name = uniqueName('prune');
+    const other = uniqueName('prune-other');
+    const dir = cacheDir();
+    const nowMs = Date.now();
+    const made: string[] = [];
+    const make = (file: string, ageDays: number) => {
+      const path = join(dir, file);
+      writeFileSync(path, 'x');
+      const at = new Date(nowMs - ageDays * DAY_MS);
+      utimesSync(path, at, at);
+      made.push(path);
+      dirs.push(path);
+    };
+    // Ages in days: the newest three (2, 3, 4) stay; of the rest, 5 days is used within the week and
+    // stays, 10, 20 and 30 go.
+    const ages = [30, 20, 10, 4, 3, 2, 5];
+    ages.forEach((age, i) => {
+      make(`${name}-${hash(i)}.cjs`, age);
+      make(`${name}-${hash(i)}.cjs.v20-x64.v8cache`, age);
+    });
+    make(`${other}-${hash(99)}.cjs`, 40); // another name's: not this prune's
+    make(`${name}-${hash(0)}.cjs.123.tmp`, 2); // a partial write a crash left behind
+    make(`${name}-${hash(1)}.cjs.456.tmp`, 0.5); // one that may still be in progress
+
+    const deleted = prune(name, nowMs).sort();
+    const expected = [0, 1, 2].flatMap((i) => [`${name}-${hash(i)}.cjs`, `${name}-${hash(i)}.cjs.v20-x64.v8cache`]);
+    expect(deleted).toEqual([...expected, `${name}-${hash(0)}.cjs.123.tmp`].sort());
+    for (const path of made) expect(existsSync(path)).toBe(!deleted.includes(basename(path)));
+  });
+
+  it('a bundle marked used is spared however old its build, and the newest three stay however old', () => {
+    const name = uniqueName('prune-used');
+    const dir = cacheDir();
+    const nowMs = Date.now();
+    const paths = [0, 1, 2, 3].map((i) => join(dir, `${name}-${hash(i)}.cjs`));
+    dirs.push(...paths);
+    paths.forEach((path, i) => {
+      writeFileSync(path, 'x');
+      const at = new Date(nowMs - (40 - i) * DAY_MS);
+      utimesSync(path, at, at);
+    });
+    markUsed(paths[0]!); // the oldest build, still in use by a running server
+    // Newest now: paths[0] (just used), paths[3], paths[2]; paths[1] is beyond them and 39 days unused.
+    expect(prune(name, Date.now() + 1000)).toEqual([basename(paths[1]!)]);
+    expect(paths.map((path) => existsSync(path))).toEqual([true, false, true, true]);
   });
 });
