@@ -14,3 +14,5 @@ export declare function bundle(name: string, extension: string, options: BuildOp
 export declare function markUsed(path: string): void;
 /** Deletes the bundles of `name` beyond the newest few that are unused for a week; returns the files deleted. */
 export declare function prune(name: string, nowMs?: number): string[];
+/** The options for a program of ours run as an ES module from its bundle (the CLI, a worker thread). */
+export declare function programOptions(entry: string): BuildOptions;

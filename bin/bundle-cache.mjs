@@ -187,6 +187,25 @@ export const sourceUrlPlugin = {
   },
 };
 
+/** The bundle's own URL, in its banner: spelled apart, as sourceUrlPlugin rewrites these words in this file's source too. */
+const BUNDLE_OWN_URL = ['import', 'meta', 'url'].join('.');
+
+/**
+ * The options for a program of ours run as an ES module (the CLI, a worker thread): each module's own
+ * import.meta.url; esbuild (a native binary) and tsx (which loads a user's TypeScript app) loaded from
+ * the package's node_modules at run time; and a require() for the bundled CommonJS packages, which
+ * call it for Node's built-ins, where an ES module has none of its own.
+ */
+export function programOptions(entry) {
+  return {
+    entryPoints: [entry],
+    format: 'esm',
+    plugins: [sourceUrlPlugin],
+    external: ['esbuild', 'tsx', 'tsx/*'],
+    banner: { js: `import { createRequire as __quiesceCreateRequire } from 'node:module'; const require = __quiesceCreateRequire(${BUNDLE_OWN_URL});` },
+  };
+}
+
 function fullOptions(options, root) {
   return { bundle: true, platform: 'node', target: 'node20', logLevel: 'silent', ...options, absWorkingDir: root, write: false, metafile: true };
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI from a bundle that esbuild builds once and keeps while the sources are
 // unchanged (bin/bundle-cache.mjs), so the package needs no build step and a start pays for none.
-import { bundle, sourceUrlPlugin } from './bundle-cache.mjs';
+import { bundle, programOptions } from './bundle-cache.mjs';
 
 // `quiesce … | head`: the reader went away; stop quietly instead of a stack trace.
 for (const stream of [process.stdout, process.stderr]) {
@@ -24,16 +24,7 @@ async function buildOrExit(build) {
 const argv = process.argv.slice(2);
 // A server starts with its own command's modules only (cli/serve-main.ts says why).
 const [name, entry, run] = argv[0] === 'serve' ? ['quiesce-serve', 'cli/serve-main.ts', 'mainServe'] : ['quiesce-cli', 'cli/main.ts', 'main'];
-const path = await buildOrExit(() => bundle(name, 'mjs', {
-  entryPoints: [entry],
-  format: 'esm',
-  plugins: [sourceUrlPlugin],
-  // Loaded from the package's node_modules at run time: esbuild is a native binary, and tsx loads a
-  // user's TypeScript app.
-  external: ['esbuild', 'tsx', 'tsx/*'],
-  // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
-  banner: { js: "import { createRequire as __quiesceCreateRequire } from 'node:module'; const require = __quiesceCreateRequire(import.meta.url);" },
-}));
+const path = await buildOrExit(() => bundle(name, 'mjs', programOptions(entry)));
 const code = await (await import(path))[run](argv);
 // The arbiter leaves at once when its stop is done. Left to end by itself, Node closes its handles
 // first, and libuv gives each signal back its default action as the last handler for it goes: a TERM

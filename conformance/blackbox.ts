@@ -24,6 +24,7 @@ import { appEnv, runScript, type ServerUnderTest } from './live.ts';
 import { accepts, answers, childrenOf, startProcess } from './process.ts';
 import { SCRIPTS } from './scripts.ts';
 import { clientLine, existsExplanation, type ExistentialVerdict } from './exists.ts';
+import { JudgeThread } from './judge-thread.ts';
 
 /** Placeholders a server command may take, filled from each script's parameters. */
 export const PLACEHOLDERS: Record<string, { readonly of: (p: ServerParams) => string; readonly needed: (p: ServerParams, script: Script) => boolean }> = {
@@ -214,44 +215,65 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
   await assertAddressFree(options.bind);
   const policies = options.policies ?? BASE_POLICY_NAMES;
   const scripts = SCRIPTS.filter((s) => !options.scripts || options.scripts.includes(s.name));
-  const verdicts: ScriptVerdict[] = [];
-  for (const script of scripts) {
-    options.onScript?.(script.name);
-    const skipped = skipReason(options.command, script);
-    if (skipped) {
-      verdicts.push({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace: [], explanations: {} });
-      continue;
+  // Judging a run is CPU work (a search of every interleaving, under each policy); running one is mostly
+  // waiting. Each run is judged on a thread of its own while the next one runs (judge-thread.ts).
+  const judge = await JudgeThread.start();
+  const judged: Promise<ScriptVerdict>[] = [];
+  try {
+    for (const script of scripts) {
+      options.onScript?.(script.name);
+      // Boxed: an async function's returned promise would be awaited with it, and the pipeline lost.
+      judged.push((await runAndJudge(script, sut, options, policies, judge)).verdict);
     }
-    const run = await runScript(script, sut);
-    // A step aimed at a worker that found none did not happen: what the clients saw is not the script's.
-    if (run.noWorker.length > 0) {
-      const pattern = options.workerPattern ? `: does --worker-pattern ${options.workerPattern.source} match its workers?` : '';
-      verdicts.push({ script: script.name, skipped: `not judged: found no worker process to signal (${run.noWorker.join('; ')})${pattern}`, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace: run.observed, explanations: {} });
-      continue;
-    }
-    const observed = clientView(run.observed);
-    const explainedBy: string[] = [];
-    const explainedBySearch: string[] = [];
-    const explanations: Record<string, Trace> = {};
-    const differences: Record<string, string> = {};
-    for (const policy of policies) {
-      const difference = firstDifference(observed, clientView(simulateScript(script, policy).events));
-      if (difference === null) {
-        explainedBy.push(policy);
-        continue;
-      }
-      // The simulator took one interleaving: is there another the policy allows that explains it?
-      const search = existsExplanation(script, policy, run.observed, options.maxStates === undefined ? {} : { maxStates: options.maxStates });
-      if (search.status === 'explained') {
-        explainedBy.push(policy);
-        explainedBySearch.push(policy);
-        explanations[policy] = search.trace;
-      } else differences[policy] = `${difference}${searchNote(search)}`;
-    }
-    verdicts.push({ script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace: run.observed, explanations });
+  } finally {
+    // Every run's verdict, in the scripts' order, before the thread goes.
+    await Promise.allSettled(judged);
+    await judge.close();
   }
+  const verdicts = await Promise.all(judged);
   const ran = verdicts.filter((v) => v.skipped === null);
   return { command: options.command, scripts: verdicts, policies: policies.filter((p) => ran.length > 0 && ran.every((v) => v.explainedBy.includes(p))) };
+}
+
+/** Runs one script against the server now; its verdict comes when the judge is through with it. */
+async function runAndJudge(script: Script, sut: ServerUnderTest, options: ConformOptions, policies: readonly string[], judge: JudgeThread): Promise<{ verdict: Promise<ScriptVerdict> }> {
+  const notJudged = (skipped: string, observedTrace: readonly TraceEvent[]): ScriptVerdict => ({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace, explanations: {} });
+  const skipped = skipReason(options.command, script);
+  if (skipped) return { verdict: Promise.resolve(notJudged(skipped, [])) };
+  const run = await runScript(script, sut);
+  // A step aimed at a worker that found none did not happen: what the clients saw is not the script's.
+  if (run.noWorker.length > 0) {
+    const pattern = options.workerPattern ? `: does --worker-pattern ${options.workerPattern.source} match its workers?` : '';
+    return { verdict: Promise.resolve(notJudged(`not judged: found no worker process to signal (${run.noWorker.join('; ')})${pattern}`, run.observed)) };
+  }
+  return { verdict: judge.verdict(script.name, policies, run.observed, options.maxStates) };
+}
+
+/**
+ * One run judged: what its clients saw beside the simulator's run of each policy, and, where they
+ * differ, a search of every interleaving the policy allows for one that explains it.
+ */
+export function judgeRun(script: Script, policies: readonly string[], observedTrace: readonly TraceEvent[], maxStates?: number): ScriptVerdict {
+  const observed = clientView(observedTrace);
+  const explainedBy: string[] = [];
+  const explainedBySearch: string[] = [];
+  const explanations: Record<string, Trace> = {};
+  const differences: Record<string, string> = {};
+  for (const policy of policies) {
+    const difference = firstDifference(observed, clientView(simulateScript(script, policy).events));
+    if (difference === null) {
+      explainedBy.push(policy);
+      continue;
+    }
+    // The simulator took one interleaving: is there another the policy allows that explains it?
+    const search = existsExplanation(script, policy, observedTrace, maxStates === undefined ? {} : { maxStates });
+    if (search.status === 'explained') {
+      explainedBy.push(policy);
+      explainedBySearch.push(policy);
+      explanations[policy] = search.trace;
+    } else differences[policy] = `${difference}${searchNote(search)}`;
+  }
+  return { script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace, explanations };
 }
 
 export function formatConformReport(report: ConformReport): string {
