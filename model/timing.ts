@@ -9,7 +9,12 @@
  *   parameters say 30 s is a server that does not keep its own deadline;
  * - and no later than the tolerance after it was due: an actor that takes
  *   other events long after its timer was due, the timer still pending, is
- *   one whose timer never fired.
+ *   one whose timer never fired;
+ * - and only while it is pending: a timer's event with no such timer of its
+ *   actor set — it fired already, or was cancelled — is a server whose timer
+ *   outlived its state (a deadline acted on twice), even where the chart
+ *   would take the event again. Which events are a timer's the trace itself
+ *   says: the types of the timers the machines set in it.
  *
  * A stopped process runs no timers (SIGSTOP): one due while its process is
  * stopped is due when it resumes (SIGCONT). A worker the watchdog found
@@ -74,6 +79,10 @@ export class TimerWatch {
    * they last ran — a SIGSTOP from outside, which no trace can record — so their timers could not fire.
    */
   private readonly silentSince = new Map<OwnerKey, number>();
+  /** The event types of every timer set so far: an event of one of them is a timer's. */
+  private readonly timerTypes = new Set<string>();
+  /** What became of each actor's last timer of a type, for the message when it comes again: `actor type` → line and fate. */
+  private readonly lastFate = new Map<string, { readonly index: number; readonly fate: 'fired' | 'cancelled' }>();
 
   constructor(
     private readonly tolerance: TimerTolerance,
@@ -89,10 +98,16 @@ export class TimerWatch {
     // A KILLed worker may have been frozen since it last ran (a stopped worker is killed at the deadline).
     if (e.type === 'worker.signal' && e.signal === 'KILL') this.silentSince.set(e.actor, Math.min(this.silentSince.get(e.actor) ?? Infinity, this.lastAlive.get(e.actor) ?? 0));
     const timers = this.pending.get(actor);
+    if (this.timerTypes.has(e.type) && ![...(timers?.values() ?? [])].some((t) => t.eventType === e.type)) {
+      const last = this.lastFate.get(`${actor} ${e.type}`);
+      const why = last ? `its last one ${last.fate} at line ${this.lineOf(last.index)}` : 'none was set';
+      return this.violation(e, index, `${actor} took ${e.type}, a timer's event, with no such timer pending: ${why}`);
+    }
     if (timers) {
       const firing = [...timers.values()].filter((t) => t.eventType === e.type).sort((a, b) => a.dueMs - b.dueMs)[0];
       if (firing) {
         timers.delete(firing.id);
+        this.lastFate.set(`${actor} ${e.type}`, { index, fate: 'fired' });
         if (e.t < firing.dueMs - this.tolerance.earlyMs) {
           return this.violation(e, index, `${actor}'s timer ${firing.id} (${e.type}) fired ${fmt(e.t - (firing.dueMs - firing.delayMs))} ms after line ${this.lineOf(firing.setAt)} set it; the header's parameters give ${fmt(firing.delayMs)} ms`);
         }
@@ -130,8 +145,14 @@ export class TimerWatch {
         let timers = this.pending.get(actor);
         if (!timers) this.pending.set(actor, (timers = new Map()));
         timers.set(id, { id, eventType: params.event.type, delayMs: params.delay, dueMs: t + params.delay, setAt: index });
+        this.timerTypes.add(params.event.type);
       } else if (action.type === 'xstate.cancel') {
-        this.pending.get(actor)?.delete((action.params as { sendId: string }).sendId);
+        const timers = this.pending.get(actor);
+        const cancelled = timers?.get((action.params as { sendId: string }).sendId);
+        if (cancelled) {
+          timers!.delete(cancelled.id);
+          this.lastFate.set(`${actor} ${cancelled.eventType}`, { index, fate: 'cancelled' });
+        }
       }
     }
   }

@@ -5,6 +5,8 @@ import type { TraceEvent } from '../../model/events.ts';
 import type { Trace } from '../../model/trace.ts';
 import { traceOf } from '../../proofs/explore.ts';
 import { runRow, THEOREMS, DEFAULT_BOUNDS } from '../../proofs/theorems.ts';
+import { getScript } from '../../conformance/scripts.ts';
+import { simulateScript } from '../../simulator/script.ts';
 
 /** Theorem 2's shortest witness for a policy: a short trace on a virtual clock (graceful timeout 6 ms, keep-alive 3 ms). */
 function witness(policy: string): Trace {
@@ -123,5 +125,37 @@ describe('TimerWatch', () => {
     watch.apply('worker/1', 5, 0, raise(10));
     watch.apply('worker/1', 6, 1, [{ type: 'xstate.cancel', params: { sendId: 'graceful' } }]);
     expect(watch.before(ev(100, 'worker.heartbeat'), 2)).toBeNull();
+  });
+
+  it("a timer's event with no such timer pending is refused: one that fired already, one that was cancelled, one never set", () => {
+    const watch = new TimerWatch(VIRTUAL_CLOCK, (i) => i + 2);
+    watch.apply('worker/1', 5, 0, raise(10));
+    expect(watch.before(ev(15, 'worker.graceful-timeout'), 1)).toBeNull();
+    watch.after(ev(15, 'worker.graceful-timeout'), 1, [], false);
+    // The same deadline again: its timer fired at line 3 (index 1).
+    expect(watch.before(ev(16, 'worker.graceful-timeout'), 2)?.message).toBe("worker/1 took worker.graceful-timeout, a timer's event, with no such timer pending: its last one fired at line 3");
+    watch.apply('worker/2', 20, 3, raise(10));
+    watch.apply('worker/2', 21, 4, [{ type: 'xstate.cancel', params: { sendId: 'graceful' } }]);
+    expect(watch.before(({ ...ev(30, 'worker.graceful-timeout'), actor: 'worker/2' } as TraceEvent), 5)?.message).toBe("worker/2 took worker.graceful-timeout, a timer's event, with no such timer pending: its last one cancelled at line 6");
+    expect(watch.before(({ ...ev(31, 'worker.graceful-timeout'), actor: 'worker/3' } as TraceEvent), 6)?.message).toBe("worker/3 took worker.graceful-timeout, a timer's event, with no such timer pending: none was set");
+    // An event of a type no timer has had is not a timer's.
+    expect(watch.before(({ ...ev(32, 'worker.heartbeat'), actor: 'worker/3' } as TraceEvent), 7)).toBeNull();
+  });
+
+  it('replay refuses a worker whose graceful deadline fires twice, where the chart alone would take it again (gthread: the pool runs past it)', () => {
+    const trace = simulateScript(getScript('quit-while-draining'), 'gunicorn-gthread');
+    expect(replay(trace)).toMatchObject({ ok: true });
+    const at = trace.events.findIndex((e) => e.type === 'worker.graceful-timeout');
+    expect(at).toBeGreaterThan(0);
+    const fired = trace.events[at]!;
+    const twice = { ...trace, events: [...trace.events.slice(0, at + 1), { ...fired, t: fired.t + 0.001 }, ...trace.events.slice(at + 1)] };
+    // Without the timer watch, the machines take it: the gap this closes.
+    expect(replay(twice, trace.header.policy, { timerTolerance: 'off' })).toMatchObject({ ok: true });
+    const verdict = replay(twice);
+    expect(verdict.ok).toBe(false);
+    if (!verdict.ok) {
+      expect(verdict.violation.kind).toBe('timer');
+      expect(verdict.violation.message).toMatch(new RegExp(`${fired.actor} took worker.graceful-timeout, a timer's event, with no such timer pending: its last one fired at line \\d+`));
+    }
   });
 });
