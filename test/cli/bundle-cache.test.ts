@@ -1,10 +1,10 @@
 import type { BuildOptions } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bundle, bundleSync, cacheDir, markUsed, prune, sourceUrlPlugin } from '../../bin/bundle-cache.mjs';
+import { bundle, bundleSync, cacheDir, markUsed, PACKAGE_ROOT, prune, sourceUrlPlugin } from '../../bin/bundle-cache.mjs';
 
 /** Temporary directories and files in the cache, removed after each test whatever its outcome. */
 const dirs: string[] = [];
@@ -151,5 +151,29 @@ describe('bin/bundle-cache.mjs: pruning', () => {
     // Newest now: paths[0] (just used), paths[3], paths[2]; paths[1] is beyond them and 39 days unused.
     expect(prune(name, Date.now() + 1000)).toEqual([basename(paths[1]!)]);
     expect(paths.map((path) => existsSync(path))).toEqual([true, false, true, true]);
+  });
+});
+
+describe('bin/quiesce.mjs: a source that does not compile', () => {
+  it('one line naming the file and line, exit 70, no stack trace — and nothing kept', () => {
+    // A copy of the package whose CLI entry is broken, its node_modules the real one's.
+    const root = mkdtempSync(join(tmpdir(), 'quiesce-broken-'));
+    dirs.push(root);
+    mkdirSync(join(root, 'bin'));
+    mkdirSync(join(root, 'cli'));
+    for (const file of ['quiesce.mjs', 'bundle-cache.mjs']) writeFileSync(join(root, 'bin', file), readFileSync(new URL(`../../bin/${file}`, import.meta.url)));
+    writeFileSync(join(root, 'cli', 'main.ts'), 'export async function main(): Promise<number> {\n  return = 1;\n}\n');
+    symlinkSync(join(PACKAGE_ROOT, 'node_modules'), join(root, 'node_modules'));
+    // The package's own CLI, run first: its bundle is kept (on a fresh clone, this builds it).
+    expect(spawnSync(process.execPath, [join(PACKAGE_ROOT, 'bin', 'quiesce.mjs'), '--version'], { encoding: 'utf8' }).status).toBe(0);
+    const manifest = join(cacheDir(), 'quiesce-cli.manifest.json');
+    const before = readFileSync(manifest, 'utf8');
+    const run = spawnSync(process.execPath, [join(root, 'bin', 'quiesce.mjs'), '--version'], { encoding: 'utf8' });
+    expect(run.status).toBe(70);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^quiesce: cannot build the command from its sources \(Build failed with 1 error:\ncli\/main\.ts:2:\d+: ERROR: .*\)\n$/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    // The package's own CLI bundle is as it was.
+    expect(readFileSync(manifest, 'utf8')).toBe(before);
   });
 });
