@@ -169,6 +169,8 @@ export interface ScriptVerdict {
   readonly observedTrace: readonly TraceEvent[];
   /** For each policy only the search found: the interleaving that explains the run (on the explorer's clock). */
   readonly explanations: Readonly<Record<string, Trace>>;
+  /** What the report must say beside the verdict: the server's process was found stopped, and the run ended there (live.ts). */
+  readonly note: string | null;
 }
 
 export interface ConformReport {
@@ -237,7 +239,7 @@ export async function conform(options: ConformOptions): Promise<ConformReport> {
 
 /** Runs one script against the server now; its verdict comes when the judge is through with it. */
 async function runAndJudge(script: Script, sut: ServerUnderTest, options: ConformOptions, policies: readonly string[], judge: JudgeThread): Promise<{ verdict: Promise<ScriptVerdict> }> {
-  const notJudged = (skipped: string, observedTrace: readonly TraceEvent[]): ScriptVerdict => ({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace, explanations: {} });
+  const notJudged = (skipped: string, observedTrace: readonly TraceEvent[]): ScriptVerdict => ({ script: script.name, skipped, observed: {}, explainedBy: [], explainedBySearch: [], differences: {}, observedTrace, explanations: {}, note: null });
   const skipped = skipReason(options.command, script);
   if (skipped) return { verdict: Promise.resolve(notJudged(skipped, [])) };
   const run = await runScript(script, sut);
@@ -246,7 +248,8 @@ async function runAndJudge(script: Script, sut: ServerUnderTest, options: Confor
     const pattern = options.workerPattern ? `: does --worker-pattern ${options.workerPattern.source} match its workers?` : '';
     return { verdict: Promise.resolve(notJudged(`not judged: found no worker process to signal (${run.noWorker.join('; ')})${pattern}`, run.observed)) };
   }
-  return { verdict: judge.verdict(script.name, policies, run.observed, options.maxStates) };
+  const verdict = judge.verdict(script.name, policies, run.observed, options.maxStates);
+  return { verdict: run.serverStopped === null ? verdict : verdict.then((v) => ({ ...v, note: run.serverStopped })) };
 }
 
 /**
@@ -273,7 +276,7 @@ export function judgeRun(script: Script, policies: readonly string[], observedTr
       explanations[policy] = search.trace;
     } else differences[policy] = `${difference}${searchNote(search)}`;
   }
-  return { script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace, explanations };
+  return { script: script.name, skipped: null, observed: Object.fromEntries(observed), explainedBy, explainedBySearch, differences, observedTrace, explanations, note: null };
 }
 
 export function formatConformReport(report: ConformReport): string {
@@ -286,6 +289,7 @@ export function formatConformReport(report: ConformReport): string {
     const names = v.explainedBy.map((p) => (v.explainedBySearch.includes(p) ? `${p}*` : p));
     out.push(`${v.script}: explained by ${names.length > 0 ? names.join(', ') : 'no policy'}`);
     for (const [client, seen] of Object.entries(v.observed)) out.push(`    ${client}: ${seen.join(' → ')}`);
+    if (v.note) out.push(`    note: ${v.note}`);
   }
   if (report.scripts.some((v) => v.explainedBySearch.length > 0)) out.push('', '* by an interleaving the simulator’s run did not take (a search of every interleaving found it)');
   out.push('', report.policies.length > 0 ? `Policies that explain every script: ${report.policies.join(', ')}` : 'No policy explains every script.');

@@ -15,7 +15,7 @@ import type { ClientFailure, TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import { parseTrace, type Trace } from '../model/trace.ts';
 import { requestId, scriptParams, workerAt, type Script } from '../simulator/script.ts';
-import { workersOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
+import { processState, workersOf, QUIESCE_BIN, startProcess, tempDir, type ServerProcess } from './process.ts';
 
 /** `quiesce serve` flags for a script's parameters (what the simulator runs with is then read from the real trace's header). */
 export function serveFlags(server: Partial<ServerParams>): string[] {
@@ -299,7 +299,16 @@ export interface ScriptRun {
   readonly dir: string;
   /** The `signal-worker` steps that found no worker process to signal (the simulator skips them too), e.g. "at 100 ms, STOP to worker 0". */
   readonly noWorker: readonly string[];
+  /**
+   * Set when the server's own process was found stopped (state T) after the last step: it cannot exit,
+   * so the run ended there rather than at the runner's deadline — and says which of the script's
+   * signals stop a process that has no handler for them (TTIN, TTOU, TSTP: nginx has none).
+   */
+  readonly serverStopped: string | null;
 }
+
+/** Signals whose default action stops a process (signal(7)): a server without a handler for one is frozen by it. */
+const STOPPING_SIGNALS = new Set(['TTIN', 'TTOU', 'TSTP', 'STOP']);
 
 /** The one black-box runner: a script's clients and signals at their moments, against a real server process. */
 export async function runScript(script: Script, sut: ServerUnderTest, options: { timeoutMs?: number } = {}): Promise<ScriptRun> {
@@ -363,16 +372,41 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
         }
       }
     }
-    const timeout = setTimeout(() => server.destroy(), options.timeoutMs ?? 20_000);
+    const serverStopped = await exitOrStopped(server, options.timeoutMs ?? 20_000, script, sut);
     const exitCode = await server.exited;
-    clearTimeout(timeout);
     // Give the clients a moment to see what the last close sent them.
     await new Promise((r) => setTimeout(r, 50));
-    return { observed, exitCode, output: server.output(), dir, noWorker };
+    return { observed, exitCode, output: server.output(), dir, noWorker, serverStopped };
   } finally {
     for (const c of clients.values()) c.destroy();
     server.destroy();
   }
+}
+
+/**
+ * Waits for the server to exit, up to `timeoutMs`, then ends it. A server whose own process is stopped
+ * (state T) cannot exit: it is ended at once, and the reason returned for the report. No script stops
+ * the server's own process on purpose (its workers, yes); a signal the server has no handler for does.
+ */
+async function exitOrStopped(server: ServerProcess, timeoutMs: number, script: Script, sut: ServerUnderTest): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void server.exited.then(() => (exited = true));
+  while (!exited && Date.now() < deadline) {
+    // Stopped, not gone: a process that exited is reaped before its exit is heard of.
+    if (processState(server.pid) === 'T') {
+      server.destroy();
+      const sent = [...new Set(script.steps.flatMap((s) => (s.do === 'signal' ? [sut.signalFor?.(s.signal) ?? s.signal] : [])))].filter((signal) => STOPPING_SIGNALS.has(signal));
+      const why = sent.length > 0 ? `: ${sent.join(' and ')} stop a process that has no handler for them` : '';
+      return `the server's process was stopped (state T) after the script's last step${why}; a stopped process cannot exit, so the run ended there`;
+    }
+    // Woken by the exit itself, or to look again.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([server.exited, new Promise((r) => (timer = setTimeout(r, 50)))]);
+    clearTimeout(timer);
+  }
+  if (!exited) server.destroy();
+  return null;
 }
 
 /** The built-in sleep app behind an import that takes QUIESCE_APP_LOAD_MS. */

@@ -104,15 +104,21 @@ export function connectionsHeld(pids: readonly number[], port: number): Map<numb
   return held;
 }
 
-/** Whether `pid` is stopped (SIGSTOP) — or gone, which holds nothing either. */
-export function isStopped(pid: number): boolean {
+/** The process's state letter from /proc/<pid>/stat (R, S, T for stopped …), or null when it is gone. */
+export function processState(pid: number): string | null {
   try {
     // /proc/<pid>/stat: "pid (comm) S …"; the state follows the last ')'
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] === 'T';
+    return stat[stat.lastIndexOf(')') + 2] ?? null;
   } catch {
-    return true;
+    return null;
   }
+}
+
+/** Whether `pid` is stopped (SIGSTOP) — or gone, which holds nothing either. */
+export function isStopped(pid: number): boolean {
+  const state = processState(pid);
+  return state === null || state === 'T';
 }
 
 /**

@@ -140,8 +140,15 @@ describe('quiesce conform', () => {
     // safe-drain lingers; abort-idle with a lingering close explains it too (below).
     expect(byScript['body-too-large']).toEqual(['safe-drain']);
     expect(report.scripts.find((s) => s.script === 'body-too-large')!.observed['client/1']).toEqual(['send big-1', 'response big-1 close', 'eof']);
-    // nginx has no TTIN/TTOU: it retires no worker, and of the policies only serve-until-deadline keeps the idle connection to the end.
+    // nginx has no handler for TTIN or TTOU, whose default action stops a process: the TTIN freezes its
+    // master (state T), the QUIT waits in its pending signals, and only the worker's keep-alive timeout
+    // ends the idle connection — of the policies, serve-until-deadline's clients see the same. A stopped
+    // process cannot exit: the runner ends it at once and says so (it used to wait out its 20 s deadline).
     expect(byScript['ttin-ttou']).toEqual(['serve-until-deadline']);
+    expect(report.scripts.find((s) => s.script === 'ttin-ttou')!.note).toBe(
+      "the server's process was stopped (state T) after the script's last step: TTIN and TTOU stop a process that has no handler for them; a stopped process cannot exit, so the run ended there",
+    );
+    expect(report.scripts.filter((s) => s.note !== null).map((s) => s.script)).toEqual(['ttin-ttou']);
     // nginx has no worker timeout, header timeout or max-requests to fill in: those scripts are skipped, and say why.
     const skipped = Object.fromEntries(report.scripts.filter((s) => s.skipped).map((s) => [s.script, s.skipped]));
     expect(skipped).toEqual({
