@@ -104,15 +104,42 @@ export function connectionsHeld(pids: readonly number[], port: number): Map<numb
   return held;
 }
 
-/** The process's state letter from /proc/<pid>/stat (R, S, T for stopped …), or null when it is gone. */
-export function processState(pid: number): string | null {
+/** /proc/<pid>/stat's fields after the command name: state, ppid, pgrp, session, …; null when the process is gone. */
+function statFields(pid: number): string[] | null {
   try {
-    // /proc/<pid>/stat: "pid (comm) S …"; the state follows the last ')'
+    // "pid (comm) S ppid pgrp session …": the command may hold spaces and parentheses; the rest follows the last ')'
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] ?? null;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+/** The process's state letter (R, S, T for stopped …), or null when it is gone. */
+export function processState(pid: number): string | null {
+  return statFields(pid)?.[0] ?? null;
+}
+
+/**
+ * Whether the process group of `pid` is orphaned: none of its members has a parent in another group of
+ * the same session, init aside (a service under systemd, anything started with setsid, a job whose
+ * shell has gone). The kernel discards TTIN,
+ * TTOU and TSTP sent to a process of such a group that has no handler for them, where elsewhere their
+ * default action stops it (POSIX; signal(7)).
+ */
+export function processGroupOrphaned(pid: number = process.pid): boolean {
+  const own = statFields(pid);
+  if (!own) return false;
+  const [, , group, session] = own;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const member = statFields(Number(entry));
+    // As the kernel counts (kernel/exit.c): a zombie, and a child of init, tie no group to its session.
+    if (!member || member[2] !== group || member[0] === 'Z' || member[1] === '1') continue;
+    const parent = statFields(Number(member[1]));
+    if (parent && parent[2] !== group && parent[3] === session) return false;
+  }
+  return true;
 }
 
 /** Whether `pid` is stopped (SIGSTOP) — or gone, which holds nothing either. */
