@@ -390,9 +390,8 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
  */
 async function exitOrStopped(server: ServerProcess, timeoutMs: number, script: Script, sut: ServerUnderTest): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void server.exited.then(() => (exited = true));
-  while (!exited && Date.now() < deadline) {
+  const exited = server.exited.then(() => true);
+  for (;;) {
     // Stopped, not gone: a process that exited is reaped before its exit is heard of.
     if (processState(server.pid) === 'T') {
       server.destroy();
@@ -400,13 +399,17 @@ async function exitOrStopped(server: ServerProcess, timeoutMs: number, script: S
       const why = sent.length > 0 ? `: ${sent.join(' and ')} stop a process that has no handler for them` : '';
       return `the server's process was stopped (state T) after the script's last step${why}; a stopped process cannot exit, so the run ended there`;
     }
+    const leftMs = deadline - Date.now();
+    if (leftMs <= 0) {
+      server.destroy();
+      return null;
+    }
     // Woken by the exit itself, or to look again.
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([server.exited, new Promise((r) => (timer = setTimeout(r, 50)))]);
+    const gone = await Promise.race([exited, new Promise<false>((r) => (timer = setTimeout(() => r(false), Math.min(50, leftMs))))]);
     clearTimeout(timer);
+    if (gone) return null;
   }
-  if (!exited) server.destroy();
-  return null;
 }
 
 /** The built-in sleep app behind an import that takes QUIESCE_APP_LOAD_MS. */

@@ -123,9 +123,8 @@ export function processState(pid: number): string | null {
 /**
  * Whether the process group of `pid` is orphaned: none of its members has a parent in another group of
  * the same session, init aside (a service under systemd, anything started with setsid, a job whose
- * shell has gone). The kernel discards TTIN,
- * TTOU and TSTP sent to a process of such a group that has no handler for them, where elsewhere their
- * default action stops it (POSIX; signal(7)).
+ * shell has gone). The kernel discards TTIN, TTOU and TSTP sent to a process of such a group that has
+ * no handler for them, where elsewhere their default action stops it (POSIX; signal(7)).
  */
 export function processGroupOrphaned(pid: number = process.pid): boolean {
   const own = statFields(pid);

@@ -98,13 +98,13 @@ export class TimerWatch {
     // A KILLed worker may have been frozen since it last ran (a stopped worker is killed at the deadline).
     if (e.type === 'worker.signal' && e.signal === 'KILL') this.silentSince.set(e.actor, Math.min(this.silentSince.get(e.actor) ?? Infinity, this.lastAlive.get(e.actor) ?? 0));
     const timers = this.pending.get(actor);
-    if (this.timerTypes.has(e.type) && ![...(timers?.values() ?? [])].some((t) => t.eventType === e.type)) {
+    const firing = timers && [...timers.values()].filter((t) => t.eventType === e.type).sort((a, b) => a.dueMs - b.dueMs)[0];
+    if (!firing && this.timerTypes.has(e.type)) {
       const last = this.lastFate.get(`${actor} ${e.type}`);
       const why = last ? `its last one ${last.fate} at line ${this.lineOf(last.index)}` : 'none was set';
       return this.violation(e, index, `${actor} took ${e.type}, a timer's event, with no such timer pending: ${why}`);
     }
     if (timers) {
-      const firing = [...timers.values()].filter((t) => t.eventType === e.type).sort((a, b) => a.dueMs - b.dueMs)[0];
       if (firing) {
         timers.delete(firing.id);
         this.lastFate.set(`${actor} ${e.type}`, { index, fate: 'fired' });
