@@ -32,6 +32,12 @@ export interface NetworkParams {
    * left. Absent: the client notices at once.
    */
   clientTurnaroundMs?: () => number;
+  /**
+   * The client's own CPU for each response it reads (ab: one process, one thread), where the CPU is
+   * shared (simulator/cpu.ts): it takes its share of the cores from the server. Its delay to the next
+   * request (tens of µs) is not added to the response's path.
+   */
+  clientWork?: () => void;
 }
 
 /** Linux classic SYN backoff: retransmits at 1, 3, 7, 15, 31, 63 s; gives up at 127 s (tcp_syn_retries = 6). */
@@ -497,6 +503,7 @@ export class Network {
   /** The server wrote a response; it reaches the client after the latency. */
   respond(link: Link, req: string, close: boolean, status = 200): void {
     link.lastResponseWrittenAtMs = this.host.nowMs;
+    this.params.clientWork?.();
     const turnaroundMs = this.params.clientTurnaroundMs?.() ?? 0;
     this.scheduleToClient(link, this.params.latencyMs + turnaroundMs, { kind: 'response', client: link.client, req, close, status });
   }

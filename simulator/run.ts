@@ -8,10 +8,11 @@ import { runtimesFor, type MachineEngine } from '../model/machines/index.ts';
 import { getPolicy } from '../model/policies.ts';
 import { makeHeader, type TraceHeader } from '../model/trace.ts';
 import { ApacheBench, ProcessedRequests, ProxyLoad, type ClientStats } from './clients.ts';
+import { SharedCpu } from './cpu.ts';
 import { Engine } from './engine.ts';
 import { Kernel } from './kernel.ts';
 import { CLASSIC_SYN_SCHEDULE_MS, Network } from './network.ts';
-import type { ScenarioParams } from './scenarios.ts';
+import { firstWorkersReadyMs, type ScenarioParams } from './scenarios.ts';
 import { fromPercentiles } from './rng.ts';
 import { RequestRows } from './request-rows.ts';
 import { routeItem, type PlatformItem, type Wire } from './platform.ts';
@@ -54,6 +55,16 @@ function serviceTimeOf(params: ScenarioParams, engine: Engine): (req: string) =>
   return () => engine.rng.uniform(params.serviceMinMs, params.serviceMaxMs);
 }
 
+/**
+ * A request's work, drawn around its measured mean. /proc gives a worker's CPU over many requests, not
+ * each one's: the spread is assumed exponential (the queueing models' default) rather than none — with
+ * every request's work the same, identical workers serve in lockstep and reach max-requests in the same
+ * instant, which no real run shows (simulator/README.md, "The CPU").
+ */
+function exponential(meanMs: number, engine: Engine): () => number {
+  return () => -meanMs * Math.log(1 - engine.rng.uniform(0, 1));
+}
+
 /** A draw that comes out true with probability `share`. */
 function withChance(share: number, engine: Engine): () => boolean {
   return () => engine.rng.uniform(0, 1) < share;
@@ -61,6 +72,12 @@ function withChance(share: number, engine: Engine): () => boolean {
 
 function drawFrom(percentilesMs: readonly number[], engine: Engine): () => number {
   return () => fromPercentiles(percentilesMs, engine.rng.uniform(0, 100));
+}
+
+/** The client's work per response, on its one thread of the shared CPU: nothing waits for it but more of its own. */
+function clientWorkOn(cpu: SharedCpu, workMs: number): () => void {
+  const nothing = () => {};
+  return () => cpu.run('client', workMs, nothing);
 }
 
 /** The simulated world of one run, wired: engine, kernel, network, server. */
@@ -90,6 +107,7 @@ export function buildWorld(
     at: (delayMs, item) => engine.at(delayMs, () => arrive(item)),
   };
   const kernel = new Kernel(engine);
+  const cpu = params.cpu ? new SharedCpu(params.cpu.cores, engine) : null;
   // Measured requests whole, where the profile has them: in place of the four distributions drawn apart.
   const rows = params.requestRowsMs ? new RequestRows(params.requestRowsMs, engine.rng) : null;
   const network = new Network(
@@ -100,6 +118,7 @@ export function buildWorld(
       synRetryScheduleMs: CLASSIC_SYN_SCHEDULE_MS,
       loopback: params.loopback,
       ...(params.clientTurnaroundPercentilesMs ? { clientTurnaroundMs: drawFrom(params.clientTurnaroundPercentilesMs, engine) } : {}),
+      ...(cpu && params.cpu ? { clientWork: clientWorkOn(cpu, params.cpu.clientWorkMs) } : {}),
     },
     wire,
   );
@@ -127,6 +146,7 @@ export function buildWorld(
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),
+      ...(cpu && params.cpu ? { cpu: { shared: cpu, requestWorkMs: exponential(params.cpu.requestWorkMs, engine), bootWorkMs: params.cpu.bootWorkMs, spares: params.cpu.spares } } : {}),
     },
     wire,
     engine.rng,
@@ -155,7 +175,7 @@ export function runScenario(options: RunOptions): RunResult {
   server.boot();
 
   // Load starts once the first workers are up.
-  const loadStartMs = params.bootMs + 1;
+  const loadStartMs = firstWorkersReadyMs(params) + 1;
   let stats: ClientStats;
   let loadEndMs: number | undefined;
   /** The operator's planned signals; those not sent by the time the load ends are moot (the server stops). */

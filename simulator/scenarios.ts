@@ -70,11 +70,40 @@ export interface ScenarioParams {
    * wire, less the network's round trip — ms; absent: the client answers at once (NetworkParams).
    */
   clientTurnaroundPercentilesMs?: number[];
+  /**
+   * The machine's CPU, where a profile measured the work (simulator/cpu.ts): each request and each
+   * worker boot takes its CPU on `cores` shared with everything that runs, in place of a drawn service
+   * time and `bootMs`; the client spends its own per response. Absent: the measured times.
+   */
+  cpu?: CpuParams;
   loopTickMs: number;
   /** Client and server on one host (127.0.0.1, a unix socket): see NetworkParams.loopback. */
   loopback: boolean;
   /** Signals sent during the run, at ms after the load starts. */
   signals: ScheduledSignal[];
+}
+
+export interface CpuParams {
+  cores: number;
+  /** CPU ms a worker spends on a request. */
+  requestWorkMs: number;
+  /** CPU ms a new worker process spends to be ready to serve. */
+  bootWorkMs: number;
+  /** CPU ms the client spends on each response it reads. */
+  clientWorkMs: number;
+  /** Processes the arbiter keeps booted ahead of need (impl/arbiter.ts's spares). */
+  spares: number;
+}
+
+/**
+ * When the first workers are ready, from the arbiter's start: with the CPU shared, every first worker
+ * and spare boots at once on the cores; else the measured boot.
+ */
+export function firstWorkersReadyMs(params: ScenarioParams): number {
+  const cpu = params.cpu;
+  if (!cpu) return params.bootMs;
+  const booting = params.server.workers + cpu.spares;
+  return (booting * cpu.bootWorkMs) / Math.min(cpu.cores, booting);
 }
 
 /** The signals an operator sends to a running server's main process, as its supervisor would. */

@@ -9,6 +9,7 @@ import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterS
 import { WorkerDriver, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
 import type { ActorHost, Timer } from '../model/host.ts';
+import type { SharedCpu } from './cpu.ts';
 import { SimulationInvariantError } from './engine.ts';
 import type { Kernel } from './kernel.ts';
 import type { Link, Network, ServerCloseCause, ServerSide } from './network.ts';
@@ -81,6 +82,32 @@ export interface ServerTiming {
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
   heartbeats: boolean;
+  /**
+   * The machine's cores, where the profile measured the work (simulator/cpu.ts): a request's handler
+   * and a worker's boot then take CPU on them, shared with everything else that runs, in place of
+   * `serviceMs` and `bootMs`. Absent: the measured times, drawn.
+   */
+  cpu?: CpuTiming;
+}
+
+export interface CpuTiming {
+  readonly shared: SharedCpu;
+  /** CPU ms a worker's one thread spends on a request (the read, the parse, the handler, the write), drawn per request. */
+  readonly requestWorkMs: () => number;
+  /** CPU ms a new worker process spends from its start to ready to serve. */
+  readonly bootWorkMs: number;
+  /**
+   * Processes the arbiter keeps booted ahead of need (impl/arbiter.ts's spares): a spawn takes a ready
+   * one at once, else the one still booting; 0, a worker starts booting when it is spawned.
+   */
+  readonly spares: number;
+}
+
+/** A process the arbiter started ahead of need (`CpuTiming.spares`), booting or ready, until it becomes a worker. */
+interface SpareProcess {
+  readonly thread: string;
+  ready: boolean;
+  becomes: WorkerProcess | null;
 }
 
 /** A worker process's state, as data (the explorer's snapshots). */
@@ -134,6 +161,8 @@ export class SimulatedServer implements ServerSide {
   exitCode: number | null = null;
   /** The earliest the arbiter's next kill(2) goes: it kills one worker after another, losing the CPU between. */
   private nextKillAtMs = 0;
+  private readonly spares = new Set<SpareProcess>();
+  private sparesStarted = 0;
 
   constructor(
     readonly host: ActorHost,
@@ -210,6 +239,8 @@ export class SimulatedServer implements ServerSide {
 
   signal(signal: ArbiterSignal): void {
     this.arbiter.signal(signal);
+    // As impl/arbiter.ts: a reload's workers load the app anew, so the spares (the old app) go; a stop needs none.
+    if (signal === 'HUP' || !this.arbiter.isRunning()) this.retireSpares();
   }
 
   /**
@@ -302,6 +333,64 @@ export class SimulatedServer implements ServerSide {
     proc.boot(maxRequests);
   }
 
+  /**
+   * A worker's boot on the shared CPU: a ready spare becomes it at once, one still booting becomes it
+   * when its boot is done, else a process starts for it; then the spares are topped up.
+   */
+  bootOnCpu(proc: WorkerProcess, cpu: CpuTiming): void {
+    let booting: SpareProcess | null = null;
+    let ready: SpareProcess | null = null;
+    for (const spare of this.spares) {
+      if (spare.becomes !== null) continue;
+      if (spare.ready) {
+        ready = spare;
+        break;
+      }
+      booting ??= spare;
+    }
+    if (ready) {
+      this.spares.delete(ready);
+      this.wire.after(0, { kind: 'boot', worker: proc.id });
+    } else {
+      const spare = booting ?? this.startSpare(cpu);
+      spare.becomes = proc;
+      proc.bootThread = spare.thread;
+    }
+    let waiting = 0;
+    for (const spare of this.spares) if (spare.becomes === null) waiting++;
+    for (; waiting < cpu.spares; waiting++) this.startSpare(cpu);
+  }
+
+  private startSpare(cpu: CpuTiming): SpareProcess {
+    const spare: SpareProcess = { thread: `spare/${++this.sparesStarted}`, ready: false, becomes: null };
+    this.spares.add(spare);
+    cpu.shared.run(spare.thread, cpu.bootWorkMs, () => {
+      const worker = spare.becomes;
+      if (worker === null) {
+        spare.ready = true;
+        return;
+      }
+      this.spares.delete(spare);
+      worker.bootThread = null;
+      this.arrive({ kind: 'boot', worker: worker.id });
+    });
+    return spare;
+  }
+
+  /** A worker gone before its boot was done (killed while booting): the process it was becoming is gone with it. */
+  abandonBoot(thread: string): void {
+    for (const spare of this.spares) if (spare.thread === thread) this.spares.delete(spare);
+    this.timing.cpu?.shared.drop(thread);
+  }
+
+  private retireSpares(): void {
+    for (const spare of this.spares) {
+      if (spare.becomes !== null) continue;
+      this.spares.delete(spare);
+      this.timing.cpu?.shared.drop(spare.thread);
+    }
+  }
+
   /** The process ended: the arbiter reaps it at once (SIGCHLD). */
   reap(proc: WorkerProcess, code: number): void {
     proc.exited = true;
@@ -327,6 +416,8 @@ export class WorkerProcess implements WorkerPort {
    * socket buffer holds them until the response before them is written (as impl/'s parser does).
    */
   private readonly behind = new Map<ConnId, string[]>();
+  /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
+  bootThread: string | null = null;
 
   constructor(
     private readonly server: SimulatedServer,
@@ -407,7 +498,9 @@ export class WorkerProcess implements WorkerPort {
 
   boot(maxRequests: number): void {
     this.driver.boot(maxRequests);
-    this.wire.after(this.server.timing.bootMs, { kind: 'boot', worker: this.id });
+    const { cpu } = this.server.timing;
+    if (cpu) this.server.bootOnCpu(this, cpu);
+    else this.wire.after(this.server.timing.bootMs, { kind: 'boot', worker: this.id });
   }
 
   booted(): void {
@@ -442,6 +535,7 @@ export class WorkerProcess implements WorkerPort {
     if (signal === 'STOP' && this.driver.isFrozen()) {
       this.stopped = true;
       this.server.host.suspend(this.id);
+      this.server.timing.cpu?.shared.pause(this.id);
     } else if (this.stopped && signal === 'CONT') this.wake();
     else if (this.stopped && this.driver.hasExited()) this.wake(); // killed while stopped: nothing is left to wait for it
   }
@@ -460,6 +554,7 @@ export class WorkerProcess implements WorkerPort {
   private wake(): void {
     this.stopped = false;
     this.server.host.resume(this.id);
+    this.server.timing.cpu?.shared.resume(this.id);
     // What arrived meanwhile — signals held by the kernel, bytes, finished handlers — in the order it came.
     for (const run of this.whileStopped.splice(0)) run();
     this.acceptFromQueue();
@@ -569,7 +664,10 @@ export class WorkerProcess implements WorkerPort {
     const held = this.behind.get(conn);
     if (held !== undefined) this.driver.requestBehind(conn, held[0]!);
     else if (this.refused(req)) this.driver.requestBehind(conn, req);
-    this.wire.after(this.refused(req) ? 0 : Math.max(0, this.server.timing.serviceMs(req)), { kind: 'handler-done', worker: this.id, conn, req });
+    const done: ServerItem = { kind: 'handler-done', worker: this.id, conn, req };
+    const { cpu } = this.server.timing;
+    if (cpu && !this.refused(req)) cpu.shared.run(this.id, cpu.requestWorkMs(), () => this.server.arrive(done));
+    else this.wire.after(this.refused(req) ? 0 : Math.max(0, this.server.timing.serviceMs(req)), done);
   }
 
   respond(conn: ConnId, req: string, close: boolean): number {
@@ -605,6 +703,9 @@ export class WorkerProcess implements WorkerPort {
     // What waited for the stopped process is void: it is gone (its connections closed with it).
     this.whileStopped.length = 0;
     this.stopped = false;
+    // Its thread's work is gone with it: what it had not finished takes no more of the cores.
+    this.server.timing.cpu?.shared.drop(this.id);
+    if (this.bootThread !== null) this.server.abandonBoot(this.bootThread);
     this.server.reap(this, code);
   }
 

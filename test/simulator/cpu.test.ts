@@ -1,0 +1,214 @@
+/**
+ * The shared CPU (simulator/cpu.ts): processor sharing of the cores, each thread's work in order — and
+ * what it does to a simulated server: a worker serves at the pace its thread gets, however many
+ * connections it holds, and a replacement that takes a ready spare serves at once.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { TraceEvent } from '../../model/events.ts';
+import { replay } from '../../model/replay.ts';
+import { SharedCpu, type CpuClock } from '../../simulator/cpu.ts';
+import { EventQueue } from '../../simulator/queue.ts';
+import { runScenario } from '../../simulator/run.ts';
+import { firstWorkersReadyMs, getScenario, type CpuParams, type ScenarioParams } from '../../simulator/scenarios.ts';
+
+/** A clock on an event queue: the engine's, without the machines. */
+class TestClock implements CpuClock {
+  nowMs = 0;
+  private readonly queue = new EventQueue();
+  at(delayMs: number, run: () => void) {
+    return this.queue.push(this.nowMs + delayMs, run);
+  }
+  runUntilIdle(): void {
+    for (;;) {
+      const atMs = this.queue.peekTime();
+      if (atMs === undefined) return;
+      const run = this.queue.pop();
+      if (!run) continue; // cancelled
+      this.nowMs = atMs;
+      run();
+    }
+  }
+}
+
+interface JobSpec {
+  readonly thread: number;
+  readonly atMs: number;
+  readonly workMs: number;
+}
+
+/** When each job finishes, by the event-driven CPU. */
+function finishTimes(cores: number, jobs: readonly JobSpec[]): number[] {
+  const clock = new TestClock();
+  const cpu = new SharedCpu(cores, clock);
+  const done: number[] = new Array(jobs.length).fill(Number.NaN);
+  jobs.forEach((job, i) => clock.at(job.atMs, () => cpu.run(`t${job.thread}`, job.workMs, () => (done[i] = clock.nowMs))));
+  clock.runUntilIdle();
+  return done;
+}
+
+/**
+ * The same rule, stepped: every `stepMs`, each thread with work advances its oldest job by
+ * min(1, cores / runnable) × stepMs. An independent reading of processor sharing to hold the booking against.
+ */
+function steppedFinishTimes(cores: number, jobs: readonly JobSpec[], stepMs: number): number[] {
+  const remaining = jobs.map((j) => j.workMs);
+  const done: number[] = new Array(jobs.length).fill(Number.NaN);
+  const threads = [...new Set(jobs.map((j) => j.thread))];
+  // A thread takes its jobs in the order they came (ties in the order given, as the event queue does).
+  const order = jobs.map((_, i) => i).sort((a, b) => jobs[a]!.atMs - jobs[b]!.atMs || a - b);
+  const headOf = (thread: number, t: number) => order.find((i) => jobs[i]!.thread === thread && jobs[i]!.atMs <= t && Number.isNaN(done[i]!)) ?? -1;
+  for (let t = 0; done.some(Number.isNaN); t += stepMs) {
+    const heads: number[] = [];
+    for (const thread of threads) {
+      // A job of no work finishes when its thread gets to it.
+      let head = headOf(thread, t);
+      while (head >= 0 && remaining[head]! <= 0) {
+        done[head] = t;
+        head = headOf(thread, t);
+      }
+      if (head >= 0) heads.push(head);
+    }
+    const rate = heads.length === 0 ? 0 : Math.min(1, cores / heads.length);
+    for (const i of heads) {
+      remaining[i]! -= rate * stepMs;
+      if (remaining[i]! <= 1e-12) done[i] = t + stepMs;
+    }
+  }
+  return done;
+}
+
+describe('SharedCpu: processor sharing', () => {
+  it('a thread alone runs at one core, however many there are', () => {
+    expect(finishTimes(2, [{ thread: 1, atMs: 0, workMs: 3 }])).toEqual([3]);
+  });
+
+  it('four threads on two cores each get half a core: 3 ms of work each is done at 6 ms', () => {
+    const times = finishTimes(2, [1, 2, 3, 4].map((thread) => ({ thread, atMs: 0, workMs: 3 })));
+    for (const t of times) expect(t).toBeCloseTo(6, 9);
+  });
+
+  it("a thread's work is done in order: 2 then 3 ms on one thread end at 2 and 5", () => {
+    expect(finishTimes(2, [{ thread: 1, atMs: 0, workMs: 2 }, { thread: 1, atMs: 0, workMs: 3 }])).toEqual([2, 5]);
+  });
+
+  it('a thread that comes later slows the one running: one core, A 4 ms from 0, B 2 ms from 1 — B at 5, A at 6', () => {
+    // From 1 ms both run at half a core: B's 2 ms take 4 (done at 5); A has 3 ms left at 1, 1 ms at 5, alone again: 6.
+    const [a, b] = finishTimes(1, [{ thread: 1, atMs: 0, workMs: 4 }, { thread: 2, atMs: 1, workMs: 2 }]);
+    expect(b).toBeCloseTo(5, 9);
+    expect(a).toBeCloseTo(6, 9);
+  });
+
+  it('a paused thread takes no share and keeps its work; a dropped one never finishes', () => {
+    const clock = new TestClock();
+    const cpu = new SharedCpu(1, clock);
+    const done: Record<string, number> = {};
+    cpu.run('a', 2, () => (done.a = clock.nowMs));
+    cpu.run('b', 2, () => (done.b = clock.nowMs));
+    cpu.run('c', 2, () => (done.c = clock.nowMs));
+    cpu.pause('b');
+    clock.at(1, () => cpu.drop('c'));
+    clock.at(10, () => cpu.resume('b'));
+    clock.runUntilIdle();
+    // a and c share the core for 1 ms (a has 1.5 left), then a runs alone: 2.5. b waits to 10, then 2 ms alone.
+    expect(done.a).toBeCloseTo(2.5, 9);
+    expect(done.b).toBeCloseTo(12, 9);
+    expect(done.c).toBeUndefined();
+    expect(cpu.workDoneMs).toBeCloseTo(2 + 0.5 + 2, 9);
+  });
+
+  it('refuses what no machine has: no cores, negative work', () => {
+    const clock = new TestClock();
+    expect(() => new SharedCpu(0, clock)).toThrow(/cores > 0/);
+    expect(() => new SharedCpu(2, clock).run('w', -1, () => {})).toThrow(/w: work must be ≥ 0 ms/);
+  });
+
+  it('agrees with the same rule stepped finely, and does all the work it was given (any jobs, any cores)', () => {
+    const job = fc.record({
+      thread: fc.integer({ min: 1, max: 4 }),
+      atMs: fc.integer({ min: 0, max: 20 }).map((x) => x / 2),
+      workMs: fc.integer({ min: 0, max: 30 }).map((x) => x / 4),
+    });
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3 }), fc.array(job, { minLength: 1, maxLength: 8 }), (cores, jobs) => {
+        const stepMs = 1 / 256;
+        const exact = finishTimes(cores, jobs);
+        const stepped = steppedFinishTimes(cores, jobs, stepMs);
+        // The stepped reading finishes a job within its step, and each change of rate can cost one step more.
+        exact.forEach((t, i) => expect(Math.abs(t - stepped[i]!)).toBeLessThanOrEqual((jobs.length + 1) * stepMs));
+        // Work conserving: every job ends, none before its work could be done alone.
+        exact.forEach((t, i) => expect(t).toBeGreaterThanOrEqual(jobs[i]!.atMs + jobs[i]!.workMs - 1e-9));
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe('a simulated server on the shared CPU', () => {
+  const cpuParams = (over: Partial<CpuParams>): CpuParams => ({ cores: 1, requestWorkMs: 1, bootWorkMs: 10, clientWorkMs: 0, spares: 0, ...over });
+  const scenario = (workers: number, concurrency: number, requests: number, cpu: CpuParams, maxRequests = 0): ScenarioParams => {
+    const p = structuredClone(getScenario('keepalive-recycle').params);
+    p.server = { ...p.server, workers, maxRequests, maxRequestsJitter: 0 };
+    p.load = { kind: 'ab', requests, concurrency, keepAlive: true, timeoutMs: 30_000 };
+    p.cpu = cpu;
+    p.signals = [];
+    return p;
+  };
+  const events = (params: ScenarioParams, seed = 3) => {
+    const out: TraceEvent[] = [];
+    const result = runScenario({ scenario: 'cpu', policy: 'gunicorn-gthread', seed, params, onEvent: (e) => out.push(e) });
+    return { result, events: out };
+  };
+
+  it('one worker on one core serves at its pace whatever the concurrency: 400 requests of 1 ms (mean) take about 400 ms with 2 clients or 8', () => {
+    for (const concurrency of [2, 8]) {
+      const params = scenario(1, concurrency, 400, cpuParams({}));
+      const { result } = events(params);
+      const loadMs = result.loadEndMs! - (firstWorkersReadyMs(params) + 1);
+      // The work is drawn exponential with mean 1 ms: 400 of them sum to 400 ± 20 (one standard deviation); the core never idles while a request waits.
+      expect(loadMs).toBeGreaterThan(320);
+      expect(loadMs).toBeLessThan(480);
+      expect(result.stats.ok).toBe(400);
+    }
+  });
+
+  it('the cores are shared: two workers on one core take as long as one, on two cores half as long', () => {
+    const span = (workers: number, cores: number) => {
+      const params = scenario(workers, 8, 400, cpuParams({ cores }));
+      const { result } = events(params);
+      return result.loadEndMs! - (firstWorkersReadyMs(params) + 1);
+    };
+    const oneCore = span(2, 1);
+    const twoCores = span(2, 2);
+    expect(oneCore).toBeGreaterThan(320);
+    expect(oneCore).toBeLessThan(480);
+    expect(twoCores / oneCore).toBeGreaterThan(0.4);
+    expect(twoCores / oneCore).toBeLessThan(0.62);
+  });
+
+  it('a replacement that takes a ready spare is ready at once; without spares it boots after the exit, its boot alone on its core', () => {
+    // One worker recycled every 50 requests of 1 ms on two cores; the spare's 10 ms boot runs beside it and is long done at each exit.
+    const gaps = (spares: number) => {
+      const { events: trace } = events(scenario(1, 1, 300, cpuParams({ cores: 2, spares, requestWorkMs: 1 }), 50));
+      const exits = trace.filter((e) => e.type === 'worker.exit');
+      return exits
+        .map((exit) => trace.find((e) => e.type === 'worker.ready' && e.t >= exit.t))
+        .filter((ready): ready is TraceEvent => ready !== undefined)
+        .map((ready, i) => ready.t - exits[i]!.t);
+    };
+    const withSpare = gaps(1);
+    const without = gaps(0);
+    expect(withSpare.length).toBeGreaterThanOrEqual(4);
+    for (const gap of withSpare) expect(gap).toBeCloseTo(0, 9);
+    // Nothing else runs while the only worker is gone (the client waits for a connection): 10 ms of boot at a full core.
+    for (const gap of without) expect(gap).toBeCloseTo(10, 9);
+  });
+
+  it('its traces conform to the model, recycling and all', () => {
+    const params = scenario(3, 12, 1500, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1 }), 100);
+    params.signals = [{ atMs: 100, signal: 'HUP' }];
+    const { result, events: trace } = events(params);
+    expect(replay({ header: result.header, events: trace }).ok).toBe(true);
+    expect(trace.filter((e) => e.type === 'worker.exit').length).toBeGreaterThanOrEqual(6);
+  });
+});
