@@ -25,12 +25,14 @@ export interface AbReport {
   output: string;
 }
 
-export function runAb(args: string[]): Promise<AbReport> {
+/** `onSpawn`: told ab's pid as it starts (a sampler of its CPU). */
+export function runAb(args: string[], options: { onSpawn?: (pid: number) => void } = {}): Promise<AbReport> {
   const dir = mkdtempSync(join(tmpdir(), 'quiesce-ab-'));
   const percentiles = join(dir, 'percentiles.csv');
   return new Promise((resolve, reject) => {
     // -e goes before the URL, which ab takes as its last argument
     const child = spawn('ab', ['-e', percentiles, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));

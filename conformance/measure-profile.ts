@@ -52,6 +52,7 @@ import { readTrace } from '../impl/trace-file.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
 import { profileSchema, REQUEST_ROW_COLUMNS, type Profile, type RequestRowsMeasured } from '../simulator/profile-schema.ts';
 import { CaptureStartError, LoopbackCapture, type Segment } from './capture.ts';
+import { CPU_SAMPLE_INTERVAL_MS, CpuSampler, measuredWork } from './cpu-sampler.ts';
 
 interface Target {
   readonly describes: string;
@@ -69,6 +70,12 @@ interface Target {
   readonly stopTimes?: (dir: string) => StopTimes;
   /** The files the stop runs' command needs in its directory, in place of `files`. */
   readonly stopFiles?: Record<string, string>;
+  /**
+   * A command whose processes' CPU is sampled from /proc under the load (`quiesce serve`: workers and
+   * spares by their titles): the work per request and per boot that the simulator's shared CPU takes.
+   * As the calibration runs it: without what only the other measurements need (a trace costs CPU).
+   */
+  readonly cpuCommand?: string;
 }
 
 /** A hand-over of a kept-alive connection's next request (gthread: `enqueue_req` from the poller), on the hooks' clock. */
@@ -616,6 +623,8 @@ function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number
 
 const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
 
+const QUIESCE_SERVE = `${process.execPath} ${new URL('../bin/quiesce.mjs', import.meta.url).pathname} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`;
+
 export const TARGETS: Record<string, Target> = {
   'gunicorn-20.1-gthread': {
     describes: "Debian's gunicorn 20.1 with gthread workers, a WSGI app that answers 14 bytes, on loopback",
@@ -640,7 +649,8 @@ export const TARGETS: Record<string, Target> = {
   },
   'quiesce-serve': {
     describes: '`quiesce serve --app hello` (this repository), on loopback; its policy is a flag',
-    command: `${process.execPath} ${new URL('../bin/quiesce.mjs', import.meta.url).pathname} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests} --trace trace.jsonl`,
+    command: `${QUIESCE_SERVE} --trace trace.jsonl`,
+    cpuCommand: QUIESCE_SERVE,
     files: {},
     boots: quiesceBoots,
     bootMethod: "the server's trace: each worker.exit paired with the next worker.ready",
@@ -747,6 +757,10 @@ export async function measureProfile(name: string, port: number, log: (line: str
   if (bootPairs.length < 10) throw new Error(`only ${bootPairs.length} worker replacements were seen; expected dozens`);
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
   const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs } = readRequests(name, target, run, log);
+  const cpuRun = target.cpuCommand ? await sampledRun(target, target.cpuCommand, server, port, url) : null;
+  const work = cpuRun?.work ?? null;
+  if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);
+  if (work) log(`${name}: CPU per request ${round3(work.requestWorkMs)} ms, per boot ${round3(median(work.bootWorkMs))} ms (median of ${work.bootWorkMs.length}), the client's per response ${work.clientWorkMs === null ? '—' : round3(work.clientWorkMs)} ms`);
   // With the teardown measured, the simulator's replacement starts where the old process is gone: the
   // boot is measured from there too, or the teardown would count twice.
   const boots = teardownsMs.length > 0 ? goneToReady(bootPairs, teardownsMs) : bootPairs.map((p) => p.ms);
@@ -756,6 +770,10 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const steadyServer: ServerParams = { ...server, maxRequests: 0 };
   const steadyRun = requests ? await capturedRun(target, steadyServer, port, url, (line) => log(`${name} (no recycling): ${line}`)) : null;
   const steady = steadyRun ? readRequests(`${name} (no recycling)`, target, steadyRun, log) : null;
+  // A worker that lives for good serves with V8's optimizing tier, a recycled one without (impl/arbiter.ts workerNodeArgs): its work per request is measured apart.
+  const steadyCpuRun = target.cpuCommand ? await sampledRun(target, target.cpuCommand, steadyServer, port, url) : null;
+  const steadyWork = steadyCpuRun?.work ?? null;
+  if (steadyWork) log(`${name} (no recycling): CPU per request ${round3(steadyWork.requestWorkMs)} ms, the client's per response ${steadyWork.clientWorkMs === null ? '—' : round3(steadyWork.clientWorkMs)} ms; ${steadyWork.sparesAtEnd} spare(s) at rest`);
 
   const profile: Profile = {
     name,
@@ -818,6 +836,26 @@ export async function measureProfile(name: string, port: number, log: (line: str
             },
           }
         : {}),
+      ...(work && cpuRun
+        ? {
+            'cpu-under-the-calibration-load': {
+              command: `${fillCommand(cpuRun.command, server)}; ab ${AB_LOAD.join(' ')} ${url} (a run of its own, not captured)`,
+              date,
+              machine,
+              method: `/proc/<pid>/stat's utime + stime (${cpuRun.cpu.samples} samples, every ${CPU_SAMPLE_INTERVAL_MS} ms) of each of the arbiter's children, told apart by their titles (quiesce: spare, quiesce: worker N), and of ab; the cores, os.availableParallelism(). A request's work: the workers' CPU while titled workers, over the requests ab had answered (complete less failed); a boot's: a process started during the run, its CPU at its last sample before its title said worker (starting, or a spare); the client's: ab's CPU over its requests; the spares, the processes titled quiesce: spare at the end of the run without recycling (at rest: no worker replaced for seconds)`,
+            },
+          }
+        : {}),
+      ...(steadyWork && steadyCpuRun
+        ? {
+            'cpu-without-recycling': {
+              command: `${fillCommand(steadyCpuRun.command, steadyServer)}; ab ${AB_LOAD.join(' ')} ${url} (a run of its own, not captured)`,
+              date,
+              machine,
+              method: `the calibration's load without recycling (the signal rows'), sampled as under the calibration load (${steadyCpuRun.cpu.samples} samples): the workers' CPU over the requests ab had answered, ab's over its requests`,
+            },
+          }
+        : {}),
       'replacement-under-load': {
         command: `the same run: ab ${AB_LOAD.join(' ')} ${url}`,
         date,
@@ -872,6 +910,22 @@ export async function measureProfile(name: string, port: number, log: (line: str
       : {}),
     ...(turnaroundsMs.length > 0 ? { clientTurnaroundMs: { measurement: 'capture-under-the-calibration-load', samples: turnaroundsMs.length, percentilesMs: percentilesOf(turnaroundsMs) } } : {}),
     ...(stops ? stopDistributions(stops.times) : {}),
+    ...(work && work.clientWorkMs !== null && steadyWork
+      ? {
+          cpu: {
+            measurement: 'cpu-under-the-calibration-load',
+            samples: work.bootWorkMs.length,
+            cores: os.availableParallelism(),
+            requestWorkMs: round3(work.requestWorkMs),
+            bootWorkMs: round3(median(work.bootWorkMs)),
+            clientWorkMs: round3(work.clientWorkMs),
+            spares: steadyWork.sparesAtEnd,
+          },
+        }
+      : {}),
+    ...(steadyWork && steadyWork.clientWorkMs !== null
+      ? { cpuWithoutRecycling: { measurement: 'cpu-without-recycling', samples: steadyCpuRun!.ab.complete, requestWorkMs: round3(steadyWork.requestWorkMs), clientWorkMs: round3(steadyWork.clientWorkMs) } }
+      : {}),
     bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
   };
   return profileSchema.parse(profile);
@@ -890,6 +944,21 @@ async function capturedRun(target: Target, server: ServerParams, port: number, u
     const segments = capture ? await stopCapture(capture, port, log) : null;
     if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
     return { ab, command, dir, segments };
+  });
+}
+
+/**
+ * One run under the load with its processes' CPU sampled, and no capture: tcpdump's copy of every
+ * packet runs in the sender's softirq and is charged to the sender as system time (measured: a
+ * request's work came out 30 % higher captured, 0.34–0.38 against 0.26–0.27 ms).
+ */
+async function sampledRun(target: Target, cpuCommand: string, server: ServerParams, port: number, url: string) {
+  return withServer({ ...target, command: cpuCommand }, server, port, async (_dir, command, process_) => {
+    const sampler = new CpuSampler(process_.pid);
+    const ab = await runAb([...AB_LOAD, url], { onSpawn: (pid) => sampler.trackClient(pid) });
+    const cpu = sampler.stop();
+    if (ab.complete !== AB_REQUESTS) throw new Error(`ab did not complete its run (${ab.complete} of ${AB_REQUESTS}):\n${ab.output}`);
+    return { ab, command, cpu, work: measuredWork(cpu, ab.complete - ab.failed, ab.complete) };
   });
 }
 

@@ -4,7 +4,7 @@
  * exit awaited. Used by the conformance runner, the calibration and the
  * tests — never by the server itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { constants, tmpdir } from 'node:os';
@@ -113,6 +113,18 @@ function statFields(pid: number): string[] | null {
   } catch {
     return null;
   }
+}
+
+/** The kernel's clock ticks a second (USER_HZ), which /proc's CPU times count in. */
+let clockTicksPerSec: number | null = null;
+
+/** The CPU the process has used so far (user + system, all its threads), ms at the kernel's tick; null when it is gone. */
+export function cpuMsOf(pid: number): number | null {
+  const fields = statFields(pid);
+  if (fields === null) return null;
+  clockTicksPerSec ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSec;
 }
 
 /** The process's state letter (R, S, T for stopped …), or null when it is gone. */

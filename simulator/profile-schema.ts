@@ -54,6 +54,33 @@ const measuredShare = z.strictObject({
   share: z.number().min(0).max(1),
 });
 
+/**
+ * The work of a server's processes, as CPU: what the simulator's shared CPU takes (simulator/cpu.ts) in
+ * place of a request's measured time and a boot's. `samples`: the boots seen whole.
+ */
+const measuredCpu = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  /** The machine's cores. */
+  cores: z.number().int().positive(),
+  /** CPU ms a worker spends on a request. */
+  requestWorkMs: z.number().positive(),
+  /** CPU ms a new worker process spends to be ready (the median). */
+  bootWorkMs: z.number().positive(),
+  /** CPU ms the client (ab) spends on each of its requests. */
+  clientWorkMs: z.number().nonnegative(),
+  /** Processes the arbiter keeps booted ahead of need, at rest (`quiesce serve`'s spares). */
+  spares: z.number().int().nonnegative(),
+});
+
+/** The same work measured without recycling (the signal rows' load): `samples`, the requests. */
+const measuredSteadyCpu = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  requestWorkMs: z.number().positive(),
+  clientWorkMs: z.number().nonnegative(),
+});
+
 /** Every number of a profile but its name's: each names the measurement it stands under. */
 export const MEASURED_KEYS = [
   'serviceMs',
@@ -73,6 +100,8 @@ export const MEASURED_KEYS = [
   'bootMs',
   'recycleFindsLoopPastPoll',
   'signalFindsLoopPastPoll',
+  'cpu',
+  'cpuWithoutRecycling',
 ] as const;
 
 export const profileSchema = z
@@ -168,6 +197,19 @@ export const profileSchema = z
      * inside it, and the select is retried after: PEP 475). The same two ways out of the turn as above.
      */
     signalFindsLoopPastPoll: measuredShare.optional(),
+    /**
+     * The processes' work as CPU, under the calibration load. Present: the simulator shares the cores
+     * among the workers, the booting processes and the client, and a request's time and a boot's follow
+     * from what else runs (`serviceMs` and `bootMs` are then what the model is checked against, not
+     * what it draws).
+     */
+    cpu: measuredCpu.optional(),
+    /**
+     * A request's work and the client's without recycling, for a scenario without it: a worker that lives
+     * for good runs optimized code (`quiesce serve` keeps V8's optimizing tier only then), several times
+     * faster. The cores, the boot and the spares are `cpu`'s.
+     */
+    cpuWithoutRecycling: measuredSteadyCpu.optional(),
   })
   .superRefine((profile, ctx) => {
     for (const key of MEASURED_KEYS) {
@@ -219,7 +261,17 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
   const params: ScenarioParams = structuredClone(base);
   const fromProfile: string[] = [];
   const defaults: string[] = [];
-  if (profile.serviceMs) {
+  // A profile holds for the load it was measured under: a scenario without recycling takes what was measured without it.
+  const steady = base.server.maxRequests === 0;
+  if (profile.cpu) {
+    const { cores, bootWorkMs, spares } = profile.cpu;
+    const perRequest = (steady ? profile.cpuWithoutRecycling : undefined) ?? profile.cpu;
+    const { requestWorkMs, clientWorkMs } = perRequest;
+    params.cpu = { cores, requestWorkMs, bootWorkMs, clientWorkMs, spares };
+    fromProfile.push(
+      `the CPU: ${cores} cores shared by the workers (${requestWorkMs} ms a request, drawn exponential${perRequest === profile.cpuWithoutRecycling ? ', measured without recycling' : ''}), the booting processes (${bootWorkMs} ms a boot, ${spares} spare${spares === 1 ? '' : 's'} ahead) and the client (${clientWorkMs} ms a request)`,
+    );
+  } else if (profile.serviceMs) {
     params.servicePercentilesMs = [...profile.serviceMs.percentilesMs];
     fromProfile.push('service time');
   } else defaults.push(`service time (uniform ${base.serviceMinMs}–${base.serviceMaxMs} ms)`);
@@ -231,8 +283,6 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.dispatchPercentilesMs = [...profile.pollWaitFromArrivalMs.percentilesMs];
     fromProfile.push('poll wait');
   } else defaults.push('poll wait (none)');
-  // A profile holds for the load it was measured under: a scenario without recycling takes what was measured without it.
-  const steady = base.server.maxRequests === 0;
   const rows = (steady ? profile.keptAliveRequestsWithoutRecyclingMs : undefined) ?? profile.keptAliveRequestsMs;
   if (rows) {
     params.requestRowsMs = structuredClone(rows.rowsMs);
@@ -278,7 +328,9 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
       fromProfile.push(label);
     } else defaults.push(`${label} (in its poll)`);
   }
-  if (profile.bootMs) {
+  if (profile.cpu) {
+    // The boot is the CPU's: its measured time is what the model is checked against.
+  } else if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');
   } else defaults.push(`worker boot (${base.bootMs} ms)`);

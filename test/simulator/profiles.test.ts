@@ -8,7 +8,7 @@ import { fromPercentiles } from '../../simulator/rng.ts';
 import { arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, jointRequestRows, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { runScenario } from '../../simulator/run.ts';
-import { getScenario } from '../../simulator/scenarios.ts';
+import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
 
 const DIR = new URL('../../simulator/profiles/', import.meta.url);
 const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
@@ -167,17 +167,41 @@ describe('applyProfile', () => {
     expect(base.servicePercentilesMs).toBeUndefined(); // the scenario itself is left as it was
   });
 
-  it('a profiled run is a function of its seed, and its latencies follow the profile (p50 near the measured p50)', () => {
+  it("with the CPU measured, a request's work and a boot's come from it — measured without recycling for a scenario without it", () => {
+    const base = getScenario('keepalive-recycle').params;
+    const profile = getProfile('quiesce-serve');
+    const cpu = profile.cpu!;
+    const recycling = applyProfile(base, profile);
+    expect(recycling.params.cpu).toEqual({ cores: cpu.cores, requestWorkMs: cpu.requestWorkMs, bootWorkMs: cpu.bootWorkMs, clientWorkMs: cpu.clientWorkMs, spares: cpu.spares });
+    // The times the CPU replaces are not drawn: they are what the model is checked against.
+    expect(recycling.params.servicePercentilesMs).toBeUndefined();
+    expect(recycling.params.bootMs).toBe(base.bootMs);
+    expect(recycling.fromProfile.join()).toMatch(/^the CPU: \d+ cores shared by the workers/);
+    const steady = applyProfile({ ...base, server: { ...base.server, maxRequests: 0 } }, profile);
+    expect(steady.params.cpu?.requestWorkMs).toBe(profile.cpuWithoutRecycling!.requestWorkMs);
+    expect(steady.params.cpu?.clientWorkMs).toBe(profile.cpuWithoutRecycling!.clientWorkMs);
+    expect(steady.params.cpu?.bootWorkMs).toBe(cpu.bootWorkMs);
+    expect(steady.fromProfile.join()).toMatch(/measured without recycling/);
+  });
+
+  it("a profiled run is a function of its seed, and with the CPU its pace is the cores' over the work measured", () => {
     const profile = getProfile('quiesce-serve');
     const params = applyProfile({ ...getScenario('keepalive-recycle').params, server: { ...getScenario('keepalive-recycle').params.server, maxRequests: 0 } }, profile).params;
-    params.load = { kind: 'ab', requests: 2000, concurrency: 20, keepAlive: true, timeoutMs: 30_000 };
+    const requests = 4000;
+    params.load = { kind: 'ab', requests, concurrency: 20, keepAlive: true, timeoutMs: 30_000 };
     const run = (seed: number) => runScenario({ scenario: 'keepalive-recycle', policy: 'safe-drain', seed, params });
     const [a, b] = [run(7), run(7)];
     expect(a.stats.latency.percentileMs(50)).toBe(b.stats.latency.percentileMs(50));
     expect(a.events).toBe(b.events);
-    // Without recycling the simulated latency is the service time plus two one-way latencies (0.05 ms each), histogram-binned.
-    const measured = profile.serviceMs!.percentilesMs[50]!;
-    expect(Math.abs(a.stats.latency.percentileMs(50) - measured)).toBeLessThan(0.25 * measured + 0.2);
+    // 20 clients keep 4 worker threads and the client's busy on 2 cores: the cores never idle, so the load
+    // takes its work over the cores — each request the worker's and the client's — and, by Little's law,
+    // a request takes 20 requests' share of that.
+    const { cores, requestWorkMs, clientWorkMs } = params.cpu!;
+    const expectedMs = (requests * (requestWorkMs + clientWorkMs)) / cores;
+    const loadMs = a.loadEndMs! - (firstWorkersReadyMs(params) + 1);
+    expect(Math.abs(loadMs - expectedMs) / expectedMs).toBeLessThan(0.1);
+    const expectedLatencyMs = (20 * loadMs) / requests;
+    expect(Math.abs(a.stats.latency.meanMs - expectedLatencyMs) / expectedLatencyMs).toBeLessThan(0.1);
   });
 });
 

@@ -1,0 +1,161 @@
+/**
+ * What the processes of a server under load spend of the CPU, read from /proc while the load runs:
+ * the work the simulator's shared CPU takes (simulator/cpu.ts), measured rather than inferred from
+ * times. A `quiesce serve` arbiter's children are sampled every few ms, each with its title, so a
+ * process is seen booting as a spare (`quiesce: spare`) and then serving as a worker.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpuMsOf } from './process.ts';
+
+/** The kernel counts CPU in ticks of 10 ms (USER_HZ 100): sampling faster adds nothing but the sampler's own load on the cores it measures. */
+export const CPU_SAMPLE_INTERVAL_MS = 10;
+
+/** One child process of the arbiter, as the samples saw it. */
+export interface SampledProcess {
+  readonly pid: number;
+  /** CPU ms when first seen (a process started during the run: its first few ms). */
+  readonly firstCpuMs: number;
+  /** Whether it was first seen before it was a worker: starting (no title of ours yet), or a spare. */
+  readonly firstSeenBooting: boolean;
+  /** CPU ms at its last sample before it was a worker: its boot (a spare that is ready waits without CPU); null: never seen so. */
+  readonly bootCpuMs: number | null;
+  /** CPU ms at its first and last sample as a worker; null: never seen as one. */
+  readonly workerFirstCpuMs: number | null;
+  readonly workerLastCpuMs: number | null;
+}
+
+export interface CpuSamples {
+  readonly processes: readonly SampledProcess[];
+  /** Processes titled spares in the last sample: booted ahead of need, waiting (at rest, where no worker was replaced lately). */
+  readonly sparesAtEnd: number;
+  /** The client's CPU ms over the run (its last sample; null: not tracked or never seen). */
+  readonly clientCpuMs: number | null;
+  readonly samples: number;
+}
+
+interface Tracked {
+  pid: number;
+  firstCpuMs: number;
+  firstSeenBooting: boolean;
+  bootCpuMs: number | null;
+  workerFirstCpuMs: number | null;
+  workerLastCpuMs: number | null;
+}
+
+export class CpuSampler {
+  private readonly tracked = new Map<number, Tracked>();
+  private clientPid: number | null = null;
+  private clientCpuMs: number | null = null;
+  private sparesNow = 0;
+  private samples = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly arbiterPid: number,
+    intervalMs = CPU_SAMPLE_INTERVAL_MS,
+  ) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  /** Also sample the client (ab), from its start. */
+  trackClient(pid: number): void {
+    this.clientPid = pid;
+  }
+
+  stop(): CpuSamples {
+    clearInterval(this.timer);
+    this.sample();
+    return {
+      processes: [...this.tracked.values()],
+      sparesAtEnd: this.sparesNow,
+      clientCpuMs: this.clientCpuMs,
+      samples: this.samples,
+    };
+  }
+
+  private children(): number[] {
+    const pids: number[] = [];
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${this.arbiterPid}/task`);
+    } catch {
+      return pids;
+    }
+    for (const task of tasks) {
+      try {
+        for (const pid of readFileSync(`/proc/${this.arbiterPid}/task/${task}/children`, 'utf8').split(' ')) if (pid.trim()) pids.push(Number(pid));
+      } catch {
+        // the thread ended while we looked
+      }
+    }
+    return pids;
+  }
+
+  private sample(): void {
+    this.samples++;
+    let spares = 0;
+    for (const pid of this.children()) {
+      let seen = this.tracked.get(pid);
+      // A worker's title stays until it exits: only a process not yet one needs its title read.
+      let title = 'quiesce: worker';
+      if (seen?.workerFirstCpuMs == null) {
+        try {
+          title = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        } catch {
+          continue; // gone
+        }
+      }
+      const cpuMs = cpuMsOf(pid);
+      if (cpuMs === null) continue;
+      const worker = title.startsWith('quiesce: worker');
+      if (title.startsWith('quiesce: spare')) spares++;
+      if (!seen) {
+        seen = { pid, firstCpuMs: cpuMs, firstSeenBooting: !worker, bootCpuMs: null, workerFirstCpuMs: null, workerLastCpuMs: null };
+        this.tracked.set(pid, seen);
+      }
+      // Before its title says worker it is starting or a spare: booting, or booted and waiting.
+      if (seen.workerFirstCpuMs === null && !worker) seen.bootCpuMs = cpuMs;
+      else {
+        seen.workerFirstCpuMs ??= cpuMs;
+        seen.workerLastCpuMs = cpuMs;
+      }
+    }
+    this.sparesNow = spares;
+    if (this.clientPid !== null) this.clientCpuMs = cpuMsOf(this.clientPid) ?? this.clientCpuMs;
+  }
+}
+
+/** What the samples say of the work: per request served, per boot, per client response. */
+export interface MeasuredWork {
+  /** Workers' CPU while workers, over the requests served. */
+  readonly requestWorkMs: number;
+  /** Each process seen booting from its start: CPU at its last sample as a spare. */
+  readonly bootWorkMs: readonly number[];
+  readonly clientWorkMs: number | null;
+  readonly sparesAtEnd: number;
+}
+
+export function measuredWork(samples: CpuSamples, requestsServed: number, clientRequests: number): MeasuredWork {
+  if (!(requestsServed > 0)) throw new Error(`no requests were served (${requestsServed}): no work per request to measure`);
+  let servingMs = 0;
+  const bootWorkMs: number[] = [];
+  for (const p of samples.processes) {
+    if (p.workerFirstCpuMs !== null && p.workerLastCpuMs !== null) {
+      // A worker already serving when the samples began counts from there; one that became a worker during the run, from its boot's end.
+      servingMs += p.workerLastCpuMs - (p.firstSeenBooting ? (p.bootCpuMs ?? p.workerFirstCpuMs) : p.firstCpuMs);
+    }
+    // Booted in full under the samples' eyes: seen from its start, and then as a worker (a spare still
+    // booting at the end is not whole; one ready and waiting is, but a worker's title says so for certain).
+    if (p.firstSeenBooting && p.bootCpuMs !== null && p.workerFirstCpuMs !== null && p.firstCpuMs <= BOOT_SEEN_FROM_START_MS) bootWorkMs.push(p.bootCpuMs);
+  }
+  return {
+    requestWorkMs: servingMs / requestsServed,
+    bootWorkMs,
+    clientWorkMs: samples.clientCpuMs === null ? null : samples.clientCpuMs / clientRequests,
+    sparesAtEnd: samples.sparesAtEnd,
+  };
+}
+
+/** A process first seen with at most this much CPU was seen from its start (one tick of the kernel's clock, and the sampling's gap). */
+const BOOT_SEEN_FROM_START_MS = 20;
