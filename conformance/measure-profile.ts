@@ -7,11 +7,13 @@
  *
  * Both are measured in one run under the calibration's load — the seed's
  * (`ab -c 20 -k -r`, 4 workers × 20 threads, keep-alive 2 s, max-requests
- * 512) over 40,000 requests, about 80 replacements — because the simulator
- * has no CPU model: on two cores a replacement's boot takes CPU from the
+ * 512) over 40,000 requests, about 80 replacements — because a time holds
+ * the wait for the CPU: on two cores a replacement's boot takes CPU from the
  * requests being served, and a request's time measured without recycling is
  * half of what it is under it. So a profile holds for the load it was
- * measured under (the calibration's), not for every load.
+ * measured under (the calibration's), not for every load. Where the
+ * processes' CPU can be sampled (our server), their work is measured too,
+ * and the simulator shares the cores out itself (simulator/cpu.ts).
  *
  * - service time: the 101 percentiles of ab's total time per request
  *   (`-e`, µs resolution): the time a request holds its thread, waiting for

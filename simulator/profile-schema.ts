@@ -113,8 +113,8 @@ export const profileSchema = z
     measurements: z.record(z.string(), measurementSchema),
     /**
      * Time from a request's arrival to its response leaving, under the load the profile was measured
-     * at, without recycling: what the simulator draws as a request's service time. It includes the
-     * wait for the CPU (the simulator has no CPU model), so it holds for that load's concurrency.
+     * at: what the simulator draws as a request's service time where the profile has no `cpu`. It
+     * includes the wait for the CPU, so it holds for that load's concurrency.
      */
     serviceMs: measuredDistribution.optional(),
     /**
