@@ -35,6 +35,7 @@ say('simulator');
 const simulator = simulatorFigures();
 say(`  seed run (10,000 requests): ${simulator.seedRunSeconds.toFixed(3)} s warm, ${simulator.seedRunColdSeconds.toFixed(3)} s cold (target < 0.2 s); on XState ${simulator.seedRunXstateSeconds.toFixed(2)} s: ${simulator.simulatorSpeedup.toFixed(1)}×`);
 say(`  the seed table (${simulator.seedTableRuns} runs): ${simulator.seedTableSeconds.toFixed(2)} s (target < 10 s)`);
+say(`  our server's profile, the seed run: on the shared CPU ${simulator.sharedCpuSeconds.toFixed(3)} s, its times drawn ${simulator.drawnTimesSeconds.toFixed(3)} s: ${(simulator.sharedCpuSeconds / simulator.drawnTimesSeconds).toFixed(2)}× the time`);
 say(`  1,000,000 requests: ${simulator.millionRunSeconds.toFixed(1)} s, ${simulator.millionRunEvents.toLocaleString('en')} events, peak memory ${simulator.millionRunPeakMiB} MiB (target < 60 s)`);
 
 say('explorer (proofs/)');
