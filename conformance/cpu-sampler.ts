@@ -5,7 +5,7 @@
  * process is seen booting as a spare (`quiesce: spare`) and then serving as a worker.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { cpuMsOf } from './process.ts';
+import { cpuOf } from './process.ts';
 
 /** The kernel counts CPU in ticks of 10 ms (USER_HZ 100): sampling faster adds nothing but the sampler's own load on the cores it measures. */
 export const CPU_SAMPLE_INTERVAL_MS = 10;
@@ -22,6 +22,10 @@ export interface SampledProcess {
   /** CPU ms at its first and last sample as a worker; null: never seen as one. */
   readonly workerFirstCpuMs: number | null;
   readonly workerLastCpuMs: number | null;
+  /** On the sampler's clock (ms): first seen titled a spare (its app loaded), titled a worker, and exited (a zombie, or gone). */
+  readonly spareAtMs: number | null;
+  readonly workerAtMs: number | null;
+  readonly exitedAtMs: number | null;
 }
 
 export interface CpuSamples {
@@ -40,6 +44,9 @@ interface Tracked {
   bootCpuMs: number | null;
   workerFirstCpuMs: number | null;
   workerLastCpuMs: number | null;
+  spareAtMs: number | null;
+  workerAtMs: number | null;
+  exitedAtMs: number | null;
 }
 
 export class CpuSampler {
@@ -94,8 +101,13 @@ export class CpuSampler {
 
   private sample(): void {
     this.samples++;
+    const nowMs = performance.now();
     let spares = 0;
-    for (const pid of this.children()) {
+    const children = this.children();
+    // A worker reaped since the last sample: it exited in between.
+    const present = new Set(children);
+    for (const seen of this.tracked.values()) if (seen.workerAtMs !== null && seen.exitedAtMs === null && !present.has(seen.pid)) seen.exitedAtMs = nowMs;
+    for (const pid of children) {
       let seen = this.tracked.get(pid);
       // A worker's title stays until it exits: only a process not yet one needs its title read.
       let title = 'quiesce: worker';
@@ -106,14 +118,18 @@ export class CpuSampler {
           continue; // gone
         }
       }
-      const cpuMs = cpuMsOf(pid);
-      if (cpuMs === null) continue;
+      const stat = cpuOf(pid);
+      if (stat === null) continue;
+      const cpuMs = stat.cpuMs;
       const worker = title.startsWith('quiesce: worker');
       if (title.startsWith('quiesce: spare')) spares++;
       if (!seen) {
-        seen = { pid, firstCpuMs: cpuMs, firstSeenBooting: !worker, bootCpuMs: null, workerFirstCpuMs: null, workerLastCpuMs: null };
+        seen = { pid, firstCpuMs: cpuMs, firstSeenBooting: !worker, bootCpuMs: null, workerFirstCpuMs: null, workerLastCpuMs: null, spareAtMs: null, workerAtMs: null, exitedAtMs: null };
         this.tracked.set(pid, seen);
       }
+      if (title.startsWith('quiesce: spare')) seen.spareAtMs ??= nowMs;
+      if (worker) seen.workerAtMs ??= nowMs;
+      if (stat.state === 'Z' && seen.workerAtMs !== null) seen.exitedAtMs ??= nowMs;
       // Before its title says worker it is starting or a spare: booting, or booted and waiting.
       if (seen.workerFirstCpuMs === null && !worker) seen.bootCpuMs = cpuMs;
       else {
@@ -122,7 +138,7 @@ export class CpuSampler {
       }
     }
     this.sparesNow = spares;
-    if (this.clientPid !== null) this.clientCpuMs = cpuMsOf(this.clientPid) ?? this.clientCpuMs;
+    if (this.clientPid !== null) this.clientCpuMs = cpuOf(this.clientPid)?.cpuMs ?? this.clientCpuMs;
   }
 }
 
@@ -159,3 +175,26 @@ export function measuredWork(samples: CpuSamples, requestsServed: number, client
 
 /** A process first seen with at most this much CPU was seen from its start (one tick of the kernel's clock, and the sampling's gap). */
 const BOOT_SEEN_FROM_START_MS = 20;
+
+/**
+ * A loaded spare becoming a worker under load: from a worker's exit (the arbiter spawns its replacement
+ * as it reaps it) to the spare that replaces it titled a worker (it has its identity and the listener
+ * copies: impl/worker-main.ts `become`), for the replacements whose spare had its app loaded before the
+ * exit — the others waited for their boot. Exits and becomings are paired in order, as the arbiter
+ * takes its spares (`exitsToReady`'s rule). At the sampling's resolution.
+ */
+export function spareActivations(samples: CpuSamples): number[] {
+  const exits = samples.processes.flatMap((p) => (p.exitedAtMs === null ? [] : [p.exitedAtMs])).sort((a, b) => a - b);
+  const becomings = samples.processes
+    .filter((p) => p.workerAtMs !== null && p.firstSeenBooting)
+    .sort((a, b) => a.workerAtMs! - b.workerAtMs!);
+  const activations: number[] = [];
+  let next = 0;
+  for (const exitMs of exits) {
+    while (next < becomings.length && becomings[next]!.workerAtMs! < exitMs) next++;
+    const replacement = becomings[next++];
+    if (!replacement) break;
+    if (replacement.spareAtMs !== null && replacement.spareAtMs <= exitMs) activations.push(replacement.workerAtMs! - exitMs);
+  }
+  return activations;
+}

@@ -54,7 +54,7 @@ import { readTrace } from '../impl/trace-file.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
 import { profileSchema, REQUEST_ROW_COLUMNS, type Profile, type RequestRowsMeasured } from '../simulator/profile-schema.ts';
 import { CaptureStartError, LoopbackCapture, type Segment } from './capture.ts';
-import { CPU_SAMPLE_INTERVAL_MS, CpuSampler, measuredWork } from './cpu-sampler.ts';
+import { CPU_SAMPLE_INTERVAL_MS, CpuSampler, measuredWork, spareActivations } from './cpu-sampler.ts';
 
 interface Target {
   readonly describes: string;
@@ -762,6 +762,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const cpuRun = target.cpuCommand ? await sampledRun(target, target.cpuCommand, server, port, url) : null;
   const work = cpuRun?.work ?? null;
   if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);
+  const activations = cpuRun ? spareActivations(cpuRun.cpu) : [];
   if (work) log(`${name}: CPU per request ${round3(work.requestWorkMs)} ms, per boot ${round3(median(work.bootWorkMs))} ms (median of ${work.bootWorkMs.length}), the client's per response ${work.clientWorkMs === null ? '—' : round3(work.clientWorkMs)} ms`);
   // With the teardown measured, the simulator's replacement starts where the old process is gone: the
   // boot is measured from there too, or the teardown would count twice.
@@ -844,7 +845,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               command: `${fillCommand(cpuRun.command, server)}; ab ${AB_LOAD.join(' ')} ${url} (a run of its own, not captured)`,
               date,
               machine,
-              method: `/proc/<pid>/stat's utime + stime (${cpuRun.cpu.samples} samples, every ${CPU_SAMPLE_INTERVAL_MS} ms) of each of the arbiter's children, told apart by their titles (quiesce: spare, quiesce: worker N), and of ab; the cores, os.availableParallelism(). A request's work: the workers' CPU while titled workers, over the requests ab had answered (complete less failed); a boot's: a process started during the run, its CPU at its last sample before its title said worker (starting, or a spare); the client's: ab's CPU over its requests; the spares, the processes titled quiesce: spare at the end of the run without recycling (at rest: no worker replaced for seconds)`,
+              method: `/proc/<pid>/stat's utime + stime (${cpuRun.cpu.samples} samples, every ${CPU_SAMPLE_INTERVAL_MS} ms) of each of the arbiter's children, told apart by their titles (quiesce: spare, quiesce: worker N), and of ab; the cores, os.availableParallelism(). A request's work: the workers' CPU while titled workers, over the requests ab had answered (complete less failed); a boot's: a process started during the run, its CPU at its last sample before its title said worker (starting, or a spare); the client's: ab's CPU over its requests; the spares, the processes titled quiesce: spare at the end of the run without recycling (at rest: no worker replaced for seconds); a loaded spare's activation, from a worker's exit (the arbiter spawns its replacement as it reaps it: the process gone from its children, or a zombie) to the spare that replaces it titled a worker, where that spare had its app loaded (titled a spare) before the exit — exits and new workers paired in order, at the sampling's resolution`,
             },
           }
         : {}),
@@ -923,6 +924,17 @@ export async function measureProfile(name: string, port: number, log: (line: str
             clientWorkMs: round3(work.clientWorkMs),
             spares: steadyWork.sparesAtEnd,
           },
+          ...(activations.length > 0
+            ? {
+                spareActivationMs: {
+                  measurement: 'cpu-under-the-calibration-load',
+                  samples: activations.length,
+                  medianMs: round3(median(activations)),
+                  minMs: round3(Math.min(...activations)),
+                  maxMs: round3(Math.max(...activations)),
+                },
+              }
+            : {}),
         }
       : {}),
     ...(steadyWork && steadyWork.clientWorkMs !== null

@@ -118,13 +118,16 @@ function statFields(pid: number): string[] | null {
 /** The kernel's clock ticks a second (USER_HZ), which /proc's CPU times count in. */
 let clockTicksPerSec: number | null = null;
 
-/** The CPU the process has used so far (user + system, all its threads), ms at the kernel's tick; null when it is gone. */
-export function cpuMsOf(pid: number): number | null {
+/**
+ * The CPU the process has used so far (user + system, all its threads), ms at the kernel's tick, and
+ * its state letter (Z: exited, not yet reaped); null when it is gone.
+ */
+export function cpuOf(pid: number): { readonly cpuMs: number; readonly state: string } | null {
   const fields = statFields(pid);
   if (fields === null) return null;
   clockTicksPerSec ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
   // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime.
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSec;
+  return { cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSec, state: fields[0]! };
 }
 
 /** The process's state letter (R, S, T for stopped …), or null when it is gone. */

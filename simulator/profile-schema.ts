@@ -102,6 +102,7 @@ export const MEASURED_KEYS = [
   'signalFindsLoopPastPoll',
   'cpu',
   'cpuWithoutRecycling',
+  'spareActivationMs',
 ] as const;
 
 export const profileSchema = z
@@ -210,6 +211,12 @@ export const profileSchema = z
      * faster. The cores, the boot and the spares are `cpu`'s.
      */
     cpuWithoutRecycling: measuredSteadyCpu.optional(),
+    /**
+     * With the CPU: a loaded spare becoming a worker under load, from the exit it replaces to its title
+     * saying worker — the identity and the listener copies over IPC, each hop a wake-up on busy cores,
+     * which processor sharing does not see (its work is a few ms: 0–10 ms unloaded, at /proc's tick).
+     */
+    spareActivationMs: measuredValue.optional(),
   })
   .superRefine((profile, ctx) => {
     for (const key of MEASURED_KEYS) {
@@ -267,9 +274,9 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     const { cores, bootWorkMs, spares } = profile.cpu;
     const perRequest = (steady ? profile.cpuWithoutRecycling : undefined) ?? profile.cpu;
     const { requestWorkMs, clientWorkMs } = perRequest;
-    params.cpu = { cores, requestWorkMs, bootWorkMs, clientWorkMs, spares };
+    params.cpu = { cores, requestWorkMs, bootWorkMs, clientWorkMs, spares, ...(profile.spareActivationMs ? { spareActivationMs: profile.spareActivationMs.medianMs } : {}) };
     fromProfile.push(
-      `the CPU: ${cores} cores shared by the workers (${requestWorkMs} ms a request, drawn exponential${perRequest === profile.cpuWithoutRecycling ? ', measured without recycling' : ''}), the booting processes (${bootWorkMs} ms a boot, ${spares} spare${spares === 1 ? '' : 's'} ahead) and the client (${clientWorkMs} ms a request)`,
+      `the CPU: ${cores} cores shared by the workers (${requestWorkMs} ms a request, drawn exponential${perRequest === profile.cpuWithoutRecycling ? ', measured without recycling' : ''}), the booting processes (${bootWorkMs} ms a boot, ${spares} spare${spares === 1 ? '' : 's'} ahead${profile.spareActivationMs ? `, a loaded one a worker in ${profile.spareActivationMs.medianMs} ms` : ''}) and the client (${clientWorkMs} ms a request)`,
     );
   } else if (profile.serviceMs) {
     params.servicePercentilesMs = [...profile.serviceMs.percentilesMs];

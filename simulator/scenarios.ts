@@ -93,6 +93,8 @@ export interface CpuParams {
   clientWorkMs: number;
   /** Processes the arbiter keeps booted ahead of need (impl/arbiter.ts's spares). */
   spares: number;
+  /** From a spawn to a loaded spare serving as the worker, ms (absent: at once). */
+  spareActivationMs?: number;
 }
 
 /**

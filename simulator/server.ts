@@ -101,6 +101,8 @@ export interface CpuTiming {
    * one at once, else the one still booting; 0, a worker starts booting when it is spawned.
    */
   readonly spares: number;
+  /** From a spawn that takes a loaded spare to it serving: the activation over IPC, each hop a wake-up on busy cores. */
+  readonly spareActivationMs: number;
 }
 
 /** A process the arbiter started ahead of need (`CpuTiming.spares`), booting or ready, until it becomes a worker. */
@@ -350,7 +352,7 @@ export class SimulatedServer implements ServerSide {
     }
     if (ready) {
       this.spares.delete(ready);
-      this.wire.after(0, { kind: 'boot', worker: proc.id });
+      this.wire.after(cpu.spareActivationMs, { kind: 'boot', worker: proc.id });
     } else {
       const spare = booting ?? this.startSpare(cpu);
       spare.becomes = proc;

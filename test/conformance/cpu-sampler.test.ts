@@ -4,7 +4,7 @@
  * itself runs for real in the calibrate test, which measures our server's profile before it compares.
  */
 import { describe, expect, it } from 'vitest';
-import { measuredWork, type CpuSamples } from '../../conformance/cpu-sampler.ts';
+import { measuredWork, spareActivations, type CpuSamples, type SampledProcess } from '../../conformance/cpu-sampler.ts';
 
 const samples: CpuSamples = {
   samples: 500,
@@ -12,13 +12,13 @@ const samples: CpuSamples = {
   clientCpuMs: 40,
   processes: [
     // A worker serving when the samples began: its CPU from the first sample on.
-    { pid: 1, firstCpuMs: 100, firstSeenBooting: false, bootCpuMs: null, workerFirstCpuMs: 100, workerLastCpuMs: 400 },
+    { pid: 1, firstCpuMs: 100, firstSeenBooting: false, bootCpuMs: null, workerFirstCpuMs: 100, workerLastCpuMs: 400, spareAtMs: null, workerAtMs: 0, exitedAtMs: null },
     // The spare booted before the samples began, then a worker: its serving counts, its boot was not seen whole.
-    { pid: 2, firstCpuMs: 120, firstSeenBooting: true, bootCpuMs: 120, workerFirstCpuMs: 130, workerLastCpuMs: 330 },
+    { pid: 2, firstCpuMs: 120, firstSeenBooting: true, bootCpuMs: 120, workerFirstCpuMs: 130, workerLastCpuMs: 330, spareAtMs: 0, workerAtMs: 50, exitedAtMs: null },
     // Started during the run: its boot is whole, its serving from its last sample before it was a worker.
-    { pid: 3, firstCpuMs: 0, firstSeenBooting: true, bootCpuMs: 150, workerFirstCpuMs: 160, workerLastCpuMs: 460 },
+    { pid: 3, firstCpuMs: 0, firstSeenBooting: true, bootCpuMs: 150, workerFirstCpuMs: 160, workerLastCpuMs: 460, spareAtMs: null, workerAtMs: 300, exitedAtMs: null },
     // Still booting when the run ended: neither a whole boot nor serving.
-    { pid: 4, firstCpuMs: 10, firstSeenBooting: true, bootCpuMs: 80, workerFirstCpuMs: null, workerLastCpuMs: null },
+    { pid: 4, firstCpuMs: 10, firstSeenBooting: true, bootCpuMs: 80, workerFirstCpuMs: null, workerLastCpuMs: null, spareAtMs: null, workerAtMs: null, exitedAtMs: null },
   ],
 };
 
@@ -36,5 +36,29 @@ describe('measuredWork', () => {
   it('refuses a run that served nothing, and says the client was not sampled where it was not', () => {
     expect(() => measuredWork(samples, 0, 10)).toThrow(/no requests were served \(0\)/);
     expect(measuredWork({ ...samples, clientCpuMs: null }, 10, 10).clientWorkMs).toBeNull();
+  });
+});
+
+describe('spareActivations', () => {
+  const process = (over: Partial<SampledProcess>): SampledProcess => ({
+    pid: 0, firstCpuMs: 0, firstSeenBooting: true, bootCpuMs: 100, workerFirstCpuMs: 100, workerLastCpuMs: 200, spareAtMs: null, workerAtMs: null, exitedAtMs: null, ...over,
+  });
+
+  it('pairs each exit with the next process titled a worker, and keeps the pairs whose spare was loaded before the exit', () => {
+    const run: CpuSamples = {
+      samples: 100,
+      sparesAtEnd: 1,
+      clientCpuMs: 0,
+      processes: [
+        // Two workers there from the start exit at 100 and 400.
+        process({ pid: 1, firstSeenBooting: false, workerAtMs: 0, exitedAtMs: 100 }),
+        process({ pid: 2, firstSeenBooting: false, workerAtMs: 0, exitedAtMs: 400 }),
+        // The spare loaded at 50 replaces the first, a worker at 140: 40 ms.
+        process({ pid: 3, spareAtMs: 50, workerAtMs: 140 }),
+        // The next one was still loading at 400 (a spare at 450): it waited for its boot, no sample.
+        process({ pid: 4, spareAtMs: 450, workerAtMs: 460 }),
+      ],
+    };
+    expect(spareActivations(run)).toEqual([40]);
   });
 });

@@ -186,10 +186,10 @@ describe('a simulated server on the shared CPU', () => {
     expect(twoCores / oneCore).toBeLessThan(0.62);
   });
 
-  it('a replacement that takes a ready spare is ready at once; without spares it boots after the exit, its boot alone on its core', () => {
+  it('a replacement that takes a ready spare is ready after its activation; without spares it boots after the exit, its boot alone on its core', () => {
     // One worker recycled every 50 requests of 1 ms on two cores; the spare's 10 ms boot runs beside it and is long done at each exit.
-    const gaps = (spares: number) => {
-      const { events: trace } = events(scenario(1, 1, 300, cpuParams({ cores: 2, spares, requestWorkMs: 1 }), 50));
+    const gaps = (spares: number, spareActivationMs?: number) => {
+      const { events: trace } = events(scenario(1, 1, 300, cpuParams({ cores: 2, spares, requestWorkMs: 1, ...(spareActivationMs === undefined ? {} : { spareActivationMs }) }), 50));
       const exits = trace.filter((e) => e.type === 'worker.exit');
       return exits
         .map((exit) => trace.find((e) => e.type === 'worker.ready' && e.t >= exit.t))
@@ -197,9 +197,12 @@ describe('a simulated server on the shared CPU', () => {
         .map((ready, i) => ready.t - exits[i]!.t);
     };
     const withSpare = gaps(1);
+    const activated = gaps(1, 3);
     const without = gaps(0);
     expect(withSpare.length).toBeGreaterThanOrEqual(4);
+    expect(activated.length).toBeGreaterThanOrEqual(4);
     for (const gap of withSpare) expect(gap).toBeCloseTo(0, 9);
+    for (const gap of activated) expect(gap).toBeCloseTo(3, 9);
     // Nothing else runs while the only worker is gone (the client waits for a connection): 10 ms of boot at a full core.
     for (const gap of without) expect(gap).toBeCloseTo(10, 9);
   });

@@ -172,7 +172,14 @@ describe('applyProfile', () => {
     const profile = getProfile('quiesce-serve');
     const cpu = profile.cpu!;
     const recycling = applyProfile(base, profile);
-    expect(recycling.params.cpu).toEqual({ cores: cpu.cores, requestWorkMs: cpu.requestWorkMs, bootWorkMs: cpu.bootWorkMs, clientWorkMs: cpu.clientWorkMs, spares: cpu.spares });
+    expect(recycling.params.cpu).toEqual({
+      cores: cpu.cores,
+      requestWorkMs: cpu.requestWorkMs,
+      bootWorkMs: cpu.bootWorkMs,
+      clientWorkMs: cpu.clientWorkMs,
+      spares: cpu.spares,
+      spareActivationMs: profile.spareActivationMs!.medianMs,
+    });
     // The times the CPU replaces are not drawn: they are what the model is checked against.
     expect(recycling.params.servicePercentilesMs).toBeUndefined();
     expect(recycling.params.bootMs).toBe(base.bootMs);
