@@ -98,7 +98,7 @@ export interface CpuTiming {
   readonly bootWorkMs: number;
   /**
    * Processes the arbiter keeps booted ahead of need (impl/arbiter.ts's spares): a spawn takes a ready
-   * one at once, else the one still booting; 0, a worker starts booting when it is spawned.
+   * one (serving after `spareActivationMs`), else the one still booting; 0, a worker boots when spawned.
    */
   readonly spares: number;
   /** From a spawn that takes a loaded spare to it serving: the activation over IPC, each hop a wake-up on busy cores. */
@@ -336,7 +336,7 @@ export class SimulatedServer implements ServerSide {
   }
 
   /**
-   * A worker's boot on the shared CPU: a ready spare becomes it at once, one still booting becomes it
+   * A worker's boot on the shared CPU: a ready spare becomes it after its activation, one still booting
    * when its boot is done, else a process starts for it; then the spares are topped up.
    */
   bootOnCpu(proc: WorkerProcess, cpu: CpuTiming): void {
