@@ -36,6 +36,7 @@ const WIRE = [
   'test/impl/fuzz.test.ts',
   'test/impl/differential.test.ts',
   'test/cli/terminal.test.ts',
+  'test/bench/baseline.test.ts',
 ];
 
 export default defineConfig({

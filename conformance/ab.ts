@@ -14,6 +14,8 @@ export interface AbReport {
   receive: number;
   length: number;
   exceptions: number;
+  /** "Keep-Alive requests": answered on a connection the server kept (with -k); 0 without the line. */
+  keepAliveRequests: number;
   /** "Requests per second". */
   requestsPerSec: number;
   /** Percentiles of the total time per request, from ab's `-e` table (µs resolution; its report prints whole ms). */
@@ -48,6 +50,7 @@ export function runAb(args: string[], options: { onSpawn?: (pid: number) => void
         receive: number(/Receive: (\d+)/) || 0,
         length: number(/Length: (\d+)/) || 0,
         exceptions: number(/Exceptions: (\d+)/) || 0,
+        keepAliveRequests: number(/Keep-Alive requests:\s+(\d+)/) || 0,
         requestsPerSec: number(/Requests per second:\s+([\d.]+)/),
         p50Ms: table.get(50) ?? Number.NaN,
         p99Ms: table.get(99) ?? Number.NaN,
