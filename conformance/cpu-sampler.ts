@@ -1,7 +1,7 @@
 /**
  * What the processes of a server under load spend of the CPU, read from /proc while the load runs:
  * the work the simulator's shared CPU takes (simulator/cpu.ts), measured rather than inferred from
- * times. A `quiesce serve` arbiter's children are sampled every few ms, each with its title, so a
+ * times. A `quiesce serve` arbiter's children are sampled every 10 ms, each with its title, so a
  * process is seen booting as a spare (`quiesce: spare`) and then serving as a worker.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -37,17 +37,8 @@ export interface CpuSamples {
   readonly samples: number;
 }
 
-interface Tracked {
-  pid: number;
-  firstCpuMs: number;
-  firstSeenBooting: boolean;
-  bootCpuMs: number | null;
-  workerFirstCpuMs: number | null;
-  workerLastCpuMs: number | null;
-  spareAtMs: number | null;
-  workerAtMs: number | null;
-  exitedAtMs: number | null;
-}
+/** A process as the sampler keeps it while it looks: the same fields, filled in as it goes. */
+type Tracked = { -readonly [K in keyof SampledProcess]: SampledProcess[K] };
 
 export class CpuSampler {
   private readonly tracked = new Map<number, Tracked>();

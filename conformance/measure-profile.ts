@@ -726,6 +726,11 @@ const median = (xs: readonly number[]) => {
 };
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
+/** A value the simulator takes as its samples' median, with their range, under `measurement` (ms, to the µs). */
+function measuredValueOf(measurement: string, samples: readonly number[]) {
+  return { measurement, samples: samples.length, medianMs: round3(median(samples)), minMs: round3(Math.min(...samples)), maxMs: round3(Math.max(...samples)) };
+}
+
 /** The 101 percentiles 0, 1, …, 100 of the samples, ms, to the µs. */
 function percentilesOf(samples: readonly number[]): number[] {
   const histogram = new LatencyHistogram();
@@ -902,13 +907,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
       : {}),
     ...(halfRoundTripsMs.length > 0
       ? {
-          oneWayLatencyMs: {
-            measurement: 'capture-under-the-calibration-load',
-            samples: halfRoundTripsMs.length,
-            medianMs: round3(median(halfRoundTripsMs)),
-            minMs: round3(Math.min(...halfRoundTripsMs)),
-            maxMs: round3(Math.max(...halfRoundTripsMs)),
-          },
+          oneWayLatencyMs: measuredValueOf('capture-under-the-calibration-load', halfRoundTripsMs),
         }
       : {}),
     ...(turnaroundsMs.length > 0 ? { clientTurnaroundMs: { measurement: 'capture-under-the-calibration-load', samples: turnaroundsMs.length, percentilesMs: percentilesOf(turnaroundsMs) } } : {}),
@@ -926,13 +925,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
           },
           ...(activations.length > 0
             ? {
-                spareActivationMs: {
-                  measurement: 'cpu-under-the-calibration-load',
-                  samples: activations.length,
-                  medianMs: round3(median(activations)),
-                  minMs: round3(Math.min(...activations)),
-                  maxMs: round3(Math.max(...activations)),
-                },
+                spareActivationMs: measuredValueOf('cpu-under-the-calibration-load', activations),
               }
             : {}),
         }
@@ -940,7 +933,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
     ...(steadyWork && steadyWork.clientWorkMs !== null
       ? { cpuWithoutRecycling: { measurement: 'cpu-without-recycling', samples: steadyCpuRun!.ab.complete, requestWorkMs: round3(steadyWork.requestWorkMs), clientWorkMs: round3(steadyWork.clientWorkMs) } }
       : {}),
-    bootMs: { measurement: 'replacement-under-load', samples: boots.length, medianMs: round3(median(boots)), minMs: round3(Math.min(...boots)), maxMs: round3(Math.max(...boots)) },
+    bootMs: measuredValueOf('replacement-under-load', boots),
   };
   return profileSchema.parse(profile);
 }
