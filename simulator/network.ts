@@ -97,6 +97,8 @@ export class Link {
   keepsOpen = false;
   requestTimer: { cancelled: boolean } | null = null;
   lastResponseWrittenAtMs = -1;
+  /** When request bytes last reached the server's socket (a measured poll wait counts from there). */
+  lastBytesArrivedAtMs = -1;
   /** With a client turnaround: when the last item the server sent reaches the client (what follows it comes no earlier). */
   toClientAtMs = -1;
   /** Items in flight that name this link: it is kept until they have arrived. */
@@ -478,6 +480,7 @@ export class Network {
     if (req === link.req) link.reqDelivered = !link.serverClosed;
     const behind = link.pipelined.find((p) => p.req === req);
     if (behind) behind.delivered = !link.serverClosed;
+    link.lastBytesArrivedAtMs = this.host.nowMs;
     this.server?.requestArrives(link, conn, req, partial);
   }
 

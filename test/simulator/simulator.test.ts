@@ -485,6 +485,37 @@ describe("the client's measured turnaround (a profile's clientTurnaroundMs)", ()
   });
 });
 
+describe("the poll wait (a profile's pollWaitFromArrivalMs): measured from the request's arrival, and drawn so", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+
+  it('a request that came while its connection was still returning to the poller is handed over the drawn wait after its arrival, not after the return', () => {
+    // Every wait 5 ms from the arrival; the done callback puts the connection back 3 ms after each
+    // response, while the client answers at once: each kept-alive request is in the socket 3 ms before
+    // its connection is back in the poller. Counted from the return, the wait came out 8 ms.
+    const params = small('keepalive-recycle', 300);
+    params.server = { ...params.server, maxRequests: 0 };
+    params.dispatchPercentilesMs = constant(5);
+    params.returnPercentilesMs = constant(3);
+    const { events } = run('keepalive-recycle', 'gunicorn-gthread', 1, params);
+    const arrivedAt = new Map<string, number>();
+    const waits: number[] = [];
+    let returnedFirst = 0;
+    const returnedAt = new Map<string, number>();
+    for (const e of events) {
+      if (e.type === 'conn.returned') returnedAt.set(e.actor, e.t);
+      if (e.type === 'conn.bytes') arrivedAt.set(e.actor, e.t);
+      if (e.type === 'conn.dispatch') {
+        const arrived = arrivedAt.get(e.actor)!;
+        if ((returnedAt.get(e.actor) ?? -1) > arrived) returnedFirst++;
+        waits.push(e.t - arrived);
+      }
+    }
+    expect(waits.length).toBeGreaterThan(200);
+    expect(returnedFirst).toBeGreaterThan(200);
+    for (const wait of waits) expect(wait).toBeCloseTo(5, 9);
+  });
+});
+
 describe("the seed's race, scripted: what an idle keep-alive client's next request gets from a draining worker", () => {
   // term-idle-and-in-flight: at 0 the idle client is answered and keeps its connection; at 100 the busy
   // client's 800 ms request starts; TERM at 350; at 600 the idle client sends again. Expected outcomes
