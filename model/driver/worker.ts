@@ -82,6 +82,7 @@ export type WorkerSignalIn = Exclude<WorkerSignal, 'KILL'> | 'KILL';
 export interface WorkerDriverState {
   readonly waiting: readonly ConnId[];
   readonly readable: readonly ConnId[];
+  readonly lastPollBatch: readonly ConnId[];
   readonly nextConn: number;
   readonly exitPending: boolean;
   readonly heartbeatDue: boolean;
@@ -93,6 +94,13 @@ export class WorkerDriver {
   private readonly waiting: ConnId[] = [];
   /** Connections whose request waits in the poller (`unpolled`), in the order the requests came. */
   private readonly readable: ConnId[] = [];
+  /**
+   * The rest of what the loop's last poll returned, as far as the model can tell: the connections that
+   * were readable before the one it last handed over, and are not handed over yet. That poll returned
+   * after that connection became readable, so select() returned with them too; a loop past its poll
+   * as `alive` flips is still handing them over.
+   */
+  private readonly lastPollBatch: ConnId[] = [];
   private nextConn = 1;
   private exitPending = false;
   /** The process is past its loop and on its way out (`WorkerPort.tearDown`): its exit's closes wait for `tornDown()`. */
@@ -100,12 +108,13 @@ export class WorkerDriver {
 
   /** Between steps only: a pump in progress is not a state. */
   state(): WorkerDriverState {
-    return { waiting: [...this.waiting], readable: [...this.readable], nextConn: this.nextConn, exitPending: this.exitPending, heartbeatDue: this.heartbeatDue, tearingDown: this.tearingDown };
+    return { waiting: [...this.waiting], readable: [...this.readable], lastPollBatch: [...this.lastPollBatch], nextConn: this.nextConn, exitPending: this.exitPending, heartbeatDue: this.heartbeatDue, tearingDown: this.tearingDown };
   }
 
   load(state: WorkerDriverState): void {
     this.waiting.splice(0, this.waiting.length, ...state.waiting);
     this.readable.splice(0, this.readable.length, ...state.readable);
+    this.lastPollBatch.splice(0, this.lastPollBatch.length, ...state.lastPollBatch);
     this.nextConn = state.nextConn;
     this.exitPending = state.exitPending;
     this.tearingDown = state.tearingDown;
@@ -215,12 +224,14 @@ export class WorkerDriver {
 
   /**
    * `alive` just flipped (a recycle, or a TERM's handler): where the chart has a last loop turn, the
-   * platform says where the loop is. One past its poll ends the turn without another poll, and what
-   * waits in the poller is abandoned.
+   * platform says where the loop is. One past its poll is still handing over what that poll returned
+   * (the connections readable before the one it last handed over: `lastPollBatch`), and ends the turn
+   * without another poll: what else waits in the poller is abandoned. One in its poll returns with
+   * what comes next (`dispatch`).
    */
   private lastTurnBegan(cause: 'recycle' | 'signal'): void {
     if (!this.host.matches(this.id, { alive: { draining: 'lastTurn' } }) || !this.port.loopPastPoll(cause)) return;
-    this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
+    this.handOverLastTurn(this.readable.filter((conn) => this.lastPollBatch.includes(conn)));
     this.host.settleCommands();
   }
 
@@ -313,27 +324,43 @@ export class WorkerDriver {
     const ready = this.readable.indexOf(conn);
     if (ready >= 0) this.readable.splice(ready, 1);
     if (!this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) return;
-    if (endsTurn) this.lastPollReturned(conn);
-    else this.wantsThread(conn);
+    // The ready list is in the order the connections became readable: those before this one were
+    // readable when the poll that returned with it returned.
+    const before = this.readable.slice(0, Math.max(0, ready));
+    if (endsTurn) return this.handOverLastTurn([conn, ...before], conn);
+    this.lastPollBatch.splice(0, this.lastPollBatch.length, ...before);
+    this.wantsThread(conn);
   }
 
   /**
-   * The poll of a draining worker's last turn returned with `first`. select() returns with every
-   * connection readable at that moment, and the loop hands each over before it looks at `alive` again
-   * (gunicorn 20.x gthread: `for key, _ in events: callback(key.fileobj)`): every connection whose
-   * request is in (the ready list) is handed over, and served (with close). Idle connections, and
-   * requests that come later, are abandoned when the turn ends. The platform's poll wait is measured
-   * from the request's arrival to its hand-over, so `first`'s hand-over is the moment the poll returned.
-   * (An earlier rule handed over only the connections whose request came before `first`'s, when the
-   * model could not know when the poll returned; simulator/README.md records what each rule gave.)
+   * What a poll returns with (gunicorn 20.x gthread: `events = self.poller.select(1.0)`, then
+   * `for key, _ in events: callback(key.fileobj)` — every connection readable at the select's return is
+   * handed over before the loop looks at `alive` again), as far as the model can tell. The platform's
+   * poll wait is measured from a request's arrival to its hand-over, and the hand-overs of one return
+   * come one after another, each after the GIL (hooks on the select: up to milliseconds apart), so the
+   * select returned somewhere between the handed-over request's arrival and its hand-over: the
+   * connections readable before it were in that return; later ones are taken to have missed it. In a
+   * draining worker's last turn those are handed over (and served with close) and the turn ends; the
+   * rest of the poller is abandoned. (The tenth session's rule took the hand-over for the select's
+   * return and handed over everything readable then; simulator/README.md records what each rule gave.)
+   *
+   * Here, a request came to an idle connection the last turn polls: the select returns with it, and
+   * with everything readable before it.
    */
   private lastPollReturned(first: ConnId): void {
-    const returned = [first];
-    for (const other of this.readable.splice(0, this.readable.length)) {
-      if (this.host.matches(other, 'unpolled') && this.host.emitIfAccepted(other, { type: 'conn.dispatch' })) returned.push(other);
+    this.handOverLastTurn([first, ...this.readable], first);
+  }
+
+  /** The last loop turn hands `conns` over (`first`: dispatched already) and ends: what else waits in the poller is abandoned. */
+  private handOverLastTurn(conns: readonly ConnId[], first?: ConnId): void {
+    const handed = first === undefined ? [] : [first];
+    for (const conn of conns) {
+      if (conn !== first && this.host.matches(conn, 'unpolled') && this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) handed.push(conn);
     }
+    this.readable.splice(0, this.readable.length);
+    this.lastPollBatch.splice(0, this.lastPollBatch.length);
     this.host.emitIfAccepted(this.id, { type: 'worker.turn-end' });
-    for (const conn of returned) this.wantsThread(conn);
+    for (const conn of handed) this.wantsThread(conn);
   }
 
   /**

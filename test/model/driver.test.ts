@@ -221,27 +221,28 @@ describe('the drivers on a platform of a few dozen lines', () => {
     expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 
-  it("gthread's last loop turn: the poll returns with a request that came after its own connection's, too — it was readable when the poll returned", () => {
+  it("gthread's last loop turn: a request that came after the one the poll returned with is taken to have missed that return, and is abandoned", () => {
     const { p, worker, conns, handled } = lastTurnWithTwoInThePoller();
-    // The poll returns with b1's connection; b2 came after b1 but is in the socket now, so select()
-    // returned it as well (the platform's poll wait ends at the return).
+    // The poll returns with b1's connection. b2 became readable after b1: the select may have returned
+    // before it (the hand-over is the select's return plus the GIL), so the model does not hand it over.
     worker.polled(conns[0]!);
-    expect(handled()).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
-    worker.polled(conns[1]!); // its own poll, late: handed over already, nothing more
-    expect(handled()).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
+    expect(handled()).toEqual(['conn/1.1 handles b1']);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
+    worker.polled(conns[1]!); // its own poll, late: the loop is over, nothing more
+    expect(handled()).toEqual(['conn/1.1 handles b1']);
     worker.handlerFinished(conns[0]!, 'b1');
-    worker.handlerFinished(conns[1]!, 'b2');
-    expect(p.effects).toContain('conn/1.2 answers b2 with close');
-    expect(p.effects).not.toContain('conn/1.2 RST');
+    expect(p.effects).toContain('conn/1.1 answers b1 with close');
+    // The worker exits with b2 unread in the abandoned poller: the kernel resets it.
+    expect(p.effects).toContain('conn/1.2 RST');
     expect(replay(p.trace()).ok ? 'ok' : replay(p.trace())).toBe('ok');
   });
 
   it("gthread's last loop turn: a request that comes after the poll returned is abandoned with the rest, and the exit resets it", () => {
     const { p, worker, conns, handled } = lastTurnWithTwoInThePoller();
-    worker.polled(conns[0]!);
+    worker.polled(conns[1]!);
     // The idle third connection's request comes after the turn ended: nobody polls any more.
     worker.requestArrived(conns[2]!, 'b3');
-    expect(handled()).toEqual(['conn/1.1 handles b1', 'conn/1.2 handles b2']);
+    expect(handled()).toEqual(['conn/1.2 handles b2', 'conn/1.1 handles b1']);
     expect(p.events.some((e) => e.actor === conns[2] && e.type === 'conn.turn-end')).toBe(true);
     worker.handlerFinished(conns[0]!, 'b1');
     worker.handlerFinished(conns[1]!, 'b2');
@@ -293,6 +294,32 @@ describe('the drivers on a platform of a few dozen lines', () => {
     expect(p.effects).not.toContain(`${second} handles c2`);
     expect(p.effects).toContain(`${second} RST`);
     expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.exit')).toBe(true);
+    expect(replaysSoFar(p)).toBe('ok');
+  });
+
+  it("gthread's recycle past its poll: the turn still hands over what that poll returned — the requests readable before the one it handed over last — and abandons the rest", () => {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true });
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const [first, second, third] = (['client/1', 'client/2', 'client/3'] as const).map((client) => worker.accept(client)!) as [ConnId, ConnId, ConnId];
+    [first, second, third].forEach((conn, i) => worker.requestArrived(conn, `a${i + 1}`));
+    [first, second, third].forEach((conn, i) => worker.handlerFinished(conn, `a${i + 1}`));
+    // Readable in this order: the second's request, the first's, then the third's.
+    worker.requestArrived(second, 'b2');
+    worker.requestArrived(first, 'b1');
+    worker.requestArrived(third, 'b3');
+    // The loop hands over the first's: its poll returned after b1 came, so with b2 as well — not
+    // necessarily with b3. b1 is the fourth request: its handler flips alive with the loop past its poll.
+    worker.polled(first);
+    expect(p.events.filter((e) => e.type === 'worker.max-requests')).toHaveLength(1);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
+    expect(p.effects).toContain(`${second} handles b2`);
+    expect(p.effects).not.toContain(`${third} handles b3`);
+    worker.handlerFinished(first, 'b1');
+    worker.handlerFinished(second, 'b2');
+    expect(p.effects).toContain(`${second} answers b2 with close`);
+    expect(p.effects).toContain(`${third} RST`);
     expect(replaysSoFar(p)).toBe('ok');
   });
 
