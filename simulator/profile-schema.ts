@@ -187,9 +187,10 @@ export const profileSchema = z
     /**
      * At a recycle, the share of flips of `alive` (by the pool thread whose request reaches max-requests)
      * that found the worker's main thread past its poll — handing over what the poll returned, in
-     * `futures.wait` or `murder_keepalived` — rather than in it. Past it, the loop ends at its next check of
-     * `alive` without another poll: what waits in the poller is abandoned. In it, the poll returns with
-     * what comes next, and that is handed over (the last loop turn).
+     * `futures.wait` or `murder_keepalived` — rather than in it. Past it, the loop finishes handing over
+     * what its poll returned and ends at its next check of `alive` without another poll: what else waits
+     * in the poller is abandoned. In it, the poll returns with what comes next, and that is handed over
+     * (the last loop turn).
      */
     recycleFindsLoopPastPoll: measuredShare.optional(),
     /**

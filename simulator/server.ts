@@ -214,7 +214,8 @@ export class SimulatedServer implements ServerSide {
     out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode} ${this.nextKillAtMs}`);
     for (const p of this.everSpawned.values()) {
       const d = p.driver.state();
-      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.exitPending} ${d.heartbeatDue} ${p.behindKey()}`);
+      // The ready list's order and the last poll's batch decide what a last loop turn hands over.
+      out.push(`P ${p.id} ${p.ready} ${p.exited} ${d.waiting.join(',')} ${d.readable.join(',')}/${d.lastPollBatch.join(',')} ${d.exitPending} ${d.heartbeatDue} ${p.behindKey()}`);
     }
     for (const [conn, link] of this.linkOfConn) out.push(`C ${conn} ${link.client}`);
   }
