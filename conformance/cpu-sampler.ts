@@ -51,6 +51,8 @@ export class CpuSampler {
   constructor(
     private readonly arbiterPid: number,
     intervalMs = CPU_SAMPLE_INTERVAL_MS,
+    /** Lists the arbiter's children (a test gives its own, to omit one as the kernel may). */
+    private readonly listChildren: (pid: number) => number[] = childrenFromTaskFiles,
   ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
@@ -72,32 +74,21 @@ export class CpuSampler {
     };
   }
 
-  private children(): number[] {
-    const pids: number[] = [];
-    let tasks: string[];
-    try {
-      tasks = readdirSync(`/proc/${this.arbiterPid}/task`);
-    } catch {
-      return pids;
-    }
-    for (const task of tasks) {
-      try {
-        for (const pid of readFileSync(`/proc/${this.arbiterPid}/task/${task}/children`, 'utf8').split(' ')) if (pid.trim()) pids.push(Number(pid));
-      } catch {
-        // the thread ended while we looked
-      }
-    }
-    return pids;
-  }
-
   private sample(): void {
     this.samples++;
     const nowMs = performance.now();
     let spares = 0;
-    const children = this.children();
-    // A worker reaped since the last sample: it exited in between.
+    const children = this.listChildren(this.arbiterPid);
+    // A worker missing from the list was reaped since the last sample — or the list left it out: the
+    // children files omit live children when another exits as they are read (proc_tid_children(5)),
+    // which is what recycling workers do. Only /proc's own word that it is gone (or a zombie) is an exit.
     const present = new Set(children);
-    for (const seen of this.tracked.values()) if (seen.workerAtMs !== null && seen.exitedAtMs === null && !present.has(seen.pid)) seen.exitedAtMs = nowMs;
+    for (const seen of this.tracked.values()) {
+      if (seen.workerAtMs === null || seen.exitedAtMs !== null || present.has(seen.pid)) continue;
+      const stat = cpuOf(seen.pid);
+      if (stat === null || stat.state === 'Z') seen.exitedAtMs = nowMs;
+      else children.push(seen.pid);
+    }
     for (const pid of children) {
       let seen = this.tracked.get(pid);
       // A worker's title stays until it exits: only a process not yet one needs its title read.
@@ -188,4 +179,28 @@ export function spareActivations(samples: CpuSamples): number[] {
     if (replacement.spareAtMs !== null && replacement.spareAtMs <= exitMs) activations.push(replacement.workerAtMs! - exitMs);
   }
   return activations;
+}
+
+/**
+ * The children of `pid`, from each of its threads' /proc/<pid>/task/<tid>/children (a child is its
+ * forking thread's): a read a thread, fast enough for a sample every 10 ms — where `childrenOf`
+ * (process.ts) reads every process's stat — but not reliable while children exit
+ * (proc_tid_children(5)); the sampler checks what it omits.
+ */
+export function childrenFromTaskFiles(pid: number): number[] {
+  const pids: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return pids;
+  }
+  for (const task of tasks) {
+    try {
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ')) if (child.trim()) pids.push(Number(child));
+    } catch {
+      // the thread ended while we looked
+    }
+  }
+  return pids;
 }

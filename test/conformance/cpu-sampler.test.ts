@@ -3,8 +3,10 @@
  * from the end of its boot, a boot only where the samples saw the process from its start. The sampler
  * itself runs for real in the calibrate test, which measures our server's profile before it compares.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { measuredWork, spareActivations, type CpuSamples, type SampledProcess } from '../../conformance/cpu-sampler.ts';
+import { CpuSampler, measuredWork, spareActivations, type CpuSamples, type SampledProcess } from '../../conformance/cpu-sampler.ts';
 
 const samples: CpuSamples = {
   samples: 500,
@@ -60,5 +62,37 @@ describe('spareActivations', () => {
       ],
     };
     expect(spareActivations(run)).toEqual([40]);
+  });
+});
+
+describe('CpuSampler', () => {
+  const until = async (done: () => boolean) => {
+    for (let i = 0; i < 400 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    if (!done()) throw new Error('timed out waiting for the sampler');
+  };
+
+  it("takes a worker the children list leaves out for exited only when /proc says it is gone: the children files omit live children as others exit (proc_tid_children(5)), and recycling workers exit all the time", async () => {
+    // Two processes titled as our workers, children of this process (the "arbiter").
+    const worker = (n: number) => spawn('sleep', ['30'], { argv0: `quiesce: worker ${n}`, stdio: 'ignore' });
+    const [one, two] = [worker(1), worker(2)];
+    try {
+      let calls = 0;
+      let listed = [one.pid!, two.pid!];
+      // The third read leaves the second out while it lives, as the kernel's files may.
+      const sampler = new CpuSampler(process.pid, 5, () => (++calls === 3 ? [one.pid!] : [...listed]));
+      await until(() => calls >= 6);
+      one.kill('SIGKILL');
+      await once(one, 'exit');
+      listed = [two.pid!];
+      const seen = calls;
+      await until(() => calls >= seen + 2);
+      const byPid = new Map(sampler.stop().processes.map((p) => [p.pid, p]));
+      expect(byPid.get(two.pid!)?.workerAtMs).not.toBeNull();
+      expect(byPid.get(two.pid!)?.exitedAtMs).toBeNull();
+      expect(byPid.get(one.pid!)?.exitedAtMs).not.toBeNull();
+    } finally {
+      one.kill('SIGKILL');
+      two.kill('SIGKILL');
+    }
   });
 });
