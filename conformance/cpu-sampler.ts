@@ -78,7 +78,7 @@ export class CpuSampler {
     this.samples++;
     const nowMs = performance.now();
     let spares = 0;
-    const children = this.listChildren(this.arbiterPid);
+    const children = [...this.listChildren(this.arbiterPid)];
     // A worker missing from the list was reaped since the last sample — or the list left it out: the
     // children files omit live children when another exits as they are read (proc_tid_children(5)),
     // which is what recycling workers do. Only /proc's own word that it is gone (or a zombie) is an exit.

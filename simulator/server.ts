@@ -628,11 +628,12 @@ export class WorkerProcess implements WorkerPort {
 
   watchReadable(conn: ConnId): boolean {
     const waitMs = this.server.timing.dispatchMs?.(conn);
+    if (waitMs === undefined) return true;
     // The poll wait was measured from the request's arrival (its last segment → the hand-over). A
     // request that came while its connection was still with the pool's done callback has waited since
     // then, inside that callback's measured return: counted again from here, it would wait twice.
     const waitedMs = this.server.host.nowMs - this.link(conn).lastBytesArrivedAtMs;
-    return this.atOnceOrLater(waitMs === undefined ? undefined : waitMs - waitedMs, { kind: 'poll', worker: this.id, conn });
+    return this.atOnceOrLater(waitMs - waitedMs, { kind: 'poll', worker: this.id, conn });
   }
 
   loopPastPoll(cause: 'recycle' | 'signal'): boolean {
