@@ -88,6 +88,8 @@ export interface KeptAliveHandOver {
   /** The hand-over of the request before it on the connection, and this one, ms, CLOCK_MONOTONIC. */
   readonly previousHandOverMs: number;
   readonly handOverMs: number;
+  /** The connection's return to the poller between the two (the done callback's end), ms, CLOCK_MONOTONIC; absent: not seen. */
+  readonly returnedMs?: number;
   /** What came of it, as the hooks saw it, ms: the hand-over → pre, pre → post, post → the return (absent: not seen). */
   pickupMs?: number;
   handlerMs?: number;
@@ -278,6 +280,8 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const responded = new Set<string>();
   const handedOver = new Map<string, number>();
   const answered = new Map<string, number>();
+  /** Each kept connection's return to the poller since its last hand-over. */
+  const returned = new Map<string, number>();
   /** The kept-alive request in progress on each connection: its pickup, handler and return are filled in as they come. */
   const inProgress = new Map<string, KeptAliveHandOver>();
   for (const line of lines) {
@@ -316,8 +320,10 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       portsOf.set(match[3]!, ports);
       const previous = handedOver.get(conn);
       inProgress.delete(conn);
+      const returnedMs = returned.get(conn);
+      returned.delete(conn);
       if (previous !== undefined && responded.has(conn)) {
-        const handOver: KeptAliveHandOver = { pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms };
+        const handOver: KeptAliveHandOver = { pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms, ...(returnedMs !== undefined ? { returnedMs } : {}) };
         keptAliveHandOvers.push(handOver);
         inProgress.set(conn, handOver);
       }
@@ -338,6 +344,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
         const handOver = inProgress.get(conn);
         if (handOver && handOver.handlerMs !== undefined && handOver.returnMs === undefined) handOver.returnMs = ms - post;
         answered.set(conn, ms);
+        returned.set(conn, ms);
       }
     } else {
       if (!started.has(conn)) throw new Error(`requests.log: a post with no pre before it: "${line}"`);
@@ -452,23 +459,33 @@ export function teardowns(times: Pick<RequestTimes, 'exits' | 'realtimeOffsetMs'
 const JOINT_ROWS = 1000;
 
 /**
- * Each kept-alive request's four times together — its wait in the poller from its arrival, the thread's
- * pickup, the handler, the return — for the requests the capture and the hooks saw whole, sampled
- * evenly over the run. They share one GIL and two cores: a request that waited long in the poller
- * waited while threads ran, and is picked up fast, so drawing them apart adds up tails that do not
- * come together (measured: drawn apart, the simulated latency's median was twice the real one).
+ * Each kept-alive request's times together — its wait in the poller, the thread's pickup, the handler,
+ * the return — and what made its connection readable, for the requests the capture and the hooks saw
+ * whole, sampled evenly over the run. They share one GIL and two cores: a request that waited long in
+ * the poller waited while threads ran, and is picked up fast, so drawing them apart adds up tails that
+ * do not come together (measured: drawn apart, the simulated latency's median was twice the real one).
+ *
+ * The wait runs from the later of the request's arrival and the connection's return to the poller: a
+ * connection back with its request already in waits for the loop's next turn from its return, however
+ * long the request had waited in the socket before (measured at one worker: 1.9–3.2 ms at the median,
+ * falling slowly as that earlier wait grows — never at once), while one polled when its request comes
+ * waits from the arrival. A wait from the arrival alone would hand the first kind over at its return
+ * whenever its request had waited longer than its draw.
  */
 export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOfHandOver: readonly (number | undefined)[]): Pick<RequestRowsMeasured, 'samples' | 'rowsMs'> {
   const whole: RequestRowsMeasured['rowsMs'] = [];
   handOvers.forEach((h, i) => {
-    const waitMs = waitOfHandOver[i];
-    if (waitMs !== undefined && h.pickupMs !== undefined && h.handlerMs !== undefined && h.returnMs !== undefined) whole.push([waitMs, h.pickupMs, h.handlerMs, h.returnMs]);
+    const fromArrivalMs = waitOfHandOver[i];
+    if (fromArrivalMs === undefined || h.returnedMs === undefined || h.pickupMs === undefined || h.handlerMs === undefined || h.returnMs === undefined) return;
+    const arrivalMs = h.handOverMs - fromArrivalMs;
+    const cameBack = arrivalMs < h.returnedMs;
+    whole.push([cameBack ? h.handOverMs - h.returnedMs : fromArrivalMs, h.pickupMs, h.handlerMs, h.returnMs, cameBack ? 1 : 0]);
   });
   const step = Math.max(1, whole.length / JOINT_ROWS);
   const rowsMs: RequestRowsMeasured['rowsMs'] = [];
   for (let i = 0; Math.floor(i) < whole.length && rowsMs.length < JOINT_ROWS; i += step) {
-    const [waitMs, pickupMs, handlerMs, returnMs] = whole[Math.floor(i)]!;
-    rowsMs.push([round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs)]);
+    const [waitMs, pickupMs, handlerMs, returnMs, cameBack] = whole[Math.floor(i)]!;
+    rowsMs.push([round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs), cameBack]);
   }
   return { samples: whole.length, rowsMs };
 }

@@ -263,7 +263,7 @@ export class World {
       this.host,
       kernel,
       this.network,
-      { bootMs: config.bootMs, serviceMs: () => services[draw.int(0, services.length - 1)]!, dispatchMs: () => 0, loopTickMs: 0, heartbeats: false },
+      { bootMs: config.bootMs, serviceMs: () => services[draw.int(0, services.length - 1)]!, dispatchMs: () => ({ ms: 0, from: 'readable' }), loopTickMs: 0, heartbeats: false },
       wire,
       draw,
     );

@@ -26,14 +26,27 @@ const measuredDistribution = z.strictObject({
   percentilesMs: percentilesSchema,
 });
 
-/** What each of a request row's four times is, in order (simulator/request-rows.ts draws them so). */
-export const REQUEST_ROW_COLUMNS = ['pollWaitFromArrivalMs', 'threadPickupMs', 'serviceMs', 'returnMs'] as const;
+/**
+ * What each of a request row's columns is, in order (simulator/request-rows.ts draws them so): four
+ * times, ms, and whether the connection came back to the poller with the request already in (1) or
+ * the request came to it there (0). The poll wait runs from the later of the two — the return, or the
+ * request's arrival — to the hand-over.
+ */
+export const REQUEST_ROW_COLUMNS = ['pollWaitFromReadableMs', 'threadPickupMs', 'serviceMs', 'returnMs', 'cameBackWithRequest'] as const;
 
 const requestRows = z.strictObject({
   measurement: z.string().min(1),
   samples: z.number().int().positive(),
-  columns: z.tuple([z.literal(REQUEST_ROW_COLUMNS[0]), z.literal(REQUEST_ROW_COLUMNS[1]), z.literal(REQUEST_ROW_COLUMNS[2]), z.literal(REQUEST_ROW_COLUMNS[3])]),
-  rowsMs: z.array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative()])).min(1),
+  columns: z.tuple([
+    z.literal(REQUEST_ROW_COLUMNS[0]),
+    z.literal(REQUEST_ROW_COLUMNS[1]),
+    z.literal(REQUEST_ROW_COLUMNS[2]),
+    z.literal(REQUEST_ROW_COLUMNS[3]),
+    z.literal(REQUEST_ROW_COLUMNS[4]),
+  ]),
+  rowsMs: z
+    .array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.union([z.literal(0), z.literal(1)])]))
+    .min(1),
 });
 
 export type RequestRowsMeasured = z.infer<typeof requestRows>;
@@ -125,10 +138,11 @@ export const profileSchema = z
      */
     pollWaitFromArrivalMs: measuredDistribution.optional(),
     /**
-     * Kept-alive requests whole: each row one request's poll wait from its arrival, thread pickup,
-     * handler and return, as measured together (`samples` whole requests were seen; the rows are an
-     * even sample of them). The four share one GIL and two cores, so they are not independent: the
-     * simulator draws a row per request where a profile has them, in place of the four distributions.
+     * Kept-alive requests whole: each row one request's poll wait, thread pickup, handler and return,
+     * as measured together, and what made its connection readable (`samples` whole requests were seen;
+     * the rows are an even sample of them). The four share one GIL and two cores, so they are not
+     * independent: the simulator draws a row per request where a profile has them, in place of the
+     * four distributions — among the rows whose connection became readable as the simulated one did.
      */
     keptAliveRequestsMs: requestRows.optional(),
     /**
@@ -229,6 +243,16 @@ export const profileSchema = z
   });
 
 export type Profile = z.infer<typeof profileSchema>;
+
+/** How many of a refused profile's issues a message names: a stale file can fail once per row, a thousand times. */
+const ISSUES_NAMED = 3;
+
+/** A refused profile's issues, each with its path (`(top)` for the file itself): the first few, and how many more. */
+export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  const named = issues.slice(0, ISSUES_NAMED).map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
+  const more = issues.length - named.length;
+  return more > 0 ? `${named.join('; ')}; and ${more} more` : named.join('; ');
+}
 
 /**
  * Every number in a profile file (parsed JSON) that no measurement supports: a number counts as

@@ -17,7 +17,7 @@
 import gunicornGthread from './profiles/gunicorn-20.1-gthread.json' with { type: 'json' };
 import gunicornSync from './profiles/gunicorn-20.1-sync.json' with { type: 'json' };
 import quiesceServe from './profiles/quiesce-serve.json' with { type: 'json' };
-import { applyProfile, profileSchema, unmeasuredNumbers, type Profile, type ProfileApplied } from './profile-schema.ts';
+import { applyProfile, describeIssues, profileSchema, unmeasuredNumbers, type Profile, type ProfileApplied } from './profile-schema.ts';
 
 export { applyProfile, profileSchema, unmeasuredNumbers, type Profile, type ProfileApplied };
 
@@ -25,7 +25,7 @@ export { applyProfile, profileSchema, unmeasuredNumbers, type Profile, type Prof
 export const PROFILES: ReadonlyMap<string, Profile> = new Map(
   [gunicornGthread, gunicornSync, quiesceServe].map((file) => {
     const parsed = profileSchema.safeParse(file);
-    if (!parsed.success) throw new Error(`profile ${String((file as { name?: unknown }).name)}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    if (!parsed.success) throw new Error(`profile ${String((file as { name?: unknown }).name)}: ${describeIssues(parsed.error.issues)}`);
     return [parsed.data.name, parsed.data];
   }),
 );
@@ -67,7 +67,7 @@ export function readProfileFile(file: string, text: string): Profile {
     throw new ProfileFileError(file, `not JSON (${(error as Error).message})`);
   }
   const parsed = profileSchema.safeParse(json);
-  if (!parsed.success) throw new ProfileFileError(file, `not a server profile: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new ProfileFileError(file, `not a server profile: ${describeIssues(parsed.error.issues)}`);
   const unmeasured = unmeasuredNumbers(json);
   if (unmeasured.length > 0) throw new ProfileFileError(file, `numbers without a measurement that names how they were taken: ${unmeasured.join(', ')}`);
   return parsed.data;

@@ -16,7 +16,7 @@ import { firstWorkersReadyMs, type ScenarioParams } from './scenarios.ts';
 import { fromPercentiles } from './rng.ts';
 import { RequestRows } from './request-rows.ts';
 import { routeItem, type PlatformItem, type Wire } from './platform.ts';
-import { SimulatedServer } from './server.ts';
+import { SimulatedServer, type ServerTiming } from './server.ts';
 
 export interface RunOptions {
   scenario: string;
@@ -72,6 +72,11 @@ function withChance(share: number, engine: Engine): () => boolean {
 
 function drawFrom(percentilesMs: readonly number[], engine: Engine): () => number {
   return () => fromPercentiles(percentilesMs, engine.rng.uniform(0, 100));
+}
+
+/** A poll wait measured from the request's arrival, whatever made its connection readable. */
+function waitFromArrival(draw: () => number): NonNullable<ServerTiming['dispatchMs']> {
+  return () => ({ ms: draw(), from: 'arrival' });
 }
 
 /** The client's work per response, on its one thread of the shared CPU: nothing waits for it but more of its own. */
@@ -132,7 +137,7 @@ export function buildWorld(
       ...(rows
         ? { dispatchMs: rows.dispatchMs, pickupMs: rows.pickupMs, returnMs: rows.returnMs }
         : {
-            ...(params.dispatchPercentilesMs ? { dispatchMs: drawFrom(params.dispatchPercentilesMs, engine) } : {}),
+            ...(params.dispatchPercentilesMs ? { dispatchMs: waitFromArrival(drawFrom(params.dispatchPercentilesMs, engine)) } : {}),
             ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
             ...(params.returnPercentilesMs ? { returnMs: drawFrom(params.returnPercentilesMs, engine) } : {}),
           }),

@@ -60,9 +60,10 @@ export interface ScenarioParams {
   /** The share of TERM handlers (a stop, a reload) that find the worker's loop past its poll; absent: none (in its poll). */
   signalPastPollShare?: number;
   /**
-   * Requests whole, as measured: each row a request's poll wait from its arrival, thread pickup, service
-   * and return, ms (simulator/profile-schema.ts `keptAliveRequestsMs`). Present: each request draws a
-   * row, and the four distributions above are not drawn.
+   * Requests whole, as measured: each row a request's poll wait, thread pickup, service and return, ms,
+   * and whether its connection came back to the poller with it in (simulator/profile-schema.ts
+   * `keptAliveRequestsMs`). Present: each request draws a row, and the four distributions above are
+   * not drawn.
    */
   requestRowsMs?: RequestRow[];
   /**

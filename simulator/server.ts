@@ -6,7 +6,7 @@
  * kernel's queue.
  */
 import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal } from '../model/driver/arbiter.ts';
-import { WorkerDriver, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
+import { WorkerDriver, type ReadableBy, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
 import type { ActorHost, Timer } from '../model/host.ts';
 import type { SharedCpu } from './cpu.ts';
@@ -14,6 +14,15 @@ import { SimulationInvariantError } from './engine.ts';
 import type { Kernel } from './kernel.ts';
 import type { Link, Network, ServerCloseCause, ServerSide } from './network.ts';
 import { dispatchItem, type Draw, type ItemHandlers, type ServerItem, type Wire } from './platform.ts';
+
+/**
+ * A drawn poll wait, and what it is counted from: the request's arrival (a wait measured so, whatever
+ * made the connection readable), or the moment it became readable (a wait measured by what made it so).
+ */
+export interface PollWait {
+  readonly ms: number;
+  readonly from: 'arrival' | 'readable';
+}
 
 export interface ServerTiming {
   /** Time from fork to a worker ready to accept (app import). */
@@ -28,11 +37,11 @@ export interface ServerTiming {
   refuses?: (req: string) => boolean;
   /**
    * How long a readable connection waits in the worker's poller before the loop hands it to a thread
-   * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request; absent:
-   * at once, in the same step. The explorer gives () => 0: an item, tried before and after whatever
-   * else is due.
+   * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request by what
+   * made it readable; absent: at once, in the same step. The explorer gives zero: an item, tried
+   * before and after whatever else is due.
    */
-  dispatchMs?: (conn: ConnId) => number;
+  dispatchMs?: (conn: ConnId, by: ReadableBy) => PollWait;
   /**
    * How long the thread that read a request takes to get to its handler (gthread: the pool thread's
    * wait for the GIL, and the parse), drawn per request; absent: at once.
@@ -626,14 +635,14 @@ export class WorkerProcess implements WorkerPort {
     this.server.arbiter.listenerReleasedBy(this.id);
   }
 
-  watchReadable(conn: ConnId): boolean {
-    const waitMs = this.server.timing.dispatchMs?.(conn);
-    if (waitMs === undefined) return true;
-    // The poll wait was measured from the request's arrival (its last segment → the hand-over). A
-    // request that came while its connection was still with the pool's done callback has waited since
-    // then, inside that callback's measured return: counted again from here, it would wait twice.
-    const waitedMs = this.server.host.nowMs - this.link(conn).lastBytesArrivedAtMs;
-    return this.atOnceOrLater(waitMs - waitedMs, { kind: 'poll', worker: this.id, conn });
+  watchReadable(conn: ConnId, by: ReadableBy): boolean {
+    const wait = this.server.timing.dispatchMs?.(conn, by);
+    if (wait === undefined) return true;
+    // A wait measured from the request's arrival (its last segment → the hand-over) runs from there:
+    // a request that came while its connection was still with the pool's done callback has waited
+    // since then, inside that callback's measured return — counted again from now, it would wait twice.
+    const waitedMs = wait.from === 'arrival' ? this.server.host.nowMs - this.link(conn).lastBytesArrivedAtMs : 0;
+    return this.atOnceOrLater(wait.ms - waitedMs, { kind: 'poll', worker: this.id, conn });
   }
 
   loopPastPoll(cause: 'recycle' | 'signal'): boolean {

@@ -318,6 +318,8 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
     const { returnMs, keptAliveHandOvers } = requestTimings(lines);
     expect(ms(returnMs)).toEqual([1.5, 0.9]);
     expect(keptAliveHandOvers).toHaveLength(1);
+    // The hand-over knows when its connection came back to the poller: what its wait is counted from, when its request was in by then.
+    expect(keptAliveHandOvers[0]!.returnedMs).toBeCloseTo(1003.5, 9);
   });
 
   it("times a recycle's close from the worker's last hand-over before it, and a close with no hand-over before it not at all", () => {
@@ -398,12 +400,16 @@ describe("a capture beside the hooks: the client's turnaround, and the poll wait
     const { waitsMs, ofNoRequest, waitOfHandOver } = arrivalWaits(times, segments);
     expect(waitsMs.map((ms) => Math.round(ms * 1000) / 1000)).toEqual([0.5]);
     expect(ofNoRequest).toBe(1);
-    // The kept-alive request whole: its wait, its pickup (submit → pre), its handler (pre → post); no
-    // return line came, so it is not whole, and no row is kept.
+    // The kept-alive request whole: its wait, its pickup (submit → pre), its handler (pre → post), its
+    // return; no return line came, so it is not whole, and no row is kept.
     expect(jointRequestRows(times.keptAliveHandOvers, waitOfHandOver).rowsMs).toEqual([]);
-    const withReturn = requestTimings([...lines.slice(0, 7), "5.002600 return 10 ('127.0.0.1', 5001)", lines[7]!]);
-    const joint = jointRequestRows(withReturn.keptAliveHandOvers, arrivalWaits(withReturn, segments).waitOfHandOver);
-    expect(joint).toEqual({ samples: 1, rowsMs: [[0.5, 0.1, 0.5, 0.1]] });
+    const withReturns = (firstReturn: string) => requestTimings([...lines.slice(0, 4), `${firstReturn} return 10 ('127.0.0.1', 5001)`, ...lines.slice(4, 7), "5.002600 return 10 ('127.0.0.1', 5001)", lines[7]!]);
+    const rowsOf = (times: ReturnType<typeof requestTimings>) => jointRequestRows(times.keptAliveHandOvers, arrivalWaits(times, segments).waitOfHandOver);
+    // The connection back in the poller (5.001200) before its request came (5.001400): polled when it
+    // came, it waited 0.5 ms from its arrival.
+    expect(rowsOf(withReturns('5.001200'))).toEqual({ samples: 1, rowsMs: [[0.5, 0.1, 0.5, 0.1, 0]] });
+    // Back only at 5.001600, its request in since 5.001400: it waited 0.3 ms from its return.
+    expect(rowsOf(withReturns('5.001600'))).toEqual({ samples: 1, rowsMs: [[0.3, 0.1, 0.5, 0.1, 1]] });
     // The same hooks one second off the capture's clock find nothing to pair: the clock line is what puts them on it.
     const offByASecond = arrivalWaits(requestTimings(lines.map((l) => l.replace('1000.000000', '1001.000000'))), segments);
     expect(offByASecond.waitsMs).toEqual([]);
@@ -471,13 +477,13 @@ describe('goneToReady: a replacement measured from the exiting process gone', ()
 
 describe('jointRequestRows: the requests kept whole are an even sample over the run', () => {
   it('keeps at most a thousand, spread over the run, each one request\'s four times', () => {
-    const handOvers = Array.from({ length: 3000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, pickupMs: i, handlerMs: 1, returnMs: 2 }));
+    const handOvers = Array.from({ length: 3000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, returnedMs: i + 0.25, pickupMs: i, handlerMs: 1, returnMs: 2 }));
     const waits = handOvers.map((_, i) => (i % 3 === 2 ? undefined : 0.5)); // a third not paired with an arrival: not whole
     const { samples, rowsMs } = jointRequestRows(handOvers, waits);
     expect(samples).toBe(2000);
     expect(rowsMs).toHaveLength(1000);
     // Even: every second whole request, from the first to the end of the run.
-    expect(rowsMs[0]).toEqual([0.5, 0, 1, 2]);
+    expect(rowsMs[0]).toEqual([0.5, 0, 1, 2, 0]);
     expect(rowsMs[999]![1]).toBeGreaterThan(2900);
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ConnId, TraceEvent } from '../../model/events.ts';
+import type { ReadableBy } from '../../model/driver/worker.ts';
 import { replay } from '../../model/replay.ts';
 import { formatEvent } from '../../model/trace.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
@@ -318,17 +319,18 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
 
 describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per request, whatever else interleaves', () => {
   // Row i holds i + 0.1, i + 0.2, i + 0.3, i + 0.4: every time a request gets names the row it came from.
-  const rows = Array.from({ length: 50 }, (_, i) => [i + 0.1, i + 0.2, i + 0.3, i + 0.4] as const);
+  // Odd rows are of connections that came back to the poller with their request in, even rows of requests that came to a polled one.
+  const rows = Array.from({ length: 50 }, (_, i) => [i + 0.1, i + 0.2, i + 0.3, i + 0.4, i % 2] as const);
   const rowOf = (ms: number) => Math.floor(ms);
 
-  it('a kept-alive request draws at the poller, a first request at its pickup; its service follows the request, its return the connection', () => {
+  it('a kept-alive request draws at the poller among the rows readable its way, a first request at its pickup; its service follows the request, its return the connection', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.array(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: 60 }), (seed, order) => {
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom<ReadableBy>('return', 'arrival')), { minLength: 1, maxLength: 60 }), (seed, order) => {
         const timings = new RequestRows(rows, new Rng(seed));
         // Three connections, their steps interleaved as `order` says; each cycles first request, then kept-alive ones.
         const step = new Map<string, number>();
         const drawn = new Map<string, number[]>();
-        for (const c of order) {
+        for (const [c, by] of order) {
           const conn = `conn/1.${c.charCodeAt(0)}` as ConnId;
           const at = step.get(c) ?? 0;
           const cycle = Math.floor(at / 4);
@@ -336,7 +338,12 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
           const got = drawn.get(req) ?? [];
           // Steps of a cycle: (poller, for a kept-alive request) → pickup → service → return.
           const phase = at % 4;
-          if (phase === 0 && cycle > 0) got.push(rowOf(timings.dispatchMs(conn)));
+          if (phase === 0 && cycle > 0) {
+            const wait = timings.dispatchMs(conn, by);
+            expect(wait.from).toBe('readable');
+            expect(rowOf(wait.ms) % 2, `a connection readable by its ${by} drew row ${rowOf(wait.ms)}`).toBe(by === 'return' ? 1 : 0);
+            got.push(rowOf(wait.ms));
+          }
           if (phase === 1) got.push(rowOf(timings.pickupMs(conn, req)));
           if (phase === 2) got.push(rowOf(timings.serviceMs(req)));
           if (phase === 3) got.push(rowOf(timings.returnMs(conn)));
@@ -348,9 +355,56 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
     );
   });
 
+  it('rows of one way only: the other way draws from them all; a fifth column that is neither 0 nor 1 is refused', () => {
+    const returning = rows.filter((r) => r[4] === 1);
+    const timings = new RequestRows(returning, new Rng(4));
+    for (let i = 0; i < 20; i++) expect(rowOf(timings.dispatchMs(`conn/1.${i}` as ConnId, 'arrival').ms) % 2).toBe(1);
+    expect(() => new RequestRows([[1, 1, 1, 1, 2]], new Rng(1))).toThrow(/neither 0 nor 1/);
+  });
+
+  it("a connection back with its request in waits from its return; a request that comes to a polled one waits from its arrival (each its rows' wait)", () => {
+    // Rows of connections that came back with their request wait 5 ms, those of requests that came
+    // to a polled connection 1 ms; the done callback takes 3 ms. A client that answers at once sends
+    // before the return: every wait is 5 ms from the return (from the arrival, it would be 8 — or 2,
+    // counted as a wait from the arrival). One that answers after 10 ms finds its connection polled:
+    // 1 ms from the arrival.
+    const waitsOf = (turnaroundMs: number) => {
+      const params = small('keepalive-recycle', 300);
+      params.server = { ...params.server, maxRequests: 0 };
+      params.requestRowsMs = [
+        [5, 0.1, 0.5, 3, 1],
+        [1, 0.1, 0.5, 3, 0],
+      ];
+      params.clientTurnaroundPercentilesMs = Array.from({ length: 101 }, () => turnaroundMs);
+      const { events } = run('keepalive-recycle', 'gunicorn-gthread', 1, params);
+      const arrivedAt = new Map<string, number>();
+      const returnedAt = new Map<string, number>();
+      const waits = { fromReturn: [] as number[], fromArrival: [] as number[] };
+      for (const e of events) {
+        if (e.type === 'conn.returned') returnedAt.set(e.actor, e.t);
+        if (e.type === 'conn.bytes') arrivedAt.set(e.actor, e.t);
+        if (e.type === 'conn.dispatch') {
+          const arrived = arrivedAt.get(e.actor)!;
+          const returned = returnedAt.get(e.actor) ?? -1;
+          if (returned > arrived) waits.fromReturn.push(e.t - returned);
+          else waits.fromArrival.push(e.t - arrived);
+        }
+      }
+      return waits;
+    };
+    const atOnce = waitsOf(0);
+    expect(atOnce.fromReturn.length).toBeGreaterThan(200);
+    expect(atOnce.fromArrival).toEqual([]);
+    for (const wait of atOnce.fromReturn) expect(wait).toBeCloseTo(5, 9);
+    const late = waitsOf(10);
+    expect(late.fromArrival.length).toBeGreaterThan(200);
+    expect(late.fromReturn).toEqual([]);
+    for (const wait of late.fromArrival) expect(wait).toBeCloseTo(1, 9);
+  });
+
   it('a run with the rows draws each from them: every handler a row\'s service time', () => {
     const params = small('keepalive-recycle', 200);
-    params.requestRowsMs = rows.map((r) => [...r] as [number, number, number, number]);
+    params.requestRowsMs = rows.map((r) => [...r] as [number, number, number, number, number]);
     const { events } = run('keepalive-recycle', 'gunicorn-gthread', 3, params);
     const started = new Map<string, number>();
     let handled = 0;
