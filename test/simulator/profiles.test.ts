@@ -69,6 +69,14 @@ describe('readProfileFile: a profile measured elsewhere (npm run profile:measure
     const profile = JSON.parse(text) as Record<string, unknown>;
     expect(refusal(JSON.stringify({ ...profile, bootMs: { ...(profile.bootMs as object), measurement: 'guessed' } }))).toMatch(/does not describe/);
     expect(refusal(JSON.stringify({ ...profile, dispatchMs: 3 }))).toMatch(/not a server profile: .*dispatchMs|not a server profile: \(top\): Unrecognized key/);
+    // A file of the old four-column rows (before the poll wait knew what made a connection readable)
+    // fails on each of its rows: the message names the first few and counts the rest.
+    const gthread = read('gunicorn-20.1-gthread.json') as Record<string, unknown>;
+    const rows = gthread.keptAliveRequestsMs as { columns: string[]; rowsMs: number[][] };
+    const stale = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, columns: rows.columns.slice(0, 4), rowsMs: rows.rowsMs.map((r) => r.slice(0, 4)) } }));
+    expect(stale).toMatch(/^\/tmp\/p\.json: not a server profile: keptAliveRequestsMs\.columns: [^;]+; keptAliveRequestsMs\.rowsMs\.0: [^;]+; keptAliveRequestsMs\.rowsMs\.1: [^;]+; and \d+ more$/);
+    // One issue for the columns and one a row; three named.
+    expect(Number(/and (\d+) more$/.exec(stale)![1])).toBe(1 + rows.rowsMs.length - 3);
   });
 
   it('a --profile value is a file when it has a "/" or ends in .json, a shipped name otherwise', () => {
