@@ -833,7 +833,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
                 turnaroundsMs.length > 0 ? "; the client's turnaround, a response's last segment → the client's next request segment on the connection" : ''
               }${
                 waits
-                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run; a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)`
+                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run, the wait from the later of its arrival and its connection's return to the poller (the hooks' finish_request), and which of the two came last; a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)`
                   : ''
               }`,
             },
@@ -846,7 +846,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "the calibration's load without recycling (the signal rows'): the same hooks and capture, each kept-alive request's wait from its arrival, pickup, handler and return together, sampled evenly over the run; the client's turnaround",
+                `the calibration's load without recycling (the signal rows'): the same hooks and capture, each kept-alive request's wait (from the later of its arrival and its connection's return to the poller), pickup, handler and return together, and which came last, sampled evenly over the run (${handOversByWorker(steady.requests?.keptAliveHandOvers ?? [])}); the client's turnaround`,
             },
           }
         : {}),
@@ -953,6 +953,19 @@ export async function measureProfile(name: string, port: number, log: (line: str
     bootMs: measuredValueOf('replacement-under-load', boots),
   };
   return profileSchema.parse(profile);
+}
+
+/**
+ * How a run's kept-alive hand-overs fell to its workers, most first: without recycling, the workers
+ * that accepted ab's connections at its start serve them to its end, and one worker may take all 20
+ * (seen at 4 workers: 40,021 hand-overs by one) — a measurement of a one-worker load, whatever the
+ * command says. The profile says which it was.
+ */
+export function handOversByWorker(handOvers: readonly Pick<KeptAliveHandOver, 'pid'>[]): string {
+  const counts = new Map<string, number>();
+  for (const h of handOvers) counts.set(h.pid, (counts.get(h.pid) ?? 0) + 1);
+  const spread = [...counts.values()].sort((a, b) => b - a);
+  return `kept-alive hand-overs by worker: ${spread.length > 0 ? spread.join(', ') : 'none'}`;
 }
 
 /** Requests whole under a measurement, their columns named as the schema has them. */

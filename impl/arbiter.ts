@@ -19,6 +19,7 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { ArbiterDriver, type ArbiterSignal } from '../model/driver/arbiter.ts';
+import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
 import { WorkerDriver } from '../model/driver/worker.ts';
 import type { TraceEvent, WorkerId, WorkerSignal } from '../model/events.ts';
 import { ActorHost, NO_TRACE, traceEvent, type Timer } from '../model/host.ts';
@@ -80,6 +81,9 @@ interface Spare {
   /** The arbiter retired it (a reload, the stop). */
   retired: boolean;
 }
+
+/** A spare no worker has taken, and the arbiter has not retired. */
+const isFreeSpare = (spare: Spare): boolean => spare.becomes === null && !spare.retired;
 
 /** Spares kept while the server runs: one covers a recycle or a replacement at a time. */
 const SPARES = 1;
@@ -350,22 +354,14 @@ export class Arbiter {
     this.keepSpares();
   }
 
-  /** A ready spare if there is one, else one still loading, else a new one. */
+  /** A ready spare if there is one, else one still loading, else a new one (model/driver/spares.ts). */
   private takeSpare(): Spare {
-    let loading: Spare | null = null;
-    for (const spare of this.spares) {
-      if (spare.becomes !== null || spare.retired) continue;
-      if (spare.ready) return spare;
-      loading ??= spare;
-    }
-    return loading ?? this.startSpare();
+    return chooseSpare(this.spares, isFreeSpare) ?? this.startSpare();
   }
 
   private keepSpares(): void {
     if (!this.driver.isRunning()) return;
-    let waiting = 0;
-    for (const spare of this.spares) if (spare.becomes === null && !spare.retired) waiting++;
-    for (; waiting < SPARES; waiting++) this.startSpare();
+    for (let n = sparesToStart(this.spares, isFreeSpare, SPARES); n > 0; n--) this.startSpare();
   }
 
   private startSpare(): Spare {

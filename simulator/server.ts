@@ -6,6 +6,7 @@
  * kernel's queue.
  */
 import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal } from '../model/driver/arbiter.ts';
+import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
 import { WorkerDriver, type ReadableBy, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
 import type { ActorHost, Timer } from '../model/host.ts';
@@ -113,6 +114,9 @@ export interface CpuTiming {
   /** From a spawn that takes a loaded spare to it serving: the activation over IPC, each hop a wake-up on busy cores. */
   readonly spareActivationMs: number;
 }
+
+/** A spare no worker has taken yet. */
+const isFreeSpare = (spare: SpareProcess): boolean => spare.becomes === null;
 
 /** A process the arbiter started ahead of need (`CpuTiming.spares`), booting or ready, until it becomes a worker. */
 interface SpareProcess {
@@ -350,27 +354,16 @@ export class SimulatedServer implements ServerSide {
    * when its boot is done, else a process starts for it; then the spares are topped up.
    */
   bootOnCpu(proc: WorkerProcess, cpu: CpuTiming): void {
-    let booting: SpareProcess | null = null;
-    let ready: SpareProcess | null = null;
-    for (const spare of this.spares) {
-      if (spare.becomes !== null) continue;
-      if (spare.ready) {
-        ready = spare;
-        break;
-      }
-      booting ??= spare;
-    }
-    if (ready) {
-      this.spares.delete(ready);
+    const taken = chooseSpare(this.spares, isFreeSpare);
+    if (taken?.ready) {
+      this.spares.delete(taken);
       this.wire.after(cpu.spareActivationMs, { kind: 'boot', worker: proc.id });
     } else {
-      const spare = booting ?? this.startSpare(cpu);
+      const spare = taken ?? this.startSpare(cpu);
       spare.becomes = proc;
       proc.bootThread = spare.thread;
     }
-    let waiting = 0;
-    for (const spare of this.spares) if (spare.becomes === null) waiting++;
-    for (; waiting < cpu.spares; waiting++) this.startSpare(cpu);
+    for (let n = sparesToStart(this.spares, isFreeSpare, cpu.spares); n > 0; n--) this.startSpare(cpu);
   }
 
   private startSpare(cpu: CpuTiming): SpareProcess {

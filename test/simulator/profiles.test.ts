@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, jointRequestRows, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
+import { arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -493,5 +493,14 @@ describe('jointRequestRows: the requests kept whole are an even sample over the 
     // Even: every second whole request, from the first to the end of the run.
     expect(rowsMs[0]).toEqual([0.5, 0, 1, 2, 0]);
     expect(rowsMs[999]![1]).toBeGreaterThan(2900);
+  });
+});
+
+describe('handOversByWorker: how a run without recycling spread its load', () => {
+  it('counts the kept-alive hand-overs of each worker, most first, so that a profile says when one worker served them all', () => {
+    const of = (pids: string[]) => pids.map((pid) => ({ pid }));
+    expect(handOversByWorker(of(['10', '11', '10', '12', '10', '11']))).toBe('kept-alive hand-overs by worker: 3, 2, 1');
+    expect(handOversByWorker(of(['10', '10']))).toBe('kept-alive hand-overs by worker: 2');
+    expect(handOversByWorker([])).toBe('kept-alive hand-overs by worker: none');
   });
 });
