@@ -9,8 +9,8 @@
  * A kept-alive request draws its row when it reaches the poller, among the rows made readable the
  * same way: a connection back with its request in waits for the loop's next turn from its return,
  * whatever the request had waited before, and a request that comes to a polled connection waits from
- * its arrival (measured apart, the two differ: 1.9–3.2 ms against 2.6 ms at the median, at one
- * worker; one wait from the arrival for both handed the first kind over at its return). A
+ * its arrival (simulator/README.md, "Two waits"; one wait from the arrival for both handed the
+ * first kind over at its return whenever its request had waited longer than the draw). A
  * connection's first request, which no poller holds (gthread hands a new connection to the pool at
  * accept), draws from all the rows at its pickup and leaves the wait unused. The service time follows
  * the request, the return its connection.
