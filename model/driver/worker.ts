@@ -18,7 +18,6 @@ import type { ConnCommand } from '../machines/connection.ts';
 import { responseMustClose } from '../machines/index.ts';
 import { exitCodeOf, type WorkerCommand } from '../machines/worker.ts';
 
-/** What a worker does to the world: the platform carries it out. */
 /**
  * What made a connection in the worker's poller readable: its return to the poller with its next
  * request already in the buffer (`return`: the client sent it while the pool's done callback was
@@ -29,6 +28,7 @@ import { exitCodeOf, type WorkerCommand } from '../machines/worker.ts';
  */
 export type ReadableBy = 'return' | 'arrival';
 
+/** What a worker does to the world: the platform carries it out. */
 export interface WorkerPort {
   /** Stop taking connections from the listening socket (the fd stays open until releaseListener). */
   stopAccepting(): void;
@@ -346,10 +346,10 @@ export class WorkerDriver {
    * What a poll returns with (gunicorn 20.x gthread: `events = self.poller.select(1.0)`, then
    * `for key, _ in events: callback(key.fileobj)` — every connection readable at the select's return is
    * handed over before the loop looks at `alive` again), as far as the model can tell. The platform's
-   * poll wait is measured from a request's arrival to its hand-over, and the hand-overs of one return
-   * come one after another, each after the GIL (hooks on the select: up to milliseconds apart), so the
-   * select returned somewhere between the handed-over request's arrival and its hand-over: the
-   * connections readable before it were in that return; later ones are taken to have missed it. In a
+   * poll wait is measured from the moment a connection became readable (`ReadableBy`) to its hand-over,
+   * and the hand-overs of one return come one after another, each after the GIL (hooks on the select:
+   * up to milliseconds apart), so the select returned somewhere between the handed-over connection
+   * becoming readable and its hand-over: the connections readable before it were in that return; later ones are taken to have missed it. In a
    * draining worker's last turn those are handed over (and served with close) and the turn ends; the
    * rest of the poller is abandoned. (The tenth session's rule took the hand-over for the select's
    * return and handed over everything readable then; simulator/README.md records what each rule gave.)
