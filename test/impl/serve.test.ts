@@ -431,7 +431,9 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     const outcome = await busy.next(5000);
     // The request in flight is answered under every policy that lets it finish before the deadline.
     expect(outcome.kind).toBe('response');
-    expect(await server.exited).toBe(0);
+    // With the server's output: an exit 13 (Node: the event loop emptied with the arbiter's top-level
+    // await unsettled) came once in a CI run of the suite and not in nine runs alone — its log says where it stopped.
+    expect(await server.exited, server.output()).toBe(0);
     expect(server.output()).not.toMatch(/Error|invariant/i);
     expectConformingTrace(server);
   });
