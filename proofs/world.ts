@@ -607,6 +607,7 @@ function channelOf(item: PlatformItem): string | null {
     case 'request-timeout':
     case 'boot':
     case 'heartbeat':
+    case 'kill':
     case 'signal':
     case 'teardown':
     case 'release':

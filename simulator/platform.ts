@@ -40,7 +40,9 @@ export type PlatformItem =
   | { readonly kind: 'boot'; readonly worker: WorkerId }
   /** A worker's loop turn notifies the arbiter. */
   | { readonly kind: 'heartbeat'; readonly worker: WorkerId }
-  /** A signal reaches a worker process: the arbiter's kill(2) came after its earlier ones, and a handler runs when the process gets to it. */
+  /** The arbiter's kill(2) reaches a worker process, after its earlier ones: its handler runs `handlerMs` later, when the process gets to it. */
+  | { readonly kind: 'kill'; readonly worker: WorkerId; readonly signal: WorkerSignal; readonly handlerMs: number }
+  /** A signal's handler runs in a worker process (or the kernel acts on KILL, STOP, CONT). */
   | { readonly kind: 'signal'; readonly worker: WorkerId; readonly signal: WorkerSignal }
   /** A worker process that exited its loop is gone: what its exit closes closes now. */
   | { readonly kind: 'teardown'; readonly worker: WorkerId }

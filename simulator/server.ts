@@ -132,6 +132,7 @@ export interface WorkerProcessState {
   readonly exited: boolean;
   readonly driver: WorkerDriverState;
   readonly signalled: boolean;
+  readonly handlersPending: number;
   readonly behind: readonly (readonly [ConnId, readonly string[]])[];
 }
 
@@ -150,7 +151,8 @@ export interface ServerState {
 const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   boot: (_i, proc) => proc.booted(),
   heartbeat: (_i, proc) => proc.beat(),
-  signal: (i, proc) => proc.takeSignal(i.signal),
+  kill: (i, proc) => proc.killed(i.signal, i.handlerMs),
+  signal: (i, proc) => proc.handlerRuns(i.signal),
   teardown: (_i, proc) => proc.whenRunning(() => proc.driver.tornDown()),
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
@@ -413,6 +415,8 @@ export class WorkerProcess implements WorkerPort {
   private heartbeatTimer: Timer | null = null;
   /** It took a signal that stops it (TERM, INT, QUIT): its last turn is a stop's or a reload's, not its own recycle's. */
   private signalled = false;
+  /** Kills that reached the process and whose handlers have not run yet: meanwhile it accepts nothing (see `killed`). */
+  private handlersPending = 0;
   /** SIGSTOPped: it reads nothing, finishes nothing, accepts nothing until CONT (only KILL reaches it). */
   stopped = false;
   private readonly whileStopped: (() => void)[] = [];
@@ -444,6 +448,7 @@ export class WorkerProcess implements WorkerPort {
       exited: this.exited,
       driver: this.driver.state(),
       signalled: this.signalled,
+      handlersPending: this.handlersPending,
       behind: [...this.behind].map(([conn, reqs]) => [conn, [...reqs]] as const),
     };
   }
@@ -453,6 +458,7 @@ export class WorkerProcess implements WorkerPort {
     this.exited = state.exited;
     this.driver.load(state.driver);
     this.signalled = state.signalled;
+    this.handlersPending = state.handlersPending;
     for (const [conn, reqs] of state.behind) this.behind.set(conn, [...reqs]);
   }
 
@@ -523,8 +529,30 @@ export class WorkerProcess implements WorkerPort {
   signal(signal: WorkerSignal, sentInMs = 0): void {
     const handled = signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT';
     const handlerMs = handled && this.server.timing.signalHandlerMs ? Math.max(0, this.server.timing.signalHandlerMs()) : 0;
-    if (sentInMs + handlerMs > 0) this.wire.after(sentInMs + handlerMs, { kind: 'signal', worker: this.id, signal });
-    else this.takeSignal(signal);
+    if (sentInMs > 0) this.wire.after(sentInMs, { kind: 'kill', worker: this.id, signal, handlerMs });
+    else this.killed(signal, handlerMs);
+  }
+
+  /**
+   * The kill(2) reached the process; its handler runs `handlerMs` later, when the process gets to it.
+   * Until then the worker takes nothing from the accept queue: what keeps the handler waiting keeps an
+   * accept waiting too, and the signal came first. CPython runs a handler in the main thread before its
+   * next bytecode, and the main thread is the one that accepts (sync, gthread); Node learns of a signal
+   * from a pipe its loop polls beside the listener, readable since the kill. Requests already with the
+   * worker go on. Without this, the reconnects of a stop's first closed connections went to the workers
+   * whose handlers were still to run, which closed them again at their own: a second loss each.
+   */
+  killed(signal: WorkerSignal, handlerMs: number): void {
+    if (handlerMs <= 0) return this.takeSignal(signal);
+    this.handlersPending++;
+    this.wire.after(handlerMs, { kind: 'signal', worker: this.id, signal });
+  }
+
+  /** A signal's handler runs (see `killed`): the loop accepts again if the machine still lets it. */
+  handlerRuns(signal: WorkerSignal): void {
+    this.handlersPending--;
+    this.takeSignal(signal);
+    if (this.handlersPending === 0) this.acceptFromQueue();
   }
 
   /** The signal reaches the process (its handler runs). A process gone meanwhile takes nothing. */
@@ -567,7 +595,7 @@ export class WorkerProcess implements WorkerPort {
 
   /** Take connections from the kernel's queue while the worker's machine lets it. */
   acceptFromQueue(): void {
-    if (!this.ready || this.stopped) return;
+    if (!this.ready || this.stopped || this.handlersPending > 0) return;
     const kernel = this.server.kernel;
     for (let head = kernel.head(); head !== undefined && this.driver.mayAccept(); head = kernel.head()) this.accept(head);
   }

@@ -258,6 +258,34 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
     expect(instant.at('worker.signal').map((e) => e.t - instant.termAt)).toEqual([0, 0, 0]);
   });
 
+  it("a worker accepts nothing between its kill and its handler: the stop's reconnects meanwhile wait in the queue, and are reset at the last copy's close", () => {
+    // Every kill in the TERM's instant; half the handlers run 1 ms after it, half 12 ms: the first to run
+    // close their connections while the others' are still pending, and ab reconnects at once.
+    const split = Array.from({ length: 101 }, (_, i) => (i < 50 ? 1 : 12));
+    let checked = 0;
+    for (let seed = 1; seed <= 20 && checked < 3; seed++) {
+      const { events } = run('keepalive-recycle', 'gunicorn-gthread', seed, stopping({ signalHandlerPercentilesMs: split }));
+      const termAt = events.find((e) => e.type === 'arbiter.signal')!.t;
+      const handlerAt = new Map(events.filter((e) => e.type === 'worker.signal' && e.t >= termAt).map((e) => [e.actor, e.t]));
+      expect(handlerAt.size).toBe(3);
+      const pendingUntil = Math.max(...handlerAt.values());
+      // The case at issue: reconnects come while some worker's handler is still to run (not when a seed drew one delay for all three).
+      const reconnects = events.filter((e) => e.type === 'listener.syn' && e.t > termAt && e.t < pendingUntil);
+      if (reconnects.length === 0) continue;
+      checked++;
+      // No worker takes one while its own handler is pending (and once it ran, gthread 20 accepts no more).
+      for (const accept of events.filter((e) => e.type === 'worker.accept' && e.t >= termAt)) {
+        expect(accept.t, `${accept.actor} accepted at ${accept.t - termAt} ms, its handler at ${handlerAt.get(accept.actor)! - termAt} ms`).toBeGreaterThanOrEqual(handlerAt.get(accept.actor)!);
+      }
+      // They waited in the queue, and the last copy's close reset them.
+      const lastClose = Math.max(...events.filter((e) => e.type === 'listener.release').map((e) => e.t));
+      const resets = events.filter((e) => e.type === 'listener.reset' && e.t >= termAt);
+      expect(resets.length).toBeGreaterThan(0);
+      for (const reset of resets) expect(reset.t).toBe(lastClose);
+    }
+    expect(checked).toBe(3);
+  });
+
   it("a worker closes its listener copy the measured time after its last turn, and what the kernel queued meanwhile is reset at the last copy's close", () => {
     const late = stopEvents(stopping({ closeAfterTurnPercentilesMs: constant(5) }));
     // A stopping gthread 20 worker's last turn ends at its first poll after the TERM: a readable connection handed over, or an accept.
