@@ -110,9 +110,9 @@ export const BACKLOG_MATRIX: readonly BacklogRow[] = [
 const workersOf = (row: Row) => row.server.workers ?? SEED_CALIBRATION.server.workers;
 const profileKey = (row: Row) => `${row.profile} at ${workersOf(row)} workers`;
 
-async function rowProfiles(port: number, shipped: boolean, log: (line: string) => void): Promise<Map<string, Profile>> {
+async function rowProfiles(rows: readonly Row[], port: number, shipped: boolean, log: (line: string) => void): Promise<Map<string, Profile>> {
   const profiles = new Map<string, Profile>();
-  for (const row of MATRIX) {
+  for (const row of rows) {
     const key = profileKey(row);
     if (profiles.has(key)) continue;
     profiles.set(key, shipped ? getProfile(row.profile) : await measureProfile(row.profile, port, log, { workers: workersOf(row) }));
@@ -122,11 +122,17 @@ async function rowProfiles(port: number, shipped: boolean, log: (line: string) =
 
 type MatrixResult = { readonly kind: 'ab'; readonly row: Row; readonly report: CalibrationReport } | { readonly kind: 'backlog'; readonly row: BacklogRow; readonly report: BacklogCalibrationReport };
 
-export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean } = {}): Promise<MatrixResult[]> {
+/** The rows whose name contains `filter` (case-insensitive), all of them without one. */
+export function selectRows<R extends { readonly name: string }>(rows: readonly R[], filter: string | undefined): R[] {
+  return filter === undefined ? [...rows] : rows.filter((row) => row.name.toLowerCase().includes(filter.toLowerCase()));
+}
+
+export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean; rows?: string } = {}): Promise<MatrixResult[]> {
   const cwd = tempDir('quiesce-matrix-');
-  const profiles = await rowProfiles(port, options.shippedProfiles === true, log);
+  const rows = selectRows(MATRIX, options.rows);
+  const profiles = await rowProfiles(rows, port, options.shippedProfiles === true, log);
   const results: MatrixResult[] = [];
-  for (const row of MATRIX) {
+  for (const row of rows) {
     log(row.name);
     const report = await calibrate({
       command: row.command,
@@ -147,7 +153,7 @@ export async function runMatrix(port: number, log: (line: string) => void, optio
     });
     results.push({ kind: 'ab', row, report });
   }
-  for (const row of BACKLOG_MATRIX) {
+  for (const row of selectRows(BACKLOG_MATRIX, options.rows)) {
     log(row.name);
     const report = await calibrateBacklog({ command: row.command, policy: row.policy, backlog: row.backlog, load: row.load, runs: REAL_RUNS, seeds: SEEDS, tolerance: 0.25 });
     results.push({ kind: 'backlog', row, report });
@@ -201,6 +207,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     .description(`every row: quiesce calibrate, ${REAL_RUNS} real runs beside ${SEEDS.length} seeds, with profiles measured on this machine first`)
     .option('--port <n>', 'the loopback port the servers bind', '18536')
     .option('--shipped-profiles', "use simulator/profiles/ as shipped instead of measuring this machine's")
+    .option('--rows <text>', 'only the rows whose name contains this (case-insensitive), and only their profiles: "quiesce serve", "TERM"')
     .exitOverride();
   let port: number | null = null;
   try {
@@ -208,6 +215,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const value = program.opts<{ port: string }>().port;
     port = /^\d{1,5}$/.test(value) && Number(value) >= 1 && Number(value) <= 65535 ? Number(value) : null;
     if (port === null) process.stderr.write(`calibrate:matrix: --port: expected a port from 1 to 65535, got "${value}"\n`);
+    const filter = program.opts<{ rows?: string }>().rows;
+    if (port !== null && filter !== undefined && selectRows(MATRIX, filter).length + selectRows(BACKLOG_MATRIX, filter).length === 0) {
+      process.stderr.write(`calibrate:matrix: --rows: no row's name contains "${filter}" (rows: ${[...MATRIX, ...BACKLOG_MATRIX].map((row) => `"${row.name}"`).join(', ')})\n`);
+      port = null;
+    }
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
     if (error.exitCode === 0) port = -1;
@@ -215,9 +227,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (port === -1) process.exitCode = 0;
   else if (port === null) process.exitCode = 2;
   else {
-    const shippedProfiles = program.opts<{ shippedProfiles?: boolean }>().shippedProfiles === true;
-    const results = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`), { shippedProfiles });
-    process.stdout.write(`Profiles: ${shippedProfiles ? 'as shipped (simulator/profiles/)' : `measured on this machine first, ${new Date().toISOString().slice(0, 10)}`}\n\n`);
+    const { shippedProfiles, rows } = program.opts<{ shippedProfiles?: boolean; rows?: string }>();
+    const results = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`), { shippedProfiles: shippedProfiles === true, rows });
+    process.stdout.write(`Profiles: ${shippedProfiles === true ? 'as shipped (simulator/profiles/)' : `measured on this machine first, ${new Date().toISOString().slice(0, 10)}`}\n\n`);
     process.stdout.write(matrixTable(results));
   }
 }

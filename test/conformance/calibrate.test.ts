@@ -13,7 +13,8 @@ import { lossMechanisms, median, withinTolerance } from '../../conformance/calib
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
 import { runCli } from '../helpers.ts';
-import { MATRIX } from '../../conformance/calibration-matrix.ts';
+import { BACKLOG_MATRIX, MATRIX, selectRows } from '../../conformance/calibration-matrix.ts';
+import { spawnSync } from 'node:child_process';
 import { fillCommand } from '../../conformance/blackbox.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
 import { getPolicy } from '../../model/policies.ts';
@@ -66,6 +67,20 @@ describe('the calibration matrix (npm run calibrate:matrix)', () => {
       expect(command).toContain(` ${params.maxRequestsJitter}`);
     }
     expect(new Set(MATRIX.map((r) => r.name)).size).toBe(MATRIX.length);
+  });
+
+  it('--rows picks the rows whose name contains the text, whatever its case; a text no row has is refused with the names', () => {
+    const ours = selectRows(MATRIX, 'QUIESCE SERVE (gunicorn-gthread)');
+    expect(ours.length).toBeGreaterThan(0);
+    expect(ours.every((row) => row.command.includes(' serve '))).toBe(true);
+    expect(selectRows(MATRIX, 'TERM').map((row) => row.signals)).toEqual(MATRIX.filter((row) => row.name.includes('TERM')).map((row) => row.signals));
+    expect(selectRows(BACKLOG_MATRIX, 'TERM')).toEqual([]);
+    expect(selectRows(MATRIX, undefined)).toEqual(MATRIX);
+    const refused = spawnSync(process.execPath, ['--import', 'tsx', 'conformance/calibration-matrix.ts', '--rows', 'no such row'], { encoding: 'utf8', timeout: 60_000 });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain(`--rows: no row's name contains "no such row"`);
+    expect(refused.stderr).toContain(`"${MATRIX[0]!.name}"`);
+    expect(refused.stdout).toBe('');
   });
 });
 
