@@ -69,6 +69,8 @@ export function buildProgram(io: Io): Command {
       if (options.policy) getPolicy(options.policy);
       const chosen = properties ? propertiesFor(trace.header.params).filter((p) => properties.includes(p.name)) : undefined;
       const verdict = replay(trace, options.policy ?? trace.header.policy, { ...(chosen ? { properties: chosen } : {}), ...(tolerance ? { timerTolerance: tolerance } : {}) });
+      // Not a violation: nothing was checked. The user asked for what this trace cannot give.
+      if (!verdict.ok && verdict.violation.kind === 'partial-trace') throw new UsageError(`${path}: ${verdict.violation.message}`);
       if (verdict.ok) {
         io.out(`ok: ${verdict.events} events, ${verdict.actors} actors conform to ${options.policy ?? trace.header.policy}; properties checked: ${verdict.properties.join(', ')}\n`);
         return;

@@ -23,6 +23,7 @@ import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
 import { WorkerDriver } from '../model/driver/worker.ts';
 import type { TraceEvent, WorkerId, WorkerSignal } from '../model/events.ts';
 import { ActorHost, NO_TRACE, traceEvent, type Timer } from '../model/host.ts';
+import { isLifecycleEvent, type TraceScope } from '../model/trace.ts';
 import { runtimesFor, type Runtimes } from '../model/machines/index.ts';
 import type { ServerParams } from '../model/params.ts';
 import { getPolicy } from '../model/policies.ts';
@@ -237,8 +238,17 @@ export class Arbiter {
   ) {
     this.params = serverParamsOf(config, readSomaxconn());
     this.runtimes = runtimesFor(getPolicy(config.policy), this.params);
-    this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind }) : null;
-    this.host = new LiveHost(this.runtimes, this.trace ? (t, actor, event) => this.trace?.write(traceEvent(t, actor, event)) : NO_TRACE, this.originNs);
+    this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind }, config.traceEvents) : null;
+    const lifecycleOnly = config.traceEvents === 'lifecycle';
+    this.host = new LiveHost(
+      this.runtimes,
+      this.trace
+        ? (t, actor, event) => {
+            if (!lifecycleOnly || isLifecycleEvent(actor, event)) this.trace?.write(traceEvent(t, actor, event));
+          }
+        : NO_TRACE,
+      this.originNs,
+    );
     // The kernel resets whatever was queued when the last copy closed; the server cannot see it.
     this.host.own('listener', () => {});
     this.driver = new ArbiterDriver(this.host, {
@@ -348,7 +358,8 @@ export class Arbiter {
     const identity: WorkerIdentity = { id, n: Number(id.slice('worker/'.length)), maxRequests };
     const record: WorkerRecord = { id, identity, child: spare.child, ready: false, bootError: spare.bootError, crash: null, saidBye: false, sent: new Set(), takesSignals: spare.takesSignals, heldSignals: [] };
     spare.becomes = record;
-    if (this.trace) this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
+    // A shadow follows a worker's connections from its events: a lifecycle trace has none (see `reap`).
+    if (this.trace && this.config.traceEvents === 'all') this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
     this.activate(record);
     this.keepSpares();
@@ -373,7 +384,7 @@ export class Arbiter {
       counterLog: this.config.counterLog,
       limits: { ...DEFAULT_LIMITS, maxBodyBytes: this.config.maxBodyBytes },
       originNs: this.originNs.toString(),
-      trace: this.trace !== null,
+      trace: this.trace ? this.config.traceEvents : null,
     };
     const nodeArgs = workerNodeArgs(this.config.app, this.params, process.env.QUIESCE_WORKER_NODE_ARGS);
     // A long-running server needs its bundle at every spawn: pruning spares a bundle used this week.
@@ -604,6 +615,12 @@ export class Arbiter {
     const shadow = this.shadows.get(record.id);
     this.shadows.delete(record.id);
     shadow?.writeKernelEnd(exitCode, end);
+    // Without a shadow, a lifecycle trace still says the process died without exiting through its machine.
+    if (!shadow && this.trace && this.config.traceEvents === 'lifecycle' && end.kind !== 'exited') {
+      const signal = end.kind === 'killed' ? 'KILL' : end.signal;
+      const crash: TraceEvent = { t: this.host.nowMs, actor: record.id, type: 'worker.crash', code: exitCode, ...(signal ? { signal } : {}) };
+      this.trace.write(crash);
+    }
     // A worker that cannot boot stops the server (gunicorn: HaltServer), with a user error's exit code —
     // before its reap, so that the stopping arbiter does not replace it.
     if (bootFailed) this.driver.halt(2);
@@ -651,9 +668,9 @@ function untilExited(spare: Spare): Promise<void> {
   });
 }
 
-function openTrace(path: string, policy: string, params: ServerParams, meta: Record<string, unknown>): TraceWriter {
+function openTrace(path: string, policy: string, params: ServerParams, meta: Record<string, unknown>, events: TraceScope): TraceWriter {
   try {
-    return new TraceWriter(path, policy, params, meta);
+    return new TraceWriter(path, policy, params, meta, events);
   } catch (error) {
     throw new ConfigError(`trace: cannot write "${path}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }

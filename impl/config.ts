@@ -9,6 +9,7 @@ import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { getPolicy } from '../model/policies.ts';
 import { UnknownPolicyError } from '../model/policies.ts';
 import { BOUNDS, checkNumber, type BoundName } from '../model/limits.ts';
+import { TRACE_SCOPES, type TraceScope } from '../model/trace.ts';
 
 /** The arbiter's loop turn in the real server (see serverParamsOf). */
 export const ARBITER_TICK_MS = 250;
@@ -40,11 +41,12 @@ export interface ServeConfig {
   headerTimeoutS: number;
   maxBodyBytes: number;
   trace: string | null;
+  traceEvents: TraceScope;
   pid: string | null;
   counterLog: string;
 }
 
-type Kind = { type: 'number'; bound: BoundName } | { type: 'string' };
+type Kind = { type: 'number'; bound: BoundName } | { type: 'string' } | { type: 'choice'; values: readonly string[] };
 
 export interface OptionSpec {
   /** The flag without dashes, and the config file key. */
@@ -73,6 +75,13 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: 'header-timeout', key: 'headerTimeoutS', kind: { type: 'number', bound: 'headerTimeoutSeconds' }, placeholder: 's', description: 'close a new connection whose request head has not arrived by then (default 10)' },
   { name: 'max-body', key: 'maxBodyBytes', kind: { type: 'number', bound: 'maxBodyBytes' }, placeholder: 'bytes', description: 'largest request body; more gets 413 (default 1048576)' },
   { name: 'trace', key: 'trace', kind: { type: 'string' }, placeholder: 'file', description: "write every process's events to this JSONL trace (the model's format)" },
+  {
+    name: 'trace-events',
+    key: 'traceEvents',
+    kind: { type: 'choice', values: TRACE_SCOPES },
+    placeholder: 'which',
+    description: "all (default: replayable against the machines) | lifecycle (the processes' own events — boots, signals, last turns, listener closes, exits — cheap enough under load; not replayable)",
+  },
   { name: 'pid', key: 'pid', kind: { type: 'string' }, placeholder: 'file', description: "write the arbiter's PID to this file" },
   { name: 'counter-log', key: 'counterLog', kind: { type: 'string' }, placeholder: 'file', description: 'where the counter app appends request ids (default quiesce-counter.log)' },
 ];
@@ -95,6 +104,7 @@ export const DEFAULT_CONFIG: ServeConfig = {
   headerTimeoutS: 10,
   maxBodyBytes: 1024 * 1024,
   trace: null,
+  traceEvents: 'all',
   pid: null,
   counterLog: 'quiesce-counter.log',
 };
@@ -121,6 +131,10 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): unknown {
     return parseBind(raw);
   }
   const kind = spec.kind;
+  if (kind.type === 'choice') {
+    if (typeof raw !== 'string' || !kind.values.includes(raw)) throw new ConfigError(`${where}: expected one of ${kind.values.join(', ')}, got ${JSON.stringify(raw)}`);
+    return raw;
+  }
   if (kind.type === 'string') {
     if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}: expected a non-empty string`);
     return raw;
@@ -167,6 +181,7 @@ export function resolveConfig(flags: Record<string, unknown>, file: Record<strin
     throw error;
   }
   if (result.maxRequestsJitter > 0 && result.maxRequests === 0) throw new ConfigError('max-requests-jitter needs max-requests > 0');
+  if (result.traceEvents !== 'all' && result.trace === null) throw new ConfigError(`trace-events ${result.traceEvents} needs trace (the file to write)`);
   return result;
 }
 

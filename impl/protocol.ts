@@ -13,6 +13,7 @@
 import type { TraceEvent, WorkerId } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
 import type { ParserLimits } from './http.ts';
+import type { TraceScope } from '../model/trace.ts';
 
 /** What every worker of a server shares: passed to a spare in the QUIESCE_WORKER environment variable. */
 export interface SpareSpec {
@@ -24,7 +25,8 @@ export interface SpareSpec {
   readonly limits: ParserLimits;
   /** CLOCK_MONOTONIC at the arbiter's start, in ns (decimal string): the trace's time origin. */
   readonly originNs: string;
-  readonly trace: boolean;
+  /** What the worker sends of its events for the trace (model/trace.ts `TraceScope`); null: no trace. */
+  readonly trace: TraceScope | null;
 }
 
 /** A worker's identity, given to a spare when it becomes that worker. */

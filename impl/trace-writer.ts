@@ -10,7 +10,7 @@ import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
 import { fileLines } from './trace-file.ts';
 import type { TraceEvent } from '../model/events.ts';
 import type { ServerParams } from '../model/params.ts';
-import { formatEvent, makeHeader, type TraceHeader } from '../model/trace.ts';
+import { formatEvent, makeHeader, type TraceHeader, type TraceScope } from '../model/trace.ts';
 
 export class TraceWriter {
   private readonly fd: number;
@@ -21,6 +21,8 @@ export class TraceWriter {
     private readonly policy: string,
     private readonly params: ServerParams,
     private readonly meta: Record<string, unknown>,
+    /** What the file holds: every event, or the processes' lifecycle (the workers leave the rest out before they send). */
+    private readonly events: TraceScope = 'all',
   ) {
     this.fd = openSync(path, 'w');
     writeSync(this.fd, JSON.stringify(this.header(false)) + '\n');
@@ -61,6 +63,6 @@ export class TraceWriter {
   }
 
   private header(complete: boolean): TraceHeader {
-    return makeHeader(this.policy, this.params, complete, this.meta);
+    return makeHeader(this.policy, this.params, complete, this.meta, this.events);
   }
 }

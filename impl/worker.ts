@@ -11,6 +11,7 @@ import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
 import type { ConnId, TraceEvent, WorkerId } from '../model/events.ts';
 import { runtimesFor } from '../model/machines/index.ts';
 import { NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
+import { isLifecycleEvent } from '../model/trace.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
 import type { App, AppRequest } from './apps.ts';
 import { ParseError, RequestParser, serializeResponse, type HttpRequest, type HttpResponse } from './http.ts';
@@ -93,7 +94,14 @@ export class WorkerServer implements WorkerPort {
   ) {
     this.id = spec.id;
     this.policy = getPolicy(spec.policy);
-    const sink: TraceSink = spec.trace ? (t, actor, event) => this.queueEvent(traceEvent(t, actor, event)) : NO_TRACE;
+    const sink: TraceSink =
+      spec.trace === null
+        ? NO_TRACE
+        : spec.trace === 'lifecycle'
+          ? (t, actor, event) => {
+              if (isLifecycleEvent(actor, event)) this.queueEvent(traceEvent(t, actor, event));
+            }
+          : (t, actor, event) => this.queueEvent(traceEvent(t, actor, event));
     this.host = new LiveHost(runtimesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
     this.driver = new WorkerDriver(this.host, this.id, this);
   }

@@ -35,7 +35,9 @@ export type ReplayViolation =
   | { readonly kind: 'property'; readonly line: number; readonly property: string; readonly statement: string; readonly message: string }
   | { readonly kind: 'not-at-rest'; readonly line: number; readonly actor: string; readonly state: string; readonly message: string }
   /** A timer's event came earlier than its delay allows, later than the tolerance, or never came (model/timing.ts). */
-  | { readonly kind: 'timer'; readonly line: number; readonly actor: string; readonly message: string };
+  | { readonly kind: 'timer'; readonly line: number; readonly actor: string; readonly message: string }
+  /** The trace holds only some events (its header's `events`, model/trace.ts): the machines cannot replay it. */
+  | { readonly kind: 'partial-trace'; readonly line: 1; readonly message: string };
 
 export interface ReplayOptions {
   /** Check these properties instead of the ones the policy promises. */
@@ -143,6 +145,7 @@ export function promisedProperties(policy: PolicySpec, trace: Trace): Property[]
 }
 
 export function replay(trace: Trace, policyName: string = trace.header.policy, options: ReplayOptions = {}): Verdict {
+  if (trace.header.events === 'lifecycle') return { ok: false, violation: partialTrace() };
   const policy = getPolicy(policyName);
   const runtimes = runtimesFor(policy, trace.header.params);
   const { states, view, violation } = replayMachines(trace, runtimes, options.timerTolerance ?? toleranceFor(trace.header));
@@ -172,4 +175,13 @@ export function replay(trace: Trace, policyName: string = trace.header.policy, o
     }
   }
   return { ok: true, events: trace.events.length, actors: states.size, properties: properties.map((p) => p.name) };
+}
+
+/** Why a lifecycle trace is not replayed: a worker's machine decides by its connections, and their events were left out. */
+export function partialTrace(): Extract<ReplayViolation, { kind: 'partial-trace' }> {
+  return {
+    kind: 'partial-trace',
+    line: 1,
+    message: "line 1: a lifecycle trace (its header says \"events\":\"lifecycle\": written with --trace-events lifecycle) holds the processes' events without their connections' and requests', which the machines decide by: it cannot be replayed; write one with --trace-events all to check it",
+  };
 }

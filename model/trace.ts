@@ -20,12 +20,31 @@ import { getPolicy, UnknownPolicyError } from './policies.ts';
 export const TRACE_FORMAT = 'quiesce-trace';
 export const TRACE_VERSION = 1;
 
+/**
+ * What a trace holds. `all`: every event, so the machines can replay it. `lifecycle`: the processes'
+ * own events only — boots, signals, last turns, listener closes, exits, the arbiter's — without those
+ * of a connection or a request (`conn.*`, `client.*`, and any event that names a connection, a client
+ * or a request). A server writes one cheaply enough to leave it on under load (`quiesce serve
+ * --trace-events lifecycle`); it tells when a stop's steps happened, not whether they conform.
+ */
+export const TRACE_SCOPES = ['all', 'lifecycle'] as const;
+export type TraceScope = (typeof TRACE_SCOPES)[number];
+
+/** Whether a lifecycle trace keeps the event (see `TRACE_SCOPES`). */
+export function isLifecycleEvent(actor: string, event: object): boolean {
+  const kind = actorKind(actor);
+  if (kind === 'conn' || kind === 'client') return false;
+  return !('conn' in event) && !('client' in event) && !('req' in event);
+}
+
 export const traceHeaderSchema = z.strictObject({
   format: z.literal(TRACE_FORMAT),
   version: z.number().int(),
   policy: z.string(),
   params: serverParamsSchema,
   complete: z.boolean(),
+  /** What the trace holds (see `TRACE_SCOPES`); absent: every event. */
+  events: z.enum(TRACE_SCOPES).optional(),
   /** Free-form provenance: scenario, seed, the command that replays the run, commit. */
   meta: z.record(z.string(), z.unknown()).optional(),
 });
@@ -156,6 +175,6 @@ export function formatTrace(trace: Trace): string {
   return [JSON.stringify(trace.header), ...trace.events.map(formatEvent)].join('\n') + '\n';
 }
 
-export function makeHeader(policy: string, params: ServerParams, complete: boolean, meta?: Record<string, unknown>): TraceHeader {
-  return { format: TRACE_FORMAT, version: TRACE_VERSION, policy, params, complete, ...(meta ? { meta } : {}) };
+export function makeHeader(policy: string, params: ServerParams, complete: boolean, meta?: Record<string, unknown>, events: TraceScope = 'all'): TraceHeader {
+  return { format: TRACE_FORMAT, version: TRACE_VERSION, policy, params, complete, ...(events === 'all' ? {} : { events }), ...(meta ? { meta } : {}) };
 }

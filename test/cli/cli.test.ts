@@ -40,6 +40,8 @@ describe('bad input: one line naming the input, exit 2, no stack trace', () => {
     [['serve', '--config', '/no/such/quiesce.json'], /cannot read config file "\/no\/such\/quiesce.json": ENOENT/],
     [['serve', '--max-requests-jitter', '5'], /max-requests-jitter needs max-requests > 0/],
     [['serve', '--trace', '/no/such/dir/trace.jsonl'], /trace: cannot write "\/no\/such\/dir\/trace.jsonl": ENOENT/],
+    [['serve', '--trace-events', 'lifecycle'], /trace-events lifecycle needs trace \(the file to write\)/],
+    [['serve', '--trace', 't.jsonl', '--trace-events', 'some'], /--trace-events: expected one of all, lifecycle, got "some"/],
     [['check', '--property', 'fast'], /--property: unknown property "fast"; expected one of: processed-requests-answered/],
     [['check', '--world', '{}'], /--world replays one counterexample: give --policy and --property too/],
     [['check', '--policy', 'safe-drain', '--property', 'exit-by-deadline', '--world', '{"workers":'], /--world: not JSON .*; expected the world a counterexample printed/],

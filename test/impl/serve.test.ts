@@ -12,7 +12,8 @@ import { propertiesFor } from '../../model/properties.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
 import { descendantsOf, sparesOf, workersOf } from '../../conformance/process.ts';
 import { replay } from '../../model/replay.ts';
-import { parseTrace } from '../../model/trace.ts';
+import { isLifecycleEvent, parseTrace } from '../../model/trace.ts';
+import { runCli } from '../helpers.ts';
 import { codeCachePath, workerBundle } from '../../impl/worker-bundle.ts';
 import { BIN, childrenOf, Client, expectConformingTrace, rawExchange, startServer, stopServer, tempDir, traceOf, tryConnect, waitFor, type RunningServer } from './server.ts';
 
@@ -234,6 +235,38 @@ describe('quiesce serve: lifecycle', () => {
     const trace = expectConformingTrace(server);
     expect(trace.events.some((e) => e.type === 'conn.abort' && e.reason === 'killed')).toBe(true);
     expect(trace.events.some((e) => e.type === 'arbiter.reap' && e.worker === 'worker/1' && e.code < 0)).toBe(true);
+  });
+
+  it("--trace-events lifecycle: the processes' own events only, marked so in the header; a killed worker's end still said; replay refuses it with the reason", async () => {
+    const server = await serve(['--workers', '2', '--threads', '4', '--policy', 'gunicorn-gthread', '--trace-events', 'lifecycle']);
+    const [victim] = server.workerPids();
+    const clients = [new Client(server.target), new Client(server.target)];
+    for (let i = 0; i < 20; i++) expect((await okResponse(clients[i % 2]!)).status).toBe(200);
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(() => server.workerPids().length === 2 && !server.workerPids().includes(victim!), 15_000, 'a replacement');
+    for (const client of clients) client.close();
+    expect((await okResponse(new Client(server.target))).status).toBe(200);
+    expect(await stopServer(server)).toBe(0);
+    const trace = traceOf(server);
+    expect(trace.header).toMatchObject({ events: 'lifecycle', complete: true });
+    // Nothing of a connection, a client or a request…
+    const kept = trace.events.filter((e) => isLifecycleEvent(e.actor, e));
+    expect(kept).toEqual(trace.events);
+    expect(trace.events.some((e) => e.actor.startsWith('conn/') || e.type === 'worker.accept' || e.type === 'worker.request-start')).toBe(false);
+    // …and every process's life: three workers booted and ready, the killed one's end, the other two stopped by the TERM.
+    const ofType = (type: string) => trace.events.filter((e) => e.type === type).map((e) => e.actor).sort();
+    expect(ofType('worker.ready')).toEqual(['worker/1', 'worker/2', 'worker/3']);
+    const killed = trace.events.filter((e) => e.type === 'worker.crash');
+    expect(killed).toMatchObject([{ code: -9, signal: 'KILL' }]);
+    const survivors = ['worker/1', 'worker/2', 'worker/3'].filter((w) => w !== killed[0]!.actor);
+    expect(ofType('worker.signal')).toEqual(survivors);
+    expect(ofType('worker.close-listener')).toEqual(survivors);
+    expect(ofType('worker.exit')).toEqual(survivors);
+    expect(trace.events.filter((e) => e.type === 'arbiter.kill').map((e) => (e as { worker: string }).worker).sort()).toEqual(survivors);
+    expect(trace.events.at(-1)?.type).toBe('arbiter.exit');
+    const replayed = await runCli('replay', server.trace);
+    expect(replayed.code).toBe(2);
+    expect(replayed.err).toContain("a lifecycle trace (its header says \"events\":\"lifecycle\": written with --trace-events lifecycle)");
   });
 
   it('a replacement worker is the spare process that was waiting, loaded, before it was needed', async () => {

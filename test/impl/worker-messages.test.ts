@@ -23,7 +23,7 @@ const SPEC: WorkerSpec = {
   counterLog: '',
   limits: DEFAULT_LIMITS,
   originNs: process.hrtime.bigint().toString(),
-  trace: true,
+  trace: 'all',
   id: 'worker/1',
   n: 1,
   maxRequests: 0,
