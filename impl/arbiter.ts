@@ -238,7 +238,7 @@ export class Arbiter {
   ) {
     this.params = serverParamsOf(config, readSomaxconn());
     this.runtimes = runtimesFor(getPolicy(config.policy), this.params);
-    this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind }, config.traceEvents) : null;
+    this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind, originMonotonicNs: this.originNs.toString() }, config.traceEvents) : null;
     const lifecycleOnly = config.traceEvents === 'lifecycle';
     this.host = new LiveHost(
       this.runtimes,

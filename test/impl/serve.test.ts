@@ -238,7 +238,9 @@ describe('quiesce serve: lifecycle', () => {
   });
 
   it("--trace-events lifecycle: the processes' own events only, marked so in the header; a killed worker's end still said; replay refuses it with the reason", async () => {
+    const startedNs = process.hrtime.bigint();
     const server = await serve(['--workers', '2', '--threads', '4', '--policy', 'gunicorn-gthread', '--trace-events', 'lifecycle']);
+    const listeningNs = process.hrtime.bigint();
     const [victim] = server.workerPids();
     const clients = [new Client(server.target), new Client(server.target)];
     for (let i = 0; i < 20; i++) expect((await okResponse(clients[i % 2]!)).status).toBe(200);
@@ -249,6 +251,9 @@ describe('quiesce serve: lifecycle', () => {
     expect(await stopServer(server)).toBe(0);
     const trace = traceOf(server);
     expect(trace.header).toMatchObject({ events: 'lifecycle', complete: true });
+    // Its time origin on this machine's CLOCK_MONOTONIC (what a capture or another log is put on the trace's time with): the arbiter's start.
+    const originNs = BigInt(trace.header.meta?.['originMonotonicNs'] as string);
+    expect(originNs > startedNs && originNs < listeningNs).toBe(true);
     // Nothing of a connection, a client or a request…
     const kept = trace.events.filter((e) => isLifecycleEvent(e.actor, e));
     expect(kept).toEqual(trace.events);
