@@ -68,10 +68,15 @@ interface Target {
   readonly bootMethod: string;
   /** Handler times and kept-alive turnarounds, ms, from what the run left in its directory (servers whose connections wait in a poller). */
   readonly requestTimes?: (dir: string) => RequestTimes;
-  /** What a stop under load took, ms, from what a TERM run left in its directory (servers whose hooks see the arbiter's kills). */
-  readonly stopTimes?: (dir: string) => StopTimes;
-  /** The files the stop runs' command needs in its directory, in place of `files`. */
-  readonly stopFiles?: Record<string, string>;
+  /** What a stop under load took, ms (servers whose hooks or trace see the arbiter's kills). */
+  readonly stops?: {
+    /** Read from what a TERM run left in its directory. */
+    readonly times: (dir: string) => StopTimes;
+    /** The files the stop runs' command needs in its directory, in place of `files`. */
+    readonly files?: Record<string, string>;
+    /** How `times` reads them, for the profile's description of the measurement. */
+    readonly method: string;
+  };
   /**
    * A command whose processes' CPU is sampled from /proc under the load (`quiesce serve`: workers and
    * spares by their titles): the work per request and per boot that the simulator's shared CPU takes.
@@ -640,6 +645,13 @@ function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number
   return exitsToReady(events);
 }
 
+const GUNICORN_STOPS = {
+  times: gunicornStopTimes,
+  files: { 'hooks.py': GUNICORN_STOP_HOOKS },
+  method:
+    "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and where the main thread was as the handler ran (in the poller's select, wrapped to say so: the handler interrupts it and it is retried after, PEP 475; or past it)",
+};
+
 const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
 
 const QUIESCE_SERVE = `${process.execPath} ${new URL('../bin/quiesce.mjs', import.meta.url).pathname} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`;
@@ -653,8 +665,7 @@ export const TARGETS: Record<string, Target> = {
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
     requestTimes: gunicornRequestTimes,
-    stopFiles: { 'hooks.py': GUNICORN_STOP_HOOKS },
-    stopTimes: gunicornStopTimes,
+    stops: GUNICORN_STOPS,
   },
   'gunicorn-20.1-sync': {
     describes: "Debian's gunicorn 20.1 with sync workers, a WSGI app that answers 14 bytes, on loopback",
@@ -663,16 +674,16 @@ export const TARGETS: Record<string, Target> = {
     files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
     bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
-    stopFiles: { 'hooks.py': GUNICORN_STOP_HOOKS },
-    stopTimes: gunicornStopTimes,
+    stops: GUNICORN_STOPS,
   },
   'quiesce-serve': {
     describes: '`quiesce serve --app hello` (this repository), on loopback; its policy is a flag',
-    command: `${QUIESCE_SERVE} --trace trace.jsonl`,
+    // The lifecycle trace: the full one costs the server about half its throughput, which would stretch what it times.
+    command: `${QUIESCE_SERVE} --trace trace.jsonl --trace-events lifecycle`,
     cpuCommand: QUIESCE_SERVE,
     files: {},
     boots: quiesceBoots,
-    bootMethod: "the server's trace: each worker.exit paired with the next worker.ready",
+    bootMethod: "the server's lifecycle trace (--trace-events lifecycle): each worker.exit paired with the next worker.ready",
   },
 };
 
@@ -687,14 +698,15 @@ const STOP_AT_MS = 1000;
 const AB_STOP_LOAD = ['-n', '60000', '-c', '20', '-k', '-r'];
 
 /** TERM runs: each a server under the load, stopped 1 s into it by kill(2) on its main process, read once it exited. */
-async function measureStops(name: string, target: Target, server: ServerParams, port: number, url: string, log: (line: string) => void): Promise<{ times: StopTimes; command: string } | null> {
-  if (!target.stopTimes) return null;
+async function measureStops(name: string, target: Target, server: ServerParams, port: number, url: string, log: (line: string) => void): Promise<{ times: StopTimes; command: string; method: string } | null> {
+  const stops = target.stops;
+  if (!stops) return null;
   log(`${name}: ${STOP_RUNS} stops under load (no recycling, ab ${AB_STOP_LOAD.join(' ')}, TERM at ${STOP_AT_MS} ms)`);
   const stopping: ServerParams = { ...server, maxRequests: 0, maxRequestsJitter: 0 };
   const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [], signalFlips: { inPoll: 0, pastPoll: 0 } };
   let command = '';
   for (let run = 0; run < STOP_RUNS; run++) {
-    const dir = await withServer({ ...target, files: target.stopFiles ?? target.files }, stopping, port, async (dir, filled, process_) => {
+    const dir = await withServer({ ...target, files: stops.files ?? target.files }, stopping, port, async (dir, filled, process_) => {
       command = filled;
       const ab = runAb([...AB_STOP_LOAD, url]);
       const timer = setTimeout(() => process_.signal('SIGTERM'), STOP_AT_MS);
@@ -702,13 +714,13 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
       await process_.exited;
       return dir;
     });
-    const one = target.stopTimes(dir);
+    const one = stops.times(dir);
     for (const key of STOP_TIME_KEYS) times[key].push(...one[key]);
     times.signalFlips.inPoll += one.signalFlips.inPoll;
     times.signalFlips.pastPoll += one.signalFlips.pastPoll;
   }
-  if (times.signalHandlerMs.length < STOP_RUNS) throw new Error(`the hooks saw only ${times.signalHandlerMs.length} handlers in ${STOP_RUNS} stops`);
-  return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)` };
+  if (times.signalHandlerMs.length < STOP_RUNS) throw new Error(`the stop runs saw only ${times.signalHandlerMs.length} handlers in ${STOP_RUNS} stops`);
+  return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)`, method: stops.method };
 }
 
 export function describeMachine(): string {
@@ -856,8 +868,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               command: stops.command,
               date,
               machine,
-              method:
-                "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and where the main thread was as the handler ran (in the poller's select, wrapped to say so: the handler interrupts it and it is retried after, PEP 475; or past it)",
+              method: stops.method,
             },
           }
         : {}),
