@@ -22,7 +22,7 @@ import { ArbiterDriver, type ArbiterSignal } from '../model/driver/arbiter.ts';
 import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
 import { WorkerDriver } from '../model/driver/worker.ts';
 import type { TraceEvent, WorkerId, WorkerSignal } from '../model/events.ts';
-import { ActorHost, NO_TRACE, traceEvent, type Timer } from '../model/host.ts';
+import { ActorHost, keepingOnly, NO_TRACE, traceEvent, type Timer, type TraceSink } from '../model/host.ts';
 import { isLifecycleEvent, type TraceScope } from '../model/trace.ts';
 import { runtimesFor, type Runtimes } from '../model/machines/index.ts';
 import type { ServerParams } from '../model/params.ts';
@@ -239,16 +239,8 @@ export class Arbiter {
     this.params = serverParamsOf(config, readSomaxconn());
     this.runtimes = runtimesFor(getPolicy(config.policy), this.params);
     this.trace = config.trace ? openTrace(config.trace, config.policy, this.params, { source: 'impl', bind: config.bind, originMonotonicNs: this.originNs.toString() }, config.traceEvents) : null;
-    const lifecycleOnly = config.traceEvents === 'lifecycle';
-    this.host = new LiveHost(
-      this.runtimes,
-      this.trace
-        ? (t, actor, event) => {
-            if (!lifecycleOnly || isLifecycleEvent(actor, event)) this.trace?.write(traceEvent(t, actor, event));
-          }
-        : NO_TRACE,
-      this.originNs,
-    );
+    const write: TraceSink = (t, actor, event) => this.trace?.write(traceEvent(t, actor, event));
+    this.host = new LiveHost(this.runtimes, !this.trace ? NO_TRACE : config.traceEvents === 'lifecycle' ? keepingOnly(isLifecycleEvent, write) : write, this.originNs);
     // The kernel resets whatever was queued when the last copy closed; the server cannot see it.
     this.host.own('listener', () => {});
     this.driver = new ArbiterDriver(this.host, {

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
 import type { ConnId, TraceEvent, WorkerId } from '../model/events.ts';
 import { runtimesFor } from '../model/machines/index.ts';
-import { NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
+import { keepingOnly, NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
 import { isLifecycleEvent } from '../model/trace.ts';
 import { getPolicy, type PolicySpec } from '../model/policies.ts';
 import type { App, AppRequest } from './apps.ts';
@@ -98,9 +98,7 @@ export class WorkerServer implements WorkerPort {
       spec.trace === null
         ? NO_TRACE
         : spec.trace === 'lifecycle'
-          ? (t, actor, event) => {
-              if (isLifecycleEvent(actor, event)) this.queueEvent(traceEvent(t, actor, event));
-            }
+          ? keepingOnly(isLifecycleEvent, (t, actor, event) => this.queueEvent(traceEvent(t, actor, event)))
           : (t, actor, event) => this.queueEvent(traceEvent(t, actor, event));
     this.host = new LiveHost(runtimesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
     this.driver = new WorkerDriver(this.host, this.id, this);

@@ -55,7 +55,18 @@ export type OwnerKey = 'arbiter' | 'listener' | 'client' | WorkerId;
  * Where accepted events go, as they are taken: the time, the actor, the machine event. A sink that
  * writes a trace makes the trace event (`traceEvent`); one that only counts need not.
  */
-export type TraceSink = (t: number, actor: ActorId, event: { readonly type: string }) => void;
+export type TraceSink = ((t: number, actor: ActorId, event: { readonly type: string }) => void) & {
+  /** Which events the sink keeps, asked before the host reads its clock for one (see `keepingOnly`); absent: all. */
+  readonly keeps?: (actor: ActorId, event: { readonly type: string }) => boolean;
+};
+
+/**
+ * A sink that keeps only the events `keeps` accepts. The host asks it first: on a live host the clock
+ * is a bigint per read, and a lifecycle trace leaves out nearly every event.
+ */
+export function keepingOnly(keeps: (actor: ActorId, event: { readonly type: string }) => boolean, sink: TraceSink): TraceSink {
+  return Object.assign((t: number, actor: ActorId, event: { readonly type: string }) => sink(t, actor, event), { keeps });
+}
 
 /** The trace line for an event a host took. */
 export function traceEvent(t: number, actor: ActorId, event: { readonly type: string }): TraceEvent {
@@ -248,7 +259,8 @@ export abstract class ActorHost {
   private take(actor: ActorId, record: ActorRecord, event: { type: string }, next: Step): void {
     record.state = next.state;
     // Reading the clock is not free on a live host (a bigint per read): not for a trace nobody keeps.
-    if (this.sink !== NO_TRACE) this.sink(this.nowMs, actor, event);
+    const sink = this.sink;
+    if (sink !== NO_TRACE && (sink.keeps === undefined || sink.keeps(actor, event))) sink(this.nowMs, actor, event);
     const actions = next.actions;
     for (let i = 0; i < actions.length; i++) this.perform(actor, record, actions[i]!);
     if (record.state.status === 'done') {

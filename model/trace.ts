@@ -32,8 +32,8 @@ export type TraceScope = (typeof TRACE_SCOPES)[number];
 
 /** Whether a lifecycle trace keeps the event (see `TRACE_SCOPES`). */
 export function isLifecycleEvent(actor: string, event: object): boolean {
-  const kind = actorKind(actor);
-  if (kind === 'conn' || kind === 'client') return false;
+  // Asked of every event a server takes: prefixes, not the actor patterns' regular expressions.
+  if (actor.startsWith('conn/') || actor.startsWith('client/')) return false;
   return !('conn' in event) && !('client' in event) && !('req' in event);
 }
 

@@ -4,7 +4,8 @@ import { LiveHost, WORKER_BACKSTOP_MS } from '../../impl/live-host.ts';
 import { runtimesFor } from '../../model/machines/index.ts';
 import { getPolicy } from '../../model/policies.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
-import { NO_TRACE } from '../../model/host.ts';
+import { keepingOnly, NO_TRACE } from '../../model/host.ts';
+import { isLifecycleEvent } from '../../model/trace.ts';
 import { MAX_TIMER_MS } from '../../model/limits.ts';
 import type { ActorId } from '../../model/events.ts';
 
@@ -27,5 +28,30 @@ describe('LiveHost timers', () => {
     expect(host.delayOf('arbiter', 'graceful', 30_000)).toBe(30_000);
     expect(host.delayOf('conn/1.1', 'keepAlive', 2000)).toBe(2000);
     expect(host.delayOf('worker/1', 'turn', 1000)).toBe(1000);
+  });
+});
+
+describe('a lifecycle trace on a live host', () => {
+  /** Counts its clock's reads: a bigint each on a live host, which a trace that leaves an event out must not pay for. */
+  class CountingHost extends LiveHost {
+    clockReads = 0;
+    override get nowMs(): number {
+      this.clockReads++;
+      return super.nowMs;
+    }
+  }
+
+  it("hands the sink only the events it keeps, and reads the clock for those alone", () => {
+    const kept: string[] = [];
+    const sink = keepingOnly(isLifecycleEvent, (_t, actor, event) => kept.push(`${actor} ${event.type}`));
+    const host = new CountingHost(runtimesFor(getPolicy('safe-drain'), DEFAULT_SERVER_PARAMS), sink, process.hrtime.bigint());
+    host.own('worker/1', () => {});
+    host.emit('worker/1', { type: 'worker.boot' });
+    host.emit('worker/1', { type: 'worker.ready' });
+    const readsBefore = host.clockReads;
+    host.emit('conn/1.1', { type: 'conn.open', worker: 'worker/1', client: 'client/1' });
+    host.emit('worker/1', { type: 'worker.accept', conn: 'conn/1.1' });
+    expect(kept).toEqual(['worker/1 worker.boot', 'worker/1 worker.ready']);
+    expect(host.clockReads).toBe(readsBefore);
   });
 });
