@@ -56,6 +56,7 @@ else {
   say(`  ${serve.load}, ${serve.workers} processes: bare node:http ${Math.round(serve.bareRps)}/s`);
   say(`  quiesce serve, trace off: ${Math.round(serve.traceOffRps)}/s = ${serve.traceOffRatio.toFixed(2)}× bare node:http (target ≥ 0.8)`);
   say(`  quiesce serve, trace on:  ${Math.round(serve.traceOnRps)}/s = ${serve.traceOnRatio.toFixed(2)}× (target ≥ 0.6)`);
+  say(`  quiesce serve, lifecycle trace (--trace-events lifecycle): ${Math.round(serve.lifecycleTraceRps)}/s = ${serve.lifecycleTraceRatio.toFixed(2)}×, ${(serve.lifecycleTraceRps / serve.traceOffRps).toFixed(2)}× trace off`);
   say(`  HUP under load: ${serve.reloadMs.toFixed(0)} ms until every old worker was gone; TERM: ${serve.termMs.toFixed(0)} ms to the arbiter's exit`);
   if (serve.seedLoad) {
     const s = serve.seedLoad;

@@ -1,7 +1,7 @@
 /**
  * The real server's speed, as ratios measured in one run with the real
  * ApacheBench (absolute numbers on a shared machine mean little):
- *   - requests per second of `quiesce serve --app hello`, trace off and on,
+ *   - requests per second of `quiesce serve --app hello`, trace off, on and lifecycle only,
  *     against a bare node:http server with the same number of processes
  *     accepting from one shared socket (the same fd passing, nothing else);
  *   - the seed's load with recycling (`ab -n 10000 -c 20 -k -r`, 4 workers ×
@@ -29,8 +29,11 @@ export interface ServeFigures {
   readonly bareRps: number;
   readonly traceOffRps: number;
   readonly traceOnRps: number;
+  /** With `--trace-events lifecycle`: the processes' own events only. */
+  readonly lifecycleTraceRps: number;
   readonly traceOffRatio: number;
   readonly traceOnRatio: number;
+  readonly lifecycleTraceRatio: number;
   readonly reloadMs: number;
   readonly termMs: number;
   /** The seed load with recycling against gunicorn 20.1 gthread and quiesce serve: requests per second; null without gunicorn. */
@@ -180,6 +183,10 @@ export async function serveFigures(): Promise<ServeFigures> {
   const traceOnRps = (await best(`${on.address}/`)).rps;
   await stopServer(on);
 
+  const lifecycle = await quiesce(['--workers', String(WORKERS), '--threads', '50', '--trace-events', 'lifecycle']);
+  const lifecycleTraceRps = (await best(`${lifecycle.address}/`)).rps;
+  await stopServer(lifecycle);
+
   // Reload under load, then a stop.
   const reloading = await quiesce(['--workers', String(WORKERS), '--threads', '50']);
   const load = runAb(['-n', '400000', '-c', '20', '-k', '-r', `${reloading.address}/`]);
@@ -206,5 +213,5 @@ export async function serveFigures(): Promise<ServeFigures> {
     await stopServer(ours);
     seedLoad = { gunicornRps: gunicorn.rps, quiesceRps: quiesceRun.rps, ratio: quiesceRun.rps / gunicorn.rps, gunicornFailed: gunicorn.failed, quiesceFailed: quiesceRun.failed };
   }
-  return { workers: WORKERS, load: `ab ${LOAD.join(' ')}`, bareRps, traceOffRps, traceOnRps, traceOffRatio: traceOffRps / bareRps, traceOnRatio: traceOnRps / bareRps, reloadMs, termMs, seedLoad };
+  return { workers: WORKERS, load: `ab ${LOAD.join(' ')}`, bareRps, traceOffRps, traceOnRps, lifecycleTraceRps, traceOffRatio: traceOffRps / bareRps, traceOnRatio: traceOnRps / bareRps, lifecycleTraceRatio: lifecycleTraceRps / bareRps, reloadMs, termMs, seedLoad };
 }
