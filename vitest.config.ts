@@ -15,7 +15,9 @@ import { defineConfig } from 'vitest/config';
  *   black box, whose scripts hold gunicorn to windows of a quarter second (sharing the machine with
  *   two other files, gunicorn gthread once answered stopped-worker-escalation outside every policy;
  *   alone it is explained as always). Anything beside them would be in their numbers, so they run
- *   one at a time, after everything else.
+ *   one at a time, after everything else. Within a file they may run side by side what they have
+ *   measured to share the machine well (the differential's six servers; the black box's two
+ *   gunicorns, then its other four).
  *
  * Every file still has its own ports (the fixed ones are 18431–18441 and 18530–18536, each in one
  * file) or port 0, and its own temporary directories.

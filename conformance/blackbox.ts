@@ -88,12 +88,10 @@ export function commandServer(command: string, bind: string, signals: { stop?: s
   return {
     signalFor: (signal) => (signal === 'TERM' ? (signals.stop ?? signal) : signal === 'HUP' ? (signals.reload ?? signal) : signal),
     start: (params, dir, app) => startProcess(['/bin/sh', '-c', `exec ${fillCommand(command, params)}`], { cwd: dir, env: appEnv(app) }),
-    listening: async (server, timeoutMs, app) => {
+    listening: async (server, timeoutMs, _app, ready = 'accepts') => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        // A server may bind before its workers have loaded the app (gunicorn's arbiter does): where the
-        // app takes a while, the run starts once the server answers, not once it accepts.
-        if (app && app.loadMs > 0 ? await answers(target, Math.max(1, deadline - Date.now())) : await accepts(target)) return target;
+        if (ready === 'answers' ? await answers(target, Math.max(1, deadline - Date.now())) : await accepts(target)) return target;
         if (server.proc.exitCode !== null) throw new ServerStartError(`the server exited (${server.proc.exitCode}) before it accepted connections at ${bind}`, server.output());
         if (Date.now() > deadline) throw new ServerStartError(`the server did not accept connections at ${bind} within ${timeoutMs} ms`, server.output());
         await new Promise((r) => setTimeout(r, 50));

@@ -272,12 +272,31 @@ export interface ServerUnderTest {
    * signals it by its pid. `app.loadMs`: how long its app's import takes (QUIESCE_APP_LOAD_MS).
    */
   start(server: ServerParams, dir: string, app?: AppTiming): ServerProcess;
-  /** Where it accepts connections, once it does — and, for an app that loads slowly, once it answers. */
-  listening(server: ServerProcess, timeoutMs: number, app?: AppTiming): Promise<net.NetConnectOpts>;
+  /**
+   * Where it accepts connections, once it does — or, with `ready: 'answers'`, once it answers a request:
+   * a server that binds before its workers have loaded (gunicorn's arbiter) accepts at once.
+   */
+  listening(server: ServerProcess, timeoutMs: number, app?: AppTiming, ready?: Readiness): Promise<net.NetConnectOpts>;
   /** Its worker processes, oldest first (for signals to a worker). */
   workers(server: ServerProcess): number[];
   /** The signal this server takes for a script's (nginx stops gracefully on QUIT, not TERM). */
   signalFor?(signal: string): string;
+}
+
+/**
+ * When a run may begin: once the server accepts a connection, or once it has answered one request
+ * (a health check's `GET /`, which the script does not see).
+ */
+export type Readiness = 'accepts' | 'answers';
+
+/**
+ * A script's steps are timed from its start: its first request must find a worker that has booted, or
+ * a STOP 100 ms later can come before the response (a gunicorn worker beside another run booted in
+ * 116 ms). So the run waits for an answer — except where the server counts requests toward
+ * max-requests, whose script the health check's request would recycle one request early.
+ */
+export function readinessFor(script: Script): Readiness {
+  return scriptParams(script).maxRequests === 0 || (script.appLoadMs ?? 0) > 0 ? 'answers' : 'accepts';
 }
 
 /** How the scripts' app behaves beyond each request's own time. */
@@ -319,7 +338,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
   const clients = new Map<string, ScriptClient>();
   const noWorker: string[] = [];
   try {
-    const target = await sut.listening(server, options.timeoutMs ?? 20_000, app);
+    const target = await sut.listening(server, options.timeoutMs ?? 20_000, app, readinessFor(script));
     const t0 = performance.now();
     const record = (event: Omit<TraceEvent, 't'>) => observed.push({ t: performance.now() - t0, ...event } as TraceEvent);
     const client = (name: string) => {
