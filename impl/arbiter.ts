@@ -20,9 +20,8 @@ import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { ArbiterDriver, type ArbiterSignal } from '../model/driver/arbiter.ts';
 import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
-import { WorkerDriver } from '../model/driver/worker.ts';
 import type { TraceEvent, WorkerId, WorkerSignal } from '../model/events.ts';
-import { ActorHost, keepingOnly, NO_TRACE, traceEvent, type Timer, type TraceSink } from '../model/host.ts';
+import { keepingOnly, NO_TRACE, traceEvent, type ActorSnapshot, type TraceSink } from '../model/host.ts';
 import { isLifecycleEvent, type TraceScope } from '../model/trace.ts';
 import { runtimesFor, type Runtimes } from '../model/machines/index.ts';
 import type { ServerParams } from '../model/params.ts';
@@ -30,7 +29,8 @@ import { getPolicy } from '../model/policies.ts';
 import { isBuiltinApp } from './apps.ts';
 import { ConfigError, readSomaxconn, serverParamsOf, type ServeConfig } from './config.ts';
 import { DEFAULT_LIMITS } from './http.ts';
-import { LiveHost, monotonicNs, ServerInvariantError } from './live-host.ts';
+import { LiveHost, monotonicNs } from './live-host.ts';
+import { WorkerShadow, type WorkerEnd } from './shadow.ts';
 import { isWorkerMessage, WORKER_BOOT_ERROR, WORKER_SPEC_ENV, type ArbiterMessage, type SpareSpec, type WorkerIdentity, type WorkerMessage } from './protocol.ts';
 import { TraceWriter } from './trace-writer.ts';
 import { markUsed } from '../bin/bundle-cache.mjs';
@@ -55,6 +55,8 @@ interface WorkerRecord {
   crash: string | null;
   /** It exited through its machine (its last message, 'bye', arrived). */
   saidBye: boolean;
+  /** Its actors as of its last batch of events, in a lifecycle trace (see `WorkerShadow.restored`). */
+  actors: readonly ActorSnapshot[] | null;
   /** Signals this arbiter sent it. */
   readonly sent: Set<WorkerSignal>;
   /**
@@ -112,105 +114,9 @@ export function workerNodeArgs(app: string, params: Pick<ServerParams, 'maxReque
   return [...ours, ...(userArgs ?? '').split(' ').filter(Boolean)];
 }
 
-/** How a worker's process ended, as the arbiter saw it reaped. */
-type WorkerEnd = { kind: 'exited' } | { kind: 'killed' } | { kind: 'crashed'; signal: string | null };
-
 export interface ArbiterOutput {
   log: (line: string) => void;
 }
-
-/**
- * Follows a worker's actors from the events it reports, so that when the
- * worker dies without a word (SIGKILL, a crash) the arbiter can write what the
- * kernel did for it. Events are kept per actor and folded into machine states
- * in batches (off the hot path); a closed connection is forgotten, so memory
- * stays bounded by what is open. While following, the machines' commands were
- * the worker's own to carry out: nothing here acts on them, and no timer
- * fires. When the worker dies, its own driver takes over on this host with
- * the kernel as its platform, and writes the end the chart gives.
- */
-class WorkerShadow extends ActorHost {
-  private readonly unfolded = new Map<string, TraceEvent[]>();
-  private writing = false;
-  exited = false;
-
-  constructor(
-    private readonly followed: WorkerId,
-    runtimes: Runtimes,
-    private readonly write: (event: TraceEvent) => void,
-    private readonly clock: () => number,
-  ) {
-    super(runtimes, (t, actor, event) => {
-      if (this.writing) this.write(traceEvent(t, actor, event));
-    });
-    this.own(followed, () => {});
-  }
-
-  get nowMs(): number {
-    return this.clock();
-  }
-
-  at(): Timer {
-    return { cancelled: true };
-  }
-
-  protected invariant(message: string): Error {
-    return new ServerInvariantError(message.replace('the host produced', 'a worker reported'));
-  }
-
-  report(event: TraceEvent): void {
-    if (event.type === 'worker.exit') this.exited = true;
-    if (event.type === 'conn.close') {
-      this.unfolded.delete(event.actor);
-      this.forget(event.actor);
-      return;
-    }
-    let events = this.unfolded.get(event.actor);
-    if (!events) this.unfolded.set(event.actor, (events = []));
-    events.push(event);
-    if (events.length >= 256) this.fold(event.actor);
-  }
-
-  private fold(actor: string): void {
-    for (const event of this.unfolded.get(actor) ?? []) {
-      const { t: _t, actor: _actor, ...rest } = event;
-      this.emit(actor as TraceEvent['actor'], rest as never);
-    }
-    this.unfolded.delete(actor);
-  }
-
-  /**
-   * The worker is gone: bring every actor up to date, then its driver takes the end the kernel
-   * gave it — each open connection closed (RST where request bytes were unread), the listener copy
-   * released, the exit.
-   */
-  writeKernelEnd(code: number, end: WorkerEnd): void {
-    for (const actor of [...this.unfolded.keys()]) this.fold(actor);
-    if (this.exited || end.kind === 'exited' || !this.has(this.followed) || this.isDone(this.followed)) return;
-    this.writing = true;
-    const driver = new WorkerDriver(this, this.followed, KERNEL);
-    if (end.kind === 'killed') driver.signal('KILL');
-    else driver.crashed(code, end.signal ?? undefined);
-  }
-}
-
-/** A dead process's platform: the kernel has closed everything already, so there is nothing left to do. */
-const KERNEL = {
-  stopAccepting: () => {},
-  releaseListener: () => {},
-  watchReadable: () => false,
-  pickUp: () => false,
-  read: () => null,
-  handle: () => {},
-  respond: () => 0,
-  returnToPoller: () => true,
-  tearDown: () => true,
-  loopPastPoll: () => false,
-  closeSocket: () => {},
-  halfClose: () => {},
-  notifyArbiter: () => {},
-  exit: () => {},
-};
 
 export class Arbiter {
   private readonly params: ServerParams;
@@ -348,9 +254,10 @@ export class Arbiter {
   private spawnWorker(id: WorkerId, maxRequests: number): void {
     const spare = this.takeSpare();
     const identity: WorkerIdentity = { id, n: Number(id.slice('worker/'.length)), maxRequests };
-    const record: WorkerRecord = { id, identity, child: spare.child, ready: false, bootError: spare.bootError, crash: null, saidBye: false, sent: new Set(), takesSignals: spare.takesSignals, heldSignals: [] };
+    const record: WorkerRecord = { id, identity, child: spare.child, ready: false, bootError: spare.bootError, crash: null, saidBye: false, actors: null, sent: new Set(), takesSignals: spare.takesSignals, heldSignals: [] };
     spare.becomes = record;
-    // A shadow follows a worker's connections from its events: a lifecycle trace has none (see `reap`).
+    // A shadow follows a worker's connections from its events. A lifecycle trace has none: its worker
+    // sends its actors' states instead, and the shadow is made from the last of them when needed (`reap`).
     if (this.trace && this.config.traceEvents === 'all') this.shadows.set(id, new WorkerShadow(id, this.runtimes, (event) => this.trace?.write(event), () => this.host.nowMs));
     this.workers.set(id, record);
     this.activate(record);
@@ -569,6 +476,7 @@ export class Arbiter {
         for (const event of m.events) this.trace?.write(event);
         const shadow = this.shadows.get(record.id);
         if (shadow) for (const event of m.events) shadow.report(event);
+        if (m.actors) record.actors = m.actors;
         return;
       }
       case 'released-listener':
@@ -604,19 +512,22 @@ export class Arbiter {
     }
     // A boot error is said once, as the reason the server stops; the other workers' ends are its consequence.
     if (end.kind !== 'exited' && !bootFailed && this.fatal === null) this.logEnd(record, end, exitCode);
-    const shadow = this.shadows.get(record.id);
+    const shadow = this.shadows.get(record.id) ?? this.restoredShadow(record);
     this.shadows.delete(record.id);
     shadow?.writeKernelEnd(exitCode, end);
-    // Without a shadow, a lifecycle trace still says the process died without exiting through its machine.
-    if (!shadow && this.trace && this.config.traceEvents === 'lifecycle' && end.kind !== 'exited') {
-      const signal = end.kind === 'killed' ? 'KILL' : end.signal;
-      const crash: TraceEvent = { t: this.host.nowMs, actor: record.id, type: 'worker.crash', code: exitCode, ...(signal ? { signal } : {}) };
-      this.trace.write(crash);
-    }
     // A worker that cannot boot stops the server (gunicorn: HaltServer), with a user error's exit code —
     // before its reap, so that the stopping arbiter does not replace it.
     if (bootFailed) this.driver.halt(2);
     this.driver.reaped(record.id, exitCode);
+  }
+
+  /** A lifecycle trace's shadow of a worker, from the actors its last batch of events carried. */
+  private restoredShadow(record: WorkerRecord): WorkerShadow | null {
+    if (!this.trace || this.config.traceEvents !== 'lifecycle' || record.actors === null) return null;
+    const write = (event: TraceEvent) => {
+      if (isLifecycleEvent(event.actor, event)) this.trace?.write(event);
+    };
+    return WorkerShadow.restored(record.id, this.runtimes, record.actors, write, () => this.host.nowMs);
   }
 
   /**

@@ -11,6 +11,7 @@
  * fork is for gunicorn — while a new spare starts in the background.
  */
 import type { TraceEvent, WorkerId } from '../model/events.ts';
+import type { ActorSnapshot } from '../model/host.ts';
 import type { ServerParams } from '../model/params.ts';
 import type { ParserLimits } from './http.ts';
 import type { TraceScope } from '../model/trace.ts';
@@ -51,7 +52,12 @@ export type WorkerMessage =
   | { readonly kind: 'spare-ready' }
   | { readonly kind: 'ready' }
   | { readonly kind: 'heartbeat' }
-  | { readonly kind: 'events'; readonly events: readonly TraceEvent[] }
+  /**
+   * Trace events, in order. In a lifecycle trace, with the worker's actors as they stand after them
+   * (`actors`): the arbiter has no connection events to follow the worker by, and writes the end of a
+   * worker that dies without a word from these (see `WorkerShadow.restored`).
+   */
+  | { readonly kind: 'events'; readonly events: readonly TraceEvent[]; readonly actors?: readonly ActorSnapshot[] }
   | { readonly kind: 'released-listener' }
   /** Below worker-connections again: send a copy of the listening socket to accept on. */
   | { readonly kind: 'listener-request' }

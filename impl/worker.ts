@@ -116,7 +116,10 @@ export class WorkerServer implements WorkerPort {
     if (this.queued.length === 0) return;
     const events = this.queued;
     this.queued = [];
-    this.send({ kind: 'events', events });
+    // A lifecycle trace's events come a few a second (boots, beats, signals): each batch carries the state
+    // the arbiter writes this worker's end from, should it be killed (its connections then as of this batch;
+    // what became of them since is in none of that end's lifecycle events).
+    this.send(this.spec.trace === 'lifecycle' ? { kind: 'events', events, actors: this.host.snapshotActors() } : { kind: 'events', events });
   }
 
   /**
