@@ -88,7 +88,7 @@ export function commandServer(command: string, bind: string, signals: { stop?: s
   return {
     signalFor: (signal) => (signal === 'TERM' ? (signals.stop ?? signal) : signal === 'HUP' ? (signals.reload ?? signal) : signal),
     start: (params, dir, app) => startProcess(['/bin/sh', '-c', `exec ${fillCommand(command, params)}`], { cwd: dir, env: appEnv(app) }),
-    listening: async (server, timeoutMs, _app, ready = 'accepts') => {
+    listening: async (server, timeoutMs, ready = 'accepts') => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         if (ready === 'answers' ? await answers(target, Math.max(1, deadline - Date.now())) : await accepts(target)) return target;

@@ -276,7 +276,7 @@ export interface ServerUnderTest {
    * Where it accepts connections, once it does — or, with `ready: 'answers'`, once it answers a request:
    * a server that binds before its workers have loaded (gunicorn's arbiter) accepts at once.
    */
-  listening(server: ServerProcess, timeoutMs: number, app?: AppTiming, ready?: Readiness): Promise<net.NetConnectOpts>;
+  listening(server: ServerProcess, timeoutMs: number, ready?: Readiness): Promise<net.NetConnectOpts>;
   /** Its worker processes, oldest first (for signals to a worker). */
   workers(server: ServerProcess): number[];
   /** The signal this server takes for a script's (nginx stops gracefully on QUIT, not TERM). */
@@ -338,7 +338,7 @@ export async function runScript(script: Script, sut: ServerUnderTest, options: {
   const clients = new Map<string, ScriptClient>();
   const noWorker: string[] = [];
   try {
-    const target = await sut.listening(server, options.timeoutMs ?? 20_000, app, readinessFor(script));
+    const target = await sut.listening(server, options.timeoutMs ?? 20_000, readinessFor(script));
     const t0 = performance.now();
     const record = (event: Omit<TraceEvent, 't'>) => observed.push({ t: performance.now() - t0, ...event } as TraceEvent);
     const client = (name: string) => {

@@ -47,13 +47,13 @@ function startSlowBoot() {
 describe('readiness of a black-box server', () => {
   it("'answers' returns once the server has answered a request: after its worker booted", async () => {
     const { sut, server } = startSlowBoot();
-    await sut.listening(server, 10_000, undefined, 'answers');
+    await sut.listening(server, 10_000, 'answers');
     expect(server.output()).toContain('booted');
   });
 
   it("'accepts' returns as soon as the port takes a connection, before the boot", async () => {
     const { sut, server } = startSlowBoot();
-    await sut.listening(server, 10_000, undefined, 'accepts');
+    await sut.listening(server, 10_000, 'accepts');
     expect(server.output()).not.toContain('booted');
   });
 
