@@ -580,7 +580,7 @@ export class World {
     for (const m of this.monitors) parts.push(`M ${m.key(now)}`);
     for (const [client, reason] of this.failures) parts.push(`F ${client} ${reason}`);
     parts.push(`V ${this.violations.map((v) => v.property).sort().join(',')}`);
-    return symmetry ? canonical(parts.join('\n')) : inCanonicalOrder(parts);
+    return symmetry ? canonicalLines(parts) : inCanonicalOrder(parts);
   }
 }
 
@@ -668,15 +668,39 @@ const ID_PATTERN = /\b(worker\/\d+|conn\/\d+\.\d+|client\/\d+|r\d+)\b/g;
  * keys are equal only for states equal up to names); sorting by masked lines makes it useful.
  */
 export function canonical(raw: string): string {
-  const lines = raw.split('\n');
-  const masked = (line: string) => line.replace(ID_PATTERN, '#');
-  const order = (prefix: string, idOf: (line: string) => string | undefined) =>
-    lines
-      .filter((l) => l.startsWith(prefix))
-      .map((l) => ({ id: idOf(l), m: masked(l) }))
-      .filter((x): x is { id: string; m: string } => x.id !== undefined)
-      .sort((a, b) => (a.m < b.m ? -1 : a.m > b.m ? 1 : 0))
-      .map((x) => x.id);
+  return canonicalLines(raw.split('\n'));
+}
+
+/** Which lines name the ids renamed first, in this order: workers, clients, links, connections. */
+const enum Namer {
+  None = -1,
+  Worker = 0,
+  Client = 1,
+  Link = 2,
+  Conn = 3,
+}
+
+function namerOf(line: string): Namer {
+  // Asked of every line of every state's key: character tests, not a regular expression.
+  if (line.startsWith('A ')) {
+    if (line.startsWith('worker/', 2)) return Namer.Worker;
+    if (line.startsWith('client/', 2)) return Namer.Client;
+    if (line.startsWith('conn/', 2)) return Namer.Conn;
+    return Namer.None;
+  }
+  return line.startsWith('L ') ? Namer.Link : Namer.None;
+}
+
+/** `canonical` of a key's lines (World.key builds them; nothing is joined to be split again). */
+function canonicalLines(lines: readonly string[]): string {
+  const byNamer: { id: string; m: string }[][] = [[], [], [], []];
+  for (const line of lines) {
+    const namer = namerOf(line);
+    if (namer === Namer.None) continue;
+    const idEnd = line.indexOf(' ', 2);
+    const id = idEnd < 0 ? line.slice(2) : line.slice(2, idEnd);
+    byNamer[namer]!.push({ id, m: line.replace(ID_PATTERN, '#') });
+  }
   const names = new Map<string, string>();
   const counters = { worker: 0, client: 0, r: 0 };
   const connCounters = new Map<string, number>();
@@ -694,11 +718,11 @@ export function canonical(raw: string): string {
     names.set(id, n);
     return n;
   };
-  for (const id of order('A worker/', (l) => l.split(' ')[1])) name(id);
-  for (const id of order('A client/', (l) => l.split(' ')[1])) name(id);
-  for (const id of order('L ', (l) => l.split(' ')[1])) name(id);
-  for (const id of order('A conn/', (l) => l.split(' ')[1])) name(id);
-  return inCanonicalOrder(lines.map((l) => l.replace(ID_PATTERN, (id) => name(id))));
+  for (const group of byNamer) {
+    group.sort((a, b) => (a.m < b.m ? -1 : a.m > b.m ? 1 : 0));
+    for (const { id } of group) name(id);
+  }
+  return inCanonicalOrder(lines.map((l) => l.replace(ID_PATTERN, name)));
 }
 
 /**
@@ -706,8 +730,30 @@ export function canonical(raw: string): string {
  * creation. Items due at the same moment fire in every order anyway: theirs is no part of the state.
  */
 function inCanonicalOrder(lines: readonly string[]): string {
-  const unordered = (l: string) => /^[ALCPDIEF] /.test(l);
-  return [...lines.filter(unordered).sort(), ...lines.filter((l) => !unordered(l))].join('\n');
+  const sorted: string[] = [];
+  const kept: string[] = [];
+  for (const line of lines) (isUnordered(line) ? sorted : kept).push(line);
+  sorted.sort();
+  for (const line of kept) sorted.push(line);
+  return sorted.join('\n');
+}
+
+/** A line whose place in the key is only the order of creation: `A `, `L `, `C `, `P `, `D `, `I `, `E `, `F `. */
+function isUnordered(line: string): boolean {
+  if (line.charCodeAt(1) !== 32) return false;
+  switch (line.charCodeAt(0)) {
+    case 65: // A
+    case 76: // L
+    case 67: // C
+    case 80: // P
+    case 68: // D
+    case 73: // I
+    case 69: // E
+    case 70: // F
+      return true;
+    default:
+      return false;
+  }
 }
 
 /** The worker of a connection id (re-exported for the theorems). */

@@ -122,6 +122,29 @@ describe('the world', () => {
     expect(canonical(c)).not.toBe(canonical(b));
   });
 
+  it('canonical names workers by their lines with ids masked, then clients, links and connections, and sorts only the lines whose order is creation', () => {
+    const raw = [
+      'A worker/2 alive {"openConns":["conn/2.1"]} ',
+      'A worker/1 booting {"openConns":[]} ',
+      'A client/5 open {"conn":"conn/2.1","req":"r7"} ',
+      'A conn/2.1 open {"req":"r7"} ',
+      'L client/5 conn/2.1',
+      'S 0 0',
+      'V ',
+    ].join('\n');
+    // "A # alive …" sorts before "A # booting …": worker/2 is named worker/1, and its connection conn/1.1;
+    // the first request named is the client's. A, L lines sorted; S and V keep their places, last.
+    expect(canonical(raw).split('\n')).toEqual([
+      'A client/1 open {"conn":"conn/1.1","req":"r1"} ',
+      'A conn/1.1 open {"req":"r1"} ',
+      'A worker/1 alive {"openConns":["conn/1.1"]} ',
+      'A worker/2 booting {"openConns":[]} ',
+      'L client/1 conn/1.1',
+      'S 0 0',
+      'V ',
+    ]);
+  });
+
   it('refuses parameters it cannot explore, saying which', () => {
     const config = worldConfig(safe, small);
     expect(() => new World({ ...config, params: { ...config.params, timeoutMs: 30 } })).toThrow(/params.timeoutMs must be 0/);
