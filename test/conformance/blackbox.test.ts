@@ -100,7 +100,6 @@ describe('quiesce conform', () => {
     }, 300_000);
   });
 
-
   // Not .concurrent: vitest runs adjacent concurrent suites together. Its tests are, after gunicorn's.
   describe("our own server, nginx, and what the runner refuses", () => {
     it.concurrent('infers the policy of our own server from its clients alone', async ({ expect }) => {
