@@ -521,9 +521,9 @@ export class Arbiter {
     this.driver.reaped(record.id, exitCode);
   }
 
-  /** A lifecycle trace's shadow of a worker, from the actors its last batch of events carried. */
+  /** A lifecycle trace's shadow of a worker, from the actors its last batch of events carried (only such batches carry them). */
   private restoredShadow(record: WorkerRecord): WorkerShadow | null {
-    if (!this.trace || this.config.traceEvents !== 'lifecycle' || record.actors === null) return null;
+    if (record.actors === null) return null;
     const write = (event: TraceEvent) => {
       if (isLifecycleEvent(event.actor, event)) this.trace?.write(event);
     };

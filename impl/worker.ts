@@ -94,12 +94,8 @@ export class WorkerServer implements WorkerPort {
   ) {
     this.id = spec.id;
     this.policy = getPolicy(spec.policy);
-    const sink: TraceSink =
-      spec.trace === null
-        ? NO_TRACE
-        : spec.trace === 'lifecycle'
-          ? keepingOnly(isLifecycleEvent, (t, actor, event) => this.queueEvent(traceEvent(t, actor, event)))
-          : (t, actor, event) => this.queueEvent(traceEvent(t, actor, event));
+    const queue: TraceSink = (t, actor, event) => this.queueEvent(traceEvent(t, actor, event));
+    const sink = spec.trace === null ? NO_TRACE : spec.trace === 'lifecycle' ? keepingOnly(isLifecycleEvent, queue) : queue;
     this.host = new LiveHost(runtimesFor(this.policy, spec.params), sink, BigInt(spec.originNs));
     this.driver = new WorkerDriver(this.host, this.id, this);
   }
