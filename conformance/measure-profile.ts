@@ -39,6 +39,12 @@
  *   `post_worker_init` of the next worker, by CLOCK_MONOTONIC, paired in
  *   order: the arbiter replaces in the order it reaps). `quiesce serve`: its
  *   trace (`worker.exit`, then the next `worker.ready`).
+ * - the arbiter's side of a replacement (gunicorn): its `child_exit` hook
+ *   (the reap) and each worker's `post_fork` (its start) split the boot
+ *   into the reap after the exit (CPython's finalization outlives the
+ *   sockets it frees: the reap comes a median 260 ms after the connections'
+ *   close), the wait for the fork (the spawn loop forks one vacancy after
+ *   another, sleeping up to 100 ms between) and the fork → ready.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -66,6 +72,8 @@ interface Target {
   /** Worker exit → replacement ready samples, ms, from what the run left in its directory. */
   readonly boots: (dir: string) => { readonly pid?: string; readonly ms: number }[];
   readonly bootMethod: string;
+  /** The arbiter's reaps and forks (gunicorn's hooks): read from what the run left in its directory, for a run of `workers`. */
+  readonly arbiterTimes?: (dir: string, workers: number) => ArbiterTimes;
   /** Handler times and kept-alive turnarounds, ms, from what the run left in its directory (servers whose connections wait in a poller). */
   readonly requestTimes?: (dir: string) => RequestTimes;
   /** What a stop under load took, ms (servers whose hooks or trace see the arbiter's kills). */
@@ -198,6 +206,11 @@ export const GUNICORN_HOOKS = [
   '        finish(fs)',
   "        if fs.conn.sock.fileno() != -1: _requests.append('%.6f return %d %s' % (time.monotonic(), os.getpid(), fs.conn.client))",
   '    worker.finish_request = finish_request',
+  // The arbiter's side of a replacement: the child's first moment after its fork, and the reap (child_exit runs in the arbiter, in reap_workers).
+  'def post_fork(server, worker):',
+  "    _log('forked', os.getpid())",
+  'def child_exit(server, worker):',
+  "    _log('reaped', worker.pid)",
   'def worker_exit(server, worker):',
   "    _log('exit', worker.pid)",
   // Its loop, its futures and its sockets are done: what is left is the process's own end (a capture sees its fds close).
@@ -623,16 +636,94 @@ export function goneToReady(pairs: readonly { readonly pid?: string; readonly ms
   });
 }
 
+/** A line of gunicorn's hooks.log (`<seconds> exit|ready|forked|reaped <pid>`), ms on CLOCK_MONOTONIC. */
+export interface LifeLine {
+  readonly ms: number;
+  readonly kind: 'exit' | 'ready' | 'forked' | 'reaped';
+  readonly pid: string;
+}
+
+const LIFE_KINDS: readonly LifeLine['kind'][] = ['exit', 'ready', 'forked', 'reaped'];
+
+export function lifeLines(lines: readonly string[]): LifeLine[] {
+  return lines.map((line) => {
+    const match = /^(\d+(?:\.\d+)?) (\S+) (\d+)$/.exec(line);
+    const kind = LIFE_KINDS.find((k) => k === match?.[2]);
+    if (!match || kind === undefined) throw new Error(`hooks.log: unexpected line "${line}"; expected "<seconds> ${LIFE_KINDS.join('|')} <pid>"`);
+    return { ms: Number(match[1]) * 1000, kind, pid: match[3]! };
+  });
+}
+
+function readLifeLines(dir: string): LifeLine[] {
+  return lifeLines(readFileSync(join(dir, 'hooks.log'), 'utf8').split('\n').filter(Boolean));
+}
+
 function gunicornBoots(dir: string): { readonly pid?: string; readonly ms: number }[] {
-  const events = readFileSync(join(dir, 'hooks.log'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line): LifeEvent => {
-      const [seconds, kind, pid] = line.split(' ');
-      if (kind !== 'exit' && kind !== 'ready') throw new Error(`hooks.log: unexpected line "${line}"`);
-      return { ms: Number(seconds) * 1000, kind, ...(kind === 'exit' && pid !== undefined ? { pid } : {}) };
-    });
+  const events = readLifeLines(dir).flatMap((l): LifeEvent[] => (l.kind === 'exit' ? [{ ms: l.ms, kind: 'exit', pid: l.pid }] : l.kind === 'ready' ? [{ ms: l.ms, kind: 'ready' }] : []));
   return exitsToReady(events);
+}
+
+/** What the arbiter's hooks say of its replacements under the load, ms. */
+export interface ArbiterTimes {
+  /** A worker's worker_exit hook → its reap (child_exit), for each reap the arbiter filled with a fork (under the load: not the final stop's). */
+  readonly exitToReap: { readonly pid: string; readonly ms: number }[];
+  /** A fork (post_fork, in the child) → that worker ready (post_worker_init). */
+  readonly forkToReadyMs: number[];
+  /** A reap → the fork that fills it, where the fork before had been at least the spawn loop's longest sleep earlier: nothing queued ahead. */
+  readonly reapToForkMs: number[];
+  /** Successive forks where the later one's vacancy was reaped before the earlier fork: it waited for it, and for the sleep after it. */
+  readonly forkGapMs: number[];
+}
+
+/** gunicorn's spawn loop sleeps `0.1 * random.random()` s after each fork (arbiter.py `spawn_workers`): its longest pause, ms. */
+const SPAWN_LOOP_SLEEP_MAX_MS = 100;
+
+/**
+ * The arbiter's reaps and forks, from its hooks. Its first `workers` forks fill the start's vacancies;
+ * every later one fills a reap's, in the order of the reaps (it counts vacancies, and does not name
+ * them). A fork whose reap came before the fork ahead of it waited in the queue: the gap between the
+ * two is a sample of the loop's pace. One whose reap came at least the loop's longest sleep after the
+ * fork ahead found nothing queued: its reap → fork is a sample of the arbiter's wake-up. Between the
+ * two, the reap may have waited for part of a sleep: no sample.
+ */
+export function arbiterTimes(lines: readonly LifeLine[], workers: number): ArbiterTimes {
+  const sorted = [...lines].sort((a, b) => a.ms - b.ms);
+  const forks = sorted.filter((l) => l.kind === 'forked');
+  const reaps = sorted.filter((l) => l.kind === 'reaped');
+  const exitOf = new Map(sorted.filter((l) => l.kind === 'exit').map((l) => [l.pid, l.ms]));
+  const readyOf = new Map(sorted.filter((l) => l.kind === 'ready').map((l) => [l.pid, l.ms]));
+  const forkToReadyMs = forks.flatMap((f) => {
+    const readyMs = readyOf.get(f.pid);
+    return readyMs === undefined ? [] : [readyMs - f.ms];
+  });
+  const exitToReap: { pid: string; ms: number }[] = [];
+  const reapToForkMs: number[] = [];
+  const forkGapMs: number[] = [];
+  for (let j = 0; j < reaps.length && workers + j < forks.length; j++) {
+    const reap = reaps[j]!;
+    const fork = forks[workers + j]!;
+    const ahead = forks[workers + j - 1]!;
+    if (fork.ms < reap.ms) throw new Error(`hooks.log: worker ${fork.pid} forked at ${fork.ms.toFixed(1)} ms, before the reap of ${reap.pid} it fills (${reap.ms.toFixed(1)} ms): not one arbiter replacing workers in turn`);
+    if (reap.ms <= ahead.ms) forkGapMs.push(fork.ms - ahead.ms);
+    else if (reap.ms >= ahead.ms + SPAWN_LOOP_SLEEP_MAX_MS) reapToForkMs.push(fork.ms - reap.ms);
+    const exitMs = exitOf.get(reap.pid);
+    if (exitMs !== undefined) exitToReap.push({ pid: reap.pid, ms: reap.ms - exitMs });
+  }
+  return { exitToReap, forkToReadyMs, reapToForkMs, forkGapMs };
+}
+
+/**
+ * A graceful exit's reap after its teardown: each exit → reap less that worker's teardown (the capture's
+ * first close after the exit hook), where it was seen; where the target measures no teardown (the
+ * simulator then tears down at once), the whole exit → reap.
+ */
+export function reapsAfterTeardown(exitToReap: ArbiterTimes['exitToReap'], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): number[] {
+  if (teardownsMs.length === 0) return exitToReap.map((x) => x.ms);
+  const teardownOf = new Map(teardownsMs.map((t) => [t.pid, t.ms]));
+  return exitToReap.flatMap((x) => {
+    const teardown = teardownOf.get(x.pid);
+    return teardown === undefined ? [] : [Math.max(0, x.ms - teardown)];
+  });
 }
 
 function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number }[] {
@@ -652,6 +743,9 @@ const GUNICORN_STOPS = {
     "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and where the main thread was as the handler ran (in the poller's select, wrapped to say so: the handler interrupts it and it is retried after, PEP 475; or past it)",
 };
 
+const GUNICORN_BOOT_METHOD =
+  "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready; and the arbiter's side of each replacement, by its post_fork hook (in the child, at its start) and child_exit (in the arbiter, as it reaps): each worker's fork → ready; each exit → its reap, for the reaps the arbiter filled with a fork (not the final stop's), less that worker's teardown where the capture saw it; the forks after the first `workers` paired with the reaps in order (the arbiter counts vacancies), a fork whose reap came before the fork ahead of it giving the gap between the two (the spawn loop's pace: its sleep(0.1 * random()) after each fork, and the next fork), one whose reap came 100 ms or more (that sleep's longest) after the fork ahead giving its reap → fork (the arbiter's wake-up)";
+
 const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
 
 const QUIESCE_SERVE = `${process.execPath} ${new URL('../bin/quiesce.mjs', import.meta.url).pathname} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`;
@@ -663,7 +757,8 @@ export const TARGETS: Record<string, Target> = {
     command: `gunicorn -k gthread --threads {threads} ${GUNICORN_FLAGS}`,
     files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
-    bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
+    bootMethod: GUNICORN_BOOT_METHOD,
+    arbiterTimes: (dir, workers) => arbiterTimes(readLifeLines(dir), workers),
     requestTimes: gunicornRequestTimes,
     stops: GUNICORN_STOPS,
   },
@@ -673,7 +768,8 @@ export const TARGETS: Record<string, Target> = {
     command: `gunicorn -k sync ${GUNICORN_FLAGS}`,
     files: { 'hooks.py': GUNICORN_HOOKS },
     boots: gunicornBoots,
-    bootMethod: "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready",
+    bootMethod: GUNICORN_BOOT_METHOD,
+    arbiterTimes: (dir, workers) => arbiterTimes(readLifeLines(dir), workers),
     stops: GUNICORN_STOPS,
   },
   'quiesce-serve': {
@@ -802,6 +898,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   // boot is measured from there too, or the teardown would count twice.
   const boots = teardownsMs.length > 0 ? goneToReady(bootPairs, teardownsMs) : bootPairs.map((p) => p.ms);
   if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen from the process gone; expected dozens`);
+  const arbiter = arbiterDistributions(target.arbiterTimes?.(run.dir, server.workers) ?? null, teardownsMs, log, name);
   // The signal rows run without recycling: no boot takes the CPU, and a request is about twice as fast.
   // Where the hooks see requests, they are measured again under that load, for the rows that run it.
   const steadyServer: ServerParams = { ...server, maxRequests: 0 };
@@ -962,8 +1059,30 @@ export async function measureProfile(name: string, port: number, log: (line: str
       ? { cpuWithoutRecycling: { measurement: 'cpu-without-recycling', samples: steadyCpuRun!.ab.complete, requestWorkMs: round3(steadyWork.requestWorkMs), clientWorkMs: round3(steadyWork.clientWorkMs) } }
       : {}),
     bootMs: measuredValueOf('replacement-under-load', boots),
+    ...arbiter,
   };
   return profileSchema.parse(profile);
+}
+
+/** Fewest samples a distribution of the arbiter's replacements is kept with: a handful of forks say little of a queue's pace. */
+const FEWEST_ARBITER_SAMPLES = 8;
+
+/** The arbiter's replacements as the profile keeps them (each where it has enough samples; the queue's two together or neither). */
+function arbiterDistributions(times: ArbiterTimes | null, teardownsMs: readonly { readonly pid: string; readonly ms: number }[], log: (line: string) => void, name: string): Pick<Profile, 'reapAfterTeardownMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> {
+  if (!times) return {};
+  const reapsMs = reapsAfterTeardown(times.exitToReap, teardownsMs);
+  const distribution = (samples: readonly number[]) => ({ measurement: 'replacement-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) });
+  const out: Pick<Profile, 'reapAfterTeardownMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> = {};
+  if (reapsMs.length >= FEWEST_ARBITER_SAMPLES) out.reapAfterTeardownMs = distribution(reapsMs);
+  if (times.forkToReadyMs.length >= FEWEST_ARBITER_SAMPLES) out.forkToReadyMs = distribution(times.forkToReadyMs);
+  if (times.reapToForkMs.length >= FEWEST_ARBITER_SAMPLES && times.forkGapMs.length >= FEWEST_ARBITER_SAMPLES) {
+    out.reapToForkMs = distribution(times.reapToForkMs);
+    out.forkGapMs = distribution(times.forkGapMs);
+  }
+  log(
+    `${name}: the arbiter's replacements — reap after the teardown ${reapsMs.length} (median ${reapsMs.length > 0 ? round3(median(reapsMs)) : '—'} ms), fork → ready ${times.forkToReadyMs.length}, reap → fork with none queued ${times.reapToForkMs.length}, queued fork gaps ${times.forkGapMs.length}${Object.keys(out).length < 4 ? ` (fewer than ${FEWEST_ARBITER_SAMPLES} samples are left out)` : ''}`,
+  );
+  return out;
 }
 
 /**

@@ -605,11 +605,13 @@ function channelOf(item: PlatformItem): string | null {
       return `${item.client}<`;
     case 'syn-retry':
     case 'request-timeout':
+    case 'fork':
     case 'boot':
     case 'heartbeat':
     case 'kill':
     case 'signal':
     case 'teardown':
+    case 'reap':
     case 'release':
     case 'accept-turn':
     case 'poll':

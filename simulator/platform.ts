@@ -36,6 +36,8 @@ export type PlatformItem =
   | { readonly kind: 'rst'; readonly client: ClientId }
   /** The client's own timeout for its outstanding request. */
   | { readonly kind: 'request-timeout'; readonly client: ClientId; readonly req: string }
+  /** The arbiter's fork of a worker the chart started, after the forks queued before it. */
+  | { readonly kind: 'fork'; readonly worker: WorkerId }
   /** A worker process finished booting (its app imported). */
   | { readonly kind: 'boot'; readonly worker: WorkerId }
   /** A worker's loop turn notifies the arbiter. */
@@ -46,6 +48,8 @@ export type PlatformItem =
   | { readonly kind: 'signal'; readonly worker: WorkerId; readonly signal: WorkerSignal }
   /** A worker process that exited its loop is gone: what its exit closes closes now. */
   | { readonly kind: 'teardown'; readonly worker: WorkerId }
+  /** The arbiter reaps a worker process that ended gracefully (its SIGCHLD, once CPython's end is done). */
+  | { readonly kind: 'reap'; readonly worker: WorkerId; readonly code: number }
   /** A worker finishes the loop turn in which it stopped accepting, and closes its listener copy. */
   | { readonly kind: 'release'; readonly worker: WorkerId }
   /** A worker's next loop turn: it takes what waits in the accept queue, if its machine lets it. */

@@ -109,6 +109,10 @@ export const MEASURED_KEYS = [
   'closeAfterTurnMs',
   'closeAfterRecycleTurnMs',
   'teardownMs',
+  'reapAfterTeardownMs',
+  'forkToReadyMs',
+  'reapToForkMs',
+  'forkGapMs',
   'oneWayLatencyMs',
   'bootMs',
   'recycleFindsLoopPastPoll',
@@ -190,6 +194,23 @@ export const profileSchema = z
      * CPython's finalization, on a CPU the load keeps busy. A request sent meanwhile waits unread.
      */
     teardownMs: measuredDistribution.optional(),
+    /**
+     * From a graceful exit's teardown (its connections closed, as `teardownMs` ends; at the exit hook
+     * where the profile has no teardown) to the arbiter's reap of the process (gunicorn's child_exit
+     * hook): the rest of CPython's finalization after it freed its sockets, and the SIGCHLD. Until the
+     * reap the arbiter counts the worker, and forks no replacement.
+     */
+    reapAfterTeardownMs: measuredDistribution.optional(),
+    /** From a worker's fork (gunicorn's post_fork hook, in the child) to it ready to accept (post_worker_init), under load. */
+    forkToReadyMs: measuredDistribution.optional(),
+    /**
+     * The arbiter's fork queue (gunicorn's `spawn_workers` forks one vacancy after another with a
+     * `sleep(0.1 * random())` after each): a reap → the fork that fills it, where no fork was pending
+     * (the main loop woken by the signal's pipe byte, `murder_workers`, the fork) …
+     */
+    reapToForkMs: measuredDistribution.optional(),
+    /** … and the gap between successive forks where the vacancy waited for the one before: the sleep after a fork, and the next fork. */
+    forkGapMs: measuredDistribution.optional(),
     /**
      * Loopback's one-way latency: half of a SYN → its SYN-ACK in a capture, the kernel's own reply. What
      * the simulated network takes for a segment where no process's wait is measured apart (on loopback
@@ -360,8 +381,21 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
       fromProfile.push(label);
     } else defaults.push(`${label} (in its poll)`);
   }
+  if (profile.reapAfterTeardownMs) {
+    params.reapAfterTeardownPercentilesMs = [...profile.reapAfterTeardownMs.percentilesMs];
+    fromProfile.push("the reap after a graceful exit's teardown");
+  } else defaults.push("the reap after a graceful exit's teardown (at once)");
+  if (profile.reapToForkMs && profile.forkGapMs) {
+    params.forkQueuePercentilesMs = { wakeMs: [...profile.reapToForkMs.percentilesMs], gapMs: [...profile.forkGapMs.percentilesMs] };
+    fromProfile.push("the arbiter's forks one after another");
+  } else defaults.push("the arbiter's forks (each at the arbiter's decision)");
   if (profile.cpu) {
     // The boot is the CPU's: its measured time is what the model is checked against.
+  } else if (profile.forkToReadyMs) {
+    params.forkToReadyPercentilesMs = [...profile.forkToReadyMs.percentilesMs];
+    // The load starts once the first workers are up (simulator/scenarios.ts firstWorkersReadyMs): the measured replacement's median, as before.
+    if (profile.bootMs) params.bootMs = profile.bootMs.medianMs;
+    fromProfile.push('worker boot (from its fork, drawn)');
   } else if (profile.bootMs) {
     params.bootMs = profile.bootMs.medianMs;
     fromProfile.push('worker boot');

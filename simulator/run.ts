@@ -146,6 +146,11 @@ export function buildWorld(
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
       ...(params.teardownPercentilesMs ? { teardownMs: drawFrom(params.teardownPercentilesMs, engine) } : {}),
+      ...(params.reapAfterTeardownPercentilesMs ? { reapAfterTeardownMs: drawFrom(params.reapAfterTeardownPercentilesMs, engine) } : {}),
+      ...(params.forkToReadyPercentilesMs ? { forkToReadyMs: drawFrom(params.forkToReadyPercentilesMs, engine) } : {}),
+      ...(params.forkQueuePercentilesMs
+        ? { forkQueue: { wakeMs: drawFrom(params.forkQueuePercentilesMs.wakeMs, engine), gapMs: drawFrom(params.forkQueuePercentilesMs.gapMs, engine) } }
+        : {}),
       ...(params.recyclePastPollShare !== undefined ? { recycleFindsLoopPastPoll: withChance(params.recyclePastPollShare, engine) } : {}),
       ...(params.signalPastPollShare !== undefined ? { signalFindsLoopPastPoll: withChance(params.signalPastPollShare, engine) } : {}),
       loopTickMs: params.loopTickMs,

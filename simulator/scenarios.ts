@@ -55,6 +55,16 @@ export interface ScenarioParams {
   closeAfterRecycleTurnPercentilesMs?: number[];
   /** The 101 percentiles of the time from a graceful exit's decision to the process gone (its fds closed), ms; absent: at once. */
   teardownPercentilesMs?: number[];
+  /** The 101 percentiles of the time from a graceful exit's teardown (its connections closed) to the arbiter's reap, ms; absent: at once. */
+  reapAfterTeardownPercentilesMs?: number[];
+  /** The 101 percentiles of the time from a worker's fork to it ready to accept, ms; absent: `bootMs`. */
+  forkToReadyPercentilesMs?: number[];
+  /**
+   * The arbiter's forks one after another (simulator/server.ts `ServerTiming.forkQueue`): the 101
+   * percentiles of a vacancy's reap → its fork where no fork was queued, and of the gap between
+   * successive forks of one spawn loop, ms; absent: every fork at the chart's decision.
+   */
+  forkQueuePercentilesMs?: { wakeMs: number[]; gapMs: number[] };
   /** The share of recycles whose flip of alive finds the worker's loop past its poll (the turn ends without another); absent: none (in its poll). */
   recyclePastPollShare?: number;
   /** The share of TERM handlers (a stop, a reload) that find the worker's loop past its poll; absent: none (in its poll). */

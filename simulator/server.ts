@@ -5,7 +5,7 @@
  * service, a loop turn) and which connection a free worker takes from the
  * kernel's queue.
  */
-import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal } from '../model/driver/arbiter.ts';
+import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal, type SpawnPath } from '../model/driver/arbiter.ts';
 import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
 import { WorkerDriver, type ReadableBy, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
@@ -26,8 +26,25 @@ export interface PollWait {
 }
 
 export interface ServerTiming {
-  /** Time from fork to a worker ready to accept (app import). */
+  /** Time from fork to a worker ready to accept (app import), where `forkToReadyMs` is not drawn. */
   bootMs: number;
+  /** The same, drawn per worker (measured from the fork under load); absent: `bootMs`. */
+  forkToReadyMs?: () => number;
+  /**
+   * The arbiter's forks one after another (gunicorn's `spawn_workers`: a fork, then `sleep(0.1 *
+   * random())`, then the next; a vacancy found meanwhile waits for the loop's end). A spawn forks
+   * `wakeMs` after the chart's decision (the main loop woken by the SIGCHLD's pipe byte), and not before
+   * the last fork and the pause after it (`gapMs`, drawn per fork). A reload's generation forks back to
+   * back, after the loop in progress. Absent: every fork at its decision.
+   */
+  forkQueue?: { readonly wakeMs: () => number; readonly gapMs: () => number };
+  /**
+   * From a graceful exit — the chart's `worker.exit`, at the end of its teardown, its connections closed
+   * — to the arbiter's reap: the rest of the process's end (CPython's finalization after its sockets are
+   * freed) and the SIGCHLD, drawn per exit; absent: at once. Until then the arbiter counts it, and
+   * starts no replacement. A process killed ends in the kernel, and is reaped at once.
+   */
+  reapAfterTeardownMs?: () => number;
   /** Service time of a request, drawn per request. */
   serviceMs: (req: string) => number;
   /**
@@ -145,6 +162,8 @@ export interface ServerState {
   readonly exitCode: number | null;
   /** The earliest the arbiter's next kill(2) goes (see `ServerTiming.killGapMs`). */
   readonly nextKillAtMs: number;
+  /** The earliest the arbiter's next fork goes (see `ServerTiming.forkQueue`). */
+  readonly nextForkAtMs: number;
 }
 
 /** What each kind of item does to the process it names (built once: see `ItemHandlers`). */
@@ -154,6 +173,8 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   kill: (i, proc) => proc.killed(i.signal, i.handlerMs),
   signal: (i, proc) => proc.handlerRuns(i.signal),
   teardown: (_i, proc) => proc.whenRunning(() => proc.driver.tornDown()),
+  fork: (_i, proc) => proc.forked(),
+  reap: (i, proc) => proc.reaped(i.code),
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
   'handler-done': (i, proc) =>
@@ -178,6 +199,8 @@ export class SimulatedServer implements ServerSide {
   exitCode: number | null = null;
   /** The earliest the arbiter's next kill(2) goes: it kills one worker after another, losing the CPU between. */
   private nextKillAtMs = 0;
+  /** The earliest the arbiter's next fork goes: after the last one and the pause that follows it (`ServerTiming.forkQueue`). */
+  private nextForkAtMs = 0;
   private readonly spares = new Set<SpareProcess>();
   private sparesStarted = 0;
 
@@ -190,7 +213,7 @@ export class SimulatedServer implements ServerSide {
     readonly draw: Draw,
   ) {
     const port: ArbiterPort = {
-      spawnWorker: (worker, maxRequests) => this.spawn(worker, maxRequests),
+      spawnWorker: (worker, maxRequests, path) => this.spawn(worker, maxRequests, path),
       signalWorker: (worker, signal) => this.kill(worker, signal),
       // The arbiter's copy closes with the listener.release its driver writes: nothing else happens here.
       closeListener: () => {},
@@ -217,6 +240,7 @@ export class SimulatedServer implements ServerSide {
       connLinks: [...this.linkOfConn].map(([conn, link]) => [conn, link.copy()] as const),
       exitCode: this.exitCode,
       nextKillAtMs: this.nextKillAtMs,
+      nextForkAtMs: this.nextForkAtMs,
     };
   }
 
@@ -226,7 +250,7 @@ export class SimulatedServer implements ServerSide {
    * explorer never draws (its timings are at once).
    */
   keyParts(out: string[]): void {
-    out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode} ${this.nextKillAtMs}`);
+    out.push(`X ${this.arbiter.state().exitCode} ${this.exitCode} ${this.nextKillAtMs} ${this.nextForkAtMs}`);
     for (const p of this.everSpawned.values()) {
       const d = p.driver.state();
       // The ready list's order and the last poll's batch decide what a last loop turn hands over.
@@ -249,6 +273,7 @@ export class SimulatedServer implements ServerSide {
     for (const [conn, saved] of state.connLinks) this.linkOfConn.set(conn, this.network.link(saved.client) ?? saved.copy());
     this.exitCode = state.exitCode;
     this.nextKillAtMs = state.nextKillAtMs;
+    this.nextForkAtMs = state.nextForkAtMs;
   }
 
   boot(): void {
@@ -344,11 +369,27 @@ export class SimulatedServer implements ServerSide {
     return proc;
   }
 
-  private spawn(worker: WorkerId, maxRequests: number): void {
+  private spawn(worker: WorkerId, maxRequests: number, path: SpawnPath): void {
     const proc = new WorkerProcess(this, worker);
     this.workers.set(worker, proc);
     this.everSpawned.set(worker, proc);
-    proc.boot(maxRequests);
+    proc.boot(maxRequests, this.forkInMs(path));
+  }
+
+  /**
+   * From the chart's decision to start a worker to its fork. gunicorn's main loop forks the vacancies
+   * its `spawn_workers` counted one after another, sleeping up to 100 ms after each, so that a wave of
+   * recycles is replaced over a few hundred ms, not in one instant; a reload forks its generation back
+   * to back, once the loop in progress is done. Without a measured queue: at once.
+   */
+  private forkInMs(path: SpawnPath): number {
+    const queue = this.timing.forkQueue;
+    if (!queue) return 0;
+    const now = this.host.nowMs;
+    const earliestMs = path === 'spawn-loop' ? now + Math.max(0, queue.wakeMs()) : now;
+    const atMs = Math.max(earliestMs, this.nextForkAtMs);
+    this.nextForkAtMs = path === 'spawn-loop' ? atMs + Math.max(0, queue.gapMs()) : atMs;
+    return atMs - now;
   }
 
   /**
@@ -398,7 +439,12 @@ export class SimulatedServer implements ServerSide {
     }
   }
 
-  /** The process ended: the arbiter reaps it at once (SIGCHLD). */
+  /** The process ended: nothing reaches it any more (a signal to a zombie is void), and it accepts nothing. */
+  ended(proc: WorkerProcess): void {
+    this.workers.delete(proc.id);
+  }
+
+  /** The arbiter reaps an ended process (SIGCHLD): it forgets it, and replaces it if it runs. */
   reap(proc: WorkerProcess, code: number): void {
     proc.exited = true;
     this.workers.delete(proc.id);
@@ -427,6 +473,12 @@ export class WorkerProcess implements WorkerPort {
   private readonly behind = new Map<ConnId, string[]>();
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
   bootThread: string | null = null;
+  /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
+  private forkAtMs = 0;
+  /** Its exit is graceful (the chart tore it down): its end after the exit is CPython's, and the reap waits for it. */
+  private exitsGracefully = false;
+  /** Ended, its reap still to come (`ServerTiming.reapAfterTeardownMs`). */
+  private reapPending = false;
 
   constructor(
     private readonly server: SimulatedServer,
@@ -440,8 +492,9 @@ export class WorkerProcess implements WorkerPort {
   }
 
   state(): WorkerProcessState {
-    // A stopped process keeps closures for CONT; the explorer sends no STOP.
+    // A stopped process keeps closures for CONT; the explorer sends no STOP, and draws no fork queue.
     if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
+    if (this.forkAtMs > this.server.host.nowMs || this.reapPending) throw new SimulationInvariantError(`${this.id}: a process whose fork or reap is queued has no snapshot`);
     return {
       id: this.id,
       ready: this.ready,
@@ -507,11 +560,20 @@ export class WorkerProcess implements WorkerPort {
     this.driver.requestArrived(conn, next);
   }
 
-  boot(maxRequests: number): void {
+  /** The chart started it: its driver boots it now, its process forks `forkInMs` from now (the arbiter's queue). */
+  boot(maxRequests: number, forkInMs = 0): void {
     this.driver.boot(maxRequests);
-    const { cpu } = this.server.timing;
+    this.forkAtMs = this.server.host.nowMs + forkInMs;
+    if (forkInMs > 0) this.wire.after(forkInMs, { kind: 'fork', worker: this.id });
+    else this.forked();
+  }
+
+  /** The process exists: it loads the app (a KILL that came first, at the fork, ended it already). */
+  forked(): void {
+    if (this.driver.hasExited()) return;
+    const { cpu, forkToReadyMs, bootMs } = this.server.timing;
     if (cpu) this.server.bootOnCpu(this, cpu);
-    else this.wire.after(this.server.timing.bootMs, { kind: 'boot', worker: this.id });
+    else this.wire.after(forkToReadyMs ? Math.max(0, forkToReadyMs()) : bootMs, { kind: 'boot', worker: this.id });
   }
 
   booted(): void {
@@ -527,6 +589,8 @@ export class WorkerProcess implements WorkerPort {
    * neither waits.
    */
   signal(signal: WorkerSignal, sentInMs = 0): void {
+    // A process whose fork is still queued is not there yet: gunicorn handles the signal after its spawn loop.
+    sentInMs = Math.max(sentInMs, this.forkAtMs - this.server.host.nowMs);
     const handled = signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT';
     const handlerMs = handled && this.server.timing.signalHandlerMs ? Math.max(0, this.server.timing.signalHandlerMs()) : 0;
     if (sentInMs > 0) this.wire.after(sentInMs, { kind: 'kill', worker: this.id, signal, handlerMs });
@@ -672,6 +736,7 @@ export class WorkerProcess implements WorkerPort {
   }
 
   tearDown(): boolean {
+    this.exitsGracefully = true;
     return this.atOnceOrLater(this.server.timing.teardownMs?.(), { kind: 'teardown', worker: this.id });
   }
 
@@ -745,6 +810,17 @@ export class WorkerProcess implements WorkerPort {
     // Its thread's work is gone with it: what it had not finished takes no more of the cores.
     this.server.timing.cpu?.shared.drop(this.id);
     if (this.bootThread !== null) this.server.abandonBoot(this.bootThread);
+    // Killed during its teardown, it ends in the kernel: reaped at once.
+    const reapInMs = this.exitsGracefully && code >= 0 ? this.server.timing.reapAfterTeardownMs?.() : undefined;
+    if (reapInMs === undefined) return this.server.reap(this, code);
+    this.server.ended(this);
+    this.reapPending = true;
+    this.wire.after(Math.max(0, reapInMs), { kind: 'reap', worker: this.id, code });
+  }
+
+  /** The arbiter reaps the ended process (see `ServerTiming.reapAfterTeardownMs`). */
+  reaped(code: number): void {
+    this.reapPending = false;
     this.server.reap(this, code);
   }
 

@@ -18,10 +18,19 @@ import type { ArbiterCommand } from '../machines/arbiter.ts';
 import { dispatchCommand, type CommandHandlers } from '../machines/commands.ts';
 import { maxRequestsBounds } from '../machines/index.ts';
 
+/**
+ * Which of gunicorn's two ways of starting workers a spawn is: `spawn-loop`, the main loop's
+ * `manage_workers` (at the start, after a reap, at TTIN), which forks one worker after another with a
+ * short random sleep between (`spawn_workers`); `reload`, a HUP's `reload()`, which forks the new
+ * generation back to back. The chart decides that a worker is started; how soon the fork follows is
+ * the platform's (a simulated arbiter's measured fork queue), and this says which queue it joins.
+ */
+export type SpawnPath = 'spawn-loop' | 'reload';
+
 /** What an arbiter does to the world: the platform carries it out. */
 export interface ArbiterPort {
   /** Start a worker process; its own driver boots it. `maxRequests`: its recycle limit (0: never). */
-  spawnWorker(worker: WorkerId, maxRequests: number): void;
+  spawnWorker(worker: WorkerId, maxRequests: number, path: SpawnPath): void;
   /** Deliver a signal to a worker process (it may be gone already). */
   signalWorker(worker: WorkerId, signal: WorkerSignal): void;
   /** Close the arbiter's copy of the listening socket. */
@@ -56,11 +65,11 @@ export class ArbiterDriver {
     spawnWorkers: (_, { count }) => {
       // Only a running arbiter spawns: a command queued behind the step that began the stop is void.
       if (!this.host.matches('arbiter', 'running')) return;
-      for (let i = 0; i < count; i++) this.spawn();
+      for (let i = 0; i < count; i++) this.spawn('spawn-loop');
     },
     reloadWorkers: (_, { count, retire }) => {
       // New workers first, so that something accepts while the old generation drains (gunicorn reload()).
-      for (let i = 0; i < count; i++) this.spawn();
+      for (let i = 0; i < count; i++) this.spawn('reload');
       for (const worker of retire) this.signalWorker(worker, 'TERM');
     },
     retireWorkers: (_, { retire }) => {
@@ -149,14 +158,14 @@ export class ArbiterDriver {
     return this.host.isDone('arbiter');
   }
 
-  private spawn(): void {
+  private spawn(path: SpawnPath): void {
     const worker = workerId(this.nextWorker++);
     const bounds = maxRequestsBounds(this.host.runtimes.params);
     // gunicorn draws each worker's limit when it creates it: max_requests + randint(0, jitter).
     const maxRequests = bounds.min > 0 ? bounds.min + Math.floor(this.port.random() * (bounds.max - bounds.min + 1)) : 0;
     this.host.emit('arbiter', { type: 'arbiter.spawn', worker });
     this.host.emit('listener', { type: 'listener.hold', holder: worker });
-    this.port.spawnWorker(worker, maxRequests);
+    this.port.spawnWorker(worker, maxRequests, path);
   }
 
   private signalWorker(worker: WorkerId, signal: WorkerSignal): void {

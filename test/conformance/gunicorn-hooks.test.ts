@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GUNICORN_HOOKS, GUNICORN_STOP_HOOKS, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
+import { GUNICORN_HOOKS, GUNICORN_STOP_HOOKS, lifeLines, requestTimings, stopTimings } from '../../conformance/measure-profile.ts';
 
 /** A stand-in for gthread's worker; `select` runs `during` inside the poll, as a readable event would come. */
 const STAND_IN = `
@@ -106,5 +106,21 @@ hooks.worker_exit(None, worker)
     );
     const times = stopTimings(readFileSync(join(dir, 'stops.log'), 'utf8').split('\n').filter(Boolean));
     expect(times.signalFlips).toEqual({ inPoll: 1, pastPoll: 1 });
+  });
+
+  it("the lifecycle hooks write the worker's ready, its fork, its reap and its exit, each with its pid, as the arbiter's timings read them", () => {
+    // post_worker_init ran at the stand-in's start; post_fork runs in the child, child_exit in the arbiter (worker.pid: the child's).
+    const dir = runPython(
+      GUNICORN_HOOKS,
+      `
+hooks.post_fork(None, worker)
+hooks.worker_exit(None, worker)
+hooks.child_exit(None, worker)
+`,
+    );
+    const lines = lifeLines(readFileSync(join(dir, 'hooks.log'), 'utf8').split('\n').filter(Boolean));
+    expect(lines.map((l) => l.kind)).toEqual(['ready', 'forked', 'exit', 'reaped']);
+    expect(new Set(lines.map((l) => l.pid)).size).toBe(1);
+    expect(lines.every((l, i) => i === 0 || l.ms >= lines[i - 1]!.ms)).toBe(true);
   });
 });

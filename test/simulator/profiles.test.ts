@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles } from '../../simulator/rng.ts';
-import { arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -128,8 +128,18 @@ describe('applyProfile', () => {
       "a graceful exit's teardown",
       'where the loop is when a recycle flips alive',
       'where the loop is when a TERM flips alive',
-      'worker boot',
+      "the reap after a graceful exit's teardown",
+      "the arbiter's forks one after another",
+      'worker boot (from its fork, drawn)',
     ]);
+    expect(applied.params.reapAfterTeardownPercentilesMs).toEqual(profile.reapAfterTeardownMs!.percentilesMs);
+    expect(applied.params.forkToReadyPercentilesMs).toEqual(profile.forkToReadyMs!.percentilesMs);
+    expect(applied.params.forkQueuePercentilesMs).toEqual({ wakeMs: profile.reapToForkMs!.percentilesMs, gapMs: profile.forkGapMs!.percentilesMs });
+    // The queue is the two together: a profile with one of them forks at once.
+    const { forkGapMs: _gaps, ...halfQueue } = profile;
+    const unqueued = applyProfile(base, halfQueue);
+    expect(unqueued.params.forkQueuePercentilesMs).toBeUndefined();
+    expect(unqueued.defaults.join()).toMatch(/the arbiter's forks \(each at the arbiter's decision\)/);
     expect(applied.params.signalPastPollShare).toBe(profile.signalFindsLoopPastPoll!.share);
     expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
@@ -480,6 +490,58 @@ describe('goneToReady: a replacement measured from the exiting process gone', ()
     ]);
     // Worker 10 was gone 250 ms after its exit hook; worker 11 held no connection at its exit, so its end was not seen.
     expect(goneToReady(pairs, [{ pid: '10', ms: 250 }])).toEqual([150]);
+  });
+});
+
+describe("arbiterTimes: the arbiter's reaps and forks, from gunicorn's hooks", () => {
+  // Two workers. Seconds as the hooks write them (CLOCK_MONOTONIC), pids as gunicorn's.
+  const log = [
+    '10.000 forked 1',
+    '10.020 ready 1',
+    '10.070 forked 2',
+    '10.095 ready 2',
+    // Both recycle together; 1 is reaped 400 ms after its exit hook, 2 at 405.
+    '11.000 exit 1',
+    '11.010 exit 2',
+    '11.400 reaped 1',
+    '11.415 reaped 2',
+    // 3 fills 1's place: the fork ahead (2's, at 10.070) is long past — the arbiter's wake, 40 ms.
+    '11.440 forked 3',
+    '11.500 ready 3',
+    // 4 fills 2's: reaped before 3's fork, it waited for it and the sleep after — a gap of 80 ms.
+    '11.520 forked 4',
+    '11.600 ready 4',
+    // 3 recycles; reaped 60 ms after 4's fork (within the loop's longest sleep): it may have waited for part of one — no sample.
+    '11.550 exit 3',
+    '11.580 reaped 3',
+    '11.650 forked 5',
+    '11.700 ready 5',
+    // The final stop: reaps no fork fills, not under the load.
+    '13.000 exit 4',
+    '13.010 exit 5',
+    '13.100 reaped 4',
+    '13.110 reaped 5',
+  ];
+
+  it('pairs the forks after the start\'s with the reaps in order, and tells a queued fork from one that found none ahead', () => {
+    const times = arbiterTimes(lifeLines(log), 2);
+    const ms = (xs: readonly number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
+    expect(ms(times.forkToReadyMs)).toEqual([20, 25, 60, 80, 50]);
+    expect(ms(times.reapToForkMs)).toEqual([40]);
+    expect(ms(times.forkGapMs)).toEqual([80]);
+    expect(times.exitToReap.map((x) => [x.pid, Math.round(x.ms * 1000) / 1000])).toEqual([
+      ['1', 400],
+      ['2', 405],
+      ['3', 30],
+    ]);
+    // Less each worker's teardown where the capture saw it; the whole exit → reap where the target measures none.
+    expect(ms(reapsAfterTeardown(times.exitToReap, [{ pid: '1', ms: 250 }, { pid: '3', ms: 10 }]))).toEqual([150, 20]);
+    expect(ms(reapsAfterTeardown(times.exitToReap, []))).toEqual([400, 405, 30]);
+  });
+
+  it('refuses a fork before the reap it would fill, and a line the hooks do not write', () => {
+    expect(() => arbiterTimes(lifeLines(['10.000 forked 1', '11.000 reaped 1', '10.500 forked 2']), 1)).toThrow(/worker 2 forked at 10500\.0 ms, before the reap of 1/);
+    expect(() => lifeLines(['10.000 forked 1', '10.5 booted 2'])).toThrow(/hooks\.log: unexpected line "10\.5 booted 2"; expected "<seconds> exit\|ready\|forked\|reaped <pid>"/);
   });
 });
 

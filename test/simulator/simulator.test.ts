@@ -734,3 +734,56 @@ describe('a client that half-closes while its request is served (shutdown(SHUT_W
     }
   });
 });
+
+describe("the arbiter's reaps and forks (a profile's reapAfterTeardownMs, forkToReadyMs, reapToForkMs and forkGapMs)", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+  const recycling = () => {
+    const params = small('keepalive-recycle', 2000);
+    params.server = { ...params.server, workers: 2, maxRequests: 150 };
+    params.bootMs = 5;
+    return params;
+  };
+  const workerOf = (e: TraceEvent) => (e as { worker?: string }).worker;
+
+  it("a graceful exit is reaped the drawn time after its teardown — the arbiter forks no replacement before — and a killed worker at once", () => {
+    const params = recycling();
+    const atOnce = run('keepalive-recycle', 'gunicorn-gthread', 6, params).events;
+    const late = run('keepalive-recycle', 'gunicorn-gthread', 6, { ...params, reapAfterTeardownPercentilesMs: constant(200) }).events;
+    const firstExit = (events: TraceEvent[]) => events.find((e) => e.type === 'worker.exit')!;
+    // Up to the first exit the two runs are one run: the same worker exits at the same moment.
+    expect(firstExit(late).actor).toBe(firstExit(atOnce).actor);
+    expect(firstExit(late).t).toBe(firstExit(atOnce).t);
+    for (const [events, waitMs] of [[atOnce, 0], [late, 200]] as const) {
+      const exit = firstExit(events);
+      const reap = events.find((e) => e.type === 'arbiter.reap' && workerOf(e) === exit.actor)!;
+      expect(reap.t - exit.t).toBeCloseTo(waitMs, 9);
+      // Its replacement is the first spawn after the start's two, decided at the reap and not before.
+      const spawns = events.filter((e) => e.type === 'arbiter.spawn');
+      expect(spawns[2]!.t).toBe(reap.t);
+    }
+    // A KILL ends the process in the kernel: no teardown, no wait for the reap.
+    const killed = run('keepalive-recycle', 'gunicorn-gthread', 6, { ...params, server: { ...params.server, maxRequests: 0 }, reapAfterTeardownPercentilesMs: constant(200), signals: [{ atMs: 50, signal: 'KILL', worker: 0 }] }).events;
+    const kill = killed.find((e) => e.type === 'worker.exit')!;
+    expect((kill as { code?: number }).code).toBe(-9);
+    expect(killed.find((e) => e.type === 'arbiter.reap' && workerOf(e) === kill.actor)!.t).toBe(kill.t);
+  });
+
+  it("the arbiter forks one worker after another, each the drawn gap after the one before; a reload's generation back to back; a signal reaches a worker at its fork", () => {
+    const params = small('keepalive-recycle', 2000);
+    params.server = { ...params.server, workers: 4, maxRequests: 0 };
+    params.bootMs = 300;
+    const queued: ScenarioParams = { ...params, forkToReadyPercentilesMs: constant(30), forkQueuePercentilesMs: { wakeMs: constant(10), gapMs: constant(50) }, signals: [{ atMs: 200, signal: 'HUP' }] };
+    const { events } = run('keepalive-recycle', 'gunicorn-gthread', 3, queued);
+    const ready = events.filter((e) => e.type === 'worker.ready').map((e) => e.t);
+    // The start's four: forked at 10 (the wake), then 50 ms apart; each ready 30 ms after its fork.
+    expect(ready.slice(0, 4)).toEqual([40, 90, 140, 190]);
+    // The HUP 200 ms into the load (which starts at 301): its four fork at once, the loop long done, and are ready 30 ms later.
+    expect(ready.slice(4)).toEqual([531, 531, 531, 531]);
+    // A TERM at the load's start (301 ms from the arbiter's, 11 ms after a start whose forks are queued to 160 ms) …
+    const early: ScenarioParams = { ...queued, bootMs: 5, signals: [{ atMs: 0, signal: 'TERM' }] };
+    const stopped = run('keepalive-recycle', 'gunicorn-gthread', 3, early).events;
+    const terms = stopped.filter((e) => e.type === 'worker.signal' && (e as { signal?: string }).signal === 'TERM').map((e) => e.t);
+    // … reaches each worker at its fork: gunicorn handles the signal once its spawn loop is done.
+    expect(terms).toEqual([10, 60, 110, 160]);
+  });
+});
