@@ -21,7 +21,7 @@ import type { ClientFailure, ClientId } from '../model/events.ts';
 import { isStale } from '../model/views.ts';
 import { LatencyHistogram } from './stats.ts';
 import type { ActorHost } from '../model/host.ts';
-import type { Engine } from './engine.ts';
+import { SimulationInvariantError, type Engine } from './engine.ts';
 import type { Link, LinkOwner, Network } from './network.ts';
 
 export type FailureMechanism =
@@ -173,7 +173,13 @@ export class ApacheBench implements LinkOwner {
   private activityEpoch = 0;
   private pollTimerArmed = false;
   private readonly outstanding = new Set<Link>();
+  /**
+   * Each outstanding request's start, as ab times it (`c->start`): its connect's start for the first
+   * request of a connection, the previous response's end for a kept-alive one — where ab writes it.
+   */
   private readonly sentAt = new Map<string, number>();
+  /** A connection's connect start, until its first request takes it. */
+  private readonly connectStartedAt = new Map<Link, number>();
   private readonly slotOf = new WeakMap<Link, number>();
   onDone: () => void = () => {};
 
@@ -236,6 +242,7 @@ export class ApacheBench implements LinkOwner {
     }
     const link = this.network.connect(this);
     this.slotOf.set(link, slot);
+    this.connectStartedAt.set(link, this.engine.nowMs);
   }
 
   onConnected(link: Link): void {
@@ -257,7 +264,8 @@ export class ApacheBench implements LinkOwner {
     }
     this.issued++;
     const req = this.network.nextRequestId();
-    this.sentAt.set(req, this.engine.nowMs);
+    this.sentAt.set(req, this.connectStartedAt.get(link) ?? this.engine.nowMs);
+    this.connectStartedAt.delete(link);
     this.outstanding.add(link);
     this.network.send(link, req, true, Number.POSITIVE_INFINITY);
     this.armPollTimeout();
@@ -271,7 +279,7 @@ export class ApacheBench implements LinkOwner {
     this.finished++;
     this.stats.total++;
     this.stats.ok++;
-    this.stats.latency.record(this.engine.nowMs - (this.sentAt.get(req) ?? 0));
+    this.recordTime(this.sentAt.get(req));
     this.sentAt.delete(req);
     if (this.options.keepAlive && !close) {
       const thinkMs = this.options.thinkMs ?? 0;
@@ -293,7 +301,8 @@ export class ApacheBench implements LinkOwner {
       return;
     }
     if (req === null && (reason === 'eagain' || reason === 'refused' || reason === 'connect-timeout')) {
-      // ab 2.4 start_connect: err_conn++; if (bad++ > 10) abort.
+      // ab 2.4 start_connect: err_conn++; if (bad++ > 10) abort. No close_connection: no time saved.
+      this.connectStartedAt.delete(link);
       const badBefore = this.stats.ab.failed;
       this.stats.ab.failed++;
       this.stats.ab.connect++;
@@ -308,12 +317,16 @@ export class ApacheBench implements LinkOwner {
       return;
     }
     const processed = this.processed.settle(req);
-    // A failed exchange is done for ab (close_connection: stats[done++]); it is never sent again.
+    // A failed exchange is done for ab (close_connection: stats[done++]); it is never sent again. Its
+    // time goes into ab's table with the answered ones (s->time = c->done − c->start): a request reset
+    // after waiting unread through a worker's teardown is one of its slowest.
     this.finished++;
     this.stats.total++;
     this.countAbFailure(link, reason);
     recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, reason, processed), reason, processed });
+    this.recordTime(req === null ? this.connectStartedAt.get(link) : this.sentAt.get(req));
     if (req) this.sentAt.delete(req);
+    this.connectStartedAt.delete(link);
     this.open(slot);
   }
 
@@ -334,11 +347,20 @@ export class ApacheBench implements LinkOwner {
     this.stats.total++;
     this.addAbCounts({ receive: 1, length: 1, exceptions: this.refusals++ % 2, connect: 0 });
     recordFailure(this.stats, { client: link.client, atMs: this.engine.nowMs, mechanism: classifyFailure(this.engine, link, 'refused', false), reason: 'refused', processed: false });
+    // close_connection saves its time too: from the connect's start.
+    this.recordTime(this.connectStartedAt.get(link));
+    this.connectStartedAt.delete(link);
     if (this.done) this.onDone();
     else this.open(slot);
   }
 
   private refusals = 0;
+
+  /** An exchange ab saves in its table (stats[done++]): its time from its start. */
+  private recordTime(startedAtMs: number | undefined): void {
+    if (startedAtMs === undefined) throw new SimulationInvariantError('ab saves the time of an exchange that never started');
+    this.stats.latency.record(this.engine.nowMs - startedAtMs);
+  }
 
   private countAbFailure(link: Link, reason: ClientFailure): void {
     this.addAbCounts(abFailureCounts(reason, link.serverClosedWithFin));

@@ -155,6 +155,24 @@ describe('ab 2.4 failure accounting, from support/ab.c', () => {
     expect(stats.ab.failed).toBe(stats.ab.receive + stats.ab.length + stats.ab.exceptions + stats.ab.connect);
     expect(stats.ab.length).toBe(stats.failed);
   });
+
+  it("ab's time table holds every exchange it saved, answered or failed, each from ab's start of it (close_connection: stats[done++])", () => {
+    const params = small('keepalive-recycle', 2000);
+    const { stats } = run('keepalive-recycle', 'gunicorn-gthread', 3, params).result;
+    expect(stats.failed).toBeGreaterThan(0);
+    // One time per request done, the failed ones among them: a percentile is of all of them, as ab prints it.
+    expect(stats.latency.count).toBe(2000);
+    // Without -k, every request opens its connection, and ab times it from the connect's start: the
+    // handshake's round trip (5 ms each way) comes before the request's own, and the 1 ms service.
+    const fresh = small('keepalive-recycle', 200);
+    fresh.latencyMs = 5;
+    fresh.serviceMinMs = fresh.serviceMaxMs = 1;
+    fresh.server = { ...fresh.server, maxRequests: 0 };
+    fresh.load = { kind: 'ab', requests: 200, concurrency: 1, keepAlive: false, timeoutMs: 5000 };
+    const closed = run('keepalive-recycle', 'gunicorn-sync', 3, fresh).result.stats;
+    expect(closed.ok).toBe(200);
+    expect(closed.latency.minMs).toBeGreaterThanOrEqual(21);
+  });
 });
 
 describe("the seeds' numbers, by mechanism", () => {
