@@ -1067,7 +1067,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
 /** Fewest samples a distribution of the arbiter's replacements is kept with: a handful of forks say little of a queue's pace. */
 const FEWEST_ARBITER_SAMPLES = 8;
 
-/** The arbiter's replacements as the profile keeps them (each where it has enough samples; the queue's two together or neither). */
+/** The arbiter's replacements as the profile keeps them, each where it has enough samples. */
 function arbiterDistributions(times: ArbiterTimes | null, teardownsMs: readonly { readonly pid: string; readonly ms: number }[], log: (line: string) => void, name: string): Pick<Profile, 'reapAfterTeardownMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> {
   if (!times) return {};
   const reapsMs = reapsAfterTeardown(times.exitToReap, teardownsMs);
@@ -1075,10 +1075,9 @@ function arbiterDistributions(times: ArbiterTimes | null, teardownsMs: readonly 
   const out: Pick<Profile, 'reapAfterTeardownMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> = {};
   if (reapsMs.length >= FEWEST_ARBITER_SAMPLES) out.reapAfterTeardownMs = distribution(reapsMs);
   if (times.forkToReadyMs.length >= FEWEST_ARBITER_SAMPLES) out.forkToReadyMs = distribution(times.forkToReadyMs);
-  if (times.reapToForkMs.length >= FEWEST_ARBITER_SAMPLES && times.forkGapMs.length >= FEWEST_ARBITER_SAMPLES) {
-    out.reapToForkMs = distribution(times.reapToForkMs);
-    out.forkGapMs = distribution(times.forkGapMs);
-  }
+  // A queue forms only where vacancies come together: one worker's never do, two workers' seldom.
+  if (times.reapToForkMs.length >= FEWEST_ARBITER_SAMPLES) out.reapToForkMs = distribution(times.reapToForkMs);
+  if (times.forkGapMs.length >= FEWEST_ARBITER_SAMPLES) out.forkGapMs = distribution(times.forkGapMs);
   log(
     `${name}: the arbiter's replacements — reap after the teardown ${reapsMs.length} (median ${reapsMs.length > 0 ? round3(median(reapsMs)) : '—'} ms), fork → ready ${times.forkToReadyMs.length}, reap → fork with none queued ${times.reapToForkMs.length}, queued fork gaps ${times.forkGapMs.length}${Object.keys(out).length < 4 ? ` (fewer than ${FEWEST_ARBITER_SAMPLES} samples are left out)` : ''}`,
   );

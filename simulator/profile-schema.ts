@@ -385,9 +385,12 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.reapAfterTeardownPercentilesMs = [...profile.reapAfterTeardownMs.percentilesMs];
     fromProfile.push("the reap after a graceful exit's teardown");
   } else defaults.push("the reap after a graceful exit's teardown (at once)");
-  if (profile.reapToForkMs && profile.forkGapMs) {
-    params.forkQueuePercentilesMs = { wakeMs: [...profile.reapToForkMs.percentilesMs], gapMs: [...profile.forkGapMs.percentilesMs] };
-    fromProfile.push("the arbiter's forks one after another");
+  if (profile.reapToForkMs) {
+    // Without a queue seen (one or two workers: their vacancies seldom come together), one fork follows the one before at once.
+    params.forkQueuePercentilesMs = { wakeMs: [...profile.reapToForkMs.percentilesMs], gapMs: profile.forkGapMs ? [...profile.forkGapMs.percentilesMs] : Array.from({ length: 101 }, () => 0) };
+    fromProfile.push("the arbiter's wake before a fork");
+    if (profile.forkGapMs) fromProfile.push("the arbiter's forks one after another");
+    else defaults.push("the gap between the arbiter's forks (none)");
   } else defaults.push("the arbiter's forks (each at the arbiter's decision)");
   if (profile.cpu) {
     // The boot is the CPU's: its measured time is what the model is checked against.

@@ -129,17 +129,21 @@ describe('applyProfile', () => {
       'where the loop is when a recycle flips alive',
       'where the loop is when a TERM flips alive',
       "the reap after a graceful exit's teardown",
+      "the arbiter's wake before a fork",
       "the arbiter's forks one after another",
       'worker boot (from its fork, drawn)',
     ]);
     expect(applied.params.reapAfterTeardownPercentilesMs).toEqual(profile.reapAfterTeardownMs!.percentilesMs);
     expect(applied.params.forkToReadyPercentilesMs).toEqual(profile.forkToReadyMs!.percentilesMs);
     expect(applied.params.forkQueuePercentilesMs).toEqual({ wakeMs: profile.reapToForkMs!.percentilesMs, gapMs: profile.forkGapMs!.percentilesMs });
-    // The queue is the two together: a profile with one of them forks at once.
-    const { forkGapMs: _gaps, ...halfQueue } = profile;
-    const unqueued = applyProfile(base, halfQueue);
-    expect(unqueued.params.forkQueuePercentilesMs).toBeUndefined();
-    expect(unqueued.defaults.join()).toMatch(/the arbiter's forks \(each at the arbiter's decision\)/);
+    // A profile that saw no queue (one or two workers) has the wake alone: one fork then follows another at once.
+    const { forkGapMs: _gaps, ...noQueueSeen } = profile;
+    const unqueued = applyProfile(base, noQueueSeen);
+    expect(unqueued.params.forkQueuePercentilesMs).toEqual({ wakeMs: profile.reapToForkMs!.percentilesMs, gapMs: Array.from({ length: 101 }, () => 0) });
+    expect(unqueued.defaults.join()).toMatch(/the gap between the arbiter's forks \(none\)/);
+    const { reapToForkMs: _wakes, ...noWake } = profile;
+    expect(applyProfile(base, noWake).params.forkQueuePercentilesMs).toBeUndefined();
+    expect(applyProfile(base, noWake).defaults.join()).toMatch(/the arbiter's forks \(each at the arbiter's decision\)/);
     expect(applied.params.signalPastPollShare).toBe(profile.signalFindsLoopPastPoll!.share);
     expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
