@@ -58,7 +58,7 @@ import type { ServerParams } from '../model/params.ts';
 import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
-import { profileSchema, REQUEST_ROW_COLUMNS, type Profile, type RequestRowsMeasured } from '../simulator/profile-schema.ts';
+import { EXIT_ROW_COLUMNS, profileSchema, REQUEST_ROW_COLUMNS, type Profile, type RequestRowsMeasured } from '../simulator/profile-schema.ts';
 import { CaptureStartError, LoopbackCapture, type Segment } from './capture.ts';
 import { CPU_SAMPLE_INTERVAL_MS, CpuSampler, measuredWork, spareActivations } from './cpu-sampler.ts';
 
@@ -719,10 +719,15 @@ export function arbiterTimes(lines: readonly LifeLine[], workers: number): Arbit
  */
 export function reapsAfterTeardown(exitToReap: ArbiterTimes['exitToReap'], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): number[] {
   if (teardownsMs.length === 0) return exitToReap.map((x) => x.ms);
+  return gracefulExitRows(exitToReap, teardownsMs).map(([, reapMs]) => reapMs);
+}
+
+/** Each exit whose teardown the capture saw, whole: [its teardown, the reap after it], ms — one process's end, kept together. */
+export function gracefulExitRows(exitToReap: ArbiterTimes['exitToReap'], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): [number, number][] {
   const teardownOf = new Map(teardownsMs.map((t) => [t.pid, t.ms]));
-  return exitToReap.flatMap((x) => {
+  return exitToReap.flatMap((x): [number, number][] => {
     const teardown = teardownOf.get(x.pid);
-    return teardown === undefined ? [] : [Math.max(0, x.ms - teardown)];
+    return teardown === undefined ? [] : [[teardown, Math.max(0, x.ms - teardown)]];
   });
 }
 
@@ -744,7 +749,7 @@ const GUNICORN_STOPS = {
 };
 
 const GUNICORN_BOOT_METHOD =
-  "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready; and the arbiter's side of each replacement, by its post_fork hook (in the child, at its start) and child_exit (in the arbiter, as it reaps): each worker's fork → ready; each exit → its reap, for the reaps the arbiter filled with a fork (not the final stop's), less that worker's teardown where the capture saw it; the forks after the first `workers` paired with the reaps in order (the arbiter counts vacancies), a fork whose reap came before the fork ahead of it giving the gap between the two (the spawn loop's pace: its sleep(0.1 * random()) after each fork, and the next fork), one whose reap came 100 ms or more (that sleep's longest) after the fork ahead giving its reap → fork (the arbiter's wake-up)";
+  "gunicorn's worker_exit and post_worker_init hooks (CLOCK_MONOTONIC), each exit paired with the next worker ready; and the arbiter's side of each replacement, by its post_fork hook (in the child, at its start) and child_exit (in the arbiter, as it reaps): each worker's fork → ready; each exit → its reap, for the reaps the arbiter filled with a fork (not the final stop's), less that worker's teardown where the capture saw it, and the two together per worker (its teardown, the reap after it); the forks after the first `workers` paired with the reaps in order (the arbiter counts vacancies), a fork whose reap came before the fork ahead of it giving the gap between the two (the spawn loop's pace: its sleep(0.1 * random()) after each fork, and the next fork), one whose reap came 100 ms or more (that sleep's longest) after the fork ahead giving its reap → fork (the arbiter's wake-up)";
 
 const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
 
@@ -1068,18 +1073,27 @@ export async function measureProfile(name: string, port: number, log: (line: str
 const FEWEST_ARBITER_SAMPLES = 8;
 
 /** The arbiter's replacements as the profile keeps them, each where it has enough samples. */
-function arbiterDistributions(times: ArbiterTimes | null, teardownsMs: readonly { readonly pid: string; readonly ms: number }[], log: (line: string) => void, name: string): Pick<Profile, 'reapAfterTeardownMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> {
+function arbiterDistributions(
+  times: ArbiterTimes | null,
+  teardownsMs: readonly { readonly pid: string; readonly ms: number }[],
+  log: (line: string) => void,
+  name: string,
+): Pick<Profile, 'reapAfterTeardownMs' | 'gracefulExitsMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> {
   if (!times) return {};
   const reapsMs = reapsAfterTeardown(times.exitToReap, teardownsMs);
   const distribution = (samples: readonly number[]) => ({ measurement: 'replacement-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) });
-  const out: Pick<Profile, 'reapAfterTeardownMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> = {};
+  const out: Pick<Profile, 'reapAfterTeardownMs' | 'gracefulExitsMs' | 'forkToReadyMs' | 'reapToForkMs' | 'forkGapMs'> = {};
   if (reapsMs.length >= FEWEST_ARBITER_SAMPLES) out.reapAfterTeardownMs = distribution(reapsMs);
+  const exits = gracefulExitRows(times.exitToReap, teardownsMs);
+  if (exits.length >= FEWEST_ARBITER_SAMPLES) {
+    out.gracefulExitsMs = { measurement: 'replacement-under-load', samples: exits.length, columns: [...EXIT_ROW_COLUMNS], rowsMs: exits.map(([t, r]): [number, number] => [round3(t), round3(r)]) };
+  }
   if (times.forkToReadyMs.length >= FEWEST_ARBITER_SAMPLES) out.forkToReadyMs = distribution(times.forkToReadyMs);
   // A queue forms only where vacancies come together: one worker's never do, two workers' seldom.
   if (times.reapToForkMs.length >= FEWEST_ARBITER_SAMPLES) out.reapToForkMs = distribution(times.reapToForkMs);
   if (times.forkGapMs.length >= FEWEST_ARBITER_SAMPLES) out.forkGapMs = distribution(times.forkGapMs);
   log(
-    `${name}: the arbiter's replacements — reap after the teardown ${reapsMs.length} (median ${reapsMs.length > 0 ? round3(median(reapsMs)) : '—'} ms), fork → ready ${times.forkToReadyMs.length}, reap → fork with none queued ${times.reapToForkMs.length}, queued fork gaps ${times.forkGapMs.length}${Object.keys(out).length < 4 ? ` (fewer than ${FEWEST_ARBITER_SAMPLES} samples are left out)` : ''}`,
+    `${name}: the arbiter's replacements — reap after the teardown ${reapsMs.length} (median ${reapsMs.length > 0 ? round3(median(reapsMs)) : '—'} ms), fork → ready ${times.forkToReadyMs.length}, reap → fork with none queued ${times.reapToForkMs.length}, queued fork gaps ${times.forkGapMs.length}${times.forkGapMs.length < FEWEST_ARBITER_SAMPLES || times.reapToForkMs.length < FEWEST_ARBITER_SAMPLES || reapsMs.length < FEWEST_ARBITER_SAMPLES ? ` (fewer than ${FEWEST_ARBITER_SAMPLES} samples are left out)` : ''}`,
   );
   return out;
 }

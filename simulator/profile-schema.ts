@@ -51,6 +51,18 @@ const requestRows = z.strictObject({
 
 export type RequestRowsMeasured = z.infer<typeof requestRows>;
 
+/** A graceful exit's two waits, in order (simulator/run.ts draws them so): its teardown, and the reap after it, ms. */
+export const EXIT_ROW_COLUMNS = ['teardownMs', 'reapAfterTeardownMs'] as const;
+
+const exitRows = z.strictObject({
+  measurement: z.string().min(1),
+  samples: z.number().int().positive(),
+  columns: z.tuple([z.literal(EXIT_ROW_COLUMNS[0]), z.literal(EXIT_ROW_COLUMNS[1])]),
+  rowsMs: z.array(z.tuple([z.number().nonnegative(), z.number().nonnegative()])).min(1),
+});
+
+export type ExitRowsMeasured = z.infer<typeof exitRows>;
+
 const measuredValue = z.strictObject({
   measurement: z.string().min(1),
   samples: z.number().int().positive(),
@@ -110,6 +122,7 @@ export const MEASURED_KEYS = [
   'closeAfterRecycleTurnMs',
   'teardownMs',
   'reapAfterTeardownMs',
+  'gracefulExitsMs',
   'forkToReadyMs',
   'reapToForkMs',
   'forkGapMs',
@@ -201,6 +214,12 @@ export const profileSchema = z
      * reap the arbiter counts the worker, and forks no replacement.
      */
     reapAfterTeardownMs: measuredDistribution.optional(),
+    /**
+     * The two together, per exiting worker whose teardown the capture saw: they are one process's end,
+     * and not independent (measured r −0.2 to −0.9 over seven runs: the later its sockets close, the
+     * sooner the reap follows). Present: the simulator draws a row per exit, in place of the two.
+     */
+    gracefulExitsMs: exitRows.optional(),
     /** From a worker's fork (gunicorn's post_fork hook, in the child) to it ready to accept (post_worker_init), under load. */
     forkToReadyMs: measuredDistribution.optional(),
     /**
@@ -385,6 +404,10 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.reapAfterTeardownPercentilesMs = [...profile.reapAfterTeardownMs.percentilesMs];
     fromProfile.push("the reap after a graceful exit's teardown");
   } else defaults.push("the reap after a graceful exit's teardown (at once)");
+  if (profile.gracefulExitsMs) {
+    params.gracefulExitRowsMs = structuredClone(profile.gracefulExitsMs.rowsMs);
+    fromProfile.push("each graceful exit's teardown and reap, drawn together");
+  }
   if (profile.reapToForkMs) {
     // Without a queue seen (one or two workers: their vacancies seldom come together), one fork follows the one before at once.
     params.forkQueuePercentilesMs = { wakeMs: [...profile.reapToForkMs.percentilesMs], gapMs: profile.forkGapMs ? [...profile.forkGapMs.percentilesMs] : Array.from({ length: 101 }, () => 0) };

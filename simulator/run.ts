@@ -70,8 +70,28 @@ function withChance(share: number, engine: Engine): () => boolean {
   return () => engine.rng.uniform(0, 1) < share;
 }
 
-function drawFrom(percentilesMs: readonly number[], engine: Engine): () => number {
+function drawFrom(percentilesMs: readonly number[], engine: Pick<Engine, 'rng'>): () => number {
   return () => fromPercentiles(percentilesMs, engine.rng.uniform(0, 100));
+}
+
+/**
+ * A graceful exit's teardown and reap: a measured row drawn whole where the profile has them (one
+ * process's end: the two are not independent), else each from its distribution; absent both: at once.
+ */
+export function gracefulExitTiming(params: Pick<ScenarioParams, 'gracefulExitRowsMs' | 'teardownPercentilesMs' | 'reapAfterTeardownPercentilesMs'>, engine: Pick<Engine, 'rng'>): Pick<ServerTiming, 'gracefulExitMs'> {
+  const rows = params.gracefulExitRowsMs;
+  if (rows && rows.length > 0) {
+    return {
+      gracefulExitMs: () => {
+        const [teardownMs, reapAfterTeardownMs] = rows[engine.rng.int(0, rows.length - 1)]!;
+        return { teardownMs, reapAfterTeardownMs };
+      },
+    };
+  }
+  const teardown = params.teardownPercentilesMs ? drawFrom(params.teardownPercentilesMs, engine) : null;
+  const reap = params.reapAfterTeardownPercentilesMs ? drawFrom(params.reapAfterTeardownPercentilesMs, engine) : null;
+  if (!teardown && !reap) return {};
+  return { gracefulExitMs: () => ({ ...(teardown ? { teardownMs: teardown() } : {}), ...(reap ? { reapAfterTeardownMs: reap() } : {}) }) };
 }
 
 /** A poll wait measured from the request's arrival, whatever made its connection readable. */
@@ -145,8 +165,7 @@ export function buildWorld(
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
-      ...(params.teardownPercentilesMs ? { teardownMs: drawFrom(params.teardownPercentilesMs, engine) } : {}),
-      ...(params.reapAfterTeardownPercentilesMs ? { reapAfterTeardownMs: drawFrom(params.reapAfterTeardownPercentilesMs, engine) } : {}),
+      ...gracefulExitTiming(params, engine),
       ...(params.forkToReadyPercentilesMs ? { forkToReadyMs: drawFrom(params.forkToReadyPercentilesMs, engine) } : {}),
       ...(params.forkQueuePercentilesMs
         ? { forkQueue: { wakeMs: drawFrom(params.forkQueuePercentilesMs.wakeMs, engine), gapMs: drawFrom(params.forkQueuePercentilesMs.gapMs, engine) } }

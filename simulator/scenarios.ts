@@ -57,6 +57,8 @@ export interface ScenarioParams {
   teardownPercentilesMs?: number[];
   /** The 101 percentiles of the time from a graceful exit's teardown (its connections closed) to the arbiter's reap, ms; absent: at once. */
   reapAfterTeardownPercentilesMs?: number[];
+  /** Graceful exits whole, as measured: each row a teardown and the reap after it, ms. Present: each exit draws a row, and the two distributions above are not drawn. */
+  gracefulExitRowsMs?: [number, number][];
   /** The 101 percentiles of the time from a worker's fork to it ready to accept, ms; absent: `bootMs`. */
   forkToReadyPercentilesMs?: number[];
   /**

@@ -38,13 +38,6 @@ export interface ServerTiming {
    * back, after the loop in progress. Absent: every fork at its decision.
    */
   forkQueue?: { readonly wakeMs: () => number; readonly gapMs: () => number };
-  /**
-   * From a graceful exit — the chart's `worker.exit`, at the end of its teardown, its connections closed
-   * — to the arbiter's reap: the rest of the process's end (CPython's finalization after its sockets are
-   * freed) and the SIGCHLD, drawn per exit; absent: at once. Until then the arbiter counts it, and
-   * starts no replacement. A process killed ends in the kernel, and is reaped at once.
-   */
-  reapAfterTeardownMs?: () => number;
   /** Service time of a request, drawn per request. */
   serviceMs: (req: string) => number;
   /**
@@ -95,12 +88,16 @@ export interface ServerTiming {
   /** The same for a worker that stops on its own (max-requests: one worker, the others serving), measured apart: the two differ tenfold. */
   closeAfterRecycleTurnMs?: () => number;
   /**
-   * From a graceful exit's decision (gthread: its futures done, its sockets closed — gunicorn's
-   * worker_exit hook) to the process gone, its fds closed by the kernel (CPython's finalization, on a
-   * CPU the load keeps busy), drawn per exit; absent: at once. What the exit closes stays open until
-   * then: a request sent meanwhile waits unread, and is reset.
+   * A graceful exit's two waits, drawn per exit (together, where measured together: they are one
+   * process's end). `teardownMs`: from its decision (gthread: its futures done, its sockets closed —
+   * gunicorn's worker_exit hook) to the connections it still held closed (CPython's finalization
+   * freeing them, on a CPU the load keeps busy); what the exit closes stays open until then, and a
+   * request sent meanwhile waits unread, and is reset. `reapAfterTeardownMs`: from then — the chart's
+   * `worker.exit` — to the arbiter's reap (the rest of the finalization, and the SIGCHLD); until then
+   * the arbiter counts the worker and starts no replacement; a process killed ends in the kernel and is
+   * reaped at once. Each absent: at once.
    */
-  teardownMs?: () => number;
+  gracefulExitMs?: () => GracefulExitWaits;
   /** Drawn at each recycle: whether the flip of alive finds the loop past its poll (`WorkerPort.loopPastPoll`); absent: never. */
   recycleFindsLoopPastPoll?: () => boolean;
   /** The same, drawn at each TERM a worker takes (its handler flips alive in the main thread); absent: never. */
@@ -130,6 +127,12 @@ export interface CpuTiming {
   readonly spares: number;
   /** From a spawn that takes a loaded spare to it serving: the activation over IPC, each hop a wake-up on busy cores. */
   readonly spareActivationMs: number;
+}
+
+/** What a graceful exit waits for (`ServerTiming.gracefulExitMs`), ms; absent: at once. */
+export interface GracefulExitWaits {
+  readonly teardownMs?: number;
+  readonly reapAfterTeardownMs?: number;
 }
 
 /** A spare no worker has taken yet. */
@@ -475,8 +478,8 @@ export class WorkerProcess implements WorkerPort {
   bootThread: string | null = null;
   /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
   private forkAtMs = 0;
-  /** Its exit is graceful (the chart tore it down): its end after the exit is CPython's, and the reap waits for it. */
-  private exitsGracefully = false;
+  /** Its graceful exit's waits, drawn as the chart tore it down (null: not tearing down); the reap waits for the second. */
+  private exitWaits: GracefulExitWaits | null = null;
   /** Ended, its reap still to come (`ServerTiming.reapAfterTeardownMs`). */
   private reapPending = false;
 
@@ -568,7 +571,7 @@ export class WorkerProcess implements WorkerPort {
     else this.forked();
   }
 
-  /** The process exists: it loads the app (a KILL that came first, at the fork, ended it already). */
+  /** The process exists: it loads the app — unless its driver exited meanwhile (a signal is held until the fork, and comes after it). */
   forked(): void {
     if (this.driver.hasExited()) return;
     const { cpu, forkToReadyMs, bootMs } = this.server.timing;
@@ -736,8 +739,8 @@ export class WorkerProcess implements WorkerPort {
   }
 
   tearDown(): boolean {
-    this.exitsGracefully = true;
-    return this.atOnceOrLater(this.server.timing.teardownMs?.(), { kind: 'teardown', worker: this.id });
+    this.exitWaits = this.server.timing.gracefulExitMs?.() ?? {};
+    return this.atOnceOrLater(this.exitWaits.teardownMs, { kind: 'teardown', worker: this.id });
   }
 
   returnToPoller(conn: ConnId): boolean {
@@ -811,7 +814,7 @@ export class WorkerProcess implements WorkerPort {
     this.server.timing.cpu?.shared.drop(this.id);
     if (this.bootThread !== null) this.server.abandonBoot(this.bootThread);
     // Killed during its teardown, it ends in the kernel: reaped at once.
-    const reapInMs = this.exitsGracefully && code >= 0 ? this.server.timing.reapAfterTeardownMs?.() : undefined;
+    const reapInMs = code >= 0 ? this.exitWaits?.reapAfterTeardownMs : undefined;
     if (reapInMs === undefined) return this.server.reap(this, code);
     this.server.ended(this);
     this.reapPending = true;

@@ -4,10 +4,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
-import { fromPercentiles } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
+import { fromPercentiles, Rng } from '../../simulator/rng.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
-import { runScenario } from '../../simulator/run.ts';
+import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
 
 const DIR = new URL('../../simulator/profiles/', import.meta.url);
@@ -129,11 +129,15 @@ describe('applyProfile', () => {
       'where the loop is when a recycle flips alive',
       'where the loop is when a TERM flips alive',
       "the reap after a graceful exit's teardown",
+      "each graceful exit's teardown and reap, drawn together",
       "the arbiter's wake before a fork",
       "the arbiter's forks one after another",
       'worker boot (from its fork, drawn)',
     ]);
     expect(applied.params.reapAfterTeardownPercentilesMs).toEqual(profile.reapAfterTeardownMs!.percentilesMs);
+    expect(applied.params.gracefulExitRowsMs).toEqual(profile.gracefulExitsMs!.rowsMs);
+    // sync's teardown is not captured: its reap is drawn alone, from its exit hook.
+    expect(applyProfile(base, getProfile('gunicorn-20.1-sync')).params.gracefulExitRowsMs).toBeUndefined();
     expect(applied.params.forkToReadyPercentilesMs).toEqual(profile.forkToReadyMs!.percentilesMs);
     expect(applied.params.forkQueuePercentilesMs).toEqual({ wakeMs: profile.reapToForkMs!.percentilesMs, gapMs: profile.forkGapMs!.percentilesMs });
     // A profile that saw no queue (one or two workers) has the wake alone: one fork then follows another at once.
@@ -541,6 +545,11 @@ describe("arbiterTimes: the arbiter's reaps and forks, from gunicorn's hooks", (
     // Less each worker's teardown where the capture saw it; the whole exit → reap where the target measures none.
     expect(ms(reapsAfterTeardown(times.exitToReap, [{ pid: '1', ms: 250 }, { pid: '3', ms: 10 }]))).toEqual([150, 20]);
     expect(ms(reapsAfterTeardown(times.exitToReap, []))).toEqual([400, 405, 30]);
+    // Kept together, per worker: one process's end.
+    expect(gracefulExitRows(times.exitToReap, [{ pid: '1', ms: 250 }, { pid: '3', ms: 10 }]).map((row) => ms(row))).toEqual([
+      [250, 150],
+      [10, 20],
+    ]);
   });
 
   it('refuses a fork before the reap it would fill, and a line the hooks do not write', () => {
@@ -568,5 +577,18 @@ describe('handOversByWorker: how a run without recycling spread its load', () =>
     expect(handOversByWorker(of(['10', '11', '10', '12', '10', '11']))).toBe('kept-alive hand-overs by worker: 3, 2, 1');
     expect(handOversByWorker(of(['10', '10']))).toBe('kept-alive hand-overs by worker: 2');
     expect(handOversByWorker([])).toBe('kept-alive hand-overs by worker: none');
+  });
+});
+
+describe("gracefulExitTiming: a graceful exit's teardown and reap", () => {
+  it('draws a measured row whole — never one row\'s teardown with another\'s reap — and each distribution apart where there are no rows', () => {
+    const rng = new Rng(5);
+    const together = gracefulExitTiming({ gracefulExitRowsMs: [[0, 50], [100, 0]], teardownPercentilesMs: Array.from({ length: 101 }, () => 7) }, { rng }).gracefulExitMs!;
+    const drawn = Array.from({ length: 200 }, () => together());
+    expect(drawn.every((d) => (d.teardownMs === 0 && d.reapAfterTeardownMs === 50) || (d.teardownMs === 100 && d.reapAfterTeardownMs === 0))).toBe(true);
+    expect(new Set(drawn.map((d) => d.teardownMs))).toEqual(new Set([0, 100]));
+    const apart = gracefulExitTiming({ teardownPercentilesMs: Array.from({ length: 101 }, () => 7) }, { rng }).gracefulExitMs!;
+    expect(apart()).toEqual({ teardownMs: 7 });
+    expect(gracefulExitTiming({}, { rng }).gracefulExitMs).toBeUndefined();
   });
 });
