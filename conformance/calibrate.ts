@@ -359,6 +359,9 @@ export function simulatedParams(options: Pick<CalibrationOptions, 'server' | 'lo
 /**
  * One simulated run with the same figures. As on the real side, a recycled worker is one that ended
  * while the load ran (max-requests, a reload, a stop), and what it held is the most it held at once.
+ * It ended, for both, when the arbiter reaped it: the sampler lists a zombie among the arbiter's
+ * children (its /proc entry stays until the reap), and a gunicorn worker's reap comes hundreds of ms
+ * after its exit — one that recycles as the load ends is not seen ended by either.
  */
 export function simulatedRun(policy: string, params: ScenarioParams, seed: number): RunFigures {
   const open = new Map<string, string>();
@@ -375,7 +378,7 @@ export function simulatedRun(policy: string, params: ScenarioParams, seed: numbe
       const worker = open.get(e.actor);
       open.delete(e.actor);
       if (worker !== undefined) holding.get(worker)!.now--;
-    } else if (e.type === 'worker.exit') ended.push({ atMs: e.t, held: holding.get(e.actor)?.most ?? 0 });
+    } else if (e.type === 'arbiter.reap') ended.push({ atMs: e.t, held: holding.get(e.worker)?.most ?? 0 });
   };
   const result = runScenario({ scenario: 'calibration', policy, seed, params, onEvent });
   const wire = Object.fromEntries(WIRE_LOSSES.map((l) => [l, 0])) as Record<WireLoss, number>;

@@ -9,7 +9,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from '../../conformance/process.ts';
 import { measureProfile } from '../../conformance/measure-profile.ts';
 import type { CalibrationReport } from '../../conformance/calibrate.ts';
-import { lossMechanisms, median, withinTolerance } from '../../conformance/calibrate.ts';
+import { lossMechanisms, median, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
+import { getScenario } from '../../simulator/scenarios.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
 import { runCli } from '../helpers.ts';
@@ -51,6 +52,20 @@ describe("lossMechanisms: how each exchange was lost, read back from ab's column
         expect(lossMechanisms(columns)).toEqual({ unreadReset: unread, resetAfterFin: afterFin, finNoReply: noReply });
       }),
     );
+  });
+});
+
+describe("simulatedRun: a recycled worker counted as the real side's sampler counts it", () => {
+  it('ended at its reap, not its exit: a reap after the load ends is not a recycle, as a zombie still listed among the children is not', () => {
+    const params = structuredClone(getScenario('keepalive-recycle').params);
+    params.load = { kind: 'ab', requests: 2000, concurrency: 20, keepAlive: true, timeoutMs: 30_000 };
+    params.server = { ...params.server, workers: 2, maxRequests: 150 };
+    const atOnce = simulatedRun('gunicorn-gthread', params, 4);
+    // 2000 requests at max-requests 150 recycle a dozen workers while the load runs.
+    expect(atOnce.recycles).toBeGreaterThanOrEqual(10);
+    // Reaped 100 s after their teardown, none is reaped before a load of a few virtual seconds ends.
+    const late = simulatedRun('gunicorn-gthread', { ...params, reapAfterTeardownPercentilesMs: Array.from({ length: 101 }, () => 100_000) }, 4);
+    expect(late.recycles).toBe(0);
   });
 });
 
