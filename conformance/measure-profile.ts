@@ -629,11 +629,24 @@ export function exitsToReady(events: readonly LifeEvent[]): { readonly pid?: str
  * no connection at its exit shows no close, and gives no sample).
  */
 export function goneToReady(pairs: readonly { readonly pid?: string; readonly ms: number }[], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): number[] {
+  return withTeardowns(pairs, teardownsMs).map(([, restMs]) => restMs);
+}
+
+/** Each pair whose worker's teardown the capture saw: [its teardown, the pair's time less it], ms. */
+function withTeardowns(pairs: readonly { readonly pid?: string; readonly ms: number }[], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): [number, number][] {
   const teardownOf = new Map(teardownsMs.map((t) => [t.pid, t.ms]));
-  return pairs.flatMap((p) => {
+  return pairs.flatMap((p): [number, number][] => {
     const teardown = p.pid === undefined ? undefined : teardownOf.get(p.pid);
-    return teardown === undefined ? [] : [Math.max(0, p.ms - teardown)];
+    return teardown === undefined ? [] : [[teardown, Math.max(0, p.ms - teardown)]];
   });
+}
+
+/**
+ * Times from a worker's exit hook, counted from its process gone where the target measures a teardown
+ * (the simulator then waits it apart, so it must not count twice); where it measures none, whole.
+ */
+function fromTheProcessGone(pairs: readonly { readonly pid?: string; readonly ms: number }[], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): number[] {
+  return teardownsMs.length > 0 ? goneToReady(pairs, teardownsMs) : pairs.map((p) => p.ms);
 }
 
 /** A line of gunicorn's hooks.log (`<seconds> exit|ready|forked|reaped <pid>`), ms on CLOCK_MONOTONIC. */
@@ -718,17 +731,12 @@ export function arbiterTimes(lines: readonly LifeLine[], workers: number): Arbit
  * simulator then tears down at once), the whole exit → reap.
  */
 export function reapsAfterTeardown(exitToReap: ArbiterTimes['exitToReap'], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): number[] {
-  if (teardownsMs.length === 0) return exitToReap.map((x) => x.ms);
-  return gracefulExitRows(exitToReap, teardownsMs).map(([, reapMs]) => reapMs);
+  return fromTheProcessGone(exitToReap, teardownsMs);
 }
 
 /** Each exit whose teardown the capture saw, whole: [its teardown, the reap after it], ms — one process's end, kept together. */
 export function gracefulExitRows(exitToReap: ArbiterTimes['exitToReap'], teardownsMs: readonly { readonly pid: string; readonly ms: number }[]): [number, number][] {
-  const teardownOf = new Map(teardownsMs.map((t) => [t.pid, t.ms]));
-  return exitToReap.flatMap((x): [number, number][] => {
-    const teardown = teardownOf.get(x.pid);
-    return teardown === undefined ? [] : [[teardown, Math.max(0, x.ms - teardown)]];
-  });
+  return withTeardowns(exitToReap, teardownsMs);
 }
 
 function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number }[] {
@@ -901,7 +909,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   if (work) log(`${name}: CPU per request ${round3(work.requestWorkMs)} ms, per boot ${round3(median(work.bootWorkMs))} ms (median of ${work.bootWorkMs.length}), the client's per response ${work.clientWorkMs === null ? '—' : round3(work.clientWorkMs)} ms`);
   // With the teardown measured, the simulator's replacement starts where the old process is gone: the
   // boot is measured from there too, or the teardown would count twice.
-  const boots = teardownsMs.length > 0 ? goneToReady(bootPairs, teardownsMs) : bootPairs.map((p) => p.ms);
+  const boots = fromTheProcessGone(bootPairs, teardownsMs);
   if (boots.length < 10) throw new Error(`only ${boots.length} worker replacements were seen from the process gone; expected dozens`);
   const arbiter = arbiterDistributions(target.arbiterTimes?.(run.dir, server.workers) ?? null, teardownsMs, log, name);
   // The signal rows run without recycling: no boot takes the CPU, and a request is about twice as fast.

@@ -61,8 +61,6 @@ const exitRows = z.strictObject({
   rowsMs: z.array(z.tuple([z.number().nonnegative(), z.number().nonnegative()])).min(1),
 });
 
-export type ExitRowsMeasured = z.infer<typeof exitRows>;
-
 const measuredValue = z.strictObject({
   measurement: z.string().min(1),
   samples: z.number().int().positive(),
@@ -417,14 +415,11 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
   } else defaults.push("the arbiter's forks (each at the arbiter's decision)");
   if (profile.cpu) {
     // The boot is the CPU's: its measured time is what the model is checked against.
-  } else if (profile.forkToReadyMs) {
-    params.forkToReadyPercentilesMs = [...profile.forkToReadyMs.percentilesMs];
-    // The load starts once the first workers are up (simulator/scenarios.ts firstWorkersReadyMs): the measured replacement's median, as before.
+  } else if (profile.bootMs || profile.forkToReadyMs) {
+    // The median replacement is the boot where nothing is drawn from the fork, and where it is, it still says when the load starts (the first workers up: simulator/scenarios.ts firstWorkersReadyMs).
     if (profile.bootMs) params.bootMs = profile.bootMs.medianMs;
-    fromProfile.push('worker boot (from its fork, drawn)');
-  } else if (profile.bootMs) {
-    params.bootMs = profile.bootMs.medianMs;
-    fromProfile.push('worker boot');
+    if (profile.forkToReadyMs) params.forkToReadyPercentilesMs = [...profile.forkToReadyMs.percentilesMs];
+    fromProfile.push(profile.forkToReadyMs ? 'worker boot (from its fork, drawn)' : 'worker boot');
   } else defaults.push(`worker boot (${base.bootMs} ms)`);
   return { params, fromProfile, defaults };
 }
