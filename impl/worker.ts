@@ -611,7 +611,7 @@ export class WorkerServer implements WorkerPort {
       // A mutant closes otherwise than the machine decided (and the trace says): see impl/mutants.ts.
       const withRst = MUTANT === 'fin-for-rst' ? false : MUTANT === 'rst-for-fin' ? true : rst;
       if (withRst) reset(conn.socket);
-      else conn.socket.end(() => conn.socket.destroy());
+      else fullClose(conn.socket);
     }
     this.forget(conn);
   }
@@ -702,6 +702,23 @@ export class WorkerServer implements WorkerPort {
   checkPairs(): void {
     const machine = this.driver.openConns().length;
     if (machine !== this.conns.size) throw new ServerInvariantError(`${this.id} holds ${this.conns.size} connections; its machine says ${machine}`);
+  }
+}
+
+/**
+ * close(2), as gunicorn's `sock.close()`: a FIN if nothing the client sent is unread, otherwise the
+ * kernel's RST — and whatever arrives later is reset too. Not end() then destroy(): until the FIN's
+ * write completed Node would go on reading, and a request that crossed the close would be consumed
+ * and dropped, the client left with a FIN and no reply (found in the calibrate capture of HUPs under load).
+ * Only a response still queued in Node (the kernel's buffer was full) is written out first.
+ */
+function fullClose(socket: net.Socket): void {
+  if (socket.writableLength === 0) socket.destroy();
+  else {
+    // What comes meanwhile is not parsed (the connection is closed for its machine); once Node's
+    // buffer is full it stays in the kernel, for the close to reset.
+    socket.pause();
+    socket.end(() => socket.destroy());
   }
 }
 

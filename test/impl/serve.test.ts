@@ -622,6 +622,38 @@ describe('quiesce serve: drain behaviour of the policies', () => {
     expect(at('conn.close') - at('conn.respond')).toBeLessThan(3000); // the keep-alive timeout is 30 s
   });
 
+  it('a request that reached an idle connection unread, before the server closed it, is reset by the close (a full close, as gunicorn\'s sock.close()): not read and dropped behind a FIN', async () => {
+    // The worker is blocked by another connection's handler while the idle one's request arrives and
+    // its keep-alive timeout passes; after the block the timer runs before the next poll, so the close
+    // is decided with the request still in the kernel. A close that half-closes first (end(), then
+    // destroy once the FIN is written) polls once more in between: Node read the request, dropped it
+    // (the connection was closed for the machine), and the client saw a FIN and no reply, which
+    // neither the model nor gunicorn does (real HUPs under load lost requests so, the calibrate capture).
+    const app = new URL('./fixtures/block-app.ts', import.meta.url).pathname;
+    const server = await serve(['--workers', '1', '--threads', '4', '--app', app, '--policy', 'gunicorn-gthread', '--keepalive', '1']);
+    const idle = new Client(server.target, { allowHalfOpen: true });
+    // What the client's kernel reported, in order: a FIN shows as 'end', an RST as ECONNRESET.
+    const seen: string[] = [];
+    idle.socket.on('end', () => seen.push('FIN'));
+    idle.socket.on('error', (error: NodeJS.ErrnoException) => seen.push(error.code ?? error.message));
+    expect((await okResponse(idle)).headers.get('connection')).not.toBe('close');
+    const blocker = new Client(server.target);
+    blocker.send('GET /block?ms=1800 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    idle.send('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect((await blocker.next(5000)).kind).toBe('response');
+    expect(await idle.next(5000)).toEqual({ kind: 'reset' });
+    // The RST alone: no FIN came first (the old close sent one, and the RST only when it closed the socket).
+    expect(seen).toEqual(['ECONNRESET']);
+    blocker.close();
+    await stopServer(server);
+    const trace = expectConformingTrace(server);
+    // The server never heard of the late request: its close, decided at the keep-alive timeout, says FIN; the kernel reset it.
+    const conn = trace.events.filter((e) => e.actor === 'conn/1.1').map((e) => e.type);
+    expect(conn.filter((t) => t === 'conn.bytes')).toHaveLength(1);
+    expect(conn.at(-1)).toBe('conn.close');
+  });
+
   it('safe-drain: an idle keep-alive connection gets an idle window for one more request (answered with close), then is closed', async () => {
     const server = await serve(['--workers', '1', '--threads', '4', '--policy', 'safe-drain', '--idle-grace', '1.5', '--graceful-timeout', '10']);
     const active = new Client(server.target);
