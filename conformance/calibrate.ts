@@ -25,7 +25,7 @@ import { runScenario } from '../simulator/run.ts';
 import { getScenario, OPERATOR_SIGNALS, type ScenarioParams } from '../simulator/scenarios.ts';
 import { runAb } from './ab.ts';
 import { assertAddressFree, commandServer, fillCommand, parseBind } from './blackbox.ts';
-import { childrenOf, connectionsHeld, stopGracefully, tempDir } from './process.ts';
+import { childrenOf, connectionsHeld, stopGracefully, tempDir, titleOf } from './process.ts';
 import { classifyLosses, LoopbackCapture, WIRE_LOSS_LABELS, WIRE_LOSSES, type WireLoss } from './capture.ts';
 
 import type { FailureMechanism } from '../simulator/clients.ts';
@@ -240,9 +240,14 @@ export function withinTolerance(real: number, simulated: number, tolerance: numb
  * at once. Under a keep-alive load a worker's connections stay until it recycles, so that is what it
  * held when its drain began. (A figure from the samples just before its exit undercounts: its
  * connections close as it drains, and on two busy cores the samples come every 10–15 ms, not 5.)
+ * A child that ended is a recycled worker unless its title only ever said spare (`quiesce: spare`):
+ * `quiesce serve` retires its loaded spare at a HUP, and that process never served.
  */
-class HeldSampler {
+export class HeldSampler {
   private readonly series = new Map<number, { ms: number; held: number }[]>();
+  /** Children seen titled a spare and not (yet) a worker. */
+  private readonly spares = new Set<number>();
+  private readonly workers = new Set<number>();
   private running = true;
   private readonly done: Promise<void>;
 
@@ -250,12 +255,15 @@ class HeldSampler {
     private readonly serverPid: number,
     private readonly port: number,
     everyMs: number,
+    private readonly children: (pid: number) => number[] = childrenOf,
   ) {
     const startedAt = Date.now();
     this.done = (async () => {
       while (this.running) {
         const ms = Date.now() - startedAt;
-        for (const [pid, held] of connectionsHeld(childrenOf(this.serverPid), this.port)) {
+        const pids = this.children(this.serverPid);
+        for (const pid of pids) this.noteTitle(pid);
+        for (const [pid, held] of connectionsHeld(pids, this.port)) {
           const s = this.series.get(pid) ?? [];
           s.push({ ms, held });
           this.series.set(pid, s);
@@ -265,14 +273,25 @@ class HeldSampler {
     })();
   }
 
+  /** A title read until it says worker: a spare becomes one in place (impl/worker-main.ts `become`). */
+  private noteTitle(pid: number): void {
+    if (this.workers.has(pid)) return;
+    const title = titleOf(pid);
+    if (title?.startsWith('quiesce: worker')) {
+      this.workers.add(pid);
+      this.spares.delete(pid);
+    } else if (title?.startsWith('quiesce: spare')) this.spares.add(pid);
+  }
+
   /** Stop; the workers seen at the start of the run and still alive at its end did not recycle. */
   async stop(): Promise<{ heldMost: number[] }> {
     this.running = false;
     await this.done;
     const lastMs = Math.max(0, ...[...this.series.values()].map((s) => s.at(-1)!.ms));
     const heldMost: number[] = [];
-    for (const s of this.series.values()) {
+    for (const [pid, s] of this.series) {
       if (s.at(-1)!.ms >= lastMs) continue; // alive at the end
+      if (this.spares.has(pid)) continue; // a spare retired without serving
       heldMost.push(Math.max(...s.map((x) => x.held)));
     }
     return { heldMost };

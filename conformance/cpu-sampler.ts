@@ -5,7 +5,7 @@
  * process is seen booting as a spare (`quiesce: spare`) and then serving as a worker.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { cpuOf } from './process.ts';
+import { cpuOf, titleOf } from './process.ts';
 
 /** The kernel counts CPU in ticks of 10 ms (USER_HZ 100): sampling faster adds nothing but the sampler's own load on the cores it measures. */
 export const CPU_SAMPLE_INTERVAL_MS = 10;
@@ -92,14 +92,8 @@ export class CpuSampler {
     for (const pid of children) {
       let seen = this.tracked.get(pid);
       // A worker's title stays until it exits: only a process not yet one needs its title read.
-      let title = 'quiesce: worker';
-      if (seen?.workerFirstCpuMs == null) {
-        try {
-          title = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        } catch {
-          continue; // gone
-        }
-      }
+      const title = seen?.workerFirstCpuMs == null ? titleOf(pid) : 'quiesce: worker';
+      if (title === null) continue; // gone
       const stat = cpuOf(pid);
       if (stat === null) continue;
       const cpuMs = stat.cpuMs;

@@ -51,13 +51,16 @@ export function sparesOf(pid: number): number[] {
 }
 
 function childrenTitled(pid: number, prefix: string): number[] {
-  return childrenOf(pid).filter((child) => {
-    try {
-      return readFileSync(`/proc/${child}/cmdline`, 'utf8').startsWith(prefix);
-    } catch {
-      return false;
-    }
-  });
+  return childrenOf(pid).filter((child) => titleOf(child)?.startsWith(prefix) ?? false);
+}
+
+/** A process's title as ps shows it (its command line, which `quiesce serve` sets to say what a child is); null: gone. */
+export function titleOf(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -9,13 +9,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from '../../conformance/process.ts';
 import { measureProfile } from '../../conformance/measure-profile.ts';
 import type { CalibrationReport } from '../../conformance/calibrate.ts';
-import { lossMechanisms, median, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
+import { HeldSampler, lossMechanisms, median, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
 import { runCli } from '../helpers.ts';
 import { BACKLOG_MATRIX, MATRIX, selectRows } from '../../conformance/calibration-matrix.ts';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { fillCommand } from '../../conformance/blackbox.ts';
 import { DEFAULT_SERVER_PARAMS } from '../../model/params.ts';
 import { getPolicy } from '../../model/policies.ts';
@@ -66,6 +67,34 @@ describe("simulatedRun: a recycled worker counted as the real side's sampler cou
     // Reaped 100 s after their teardown, none is reaped before a load of a few virtual seconds ends.
     const late = simulatedRun('gunicorn-gthread', { ...params, reapAfterTeardownPercentilesMs: Array.from({ length: 101 }, () => 100_000) }, 4);
     expect(late.recycles).toBe(0);
+  });
+});
+
+describe("HeldSampler: the real side's recycles, read from /proc", () => {
+  it("counts a child that ended as a recycled worker, unless its title only ever said spare: quiesce serve retires its loaded spare at a HUP, and it never served", async () => {
+    // Children of this process (the "arbiter"), titled as quiesce serve titles them.
+    const child = (title: string) => spawn('sleep', ['30'], { argv0: title, stdio: 'ignore' });
+    const [retiredSpare, recycled, serving] = [child('quiesce: spare'), child('quiesce: worker 1'), child('quiesce: worker 2')];
+    const all = [retiredSpare, recycled, serving];
+    try {
+      let listed = all.map((c) => c.pid!);
+      let samples = 0;
+      const sampler = new HeldSampler(process.pid, 1, 5, () => (samples++, [...listed]));
+      const until = async (n: number) => {
+        for (let i = 0; i < 400 && samples < n; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      };
+      await until(4);
+      for (const ended of [retiredSpare, recycled]) {
+        ended.kill('SIGKILL');
+        await once(ended, 'exit');
+      }
+      listed = [serving.pid!];
+      await until(samples + 3);
+      // One recycle: the worker. (Counting every child that ended gave two.)
+      expect((await sampler.stop()).heldMost).toEqual([0]);
+    } finally {
+      for (const c of all) c.kill('SIGKILL');
+    }
   });
 });
 
