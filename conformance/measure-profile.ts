@@ -91,6 +91,8 @@ interface Target {
    * As the calibration runs it: without what only the other measurements need (a trace costs CPU).
    */
   readonly cpuCommand?: string;
+  /** The worker is one thread, an event loop (the profile's `singleThreadedLoop`): its design, said, not measured. */
+  readonly singleThreadedLoop?: true;
 }
 
 /** A hand-over of a kept-alive connection's next request (gthread: `enqueue_req` from the poller), on the hooks' clock. */
@@ -790,6 +792,8 @@ export const TARGETS: Record<string, Target> = {
     // The lifecycle trace: the full one costs the server about half its throughput, which would stretch what it times.
     command: `${QUIESCE_SERVE} --trace trace.jsonl --trace-events lifecycle`,
     cpuCommand: QUIESCE_SERVE,
+    // A worker is one Node.js process serving from its event loop: a request is read, handled and answered in one callback.
+    singleThreadedLoop: true,
     files: {},
     boots: quiesceBoots,
     bootMethod: "the server's lifecycle trace (--trace-events lifecycle): each worker.exit paired with the next worker.ready",
@@ -1066,6 +1070,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
                 spareActivationMs: measuredValueOf('cpu-under-the-calibration-load', activations),
               }
             : {}),
+          ...(target.singleThreadedLoop ? { singleThreadedLoop: true as const } : {}),
         }
       : {}),
     ...(steadyWork && steadyWork.clientWorkMs !== null

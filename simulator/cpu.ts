@@ -51,13 +51,22 @@ export class SharedCpu {
     this.bookedAtMs = clock.nowMs;
   }
 
-  /** Queue `workMs` of CPU on `thread`, after what it already has; `done` runs when it is finished. */
-  run(thread: string, workMs: number, done: () => void): void {
+  /** The thread whose finished work's `done` runs now (null outside one): what it queues `next` goes on from there. */
+  completing: string | null = null;
+
+  /**
+   * Queue `workMs` of CPU on `thread`; `done` runs when it is finished. `last`: after what the thread
+   * already has. `next`: before it — only from the thread's own `done` (its callback going on), when
+   * nothing queued has started yet.
+   */
+  run(thread: string, workMs: number, done: () => void, place: 'last' | 'next' = 'last'): void {
     if (!(workMs >= 0)) throw new Error(`${thread}: work must be ≥ 0 ms, got ${workMs}`);
+    if (place === 'next' && this.completing !== thread) throw new Error(`${thread}: work queued next outside its own completion`);
     this.book();
     const jobs = this.threads.get(thread);
-    if (jobs) jobs.push({ remainingMs: workMs, done });
-    else this.threads.set(thread, [{ remainingMs: workMs, done }]);
+    if (!jobs) this.threads.set(thread, [{ remainingMs: workMs, done }]);
+    else if (place === 'next') jobs.unshift({ remainingMs: workMs, done });
+    else jobs.push({ remainingMs: workMs, done });
     this.schedule();
   }
 
@@ -127,15 +136,23 @@ export class SharedCpu {
   private finishDue(): void {
     this.wakeUp = null;
     this.book();
-    const finished: (() => void)[] = [];
+    const finished: [string, () => void][] = [];
     for (const [thread, jobs] of this.threads) {
       if (this.paused.has(thread) || jobs[0]!.remainingMs > DONE_EPSILON_MS) continue;
       this.workDoneMs += jobs[0]!.remainingMs;
-      finished.push(jobs.shift()!.done);
+      finished.push([thread, jobs.shift()!.done]);
       if (jobs.length === 0) this.threads.delete(thread);
     }
     // Scheduled before the callbacks: they may queue more work, which books and schedules again.
     this.schedule();
-    for (const done of finished) done();
+    for (const [thread, done] of finished) {
+      // No time passes among these callbacks: a thread's next job has not started while its own runs.
+      this.completing = thread;
+      try {
+        done();
+      } finally {
+        this.completing = null;
+      }
+    }
   }
 }

@@ -259,6 +259,14 @@ export const profileSchema = z
      */
     cpu: measuredCpu.optional(),
     /**
+     * The worker is one thread, an event loop (`quiesce serve`: Node.js): it polls only when that thread
+     * is free, and a request's read, handler and write are one callback. A request that arrives while
+     * the thread works waits unread in the kernel; it is read, and its keep-alive decided, when the
+     * thread gets to it. Absent: a readable connection is handed over as measured (gthread's poller and
+     * pool: the waits above). The server's design, not a figure; it needs `cpu` (the thread is its thread).
+     */
+    singleThreadedLoop: z.literal(true).optional(),
+    /**
      * A request's work and the client's without recycling, for a scenario without it: a worker that lives
      * for good runs optimized code (`quiesce serve` keeps V8's optimizing tier only then), several times
      * faster. The cores, the boot and the spares are `cpu`'s.
@@ -337,10 +345,19 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     const { cores, bootWorkMs, spares } = profile.cpu;
     const perRequest = (steady ? profile.cpuWithoutRecycling : undefined) ?? profile.cpu;
     const { requestWorkMs, clientWorkMs } = perRequest;
-    params.cpu = { cores, requestWorkMs, bootWorkMs, clientWorkMs, spares, ...(profile.spareActivationMs ? { spareActivationMs: profile.spareActivationMs.medianMs } : {}) };
+    params.cpu = {
+      cores,
+      requestWorkMs,
+      bootWorkMs,
+      clientWorkMs,
+      spares,
+      ...(profile.spareActivationMs ? { spareActivationMs: profile.spareActivationMs.medianMs } : {}),
+      ...(profile.singleThreadedLoop ? { readsInTurn: true } : {}),
+    };
     fromProfile.push(
       `the CPU: ${cores} cores shared by the workers (${requestWorkMs} ms a request, drawn exponential${perRequest === profile.cpuWithoutRecycling ? ', measured without recycling' : ''}), the booting processes (${bootWorkMs} ms a boot, ${spares} spare${spares === 1 ? '' : 's'} ahead${profile.spareActivationMs ? `, a loaded one a worker in ${profile.spareActivationMs.medianMs} ms` : ''}) and the client (${clientWorkMs} ms a request)`,
     );
+    if (profile.singleThreadedLoop) fromProfile.push("a worker's one thread reading each request in its turn (its design)");
   } else if (profile.serviceMs) {
     params.servicePercentilesMs = [...profile.serviceMs.percentilesMs];
     fromProfile.push('service time');

@@ -175,7 +175,7 @@ export function buildWorld(
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),
-      ...(cpu && params.cpu ? { cpu: { shared: cpu, requestWorkMs: exponential(params.cpu.requestWorkMs, engine), bootWorkMs: params.cpu.bootWorkMs, spares: params.cpu.spares, spareActivationMs: params.cpu.spareActivationMs ?? 0 } } : {}),
+      ...(cpu && params.cpu ? { cpu: { shared: cpu, requestWorkMs: exponential(params.cpu.requestWorkMs, engine), bootWorkMs: params.cpu.bootWorkMs, spares: params.cpu.spares, spareActivationMs: params.cpu.spareActivationMs ?? 0, readsInTurn: params.cpu.readsInTurn ?? false } } : {}),
     },
     wire,
     engine.rng,

@@ -108,6 +108,8 @@ export interface CpuParams {
   spares: number;
   /** From a spawn to a loaded spare serving as the worker, ms (absent: at once). */
   spareActivationMs?: number;
+  /** A worker is one thread, an event loop: a request is read when that thread gets to it (the profile's `singleThreadedLoop`). */
+  readsInTurn?: boolean;
 }
 
 /**

@@ -127,6 +127,13 @@ export interface CpuTiming {
   readonly spares: number;
   /** From a spawn that takes a loaded spare to it serving: the activation over IPC, each hop a wake-up on busy cores. */
   readonly spareActivationMs: number;
+  /**
+   * A worker is one thread, an event loop (Node.js): it polls only when that thread is free, so a
+   * readable connection is read — its request's keep-alive decided — in the thread's turn, after the
+   * work queued before it; and the callback that read it goes on to the handler's work before anything
+   * else. False: the connection is handed over as the measured waits say (gthread's poller and pool).
+   */
+  readonly readsInTurn: boolean;
 }
 
 /** What a graceful exit waits for (`ServerTiming.gracefulExitMs`), ms; absent: at once. */
@@ -498,6 +505,7 @@ export class WorkerProcess implements WorkerPort {
     // A stopped process keeps closures for CONT; the explorer sends no STOP, and draws no fork queue.
     if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
     if (this.forkAtMs > this.server.host.nowMs || this.reapPending) throw new SimulationInvariantError(`${this.id}: a process whose fork or reap is queued has no snapshot`);
+    if (this.unread.size > 0) throw new SimulationInvariantError(`${this.id}: a process whose thread has requests still to read has no snapshot`);
     return {
       id: this.id,
       ready: this.ready,
@@ -523,8 +531,29 @@ export class WorkerProcess implements WorkerPort {
     return [...this.behind].map(([conn, reqs]) => `${conn}:${reqs.join('+')}`).join(',') || '-';
   }
 
-  /** Request bytes reached a connection: the driver hears of them now, or they wait behind the request in progress. */
+  /**
+   * Requests in a connection's socket that the worker's one thread has not got to yet (`CpuTiming.readsInTurn`):
+   * unread, as the kernel holds them — a close now resets them.
+   */
+  private readonly unread = new Map<ConnId, number>();
+
+  /** Request bytes reached a connection: an event loop's thread reads them in its turn; otherwise they are the driver's now. */
   requestArrives(conn: ConnId, req: string, partial: boolean): void {
+    const { cpu } = this.server.timing;
+    if (!cpu?.readsInTurn) return this.requestRead(conn, req, partial);
+    this.unread.set(conn, (this.unread.get(conn) ?? 0) + 1);
+    // No work of its own: the poll returns with them once the thread is through what was queued before.
+    cpu.shared.run(this.id, 0, () => {
+      const left = (this.unread.get(conn) ?? 0) - 1;
+      if (left < 0) return; // the close reset them meanwhile
+      if (left === 0) this.unread.delete(conn);
+      else this.unread.set(conn, left);
+      this.requestRead(conn, req, partial);
+    });
+  }
+
+  /** Request bytes the worker read: the driver hears of them now, or they wait behind the request in progress. */
+  private requestRead(conn: ConnId, req: string, partial: boolean): void {
     // The rest of the request waiting to be read: it is whole now.
     const context = this.driver.isOpen(conn) ? this.server.host.conn(conn).context : null;
     if (!partial && context?.pendingReq === req && context.pendingPartial && this.driver.hasRequestInProgress(conn)) {
@@ -773,7 +802,11 @@ export class WorkerProcess implements WorkerPort {
     else if (this.refused(req)) this.driver.requestBehind(conn, req);
     const done: ServerItem = { kind: 'handler-done', worker: this.id, conn, req };
     const { cpu } = this.server.timing;
-    if (cpu && !this.refused(req)) cpu.shared.run(this.id, cpu.requestWorkMs(), () => this.server.arrive(done));
+    if (cpu && !this.refused(req)) {
+      // An event loop's read goes on to the handler in the same callback: nothing queued meanwhile comes between.
+      const place = cpu.readsInTurn && cpu.shared.completing === this.id ? 'next' : 'last';
+      cpu.shared.run(this.id, cpu.requestWorkMs(), () => this.server.arrive(done), place);
+    }
     else this.wire.after(this.refused(req) ? 0 : Math.max(0, this.server.timing.serviceMs(req)), done);
   }
 
@@ -790,7 +823,9 @@ export class WorkerProcess implements WorkerPort {
 
   closeSocket(conn: ConnId, rst: boolean): void {
     const link = this.server.linkOfConn.get(conn);
-    if (link) this.server.network.serverCloses(link, rst, this.closeCause(conn, link));
+    // What the socket holds unread, the kernel's close resets (the chart never heard of it).
+    const unread = this.unread.delete(conn);
+    if (link) this.server.network.serverCloses(link, rst || unread, this.closeCause(conn, link));
     this.server.linkOfConn.delete(conn);
     this.forgetBehind(conn);
     this.later();
@@ -809,6 +844,7 @@ export class WorkerProcess implements WorkerPort {
     if (this.heartbeatTimer) this.heartbeatTimer.cancelled = true;
     // What waited for the stopped process is void: it is gone (its connections closed with it).
     this.whileStopped.length = 0;
+    this.unread.clear();
     this.stopped = false;
     // Its thread's work is gone with it: what it had not finished takes no more of the cores.
     this.server.timing.cpu?.shared.drop(this.id);

@@ -117,6 +117,35 @@ describe('SharedCpu: processor sharing', () => {
     expect(cpu.workDoneMs).toBeCloseTo(2 + 0.5 + 2, 9);
   });
 
+  it("work a thread's own callback queues next comes before what the thread already had (the callback goes on); elsewhere, next is refused", () => {
+    for (const place of ['next', 'last'] as const) {
+      const clock = new TestClock();
+      const cpu = new SharedCpu(1, clock);
+      const order: string[] = [];
+      cpu.run('t', 1, () => {
+        order.push(`a@${clock.nowMs}`);
+        cpu.run('t', 2, () => order.push(`w@${clock.nowMs}`), place);
+      });
+      cpu.run('t', 0, () => order.push(`z@${clock.nowMs}`));
+      clock.runUntilIdle();
+      // Next: W (2 ms) runs before Z, queued earlier with no work: both end at 3. Last: Z ends with A, at 1.
+      expect(order, place).toEqual(place === 'next' ? ['a@1', 'w@3', 'z@3'] : ['a@1', 'z@1', 'w@3']);
+    }
+    const clock = new TestClock();
+    const cpu = new SharedCpu(1, clock);
+    expect(() => cpu.run('t', 1, () => {}, 'next')).toThrow(/t: work queued next outside its own completion/);
+    let fromAnother: unknown = null;
+    cpu.run('u', 1, () => {
+      try {
+        cpu.run('t', 1, () => {}, 'next');
+      } catch (error) {
+        fromAnother = error;
+      }
+    });
+    clock.runUntilIdle();
+    expect(String(fromAnother)).toMatch(/t: work queued next outside its own completion/);
+  });
+
   it('refuses what no machine has: no cores, negative work', () => {
     const clock = new TestClock();
     expect(() => new SharedCpu(0, clock)).toThrow(/cores > 0/);
@@ -205,6 +234,34 @@ describe('a simulated server on the shared CPU', () => {
     for (const gap of activated) expect(gap).toBeCloseTo(3, 9);
     // Nothing else runs while the only worker is gone (the client waits for a connection): 10 ms of boot at a full core.
     for (const gap of without) expect(gap).toBeCloseTo(10, 9);
+  });
+
+  it("a worker that is one thread (an event loop: readsInTurn) reads a request only when the thread is free — its requests never overlap — and its close resets what the thread has not read", () => {
+    const overlaps = (trace: readonly TraceEvent[]) => {
+      // Per worker, the requests between their read and their response: more than one at once is a pool.
+      const busy = new Map<string, number>();
+      let most = 0;
+      for (const e of trace) {
+        const worker = e.actor.startsWith('conn/') ? e.actor.slice('conn/'.length).split('.')[0]! : null;
+        if (worker === null) continue;
+        if (e.type === 'conn.read') busy.set(worker, (busy.get(worker) ?? 0) + 1);
+        if (e.type === 'conn.respond') busy.set(worker, (busy.get(worker) ?? 0) - 1);
+        most = Math.max(most, busy.get(worker) ?? 0);
+      }
+      return most;
+    };
+    const params = scenario(2, 12, 1500, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1, readsInTurn: true }), 200);
+    const { result, events: trace } = events(params);
+    expect(replay({ header: result.header, events: trace }).ok).toBe(true);
+    expect(overlaps(trace)).toBe(1);
+    // Requests that waited unread in a recycling worker's sockets: each close that found one was an RST
+    // (ab: Receive), as the kernel's close(2) is with unread bytes — the chart had not heard of them.
+    const unread = result.stats.byMechanism['unread-request-reset']?.count ?? 0;
+    expect(unread).toBeGreaterThan(0);
+    expect(result.stats.ab.receive).toBe(unread);
+    // The same load on a pool (the loop hands a request to a thread as it arrives): requests overlap.
+    const pool = events({ ...params, cpu: { ...params.cpu!, readsInTurn: false } });
+    expect(overlaps(pool.events)).toBeGreaterThan(1);
   });
 
   it('its traces conform to the model, recycling and all', () => {

@@ -205,7 +205,12 @@ describe('applyProfile', () => {
       clientWorkMs: cpu.clientWorkMs,
       spares: cpu.spares,
       spareActivationMs: profile.spareActivationMs!.medianMs,
+      // Our server's worker is one Node.js thread: the profile says so, and the simulator reads in that thread's turn.
+      readsInTurn: true,
     });
+    expect(recycling.fromProfile).toContain("a worker's one thread reading each request in its turn (its design)");
+    // gunicorn's gthread worker hands a readable connection to its pool, as measured: no such turn.
+    expect(applyProfile(base, getProfile('gunicorn-20.1-gthread')).params.cpu?.readsInTurn).toBeUndefined();
     // The times the CPU replaces are not drawn: they are what the model is checked against.
     expect(recycling.params.servicePercentilesMs).toBeUndefined();
     expect(recycling.params.bootMs).toBe(base.bootMs);
