@@ -57,6 +57,7 @@ import { APPS_DIR, stopGracefully, tempDir, type ServerProcess } from './process
 import type { ServerParams } from '../model/params.ts';
 import { SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
+import type { TraceEvent } from '../model/events.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
 import { EXIT_ROW_COLUMNS, profileSchema, REQUEST_ROW_COLUMNS, type Profile, type RequestRowsMeasured } from '../simulator/profile-schema.ts';
 import { CaptureStartError, LoopbackCapture, type Segment } from './capture.ts';
@@ -751,6 +752,30 @@ function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number
   return exitsToReady(events);
 }
 
+/**
+ * `quiesce serve`'s stop, from its lifecycle trace (the arbiter and its workers on one monotonic clock),
+ * as the lines gunicorn's stop hooks write (`stopTimings`): an `arbiter.kill` a kill; a worker's
+ * `worker.signal` its handler; its `worker.turn-end` the poll that ended its last turn, where gthread's
+ * hook sees a hand-over; its `worker.close-listener` the close. A worker is named by its number.
+ */
+export function traceStopLines(events: readonly TraceEvent[]): string[] {
+  const seconds = (ms: number) => (ms / 1000).toFixed(6);
+  const number = (worker: string) => worker.slice(worker.indexOf('/') + 1);
+  return events.flatMap((e): string[] => {
+    if (e.type === 'arbiter.kill') return [`${seconds(e.t)} kill ${number(e.worker)} ${os.constants.signals[`SIG${e.signal}`]}`];
+    if (e.type === 'worker.signal' && e.signal === 'TERM') return [`${seconds(e.t)} handler ${number(e.actor)}`];
+    if (e.type === 'worker.turn-end') return [`${seconds(e.t)} submit ${number(e.actor)}`];
+    if (e.type === 'worker.close-listener') return [`${seconds(e.t)} listener-close ${number(e.actor)}`];
+    return [];
+  });
+}
+
+const QUIESCE_STOPS = {
+  times: (dir: string) => stopTimings(traceStopLines(readTrace(join(dir, 'trace.jsonl')).events)),
+  method:
+    "the server's lifecycle trace (--trace-events lifecycle: the arbiter and its workers on one monotonic clock): the gaps between the arbiter's successive TERM kills of one stop (arbiter.kill); a kill → that worker's worker.signal (its handler, run by its event loop); the end of its last loop turn (worker.turn-end), or the handler where none came first → its listener copy's close (worker.close-listener)",
+};
+
 const GUNICORN_STOPS = {
   times: gunicornStopTimes,
   files: { 'hooks.py': GUNICORN_STOP_HOOKS },
@@ -797,6 +822,7 @@ export const TARGETS: Record<string, Target> = {
     files: {},
     boots: quiesceBoots,
     bootMethod: "the server's lifecycle trace (--trace-events lifecycle): each worker.exit paired with the next worker.ready",
+    stops: QUIESCE_STOPS,
   },
 };
 

@@ -57,16 +57,19 @@ export class SharedCpu {
   /**
    * Queue `workMs` of CPU on `thread`; `done` runs when it is finished. `last`: after what the thread
    * already has. `next`: before it — only from the thread's own `done` (its callback going on), when
-   * nothing queued has started yet.
+   * nothing queued has started yet. `after-current`: behind the job in progress, before the rest.
    */
-  run(thread: string, workMs: number, done: () => void, place: 'last' | 'next' = 'last'): void {
+  run(thread: string, workMs: number, done: () => void, place: 'last' | 'next' | 'after-current' = 'last'): void {
     if (!(workMs >= 0)) throw new Error(`${thread}: work must be ≥ 0 ms, got ${workMs}`);
     if (place === 'next' && this.completing !== thread) throw new Error(`${thread}: work queued next outside its own completion`);
     this.book();
+    const job = { remainingMs: workMs, done };
     const jobs = this.threads.get(thread);
-    if (!jobs) this.threads.set(thread, [{ remainingMs: workMs, done }]);
-    else if (place === 'next') jobs.unshift({ remainingMs: workMs, done });
-    else jobs.push({ remainingMs: workMs, done });
+    if (!jobs) this.threads.set(thread, [job]);
+    else if (place === 'next') jobs.unshift(job);
+    // Inside the thread's own completion nothing is in progress: behind it is first.
+    else if (place === 'after-current') jobs.splice(this.completing === thread ? 0 : 1, 0, job);
+    else jobs.push(job);
     this.schedule();
   }
 

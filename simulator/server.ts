@@ -142,6 +142,9 @@ export interface GracefulExitWaits {
   readonly reapAfterTeardownMs?: number;
 }
 
+/** Whether a signal runs the process's handler (KILL, STOP and CONT are the kernel's, at the kill). */
+const takenByHandler = (signal: WorkerSignal): boolean => signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT';
+
 /** A spare no worker has taken yet. */
 const isFreeSpare = (spare: SpareProcess): boolean => spare.becomes === null;
 
@@ -181,7 +184,7 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   boot: (_i, proc) => proc.booted(),
   heartbeat: (_i, proc) => proc.beat(),
   kill: (i, proc) => proc.killed(i.signal, i.handlerMs),
-  signal: (i, proc) => proc.handlerRuns(i.signal),
+  signal: (i, proc) => proc.handlerDue(i.signal),
   teardown: (_i, proc) => proc.whenRunning(() => proc.driver.tornDown()),
   fork: (_i, proc) => proc.forked(),
   reap: (i, proc) => proc.reaped(i.code),
@@ -623,8 +626,7 @@ export class WorkerProcess implements WorkerPort {
   signal(signal: WorkerSignal, sentInMs = 0): void {
     // A process whose fork is still queued is not there yet: gunicorn handles the signal after its spawn loop.
     sentInMs = Math.max(sentInMs, this.forkAtMs - this.server.host.nowMs);
-    const handled = signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT';
-    const handlerMs = handled && this.server.timing.signalHandlerMs ? Math.max(0, this.server.timing.signalHandlerMs()) : 0;
+    const handlerMs = takenByHandler(signal) && this.server.timing.signalHandlerMs ? Math.max(0, this.server.timing.signalHandlerMs()) : 0;
     if (sentInMs > 0) this.wire.after(sentInMs, { kind: 'kill', worker: this.id, signal, handlerMs });
     else this.killed(signal, handlerMs);
   }
@@ -639,9 +641,22 @@ export class WorkerProcess implements WorkerPort {
    * whose handlers were still to run, which closed them again at their own: a second loss each.
    */
   killed(signal: WorkerSignal, handlerMs: number): void {
-    if (handlerMs <= 0) return this.takeSignal(signal);
+    const inTurn = takenByHandler(signal) && this.server.timing.cpu?.readsInTurn === true;
+    if (handlerMs <= 0 && !inTurn) return this.takeSignal(signal);
     this.handlersPending++;
-    this.wire.after(handlerMs, { kind: 'signal', worker: this.id, signal });
+    if (handlerMs > 0) this.wire.after(handlerMs, { kind: 'signal', worker: this.id, signal });
+    else this.handlerDue(signal);
+  }
+
+  /**
+   * A signal's handler is due. An event loop's thread (`CpuTiming.readsInTurn`) runs it between two
+   * callbacks, never inside one: after the work in progress, before what is queued behind it (the
+   * measured wait to the handler holds the queue's share).
+   */
+  handlerDue(signal: WorkerSignal): void {
+    const { cpu } = this.server.timing;
+    if (cpu?.readsInTurn) cpu.shared.run(this.id, 0, () => this.handlerRuns(signal), 'after-current');
+    else this.handlerRuns(signal);
   }
 
   /** A signal's handler runs (see `killed`): the loop accepts again if the machine still lets it. */

@@ -131,6 +131,17 @@ describe('SharedCpu: processor sharing', () => {
       // Next: W (2 ms) runs before Z, queued earlier with no work: both end at 3. Last: Z ends with A, at 1.
       expect(order, place).toEqual(place === 'next' ? ['a@1', 'w@3', 'z@3'] : ['a@1', 'z@1', 'w@3']);
     }
+    // After the current: behind the job in progress, ahead of what waits behind it.
+    {
+      const clock = new TestClock();
+      const cpu = new SharedCpu(1, clock);
+      const order: string[] = [];
+      cpu.run('t', 2, () => order.push(`a@${clock.nowMs}`));
+      cpu.run('t', 1, () => order.push(`b@${clock.nowMs}`));
+      clock.at(1, () => cpu.run('t', 0, () => order.push(`s@${clock.nowMs}`), 'after-current'));
+      clock.runUntilIdle();
+      expect(order).toEqual(['a@2', 's@2', 'b@3']);
+    }
     const clock = new TestClock();
     const cpu = new SharedCpu(1, clock);
     expect(() => cpu.run('t', 1, () => {}, 'next')).toThrow(/t: work queued next outside its own completion/);
@@ -262,6 +273,30 @@ describe('a simulated server on the shared CPU', () => {
     // The same load on a pool (the loop hands a request to a thread as it arrives): requests overlap.
     const pool = events({ ...params, cpu: { ...params.cpu!, readsInTurn: false } });
     expect(overlaps(pool.events)).toBeGreaterThan(1);
+  });
+
+  it("an event loop's thread takes a signal between two requests, never inside one: no request is between its read and its response when the TERM's handler runs", () => {
+    const params = scenario(2, 12, 3000, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1, readsInTurn: true }));
+    params.signals = [{ atMs: 200, signal: 'TERM' }];
+    // The kill → handler wait, 0–2 ms: it ends inside a request's work as often as not.
+    params.signalHandlerPercentilesMs = Array.from({ length: 101 }, (_, i) => i / 50);
+    let handlers = 0;
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const { result, events: trace } = events(params, seed);
+      expect(replay({ header: result.header, events: trace }).ok).toBe(true);
+      const inProgress = new Map<string, number>();
+      for (const e of trace) {
+        const worker = e.actor.startsWith('conn/') ? e.actor.slice('conn/'.length).split('.')[0]! : e.actor.startsWith('worker/') ? e.actor.slice('worker/'.length) : null;
+        if (worker === null) continue;
+        if (e.type === 'conn.read') inProgress.set(worker, (inProgress.get(worker) ?? 0) + 1);
+        if (e.type === 'conn.respond') inProgress.set(worker, (inProgress.get(worker) ?? 0) - 1);
+        if (e.type === 'worker.signal' && e.signal === 'TERM') {
+          handlers++;
+          expect(inProgress.get(worker) ?? 0, `seed ${seed}: worker/${worker}'s TERM at ${e.t}`).toBe(0);
+        }
+      }
+    }
+    expect(handlers).toBe(10);
   });
 
   it('its traces conform to the model, recycling and all', () => {

@@ -1,11 +1,12 @@
 /** Server profiles (simulator/profiles.ts): measured, not tuned — and what the simulator does with them. */
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
+import type { TraceEvent } from '../../model/events.ts';
 import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, teardowns } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, teardowns, traceStopLines } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -277,6 +278,30 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
     const times = stopTimings(lines);
     expect(times.signalFlips).toEqual({ inPoll: 1, pastPoll: 2 });
     expect(times.signalHandlerMs.map((x) => Math.round(x * 1000) / 1000)).toEqual([0.6]);
+  });
+
+  it("reads quiesce serve's stop from its lifecycle trace: kills, each worker's signal, its last turn's end and its listener close, as gunicorn's hooks give them", () => {
+    const at = (t: number) => ({ t });
+    const events: TraceEvent[] = [
+      { ...at(5000), actor: 'arbiter', type: 'arbiter.signal', signal: 'TERM' },
+      { ...at(5001), actor: 'arbiter', type: 'arbiter.kill', worker: 'worker/7', signal: 'TERM' },
+      { ...at(5001.5), actor: 'arbiter', type: 'arbiter.kill', worker: 'worker/8', signal: 'TERM' },
+      // worker 7: an ordinary turn's end before its handler; its last turn ends 3 ms after the handler, the close 1 ms later.
+      { ...at(5001.2), actor: 'worker/7', type: 'worker.turn-end' },
+      { ...at(5003), actor: 'worker/7', type: 'worker.signal', signal: 'TERM' },
+      { ...at(5006), actor: 'worker/7', type: 'worker.turn-end' },
+      { ...at(5007), actor: 'worker/7', type: 'worker.close-listener' },
+      // worker 8: no turn ended between its handler and its close.
+      { ...at(5002), actor: 'worker/8', type: 'worker.signal', signal: 'TERM' },
+      { ...at(5002.25), actor: 'worker/8', type: 'worker.close-listener' },
+      // The graceful timeout's KILL is no stop's kill.
+      { ...at(35_000), actor: 'arbiter', type: 'arbiter.kill', worker: 'worker/8', signal: 'KILL' },
+    ];
+    const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
+    const times = stopTimings(traceStopLines(events));
+    expect(ms(times.killGapMs)).toEqual([0.5]);
+    expect(ms(times.signalHandlerMs)).toEqual([2, 0.5]);
+    expect(ms(times.closeAfterTurnMs)).toEqual([1, 0.25]);
   });
 
   it('refuses a line it cannot read, naming it', () => {
