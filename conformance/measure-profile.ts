@@ -546,16 +546,18 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
   return { waitsMs, waitOfHandOver, ofNoRequest: waitOfHandOver.length - waitsMs.length };
 }
 
+/** One moment of a stop, as the hooks or a trace give it: a kill(2) by the arbiter, or a worker's handler, hand-over or listener close (ms). */
+export type StopMark =
+  | { readonly ms: number; readonly kind: 'kill'; readonly pid: string; readonly signal: number }
+  | { readonly ms: number; readonly kind: 'handler' | 'submit' | 'listener-close'; readonly pid: string };
+
 /**
  * From a stop run's lines (`<seconds> kill <pid> <signal>` from the arbiter; `<seconds> handler|submit|listener-close <pid>`
- * from its workers), in ms: the gaps between the arbiter's successive SIGTERM kills; each kill → that
- * worker's first handler after it; and, for each worker that closed its listener copy after its handler,
- * the first hand-over between them (the poll that ended the last turn: the loop looks at `alive` only
- * after its hand-overs) — or the handler, where none came — → the close.
+ * from its workers; `<seconds> loop <pid> in-poll|past-poll` where a handler found gthread's main thread), in ms:
+ * see `stopTimingsOf`.
  */
 export function stopTimings(lines: readonly string[]): StopTimes {
-  const kills: { readonly ms: number; readonly pid: string }[] = [];
-  const byWorker = { handler: new Map<string, number[]>(), submit: new Map<string, number[]>(), 'listener-close': new Map<string, number[]>() };
+  const marks: StopMark[] = [];
   const signalFlips = { inPoll: 0, pastPoll: 0 };
   for (const line of lines) {
     const loop = /^\d+(?:\.\d+)? loop \d+ (\S+)$/.exec(line);
@@ -566,17 +568,23 @@ export function stopTimings(lines: readonly string[]): StopTimes {
     const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);
     if (!match) throw new Error(`stops.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
-    if (match[2] !== undefined) {
-      if (match[3] === '15') kills.push({ ms, pid: match[2] });
-      continue;
-    }
-    const into = byWorker[match[4] as keyof typeof byWorker];
-    into.set(match[5]!, [...(into.get(match[5]!) ?? []), ms]);
+    if (match[2] !== undefined) marks.push({ ms, kind: 'kill', pid: match[2], signal: Number(match[3]) });
+    else marks.push({ ms, kind: match[4] as 'handler' | 'submit' | 'listener-close', pid: match[5]! });
   }
-  /** The first of a worker's lines of a kind in [fromMs, toMs]. */
-  const first = (kind: keyof typeof byWorker, pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY) =>
-    (byWorker[kind].get(pid) ?? []).filter((ms) => ms >= fromMs && ms <= toMs).sort((a, b) => a - b)[0];
-  kills.sort((a, b) => a.ms - b.ms);
+  return { ...stopTimingsOf(marks), signalFlips };
+}
+
+/**
+ * A stop's marks, in ms: the gaps between the arbiter's successive SIGTERM kills; each kill → that
+ * worker's first handler after it; and, for each worker that closed its listener copy after its handler,
+ * the first hand-over between them (the poll that ended the last turn: the loop looks at `alive` only
+ * after its hand-overs) — or the handler, where none came — → the close.
+ */
+export function stopTimingsOf(marks: readonly StopMark[]): Omit<StopTimes, 'signalFlips'> {
+  const kills = marks.filter((m) => m.kind === 'kill' && m.signal === os.constants.signals.SIGTERM).sort((a, b) => a.ms - b.ms);
+  /** The first of a worker's marks of a kind in [fromMs, toMs]. */
+  const first = (kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY) =>
+    marks.filter((m) => m.kind === kind && m.pid === pid && m.ms >= fromMs && m.ms <= toMs).reduce<number | undefined>((least, m) => (least === undefined || m.ms < least ? m.ms : least), undefined);
   const killGapMs = kills.slice(1).map((k, i) => k.ms - kills[i]!.ms);
   const signalHandlerMs: number[] = [];
   const closeAfterTurnMs: number[] = [];
@@ -588,7 +596,7 @@ export function stopTimings(lines: readonly string[]): StopTimes {
     if (close === undefined) continue;
     closeAfterTurnMs.push(close - (first('submit', kill.pid, handler, close) ?? handler));
   }
-  return { killGapMs, signalHandlerMs, closeAfterTurnMs, signalFlips };
+  return { killGapMs, signalHandlerMs, closeAfterTurnMs };
 }
 
 function gunicornStopTimes(dir: string): StopTimes {
@@ -754,24 +762,24 @@ function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number
 
 /**
  * `quiesce serve`'s stop, from its lifecycle trace (the arbiter and its workers on one monotonic clock),
- * as the lines gunicorn's stop hooks write (`stopTimings`): an `arbiter.kill` a kill; a worker's
- * `worker.signal` its handler; its `worker.turn-end` the poll that ended its last turn, where gthread's
- * hook sees a hand-over; its `worker.close-listener` the close. A worker is named by its number.
+ * as gunicorn's stop hooks give it: an `arbiter.kill` a kill; a worker's `worker.signal` TERM its
+ * handler; its `worker.turn-end` the poll that ended its last turn, where gthread's hook sees a
+ * hand-over; its `worker.close-listener` the close. A worker is named by its number.
  */
-export function traceStopLines(events: readonly TraceEvent[]): string[] {
-  const seconds = (ms: number) => (ms / 1000).toFixed(6);
+export function traceStopMarks(events: readonly TraceEvent[]): StopMark[] {
   const number = (worker: string) => worker.slice(worker.indexOf('/') + 1);
-  return events.flatMap((e): string[] => {
-    if (e.type === 'arbiter.kill') return [`${seconds(e.t)} kill ${number(e.worker)} ${os.constants.signals[`SIG${e.signal}`]}`];
-    if (e.type === 'worker.signal' && e.signal === 'TERM') return [`${seconds(e.t)} handler ${number(e.actor)}`];
-    if (e.type === 'worker.turn-end') return [`${seconds(e.t)} submit ${number(e.actor)}`];
-    if (e.type === 'worker.close-listener') return [`${seconds(e.t)} listener-close ${number(e.actor)}`];
+  return events.flatMap((e): StopMark[] => {
+    if (e.type === 'arbiter.kill') return [{ ms: e.t, kind: 'kill', pid: number(e.worker), signal: os.constants.signals[`SIG${e.signal}`] }];
+    if (e.type === 'worker.signal' && e.signal === 'TERM') return [{ ms: e.t, kind: 'handler', pid: number(e.actor) }];
+    if (e.type === 'worker.turn-end') return [{ ms: e.t, kind: 'submit', pid: number(e.actor) }];
+    if (e.type === 'worker.close-listener') return [{ ms: e.t, kind: 'listener-close', pid: number(e.actor) }];
     return [];
   });
 }
 
 const QUIESCE_STOPS = {
-  times: (dir: string) => stopTimings(traceStopLines(readTrace(join(dir, 'trace.jsonl')).events)),
+  // The main thread's place at a handler is gthread's; an event loop runs a handler between callbacks (never counted).
+  times: (dir: string): StopTimes => ({ ...stopTimingsOf(traceStopMarks(readTrace(join(dir, 'trace.jsonl')).events)), signalFlips: { inPoll: 0, pastPoll: 0 } }),
   method:
     "the server's lifecycle trace (--trace-events lifecycle: the arbiter and its workers on one monotonic clock): the gaps between the arbiter's successive TERM kills of one stop (arbiter.kill); a kill → that worker's worker.signal (its handler, run by its event loop); the end of its last loop turn (worker.turn-end), or the handler where none came first → its listener copy's close (worker.close-listener)",
 };

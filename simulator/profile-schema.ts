@@ -286,6 +286,8 @@ export const profileSchema = z
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
       }
     }
+    // The one thread is the worker's thread on the shared CPU: without the CPU there is no turn to read in.
+    if (profile.singleThreadedLoop && !profile.cpu) ctx.addIssue({ code: 'custom', path: ['singleThreadedLoop'], message: 'needs cpu: the one thread is the worker\'s thread on the measured CPU' });
   });
 
 export type Profile = z.infer<typeof profileSchema>;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, teardowns, traceStopLines } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -70,6 +70,9 @@ describe('readProfileFile: a profile measured elsewhere (npm run profile:measure
     const profile = JSON.parse(text) as Record<string, unknown>;
     expect(refusal(JSON.stringify({ ...profile, bootMs: { ...(profile.bootMs as object), measurement: 'guessed' } }))).toMatch(/does not describe/);
     expect(refusal(JSON.stringify({ ...profile, dispatchMs: 3 }))).toMatch(/not a server profile: .*dispatchMs|not a server profile: \(top\): Unrecognized key/);
+    // Said without the CPU it would be read nowhere: refused, not ignored.
+    const ours = read('quiesce-serve.json') as Record<string, unknown>;
+    expect(refusal(JSON.stringify({ ...ours, cpu: undefined }))).toMatch(/not a server profile: singleThreadedLoop: needs cpu/);
     // A file of the old four-column rows (before the poll wait knew what made a connection readable)
     // fails on each of its rows: the message names the first few and counts the rest.
     const gthread = read('gunicorn-20.1-gthread.json') as Record<string, unknown>;
@@ -298,7 +301,7 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
       { ...at(35_000), actor: 'arbiter', type: 'arbiter.kill', worker: 'worker/8', signal: 'KILL' },
     ];
     const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
-    const times = stopTimings(traceStopLines(events));
+    const times = stopTimingsOf(traceStopMarks(events));
     expect(ms(times.killGapMs)).toEqual([0.5]);
     expect(ms(times.signalHandlerMs)).toEqual([2, 0.5]);
     expect(ms(times.closeAfterTurnMs)).toEqual([1, 0.25]);
