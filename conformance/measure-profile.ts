@@ -104,6 +104,8 @@ export interface KeptAliveHandOver {
   /** The hand-over of the request before it on the connection, and this one, ms, CLOCK_MONOTONIC. */
   readonly previousHandOverMs: number;
   readonly handOverMs: number;
+  /** The return of the select whose callback handed it over, ms, CLOCK_MONOTONIC. */
+  readonly pollReturnedMs: number;
   /** The connection's return to the poller between the two (the done callback's end), ms, CLOCK_MONOTONIC; absent: not seen. */
   readonly returnedMs?: number;
   /** What came of it, as the hooks saw it, ms: the hand-over → pre, pre → post, post → the return (absent: not seen). */
@@ -144,7 +146,9 @@ export interface StopTimes {
 /**
  * In a gthread worker's post_worker_init: its poller's select wrapped, so that `_polling[0]` (a module
  * global) says whether the main thread is in it — for the hooks that note where the loop is as `alive`
- * flips. One flag, no time taken: the wrapper costs the loop two stores a turn.
+ * flips — and `_returned[0]` when it last returned, for the hand-overs of what it returned with (each
+ * is a callback of that return: `for key, _ in events: callback(key.fileobj)`). The wrapper costs the
+ * loop two stores and a clock read a turn.
  */
 const POLLING_FLAG = [
   '    select = worker.poller.select',
@@ -154,6 +158,7 @@ const POLLING_FLAG = [
   '            return select(timeout)',
   '        finally:',
   '            _polling[0] = False',
+  '            _returned[0] = time.monotonic()',
   '    worker.poller.select = polling_select',
 ];
 
@@ -171,6 +176,7 @@ export const GUNICORN_HOOKS = [
   "        f.write('%.6f %s %d\\n' % (time.monotonic(), kind, pid))",
   // Whether gthread's main thread is in its poll: a pool thread flips alive at a recycle, wherever the loop is.
   '_polling = [False]',
+  '_returned = [0.0]',
   '_flipped = [False]',
   'def pre_request(worker, req):',
   "    _requests.append('%.6f pre %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
@@ -188,8 +194,9 @@ export const GUNICORN_HOOKS = [
   "    enqueue = getattr(worker, 'enqueue_req', None)",
   '    if enqueue is None: return',
   ...POLLING_FLAG,
+  // A hand-over, with the return of the poll it is a callback of.
   '    def enqueue_req(conn):',
-  "        _requests.append('%.6f submit %d %s' % (time.monotonic(), os.getpid(), conn.client))",
+  "        _requests.append('%.6f submit %d %.6f %s' % (time.monotonic(), os.getpid(), _returned[0], conn.client))",
   '        return enqueue(conn)',
   '    worker.enqueue_req = enqueue_req',
   // …closes its listener copies after its loop: timed at a recycle (its own limit reached; not the final stop).
@@ -234,6 +241,7 @@ export const GUNICORN_STOP_HOOKS = [
   '_dir = os.path.dirname(os.path.abspath(__file__))',
   '_lines = []',
   '_polling = [False]',
+  '_returned = [0.0]',
   // kill_workers calls kill_worker once per worker.
   'def when_ready(server):',
   '    kill = server.kill_worker',
@@ -272,7 +280,8 @@ export const GUNICORN_STOP_HOOKS = [
 ].join('\n');
 
 /**
- * From the hooks' request lines (`<seconds> submit|pre|post|return <pid> <peer>`; `<seconds> clock <pid>
+ * From the hooks' request lines (`<seconds> pre|post|return <pid> <peer>`; `<seconds> submit <pid> <its
+ * poll's return, seconds> <peer>`; `<seconds> clock <pid>
  * <realtime seconds>`; `<seconds> recycle-flip <pid> in-poll|past-poll`), per connection (the same worker and client address), in ms: each handler's time
  * (its pre → its post); each return (a post → the done callback's return after it); each kept-alive
  * hand-over (a submit on a connection that had a response: a hand-over of the client's FIN is one too,
@@ -328,14 +337,19 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       continue;
     }
     if (match[2] === 'submit') lastSubmitOf.set(match[3]!, ms);
-    const conn = `${match[3]} ${match[4]}`;
+    // A hand-over names the return of the poll it is a callback of before its peer.
+    const polled = match[2] === 'submit' ? /^(\d+(?:\.\d+)?) (.+)$/.exec(match[4]!) : null;
+    if (match[2] === 'submit' && !polled) throw new Error(`requests.log: a submit line without its poll's return: "${line}"`);
+    const peer = polled ? polled[2]! : match[4]!;
+    const conn = `${match[3]} ${peer}`;
     const since = (map: Map<string, number>, into: number[]) => {
       const at = map.get(conn);
       if (at !== undefined) into.push(ms - at);
       map.delete(conn);
     };
     if (match[2] === 'submit') {
-      const clientPort = clientPortOf(match[4]!, line);
+      const clientPort = clientPortOf(peer, line);
+      const pollReturnedMs = Number(polled![1]) * 1000;
       const ports = portsOf.get(match[3]!) ?? new Set<number>();
       ports.add(clientPort);
       portsOf.set(match[3]!, ports);
@@ -344,7 +358,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       const returnedMs = returned.get(conn);
       returned.delete(conn);
       if (previous !== undefined && responded.has(conn)) {
-        const handOver: KeptAliveHandOver = { pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms, ...(returnedMs !== undefined ? { returnedMs } : {}) };
+        const handOver: KeptAliveHandOver = { pid: match[3]!, clientPort, previousHandOverMs: previous, handOverMs: ms, pollReturnedMs, ...(returnedMs !== undefined ? { returnedMs } : {}) };
         keptAliveHandOvers.push(handOver);
         inProgress.set(conn, handOver);
       }
@@ -481,7 +495,8 @@ const JOINT_ROWS = 1000;
 
 /**
  * Each kept-alive request's times together — its wait in the poller, the thread's pickup, the handler,
- * the return — and what made its connection readable, for the requests the capture and the hooks saw
+ * the return — what made its connection readable, and how long after its poll's return the loop
+ * handed it over (the rest of its wait: the loop's turn through what that poll returned), for the requests the capture and the hooks saw
  * whole, sampled evenly over the run. They share one GIL and two cores: a request that waited long in
  * the poller waited while threads ran, and is picked up fast, so drawing them apart adds up tails that
  * do not come together (measured: drawn apart, the simulated latency's median was twice the real one).
@@ -500,13 +515,17 @@ export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOf
     if (fromArrivalMs === undefined || h.returnedMs === undefined || h.pickupMs === undefined || h.handlerMs === undefined || h.returnMs === undefined) return;
     const arrivalMs = h.handOverMs - fromArrivalMs;
     const cameBack = arrivalMs < h.returnedMs;
-    whole.push([cameBack ? h.handOverMs - h.returnedMs : fromArrivalMs, h.pickupMs, h.handlerMs, h.returnMs, cameBack ? 1 : 0]);
+    const waitMs = cameBack ? h.handOverMs - h.returnedMs : fromArrivalMs;
+    // The poll returned after the connection became readable (select reports what is readable as it
+    // returns): where the capture's clock puts the arrival later, by its reading's error, at the arrival.
+    const afterPollReturnMs = Math.min(waitMs, Math.max(0, h.handOverMs - h.pollReturnedMs));
+    whole.push([waitMs, h.pickupMs, h.handlerMs, h.returnMs, cameBack ? 1 : 0, afterPollReturnMs]);
   });
   const step = Math.max(1, whole.length / JOINT_ROWS);
   const rowsMs: RequestRowsMeasured['rowsMs'] = [];
   for (let i = 0; Math.floor(i) < whole.length && rowsMs.length < JOINT_ROWS; i += step) {
-    const [waitMs, pickupMs, handlerMs, returnMs, cameBack] = whole[Math.floor(i)]!;
-    rowsMs.push([round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs), cameBack]);
+    const [waitMs, pickupMs, handlerMs, returnMs, cameBack, afterPollReturnMs] = whole[Math.floor(i)]!;
+    rowsMs.push([round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs), cameBack, round3(afterPollReturnMs)]);
   }
   return { samples: whole.length, rowsMs };
 }

@@ -107,6 +107,7 @@ const KERNEL = {
   stopAccepting: () => {},
   releaseListener: () => {},
   watchReadable: () => false,
+  pollReturnedWith: () => [],
   pickUp: () => false,
   read: () => null,
   handle: () => {},

@@ -444,6 +444,11 @@ export class WorkerServer implements WorkerPort {
     return true;
   }
 
+  pollReturnedWith(_conn: ConnId, before: readonly ConnId[]): readonly ConnId[] {
+    // Handed over at once (watchReadable): nothing else waits in a poller of the driver's.
+    return before;
+  }
+
   pickUp(): boolean {
     // The handler runs on this event loop, in the same turn that read the request.
     return true;

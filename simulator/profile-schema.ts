@@ -28,11 +28,12 @@ const measuredDistribution = z.strictObject({
 
 /**
  * What each of a request row's columns is, in order (simulator/request-rows.ts draws them so): four
- * times, ms, and whether the connection came back to the poller with the request already in (1) or
- * the request came to it there (0). The poll wait runs from the later of the two — the return, or the
- * request's arrival — to the hand-over.
+ * times, ms; whether the connection came back to the poller with the request already in (1) or
+ * the request came to it there (0) — the poll wait runs from the later of the two, the return or the
+ * request's arrival, to the hand-over; and the end of that wait after the return of the poll the loop
+ * handed it over from (at most the wait: the poll returned after the connection became readable).
  */
-export const REQUEST_ROW_COLUMNS = ['pollWaitFromReadableMs', 'threadPickupMs', 'serviceMs', 'returnMs', 'cameBackWithRequest'] as const;
+export const REQUEST_ROW_COLUMNS = ['pollWaitFromReadableMs', 'threadPickupMs', 'serviceMs', 'returnMs', 'cameBackWithRequest', 'handOverAfterPollReturnMs'] as const;
 
 const requestRows = z.strictObject({
   measurement: z.string().min(1),
@@ -43,10 +44,12 @@ const requestRows = z.strictObject({
     z.literal(REQUEST_ROW_COLUMNS[2]),
     z.literal(REQUEST_ROW_COLUMNS[3]),
     z.literal(REQUEST_ROW_COLUMNS[4]),
+    z.literal(REQUEST_ROW_COLUMNS[5]),
   ]),
   rowsMs: z
-    .array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.union([z.literal(0), z.literal(1)])]))
-    .min(1),
+    .array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.union([z.literal(0), z.literal(1)]), z.number().nonnegative()]))
+    .min(1)
+    .refine((rows) => rows.every((row) => row[5] <= row[0]), { message: 'a row whose hand-over after its poll\'s return (sixth column) is longer than its poll wait (first): the poll returned after the connection became readable' }),
 });
 
 export type RequestRowsMeasured = z.infer<typeof requestRows>;

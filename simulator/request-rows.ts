@@ -20,8 +20,12 @@ import type { ConnId } from '../model/events.ts';
 import type { Rng } from './rng.ts';
 import type { PollWait } from './server.ts';
 
-/** `cameBackWithRequest`: 1 when the connection was back in the poller with its request in (`ReadableBy` 'return'), 0 when the request came to it there. */
-export type RequestRow = readonly [pollWaitMs: number, pickupMs: number, serviceMs: number, returnMs: number, cameBackWithRequest: number];
+/**
+ * `cameBackWithRequest`: 1 when the connection was back in the poller with its request in (`ReadableBy`
+ * 'return'), 0 when the request came to it there; `handOverAfterPollReturnMs`: how long after the
+ * return of the poll it came from the loop handed it over (≤ the wait).
+ */
+export type RequestRow = readonly [pollWaitMs: number, pickupMs: number, serviceMs: number, returnMs: number, cameBackWithRequest: number, handOverAfterPollReturnMs: number];
 
 export class RequestRows {
   private readonly ofConn = new Map<ConnId, RequestRow>();
@@ -47,7 +51,7 @@ export class RequestRows {
   readonly dispatchMs = (conn: ConnId, by: ReadableBy): PollWait => {
     const row = this.draw(this.readableBy[by]);
     this.ofConn.set(conn, row);
-    return { ms: row[0], from: 'readable' };
+    return { ms: row[0], from: 'readable', afterPollReturnMs: row[5] };
   };
 
   readonly pickupMs = (conn: ConnId, req: string): number => {

@@ -23,6 +23,12 @@ import { dispatchItem, type Draw, type ItemHandlers, type ServerItem, type Wire 
 export interface PollWait {
   readonly ms: number;
   readonly from: 'arrival' | 'readable';
+  /**
+   * How long before the hand-over the poll it comes from returned (≤ `ms`: the poll returned after the
+   * connection became readable): the rest of the wait is the loop's turn through what that poll
+   * returned. Absent: unknown — the poll is taken to have returned as the connection became readable.
+   */
+  readonly afterPollReturnMs?: number;
 }
 
 export interface ServerTiming {
@@ -484,6 +490,8 @@ export class WorkerProcess implements WorkerPort {
    * socket buffer holds them until the response before them is written (as impl/'s parser does).
    */
   private readonly behind = new Map<ConnId, string[]>();
+  /** Connections waiting in the poller with a measured wait, since when, and how long before its hand-over its poll returns (`PollWait`). */
+  private readonly readableSince = new Map<ConnId, { readonly atMs: number; readonly afterPollReturnMs: number }>();
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
   bootThread: string | null = null;
   /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
@@ -509,6 +517,7 @@ export class WorkerProcess implements WorkerPort {
     if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
     if (this.forkAtMs > this.server.host.nowMs || this.reapPending) throw new SimulationInvariantError(`${this.id}: a process whose fork or reap is queued has no snapshot`);
     if (this.unread.size > 0) throw new SimulationInvariantError(`${this.id}: a process whose thread has requests still to read has no snapshot`);
+    if (this.readableSince.size > 0) throw new SimulationInvariantError(`${this.id}: a process whose poller holds measured waits has no snapshot`);
     return {
       id: this.id,
       ready: this.ready,
@@ -770,11 +779,27 @@ export class WorkerProcess implements WorkerPort {
   watchReadable(conn: ConnId, by: ReadableBy): boolean {
     const wait = this.server.timing.dispatchMs?.(conn, by);
     if (wait === undefined) return true;
+    if (wait.afterPollReturnMs !== undefined) {
+      if (!(wait.afterPollReturnMs >= 0 && wait.afterPollReturnMs <= wait.ms)) throw new SimulationInvariantError(`${conn}: its poll returned ${wait.afterPollReturnMs} ms before a hand-over ${wait.ms} ms after it became readable`);
+      this.readableSince.set(conn, { atMs: this.server.host.nowMs, afterPollReturnMs: wait.afterPollReturnMs });
+    }
     // A wait measured from the request's arrival (its last segment → the hand-over) runs from there:
     // a request that came while its connection was still with the pool's done callback has waited
     // since then, inside that callback's measured return — counted again from now, it would wait twice.
     const waitedMs = wait.from === 'arrival' ? this.server.host.nowMs - this.link(conn).lastBytesArrivedAtMs : 0;
     return this.atOnceOrLater(wait.ms - waitedMs, { kind: 'poll', worker: this.id, conn });
+  }
+
+  /**
+   * The poll that returned with `conn` returned `afterPollReturnMs` before now (its measured row), not
+   * before `conn` became readable: every connection readable by then is in that return.
+   */
+  pollReturnedWith(conn: ConnId, before: readonly ConnId[], after: readonly ConnId[]): readonly ConnId[] {
+    const since = this.readableSince.get(conn);
+    this.readableSince.delete(conn);
+    if (since === undefined) return before;
+    const returnedAtMs = Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs);
+    return [...before, ...after.filter((other) => (this.readableSince.get(other)?.atMs ?? Number.POSITIVE_INFINITY) <= returnedAtMs)];
   }
 
   loopPastPoll(cause: 'recycle' | 'signal'): boolean {
@@ -840,6 +865,7 @@ export class WorkerProcess implements WorkerPort {
     const link = this.server.linkOfConn.get(conn);
     // What the socket holds unread, the kernel's close resets (the chart never heard of it).
     const unread = this.unread.delete(conn);
+    this.readableSince.delete(conn);
     if (link) this.server.network.serverCloses(link, rst || unread, this.closeCause(conn, link));
     this.server.linkOfConn.delete(conn);
     this.forgetBehind(conn);

@@ -43,6 +43,16 @@ export interface WorkerPort {
    * platform calls `polled(conn)` when its loop's poll returns with it.
    */
   watchReadable(conn: ConnId, by: ReadableBy): boolean;
+  /**
+   * The loop's poll returned with `conn` (`polled`): which of the connections still waiting in the
+   * poller that poll returned with too — select() returns with every connection readable as it
+   * returns. `before` became readable before `conn` and `after` since (each in that order); the poll
+   * returned after `conn` became readable, so `before` were in it whatever the platform knows. A
+   * platform that knows when the poll returned (the simulator, from a measured hand-over's time after
+   * its poll's return) adds those of `after` that were readable by then; one that does not answers
+   * `before`.
+   */
+  pollReturnedWith(conn: ConnId, before: readonly ConnId[], after: readonly ConnId[]): readonly ConnId[];
   /** Take the request of `conn` off the socket now that a thread is free: whether it allows keep-alive; null while it is incomplete. */
   read(conn: ConnId, req: string): { readonly keepAlive: boolean } | null;
   /**
@@ -105,10 +115,10 @@ export class WorkerDriver {
   /** Connections whose request waits in the poller (`unpolled`), in the order the requests came. */
   private readonly readable: ConnId[] = [];
   /**
-   * The rest of what the loop's last poll returned, as far as the model can tell: the connections that
-   * were readable before the one it last handed over, and are not handed over yet. That poll returned
-   * after that connection became readable, so select() returned with them too; a loop past its poll
-   * as `alive` flips is still handing them over.
+   * The rest of what the loop's last poll returned, as far as the platform can tell
+   * (`WorkerPort.pollReturnedWith`), not handed over yet: at least the connections that were readable
+   * before the one it last handed over — that poll returned after it became readable, so select()
+   * returned with them too. A loop past its poll as `alive` flips is still handing them over.
    */
   private readonly lastPollBatch: ConnId[] = [];
   private nextConn = 1;
@@ -235,7 +245,7 @@ export class WorkerDriver {
   /**
    * `alive` just flipped (a recycle, or a TERM's handler): where the chart has a last loop turn, the
    * platform says where the loop is. One past its poll is still handing over what that poll returned
-   * (the connections readable before the one it last handed over: `lastPollBatch`), and ends the turn
+   * (`lastPollBatch`), and ends the turn
    * without another poll: what else waits in the poller is abandoned. One in its poll returns with
    * what comes next (`dispatch`).
    */
@@ -335,10 +345,11 @@ export class WorkerDriver {
     if (ready >= 0) this.readable.splice(ready, 1);
     if (!this.host.emitIfAccepted(conn, { type: 'conn.dispatch' })) return;
     // The ready list is in the order the connections became readable: those before this one were
-    // readable when the poll that returned with it returned.
-    const before = this.readable.slice(0, Math.max(0, ready));
-    if (endsTurn) return this.handOverLastTurn([conn, ...before], conn);
-    this.lastPollBatch.splice(0, this.lastPollBatch.length, ...before);
+    // readable when the poll that returned with it returned, and the platform may know of more.
+    const at = Math.max(0, ready);
+    const returnedWith = this.port.pollReturnedWith(conn, this.readable.slice(0, at), this.readable.slice(at));
+    if (endsTurn) return this.handOverLastTurn([conn, ...returnedWith], conn);
+    this.lastPollBatch.splice(0, this.lastPollBatch.length, ...returnedWith);
     this.wantsThread(conn);
   }
 
@@ -349,10 +360,11 @@ export class WorkerDriver {
    * poll wait is measured from the moment a connection became readable (`ReadableBy`) to its hand-over,
    * and the hand-overs of one return come one after another, each after the GIL (hooks on the select:
    * up to milliseconds apart), so the select returned somewhere between the handed-over connection
-   * becoming readable and its hand-over: the connections readable before it were in that return; later ones are taken to have missed it. In a
-   * draining worker's last turn those are handed over (and served with close) and the turn ends; the
-   * rest of the poller is abandoned. (The tenth session's rule took the hand-over for the select's
-   * return and handed over everything readable then; simulator/README.md records what each rule gave.)
+   * becoming readable and its hand-over: the connections readable before it were in that return, and
+   * those readable since are in it if they were readable by the return — which the platform places
+   * (`WorkerPort.pollReturnedWith`: the simulator, from each hand-over's measured time after its poll's
+   * return). In a draining worker's last turn those are handed over (and served with close) and the
+   * turn ends; the rest of the poller is abandoned. (simulator/README.md records what each rule gave.)
    *
    * Here, a request came to an idle connection the last turn polls: the select returns with it, and
    * with everything readable before it.

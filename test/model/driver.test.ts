@@ -44,7 +44,7 @@ class HandClock extends ActorHost {
 }
 
 /** The fake platform: notes each effect; a worker's "process" is its driver. */
-function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean; lateTeardown?: boolean; pastPoll?: boolean } = {}) {
+function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean; lateTeardown?: boolean; pastPoll?: boolean; returnedLater?: boolean } = {}) {
   const events: TraceEvent[] = [];
   const host = new HandClock(runtimesFor(getPolicy(policy), params), (t, actor, e) => events.push(traceEvent(t, actor, e)));
   const effects: string[] = [];
@@ -56,6 +56,8 @@ function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 
         releaseListener: () => (driver.listenerReleased(), arbiter.listenerReleasedBy(id)),
         // With `poller`, a kept-alive connection's next request waits in the loop's poller until `polled` (gthread).
         watchReadable: () => options.poller !== true,
+        // With `returnedLater`, each poll returned after everything in the poller became readable (the simulator places it from a measured row).
+        pollReturnedWith: (_conn, before, after) => (options.returnedLater === true ? [...before, ...after] : before),
         pickUp: () => true,
         read: () => ({ keepAlive: true }),
         handle: (conn, req) => effects.push(`${conn} handles ${req}`),
@@ -320,6 +322,26 @@ describe('the drivers on a platform of a few dozen lines', () => {
     worker.handlerFinished(second, 'b2');
     expect(p.effects).toContain(`${second} answers b2 with close`);
     expect(p.effects).toContain(`${third} RST`);
+    expect(replaysSoFar(p)).toBe('ok');
+  });
+
+  it("gthread's recycle past its poll, where the platform knows the poll returned later: what became readable by then is in that return, and handed over too", () => {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true, returnedLater: true });
+    p.arbiter.boot();
+    const worker = p.workers.get('worker/1')!;
+    worker.ready();
+    const [first, second, third] = (['client/1', 'client/2', 'client/3'] as const).map((client) => worker.accept(client)!) as [ConnId, ConnId, ConnId];
+    [first, second, third].forEach((conn, i) => worker.requestArrived(conn, `a${i + 1}`));
+    [first, second, third].forEach((conn, i) => worker.handlerFinished(conn, `a${i + 1}`));
+    worker.requestArrived(second, 'b2');
+    worker.requestArrived(first, 'b1');
+    worker.requestArrived(third, 'b3');
+    // As above, but the poll that returned with b1 returned after b3 came: the loop past its poll hands b3 over as well.
+    worker.polled(first);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
+    expect(p.effects).toContain(`${second} handles b2`);
+    expect(p.effects).toContain(`${third} handles b3`);
+    expect(p.effects).not.toContain(`${third} RST`);
     expect(replaysSoFar(p)).toBe('ok');
   });
 

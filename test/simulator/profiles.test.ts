@@ -81,6 +81,9 @@ describe('readProfileFile: a profile measured elsewhere (npm run profile:measure
     expect(stale).toMatch(/^\/tmp\/p\.json: not a server profile: keptAliveRequestsMs\.columns: [^;]+; keptAliveRequestsMs\.rowsMs\.0: [^;]+; keptAliveRequestsMs\.rowsMs\.1: [^;]+; and \d+ more$/);
     // One issue for the columns and one a row; three named.
     expect(Number(/and (\d+) more$/.exec(stale)![1])).toBe(1 + rows.rowsMs.length - 3);
+    // A hand-over its poll returned longer before than the connection was readable: its poll returned before it was readable, which select cannot.
+    const early = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, rowsMs: rows.rowsMs.map((r, i) => (i === 7 ? [...r.slice(0, 5), r[0]! + 1] : r)) } }));
+    expect(early).toMatch(/keptAliveRequestsMs\.rowsMs: a row whose hand-over after its poll's return \(sixth column\) is longer than its poll wait/);
   });
 
   it('a --profile value is a file when it has a "/" or ends in .json, a shipped name otherwise', () => {
@@ -113,7 +116,10 @@ describe('fromPercentiles: a draw from a measured distribution', () => {
 describe('applyProfile', () => {
   it("replaces the scenario's service time and boot with the profile's, and names what stayed a default", () => {
     const base = getScenario('keepalive-recycle').params;
-    const profile = getProfile('gunicorn-20.1-gthread');
+    // The shipped profile, with fork gaps where its run saw too few queued forks to keep any (a run's
+    // luck: several workers recycling at once): each of its fields is named below.
+    const shipped = getProfile('gunicorn-20.1-gthread');
+    const profile = shipped.forkGapMs ? shipped : { ...shipped, forkGapMs: { measurement: shipped.reapToForkMs!.measurement, samples: 8, percentilesMs: Array.from({ length: 101 }, (_, i) => 30 + i / 10) } };
     const applied = applyProfile(base, profile);
     expect(applied.params.servicePercentilesMs).toEqual(profile.serviceMs!.percentilesMs);
     expect(applied.params.bootMs).toBe(profile.bootMs!.medianMs);
@@ -331,21 +337,21 @@ describe('exitToReady: pairing a worker exit with its replacement', () => {
 describe("requestTimings: gunicorn's request hooks as handler times, kept-alive hand-overs and thread pickups", () => {
   it('pairs the lines per worker and client address: submit → pre is the pickup, pre → post the handler, a submit after a post a kept-alive hand-over', () => {
     const lines = [
-      "1.000000 submit 10 ('127.0.0.1', 5001)",
+      "1.000000 submit 10 0.999950 ('127.0.0.1', 5001)",
       "1.000400 pre 10 ('127.0.0.1', 5001)",
-      "1.000500 submit 10 ('127.0.0.1', 5002)",
+      "1.000500 submit 10 1.000450 ('127.0.0.1', 5002)",
       "1.000700 pre 10 ('127.0.0.1', 5002)",
       "1.002000 post 10 ('127.0.0.1', 5001)",
       "1.003000 post 10 ('127.0.0.1', 5002)",
       // Another worker, the same client port (a reconnect that got the same port): another connection.
-      "1.003200 submit 11 ('127.0.0.1', 5001)",
+      "1.003200 submit 11 1.003150 ('127.0.0.1', 5001)",
       "1.003500 pre 11 ('127.0.0.1', 5001)",
-      "1.004000 submit 10 ('127.0.0.1', 5001)",
+      "1.004000 submit 10 1.003950 ('127.0.0.1', 5001)",
       "1.005000 pre 10 ('127.0.0.1', 5001)",
       "1.006000 post 11 ('127.0.0.1', 5001)",
       "1.006500 post 10 ('127.0.0.1', 5001)",
       // ab closes at its end: the loop hands the FIN over, and no request follows — no poll wait, no pickup.
-      "3.006500 submit 10 ('127.0.0.1', 5002)",
+      "3.006500 submit 10 3.006450 ('127.0.0.1', 5002)",
     ];
     const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
     const { handlerMs, keptAliveHandOvers, pickupMs } = requestTimings(lines);
@@ -360,12 +366,12 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
 
   it("with the done callback's returns: the return is measured from the response", () => {
     const lines = [
-      "1.000000 submit 10 ('127.0.0.1', 5001)",
+      "1.000000 submit 10 0.999950 ('127.0.0.1', 5001)",
       "1.000400 pre 10 ('127.0.0.1', 5001)",
       "1.002000 post 10 ('127.0.0.1', 5001)",
       // The callback takes the connection back 1.5 ms after the response (the GIL), then the loop hands the next request over.
       "1.003500 return 10 ('127.0.0.1', 5001)",
-      "1.004000 submit 10 ('127.0.0.1', 5001)",
+      "1.004000 submit 10 1.003950 ('127.0.0.1', 5001)",
       "1.004100 pre 10 ('127.0.0.1', 5001)",
       "1.005100 post 10 ('127.0.0.1', 5001)",
       // A response after which the callback closed the connection (the worker stopped): a return, and no poll wait.
@@ -383,9 +389,9 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
 
   it("times a recycle's close from the worker's last hand-over before it, and a close with no hand-over before it not at all", () => {
     const lines = [
-      "1.000000 submit 10 ('127.0.0.1', 5001)",
-      "1.000300 submit 10 ('127.0.0.1', 5002)",
-      "1.000100 submit 11 ('127.0.0.1', 5003)", // another worker's hand-over: not 10's
+      "1.000000 submit 10 0.999950 ('127.0.0.1', 5001)",
+      "1.000300 submit 10 1.000250 ('127.0.0.1', 5002)",
+      "1.000100 submit 11 1.000050 ('127.0.0.1', 5003)", // another worker's hand-over: not 10's
       "1.000400 pre 10 ('127.0.0.1', 5001)",
       '1.002300 recycle-close 10 -',
       '1.005000 recycle-close 12 -',
@@ -401,11 +407,25 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
     expect(requestTimings([]).recycleFlips).toEqual({ inPoll: 0, pastPoll: 0 });
   });
 
+  it("keeps each kept-alive hand-over's poll return: the select whose callback it is", () => {
+    const lines = [
+      "1.000000 submit 10 0.999000 ('127.0.0.1', 5001)",
+      "1.000400 pre 10 ('127.0.0.1', 5001)",
+      "1.002000 post 10 ('127.0.0.1', 5001)",
+      // The select returned at 1.003 with this connection (and another, handed over first): 1.5 ms later its turn came.
+      "1.003200 submit 10 1.003000 ('127.0.0.1', 5002)",
+      "1.004500 submit 10 1.003000 ('127.0.0.1', 5001)",
+    ];
+    const [handOver] = requestTimings(lines).keptAliveHandOvers;
+    expect(handOver!.handOverMs - handOver!.pollReturnedMs).toBeCloseTo(1.5, 6);
+  });
+
   it('refuses a line it cannot read, and a post without its pre', () => {
     expect(() => requestTimings(['1.0 recycle-flip 10 somewhere'])).toThrow(/neither in-poll nor past-poll/);
     expect(() => requestTimings(['garbage'])).toThrow(/unexpected line "garbage"/);
     expect(() => requestTimings(['1.0 clock 10 yesterday'])).toThrow(/a clock line without a realtime/);
-    expect(() => requestTimings(['1.0 submit 10 127.0.0.1'])).toThrow(/a peer without a port/);
+    expect(() => requestTimings(['1.0 submit 10 0.9 127.0.0.1'])).toThrow(/a peer without a port/);
+    expect(() => requestTimings(["1.0 submit 10 ('127.0.0.1', 5001)"])).toThrow(/a submit line without its poll's return/);
     expect(() => requestTimings(["1.0 post 10 ('127.0.0.1', 5001)"])).toThrow(/a post with no pre/);
   });
 });
@@ -446,13 +466,13 @@ describe("a capture beside the hooks: the client's turnaround, and the poll wait
     // Worker 10's CLOCK_MONOTONIC reads 5 s where CLOCK_REALTIME reads 1000 s: +995 s.
     const lines = [
       '5.000000 clock 10 1000.000000',
-      "5.000100 submit 10 ('127.0.0.1', 5001)",
+      "5.000100 submit 10 5.000050 ('127.0.0.1', 5001)",
       "5.000300 pre 10 ('127.0.0.1', 5001)",
       "5.001000 post 10 ('127.0.0.1', 5001)",
-      "5.001900 submit 10 ('127.0.0.1', 5001)", // the request arrived at 1000.001400 (realtime): waited 0.5 ms
+      "5.001900 submit 10 5.001850 ('127.0.0.1', 5001)", // the request arrived at 1000.001400 (realtime): waited 0.5 ms
       "5.002000 pre 10 ('127.0.0.1', 5001)",
       "5.002500 post 10 ('127.0.0.1', 5001)",
-      "6.000000 submit 10 ('127.0.0.1', 5001)", // ab's FIN, handed over: no request segment for it
+      "6.000000 submit 10 5.999950 ('127.0.0.1', 5001)", // ab's FIN, handed over: no request segment for it
     ];
     const segments = [seg(1_000_000_050, 5001, 'client'), seg(1_000_001_005, 5001, 'server'), seg(1_000_001_400, 5001, 'client'), seg(1_000_002_505, 5001, 'server')];
     const times = requestTimings(lines);
@@ -466,9 +486,9 @@ describe("a capture beside the hooks: the client's turnaround, and the poll wait
     const rowsOf = (times: ReturnType<typeof requestTimings>) => jointRequestRows(times.keptAliveHandOvers, arrivalWaits(times, segments).waitOfHandOver);
     // The connection back in the poller (5.001200) before its request came (5.001400): polled when it
     // came, it waited 0.5 ms from its arrival.
-    expect(rowsOf(withReturns('5.001200'))).toEqual({ samples: 1, rowsMs: [[0.5, 0.1, 0.5, 0.1, 0]] });
+    expect(rowsOf(withReturns('5.001200'))).toEqual({ samples: 1, rowsMs: [[0.5, 0.1, 0.5, 0.1, 0, 0.05]] });
     // Back only at 5.001600, its request in since 5.001400: it waited 0.3 ms from its return.
-    expect(rowsOf(withReturns('5.001600'))).toEqual({ samples: 1, rowsMs: [[0.3, 0.1, 0.5, 0.1, 1]] });
+    expect(rowsOf(withReturns('5.001600'))).toEqual({ samples: 1, rowsMs: [[0.3, 0.1, 0.5, 0.1, 1, 0.05]] });
     // The same hooks one second off the capture's clock find nothing to pair: the clock line is what puts them on it.
     const offByASecond = arrivalWaits(requestTimings(lines.map((l) => l.replace('1000.000000', '1001.000000'))), segments);
     expect(offByASecond.waitsMs).toEqual([]);
@@ -492,13 +512,13 @@ describe("teardowns: a graceful exit's process gone, from the hooks' worker_exit
     // Worker 10's CLOCK_MONOTONIC 5 s is CLOCK_REALTIME 1000 s; it exits at 5.010 (realtime 1000.010 s).
     const lines = [
       '5.000000 clock 10 1000.000000',
-      "5.001000 submit 10 ('127.0.0.1', 5001)",
-      "5.002000 submit 10 ('127.0.0.1', 5002)",
-      "5.003000 submit 10 ('127.0.0.1', 5003)",
+      "5.001000 submit 10 5.000950 ('127.0.0.1', 5001)",
+      "5.002000 submit 10 5.001950 ('127.0.0.1', 5002)",
+      "5.003000 submit 10 5.002950 ('127.0.0.1', 5003)",
       '5.010000 worker-exit 10 -',
       // Worker 11 held nothing at its exit.
       '5.000000 clock 11 1000.000000',
-      "5.001000 submit 11 ('127.0.0.1', 6001)",
+      "5.001000 submit 11 5.000950 ('127.0.0.1', 6001)",
       '5.020000 worker-exit 11 -',
     ];
     const segments = [
@@ -593,14 +613,18 @@ describe("arbiterTimes: the arbiter's reaps and forks, from gunicorn's hooks", (
 
 describe('jointRequestRows: the requests kept whole are an even sample over the run', () => {
   it('keeps at most a thousand, spread over the run, each one request\'s four times', () => {
-    const handOvers = Array.from({ length: 3000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, returnedMs: i + 0.25, pickupMs: i, handlerMs: 1, returnMs: 2 }));
+    // Every even one handed over 0.1 ms after its poll's return; every odd one 1 ms after, longer than it waited.
+    const handOvers = Array.from({ length: 3000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, pollReturnedMs: i % 2 === 0 ? i + 0.9 : i, returnedMs: i + 0.25, pickupMs: i, handlerMs: 1, returnMs: 2 }));
     const waits = handOvers.map((_, i) => (i % 3 === 2 ? undefined : 0.5)); // a third not paired with an arrival: not whole
     const { samples, rowsMs } = jointRequestRows(handOvers, waits);
     expect(samples).toBe(2000);
     expect(rowsMs).toHaveLength(1000);
     // Even: every second whole request, from the first to the end of the run.
-    expect(rowsMs[0]).toEqual([0.5, 0, 1, 2, 0]);
+    expect(rowsMs[0]).toEqual([0.5, 0, 1, 2, 0, 0.1]);
     expect(rowsMs[999]![1]).toBeGreaterThan(2900);
+    // The poll returned after the request came (select reports what is readable as it returns): a clock
+    // that puts the return earlier is read as the arrival — at most the whole wait (the second row, the fourth request).
+    expect(rowsMs[1]).toEqual([0.5, 3, 1, 2, 0, 0.5]);
   });
 });
 

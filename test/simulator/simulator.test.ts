@@ -366,7 +366,8 @@ describe("a stop's measured timings (a profile's killGapMs, signalHandlerMs, clo
 describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per request, whatever else interleaves', () => {
   // Row i holds i + 0.1, i + 0.2, i + 0.3, i + 0.4: every time a request gets names the row it came from.
   // Odd rows are of connections that came back to the poller with their request in, even rows of requests that came to a polled one.
-  const rows = Array.from({ length: 50 }, (_, i) => [i + 0.1, i + 0.2, i + 0.3, i + 0.4, i % 2] as const);
+  // Each was handed over 0.05 ms after its poll returned.
+  const rows = Array.from({ length: 50 }, (_, i) => [i + 0.1, i + 0.2, i + 0.3, i + 0.4, i % 2, 0.05] as const);
   const rowOf = (ms: number) => Math.floor(ms);
 
   it('a kept-alive request draws at the poller among the rows readable its way, a first request at its pickup; its service follows the request, its return the connection', () => {
@@ -387,6 +388,7 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
           if (phase === 0 && cycle > 0) {
             const wait = timings.dispatchMs(conn, by);
             expect(wait.from).toBe('readable');
+            expect(wait.afterPollReturnMs).toBe(0.05);
             expect(rowOf(wait.ms) % 2, `a connection readable by its ${by} drew row ${rowOf(wait.ms)}`).toBe(by === 'return' ? 1 : 0);
             got.push(rowOf(wait.ms));
           }
@@ -405,7 +407,7 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
     const returning = rows.filter((r) => r[4] === 1);
     const timings = new RequestRows(returning, new Rng(4));
     for (let i = 0; i < 20; i++) expect(rowOf(timings.dispatchMs(`conn/1.${i}` as ConnId, 'arrival').ms) % 2).toBe(1);
-    expect(() => new RequestRows([[1, 1, 1, 1, 2]], new Rng(1))).toThrow(/neither 0 nor 1/);
+    expect(() => new RequestRows([[1, 1, 1, 1, 2, 0]], new Rng(1))).toThrow(/neither 0 nor 1/);
   });
 
   it("a connection back with its request in waits from its return; a request that comes to a polled one waits from its arrival (each its rows' wait)", () => {
@@ -418,8 +420,8 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
       const params = small('keepalive-recycle', 300);
       params.server = { ...params.server, maxRequests: 0 };
       params.requestRowsMs = [
-        [5, 0.1, 0.5, 3, 1],
-        [1, 0.1, 0.5, 3, 0],
+        [5, 0.1, 0.5, 3, 1, 0],
+        [1, 0.1, 0.5, 3, 0, 0],
       ];
       params.clientTurnaroundPercentilesMs = Array.from({ length: 101 }, () => turnaroundMs);
       const { events } = run('keepalive-recycle', 'gunicorn-gthread', 1, params);
@@ -448,9 +450,37 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
     for (const wait of late.fromArrival) expect(wait).toBeCloseTo(1, 9);
   });
 
+  it("a loop past its poll at a recycle hands over all its poll returned with: placed by each hand-over's time after its poll's return", () => {
+    // One worker recycling every 100 requests, each flip finding its loop past its poll. The same rows
+    // twice: once with each poll returned as its connection became readable (the model's bound: only
+    // what was readable before it is surely in the return), once with it returned at the hand-over
+    // (everything readable then). The draws are the same; the second hands more over at each flip.
+    const lostWith = (afterPollReturn: (waitMs: number) => number) => {
+      let lost = 0;
+      let recycles = 0;
+      for (const seed of [1, 2, 3, 4, 5]) {
+        const params = small('keepalive-recycle', 1500);
+        params.server = { ...params.server, workers: 1, maxRequests: 100, maxRequestsJitter: 0 };
+        params.recyclePastPollShare = 1;
+        params.requestRowsMs = Array.from({ length: 40 }, (_, i) => {
+          const waitMs = 0.5 + (i % 10) * 0.5;
+          return [waitMs, 0.2, 0.1, 0.05, i % 2, afterPollReturn(waitMs)] as [number, number, number, number, number, number];
+        });
+        const { result, events } = run('keepalive-recycle', 'gunicorn-gthread', seed, params);
+        lost += result.stats.ab.length;
+        recycles += events.filter((e) => e.type === 'worker.max-requests').length;
+      }
+      return { lost, recycles };
+    };
+    const bound = lostWith((waitMs) => waitMs);
+    const atHandOver = lostWith(() => 0);
+    expect(bound.recycles).toBeGreaterThanOrEqual(50);
+    expect(atHandOver.lost).toBeLessThan(bound.lost);
+  });
+
   it('a run with the rows draws each from them: every handler a row\'s service time', () => {
     const params = small('keepalive-recycle', 200);
-    params.requestRowsMs = rows.map((r) => [...r] as [number, number, number, number, number]);
+    params.requestRowsMs = rows.map((r) => [...r] as [number, number, number, number, number, number]);
     const { events } = run('keepalive-recycle', 'gunicorn-gthread', 3, params);
     const started = new Map<string, number>();
     let handled = 0;
