@@ -245,9 +245,8 @@ export function withinTolerance(real: number, simulated: number, tolerance: numb
  */
 export class HeldSampler {
   private readonly series = new Map<number, { ms: number; held: number }[]>();
-  /** Children seen titled a spare and not (yet) a worker. */
-  private readonly spares = new Set<number>();
-  private readonly workers = new Set<number>();
+  /** What each child's title has said: a spare until it says worker (a spare becomes one in place), then a worker for good. */
+  private readonly roles = new Map<number, 'spare' | 'worker'>();
   private running = true;
   private readonly done: Promise<void>;
 
@@ -275,12 +274,10 @@ export class HeldSampler {
 
   /** A title read until it says worker: a spare becomes one in place (impl/worker-main.ts `become`). */
   private noteTitle(pid: number): void {
-    if (this.workers.has(pid)) return;
+    if (this.roles.get(pid) === 'worker') return;
     const title = titleOf(pid);
-    if (title?.startsWith('quiesce: worker')) {
-      this.workers.add(pid);
-      this.spares.delete(pid);
-    } else if (title?.startsWith('quiesce: spare')) this.spares.add(pid);
+    if (title?.startsWith('quiesce: worker')) this.roles.set(pid, 'worker');
+    else if (title?.startsWith('quiesce: spare')) this.roles.set(pid, 'spare');
   }
 
   /** Stop; the workers seen at the start of the run and still alive at its end did not recycle. */
@@ -291,7 +288,7 @@ export class HeldSampler {
     const heldMost: number[] = [];
     for (const [pid, s] of this.series) {
       if (s.at(-1)!.ms >= lastMs) continue; // alive at the end
-      if (this.spares.has(pid)) continue; // a spare retired without serving
+      if (this.roles.get(pid) === 'spare') continue; // a spare retired without serving
       heldMost.push(Math.max(...s.map((x) => x.held)));
     }
     return { heldMost };

@@ -644,10 +644,14 @@ export class WorkerProcess implements WorkerPort {
    * The kill(2) reached the process; its handler runs `handlerMs` later, when the process gets to it.
    * Until then the worker takes nothing from the accept queue: what keeps the handler waiting keeps an
    * accept waiting too, and the signal came first. CPython runs a handler in the main thread before its
-   * next bytecode, and the main thread is the one that accepts (sync, gthread); Node learns of a signal
-   * from a pipe its loop polls beside the listener, readable since the kill. Requests already with the
-   * worker go on. Without this, the reconnects of a stop's first closed connections went to the workers
-   * whose handlers were still to run, which closed them again at their own: a second loss each.
+   * next bytecode, and the main thread is the one that accepts (sync, gthread). Node learns of a signal
+   * from a pipe its loop polls beside the listener, and libuv runs the signal's watcher after the poll's
+   * other callbacks ("Run signal watchers last", `uv__io_poll`): an accept ready in the same poll comes
+   * first. Simulated so for our server, a stop lost more, and more of it unread requests, where the
+   * capture has fewer (simulator/README.md, nineteenth session): the rule stands for both. Requests
+   * already with the worker go on. Without this, the reconnects of a stop's first closed connections
+   * went to the workers whose handlers were still to run, which closed them again at their own: a
+   * second loss each.
    */
   killed(signal: WorkerSignal, handlerMs: number): void {
     const inTurn = takenByHandler(signal) && this.server.timing.cpu?.readsInTurn === true;
