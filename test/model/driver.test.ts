@@ -299,21 +299,29 @@ describe('the drivers on a platform of a few dozen lines', () => {
     expect(replaysSoFar(p)).toBe('ok');
   });
 
-  it("gthread's recycle past its poll: the turn still hands over what that poll returned — the requests readable before the one it handed over last — and abandons the rest", () => {
-    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true });
+  /**
+   * A gthread worker recycling at its fourth request, its loop past its poll as alive flips, three
+   * connections answered once and readable again in the order b2, b1, b3; the loop then hands b1 (the
+   * fourth request) over. `returnedLater`: the platform knows that poll returned after b3 came.
+   */
+  function pastPollWithThreeReadable(returnedLater: boolean) {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true, returnedLater });
     p.arbiter.boot();
     const worker = p.workers.get('worker/1')!;
     worker.ready();
     const [first, second, third] = (['client/1', 'client/2', 'client/3'] as const).map((client) => worker.accept(client)!) as [ConnId, ConnId, ConnId];
     [first, second, third].forEach((conn, i) => worker.requestArrived(conn, `a${i + 1}`));
     [first, second, third].forEach((conn, i) => worker.handlerFinished(conn, `a${i + 1}`));
-    // Readable in this order: the second's request, the first's, then the third's.
     worker.requestArrived(second, 'b2');
     worker.requestArrived(first, 'b1');
     worker.requestArrived(third, 'b3');
-    // The loop hands over the first's: its poll returned after b1 came, so with b2 as well — not
-    // necessarily with b3. b1 is the fourth request: its handler flips alive with the loop past its poll.
     worker.polled(first);
+    return { p, worker, first, second, third };
+  }
+
+  it("gthread's recycle past its poll: the turn still hands over what that poll returned — the requests readable before the one it handed over last — and abandons the rest", () => {
+    // The poll that returned with b1 returned after b1 came, so with b2 as well — not necessarily with b3.
+    const { p, worker, first, second, third } = pastPollWithThreeReadable(false);
     expect(p.events.filter((e) => e.type === 'worker.max-requests')).toHaveLength(1);
     expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
     expect(p.effects).toContain(`${second} handles b2`);
@@ -326,18 +334,7 @@ describe('the drivers on a platform of a few dozen lines', () => {
   });
 
   it("gthread's recycle past its poll, where the platform knows the poll returned later: what became readable by then is in that return, and handed over too", () => {
-    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true, returnedLater: true });
-    p.arbiter.boot();
-    const worker = p.workers.get('worker/1')!;
-    worker.ready();
-    const [first, second, third] = (['client/1', 'client/2', 'client/3'] as const).map((client) => worker.accept(client)!) as [ConnId, ConnId, ConnId];
-    [first, second, third].forEach((conn, i) => worker.requestArrived(conn, `a${i + 1}`));
-    [first, second, third].forEach((conn, i) => worker.handlerFinished(conn, `a${i + 1}`));
-    worker.requestArrived(second, 'b2');
-    worker.requestArrived(first, 'b1');
-    worker.requestArrived(third, 'b3');
-    // As above, but the poll that returned with b1 returned after b3 came: the loop past its poll hands b3 over as well.
-    worker.polled(first);
+    const { p, second, third } = pastPollWithThreeReadable(true);
     expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
     expect(p.effects).toContain(`${second} handles b2`);
     expect(p.effects).toContain(`${third} handles b3`);
