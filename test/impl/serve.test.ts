@@ -246,6 +246,11 @@ describe('quiesce serve: lifecycle', () => {
     for (let i = 0; i < 20; i++) expect((await okResponse(clients[i % 2]!)).status).toBe(200);
     process.kill(victim!, 'SIGKILL');
     await waitFor(() => server.workerPids().length === 2 && !server.workerPids().includes(victim!), 15_000, 'a replacement');
+    // Titled a worker is not yet ready: a spare taken while it still loads its app boots until the load
+    // is done, and a TERM before then ends it without a ready (the server's right answer, and the flake
+    // this wait removes). The trace is appended as the events come: wait for the third worker.ready.
+    const readyInTrace = () => readFileSync(server.trace, 'utf8').split('\n').filter((line) => line.includes('"type":"worker.ready"')).length;
+    await waitFor(() => readyInTrace() === 3, 15_000, 'the replacement ready');
     for (const client of clients) client.close();
     expect((await okResponse(new Client(server.target))).status).toBe(200);
     expect(await stopServer(server)).toBe(0);
