@@ -16,6 +16,7 @@ import { compileMachine } from '../../model/compile.ts';
 import { ARBITER_SIGNALS, WORKER_SIGNALS, type ActorKind } from '../../model/events.ts';
 import { machineFor, machinesFor } from '../../model/machines/index.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../../model/params.ts';
+import { EVENT_TYPES } from '../../model/schemas.ts';
 import { BASE_POLICY_NAMES, getPolicy, POLICY_NAMES } from '../../model/policies.ts';
 import { xstateRuntime, type ActorState, type MachineRuntime } from '../../model/step.ts';
 
@@ -36,6 +37,7 @@ const VOCABULARY: Record<ActorKind, Ev[]> = {
     ...workers.flatMap((worker) => each(['TERM', 'ABRT', 'KILL'], (signal) => ({ type: 'arbiter.kill', worker, signal }))),
     ...workers.flatMap((worker) => each([0, -9], (code) => ({ type: 'arbiter.reap', worker, code }))),
     ...each(workers, (worker) => ({ type: 'arbiter.heartbeat', worker })),
+    ...each(workers, (worker) => ({ type: 'arbiter.ready', worker })),
     { type: 'arbiter.tick' },
     { type: 'arbiter.graceful-timeout' },
     { type: 'arbiter.close-listener' },
@@ -65,6 +67,8 @@ const VOCABULARY: Record<ActorKind, Ev[]> = {
     ...each(conns, (conn) => ({ type: 'worker.conn-closed', conn })),
     { type: 'worker.close-listener' },
     { type: 'worker.graceful-timeout' },
+    { type: 'worker.turn-end' },
+    { type: 'worker.turn-timeout' },
     ...each([0, -9, 1, 70], (code) => ({ type: 'worker.exit', code })),
     { type: 'worker.crash', code: 70 },
     { type: 'worker.crash', code: -11, signal: 'SEGV' },
@@ -80,7 +84,7 @@ const VOCABULARY: Record<ActorKind, Ev[]> = {
       { type: 'conn.respond', req, status: 200, close: false },
       { type: 'conn.respond', req, status: 200, close: true },
     ]),
-    ...each(['conn.drain', 'conn.keepalive-timeout', 'conn.grace-timeout', 'conn.linger-timeout', 'conn.header-timeout', 'conn.peer-fin', 'conn.peer-rst', 'conn.half-close'], (type) => ({ type })),
+    ...each(['conn.drain', 'conn.keepalive-timeout', 'conn.grace-timeout', 'conn.linger-timeout', 'conn.header-timeout', 'conn.peer-fin', 'conn.peer-rst', 'conn.half-close', 'conn.returned', 'conn.dispatch', 'conn.turn-end'], (type) => ({ type })),
     ...each(['worker-exit', 'quit', 'deadline', 'killed', 'crashed', 'error'], (reason) => ({ type: 'conn.abort', reason })),
     { type: 'conn.close', rst: false },
     { type: 'conn.close', rst: true },
@@ -159,6 +163,11 @@ describe('the compiled machines behave as XState runs the same definitions', () 
       );
     });
   }
+
+  it('drives every event of the trace vocabulary (a new event type is compiled and compared too)', () => {
+    const driven = new Set(Object.values(VOCABULARY).flatMap((events) => events.map((e) => e.type)));
+    expect(EVENT_TYPES.filter((type) => !driven.has(type))).toEqual([]);
+  });
 
   it('matches and tags as XState does', () => {
     const machines = machinesFor(getPolicy('safe-drain'), DEFAULT_SERVER_PARAMS);
