@@ -215,8 +215,8 @@ export function describeWorld(world: RaceWorld): string {
   return JSON.stringify(world);
 }
 
-export function traceOf(c: RaceWorld, policy: string): Trace {
-  const events: TraceEvent[] = [];
+/** `events`: where the run's events go as they come (a run the simulator refuses midway leaves what came before it). */
+export function traceOf(c: RaceWorld, policy: string, events: TraceEvent[] = []): Trace {
   // Small worlds quiesce within seconds of virtual time and a few thousand steps.
   const result = runScenario({ scenario: 'race', policy, seed: c.seed, params: scenarioParamsOf(c), onEvent: (e) => events.push(e), maxVirtualMs: 600_000, maxSteps: 200_000 });
   return { header: result.header, events };
@@ -254,11 +254,13 @@ function propertyNamed(name: string, c: RaceWorld): Property {
 /** Run one world under a policy: its trace and the machines' view of it, or what broke the machines. */
 function runWorld(world: RaceWorld, policy: PolicySpec): { trace: Trace; view?: MachineView; nonconforming?: string } {
   let trace: Trace;
+  const events: TraceEvent[] = [];
   try {
-    trace = traceOf(world, policy.name);
+    trace = traceOf(world, policy.name, events);
   } catch (error) {
     if (!(error instanceof SimulationInvariantError)) throw error;
-    return { trace: { header: makeHeader(policy.name, scenarioParamsOf(world).server, false), events: [] }, nonconforming: error.message };
+    // The events up to the one the machines refused: the counterexample's timeline shows how it came to that.
+    return { trace: { header: makeHeader(policy.name, scenarioParamsOf(world).server, false), events }, nonconforming: error.message };
   }
   const machines = replayMachines(trace, runtimesFor(policy, trace.header.params));
   if (machines.violation) return { trace, nonconforming: machines.violation.message };

@@ -683,6 +683,10 @@ export class WorkerProcess implements WorkerPort {
   takeSignal(signal: WorkerSignal): void {
     if (this.exited) return;
     if (signal === 'TERM' || signal === 'INT' || signal === 'QUIT') this.signalled = true;
+    // Stopped already, a STOP stops nothing more, and the CONT that wakes the process discards it
+    // (Linux prepare_signal: SIGCONT flushes pending stop signals). Held, it would freeze the machine
+    // at the CONT while the process ran on.
+    if (this.stopped && signal === 'STOP') return;
     // A stopped process takes no signal but KILL (and CONT): the kernel holds the rest until CONT.
     if (this.stopped && signal !== 'KILL' && signal !== 'CONT') {
       this.whileStopped.push(() => this.driver.signal(signal));
@@ -710,10 +714,15 @@ export class WorkerProcess implements WorkerPort {
 
   private wake(): void {
     this.stopped = false;
-    this.server.host.resume(this.id);
     this.server.timing.cpu?.shared.resume(this.id);
-    // What arrived meanwhile — signals held by the kernel, bytes, finished handlers — in the order it came.
+    // What arrived meanwhile — signals held by the kernel, bytes, finished handlers — in the order it
+    // came, and before the timers that came due meanwhile: a process stopped in its poll returns from
+    // it with what became ready, and looks at its timers only on the loop's next turn (libuv runs the
+    // poll's callbacks, then the timers; gthread the select's callbacks, then murder_keepalived). So a
+    // request that reached an idle keep-alive connection while the process was stopped is read, and
+    // the keep-alive timer it made moot no longer fires.
     for (const run of this.whileStopped.splice(0)) run();
+    this.server.host.resume(this.id);
     this.acceptFromQueue();
   }
 
