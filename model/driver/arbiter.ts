@@ -70,11 +70,9 @@ export class ArbiterDriver {
     reloadWorkers: (_, { count, retire }) => {
       // New workers first, so that something accepts while the old generation drains (gunicorn reload()).
       for (let i = 0; i < count; i++) this.spawn('reload');
-      for (const worker of retire) this.signalWorker(worker, 'TERM');
+      this.signalEach(retire, 'TERM');
     },
-    retireWorkers: (_, { retire }) => {
-      for (const worker of retire) this.signalWorker(worker, 'TERM');
-    },
+    retireWorkers: (_, { retire }) => this.signalEach(retire, 'TERM'),
     closeListener: () => {
       this.port.closeListener();
       this.host.emit('arbiter', { type: 'arbiter.close-listener' });
@@ -82,12 +80,12 @@ export class ArbiterDriver {
       this.maybeExit();
     },
     signalWorkers: (_, { signal, workers }) => {
-      for (const worker of workers) this.signalWorker(worker, signal);
+      this.signalEach(workers, signal);
       this.maybeExit();
     },
     murderWorkers: (_, { abort, kill }) => {
-      for (const worker of abort) this.signalWorker(worker, 'ABRT');
-      for (const worker of kill) this.signalWorker(worker, 'KILL');
+      this.signalEach(abort, 'ABRT');
+      this.signalEach(kill, 'KILL');
     },
   };
 
@@ -168,10 +166,16 @@ export class ArbiterDriver {
     this.port.spawnWorker(worker, maxRequests, path);
   }
 
-  private signalWorker(worker: WorkerId, signal: WorkerSignal): void {
+  /**
+   * The arbiter's kill loop: it sends every signal, then the kernel delivers them — no worker can
+   * take its signal, exit and be reaped in the middle of the loop (gunicorn's `kill_workers`, our
+   * server's kill(2) calls, one after another in one turn). A simulated delivery runs at once, so
+   * the kills are decided first and delivered after.
+   */
+  private signalEach(workers: readonly WorkerId[], signal: WorkerSignal): void {
     // Refused when the worker was reaped meanwhile: a command computed before the reap names it still.
-    if (!this.host.emitIfAccepted('arbiter', { type: 'arbiter.kill', worker, signal })) return;
-    this.port.signalWorker(worker, signal);
+    const sent = workers.filter((worker) => this.host.emitIfAccepted('arbiter', { type: 'arbiter.kill', worker, signal }));
+    for (const worker of sent) this.port.signalWorker(worker, signal);
   }
 
   /** The arbiter exits once every worker is reaped and its listener copy closed: the chart says when. */
