@@ -462,6 +462,7 @@ export class Arbiter {
         return;
       case 'ready':
         record.ready = true;
+        this.driver.readyFrom(record.id);
         // Announced once the first set of workers all serve: "listening" then means ready for the load.
         // Not once a stop began: the workers that come up then drain at once, and the socket may be closed.
         if (!this.announcedListening && this.driver.isRunning() && [...this.workers.values()].filter((w) => w.ready).length >= this.params.workers) {

@@ -100,6 +100,16 @@ export interface PolicySpec {
   readonly servesPipelinedOnDrain: boolean;
   /** Half-close, read and discard until the peer closes or lingerMs passes, then close (RFC 9112 §9.6). */
   readonly lingeringClose: boolean;
+  /**
+   * How a reload (HUP) retires the old generation.
+   * - `at-once`: every old worker gets TERM as the new ones are forked (gunicorn `reload()` spawns
+   *   `workers` new ones, then `manage_workers()` TERMs the oldest beyond `workers`). Until a new worker
+   *   has loaded its app nothing accepts: connections wait in the accept queue, which may overflow.
+   * - `when-replaced`: an old worker that serves keeps serving until a new one serves in its place,
+   *   one for one, so a reload never has fewer workers accepting than before it (a rolling restart).
+   *   An old worker still booting is retired at once: it would serve the old app, and serves nothing yet.
+   */
+  readonly reloadRetires: 'at-once' | 'when-replaced';
 }
 
 type BasePolicy = Omit<PolicySpec, 'lingeringClose'>;
@@ -124,6 +134,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'gunicorn-gthread',
@@ -144,6 +155,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: true,
     poolRunsSubmitted: true,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'gunicorn-gthread-21',
@@ -164,6 +176,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: true,
     poolRunsSubmitted: true,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'gunicorn-gthread-24',
@@ -184,6 +197,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: true,
     poolRunsSubmitted: true,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'gunicorn-async',
@@ -204,6 +218,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'abort-idle',
@@ -224,6 +239,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'close-after-next',
@@ -244,6 +260,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'serve-until-deadline',
@@ -264,6 +281,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'idle-grace',
@@ -284,6 +302,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'never-close-idle',
@@ -304,6 +323,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: false,
+    reloadRetires: 'at-once',
   },
   {
     name: 'safe-drain',
@@ -325,6 +345,7 @@ const BASE_POLICIES: readonly BasePolicy[] = [
     pollerDispatch: false,
     poolRunsSubmitted: false,
     servesPipelinedOnDrain: true,
+    reloadRetires: 'when-replaced',
   },
 ];
 

@@ -24,6 +24,7 @@ export const RACE_WINDOWS = {
   'graceful-deadline': "a worker's graceful deadline passed with connections open",
   'connect-during-drain': 'a connection reached the listening socket, or a worker, while a worker was draining',
   'drain-outlasting-heartbeat': 'a worker stayed draining for longer than two heartbeat intervals',
+  'reload-while-serving': 'the arbiter was told to reload while a worker served',
 } as const;
 export type RaceWindow = keyof typeof RACE_WINDOWS;
 
@@ -511,6 +512,69 @@ class BacklogArithmetic implements Monitor {
   }
 }
 
+/**
+ * Which workers serve: ready (the app loaded) and not yet draining or gone. The monitor keeps the
+ * ready ones; the machines say which of those have begun draining. A TERM is the reload's when the
+ * operator's last signal was HUP: TTOU's TERMs are the operator's own reduction (the oldest worker
+ * goes, as in gunicorn, and the arbiter does not know which workers are recycling meanwhile).
+ */
+class ReloadKeepsServing implements Monitor {
+  constructor(
+    private readonly ready = new Set<WorkerId>(),
+    private running = true,
+    private reloading = false,
+  ) {}
+
+  step(e: TraceEvent, machines: MachinesNow): string | null {
+    switch (e.type) {
+      case 'worker.ready':
+        this.ready.add(e.actor);
+        return null;
+      case 'worker.exit':
+      case 'worker.crash':
+        this.ready.delete(e.actor);
+        return null;
+      case 'arbiter.signal':
+        // A stop ends every worker on purpose; so does a KILL of the arbiter (its workers outlive it, unserved).
+        if (e.signal === 'HUP') this.reloading = true;
+        else if (e.signal === 'TTIN' || e.signal === 'TTOU') this.reloading = false;
+        else this.running = false;
+        return null;
+      case 'arbiter.kill': {
+        if (!this.running || !this.reloading || e.signal !== 'TERM') return null;
+        const serves = (w: WorkerId) => this.ready.has(w) && !machines.hasBegunDraining(w);
+        if (!serves(e.worker)) return null;
+        for (const other of this.ready) if (other !== e.worker && serves(other)) return null;
+        return `the running arbiter sent TERM to ${e.worker}, the last worker serving: nothing accepts until a new worker is ready`;
+      }
+      default:
+        return null;
+    }
+  }
+
+  end(): null {
+    return null;
+  }
+
+  key(): string {
+    return `${this.running ? 'R' : 'S'}${this.reloading ? 'H' : ''} ${sorted(this.ready).join(',')}`;
+  }
+
+  copy(): Monitor {
+    return new ReloadKeepsServing(new Set(this.ready), this.running, this.reloading);
+  }
+}
+
+const reloadKeepsServing = property({
+  name: 'reload-keeps-serving',
+  statement:
+    'A reload never retires the last worker that serves: the running arbiter sends a reload’s TERM to a serving worker only while another serves, so something accepts throughout.',
+  windows: ['reload-while-serving'],
+  // gunicorn TERMs the old generation as it forks the new one: nothing accepts until a new worker has loaded its app.
+  expectedBy: (p) => p.reloadRetires === 'when-replaced',
+  monitor: () => new ReloadKeepsServing(),
+});
+
 const backlogArithmetic = property({
   name: 'backlog-arithmetic',
   statement: 'A connection overflows the accept queue exactly when min(backlog, somaxconn) + 1 connections are already waiting.',
@@ -561,6 +625,7 @@ export function propertiesFor(params: ServerParams): Property[] {
       monitor: (policy) => new NoStaleRequest(Math.max(params.idleGraceMs, params.heartbeatIntervalMs), threadsOf(policy, params)),
     }),
     failuresAreExplained,
+    reloadKeepsServing,
     backlogArithmetic,
   ];
 }
@@ -573,6 +638,7 @@ export function windowHits(trace: Trace, view: MachineView): Record<RaceWindow, 
   const busy = new Map<ConnId, boolean>();
   const idleKeptAlive = new Set<ConnId>();
   const closed = new Set<ConnId>();
+  const ready = new Set<WorkerId>();
   const lastT = trace.events.at(-1)?.t ?? 0;
   for (const worker of view.drainingWorkers()) {
     const span = view.drain(worker)!;
@@ -621,6 +687,16 @@ export function windowHits(trace: Trace, view: MachineView): Record<RaceWindow, 
         break;
       case 'worker.graceful-timeout':
         hits['graceful-deadline']++;
+        break;
+      case 'worker.ready':
+        ready.add(e.actor);
+        break;
+      case 'worker.exit':
+      case 'worker.crash':
+        ready.delete(e.actor);
+        break;
+      case 'arbiter.signal':
+        if (e.signal === 'HUP' && [...ready].some((w) => !draining.has(w))) hits['reload-while-serving']++;
         break;
     }
   });

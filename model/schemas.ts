@@ -49,6 +49,12 @@ export const arbiterEventSchemas = [
   event('arbiter.spawn', A, { worker: workerRef }),
   event('arbiter.kill', A, { worker: workerRef, signal: z.enum(WORKER_SIGNALS) }),
   event('arbiter.reap', A, { worker: workerRef, code: z.number().int() }),
+  /**
+   * The arbiter heard that this worker serves: its app is loaded and it accepts (our server: the
+   * worker's message). gunicorn's arbiter is never told; a reload that retires old workers only as
+   * new ones serve (`reloadRetires: 'when-replaced'`) needs it.
+   */
+  event('arbiter.ready', A, { worker: workerRef }),
   /** The arbiter saw this worker's heartbeat (gunicorn: the worker touched its tmp file). */
   event('arbiter.heartbeat', A, { worker: workerRef }),
   /** One turn of the arbiter's loop (gunicorn: at most 1 s apart): the heartbeat watchdog looks at every worker. */

@@ -623,6 +623,8 @@ export class WorkerProcess implements WorkerPort {
   booted(): void {
     if (!this.driver.ready()) return;
     this.ready = true;
+    // The arbiter hears of it as our server's does (a message): in the same instant, the channel being local.
+    this.server.arbiter.readyFrom(this.id);
     this.scheduleHeartbeat();
     this.acceptFromQueue();
   }

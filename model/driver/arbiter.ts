@@ -118,6 +118,14 @@ export class ArbiterDriver {
     this.host.now(() => this.host.emitIfAccepted('arbiter', { type: 'arbiter.heartbeat', worker }));
   }
 
+  /**
+   * A worker said it serves (its app loaded). Refused for a worker already reaped (its word arrived
+   * late). Under a policy that retires a reload's old workers only as new ones serve, this is when.
+   */
+  readyFrom(worker: WorkerId): void {
+    this.host.now(() => this.host.emitIfAccepted('arbiter', { type: 'arbiter.ready', worker }));
+  }
+
   /** A worker closed its copy of the listening socket (while draining, or as its process ended). */
   listenerReleasedBy(worker: WorkerId): void {
     // Refused when the copy is already released: a worker that closed it before exiting, then exited.

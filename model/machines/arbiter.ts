@@ -8,7 +8,9 @@
  *             During a graceful stop it escalates where the policy says so: QUIT,
  *             and the deadline comes closer, to ESCALATION_MS from now (gunicorn
  *             24+); gunicorn ≤ 23 lets the graceful stop run its course.
- *   HUP       reload: spawn a new generation, TERM the old one (which drains).
+ *   HUP       reload: spawn a new generation, TERM the old one (which drains) — at once
+ *             (gunicorn), or where the policy says so, each serving old worker only once a
+ *             new one serves in its place (a rolling restart: nothing stops accepting).
  *   TTIN/TTOU one worker more / fewer (the oldest is retired).
  *   CHLD      reap; a running arbiter spawns replacements.
  *
@@ -36,6 +38,38 @@ export interface ArbiterContext {
   stale: WorkerId[];
   /** Workers the watchdog sent ABRT: still silent a turn later, they get KILL. */
   aborted: WorkerId[];
+  /** Workers that said they serve (their app is loaded). gunicorn's arbiter is never told; ours is. */
+  ready: WorkerId[];
+  /** Workers this running arbiter sent TERM to retire them (a reload, TTOU): they drain, and no longer count as serving. */
+  retired: WorkerId[];
+  /** A reload's old workers that serve until new ones serve in their place (policy `reloadRetires: 'when-replaced'`), oldest first. */
+  servingUntilReplaced: WorkerId[];
+}
+
+/** The workers of the current generation: neither retired nor waiting for their replacement. */
+function currentGeneration(context: ArbiterContext): WorkerId[] {
+  return context.workers.filter((w) => !context.retired.includes(w) && !context.servingUntilReplaced.includes(w));
+}
+
+/** How many workers a running arbiter starts to keep `target`: the old generation still serving does not count. */
+function missingWorkers(context: ArbiterContext): number {
+  return context.target - (context.workers.length - context.servingUntilReplaced.length);
+}
+
+/** TTOU: the oldest workers beyond the target, among those that count for it (`missingWorkers`). */
+function beyondTarget(context: ArbiterContext): WorkerId[] {
+  const counted = context.workers.filter((w) => !context.servingUntilReplaced.includes(w));
+  return counted.slice(0, Math.max(0, counted.length - context.target));
+}
+
+/**
+ * The old workers to retire now that `worker` serves: as many of the oldest as the current
+ * generation's serving workers and the old ones still serving exceed the target by. One for one
+ * while the new generation comes up; none while it serves fewer than the old one did.
+ */
+function replacedBy(context: ArbiterContext, worker: WorkerId): WorkerId[] {
+  const serving = currentGeneration(context).filter((w) => w === worker || context.ready.includes(w)).length;
+  return context.servingUntilReplaced.slice(0, Math.max(0, serving + context.servingUntilReplaced.length - context.target));
 }
 
 /** gunicorn 24+: INT/QUIT during a graceful stop brings the deadline to 2 s from now. */
@@ -45,9 +79,9 @@ export const ARBITER_TIMER_IDS = { tick: 'tick', deadline: 'deadline' } as const
 export const arbiterCommands = {
   /** Start this many new worker processes. */
   spawnWorkers: command<{ count: number }>(),
-  /** HUP: start `count` new workers, then TERM the old generation. */
+  /** HUP: start `count` new workers, then TERM `retire` (the old generation, or its workers still booting). */
   reloadWorkers: command<{ count: number; retire: readonly WorkerId[] }>(),
-  /** TTOU: TERM the oldest workers beyond the target. */
+  /** TERM these workers to retire them: the oldest beyond the target (TTOU), or old ones a new worker replaced. */
   retireWorkers: command<{ retire: readonly WorkerId[] }>(),
   /** Close the arbiter's copy of the listening socket. */
   closeListener: command(),
@@ -76,10 +110,34 @@ export const arbiterChart = setup({
       if (event.type !== 'arbiter.reap') return {};
       const { [event.worker]: _gone, ...silentTurns } = context.silentTurns;
       const other = (w: WorkerId) => w !== event.worker;
-      return { workers: context.workers.filter(other), silentTurns, stale: context.stale.filter(other), aborted: context.aborted.filter(other) };
+      return {
+        workers: context.workers.filter(other),
+        silentTurns,
+        stale: context.stale.filter(other),
+        aborted: context.aborted.filter(other),
+        ready: context.ready.filter(other),
+        retired: context.retired.filter(other),
+        servingUntilReplaced: context.servingUntilReplaced.filter(other),
+      };
     }),
     noteHeartbeat: assign(({ context, event }) =>
       event.type === 'arbiter.heartbeat' ? { silentTurns: { ...context.silentTurns, [event.worker]: 0 } } : {},
+    ),
+    noteReady: assign(({ context, event }) =>
+      event.type === 'arbiter.ready' && !context.ready.includes(event.worker) ? { ready: [...context.ready, event.worker] } : {},
+    ),
+    /** A reload under `when-replaced`: the current generation's serving workers wait for their replacements (its booting ones get TERM). */
+    keepServingUntilReplaced: assign(({ context }) => ({
+      servingUntilReplaced: [...context.servingUntilReplaced, ...currentGeneration(context).filter((w) => context.ready.includes(w))],
+    })),
+    /** The old workers `replacedBy` this ready one wait no more: they get TERM. */
+    forgetReplaced: assign(({ context, event }) => {
+      if (event.type !== 'arbiter.ready') return {};
+      const replaced = replacedBy(context, event.worker);
+      return { servingUntilReplaced: context.servingUntilReplaced.filter((w) => !replaced.includes(w)) };
+    }),
+    noteRetired: assign(({ context, event }) =>
+      event.type === 'arbiter.kill' && event.signal === 'TERM' && !context.retired.includes(event.worker) ? { retired: [...context.retired, event.worker] } : {},
     ),
     noteAbort: assign(({ context, event }) =>
       event.type === 'arbiter.kill' && event.signal === 'ABRT' && !context.aborted.includes(event.worker) ? { aborted: [...context.aborted, event.worker] } : {},
@@ -96,6 +154,10 @@ export const arbiterChart = setup({
     /** The policy's: INT/QUIT during a graceful stop escalates it (gunicorn 24+). */
     fastStopEscalates: placeholder,
     isReload: signalIs('HUP'),
+    /** The policy's: a reload retires each serving old worker only once a new one serves (`reloadRetires`). */
+    retiresWhenReplaced: placeholder,
+    /** This ready worker lets old workers go (`replacedBy`). */
+    replacesOldWorkers: ({ context, event }) => event.type === 'arbiter.ready' && replacedBy(context, event.worker).length > 0,
     isIncrease: signalIs('TTIN'),
     isDecrease: signalIs('TTOU'),
     isKill: signalIs('KILL'),
@@ -108,11 +170,12 @@ export const arbiterChart = setup({
   delays: { gracefulTimeout: 30_000, escalation: ESCALATION_MS, tick: 1000 },
 }).createMachine({
   id: 'arbiter',
-  context: { workers: [], target: 1, holdsListener: true, silentTurns: {}, stale: [], aborted: [] },
+  context: { workers: [], target: 1, holdsListener: true, silentTurns: {}, stale: [], aborted: [], ready: [], retired: [], servingUntilReplaced: [] },
   initial: 'booting',
   on: {
     'arbiter.heartbeat': { guard: 'workerIsKnown', actions: 'noteHeartbeat' },
-    'arbiter.kill': { guard: 'workerIsKnown', actions: 'noteAbort' },
+    'arbiter.kill': { guard: 'workerIsKnown', actions: ['noteAbort', 'noteRetired'] },
+    'arbiter.ready': { guard: 'workerIsKnown', actions: 'noteReady' },
     'arbiter.reap': { guard: 'workerIsKnown', actions: 'removeWorker' },
   },
   states: {
@@ -125,7 +188,7 @@ export const arbiterChart = setup({
       },
     },
     running: {
-      entry: { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) },
+      entry: { type: 'spawnWorkers', params: ({ context }) => ({ count: missingWorkers(context) }) },
       on: {
         // The loop turns while the arbiter runs; the watchdog looks at each turn.
         'arbiter.tick': {
@@ -145,25 +208,47 @@ export const arbiterChart = setup({
         // A reaped worker is replaced at once (gunicorn: on the next loop turn).
         'arbiter.reap': {
           guard: 'workerIsKnown',
-          actions: ['removeWorker', { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) }],
+          actions: ['removeWorker', { type: 'spawnWorkers', params: ({ context }) => ({ count: missingWorkers(context) }) }],
         },
+        // A new worker serves: under `when-replaced`, the old ones it replaces may go now.
+        'arbiter.ready': [
+          {
+            guard: and(['workerIsKnown', 'replacesOldWorkers']),
+            actions: [
+              'noteReady',
+              { type: 'retireWorkers', params: ({ context, event }) => ({ retire: event.type === 'arbiter.ready' ? replacedBy(context, event.worker) : [] }) },
+              'forgetReplaced',
+            ],
+          },
+          { guard: 'workerIsKnown', actions: 'noteReady' },
+        ],
         'arbiter.signal': [
           { guard: 'isGracefulStop', target: 'stopping.graceful' },
           { guard: 'isFastStop', target: 'stopping.fast' },
           { guard: 'isKill', target: 'dead' },
+          {
+            guard: and(['isReload', 'retiresWhenReplaced']),
+            actions: [
+              {
+                type: 'reloadWorkers',
+                params: ({ context }) => ({ count: context.target, retire: currentGeneration(context).filter((w) => !context.ready.includes(w)) }),
+              },
+              'keepServingUntilReplaced',
+            ],
+          },
           {
             guard: 'isReload',
             actions: { type: 'reloadWorkers', params: ({ context }) => ({ count: context.target, retire: [...context.workers] }) },
           },
           {
             guard: 'isIncrease',
-            actions: ['incrementTarget', { type: 'spawnWorkers', params: ({ context }) => ({ count: context.target - context.workers.length }) }],
+            actions: ['incrementTarget', { type: 'spawnWorkers', params: ({ context }) => ({ count: missingWorkers(context) }) }],
           },
           {
             guard: 'isDecrease',
             actions: [
               'decrementTarget',
-              { type: 'retireWorkers', params: ({ context }) => ({ retire: context.workers.slice(0, Math.max(0, context.workers.length - context.target)) }) },
+              { type: 'retireWorkers', params: ({ context }) => ({ retire: beyondTarget(context) }) },
             ],
           },
           { guard: 'isChild' },

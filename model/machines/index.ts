@@ -126,7 +126,7 @@ function workerFor(policy: PolicySpec, params: ServerParams) {
 
 function arbiterFor(policy: PolicySpec, params: ServerParams) {
   return arbiterChart.provide({
-    guards: { fastStopEscalates: () => policy.fastStopEscalates },
+    guards: { fastStopEscalates: () => policy.fastStopEscalates, retiresWhenReplaced: () => policy.reloadRetires === 'when-replaced' },
     actions: { countSilence: countSilence(params.timeoutMs, params.arbiterTickMs) },
     delays: { gracefulTimeout: params.gracefulTimeoutMs, tick: params.arbiterTickMs },
   });

@@ -104,6 +104,37 @@ describe('quiesce serve: lifecycle', () => {
     expectConformingTrace(server);
   });
 
+  /**
+   * The new generation loads an app that takes 1.5 s to import. safe-drain's old worker serves until
+   * its replacement is ready; gunicorn's reload TERMs it as the new one is forked, so a request made
+   * meanwhile waits in the accept queue for the new app. The body says which app answered.
+   */
+  for (const [policy, answeredBy] of [['safe-drain', 'v1'], ['gunicorn-gthread', 'v2']] as const) {
+    it(`${policy}: a request made while a reload's new worker still loads its app is answered by ${answeredBy === 'v1' ? 'the old worker, which serves until its replacement is ready' : 'the new worker: nothing accepts meanwhile'}`, async () => {
+      const dir = tempDir();
+      const file = join(dir, 'version.mjs');
+      writeFileSync(file, "export default () => ({ status: 200, body: 'v1\\n' });\n");
+      const server = await serve(['--workers', '1', '--policy', policy, '--app', file]);
+      expect((await okResponse(new Client(server.target))).body).toBe('v1\n');
+      writeFileSync(file, "await new Promise((resolve) => setTimeout(resolve, 1500));\nexport default () => ({ status: 200, body: 'v2\\n' });\n");
+      server.signal('SIGHUP');
+      const traced = (type: string, actor: string) => readFileSync(server.trace, 'utf8').includes(`"actor":"${actor}","type":"${type}"`);
+      // Past the reload's decision: the new worker forked, and under gunicorn's reload the old one no longer accepts.
+      if (policy === 'safe-drain') await waitFor(() => traced('worker.boot', 'worker/2'), 10_000, 'the new worker to boot');
+      else await waitFor(() => traced('worker.close-listener', 'worker/1'), 10_000, 'the old worker to stop accepting');
+      expect(traced('worker.ready', 'worker/2'), 'the new worker is still loading its app').toBe(false);
+      expect((await okResponse(new Client(server.target))).body).toBe(`${answeredBy}\n`);
+      await waitFor(() => traced('worker.exit', 'worker/1'), 15_000, 'the old worker to exit');
+      expect((await okResponse(new Client(server.target))).body).toBe('v2\n');
+      await stopServer(server);
+      const trace = expectConformingTrace(server);
+      const at = (type: string, actor: string) => trace.events.findIndex((e) => e.type === type && (e.actor === actor || ('worker' in e && e.worker === actor)));
+      const retired = trace.events.findIndex((e) => e.type === 'arbiter.kill' && e.worker === 'worker/1' && e.signal === 'TERM');
+      if (policy === 'safe-drain') expect(retired).toBeGreaterThan(at('arbiter.ready', 'worker/2'));
+      else expect(retired).toBeLessThan(at('worker.ready', 'worker/2'));
+    });
+  }
+
   it('TTIN adds a worker, TTOU retires the oldest', async () => {
     const server = await serve(['--workers', '2']);
     const [oldest] = server.workerPids();

@@ -396,6 +396,65 @@ describe('the arbiter', () => {
 });
 
 /**
+ * A reload (HUP). gunicorn forks the new generation and TERMs the old one in the same step: until a
+ * new worker has loaded its app, nothing accepts. safe-drain lets each old worker that serves go
+ * only once a new one serves in its place; the old ones still booting go at once.
+ */
+describe('the reload', () => {
+  const spawned = (...ids: number[]) => ids.map((n) => ({ type: 'arbiter.spawn', worker: `worker/${n}` }));
+  const ready = (n: number) => ({ type: 'arbiter.ready', worker: `worker/${n}` });
+  const term = (n: number) => ({ type: 'arbiter.kill', worker: `worker/${n}`, signal: 'TERM' });
+  const hup = { type: 'arbiter.signal', signal: 'HUP' };
+  const command = (actions: readonly { type: string; params?: unknown }[], type: string) => actions.find((a) => a.type === type)?.params;
+  /** Two workers, worker/1 serving and worker/2 still booting (a recycle's replacement), then HUP. */
+  const reloading = [{ type: 'arbiter.start', workers: 2 }, ...spawned(1, 2), ready(1), hup];
+
+  it("gunicorn's retires the whole old generation as it forks the new one", () => {
+    const arbiter = machinesFor(getPolicy('gunicorn-gthread'), params).arbiter;
+    expect(command(drive(arbiter, reloading).actions, 'reloadWorkers')).toEqual({ count: 2, retire: ['worker/1', 'worker/2'] });
+  });
+
+  it("safe-drain's retires at once only the old worker still booting; the serving one waits for its replacement", () => {
+    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
+    const { actions, snapshot } = drive(arbiter, reloading);
+    expect(command(actions, 'reloadWorkers')).toEqual({ count: 2, retire: ['worker/2'] });
+    expect(snapshot.context).toMatchObject({ servingUntilReplaced: ['worker/1'] });
+  });
+
+  it('safe-drain: the old worker goes when the new generation serves as many as before the reload, not sooner', () => {
+    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
+    const newGeneration = [...reloading, ...spawned(3, 4), term(2)];
+    // Before the reload one worker served (worker/1, beside worker/2 booting): one new one serving gives two.
+    expect(command(drive(arbiter, [...newGeneration, ready(3)]).actions, 'retireWorkers')).toBeUndefined();
+    expect(command(drive(arbiter, [...newGeneration, ready(3), ready(4)]).actions, 'retireWorkers')).toEqual({ retire: ['worker/1'] });
+  });
+
+  it('safe-drain: with a whole generation serving, one old worker goes as each new one serves, oldest first', () => {
+    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
+    const serving = [{ type: 'arbiter.start', workers: 2 }, ...spawned(1, 2), ready(1), ready(2), hup, ...spawned(3, 4)];
+    expect(command(drive(arbiter, serving).actions, 'retireWorkers')).toBeUndefined();
+    expect(command(drive(arbiter, [...serving, ready(4)]).actions, 'retireWorkers')).toEqual({ retire: ['worker/1'] });
+    expect(command(drive(arbiter, [...serving, ready(4), term(1), ready(3)]).actions, 'retireWorkers')).toEqual({ retire: ['worker/2'] });
+  });
+
+  it('safe-drain: a second reload before the first is done retires the booting generation, and keeps the old serving worker until the newest serves', () => {
+    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
+    const twice = [...reloading, ...spawned(3, 4), term(2), hup];
+    expect(command(drive(arbiter, twice).actions, 'reloadWorkers')).toEqual({ count: 2, retire: ['worker/3', 'worker/4'] });
+    const { actions } = drive(arbiter, [...twice, ...spawned(5, 6), term(3), term(4), ready(5), ready(6)]);
+    expect(command(actions, 'retireWorkers')).toEqual({ retire: ['worker/1'] });
+  });
+
+  it('safe-drain: a new worker that dies booting is replaced, though the old one still serves', () => {
+    const arbiter = machinesFor(getPolicy('safe-drain'), params).arbiter;
+    const died = [...reloading, ...spawned(3, 4), term(2), { type: 'arbiter.reap', worker: 'worker/3', code: 70 }];
+    // worker/2 (draining) and worker/4 count; worker/1 waits for its replacement and does not.
+    expect(command(drive(arbiter, died).actions, 'spawnWorkers')).toEqual({ count: 0 });
+    expect(command(drive(arbiter, [...died, { type: 'arbiter.reap', worker: 'worker/2', code: 0 }]).actions, 'spawnWorkers')).toEqual({ count: 1 });
+  });
+});
+
+/**
  * The header timer gives up on a client that has not sent its head, and on a request whose rest never
  * comes (a body one byte short: impl/hardening.test.ts frees 150 such connections with it) — and only
  * on those: a request that arrived whole waits for a busy pool untimed (conn.bytes says `partial`).

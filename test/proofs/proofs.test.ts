@@ -171,6 +171,29 @@ describe('the theorems', () => {
     }
   });
 
+  it('theorem 7: safe-drain keeps a worker serving through a reload at one and two workers; every other policy has the TERM that leaves none, and its trace replays', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'quiesce-prove-'));
+    const report = prove({ bounds, theorems: [7], tracesDir: dir });
+    expect(report.holds).toBe(true);
+    const rows = report.theorems[0]!.rows;
+    expect(rows.filter((r) => r.policy === 'safe-drain').map((r) => `${r.bounds} ${r.verdict}`)).toEqual(['W1 C1 R2 HUP proved', 'W2 C1 R2 HUP proved']);
+    const others = rows.filter((r) => r.policy !== 'safe-drain');
+    expect(others).toHaveLength(10);
+    for (const row of others) {
+      expect(row.verdict, row.policy).toBe('found');
+      const trace = parseTrace(readFileSync(row.finding!.trace!, 'utf8'));
+      expect(trace.events.filter((e) => e.type === 'worker.ready').map((e) => e.actor), row.policy).toEqual(['worker/1']);
+      expect(replay(trace, trace.header.policy, { properties: propertiesFor(trace.header.params).filter((p) => p.name === 'reload-keeps-serving') }).ok, row.policy).toBe(false);
+    }
+  });
+
+  it("theorem 7's proof can fail: safe-drain with gunicorn's reload is refuted", () => {
+    const atOnce = { ...getPolicy('safe-drain'), reloadRetires: 'at-once' as const };
+    const config = worldConfig(atOnce, { workers: 1, clients: 1, requests: 1, signals: ['HUP'], properties: checkableProperties });
+    const result = explore(config, {}, { stopAtFirst: true });
+    expect(result.findings.map((f) => f.property)).toEqual(['reload-keeps-serving']);
+  });
+
   it('theorem 4 counts what the arithmetic says: with backlog 1, a burst of 4 has 2 refused', () => {
     const report = prove({ bounds, theorems: [4] });
     const n4 = report.theorems[0]!.rows.find((r) => r.bounds.startsWith('N4'))!;
@@ -213,7 +236,7 @@ describe('quiesce prove', () => {
     for (const [argv, message] of [
       [['prove', '--workers', '0'], /--workers: expected an integer from 1 to 4/],
       [['prove', '--clients', 'two'], /--clients: expected an integer from 0 to 4 .*in decimal digits, got "two"/],
-      [['prove', '--theorem', '9'], /--theorem: expected theorem numbers among 1, 2, 3, 4, 5, 6/],
+      [['prove', '--theorem', '9'], /--theorem: expected theorem numbers among 1, 2, 3, 4, 5, 6, 7/],
       [['replay', 'x.jsonl', '--property', 'nope'], /--property: unknown property "nope"/],
       [['replay', 'x.jsonl', '--timer-tolerance', '5'], /--timer-tolerance: expected two numbers of milliseconds, early and late, like "2,1000"; got "5"/],
     ] as const) {

@@ -34,6 +34,8 @@ describe('race checking over every policy', () => {
     expect(found('gunicorn-sync', 'draining-worker-heartbeats')).toBe(true); // the sync loop notifies between requests only
     // gthread's pool runs what it was given past the worker's graceful timeout (gunicorn 20.1, measured: policies.ts poolRunsSubmitted).
     for (const policy of ['gunicorn-gthread', 'gunicorn-gthread-21', 'gunicorn-gthread-24']) expect(found(policy, 'exit-by-deadline'), policy).toBe(true);
+    // gunicorn's reload TERMs the old generation as it forks the new one: nothing serves until a new worker has loaded its app.
+    expect(found('gunicorn-gthread', 'reload-keeps-serving')).toBe(true);
   });
 
   it('safe-drain breaks nothing at all, promised or not', () => {
