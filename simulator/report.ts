@@ -1,6 +1,7 @@
 /** Turning run results into what people read: the table, the ab-style report, the JSON object. */
 import { MECHANISM_DESCRIPTIONS, type ClientStats, type FailureMechanism } from './clients.ts';
 import type { RunResult } from './run.ts';
+import type { ServingGapSummary } from './serving.ts';
 
 export function mainMechanism(stats: ClientStats): FailureMechanism | undefined {
   let best: FailureMechanism | undefined;
@@ -30,7 +31,24 @@ export function toJson(result: RunResult): object {
       ...(Object.keys(s.statuses).length > 0 ? { statuses: s.statuses } : {}),
     },
     latencyMs: { p50: round(l.percentileMs(50)), p95: round(l.percentileMs(95)), p99: round(l.percentileMs(99)), max: round(l.maxMs) },
+    noWorkerServing: gapsJson(result.servingGaps),
   };
+}
+
+function gapsJson(g: ServingGapSummary): object {
+  return {
+    spans: g.count,
+    totalMs: round(g.totalMs),
+    ...(g.longest ? { longestMs: round(g.longest.endMs - g.longest.startMs), longestFromMs: round(g.longest.startMs) } : {}),
+  };
+}
+
+/** How long nothing served while the arbiter ran (a reload's or a recycle's accept gap). */
+function gapsLine(g: ServingGapSummary): string {
+  if (g.longest === null) return 'none';
+  const longestMs = g.longest.endMs - g.longest.startMs;
+  const spans = g.count === 1 ? '1 span' : `${g.count} spans`;
+  return `${spans}, ${round(g.totalMs)} ms in all; the longest ${round(longestMs)} ms, from ${(g.longest.startMs / 1000).toFixed(3)} s`;
 }
 
 export function abReport(result: RunResult): string {
@@ -51,6 +69,7 @@ export function abReport(result: RunResult): string {
   }
   lines.push(
     `Latency (ms):           p50 ${round(l.percentileMs(50))}  p95 ${round(l.percentileMs(95))}  p99 ${round(l.percentileMs(99))}  max ${round(l.maxMs)}`,
+    `No worker serving:      ${gapsLine(result.servingGaps)}`,
     '',
     'Failures by mechanism:',
   );

@@ -17,6 +17,7 @@ import { fromPercentiles } from './rng.ts';
 import { RequestRows } from './request-rows.ts';
 import { routeItem, type PlatformItem, type Wire } from './platform.ts';
 import { SimulatedServer, type ServerTiming } from './server.ts';
+import { ServingGaps, type ServingGapSummary } from './serving.ts';
 
 export interface RunOptions {
   scenario: string;
@@ -47,6 +48,8 @@ export interface RunResult {
   loadEndMs?: number;
   events: number;
   header: TraceHeader;
+  /** The spans in which the arbiter ran and no worker served (simulator/serving.ts). */
+  servingGaps: ServingGapSummary;
 }
 
 /** Each request's service time: one draw from the seeded PRNG, from a profile's percentiles or the scenario's uniform range. */
@@ -187,10 +190,12 @@ export function buildWorld(
 export function runScenario(options: RunOptions): RunResult {
   const { params } = options;
   const processed = new ProcessedRequests();
+  const gaps = new ServingGaps();
   let events = 0;
   const onEvent = options.onEvent;
   const sink: TraceSink = (t, actor, event) => {
     events++;
+    gaps.take(t, actor, event as { type: TraceEvent['type']; signal?: string });
     if (event.type === 'conn.handler-start') processed.started.add((event as MachineEvent<ConnEvent & { type: 'conn.handler-start' }>).req);
     if (onEvent) onEvent(traceEvent(t, actor, event));
   };
@@ -257,5 +262,5 @@ export function runScenario(options: RunOptions): RunResult {
     }
   });
   const header = makeHeader(options.policy, params.server, true, { scenario: options.scenario, seed: options.seed });
-  return { scenario: options.scenario, policy: options.policy, seed: options.seed, params, stats, virtualMs: engine.nowMs, ...(loadEndMs !== undefined ? { loadEndMs } : {}), events, header };
+  return { scenario: options.scenario, policy: options.policy, seed: options.seed, params, stats, virtualMs: engine.nowMs, ...(loadEndMs !== undefined ? { loadEndMs } : {}), events, header, servingGaps: gaps.summary(engine.nowMs) };
 }

@@ -182,10 +182,12 @@ describe('simulate', () => {
     const { code, out } = await cli('simulate', '--scenario', 'backlog-unix', '--policy', 'gunicorn-sync', '--json');
     expect(code).toBe(0);
     const json = JSON.parse(out);
-    expect(Object.keys(json)).toEqual(['scenario', 'policy', 'seed', 'params', 'requests', 'latencyMs', 'run']);
+    expect(Object.keys(json)).toEqual(['scenario', 'policy', 'seed', 'params', 'requests', 'latencyMs', 'noWorkerServing', 'run']);
     expect(Object.keys(json.run)).toEqual(['events', 'seconds', 'peakRssMiB']);
     expect(json.requests).toMatchObject({ total: 200, ok: 130, failed: 70, byCause: { 'backlog-overflow': 70 }, statuses: { 200: 130, 502: 70 } });
     expect(Object.keys(json.latencyMs)).toEqual(['p50', 'p95', 'p99', 'max']);
+    // One sync worker, never recycled, never signalled before the stop: it serves throughout, busy or not.
+    expect(json.noWorkerServing).toEqual({ spans: 0, totalMs: 0 });
   });
 
   it('--trace writes a complete trace the replay checker accepts, and the report prints the replay command', async () => {
