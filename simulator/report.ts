@@ -35,7 +35,15 @@ export function toJson(result: RunResult): object {
   };
 }
 
-function gapsJson(g: ServingGapSummary): object {
+/** The spans with no worker serving, as `--json` prints them (ms, rounded to 0.1). */
+export interface NoWorkerServingJson {
+  readonly spans: number;
+  readonly totalMs: number;
+  readonly longestMs?: number;
+  readonly longestFromMs?: number;
+}
+
+function gapsJson(g: ServingGapSummary): NoWorkerServingJson {
   return {
     spans: g.count,
     totalMs: round(g.totalMs),
@@ -43,12 +51,11 @@ function gapsJson(g: ServingGapSummary): object {
   };
 }
 
-/** How long nothing served while the arbiter ran (a reload's or a recycle's accept gap). */
-function gapsLine(g: ServingGapSummary): string {
-  if (g.longest === null) return 'none';
-  const longestMs = g.longest.endMs - g.longest.startMs;
-  const spans = g.count === 1 ? '1 span' : `${g.count} spans`;
-  return `${spans}, ${round(g.totalMs)} ms in all; the longest ${round(longestMs)} ms, from ${(g.longest.startMs / 1000).toFixed(3)} s`;
+/** How long nothing served while the arbiter ran (a reload's or a recycle's accept gap): the report's line, and the viz's. */
+export function noWorkerServingText(g: NoWorkerServingJson): string {
+  if (g.spans === 0 || g.longestMs === undefined || g.longestFromMs === undefined) return 'none';
+  const spans = g.spans === 1 ? '1 span' : `${g.spans} spans`;
+  return `${spans}, ${g.totalMs} ms in all; the longest ${g.longestMs} ms, from ${(g.longestFromMs / 1000).toFixed(3)} s`;
 }
 
 export function abReport(result: RunResult): string {
@@ -69,7 +76,7 @@ export function abReport(result: RunResult): string {
   }
   lines.push(
     `Latency (ms):           p50 ${round(l.percentileMs(50))}  p95 ${round(l.percentileMs(95))}  p99 ${round(l.percentileMs(99))}  max ${round(l.maxMs)}`,
-    `No worker serving:      ${gapsLine(result.servingGaps)}`,
+    `No worker serving:      ${noWorkerServingText(gapsJson(result.servingGaps))}`,
     '',
     'Failures by mechanism:',
   );

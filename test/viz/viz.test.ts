@@ -13,7 +13,7 @@ import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runScenario } from '../../simulator/run.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
-import { tableCell, toJson } from '../../simulator/report.ts';
+import { noWorkerServingText, tableCell, toJson, type NoWorkerServingJson } from '../../simulator/report.ts';
 import { parseTrace, formatTrace } from '../../model/trace.ts';
 import { readFileSync } from 'node:fs';
 import { startServer, stopServer, tempDir } from '../impl/server.ts';
@@ -93,8 +93,12 @@ describe('the visualization, in Chromium', () => {
       // What `quiesce simulate --scenario keepalive-recycle --policy <p> --seed 1 --json` prints.
       const cli = toJson(runScenario({ scenario: 'keepalive-recycle', policy, seed: 1, params: getScenario('keepalive-recycle').params })) as {
         requests: { total: number; failed: number; byCause: Record<string, number> };
+        noWorkerServing: NoWorkerServingJson;
       };
       expect(Number(await summaryValue(page, pane, 'requests'))).toBe(cli.requests.total);
+      // The seed's recycles with no jitter: every worker reaches max-requests at once, and nothing serves until a replacement does.
+      expect(cli.noWorkerServing.spans).toBeGreaterThan(0);
+      expect(await summaryValue(page, pane, 'no worker serving')).toBe(noWorkerServingText(cli.noWorkerServing));
       expect(Number(await summaryValue(page, pane, 'failed'))).toBe(cli.requests.failed);
       for (const [cause, n] of Object.entries(cli.requests.byCause)) expect(Number(await summaryValue(page, pane, cause))).toBe(n);
       // Every failure is drawn, labelled with its mechanism (the clients' group is collapsed: all of them are on its row).

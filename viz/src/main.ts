@@ -11,6 +11,7 @@ import { BASE_POLICY_NAMES } from '../../model/policies.ts';
 import { parseTrace, TraceParseError, type Trace, type TraceHeader } from '../../model/trace.ts';
 import { BOUNDS, checkNumber, type Bound } from '../../model/limits.ts';
 import { SCENARIO_NAMES, SEED_SCENARIO_NAMES } from '../../simulator/scenarios.ts';
+import { noWorkerServingText, type NoWorkerServingJson } from '../../simulator/report.ts';
 import { timelineOf, type TimelineModel } from './data.ts';
 import { renderMachine } from './machine.ts';
 import type { SimMessage, SimRequest } from './sim.worker.ts';
@@ -158,6 +159,7 @@ interface Summary {
   readonly seed: number;
   readonly requests: { total: number; ok: number; failed: number; byCause: Record<string, number> };
   readonly latencyMs: { p50: number; p95: number; p99: number; max: number };
+  readonly noWorkerServing: NoWorkerServingJson;
 }
 
 function show(i: number, trace: Trace, summary: Summary | null, mechanisms: Map<string, string>): void {
@@ -196,6 +198,7 @@ function renderSummary(el: HTMLElement, model: TimelineModel, summary: Summary |
         ['failed', String(summary.requests.failed)],
         ...Object.entries(summary.requests.byCause).map(([c, n]) => [`  ${c}`, String(n)] as [string, string]),
         ['latency p50 / p95 / p99', `${summary.latencyMs.p50} / ${summary.latencyMs.p95} / ${summary.latencyMs.p99} ms`],
+        ['no worker serving', noWorkerServingText(summary.noWorkerServing)],
       ]
     : [
         ['events', String(model.trace.events.length)],
