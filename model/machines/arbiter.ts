@@ -40,7 +40,7 @@ export interface ArbiterContext {
   aborted: WorkerId[];
   /** Workers that said they serve (their app is loaded). gunicorn's arbiter is never told; ours is. */
   ready: WorkerId[];
-  /** Workers this running arbiter sent TERM to retire them (a reload, TTOU): they drain, and no longer count as serving. */
+  /** Workers the arbiter sent TERM (a reload, TTOU, a stop): they drain, and belong to no generation that serves. */
   retired: WorkerId[];
   /** A reload's old workers that serve until new ones serve in their place (policy `reloadRetires: 'when-replaced'`), oldest first. */
   servingUntilReplaced: WorkerId[];
