@@ -139,8 +139,18 @@ export interface StopTimes {
   readonly signalHandlerMs: number[];
   /** The stopping loop turn (its first hand-over after the handler, or the handler) → the listener copy's close; empty where the hooks see no close. */
   readonly closeAfterTurnMs: number[];
-  /** Where gthread's main thread was as each SIGTERM handler ran (it sets alive = False): in its poll (the handler interrupted the select), or past it. */
-  readonly signalFlips: { inPoll: number; pastPoll: number };
+  /**
+   * gthread: each SIGTERM handler's worker, by whether its loop handed anything over between the kill and
+   * the handler (`loopStopsAtKills`): `stopped`, nothing; `ran`, at least one hand-over. Zero for a server
+   * whose hand-overs the marks do not show.
+   */
+  readonly loopStops: { stopped: number; ran: number };
+  /**
+   * gthread, at its workers' SIGTERM handlers: the connections they held, those readable in the poller
+   * then, and what their last turns handed over (between the handler and the listener close). Evidence
+   * of where the handler finds the loop (simulator/server.ts `handlerFindsLoop`), logged, not drawn.
+   */
+  readonly atHandlers: { handlers: number; held: number; readable: number; handedOver: number };
 }
 
 /**
@@ -240,8 +250,6 @@ export const GUNICORN_STOP_HOOKS = [
   'import os, signal, time',
   '_dir = os.path.dirname(os.path.abspath(__file__))',
   '_lines = []',
-  '_polling = [False]',
-  '_returned = [0.0]',
   // kill_workers calls kill_worker once per worker.
   'def when_ready(server):',
   '    kill = server.kill_worker',
@@ -255,15 +263,21 @@ export const GUNICORN_STOP_HOOKS = [
   '    handle_exit = worker.handle_exit',
   '    def on_term(sig, frame):',
   "        _lines.append('%.6f handler %d' % (time.monotonic(), os.getpid()))",
-  // A handler that interrupts the loop's select runs inside it (the select is retried after it, PEP 475).
-  "        if hasattr(worker, 'poller'): _lines.append('%.6f loop %d %s' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll'))",
+  // gthread: what its poller holds as the handler runs — connections readable (epoll, not waiting), the listeners left out — and all it holds.
+  "        poller = getattr(worker, 'poller', None)",
+  '        if poller is not None:',
+  '            try:',
+  '                listening = set(s.fileno() for s in worker.sockets)',
+  '                readable = sum(1 for fd, _ in poller._selector.poll(0) if fd not in listening)',
+  '            except Exception:',
+  '                readable = -1',
+  "            _lines.append('%.6f at-handler %d %d %d' % (time.monotonic(), os.getpid(), readable, getattr(worker, 'nr_conns', 0)))",
   '        handle_exit(sig, frame)',
   '    signal.signal(signal.SIGTERM, on_term)',
   '    signal.siginterrupt(signal.SIGTERM, False)',
   // gthread: its loop's hand-overs, and the listener copies it closes after the loop (tpool.shutdown, poller.close, close).
   "    enqueue = getattr(worker, 'enqueue_req', None)",
   '    if enqueue is None: return',
-  ...POLLING_FLAG,
   '    def enqueue_req(conn):',
   "        _lines.append('%.6f submit %d' % (time.monotonic(), os.getpid()))",
   '        return enqueue(conn)',
@@ -572,16 +586,16 @@ export type StopMark =
 
 /**
  * From a stop run's lines (`<seconds> kill <pid> <signal>` from the arbiter; `<seconds> handler|submit|listener-close <pid>`
- * from its workers; `<seconds> loop <pid> in-poll|past-poll` where a handler found gthread's main thread), in ms:
- * see `stopTimingsOf`.
+ * from its workers), in ms: see `stopTimingsOf`; and where the hand-overs are gthread's, whether each loop
+ * stopped before its handler (`loopStopsAtKills`).
  */
 export function stopTimings(lines: readonly string[]): StopTimes {
   const marks: StopMark[] = [];
-  const signalFlips = { inPoll: 0, pastPoll: 0 };
+  const pollers: { readonly ms: number; readonly pid: string; readonly readable: number; readonly held: number }[] = [];
   for (const line of lines) {
-    const loop = /^\d+(?:\.\d+)? loop \d+ (\S+)$/.exec(line);
-    if (loop) {
-      countLoopPlace(signalFlips, loop[1]!, `stops.log: a loop line says neither in-poll nor past-poll: "${line}"`);
+    const poller = /^(\d+(?:\.\d+)?) at-handler (\d+) (-?\d+) (\d+)$/.exec(line);
+    if (poller) {
+      pollers.push({ ms: Number(poller[1]) * 1000, pid: poller[2]!, readable: Number(poller[3]), held: Number(poller[4]) });
       continue;
     }
     const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);
@@ -590,7 +604,45 @@ export function stopTimings(lines: readonly string[]): StopTimes {
     if (match[2] !== undefined) marks.push({ ms, kind: 'kill', pid: match[2], signal: Number(match[3]) });
     else marks.push({ ms, kind: match[4] as 'handler' | 'submit' | 'listener-close', pid: match[5]! });
   }
-  return { ...stopTimingsOf(marks), signalFlips };
+  return { ...stopTimingsOf(marks), loopStops: loopStopsAtKills(marks), atHandlers: pollersAtHandlers(marks, pollers) };
+}
+
+/**
+ * Each worker's first poller line after a SIGTERM kill (its handler's), with the hand-overs of its last
+ * turn: from the handler to its listener close. A line whose poller could not be read (−1) is no sample.
+ */
+export function pollersAtHandlers(marks: readonly StopMark[], pollers: readonly { readonly ms: number; readonly pid: string; readonly readable: number; readonly held: number }[]): StopTimes['atHandlers'] {
+  const out = { handlers: 0, held: 0, readable: 0, handedOver: 0 };
+  for (const kill of marks) {
+    if (kill.kind !== 'kill' || kill.signal !== os.constants.signals.SIGTERM) continue;
+    const at = pollers.filter((p) => p.pid === kill.pid && p.ms >= kill.ms).sort((a, b) => a.ms - b.ms)[0];
+    if (!at || at.readable < 0) continue;
+    const closeMs = marks.filter((m) => m.kind === 'listener-close' && m.pid === kill.pid && m.ms >= at.ms).reduce((least, m) => Math.min(least, m.ms), Number.POSITIVE_INFINITY);
+    out.handlers++;
+    out.held += at.held;
+    out.readable += at.readable;
+    out.handedOver += marks.filter((m) => m.kind === 'submit' && m.pid === kill.pid && m.ms >= at.ms && m.ms <= closeMs).length;
+  }
+  return out;
+}
+
+/**
+ * For each SIGTERM kill that a handler of its worker followed, whether that worker's loop handed anything
+ * over (a `submit`: gthread's enqueue_req) after the kill and before the handler. CPython runs a handler
+ * in the main thread at its next bytecode; the main thread is the loop that hands over; so a wait for the
+ * handler is a wait of the loop, unless the signal reached the process while another thread ran.
+ */
+export function loopStopsAtKills(marks: readonly StopMark[]): StopTimes['loopStops'] {
+  const out = { stopped: 0, ran: 0 };
+  for (const kill of marks) {
+    if (kill.kind !== 'kill' || kill.signal !== os.constants.signals.SIGTERM) continue;
+    const handlerMs = marks.filter((m) => m.kind === 'handler' && m.pid === kill.pid && m.ms >= kill.ms).reduce((least, m) => Math.min(least, m.ms), Number.POSITIVE_INFINITY);
+    if (handlerMs === Number.POSITIVE_INFINITY) continue;
+    const ran = marks.some((m) => m.kind === 'submit' && m.pid === kill.pid && m.ms > kill.ms && m.ms < handlerMs);
+    if (ran) out.ran++;
+    else out.stopped++;
+  }
+  return out;
 }
 
 /**
@@ -599,7 +651,7 @@ export function stopTimings(lines: readonly string[]): StopTimes {
  * the first hand-over between them (the poll that ended the last turn: the loop looks at `alive` only
  * after its hand-overs) — or the handler, where none came — → the close.
  */
-export function stopTimingsOf(marks: readonly StopMark[]): Omit<StopTimes, 'signalFlips'> {
+export function stopTimingsOf(marks: readonly StopMark[]): Omit<StopTimes, 'loopStops' | 'atHandlers'> {
   const kills = marks.filter((m) => m.kind === 'kill' && m.signal === os.constants.signals.SIGTERM).sort((a, b) => a.ms - b.ms);
   /** The first of a worker's marks of a kind in [fromMs, toMs]. */
   const first = (kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY) =>
@@ -798,7 +850,7 @@ export function traceStopMarks(events: readonly TraceEvent[]): StopMark[] {
 
 const QUIESCE_STOPS = {
   // The main thread's place at a handler is gthread's; an event loop runs a handler between callbacks (never counted).
-  times: (dir: string): StopTimes => ({ ...stopTimingsOf(traceStopMarks(readTrace(join(dir, 'trace.jsonl')).events)), signalFlips: { inPoll: 0, pastPoll: 0 } }),
+  times: (dir: string): StopTimes => ({ ...stopTimingsOf(traceStopMarks(readTrace(join(dir, 'trace.jsonl')).events)), loopStops: { stopped: 0, ran: 0 }, atHandlers: { handlers: 0, held: 0, readable: 0, handedOver: 0 } }),
   method:
     "the server's lifecycle trace (--trace-events lifecycle: the arbiter and its workers on one monotonic clock): the gaps between the arbiter's successive TERM kills of one stop (arbiter.kill); a kill → that worker's worker.signal (its handler, run by its event loop); the end of its last loop turn (worker.turn-end), or the handler where none came first → its listener copy's close (worker.close-listener)",
 };
@@ -807,7 +859,7 @@ const GUNICORN_STOPS = {
   times: gunicornStopTimes,
   files: { 'hooks.py': GUNICORN_STOP_HOOKS },
   method:
-    "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and where the main thread was as the handler ran (in the poller's select, wrapped to say so: the handler interrupts it and it is retried after, PEP 475; or past it)",
+    "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and, for each handler, whether the worker's loop handed anything over (enqueue_req) between the kill and the handler",
 };
 
 const GUNICORN_BOOT_METHOD =
@@ -869,7 +921,7 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
   if (!stops) return null;
   log(`${name}: ${STOP_RUNS} stops under load (no recycling, ab ${AB_STOP_LOAD.join(' ')}, TERM at ${STOP_AT_MS} ms)`);
   const stopping: ServerParams = { ...server, maxRequests: 0, maxRequestsJitter: 0 };
-  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [], signalFlips: { inPoll: 0, pastPoll: 0 } };
+  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [], loopStops: { stopped: 0, ran: 0 }, atHandlers: { handlers: 0, held: 0, readable: 0, handedOver: 0 } };
   let command = '';
   for (let run = 0; run < STOP_RUNS; run++) {
     const dir = await withServer({ ...target, files: stops.files ?? target.files }, stopping, port, async (dir, filled, process_) => {
@@ -882,10 +934,14 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
     });
     const one = stops.times(dir);
     for (const key of STOP_TIME_KEYS) times[key].push(...one[key]);
-    times.signalFlips.inPoll += one.signalFlips.inPoll;
-    times.signalFlips.pastPoll += one.signalFlips.pastPoll;
+    times.loopStops.stopped += one.loopStops.stopped;
+    times.loopStops.ran += one.loopStops.ran;
+    for (const key of ['handlers', 'held', 'readable', 'handedOver'] as const) times.atHandlers[key] += one.atHandlers[key];
   }
   if (times.signalHandlerMs.length < STOP_RUNS) throw new Error(`the stop runs saw only ${times.signalHandlerMs.length} handlers in ${STOP_RUNS} stops`);
+  const { loopStops, atHandlers } = times;
+  if (loopStops.stopped + loopStops.ran > 0) log(`${name}: ${loopStops.stopped} of ${loopStops.stopped + loopStops.ran} loops handed nothing over between the kill and the handler`);
+  if (atHandlers.handlers > 0) log(`${name}: at ${atHandlers.handlers} handlers, ${atHandlers.readable} of ${atHandlers.held} held connections readable; their last turns handed ${atHandlers.handedOver} over`);
   return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)`, method: stops.method };
 }
 
@@ -1247,14 +1303,14 @@ async function stopCapture(capture: LoopbackCapture, port: number, log: (line: s
 }
 
 /** A stop's distributions, each where it has samples (one worker has no gap between kills; sync workers close no listener copy themselves). */
-function stopDistributions(times: StopTimes): Pick<Profile, (typeof STOP_TIME_KEYS)[number] | 'signalFindsLoopPastPoll'> {
-  const out: Pick<Profile, (typeof STOP_TIME_KEYS)[number] | 'signalFindsLoopPastPoll'> = {};
+function stopDistributions(times: StopTimes): Pick<Profile, (typeof STOP_TIME_KEYS)[number] | 'signalStopsLoop'> {
+  const out: Pick<Profile, (typeof STOP_TIME_KEYS)[number] | 'signalStopsLoop'> = {};
   for (const key of STOP_TIME_KEYS) {
     const samples = times[key];
     if (samples.length > 0) out[key] = { measurement: 'stops-under-load', samples: samples.length, percentilesMs: percentilesOf(samples) };
   }
-  const flips = times.signalFlips.inPoll + times.signalFlips.pastPoll;
-  if (flips > 0) out.signalFindsLoopPastPoll = { measurement: 'stops-under-load', samples: flips, share: round3(times.signalFlips.pastPoll / flips) };
+  const handlers = times.loopStops.stopped + times.loopStops.ran;
+  if (handlers > 0) out.signalStopsLoop = { measurement: 'stops-under-load', samples: handlers, share: round3(times.loopStops.stopped / handlers) };
   return out;
 }
 

@@ -130,7 +130,7 @@ export const MEASURED_KEYS = [
   'oneWayLatencyMs',
   'bootMs',
   'recycleFindsLoopPastPoll',
-  'signalFindsLoopPastPoll',
+  'signalStopsLoop',
   'cpu',
   'cpuWithoutRecycling',
   'spareActivationMs',
@@ -249,11 +249,15 @@ export const profileSchema = z
      */
     recycleFindsLoopPastPoll: measuredShare.optional(),
     /**
-     * At a stop or a reload, the share of SIGTERM handlers (they set alive = False, in the main thread)
-     * that ran with the loop past its poll rather than in it (a handler that interrupts the select runs
-     * inside it, and the select is retried after: PEP 475). The same two ways out of the turn as above.
+     * At a stop (and a reload: the same SIGTERM), the share of the workers' handlers before which the
+     * loop handed nothing over after the kill: CPython runs a handler in the main thread at its next
+     * bytecode, and the main thread is the loop, so a handler that waits is mostly a loop that waits.
+     * Where the handler then finds the loop is the poller's state, not a share (simulator/server.ts
+     * `handlerFindsLoop`): the hooks' flag of "in the select" cannot tell a select that returned while
+     * the thread waited for the CPU or the GIL from one still waiting (simulator/README.md, "The loop at
+     * a signal").
      */
-    signalFindsLoopPastPoll: measuredShare.optional(),
+    signalStopsLoop: measuredShare.optional(),
     /**
      * The processes' work as CPU, under the calibration load. Present: the simulator shares the cores
      * among the workers, the booting processes and the client, and a request's time and a boot's follow
@@ -410,15 +414,15 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     } else defaults.push(`${label} (${otherwise})`);
   }
   const loopPlaces = [
-    ['recycleFindsLoopPastPoll', 'recyclePastPollShare', 'where the loop is when a recycle flips alive'],
-    ['signalFindsLoopPastPoll', 'signalPastPollShare', 'where the loop is when a TERM flips alive'],
+    ['recycleFindsLoopPastPoll', 'recyclePastPollShare', 'where the loop is when a recycle flips alive', 'in its poll'],
+    ['signalStopsLoop', 'signalStopsLoopShare', "the loop stopped until a TERM's handler", 'it runs on'],
   ] as const;
-  for (const [key, param, label] of loopPlaces) {
+  for (const [key, param, label, otherwise] of loopPlaces) {
     const measured = profile[key];
     if (measured) {
       params[param] = measured.share;
       fromProfile.push(label);
-    } else defaults.push(`${label} (in its poll)`);
+    } else defaults.push(`${label} (${otherwise})`);
   }
   if (profile.reapAfterTeardownMs) {
     params.reapAfterTeardownPercentilesMs = [...profile.reapAfterTeardownMs.percentilesMs];

@@ -174,7 +174,7 @@ export function buildWorld(
         ? { forkQueue: { wakeMs: drawFrom(params.forkQueuePercentilesMs.wakeMs, engine), gapMs: drawFrom(params.forkQueuePercentilesMs.gapMs, engine) } }
         : {}),
       ...(params.recyclePastPollShare !== undefined ? { recycleFindsLoopPastPoll: withChance(params.recyclePastPollShare, engine) } : {}),
-      ...(params.signalPastPollShare !== undefined ? { signalFindsLoopPastPoll: withChance(params.signalPastPollShare, engine) } : {}),
+      ...(params.signalStopsLoopShare !== undefined ? { signalStopsLoop: withChance(params.signalStopsLoopShare, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,
       ...(refuses ? { refuses } : {}),

@@ -69,8 +69,11 @@ export interface ScenarioParams {
   forkQueuePercentilesMs?: { wakeMs: number[]; gapMs: number[] };
   /** The share of recycles whose flip of alive finds the worker's loop past its poll (the turn ends without another); absent: none (in its poll). */
   recyclePastPollShare?: number;
-  /** The share of TERM handlers (a stop, a reload) that find the worker's loop past its poll; absent: none (in its poll). */
-  signalPastPollShare?: number;
+  /**
+   * The share of stopping signals (a stop's TERM, a reload's) whose kill stops a worker's loop until the
+   * handler runs: it hands nothing over meanwhile (simulator/server.ts `signalStopsLoop`); absent: none.
+   */
+  signalStopsLoopShare?: number;
   /**
    * Requests whole, as measured: each row a request's poll wait, thread pickup, service and return, ms,
    * and whether its connection came back to the poller with it in (simulator/profile-schema.ts

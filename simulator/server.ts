@@ -106,8 +106,12 @@ export interface ServerTiming {
   gracefulExitMs?: () => GracefulExitWaits;
   /** Drawn at each recycle: whether the flip of alive finds the loop past its poll (`WorkerPort.loopPastPoll`); absent: never. */
   recycleFindsLoopPastPoll?: () => boolean;
-  /** The same, drawn at each TERM a worker takes (its handler flips alive in the main thread); absent: never. */
-  signalFindsLoopPastPoll?: () => boolean;
+  /**
+   * Drawn at each stopping signal's kill of a worker whose loop has measured poll waits: whether its loop
+   * hands nothing over until the handler runs (`WorkerProcess.loopStoppedAtMs`); absent: it runs on. Where
+   * the handler finds that loop is the poller's own state (`WorkerProcess.handlerFindsLoop`), not a draw.
+   */
+  signalStopsLoop?: () => boolean;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
   loopTickMs: number;
   /** Whether worker loops notify the arbiter (the explorer leaves heartbeats out: its watchdog is off). */
@@ -150,6 +154,9 @@ export interface GracefulExitWaits {
 
 /** Whether a signal runs the process's handler (KILL, STOP and CONT are the kernel's, at the kill). */
 const takenByHandler = (signal: WorkerSignal): boolean => signal !== 'KILL' && signal !== 'STOP' && signal !== 'CONT';
+
+/** Whether a signal's handler stops the worker (flips `alive`): a stop's, a reload's. */
+const stopsWorker = (signal: WorkerSignal): boolean => signal === 'TERM' || signal === 'INT' || signal === 'QUIT';
 
 /** A spare no worker has taken yet. */
 const isFreeSpare = (spare: SpareProcess): boolean => spare.becomes === null;
@@ -201,7 +208,7 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
       proc.driver.handlerFinished(i.conn, i.req);
       proc.announceBehind(i.conn);
     }),
-  poll: (i, proc) => proc.whenRunning(() => proc.driver.polled(i.conn)),
+  poll: (i, proc) => proc.whenRunning(() => proc.pollDue(i.conn)),
   pickup: (i, proc) => proc.whenRunning(() => proc.driver.pickedUp(i.conn, i.req)),
   return: (i, proc) => proc.whenRunning(() => proc.driver.returned(i.conn)),
 };
@@ -491,7 +498,23 @@ export class WorkerProcess implements WorkerPort {
    */
   private readonly behind = new Map<ConnId, string[]>();
   /** Connections waiting in the poller with a measured wait, since when, and how long before its hand-over its poll returns (`PollWait`). */
-  private readonly readableSince = new Map<ConnId, { readonly atMs: number; readonly afterPollReturnMs: number }>();
+  private readonly readableSince = new Map<ConnId, { readonly atMs: number; readonly afterPollReturnMs: number; readonly dueAtMs: number }>();
+  /**
+   * Since when the loop hands nothing over: a signal reached the process and its handler waits
+   * (`killed`). CPython runs a handler in the main thread at its next bytecode, and the main thread is
+   * the loop that hands connections over: a handler that waits is a loop that waits. Measured under
+   * reloads and stops of gunicorn 20.1 gthread (simulator/README.md, "The loop at a signal"): 28 of
+   * 29 handlers came with no hand-over between the kill and the handler. Null: it runs.
+   */
+  private loopStoppedAtMs: number | null = null;
+  /** Hand-overs that came due while the loop was stopped, in the order they came due. */
+  private readonly heldPolls: ConnId[] = [];
+  /** Hand-overs already made (the return the loop had made before it stopped): their own item comes to nothing. */
+  private readonly pollsHandedEarly = new Map<ConnId, number>();
+  /** Where the handler found the loop, as the poller's own state says it (`handlerFindsLoop`); null: not known. */
+  private loopAtSignal: 'in-poll' | 'past-poll' | null = null;
+  /** The return of the poll a hand-over now comes from, where the platform knows it (the return before a stop). */
+  private pollReturnAtMs: number | null = null;
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
   bootThread: string | null = null;
   /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
@@ -517,7 +540,7 @@ export class WorkerProcess implements WorkerPort {
     if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
     if (this.forkAtMs > this.server.host.nowMs || this.reapPending) throw new SimulationInvariantError(`${this.id}: a process whose fork or reap is queued has no snapshot`);
     if (this.unread.size > 0) throw new SimulationInvariantError(`${this.id}: a process whose thread has requests still to read has no snapshot`);
-    if (this.readableSince.size > 0) throw new SimulationInvariantError(`${this.id}: a process whose poller holds measured waits has no snapshot`);
+    if (this.readableSince.size > 0 || this.loopStoppedAtMs !== null) throw new SimulationInvariantError(`${this.id}: a process whose poller holds measured waits has no snapshot`);
     return {
       id: this.id,
       ready: this.ready,
@@ -657,8 +680,12 @@ export class WorkerProcess implements WorkerPort {
    */
   killed(signal: WorkerSignal, handlerMs: number): void {
     const inTurn = takenByHandler(signal) && this.server.timing.cpu?.readsInTurn === true;
-    if (handlerMs <= 0 && !inTurn) return this.takeSignal(signal);
+    if (handlerMs <= 0 && !inTurn) return this.handlerTakes(signal, this.server.host.nowMs);
     this.handlersPending++;
+    // A loop of measured poll waits (gthread's main thread) waits with the handler (see `loopStoppedAtMs`).
+    if (handlerMs > 0 && !inTurn && stopsWorker(signal) && !this.signalled && this.server.timing.dispatchMs && this.loopStoppedAtMs === null && this.server.timing.signalStopsLoop?.()) {
+      this.loopStoppedAtMs = this.server.host.nowMs;
+    }
     if (handlerMs > 0) this.wire.after(handlerMs, { kind: 'signal', worker: this.id, signal });
     else this.handlerDue(signal);
   }
@@ -677,14 +704,71 @@ export class WorkerProcess implements WorkerPort {
   /** A signal's handler runs (see `killed`): the loop accepts again if the machine still lets it. */
   handlerRuns(signal: WorkerSignal): void {
     this.handlersPending--;
-    this.takeSignal(signal);
+    const stoppedAtMs = this.loopStoppedAtMs ?? this.server.host.nowMs;
+    this.loopStoppedAtMs = null;
+    this.handlerTakes(signal, stoppedAtMs);
+    // What came due meanwhile: a loop past its poll abandoned it with the turn; one in its poll returns with it now.
+    for (const conn of this.heldPolls.splice(0)) this.pollDue(conn);
     if (this.handlersPending === 0) this.acceptFromQueue();
+  }
+
+  /** A signal's handler runs in a loop that has run until `loopRanUntilMs`: a stopping one finds the loop where the poller says. */
+  private handlerTakes(signal: WorkerSignal, loopRanUntilMs: number): void {
+    if (stopsWorker(signal) && !this.signalled && !this.exited && !this.stopped) this.handlerFindsLoop(loopRanUntilMs);
+    this.takeSignal(signal);
+    this.loopAtSignal = null;
+  }
+
+  /**
+   * The handler runs in a loop stopped since `stoppedAtMs` (see `loopStoppedAtMs`). With nothing
+   * readable, the loop is in its poll, and returns from it with what comes next. With a connection
+   * readable, its poll has returned — select() returns as soon as one is readable — with that one and
+   * whatever was readable with it, and the main thread stopped before it got through that return: the
+   * return is handed over now, and the flip that follows finds the loop past its poll, so the rest of
+   * the poller is abandoned (gthread 20.x looks at `alive` after a return's callbacks, without another
+   * select). The return came when the earliest readable connection's row puts it, or at the stop if
+   * that is later — the loop does not return while it is stopped — but never before that connection
+   * was readable. Measured (simulator/README.md, "The loop at a signal"): at the handlers of three
+   * reloads' TERMs, 121 of 189 held connections were readable and 39 were handed over after them.
+   */
+  private handlerFindsLoop(stoppedAtMs: number): void {
+    let first: { readonly conn: ConnId; readonly atMs: number; readonly returnedAtMs: number } | null = null;
+    for (const [conn, since] of this.readableSince) {
+      if (first !== null && since.atMs >= first.atMs) continue;
+      first = { conn, atMs: since.atMs, returnedAtMs: Math.max(since.atMs, Math.min(since.dueAtMs - since.afterPollReturnMs, stoppedAtMs)) };
+    }
+    this.loopAtSignal = first === null ? 'in-poll' : 'past-poll';
+    if (first === null) return;
+    const held = this.heldPolls.indexOf(first.conn);
+    if (held >= 0) this.heldPolls.splice(held, 1);
+    else this.pollsHandedEarly.set(first.conn, (this.pollsHandedEarly.get(first.conn) ?? 0) + 1);
+    this.pollReturnAtMs = first.returnedAtMs;
+    try {
+      this.driver.polled(first.conn);
+    } finally {
+      this.pollReturnAtMs = null;
+    }
+  }
+
+  /** A connection's measured poll wait is over: the loop hands it over, unless it waits for a handler (or did so early). */
+  pollDue(conn: ConnId): void {
+    const early = this.pollsHandedEarly.get(conn);
+    if (early !== undefined) {
+      if (early <= 1) this.pollsHandedEarly.delete(conn);
+      else this.pollsHandedEarly.set(conn, early - 1);
+      return;
+    }
+    if (this.loopStoppedAtMs !== null) {
+      this.heldPolls.push(conn);
+      return;
+    }
+    this.driver.polled(conn);
   }
 
   /** The signal reaches the process (its handler runs). A process gone meanwhile takes nothing. */
   takeSignal(signal: WorkerSignal): void {
     if (this.exited) return;
-    if (signal === 'TERM' || signal === 'INT' || signal === 'QUIT') this.signalled = true;
+    if (stopsWorker(signal)) this.signalled = true;
     // Stopped already, a STOP stops nothing more, and the CONT that wakes the process discards it
     // (Linux prepare_signal: SIGCONT flushes pending stop signals). Held, it would freeze the machine
     // at the CONT while the process ran on.
@@ -796,12 +880,15 @@ export class WorkerProcess implements WorkerPort {
     if (wait === undefined) return true;
     if (wait.afterPollReturnMs !== undefined) {
       if (!(wait.afterPollReturnMs >= 0 && wait.afterPollReturnMs <= wait.ms)) throw new SimulationInvariantError(`${conn}: its poll returned ${wait.afterPollReturnMs} ms before a hand-over ${wait.ms} ms after it became readable`);
-      this.readableSince.set(conn, { atMs: this.server.host.nowMs, afterPollReturnMs: wait.afterPollReturnMs });
     }
     // A wait measured from the request's arrival (its last segment → the hand-over) runs from there:
     // a request that came while its connection was still with the pool's done callback has waited
     // since then, inside that callback's measured return — counted again from now, it would wait twice.
     const waitedMs = wait.from === 'arrival' ? this.server.host.nowMs - this.link(conn).lastBytesArrivedAtMs : 0;
+    if (wait.afterPollReturnMs !== undefined) {
+      const nowMs = this.server.host.nowMs;
+      this.readableSince.set(conn, { atMs: nowMs, afterPollReturnMs: wait.afterPollReturnMs, dueAtMs: nowMs + Math.max(0, wait.ms - waitedMs) });
+    }
     return this.atOnceOrLater(wait.ms - waitedMs, { kind: 'poll', worker: this.id, conn });
   }
 
@@ -813,13 +900,13 @@ export class WorkerProcess implements WorkerPort {
     const since = this.readableSince.get(conn);
     this.readableSince.delete(conn);
     if (since === undefined) return before;
-    const returnedAtMs = Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs);
+    const returnedAtMs = this.pollReturnAtMs ?? Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs);
     return [...before, ...after.filter((other) => (this.readableSince.get(other)?.atMs ?? Number.POSITIVE_INFINITY) <= returnedAtMs)];
   }
 
   loopPastPoll(cause: 'recycle' | 'signal'): boolean {
-    const { recycleFindsLoopPastPoll, signalFindsLoopPastPoll } = this.server.timing;
-    return (cause === 'recycle' ? recycleFindsLoopPastPoll : signalFindsLoopPastPoll)?.() ?? false;
+    if (cause === 'signal') return this.loopAtSignal === 'past-poll';
+    return this.server.timing.recycleFindsLoopPastPoll?.() ?? false;
   }
 
   tearDown(): boolean {

@@ -18,13 +18,20 @@ spec = importlib.util.spec_from_file_location('hooks', sys.argv[1])
 hooks = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(hooks)
 
+class Epoll:
+    def __init__(self): self.ready = []
+    def poll(self, timeout): return list(self.ready)
+
 class Poller:
-    def __init__(self): self.during = None
+    def __init__(self):
+        self.during = None
+        self._selector = Epoll()
     def select(self, timeout=None):
         if self.during: self.during()
         return []
 
 class Listener:
+    def fileno(self): return 3
     def close(self): pass
 
 class Worker:
@@ -86,26 +93,39 @@ hooks.worker_exit(None, worker)
     expect(flips(pastPoll)).toEqual({ inPoll: 0, pastPoll: 1 });
   });
 
-  it('the stop hooks note where the loop was as the TERM handler ran: a signal that comes during the select runs its handler inside it', () => {
+  it("the stop hooks write the arbiter's kills, each hand-over, the handler and what its poller holds: a loop that hands over between a kill and its handler ran, one that does not stopped", () => {
+    // The arbiter's kill_worker, wrapped by when_ready, writes the kill; the stand-in's own pid takes the signal.
     const dir = runPython(
       GUNICORN_STOP_HOOKS,
       `
-def during():
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(0.05)  # the handler runs here, inside the poll
-worker.poller.during = during
-worker.poller.select(1.0)
+class Server:
+    def kill_worker(self, pid, sig): os.kill(pid, sig)
+server = Server()
+hooks.when_ready(server)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+server.kill_worker(os.getpid(), signal.SIGTERM)
+worker.nr_conns = 4
+worker.poller._selector.ready = [(7, 1), (3, 1)]  # a connection readable, and the listener (left out)
+worker.enqueue_req(None)  # a hand-over while the signal waits: the loop ran
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])  # the handler runs here
 assert not worker.alive
+worker.sockets[0].close()  # its last turn handed nothing over
 worker.alive = True
-worker.poller.during = None
-os.kill(os.getpid(), signal.SIGTERM)  # outside the poll
-time.sleep(0.05)
+time.sleep(0.01)
+worker.poller._selector.ready = [(7, 1), (8, 1)]
+server.kill_worker(os.getpid(), signal.SIGTERM)  # the handler runs at once: nothing handed over between
 assert not worker.alive
+worker.enqueue_req(None)  # after the handler: its last turn
 hooks.worker_exit(None, worker)
 `,
     );
-    const times = stopTimings(readFileSync(join(dir, 'stops.log'), 'utf8').split('\n').filter(Boolean));
-    expect(times.signalFlips).toEqual({ inPoll: 1, pastPoll: 1 });
+    const lines = readFileSync(join(dir, 'stops.log'), 'utf8').split('\n').filter(Boolean);
+    expect(lines.filter((l) => / kill \d+ 15$/.test(l))).toHaveLength(2);
+    const times = stopTimings(lines);
+    expect(times.loopStops).toEqual({ stopped: 1, ran: 1 });
+    expect(times.signalHandlerMs).toHaveLength(2);
+    // Two handlers, 4 connections held at each, 1 and then 2 readable; the second's last turn handed one over.
+    expect(times.atHandlers).toEqual({ handlers: 2, held: 8, readable: 3, handedOver: 1 });
   });
 
   it("the lifecycle hooks write the worker's ready, its fork, its reap and its exit, each with its pid, as the arbiter's timings read them", () => {

@@ -137,7 +137,7 @@ describe('applyProfile', () => {
       "the recycling loop turn's rest",
       "a graceful exit's teardown",
       'where the loop is when a recycle flips alive',
-      'where the loop is when a TERM flips alive',
+      "the loop stopped until a TERM's handler",
       "the reap after a graceful exit's teardown",
       "each graceful exit's teardown and reap, drawn together",
       "the arbiter's wake before a fork",
@@ -158,7 +158,7 @@ describe('applyProfile', () => {
     const { reapToForkMs: _wakes, ...noWake } = profile;
     expect(applyProfile(base, noWake).params.forkQueuePercentilesMs).toBeUndefined();
     expect(applyProfile(base, noWake).defaults.join()).toMatch(/the arbiter's forks \(each at the arbiter's decision\)/);
-    expect(applied.params.signalPastPollShare).toBe(profile.signalFindsLoopPastPoll!.share);
+    expect(applied.params.signalStopsLoopShare).toBe(profile.signalStopsLoop!.share);
     expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
     expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
@@ -279,14 +279,30 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
     expect(ms(times.killGapMs)).toEqual([2, 0.5]);
     expect(ms(times.signalHandlerMs)).toEqual([0.6, 1, 0.1]);
     expect(ms(times.closeAfterTurnMs)).toEqual([3, 0.2]);
-    expect(times.signalFlips).toEqual({ inPoll: 0, pastPoll: 0 });
+    // 101 handed one over after its kill and before its handler; 102 and 103 nothing.
+    expect(times.loopStops).toEqual({ stopped: 2, ran: 1 });
   });
 
-  it("counts where each gthread handler found the loop, apart from the times", () => {
-    const lines = ['10.000000 kill 101 15', '10.000600 handler 101', '10.000601 loop 101 in-poll', '10.000900 handler 102', '10.000901 loop 102 past-poll', '10.001000 handler 103', '10.001001 loop 103 past-poll'];
-    const times = stopTimings(lines);
-    expect(times.signalFlips).toEqual({ inPoll: 1, pastPoll: 2 });
-    expect(times.signalHandlerMs.map((x) => Math.round(x * 1000) / 1000)).toEqual([0.6]);
+  it('a loop ran before its handler only by a hand-over after the kill: one before the kill, or after the handler, says nothing', () => {
+    const lines = ['9.999000 submit 101', '10.000000 kill 101 15', '10.000600 handler 101', '10.000700 submit 101', '10.001000 kill 102 15', '10.001100 submit 102', '10.001500 handler 102'];
+    expect(stopTimings(lines).loopStops).toEqual({ stopped: 1, ran: 1 });
+    // A kill no handler followed (the worker was gone) is no sample.
+    expect(stopTimings(['10.000000 kill 101 15', '10.000100 submit 101']).loopStops).toEqual({ stopped: 0, ran: 0 });
+  });
+
+  it("what each handler's poller held: the first at-handler line after the kill, the last turn's hand-overs up to the close; an unreadable poller (−1) is no sample", () => {
+    const lines = [
+      '10.000000 kill 101 15',
+      '10.001000 kill 102 15',
+      '10.000600 handler 101',
+      '10.000601 at-handler 101 3 5',
+      '10.000700 submit 101',
+      '10.000900 listener-close 101',
+      '10.001000 submit 101', // after its close: not its last turn
+      '10.001500 handler 102',
+      '10.001501 at-handler 102 -1 4',
+    ];
+    expect(stopTimings(lines).atHandlers).toEqual({ handlers: 1, held: 5, readable: 3, handedOver: 1 });
   });
 
   it("reads quiesce serve's stop from its lifecycle trace: kills, each worker's signal, its last turn's end and its listener close, as gunicorn's hooks give them", () => {
@@ -314,7 +330,8 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
   });
 
   it('refuses a line it cannot read, naming it', () => {
-    expect(() => stopTimings(['10.0 loop 101 elsewhere'])).toThrow(/neither in-poll nor past-poll/);
+    expect(() => stopTimings(['10.0 loop 101 elsewhere'])).toThrow(/stops.log: unexpected line "10.0 loop 101 elsewhere"/);
+    expect(() => stopTimings(['10.0 at-handler 101 x 4'])).toThrow(/stops.log: unexpected line/);
     expect(() => stopTimings(['10.0 handler'])).toThrow(/stops.log: unexpected line "10.0 handler"/);
   });
 });

@@ -547,24 +547,93 @@ describe("where a recycle's flip of alive finds gthread's loop (a profile's recy
     expect(inPoll.some(Boolean)).toBe(false);
   });
 
-  it("a TERM's handler, too (signalPastPollShare): past its poll, the stopping worker's last turn ends as its handler runs", () => {
-    const turnEndsAtTheTerm = (share: number) => {
-      const params = small('term-under-load', 4000);
-      params.signalPastPollShare = share;
-      const { events } = run('term-under-load', 'gunicorn-gthread', 3, params);
-      const terms = events.filter((e) => e.type === 'worker.signal' && e.signal === 'TERM');
-      expect(terms.length).toBeGreaterThan(1);
-      return terms.map((term) => events.some((e) => e.actor === term.actor && e.type === 'worker.turn-end' && e.t === term.t));
-    };
-    expect(turnEndsAtTheTerm(1).every(Boolean)).toBe(true);
-    expect(turnEndsAtTheTerm(0).some(Boolean)).toBe(false);
-  });
-
   it('drawn per recycle: about the share of them end at the flip', () => {
     const half = turnsEndedAtTheFlip(0.5);
     const ended = half.filter(Boolean).length;
     expect(ended).toBeGreaterThan(0);
     expect(ended).toBeLessThan(half.length);
+  });
+});
+
+describe("a stop's TERM and gthread's loop (a profile's signalStopsLoop; simulator/server.ts handlerFindsLoop)", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+  /**
+   * The stop under load with measured rows: a request waits 0.5 ms in the poller (0.2 ms of it after its
+   * poll's return) and 2–20 ms in its handler; a TERM's handler runs 3 ms after the kill.
+   */
+  const stopParams = (stopsLoopShare: number): ScenarioParams => {
+    const params = small('term-under-load', 20000);
+    // Handlers of 2 to 20 ms: requests in lockstep would make every worker's state the same.
+    params.requestRowsMs = Array.from({ length: 10 }, (_, k) => [0.5, 0.1, 2 + k * 2, 0.2, k % 2, 0.2] as const);
+    params.signalHandlerPercentilesMs = constant(3);
+    params.signalStopsLoopShare = stopsLoopShare;
+    return params;
+  };
+  const stopped = (stopsLoopShare: number, seed: number) => run('term-under-load', 'gunicorn-gthread', seed, stopParams(stopsLoopShare)).events;
+
+  /**
+   * Per stopping worker: the hand-overs strictly between its kill and its handler (the return the handler
+   * hands over comes in the handler's instant), whether a connection it held was readable in its poller
+   * just before that instant, and whether its last turn ended in it.
+   */
+  const atHandlers = (events: readonly TraceEvent[]) => {
+    const workerOf = new Map<string, string>();
+    const inPoller = new Set<string>();
+    const bytesWaiting = new Set<string>();
+    const killedAt = new Map<string, number>();
+    const readableOf = (worker: string) => [...inPoller].filter((conn) => workerOf.get(conn) === worker && bytesWaiting.has(conn)).length;
+    const out: { worker: string; readable: number; turnEndedAtHandler: boolean; handOversWhileWaiting: number; handedAtHandler: number }[] = [];
+    let readableBefore = new Map<string, number>();
+    events.forEach((e, i) => {
+      const c = e as TraceEvent & { worker?: string; signal?: string };
+      // As the clock moves on, what each waiting worker holds readable: what its handler finds, if it runs now.
+      if (i === 0 || e.t > events[i - 1]!.t) readableBefore = new Map([...killedAt.keys()].map((worker) => [worker, readableOf(worker)]));
+      if (e.type === 'conn.open') workerOf.set(e.actor, c.worker!);
+      else if (e.type === 'conn.returned') inPoller.add(e.actor);
+      else if (e.type === 'conn.bytes') bytesWaiting.add(e.actor);
+      else if (e.type === 'conn.dispatch' || e.type === 'conn.close' || e.type === 'conn.abort') {
+        inPoller.delete(e.actor);
+        bytesWaiting.delete(e.actor);
+      } else if (e.type === 'arbiter.kill' && c.signal === 'TERM') killedAt.set(c.worker!, e.t);
+      else if (e.type === 'worker.signal' && c.signal === 'TERM' && killedAt.has(e.actor)) {
+        const killMs = killedAt.get(e.actor)!;
+        killedAt.delete(e.actor);
+        const dispatches = events.filter((d) => d.type === 'conn.dispatch' && workerOf.get(d.actor) === e.actor);
+        const handOversWhileWaiting = dispatches.filter((d) => d.t > killMs && d.t < e.t).length;
+        const handedAtHandler = dispatches.filter((d) => d.t === e.t).length;
+        const turnEnd = events.slice(i + 1).find((later) => later.actor === e.actor && later.type === 'worker.turn-end');
+        out.push({ worker: e.actor, readable: readableBefore.get(e.actor) ?? 0, turnEndedAtHandler: turnEnd?.t === e.t, handOversWhileWaiting, handedAtHandler });
+      }
+    });
+    return out;
+  };
+
+  it('a loop the kill stopped hands nothing over until its handler; one the kill did not stop goes on handing over', () => {
+    const stoppedLoops = [1, 2, 3].flatMap((seed) => atHandlers(stopped(1, seed)));
+    const runningLoops = [1, 2, 3].flatMap((seed) => atHandlers(stopped(0, seed)));
+    expect(stoppedLoops.length).toBeGreaterThan(8);
+    expect(stoppedLoops.every((h) => h.handOversWhileWaiting === 0)).toBe(true);
+    expect(runningLoops.some((h) => h.handOversWhileWaiting > 0)).toBe(true);
+  });
+
+  it('the handler finds the loop past its poll exactly when a connection is readable: its turn ends then; with none, it ends with what comes next', () => {
+    for (const share of [0, 1]) {
+      const handlers = [1, 2, 3, 4].flatMap((seed) => atHandlers(stopped(share, seed)));
+      expect(handlers.some((h) => h.readable > 0)).toBe(true);
+      expect(handlers.some((h) => h.readable === 0)).toBe(true);
+      for (const h of handlers) expect({ ...h, turnEndedAtHandler: h.readable > 0 }).toEqual(h);
+    }
+  });
+
+  it("past its poll, the last turn hands over the poll's return — the earliest readable connection and what was readable with it — and abandons the rest", () => {
+    const handlers = [1, 2, 3, 4].flatMap((seed) => atHandlers(stopped(1, seed))).filter((h) => h.readable > 0);
+    expect(handlers.length).toBeGreaterThan(4);
+    for (const h of handlers) {
+      expect(h.handedAtHandler).toBeGreaterThanOrEqual(1);
+      expect(h.handedAtHandler).toBeLessThanOrEqual(h.readable);
+    }
+    // Readable since the loop stopped, one after another: the return holds the first, and the rest wait in vain.
+    expect(handlers.some((h) => h.handedAtHandler < h.readable)).toBe(true);
   });
 });
 
