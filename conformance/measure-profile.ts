@@ -85,6 +85,11 @@ interface Target {
     readonly files?: Record<string, string>;
     /** How `times` reads them, for the profile's description of the measurement. */
     readonly method: string;
+    /**
+     * What the same hooks give under three HUPs (gunicorn's arbiter: a reload forks the new generation,
+     * then TERMs the old one): read from a reload run's directory, with the HUPs' times on the hooks' clock.
+     */
+    readonly reloads?: (dir: string, hupsMs: readonly number[]) => ReloadTimes;
   };
   /**
    * A command whose processes' CPU is sampled from /proc under the load (`quiesce serve`: workers and
@@ -579,6 +584,58 @@ export function arrivalWaits(times: Pick<RequestTimes, 'keptAliveHandOvers' | 'r
   return { waitsMs, waitOfHandOver, ofNoRequest: waitOfHandOver.length - waitsMs.length };
 }
 
+/** A reload's timings, ms (see `reloadTimings`). */
+export interface ReloadTimes {
+  /** Each HUP → the first SIGTERM the arbiter sent after it: its reload's spawn loop, forking the new generation. */
+  readonly killDelayMs: number[];
+  /**
+   * Each retired worker with a connection readable at its handler: its loop's last hand-over before its
+   * kill → the kill. Its loop had stopped handing over that long before the signal came.
+   */
+  readonly stallBeforeKillMs: number[];
+}
+
+/**
+ * From a reload run's stop lines and the HUPs' times (CLOCK_MONOTONIC, as the hooks', ms): for each HUP,
+ * the SIGTERMs the arbiter sent before the next HUP (or a second after it; gunicorn TERMs the retired
+ * generation again at each turn of its loop while it outnumbers `workers`, so only a worker's first kill
+ * counts), the first of them timing the reload's spawn loop; and for each of those workers whose handler
+ * found a connection readable (the poller line after it), how long before the kill its loop had handed
+ * its last connection over. A loop with nothing readable does not hand over either: only a loop with
+ * something to hand over tells a stall from an idle poll, and even then a connection may have become
+ * readable only after the kill — so this is an upper reading of the stall.
+ */
+export function reloadTimings(lines: readonly string[], hupsMs: readonly number[]): ReloadTimes {
+  const marks: StopMark[] = [];
+  const pollers: { readonly ms: number; readonly pid: string; readonly readable: number }[] = [];
+  for (const line of lines) {
+    const poller = /^(\d+(?:\.\d+)?) at-handler (\d+) (-?\d+) (\d+)$/.exec(line);
+    if (poller) pollers.push({ ms: Number(poller[1]) * 1000, pid: poller[2]!, readable: Number(poller[3]) });
+    else marks.push(...stopMarksOf([line]));
+  }
+  const killed = new Set<string>();
+  const firstKills = marks.filter((m) => m.kind === 'kill' && m.signal === os.constants.signals.SIGTERM).sort((a, b) => a.ms - b.ms).filter((kill) => !killed.has(kill.pid) && killed.add(kill.pid));
+  const killDelayMs: number[] = [];
+  const stallBeforeKillMs: number[] = [];
+  const hups = [...hupsMs].sort((a, b) => a - b);
+  hups.forEach((hupMs, i) => {
+    const untilMs = Math.min(hups[i + 1] ?? Number.POSITIVE_INFINITY, hupMs + RELOAD_KILL_WINDOW_MS);
+    const kills = firstKills.filter((k) => k.ms >= hupMs && k.ms < untilMs);
+    if (kills.length === 0) return;
+    killDelayMs.push(kills[0]!.ms - hupMs);
+    for (const kill of kills) {
+      const poller = pollers.filter((p) => p.pid === kill.pid && p.ms >= kill.ms).sort((a, b) => a.ms - b.ms)[0];
+      if (!poller || poller.readable <= 0) continue;
+      const lastMs = marks.filter((m) => m.kind === 'submit' && m.pid === kill.pid && m.ms < kill.ms).reduce((latest, m) => Math.max(latest, m.ms), Number.NEGATIVE_INFINITY);
+      if (lastMs > Number.NEGATIVE_INFINITY) stallBeforeKillMs.push(kill.ms - lastMs);
+    }
+  });
+  return { killDelayMs, stallBeforeKillMs };
+}
+
+/** How long after a HUP a SIGTERM still counts as its reload's (measured: 12–45 ms). */
+const RELOAD_KILL_WINDOW_MS = 1000;
+
 /** One moment of a stop, as the hooks or a trace give it: a kill(2) by the arbiter, or a worker's handler, hand-over or listener close (ms). */
 export type StopMark =
   | { readonly ms: number; readonly kind: 'kill'; readonly pid: string; readonly signal: number }
@@ -598,13 +655,22 @@ export function stopTimings(lines: readonly string[]): StopTimes {
       pollers.push({ ms: Number(poller[1]) * 1000, pid: poller[2]!, readable: Number(poller[3]), held: Number(poller[4]) });
       continue;
     }
+    marks.push(...stopMarksOf([line]));
+  }
+  return { ...stopTimingsOf(marks), loopStops: loopStopsAtKills(marks), atHandlers: pollersAtHandlers(marks, pollers) };
+}
+
+/** A stop run's kill, handler, submit and listener-close lines as marks (ms); any other line is refused, named. */
+function stopMarksOf(lines: readonly string[]): StopMark[] {
+  const marks: StopMark[] = [];
+  for (const line of lines) {
     const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);
     if (!match) throw new Error(`stops.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
     if (match[2] !== undefined) marks.push({ ms, kind: 'kill', pid: match[2], signal: Number(match[3]) });
     else marks.push({ ms, kind: match[4] as 'handler' | 'submit' | 'listener-close', pid: match[5]! });
   }
-  return { ...stopTimingsOf(marks), loopStops: loopStopsAtKills(marks), atHandlers: pollersAtHandlers(marks, pollers) };
+  return marks;
 }
 
 /**
@@ -857,6 +923,7 @@ const QUIESCE_STOPS = {
 
 const GUNICORN_STOPS = {
   times: gunicornStopTimes,
+  reloads: (dir: string, hupsMs: readonly number[]) => reloadTimings(readFileSync(join(dir, 'stops.log'), 'utf8').split('\n').filter(Boolean), hupsMs),
   files: { 'hooks.py': GUNICORN_STOP_HOOKS },
   method:
     "gunicorn's hooks (CLOCK_MONOTONIC): the arbiter's kill_worker wrapped in when_ready; each worker's SIGTERM handler, its listener copies' close and its loop's enqueue_req wrapped in post_worker_init. The gaps between the arbiter's successive kills of one stop; a kill → that worker's handler; the first hand-over after the handler (the poll that ended the last turn), or the handler where none came → the listener close; and, for each handler, whether the worker's loop handed anything over (enqueue_req) between the kill and the handler",
@@ -945,6 +1012,44 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
   return { times, command: `${fillCommand(command, stopping)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -TERM on the server's main process ${STOP_AT_MS} ms into it (${STOP_RUNS} runs)`, method: stops.method };
 }
 
+/** Reload runs: the calibration matrix's HUP row (no recycling, three HUPs 1 s apart under the load), several times. */
+const RELOAD_RUNS = 4;
+const RELOAD_HUPS_AT_MS = [500, 1500, 2500];
+
+/** The hooks' clock: CLOCK_MONOTONIC, which is also what process.hrtime reads on Linux (libuv's uv_hrtime). */
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** HUP runs: each a server under the load, sent SIGHUP three times by kill(2) on its main process, read once it exited. */
+async function measureReloads(name: string, target: Target, server: ServerParams, port: number, url: string, log: (line: string) => void): Promise<{ times: ReloadTimes; command: string } | null> {
+  const reloads = target.stops?.reloads;
+  if (!reloads) return null;
+  log(`${name}: ${RELOAD_RUNS} reload runs under load (no recycling, ab ${AB_STOP_LOAD.join(' ')}, HUP at ${RELOAD_HUPS_AT_MS.join(', ')} ms)`);
+  const steady: ServerParams = { ...server, maxRequests: 0, maxRequestsJitter: 0 };
+  const times: ReloadTimes = { killDelayMs: [], stallBeforeKillMs: [] };
+  let command = '';
+  for (let run = 0; run < RELOAD_RUNS; run++) {
+    const hupsMs: number[] = [];
+    const dir = await withServer({ ...target, files: target.stops?.files ?? target.files }, steady, port, async (dir, filled, process_) => {
+      command = filled;
+      const ab = runAb([...AB_STOP_LOAD, url]);
+      const timers = RELOAD_HUPS_AT_MS.map((ms) =>
+        setTimeout(() => {
+          hupsMs.push(monotonicMs());
+          process_.signal('SIGHUP');
+        }, ms),
+      );
+      await ab.finally(() => timers.forEach(clearTimeout));
+      return dir;
+    });
+    const one = reloads(dir, hupsMs);
+    times.killDelayMs.push(...one.killDelayMs);
+    times.stallBeforeKillMs.push(...one.stallBeforeKillMs);
+  }
+  if (times.killDelayMs.length < RELOAD_RUNS) throw new Error(`the reload runs saw only ${times.killDelayMs.length} reloads' kills in ${RELOAD_RUNS * RELOAD_HUPS_AT_MS.length} HUPs`);
+  log(`${name}: HUP → the reload's first kill, median ${round3(median(times.killDelayMs))} ms of ${times.killDelayMs.length}; a loop with something readable at its handler had stopped handing over a median ${times.stallBeforeKillMs.length > 0 ? round3(median(times.stallBeforeKillMs)) : '—'} ms before its kill (${times.stallBeforeKillMs.length} workers)`);
+  return { times, command: `${fillCommand(command, steady)}; ab ${AB_STOP_LOAD.join(' ')} ${url}, and kill -HUP on the server's main process ${RELOAD_HUPS_AT_MS.join(', ')} ms into it (${RELOAD_RUNS} runs)` };
+}
+
 export function describeMachine(): string {
   const cpus = os.cpus();
   let distro = '';
@@ -1010,6 +1115,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const run = await capturedRun(target, server, port, url, log);
   // A calibration without a stop under load (the recycling rows) may leave them out: the simulator then stops at once.
   const stops = options.stops === false ? null : await measureStops(name, target, server, port, url, log);
+  const reloads = options.stops === false ? null : await measureReloads(name, target, server, port, url, log);
   // Read after the server stopped: its trace is complete then.
   const bootPairs = target.boots(run.dir);
   if (bootPairs.length < 10) throw new Error(`only ${bootPairs.length} worker replacements were seen; expected dozens`);
@@ -1095,6 +1201,17 @@ export async function measureProfile(name: string, port: number, log: (line: str
             },
           }
         : {}),
+      ...(reloads
+        ? {
+            'reloads-under-load': {
+              command: reloads.command,
+              date,
+              machine,
+              method:
+                "the stop runs' hooks, and each HUP's time as the measuring process sent it (process.hrtime: CLOCK_MONOTONIC, the hooks' clock): each HUP → the first SIGTERM the arbiter sent after it (reload(): it forks the new generation, then manage_workers TERMs the old), a worker's first TERM only (the arbiter TERMs the retired generation again at each turn of its loop); and, for each TERMed worker whose poller held a readable connection at its handler (epoll, the listeners left out), its loop's last hand-over (enqueue_req) before the kill → the kill",
+            },
+          }
+        : {}),
       ...(work && cpuRun
         ? {
             'cpu-under-the-calibration-load': {
@@ -1163,6 +1280,10 @@ export async function measureProfile(name: string, port: number, log: (line: str
       : {}),
     ...(turnaroundsMs.length > 0 ? { clientTurnaroundMs: { measurement: 'capture-under-the-calibration-load', samples: turnaroundsMs.length, percentilesMs: percentilesOf(turnaroundsMs) } } : {}),
     ...(stops ? stopDistributions(stops.times) : {}),
+    ...(reloads && reloads.times.killDelayMs.length > 0 ? { reloadKillDelayMs: { measurement: 'reloads-under-load', samples: reloads.times.killDelayMs.length, percentilesMs: percentilesOf(reloads.times.killDelayMs) } } : {}),
+    ...(reloads && reloads.times.stallBeforeKillMs.length > 0
+      ? { reloadStallBeforeKillMs: { measurement: 'reloads-under-load', samples: reloads.times.stallBeforeKillMs.length, percentilesMs: percentilesOf(reloads.times.stallBeforeKillMs) } }
+      : {}),
     ...(work && work.clientWorkMs !== null && steadyWork
       ? {
           cpu: {

@@ -131,6 +131,8 @@ export const MEASURED_KEYS = [
   'bootMs',
   'recycleFindsLoopPastPoll',
   'signalStopsLoop',
+  'reloadKillDelayMs',
+  'reloadStallBeforeKillMs',
   'cpu',
   'cpuWithoutRecycling',
   'spareActivationMs',
@@ -258,6 +260,17 @@ export const profileSchema = z
      * a signal").
      */
     signalStopsLoop: measuredShare.optional(),
+    /**
+     * A HUP → the arbiter's first SIGTERM to the old generation: gunicorn's reload() forks the new
+     * generation first, one process after another, and TERMs the old one after.
+     */
+    reloadKillDelayMs: measuredDistribution.optional(),
+    /**
+     * At a reload, how long before its SIGTERM a retired worker's loop had stopped handing over, where it
+     * had something to hand over at its handler: the new generation's forks and boots take the CPU from
+     * the old generation's loops as their kills are on the way.
+     */
+    reloadStallBeforeKillMs: measuredDistribution.optional(),
     /**
      * The processes' work as CPU, under the calibration load. Present: the simulator shares the cores
      * among the workers, the booting processes and the client, and a request's time and a boot's follow
@@ -405,6 +418,8 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     ['closeAfterTurnMs', 'closeAfterTurnPercentilesMs', "the stopping loop turn's rest", 'the close in the same instant'],
     ['closeAfterRecycleTurnMs', 'closeAfterRecycleTurnPercentilesMs', "the recycling loop turn's rest", 'the close in the same instant'],
     ['teardownMs', 'teardownPercentilesMs', "a graceful exit's teardown", 'at once'],
+    ['reloadKillDelayMs', 'reloadKillDelayPercentilesMs', "a reload's spawn loop before its kills", 'the kills at the HUP'],
+    ['reloadStallBeforeKillMs', 'reloadStallBeforeKillPercentilesMs', "the old loops' stall before a reload's kills", 'from the kill'],
   ] as const;
   for (const [key, param, label, otherwise] of stopTimings) {
     const measured = profile[key];

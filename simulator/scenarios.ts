@@ -53,6 +53,10 @@ export interface ScenarioParams {
   closeAfterTurnPercentilesMs?: number[];
   /** The same for a worker that stops on its own (max-requests), ms; absent: at once. */
   closeAfterRecycleTurnPercentilesMs?: number[];
+  /** The 101 percentiles of a HUP → the arbiter's first SIGTERM of its reload (the spawn loop before it), ms; absent: at once. */
+  reloadKillDelayPercentilesMs?: number[];
+  /** The 101 percentiles of how long before a reload's SIGTERM its worker's loop stopped handing over, ms; absent: at the kill. */
+  reloadStallBeforeKillPercentilesMs?: number[];
   /** The 101 percentiles of the time from a graceful exit's decision to the process gone (its fds closed), ms; absent: at once. */
   teardownPercentilesMs?: number[];
   /** The 101 percentiles of the time from a graceful exit's teardown (its connections closed) to the arbiter's reap, ms; absent: at once. */

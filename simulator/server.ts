@@ -94,6 +94,16 @@ export interface ServerTiming {
   /** The same for a worker that stops on its own (max-requests: one worker, the others serving), measured apart: the two differ tenfold. */
   closeAfterRecycleTurnMs?: () => number;
   /**
+   * A reload's spawn loop: from the arbiter's decision to its first kill of the old generation (gunicorn's
+   * reload() forks the new one first, process after process); the kills go after it. Absent: at once.
+   */
+  reloadKillDelayMs?: () => number;
+  /**
+   * Drawn for each worker a reload TERMs: how long before the kill reaches it its loop stops handing over
+   * (`WorkerProcess.stallsBefore`) — the new generation's forks take the CPU. Absent: from the kill, as a stop's.
+   */
+  reloadStallBeforeKillMs?: () => number;
+  /**
    * A graceful exit's two waits, drawn per exit (together, where measured together: they are one
    * process's end). `teardownMs`: from its decision (gthread: its futures done, its sockets closed —
    * gunicorn's worker_exit hook) to the connections it still held closed (CPython's finalization
@@ -209,6 +219,7 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
       proc.announceBehind(i.conn);
     }),
   poll: (i, proc) => proc.whenRunning(() => proc.pollDue(i.conn)),
+  stall: (_i, proc) => proc.stalls(),
   pickup: (i, proc) => proc.whenRunning(() => proc.driver.pickedUp(i.conn, i.req)),
   return: (i, proc) => proc.whenRunning(() => proc.driver.returned(i.conn)),
 };
@@ -227,6 +238,8 @@ export class SimulatedServer implements ServerSide {
   private nextKillAtMs = 0;
   /** The earliest the arbiter's next fork goes: after the last one and the pause that follows it (`ServerTiming.forkQueue`). */
   private nextForkAtMs = 0;
+  /** When the arbiter last forked a reload's generation: the TERMs it sends in that instant are the reload's. */
+  private reloadForkedAtMs: number | null = null;
   private readonly spares = new Set<SpareProcess>();
   private sparesStarted = 0;
 
@@ -320,7 +333,9 @@ export class SimulatedServer implements ServerSide {
     const now = this.host.nowMs;
     const atMs = Math.max(now, this.nextKillAtMs);
     if (this.timing.killGapMs) this.nextKillAtMs = atMs + Math.max(0, this.timing.killGapMs());
-    this.workers.get(worker)?.signal(signal, atMs - now);
+    const ofReload = signal === 'TERM' && this.reloadForkedAtMs === now;
+    const stallMs = ofReload ? this.timing.reloadStallBeforeKillMs?.() : undefined;
+    this.workers.get(worker)?.signal(signal, atMs - now, stallMs);
   }
 
   /** A signal from outside (an operator's kill(1)) to a worker: KILL, STOP, CONT. */
@@ -396,6 +411,12 @@ export class SimulatedServer implements ServerSide {
   }
 
   private spawn(worker: WorkerId, maxRequests: number, path: SpawnPath): void {
+    // A reload forks its generation, one process after another, before it TERMs the old one: its kills wait.
+    if (path === 'reload' && this.reloadForkedAtMs !== this.host.nowMs) {
+      this.reloadForkedAtMs = this.host.nowMs;
+      const delayMs = this.timing.reloadKillDelayMs?.();
+      if (delayMs !== undefined) this.nextKillAtMs = Math.max(this.nextKillAtMs, this.host.nowMs + Math.max(0, delayMs));
+    }
     const proc = new WorkerProcess(this, worker);
     this.workers.set(worker, proc);
     this.everSpawned.set(worker, proc);
@@ -657,10 +678,11 @@ export class WorkerProcess implements WorkerPort {
    * handler takes runs when the process gets to it (`ServerTiming.signalHandlerMs`); at once when
    * neither waits.
    */
-  signal(signal: WorkerSignal, sentInMs = 0): void {
+  signal(signal: WorkerSignal, sentInMs = 0, stallBeforeMs?: number): void {
     // A process whose fork is still queued is not there yet: gunicorn handles the signal after its spawn loop.
     sentInMs = Math.max(sentInMs, this.forkAtMs - this.server.host.nowMs);
     const handlerMs = takenByHandler(signal) && this.server.timing.signalHandlerMs ? Math.max(0, this.server.timing.signalHandlerMs()) : 0;
+    if (stallBeforeMs !== undefined && stopsWorker(signal) && this.server.timing.dispatchMs) this.wire.after(Math.max(0, sentInMs - Math.max(0, stallBeforeMs)), { kind: 'stall', worker: this.id });
     if (sentInMs > 0) this.wire.after(sentInMs, { kind: 'kill', worker: this.id, signal, handlerMs });
     else this.killed(signal, handlerMs);
   }
@@ -680,7 +702,7 @@ export class WorkerProcess implements WorkerPort {
    */
   killed(signal: WorkerSignal, handlerMs: number): void {
     const inTurn = takenByHandler(signal) && this.server.timing.cpu?.readsInTurn === true;
-    if (handlerMs <= 0 && !inTurn) return this.handlerTakes(signal, this.server.host.nowMs);
+    if (handlerMs <= 0 && !inTurn) return this.loopResumesWith(signal);
     this.handlersPending++;
     // A loop of measured poll waits (gthread's main thread) waits with the handler (see `loopStoppedAtMs`).
     if (handlerMs > 0 && !inTurn && stopsWorker(signal) && !this.signalled && this.server.timing.dispatchMs && this.loopStoppedAtMs === null && this.server.timing.signalStopsLoop?.()) {
@@ -704,19 +726,31 @@ export class WorkerProcess implements WorkerPort {
   /** A signal's handler runs (see `killed`): the loop accepts again if the machine still lets it. */
   handlerRuns(signal: WorkerSignal): void {
     this.handlersPending--;
-    const stoppedAtMs = this.loopStoppedAtMs ?? this.server.host.nowMs;
-    this.loopStoppedAtMs = null;
-    this.handlerTakes(signal, stoppedAtMs);
-    // What came due meanwhile: a loop past its poll abandoned it with the turn; one in its poll returns with it now.
-    for (const conn of this.heldPolls.splice(0)) this.pollDue(conn);
+    this.loopResumesWith(signal);
     if (this.handlersPending === 0) this.acceptFromQueue();
   }
 
-  /** A signal's handler runs in a loop that has run until `loopRanUntilMs`: a stopping one finds the loop where the poller says. */
-  private handlerTakes(signal: WorkerSignal, loopRanUntilMs: number): void {
+  /**
+   * A signal's handler runs: a stopping one finds the loop where its poller says (stopped since
+   * `loopStoppedAtMs`, or running until now), and the loop goes on. What came due while it was stopped
+   * comes after: a loop past its poll abandoned it with the turn; one in its poll returns with it now.
+   */
+  private loopResumesWith(signal: WorkerSignal): void {
+    const loopRanUntilMs = this.loopStoppedAtMs ?? this.server.host.nowMs;
+    this.loopStoppedAtMs = null;
     if (stopsWorker(signal) && !this.signalled && !this.exited && !this.stopped) this.handlerFindsLoop(loopRanUntilMs);
     this.takeSignal(signal);
     this.loopAtSignal = null;
+    for (const conn of this.heldPolls.splice(0)) this.pollDue(conn);
+  }
+
+  /**
+   * A reload's kill is on its way (`ServerTiming.reloadStallBeforeKillMs`): the loop stops handing over
+   * now, until the handler. A worker already stopping, or gone, has no loop to stop.
+   */
+  stalls(): void {
+    if (this.exited || this.signalled || this.loopStoppedAtMs !== null) return;
+    this.loopStoppedAtMs = this.server.host.nowMs;
   }
 
   /**

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, reloadTimings, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -136,6 +136,8 @@ describe('applyProfile', () => {
       "the stopping loop turn's rest",
       "the recycling loop turn's rest",
       "a graceful exit's teardown",
+      "a reload's spawn loop before its kills",
+      "the old loops' stall before a reload's kills",
       'where the loop is when a recycle flips alive',
       "the loop stopped until a TERM's handler",
       "the reap after a graceful exit's teardown",
@@ -159,6 +161,8 @@ describe('applyProfile', () => {
     expect(applyProfile(base, noWake).params.forkQueuePercentilesMs).toBeUndefined();
     expect(applyProfile(base, noWake).defaults.join()).toMatch(/the arbiter's forks \(each at the arbiter's decision\)/);
     expect(applied.params.signalStopsLoopShare).toBe(profile.signalStopsLoop!.share);
+    expect(applied.params.reloadKillDelayPercentilesMs).toEqual(profile.reloadKillDelayMs!.percentilesMs);
+    expect(applied.params.reloadStallBeforeKillPercentilesMs).toEqual(profile.reloadStallBeforeKillMs!.percentilesMs);
     expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
     expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
@@ -250,6 +254,42 @@ describe('applyProfile', () => {
     expect(Math.abs(loadMs - expectedMs) / expectedMs).toBeLessThan(0.1);
     const expectedLatencyMs = (20 * loadMs) / requests;
     expect(Math.abs(a.stats.latency.meanMs - expectedLatencyMs) / expectedLatencyMs).toBeLessThan(0.1);
+  });
+});
+
+describe("reloadTimings: a reload's spawn loop, and how long before its kill each retired loop stopped", () => {
+  it("times each HUP to its reload's first TERM, and each retired worker's last hand-over to its kill where its handler found something readable", () => {
+    const lines = [
+      // 101 and 102: the first reload's TERMs, 40 and 41 ms after the HUP at 10.0 s.
+      '10.030000 submit 101',
+      '10.037500 submit 101', // its last hand-over, 2.5 ms before its kill
+      '10.040000 kill 101 15',
+      '10.040500 handler 101',
+      '10.040501 at-handler 101 3 5',
+      '10.039000 submit 102',
+      '10.041000 kill 102 15',
+      '10.041300 handler 102',
+      '10.041301 at-handler 102 0 4', // nothing readable: an idle loop is no stall
+      '10.060000 kill 101 15', // the arbiter TERMs the retired generation again: not a kill of its own
+      // The second reload (HUP at 11.0 s): 103's TERM 30 ms after it; its poller could not be read.
+      '11.020000 submit 103',
+      '11.030000 kill 103 15',
+      '11.030200 handler 103',
+      '11.030201 at-handler 103 -1 4',
+      // The final stop, seconds after the last HUP: no reload's.
+      '20.000000 kill 104 15',
+      '20.000300 handler 104',
+      '20.000301 at-handler 104 2 2',
+    ];
+    const times = reloadTimings(lines, [10_000, 11_000]);
+    const ms = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 1000);
+    expect(ms(times.killDelayMs)).toEqual([40, 30]);
+    expect(ms(times.stallBeforeKillMs)).toEqual([2.5]);
+  });
+
+  it('a HUP with no TERM after it (the run ended first) gives no delay; a line it cannot read is refused, named', () => {
+    expect(reloadTimings(['10.040000 kill 101 15'], [10_000, 12_000]).killDelayMs.map(Math.round)).toEqual([40]);
+    expect(() => reloadTimings(['10.0 reload 101'], [10_000])).toThrow(/stops.log: unexpected line "10.0 reload 101"/);
   });
 });
 

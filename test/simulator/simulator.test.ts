@@ -637,6 +637,52 @@ describe("a stop's TERM and gthread's loop (a profile's signalStopsLoop; simulat
   });
 });
 
+describe("a reload's spawn loop and the old loops' stall (a profile's reloadKillDelayMs, reloadStallBeforeKillMs)", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+  const reloadParams = (extra: Partial<ScenarioParams>): ScenarioParams => ({
+    ...small('reload-under-load', 20_000),
+    requestRowsMs: Array.from({ length: 10 }, (_, k) => [0.5, 0.1, 1 + k, 0.2, k % 2, 0.2] as const),
+    signalHandlerPercentilesMs: constant(1),
+    ...extra,
+  });
+  /** Each HUP's time, and each worker a reload TERMed with the moment its handler ran. */
+  const reloads = (params: ScenarioParams, seed: number) => {
+    const { events } = run('reload-under-load', 'gunicorn-gthread', seed, params);
+    const hups = events.filter((e) => e.type === 'arbiter.signal' && (e as { signal?: string }).signal === 'HUP').map((e) => e.t);
+    const handlers = events.filter((e) => e.type === 'worker.signal' && (e as { signal?: string }).signal === 'TERM').map((e) => ({ worker: e.actor, t: e.t }));
+    return { events, hups, handlers };
+  };
+
+  it("a reload's TERMs reach the old generation the spawn loop's time after the HUP (the arbiter forks first); a stop's, at once", () => {
+    const delayed = reloads(reloadParams({ reloadKillDelayPercentilesMs: constant(30) }), 1);
+    expect(delayed.hups).toHaveLength(3);
+    for (const hup of delayed.hups) {
+      const ofThisReload = delayed.handlers.filter((h) => h.t >= hup && h.t < hup + 500);
+      expect(ofThisReload.length).toBe(4);
+      for (const h of ofThisReload) expect(h.t).toBeCloseTo(hup + 31, 9);
+    }
+    // The same draw on a stop's TERMs changes nothing: no reload forked before them.
+    const stop = run('term-under-load', 'gunicorn-gthread', 1, { ...small('term-under-load', 20_000), signalHandlerPercentilesMs: constant(1), reloadKillDelayPercentilesMs: constant(30) }).events;
+    const term = stop.find((e) => e.type === 'arbiter.signal')!.t;
+    const stopHandlers = stop.filter((e) => e.type === 'worker.signal');
+    expect(stopHandlers.length).toBe(4);
+    for (const h of stopHandlers) expect(h.t).toBeCloseTo(term + 1, 9);
+  });
+
+  it("a retired worker's loop hands nothing over from the drawn stall before its kill until its handler; without the stall it goes on until the kill", () => {
+    /** Hand-overs of the TERMed workers' connections in the 10 ms before each kill reaches them (kill at HUP + 30, handler 1 ms later). */
+    const handOversBeforeKills = (extra: Partial<ScenarioParams>) =>
+      [1, 2, 3].reduce((sum, seed) => {
+        const { events, hups } = reloads(reloadParams({ reloadKillDelayPercentilesMs: constant(30), ...extra }), seed);
+        const workerOf = new Map(events.filter((e) => e.type === 'conn.open').map((e) => [e.actor, (e as { worker?: string }).worker!]));
+        const retired = new Set(events.filter((e) => e.type === 'arbiter.kill').map((e) => (e as { worker?: string }).worker!));
+        return sum + events.filter((e) => e.type === 'conn.dispatch' && retired.has(workerOf.get(e.actor)!) && hups.some((hup) => e.t > hup + 20 && e.t < hup + 31)).length;
+      }, 0);
+    expect(handOversBeforeKills({ reloadStallBeforeKillPercentilesMs: constant(10) })).toBe(0);
+    expect(handOversBeforeKills({})).toBeGreaterThan(0);
+  });
+});
+
 describe("the client's measured turnaround (a profile's clientTurnaroundMs)", () => {
   const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
   /** Each kept-alive request's send, less the client's noticing of the response before it. */
