@@ -131,8 +131,10 @@ export interface RequestTimes {
   readonly returnMs: number[];
   /** At a recycle, the worker's last hand-over → its close of the listener copy; empty where the hooks see no close. */
   readonly closeAfterRecycleTurnMs: number[];
-  /** Where gthread's main thread was as each recycling worker's alive flipped (its pre_request of the request that reaches max-requests): in its poll, or past it. */
+  /** Where gthread's main thread was as each recycling worker's alive flipped (its pre_request of the request that reaches max-requests), where its poller held nothing readable: in its poll, or past it. */
   readonly recycleFlips: { inPoll: number; pastPoll: number };
+  /** The recycles whose flip found a connection readable in the poller: the loop's place is then its poller's, not the flag's (left out of `recycleFlips`). */
+  readonly recycleFlipsWithReadable: number;
 }
 
 const STOP_TIME_KEYS = ['killGapMs', 'signalHandlerMs', 'closeAfterTurnMs'] as const;
@@ -198,7 +200,13 @@ export const GUNICORN_HOOKS = [
   // handle_request counts the request right after this hook: `nr += 1; if nr >= max_requests: alive = False`.
   "    if not _flipped[0] and worker.nr + 1 >= worker.max_requests and getattr(worker, 'poller', None) is not None:",
   '        _flipped[0] = True',
-  "        _requests.append('%.6f recycle-flip %d %s' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll'))",
+  // …and what its poller holds readable then (epoll, not waiting; the listeners left out): the flag reads true only where nothing is.
+  '        try:',
+  '            listening = set(s.fileno() for s in worker.sockets)',
+  '            readable = sum(1 for fd, _ in worker.poller._selector.poll(0) if fd not in listening)',
+  '        except Exception:',
+  '            readable = -1',
+  "        _requests.append('%.6f recycle-flip %d %s %d' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll', readable))",
   'def post_request(worker, req, environ, resp):',
   "    _requests.append('%.6f post %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
   // gthread's loop hands a connection to the pool through enqueue_req (after accept, and when a kept-alive one is readable).
@@ -323,6 +331,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const returnMs: number[] = [];
   const closeAfterRecycleTurnMs: number[] = [];
   const recycleFlips = { inPoll: 0, pastPoll: 0 };
+  let recycleFlipsWithReadable = 0;
   const lastSubmitOf = new Map<string, number>();
   const submitted = new Map<string, number>();
   const started = new Map<string, number>();
@@ -347,7 +356,14 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       continue;
     }
     if (match[2] === 'recycle-flip') {
-      countLoopPlace(recycleFlips, match[4]!, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
+      // Where something was readable, a select that returned while the main thread waited still says "in it": not counted.
+      const [place, readable] = match[4]!.split(' ');
+      if (readable !== undefined && !/^-?\d+$/.test(readable)) throw new Error(`requests.log: a recycle-flip line's readable count is not a number: "${line}"`);
+      if (readable !== undefined && Number(readable) !== 0) {
+        if (Number(readable) > 0) recycleFlipsWithReadable++;
+        continue;
+      }
+      countLoopPlace(recycleFlips, place!, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       continue;
     }
     if (match[2] === 'recycle-close') {
@@ -409,7 +425,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       responded.add(conn);
     }
   }
-  return { handlerMs, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips };
+  return { handlerMs, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable };
 }
 
 /** The port of a peer as Python prints it: `('127.0.0.1', 43210)`. */
@@ -1121,6 +1137,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   if (bootPairs.length < 10) throw new Error(`only ${bootPairs.length} worker replacements were seen; expected dozens`);
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
   const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs } = readRequests(name, target, run, log);
+  if (requests) log(`${name}: ${requests.recycleFlipsWithReadable} of ${requests.recycleFlipsWithReadable + requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll} recycles found a connection readable at the flip; of the rest, ${requests.recycleFlips.pastPoll} found the loop past its poll`);
   const cpuRun = target.cpuCommand ? await sampledRun(target, target.cpuCommand, server, port, url) : null;
   const work = cpuRun?.work ?? null;
   if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);

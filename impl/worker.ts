@@ -7,7 +7,7 @@
  * the wire and carries out what the driver asks through `WorkerPort`.
  */
 import net from 'node:net';
-import { WorkerDriver, type WorkerPort } from '../model/driver/worker.ts';
+import { WorkerDriver, type LoopAtFlip, type WorkerPort } from '../model/driver/worker.ts';
 import type { ConnId, TraceEvent, WorkerId } from '../model/events.ts';
 import { runtimesFor } from '../model/machines/index.ts';
 import { keepingOnly, NO_TRACE, traceEvent, type TraceSink } from '../model/host.ts';
@@ -601,8 +601,8 @@ export class WorkerServer implements WorkerPort {
 
   // A flip of alive happens inside this loop's own callback (Node runs one at a time): the loop is back
   // in its poll before anything else runs, so the poll returns with what comes next.
-  loopPastPoll(): boolean {
-    return false;
+  loopAtFlip(): LoopAtFlip {
+    return { place: 'in-poll' };
   }
 
   // This process's own end is the teardown: its exit closes what is open when it comes.

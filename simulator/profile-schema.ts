@@ -242,12 +242,12 @@ export const profileSchema = z
     /** From the arbiter's decision to start a worker to the worker ready to accept. */
     bootMs: measuredValue.optional(),
     /**
-     * At a recycle, the share of flips of `alive` (by the pool thread whose request reaches max-requests)
-     * that found the worker's main thread past its poll — handing over what the poll returned, in
-     * `futures.wait` or `murder_keepalived` — rather than in it. Past it, the loop finishes handing over
-     * what its poll returned and ends at its next check of `alive` without another poll: what else waits
-     * in the poller is abandoned. In it, the poll returns with what comes next, and that is handed over
-     * (the last loop turn).
+     * At a recycle, among the flips of `alive` (by the pool thread whose request reaches max-requests)
+     * that found nothing readable in the worker's poller, the share that found its main thread past its
+     * poll — in `futures.wait` or `murder_keepalived` — rather than in it. Past it, the loop ends at its
+     * next check of `alive` without another poll: what comes meanwhile is abandoned. In it, the poll
+     * returns with what comes next, and that is handed over (the last loop turn). Where something is
+     * readable, the loop's place is its poller's (simulator/server.ts `loopAtFlip`), not a share.
      */
     recycleFindsLoopPastPoll: measuredShare.optional(),
     /**

@@ -7,7 +7,7 @@
  */
 import { ArbiterDriver, type ArbiterDriverState, type ArbiterPort, type ArbiterSignal, type SpawnPath } from '../model/driver/arbiter.ts';
 import { chooseSpare, sparesToStart } from '../model/driver/spares.ts';
-import { WorkerDriver, type ReadableBy, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
+import { WorkerDriver, type LoopAtFlip, type ReadableBy, type WorkerDriverState, type WorkerPort } from '../model/driver/worker.ts';
 import type { ClientId, ConnId, WorkerId, WorkerSignal } from '../model/events.ts';
 import type { ActorHost, Timer } from '../model/host.ts';
 import type { SharedCpu } from './cpu.ts';
@@ -100,7 +100,7 @@ export interface ServerTiming {
   reloadKillDelayMs?: () => number;
   /**
    * Drawn for each worker a reload TERMs: how long before the kill reaches it its loop stops handing over
-   * (`WorkerProcess.stallsBefore`) — the new generation's forks take the CPU. Absent: from the kill, as a stop's.
+   * (`WorkerProcess.stalls`) — the new generation's forks take the CPU. Absent: from the kill, as a stop's.
    */
   reloadStallBeforeKillMs?: () => number;
   /**
@@ -114,7 +114,7 @@ export interface ServerTiming {
    * reaped at once. Each absent: at once.
    */
   gracefulExitMs?: () => GracefulExitWaits;
-  /** Drawn at each recycle: whether the flip of alive finds the loop past its poll (`WorkerPort.loopPastPoll`); absent: never. */
+  /** Drawn at a recycle whose poller holds nothing readable: whether the flip of alive finds the loop past its poll (`WorkerPort.loopAtFlip`); absent: never. */
   recycleFindsLoopPastPoll?: () => boolean;
   /**
    * Drawn at each stopping signal's kill of a worker whose loop has measured poll waits: whether its loop
@@ -521,21 +521,18 @@ export class WorkerProcess implements WorkerPort {
   /** Connections waiting in the poller with a measured wait, since when, and how long before its hand-over its poll returns (`PollWait`). */
   private readonly readableSince = new Map<ConnId, { readonly atMs: number; readonly afterPollReturnMs: number; readonly dueAtMs: number }>();
   /**
-   * Since when the loop hands nothing over: a signal reached the process and its handler waits
-   * (`killed`). CPython runs a handler in the main thread at its next bytecode, and the main thread is
-   * the loop that hands connections over: a handler that waits is a loop that waits. Measured under
-   * reloads and stops of gunicorn 20.1 gthread (simulator/README.md, "The loop at a signal"): 28 of
-   * 29 handlers came with no hand-over between the kill and the handler. Null: it runs.
+   * Since when the loop hands nothing over, until a stopping signal's handler runs: from the kill while
+   * the handler waits (`killed`), or from a drawn stall ahead of a reload's kill (`stalls`). CPython runs
+   * a handler in the main thread at its next bytecode, and the main thread is the loop that hands
+   * connections over: a handler that waits is a loop that waits. Measured under reloads and stops of
+   * gunicorn 20.1 gthread (simulator/README.md, "The loop at a signal"): 28 of 29 handlers came with no
+   * hand-over between the kill and the handler. Null: it runs.
    */
   private loopStoppedAtMs: number | null = null;
   /** Hand-overs that came due while the loop was stopped, in the order they came due. */
   private readonly heldPolls: ConnId[] = [];
-  /** Hand-overs already made (the return the loop had made before it stopped): their own item comes to nothing. */
-  private readonly pollsHandedEarly = new Map<ConnId, number>();
-  /** Where the handler found the loop, as the poller's own state says it (`handlerFindsLoop`); null: not known. */
-  private loopAtSignal: 'in-poll' | 'past-poll' | null = null;
-  /** The return of the poll a hand-over now comes from, where the platform knows it (the return before a stop). */
-  private pollReturnAtMs: number | null = null;
+  /** While a stopping signal's handler runs: until when the loop ran before it (`loopAtFlip`). */
+  private loopRanUntilMs: number | null = null;
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
   bootThread: string | null = null;
   /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
@@ -731,16 +728,15 @@ export class WorkerProcess implements WorkerPort {
   }
 
   /**
-   * A signal's handler runs: a stopping one finds the loop where its poller says (stopped since
-   * `loopStoppedAtMs`, or running until now), and the loop goes on. What came due while it was stopped
-   * comes after: a loop past its poll abandoned it with the turn; one in its poll returns with it now.
+   * A signal's handler runs, in a loop that ran until `loopStoppedAtMs` (or now): a stopping one flips
+   * `alive` there (`loopAtFlip`). What came due while the loop was stopped comes after: a loop past its
+   * poll abandoned it with the turn; one in its poll returns with it now.
    */
   private loopResumesWith(signal: WorkerSignal): void {
-    const loopRanUntilMs = this.loopStoppedAtMs ?? this.server.host.nowMs;
+    this.loopRanUntilMs = this.loopStoppedAtMs ?? this.server.host.nowMs;
     this.loopStoppedAtMs = null;
-    if (stopsWorker(signal) && !this.signalled && !this.exited && !this.stopped) this.handlerFindsLoop(loopRanUntilMs);
     this.takeSignal(signal);
-    this.loopAtSignal = null;
+    this.loopRanUntilMs = null;
     for (const conn of this.heldPolls.splice(0)) this.pollDue(conn);
   }
 
@@ -753,50 +749,10 @@ export class WorkerProcess implements WorkerPort {
     this.loopStoppedAtMs = this.server.host.nowMs;
   }
 
-  /**
-   * The handler runs in a loop stopped since `stoppedAtMs` (see `loopStoppedAtMs`). With nothing
-   * readable, the loop is in its poll, and returns from it with what comes next. With a connection
-   * readable, its poll has returned — select() returns as soon as one is readable — with that one and
-   * whatever was readable with it, and the main thread stopped before it got through that return: the
-   * return is handed over now, and the flip that follows finds the loop past its poll, so the rest of
-   * the poller is abandoned (gthread 20.x looks at `alive` after a return's callbacks, without another
-   * select). The return came when the earliest readable connection's row puts it, or at the stop if
-   * that is later — the loop does not return while it is stopped — but never before that connection
-   * was readable. Measured (simulator/README.md, "The loop at a signal"): at the handlers of three
-   * reloads' TERMs, 121 of 189 held connections were readable and 39 were handed over after them.
-   */
-  private handlerFindsLoop(stoppedAtMs: number): void {
-    let first: { readonly conn: ConnId; readonly atMs: number; readonly returnedAtMs: number } | null = null;
-    for (const [conn, since] of this.readableSince) {
-      if (first !== null && since.atMs >= first.atMs) continue;
-      first = { conn, atMs: since.atMs, returnedAtMs: Math.max(since.atMs, Math.min(since.dueAtMs - since.afterPollReturnMs, stoppedAtMs)) };
-    }
-    this.loopAtSignal = first === null ? 'in-poll' : 'past-poll';
-    if (first === null) return;
-    const held = this.heldPolls.indexOf(first.conn);
-    if (held >= 0) this.heldPolls.splice(held, 1);
-    else this.pollsHandedEarly.set(first.conn, (this.pollsHandedEarly.get(first.conn) ?? 0) + 1);
-    this.pollReturnAtMs = first.returnedAtMs;
-    try {
-      this.driver.polled(first.conn);
-    } finally {
-      this.pollReturnAtMs = null;
-    }
-  }
-
-  /** A connection's measured poll wait is over: the loop hands it over, unless it waits for a handler (or did so early). */
+  /** A connection's measured poll wait is over: the loop hands it over, unless it waits for a handler. */
   pollDue(conn: ConnId): void {
-    const early = this.pollsHandedEarly.get(conn);
-    if (early !== undefined) {
-      if (early <= 1) this.pollsHandedEarly.delete(conn);
-      else this.pollsHandedEarly.set(conn, early - 1);
-      return;
-    }
-    if (this.loopStoppedAtMs !== null) {
-      this.heldPolls.push(conn);
-      return;
-    }
-    this.driver.polled(conn);
+    if (this.loopStoppedAtMs !== null) this.heldPolls.push(conn);
+    else this.driver.polled(conn);
   }
 
   /** The signal reaches the process (its handler runs). A process gone meanwhile takes nothing. */
@@ -934,13 +890,45 @@ export class WorkerProcess implements WorkerPort {
     const since = this.readableSince.get(conn);
     this.readableSince.delete(conn);
     if (since === undefined) return before;
-    const returnedAtMs = this.pollReturnAtMs ?? Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs);
+    const returnedAtMs = Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs);
     return [...before, ...after.filter((other) => (this.readableSince.get(other)?.atMs ?? Number.POSITIVE_INFINITY) <= returnedAtMs)];
   }
 
-  loopPastPoll(cause: 'recycle' | 'signal'): boolean {
-    if (cause === 'signal') return this.loopAtSignal === 'past-poll';
-    return this.server.timing.recycleFindsLoopPastPoll?.() ?? false;
+  /**
+   * Where `alive` finds the loop is the poller's: with a connection readable (its measured wait not over),
+   * the loop's select has returned — select() returns as soon as one fd is ready — and the loop is past
+   * its poll, with that return to hand over (`pollReturn`). With none readable, a TERM's handler finds
+   * it in its select; a recycle's flip, by a pool thread, finds it there or past it by the profile's
+   * share measured where nothing was readable (`recycleFindsLoopPastPoll`). The hooks' flag of "in the
+   * select" cannot be read where something is: a select that returned while the main thread waited for
+   * the CPU or the GIL still says so (simulator/README.md, "The loop at a signal").
+   */
+  loopAtFlip(cause: 'recycle' | 'signal', readable: readonly ConnId[]): LoopAtFlip {
+    const returned = this.pollReturn(readable, cause === 'signal' ? (this.loopRanUntilMs ?? this.server.host.nowMs) : this.server.host.nowMs);
+    if (returned !== null) return { place: 'past-poll', returned };
+    if (cause === 'signal') return { place: 'in-poll' };
+    return this.server.timing.recycleFindsLoopPastPoll?.() ? { place: 'past-poll' } : { place: 'in-poll' };
+  }
+
+  /**
+   * What the loop's poll returned, in a loop that ran until `loopRanUntilMs`, where a connection in
+   * `readable` has a measured wait: the earliest readable one, and every one readable when its select
+   * returned — where its row puts that return (its hand-over less the time after the return), or where
+   * the loop stopped if that is sooner, but not before it became readable. Null: none has.
+   * Measured at gunicorn 20.1 gthread's flips (simulator/README.md, "The loop at a signal"): at reloads'
+   * TERM handlers 121 of 189 held connections were readable and 39 handed over after them; at
+   * recycles, 235 readable of 907 held and 118 handed over.
+   */
+  private pollReturn(readable: readonly ConnId[], loopRanUntilMs: number): readonly ConnId[] | null {
+    let first: { readonly atMs: number; readonly returnedAtMs: number } | null = null;
+    for (const conn of readable) {
+      const since = this.readableSince.get(conn);
+      if (since === undefined || (first !== null && since.atMs >= first.atMs)) continue;
+      first = { atMs: since.atMs, returnedAtMs: Math.max(since.atMs, Math.min(since.dueAtMs - since.afterPollReturnMs, loopRanUntilMs)) };
+    }
+    if (first === null) return null;
+    const returnedAtMs = first.returnedAtMs;
+    return readable.filter((conn) => (this.readableSince.get(conn)?.atMs ?? Number.POSITIVE_INFINITY) <= returnedAtMs);
   }
 
   tearDown(): boolean {

@@ -77,12 +77,14 @@ export interface WorkerPort {
   halfClose(conn: ConnId): void;
   /**
    * Where the worker's loop is as `alive` flips — by a pool thread at a recycle (the request that
-   * reaches max-requests), or by the TERM handler in the main thread (a stop, a reload): true when past
-   * its poll (handing over what the poll returned, in `futures.wait`, `murder_keepalived`), so that the
-   * loop ends at its next check of `alive` without another poll; false when in it, so that the poll
-   * returns with what comes next (the last loop turn). Asked only where the chart has a last loop turn.
+   * reaches max-requests), or by the TERM handler in the main thread (a stop, a reload), `readable` the
+   * connections waiting in its poller: past its poll (handing over what the poll returned, in
+   * `futures.wait`, `murder_keepalived`), so that the loop hands over the rest of that return and ends
+   * at its next check of `alive` without another poll; or in it, so that the poll returns with what
+   * comes next (the last loop turn). Past it, `returned` is that return where the platform knows it,
+   * else the driver's own reading (`lastPollBatch`). Asked only where the chart has a last loop turn.
    */
-  loopPastPoll(cause: 'recycle' | 'signal'): boolean;
+  loopAtFlip(cause: 'recycle' | 'signal', readable: readonly ConnId[]): LoopAtFlip;
   /** Tell the arbiter this worker is alive (gunicorn: touch the heartbeat file). */
   notifyArbiter(): void;
   /**
@@ -97,6 +99,9 @@ export interface WorkerPort {
 }
 
 export type WorkerSignalIn = Exclude<WorkerSignal, 'KILL'> | 'KILL';
+
+/** Where a worker's loop is as `alive` flips (`WorkerPort.loopAtFlip`). */
+export type LoopAtFlip = { readonly place: 'in-poll' } | { readonly place: 'past-poll'; readonly returned?: readonly ConnId[] };
 
 /** What a worker's driver keeps beside the machines, as data (an explorer's snapshots). */
 export interface WorkerDriverState {
@@ -250,8 +255,11 @@ export class WorkerDriver {
    * what comes next (`dispatch`).
    */
   private lastTurnBegan(cause: 'recycle' | 'signal'): void {
-    if (!this.host.matches(this.id, { alive: { draining: 'lastTurn' } }) || !this.port.loopPastPoll(cause)) return;
-    this.handOverLastTurn(this.readable.filter((conn) => this.lastPollBatch.includes(conn)));
+    if (!this.host.matches(this.id, { alive: { draining: 'lastTurn' } })) return;
+    const loop = this.port.loopAtFlip(cause, [...this.readable]);
+    if (loop.place === 'in-poll') return;
+    const returned = loop.returned ?? this.lastPollBatch;
+    this.handOverLastTurn(this.readable.filter((conn) => returned.includes(conn)));
     this.host.settleCommands();
   }
 

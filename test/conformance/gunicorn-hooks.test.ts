@@ -63,7 +63,7 @@ function runPython(hooks: string, script: string): string {
 }
 
 describe("profile:measure's gunicorn hooks, on a stand-in worker", () => {
-  it('the request hooks note where the loop was as the request that reaches max-requests began: once, in its poll or past it', () => {
+  it('the request hooks note where the loop was as the request that reaches max-requests began, and what its poller held readable: once, in its poll or past it', () => {
     const inPoll = runPython(
       GUNICORN_HOOKS,
       `
@@ -88,9 +88,21 @@ hooks.pre_request(worker, Req())
 hooks.worker_exit(None, worker)
 `,
     );
-    const flips = (dir: string) => requestTimings(readFileSync(join(dir, 'requests.log'), 'utf8').split('\n').filter(Boolean)).recycleFlips;
-    expect(flips(inPoll)).toEqual({ inPoll: 1, pastPoll: 0 });
-    expect(flips(pastPoll)).toEqual({ inPoll: 0, pastPoll: 1 });
+    // A flip with a connection readable in the poller (the listener's readiness left out) is counted apart.
+    const withReadable = runPython(
+      GUNICORN_HOOKS,
+      `
+worker.poller._selector.ready = [(7, 1), (3, 1)]
+worker.nr = 2
+hooks.pre_request(worker, Req())
+hooks.worker_exit(None, worker)
+`,
+    );
+    const timings = (dir: string) => requestTimings(readFileSync(join(dir, 'requests.log'), 'utf8').split('\n').filter(Boolean));
+    expect(timings(inPoll).recycleFlips).toEqual({ inPoll: 1, pastPoll: 0 });
+    expect(timings(pastPoll).recycleFlips).toEqual({ inPoll: 0, pastPoll: 1 });
+    expect(timings(withReadable).recycleFlips).toEqual({ inPoll: 0, pastPoll: 0 });
+    expect(timings(withReadable).recycleFlipsWithReadable).toBe(1);
   });
 
   it("the stop hooks write the arbiter's kills, each hand-over, the handler and what its poller holds: a loop that hands over between a kill and its handler ran, one that does not stopped", () => {

@@ -44,7 +44,7 @@ class HandClock extends ActorHost {
 }
 
 /** The fake platform: notes each effect; a worker's "process" is its driver. */
-function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean; lateTeardown?: boolean; pastPoll?: boolean; returnedLater?: boolean } = {}) {
+function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 2, gracefulTimeoutMs: 5000 }, options: { poller?: boolean; lateReturn?: boolean; lateTeardown?: boolean; pastPoll?: boolean; returnedLater?: boolean; returnAtFlip?: (readable: readonly ConnId[]) => readonly ConnId[] } = {}) {
   const events: TraceEvent[] = [];
   const host = new HandClock(runtimesFor(getPolicy(policy), params), (t, actor, e) => events.push(traceEvent(t, actor, e)));
   const effects: string[] = [];
@@ -66,8 +66,10 @@ function platform(policy: string, params = { ...DEFAULT_SERVER_PARAMS, threads: 
         returnToPoller: () => options.lateReturn !== true,
         // With `lateTeardown`, a graceful exit's process is gone only at `tornDown` (CPython's finalization).
         tearDown: () => options.lateTeardown !== true,
-        // With `pastPoll`, a recycle's flip of alive finds the loop past its poll (gthread: handing over, in futures.wait).
-        loopPastPoll: () => options.pastPoll === true,
+        // With `pastPoll`, a recycle's flip of alive finds the loop past its poll (gthread: handing over, in futures.wait),
+        // with what `returnAtFlip` says its poll returned, or else what the driver saw it return.
+        loopAtFlip: (_cause, readable) =>
+          options.pastPoll === true ? { place: 'past-poll' as const, ...(options.returnAtFlip ? { returned: options.returnAtFlip(readable) } : {}) } : { place: 'in-poll' as const },
         closeSocket: (conn, rst) => effects.push(`${conn} ${rst ? 'RST' : 'FIN'}`),
         halfClose: (conn) => effects.push(`${conn} half-close`),
         notifyArbiter: () => arbiter.heartbeatFrom(id),
@@ -304,8 +306,8 @@ describe('the drivers on a platform of a few dozen lines', () => {
    * connections answered once and readable again in the order b2, b1, b3; the loop then hands b1 (the
    * fourth request) over. `returnedLater`: the platform knows that poll returned after b3 came.
    */
-  function pastPollWithThreeReadable(returnedLater: boolean) {
-    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true, returnedLater });
+  function pastPollWithThreeReadable(returnedLater: boolean, returnAtFlip?: (readable: readonly ConnId[]) => readonly ConnId[]) {
+    const p = platform('gunicorn-gthread', { ...DEFAULT_SERVER_PARAMS, threads: 4, keepAliveMs: 2000, gracefulTimeoutMs: 5000, maxRequests: 4, maxRequestsJitter: 0 }, { poller: true, pastPoll: true, returnedLater, ...(returnAtFlip ? { returnAtFlip } : {}) });
     p.arbiter.boot();
     const worker = p.workers.get('worker/1')!;
     worker.ready();
@@ -339,6 +341,17 @@ describe('the drivers on a platform of a few dozen lines', () => {
     expect(p.effects).toContain(`${second} handles b2`);
     expect(p.effects).toContain(`${third} handles b3`);
     expect(p.effects).not.toContain(`${third} RST`);
+    expect(replaysSoFar(p)).toBe('ok');
+  });
+
+  it("gthread's flip past its poll, where the platform says what that poll returned: the turn hands over that return, whatever the driver saw, and abandons the rest", () => {
+    // The platform's reading (the simulator's: the poller's state) names b3 alone, which the driver's reading would not.
+    let offered: readonly ConnId[] = [];
+    const { p, second, third } = pastPollWithThreeReadable(false, (readable) => ((offered = readable), readable.slice(-1)));
+    expect(offered).toEqual([second, third]);
+    expect(p.events.some((e) => e.actor === 'worker/1' && e.type === 'worker.turn-end')).toBe(true);
+    expect(p.effects).toContain(`${third} handles b3`);
+    expect(p.effects).not.toContain(`${second} handles b2`);
     expect(replaysSoFar(p)).toBe('ok');
   });
 

@@ -464,6 +464,13 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
     expect(requestTimings([]).recycleFlips).toEqual({ inPoll: 0, pastPoll: 0 });
   });
 
+  it("counts a recycle's flip where its poller held nothing readable; one with something readable apart (its loop's place is the poller's)", () => {
+    const lines = ['1.000000 recycle-flip 10 in-poll 0', '2.000000 recycle-flip 11 in-poll 3', '3.000000 recycle-flip 12 past-poll 0', '4.000000 recycle-flip 13 past-poll 1'];
+    expect(requestTimings(lines).recycleFlips).toEqual({ inPoll: 1, pastPoll: 1 });
+    expect(requestTimings(lines).recycleFlipsWithReadable).toBe(2);
+    expect(() => requestTimings(['1.0 recycle-flip 10 in-poll many'])).toThrow(/readable count is not a number/);
+  });
+
   it("keeps each kept-alive hand-over's poll return: the select whose callback it is", () => {
     const lines = [
       "1.000000 submit 10 0.999000 ('127.0.0.1', 5001)",

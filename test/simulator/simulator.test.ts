@@ -547,6 +547,43 @@ describe("where a recycle's flip of alive finds gthread's loop (a profile's recy
     expect(inPoll.some(Boolean)).toBe(false);
   });
 
+  it("with measured poll waits, a flip that finds a connection readable finds the loop past its poll whatever the share — its turn ends at the flip; one that finds none, by the share", () => {
+    const params = small('keepalive-recycle', 4000);
+    params.server = { ...params.server, workers: 2, maxRequests: 150 };
+    params.bootMs = 5;
+    params.requestRowsMs = Array.from({ length: 10 }, (_, k) => [0.5 + (k % 3), 0.1, 1 + k, 0.2, k % 2, 0.2] as const);
+    for (const share of [0, 1]) {
+      params.recyclePastPollShare = share;
+      const flips = [1, 2, 3].flatMap((seed) => {
+        const { events } = run('keepalive-recycle', 'gunicorn-gthread', seed, params);
+        const workerOf = new Map<string, string>();
+        const waiting = new Set<string>();
+        const out: { readable: number; endedAtFlip: boolean }[] = [];
+        let readableBefore = new Map<string, number>();
+        events.forEach((e, i) => {
+          if (i === 0 || e.t > events[i - 1]!.t) {
+            readableBefore = new Map();
+            for (const conn of waiting) readableBefore.set(workerOf.get(conn)!, (readableBefore.get(workerOf.get(conn)!) ?? 0) + 1);
+          }
+          if (e.type === 'conn.open') workerOf.set(e.actor, (e as { worker?: string }).worker!);
+          // Readable in the poller: bytes came while it waited there, or it came back with them (the row's 'return').
+          else if (e.type === 'conn.bytes') waiting.add(e.actor);
+          else if (e.type === 'conn.dispatch' || e.type === 'conn.close' || e.type === 'conn.abort' || e.type === 'conn.handler-start') waiting.delete(e.actor);
+          else if (e.type === 'worker.max-requests') {
+            const turnEnd = events.slice(i + 1).find((later) => later.actor === e.actor && later.type === 'worker.turn-end');
+            out.push({ readable: readableBefore.get(e.actor) ?? 0, endedAtFlip: turnEnd?.t === e.t });
+          }
+        });
+        return out;
+      });
+      expect(flips.some((f) => f.readable > 0)).toBe(true);
+      for (const f of flips.filter((f) => f.readable > 0)) expect(f.endedAtFlip).toBe(true);
+      const none = flips.filter((f) => f.readable === 0);
+      if (share === 0) expect(none.some((f) => f.endedAtFlip)).toBe(false);
+      else expect(none.every((f) => f.endedAtFlip)).toBe(true);
+    }
+  });
+
   it('drawn per recycle: about the share of them end at the flip', () => {
     const half = turnsEndedAtTheFlip(0.5);
     const ended = half.filter(Boolean).length;
