@@ -155,7 +155,7 @@ export interface StopTimes {
   /**
    * gthread, at its workers' SIGTERM handlers: the connections they held, those readable in the poller
    * then, and what their last turns handed over (between the handler and the listener close). Evidence
-   * of where the handler finds the loop (simulator/server.ts `handlerFindsLoop`), logged, not drawn.
+   * of where the handler finds the loop (simulator/server.ts `loopAtFlip`), logged, not drawn.
    */
   readonly atHandlers: { handlers: number; held: number; readable: number; handedOver: number };
 }
@@ -167,6 +167,20 @@ export interface StopTimes {
  * is a callback of that return: `for key, _ in events: callback(key.fileobj)`). The wrapper costs the
  * loop two stores and a clock read a turn.
  */
+/**
+ * Python, in a hook with `worker` at hand: `readable`, the connections readable in its poller now (its
+ * epoll polled with timeout 0, which waits for nothing and changes nothing; the listeners left out), or
+ * −1 where the poller cannot be read so. `indent`: the hook's own.
+ */
+const readableNow = (indent: string): string[] =>
+  [
+    'try:',
+    '    listening = set(s.fileno() for s in worker.sockets)',
+    '    readable = sum(1 for fd, _ in worker.poller._selector.poll(0) if fd not in listening)',
+    'except Exception:',
+    '    readable = -1',
+  ].map((line) => indent + line);
+
 const POLLING_FLAG = [
   '    select = worker.poller.select',
   '    def polling_select(timeout=None):',
@@ -200,12 +214,8 @@ export const GUNICORN_HOOKS = [
   // handle_request counts the request right after this hook: `nr += 1; if nr >= max_requests: alive = False`.
   "    if not _flipped[0] and worker.nr + 1 >= worker.max_requests and getattr(worker, 'poller', None) is not None:",
   '        _flipped[0] = True',
-  // …and what its poller holds readable then (epoll, not waiting; the listeners left out): the flag reads true only where nothing is.
-  '        try:',
-  '            listening = set(s.fileno() for s in worker.sockets)',
-  '            readable = sum(1 for fd, _ in worker.poller._selector.poll(0) if fd not in listening)',
-  '        except Exception:',
-  '            readable = -1',
+  // …and what its poller holds readable then: the flag reads true only where nothing is.
+  ...readableNow('        '),
   "        _requests.append('%.6f recycle-flip %d %s %d' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll', readable))",
   'def post_request(worker, req, environ, resp):',
   "    _requests.append('%.6f post %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
@@ -277,13 +287,8 @@ export const GUNICORN_STOP_HOOKS = [
   '    def on_term(sig, frame):',
   "        _lines.append('%.6f handler %d' % (time.monotonic(), os.getpid()))",
   // gthread: what its poller holds as the handler runs — connections readable (epoll, not waiting), the listeners left out — and all it holds.
-  "        poller = getattr(worker, 'poller', None)",
-  '        if poller is not None:',
-  '            try:',
-  '                listening = set(s.fileno() for s in worker.sockets)',
-  '                readable = sum(1 for fd, _ in poller._selector.poll(0) if fd not in listening)',
-  '            except Exception:',
-  '                readable = -1',
+  "        if getattr(worker, 'poller', None) is not None:",
+  ...readableNow('            '),
   "            _lines.append('%.6f at-handler %d %d %d' % (time.monotonic(), os.getpid(), readable, getattr(worker, 'nr_conns', 0)))",
   '        handle_exit(sig, frame)',
   '    signal.signal(signal.SIGTERM, on_term)',
@@ -622,13 +627,7 @@ export interface ReloadTimes {
  * readable only after the kill — so this is an upper reading of the stall.
  */
 export function reloadTimings(lines: readonly string[], hupsMs: readonly number[]): ReloadTimes {
-  const marks: StopMark[] = [];
-  const pollers: { readonly ms: number; readonly pid: string; readonly readable: number }[] = [];
-  for (const line of lines) {
-    const poller = /^(\d+(?:\.\d+)?) at-handler (\d+) (-?\d+) (\d+)$/.exec(line);
-    if (poller) pollers.push({ ms: Number(poller[1]) * 1000, pid: poller[2]!, readable: Number(poller[3]) });
-    else marks.push(...stopMarksOf([line]));
-  }
+  const { marks, pollers } = stopLines(lines);
   const killed = new Set<string>();
   const firstKills = marks.filter((m) => m.kind === 'kill' && m.signal === os.constants.signals.SIGTERM).sort((a, b) => a.ms - b.ms).filter((kill) => !killed.has(kill.pid) && killed.add(kill.pid));
   const killDelayMs: number[] = [];
@@ -640,7 +639,7 @@ export function reloadTimings(lines: readonly string[], hupsMs: readonly number[
     if (kills.length === 0) return;
     killDelayMs.push(kills[0]!.ms - hupMs);
     for (const kill of kills) {
-      const poller = pollers.filter((p) => p.pid === kill.pid && p.ms >= kill.ms).sort((a, b) => a.ms - b.ms)[0];
+      const poller = pollerAfter(pollers, kill);
       if (!poller || poller.readable <= 0) continue;
       const lastMs = marks.filter((m) => m.kind === 'submit' && m.pid === kill.pid && m.ms < kill.ms).reduce((latest, m) => Math.max(latest, m.ms), Number.NEGATIVE_INFINITY);
       if (lastMs > Number.NEGATIVE_INFINITY) stallBeforeKillMs.push(kill.ms - lastMs);
@@ -663,43 +662,59 @@ export type StopMark =
  * stopped before its handler (`loopStopsAtKills`).
  */
 export function stopTimings(lines: readonly string[]): StopTimes {
+  const { marks, pollers } = stopLines(lines);
+  return { ...stopTimingsOf(marks), loopStops: loopStopsAtKills(marks), atHandlers: pollersAtHandlers(marks, pollers) };
+}
+
+/** What a gthread worker's poller held as its handler ran (the stop hooks' `at-handler` line), ms. */
+interface PollerAtHandler {
+  readonly ms: number;
+  readonly pid: string;
+  /** −1: the poller could not be read. */
+  readonly readable: number;
+  readonly held: number;
+}
+
+/** A stop run's lines: its kill, handler, submit and listener-close marks, and its poller lines (ms); any other line is refused, named. */
+function stopLines(lines: readonly string[]): { marks: StopMark[]; pollers: PollerAtHandler[] } {
   const marks: StopMark[] = [];
-  const pollers: { readonly ms: number; readonly pid: string; readonly readable: number; readonly held: number }[] = [];
+  const pollers: PollerAtHandler[] = [];
   for (const line of lines) {
     const poller = /^(\d+(?:\.\d+)?) at-handler (\d+) (-?\d+) (\d+)$/.exec(line);
     if (poller) {
       pollers.push({ ms: Number(poller[1]) * 1000, pid: poller[2]!, readable: Number(poller[3]), held: Number(poller[4]) });
       continue;
     }
-    marks.push(...stopMarksOf([line]));
-  }
-  return { ...stopTimingsOf(marks), loopStops: loopStopsAtKills(marks), atHandlers: pollersAtHandlers(marks, pollers) };
-}
-
-/** A stop run's kill, handler, submit and listener-close lines as marks (ms); any other line is refused, named. */
-function stopMarksOf(lines: readonly string[]): StopMark[] {
-  const marks: StopMark[] = [];
-  for (const line of lines) {
     const match = /^(\d+(?:\.\d+)?) (?:kill (\d+) (\d+)|(handler|submit|listener-close) (\d+))$/.exec(line);
     if (!match) throw new Error(`stops.log: unexpected line "${line}"`);
     const ms = Number(match[1]) * 1000;
     if (match[2] !== undefined) marks.push({ ms, kind: 'kill', pid: match[2], signal: Number(match[3]) });
     else marks.push({ ms, kind: match[4] as 'handler' | 'submit' | 'listener-close', pid: match[5]! });
   }
-  return marks;
+  return { marks, pollers };
+}
+
+/** A kill's worker's first poller line after it: its handler's. */
+function pollerAfter(pollers: readonly PollerAtHandler[], kill: StopMark): PollerAtHandler | undefined {
+  return pollers.filter((p) => p.pid === kill.pid && p.ms >= kill.ms).sort((a, b) => a.ms - b.ms)[0];
+}
+
+/** The first of a worker's marks of a kind in [fromMs, toMs], ms. */
+function firstMark(marks: readonly StopMark[], kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY): number | undefined {
+  return marks.filter((m) => m.kind === kind && m.pid === pid && m.ms >= fromMs && m.ms <= toMs).reduce<number | undefined>((least, m) => (least === undefined || m.ms < least ? m.ms : least), undefined);
 }
 
 /**
  * Each worker's first poller line after a SIGTERM kill (its handler's), with the hand-overs of its last
  * turn: from the handler to its listener close. A line whose poller could not be read (−1) is no sample.
  */
-export function pollersAtHandlers(marks: readonly StopMark[], pollers: readonly { readonly ms: number; readonly pid: string; readonly readable: number; readonly held: number }[]): StopTimes['atHandlers'] {
+export function pollersAtHandlers(marks: readonly StopMark[], pollers: readonly PollerAtHandler[]): StopTimes['atHandlers'] {
   const out = { handlers: 0, held: 0, readable: 0, handedOver: 0 };
   for (const kill of marks) {
     if (kill.kind !== 'kill' || kill.signal !== os.constants.signals.SIGTERM) continue;
-    const at = pollers.filter((p) => p.pid === kill.pid && p.ms >= kill.ms).sort((a, b) => a.ms - b.ms)[0];
+    const at = pollerAfter(pollers, kill);
     if (!at || at.readable < 0) continue;
-    const closeMs = marks.filter((m) => m.kind === 'listener-close' && m.pid === kill.pid && m.ms >= at.ms).reduce((least, m) => Math.min(least, m.ms), Number.POSITIVE_INFINITY);
+    const closeMs = firstMark(marks, 'listener-close', kill.pid, at.ms) ?? Number.POSITIVE_INFINITY;
     out.handlers++;
     out.held += at.held;
     out.readable += at.readable;
@@ -718,8 +733,8 @@ export function loopStopsAtKills(marks: readonly StopMark[]): StopTimes['loopSto
   const out = { stopped: 0, ran: 0 };
   for (const kill of marks) {
     if (kill.kind !== 'kill' || kill.signal !== os.constants.signals.SIGTERM) continue;
-    const handlerMs = marks.filter((m) => m.kind === 'handler' && m.pid === kill.pid && m.ms >= kill.ms).reduce((least, m) => Math.min(least, m.ms), Number.POSITIVE_INFINITY);
-    if (handlerMs === Number.POSITIVE_INFINITY) continue;
+    const handlerMs = firstMark(marks, 'handler', kill.pid, kill.ms);
+    if (handlerMs === undefined) continue;
     const ran = marks.some((m) => m.kind === 'submit' && m.pid === kill.pid && m.ms > kill.ms && m.ms < handlerMs);
     if (ran) out.ran++;
     else out.stopped++;
@@ -735,9 +750,7 @@ export function loopStopsAtKills(marks: readonly StopMark[]): StopTimes['loopSto
  */
 export function stopTimingsOf(marks: readonly StopMark[]): Omit<StopTimes, 'loopStops' | 'atHandlers'> {
   const kills = marks.filter((m) => m.kind === 'kill' && m.signal === os.constants.signals.SIGTERM).sort((a, b) => a.ms - b.ms);
-  /** The first of a worker's marks of a kind in [fromMs, toMs]. */
-  const first = (kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY) =>
-    marks.filter((m) => m.kind === kind && m.pid === pid && m.ms >= fromMs && m.ms <= toMs).reduce<number | undefined>((least, m) => (least === undefined || m.ms < least ? m.ms : least), undefined);
+  const first = (kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs?: number) => firstMark(marks, kind, pid, fromMs, toMs);
   const killGapMs = kills.slice(1).map((k, i) => k.ms - kills[i]!.ms);
   const signalHandlerMs: number[] = [];
   const closeAfterTurnMs: number[] = [];

@@ -255,7 +255,7 @@ export const profileSchema = z
      * loop handed nothing over after the kill: CPython runs a handler in the main thread at its next
      * bytecode, and the main thread is the loop, so a handler that waits is mostly a loop that waits.
      * Where the handler then finds the loop is the poller's state, not a share (simulator/server.ts
-     * `handlerFindsLoop`): the hooks' flag of "in the select" cannot tell a select that returned while
+     * `loopAtFlip`): the hooks' flag of "in the select" cannot tell a select that returned while
      * the thread waited for the CPU or the GIL from one still waiting (simulator/README.md, "The loop at
      * a signal").
      */

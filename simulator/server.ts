@@ -119,7 +119,7 @@ export interface ServerTiming {
   /**
    * Drawn at each stopping signal's kill of a worker whose loop has measured poll waits: whether its loop
    * hands nothing over until the handler runs (`WorkerProcess.loopStoppedAtMs`); absent: it runs on. Where
-   * the handler finds that loop is the poller's own state (`WorkerProcess.handlerFindsLoop`), not a draw.
+   * the handler finds that loop is the poller's own state (`WorkerProcess.loopAtFlip`), not a draw.
    */
   signalStopsLoop?: () => boolean;
   /** A worker whose chart still lets it accept after the drain began (gthread ≤ 23's last loop turn) closes its listener copy when that turn ends: up to this long. */
@@ -531,8 +531,6 @@ export class WorkerProcess implements WorkerPort {
   private loopStoppedAtMs: number | null = null;
   /** Hand-overs that came due while the loop was stopped, in the order they came due. */
   private readonly heldPolls: ConnId[] = [];
-  /** While a stopping signal's handler runs: until when the loop ran before it (`loopAtFlip`). */
-  private loopRanUntilMs: number | null = null;
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
   bootThread: string | null = null;
   /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
@@ -733,10 +731,9 @@ export class WorkerProcess implements WorkerPort {
    * poll abandoned it with the turn; one in its poll returns with it now.
    */
   private loopResumesWith(signal: WorkerSignal): void {
-    this.loopRanUntilMs = this.loopStoppedAtMs ?? this.server.host.nowMs;
-    this.loopStoppedAtMs = null;
+    // The loop is still stopped while its handler flips `alive`: `loopAtFlip` reads since when.
     this.takeSignal(signal);
-    this.loopRanUntilMs = null;
+    this.loopStoppedAtMs = null;
     for (const conn of this.heldPolls.splice(0)) this.pollDue(conn);
   }
 
@@ -890,8 +887,12 @@ export class WorkerProcess implements WorkerPort {
     const since = this.readableSince.get(conn);
     this.readableSince.delete(conn);
     if (since === undefined) return before;
-    const returnedAtMs = Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs);
-    return [...before, ...after.filter((other) => (this.readableSince.get(other)?.atMs ?? Number.POSITIVE_INFINITY) <= returnedAtMs)];
+    return [...before, ...this.readableBy(after, Math.max(since.atMs, this.server.host.nowMs - since.afterPollReturnMs))];
+  }
+
+  /** Those of `conns` that were readable by `atMs`: a select returning then returned with them. */
+  private readableBy(conns: readonly ConnId[], atMs: number): readonly ConnId[] {
+    return conns.filter((conn) => (this.readableSince.get(conn)?.atMs ?? Number.POSITIVE_INFINITY) <= atMs);
   }
 
   /**
@@ -904,7 +905,7 @@ export class WorkerProcess implements WorkerPort {
    * the CPU or the GIL still says so (simulator/README.md, "The loop at a signal").
    */
   loopAtFlip(cause: 'recycle' | 'signal', readable: readonly ConnId[]): LoopAtFlip {
-    const returned = this.pollReturn(readable, cause === 'signal' ? (this.loopRanUntilMs ?? this.server.host.nowMs) : this.server.host.nowMs);
+    const returned = this.pollReturn(readable, cause === 'signal' ? (this.loopStoppedAtMs ?? this.server.host.nowMs) : this.server.host.nowMs);
     if (returned !== null) return { place: 'past-poll', returned };
     if (cause === 'signal') return { place: 'in-poll' };
     return this.server.timing.recycleFindsLoopPastPoll?.() ? { place: 'past-poll' } : { place: 'in-poll' };
@@ -926,9 +927,7 @@ export class WorkerProcess implements WorkerPort {
       if (since === undefined || (first !== null && since.atMs >= first.atMs)) continue;
       first = { atMs: since.atMs, returnedAtMs: Math.max(since.atMs, Math.min(since.dueAtMs - since.afterPollReturnMs, loopRanUntilMs)) };
     }
-    if (first === null) return null;
-    const returnedAtMs = first.returnedAtMs;
-    return readable.filter((conn) => (this.readableSince.get(conn)?.atMs ?? Number.POSITIVE_INFINITY) <= returnedAtMs);
+    return first === null ? null : this.readableBy(readable, first.returnedAtMs);
   }
 
   tearDown(): boolean {

@@ -592,7 +592,7 @@ describe("where a recycle's flip of alive finds gthread's loop (a profile's recy
   });
 });
 
-describe("a stop's TERM and gthread's loop (a profile's signalStopsLoop; simulator/server.ts handlerFindsLoop)", () => {
+describe("a stop's TERM and gthread's loop (a profile's signalStopsLoop; simulator/server.ts loopAtFlip)", () => {
   const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
   /**
    * The stop under load with measured rows: a request waits 0.5 ms in the poller (0.2 ms of it after its
