@@ -799,9 +799,35 @@ export class WorkerProcess implements WorkerPort {
     this.acceptFromQueue();
   }
 
-  /** Take connections from the kernel's queue while the worker's machine lets it. */
+  /** An accept waits its turn on the event loop's thread (see `acceptFromQueue`): one at a time. */
+  private acceptInTurn = false;
+
+  /**
+   * Take connections from the kernel's queue while the worker's machine lets it. An event loop
+   * (`CpuTiming.readsInTurn`) whose handler has flipped `alive` is in its last turn, and that turn
+   * serves its next poll's first callback: libuv runs a poll's callbacks in the order their
+   * descriptors became ready, so the listener — readable since a connection was queued behind the
+   * handler — comes after the requests the loop had queued before it, and the first of those ends the
+   * turn. Taken at once, the queued connection was what the simulated last turn served, and the
+   * worker's own requests were reset at its exit; the real server's lifecycle trace shows each last
+   * turn serving a request of its own (simulator/README.md, "Our server's TERM row, the last turn").
+   * The accept goes behind everything queued: a connection queued before one of those requests
+   * would come first in the poll, which the queue's order does not keep.
+   */
   acceptFromQueue(): void {
     if (!this.ready || this.stopped || this.handlersPending > 0) return;
+    const cpu = this.server.timing.cpu;
+    if (!this.signalled || !cpu?.readsInTurn) return this.takeFromQueue();
+    if (this.acceptInTurn) return;
+    this.acceptInTurn = true;
+    cpu.shared.run(this.id, 0, () => {
+      this.acceptInTurn = false;
+      if (!this.ready || this.stopped || this.handlersPending > 0) return;
+      this.takeFromQueue();
+    });
+  }
+
+  private takeFromQueue(): void {
     const kernel = this.server.kernel;
     for (let head = kernel.head(); head !== undefined && this.driver.mayAccept(); head = kernel.head()) this.accept(head);
   }

@@ -299,6 +299,57 @@ describe('a simulated server on the shared CPU', () => {
     expect(handlers).toBe(10);
   });
 
+  it("after a TERM's handler an event loop's last turn serves a request of its own that was waiting, not a connection queued behind the handler", () => {
+    const params = scenario(2, 12, 3000, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1, readsInTurn: true }));
+    params.signals = [{ atMs: 200, signal: 'TERM' }];
+    // Handlers 0–8 ms after their kills: the first worker's exit resets its connections, and their
+    // reconnects wait in the kernel's queue while the other worker's handler is still to run.
+    params.signalHandlerPercentilesMs = Array.from({ length: 101 }, (_, i) => (8 * i) / 100);
+    let tested = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      const { result, events: trace } = events(params, seed);
+      expect(replay({ header: result.header, events: trace }).ok).toBe(true);
+      const clientOf = new Map<string, string>();
+      const workerOf = new Map<string, string>();
+      const sentAt = new Map<string, number[]>();
+      const heard = new Map<string, number>();
+      const connected = new Set<string>();
+      const gone = new Set<string>();
+      for (const [i, e] of trace.entries()) {
+        if (e.type === 'client.send') sentAt.set(e.actor, [...(sentAt.get(e.actor) ?? []), e.t]);
+        if (e.type === 'client.connected') connected.add(e.actor);
+        if (e.type === 'client.fail' || e.type === 'client.close') gone.add(e.actor);
+        if (e.type === 'conn.open') {
+          clientOf.set(e.actor, e.client);
+          workerOf.set(e.actor, e.worker);
+          connected.delete(e.client);
+        }
+        if (e.type === 'conn.bytes') heard.set(e.actor, (heard.get(e.actor) ?? 0) + 1);
+        if (e.type === 'conn.close') gone.add(e.actor);
+        if (e.type !== 'worker.signal' || e.signal !== 'TERM') continue;
+        // At this handler: the worker's own requests that had reached their sockets unread, and connections queued in the kernel.
+        const waiting = [...workerOf].filter(([conn, worker]) => {
+          if (worker !== e.actor || gone.has(conn)) return false;
+          const arrived = (sentAt.get(clientOf.get(conn)!) ?? []).filter((t) => t + params.latencyMs <= e.t).length;
+          return arrived > (heard.get(conn) ?? 0);
+        });
+        const queued = [...connected].filter((client) => !gone.has(client));
+        if (waiting.length === 0 || queued.length === 0) continue;
+        tested++;
+        // What the worker does next, to its turn's end (or its listener's close, which comes after it): a read of one of those requests first, and no accept.
+        const rest = trace.slice(i + 1);
+        const end = rest.findIndex((x) => x.actor === e.actor && (x.type === 'worker.turn-end' || x.type === 'worker.close-listener'));
+        expect(end, `seed ${seed}: ${e.actor}'s last turn ends`).toBeGreaterThanOrEqual(0);
+        const turn = rest.slice(0, end).filter((x) => x.actor === e.actor || workerOf.get(x.actor) === e.actor);
+        expect(turn.filter((x) => x.type === 'worker.accept'), `seed ${seed}: ${e.actor} accepted in its last turn`).toEqual([]);
+        const first = turn.find((x) => x.type === 'conn.bytes');
+        expect(first && waiting.some(([conn]) => conn === first.actor), `seed ${seed}: ${e.actor}'s last turn began with a request of its own`).toBe(true);
+      }
+    }
+    // The situation the rule is for came about (without it, each of these handlers accepted a queued connection).
+    expect(tested).toBeGreaterThanOrEqual(3);
+  });
+
   it('its traces conform to the model, recycling and all', () => {
     const params = scenario(3, 12, 1500, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1 }), 100);
     params.signals = [{ atMs: 100, signal: 'HUP' }];
