@@ -196,6 +196,8 @@ export interface CalibrationReport {
   readonly fromProfile: readonly string[];
   readonly defaults: readonly string[];
   readonly real: readonly RunFigures[];
+  /** Real runs that ab ended by itself (`AB_ABORT`) and that were run again: not among `real`. */
+  readonly abortedRuns: number;
   readonly simulated: readonly { readonly seed: number; readonly figures: RunFigures }[];
   readonly tolerance: number;
   /** What the tolerance holds: every lost exchange (ab's Length), or those lost other than to refused connects (the wire's count). */
@@ -301,6 +303,48 @@ function abArgs(load: CalibrationLoad, url: string): string[] {
   return ['-n', String(load.requests), '-c', String(load.concurrency), '-k', '-r', '-s', String(load.timeoutS), url];
 }
 
+/**
+ * ab's own end of a run: more than 10 failures counted, and then a connect that failed as ab looked
+ * at it (ab.c: `if (bad++ > 10) { "Test aborted after 10 failures"; apr_err("apr_socket_connect()") }`).
+ * Under a stop ab -r has failures aplenty, so the first connect that the kernel queued and then reset
+ * before ab saw it complete (the listener's last copy closed meanwhile) ends the run where it is: what
+ * ab counted so far is no run of the load. The simulated ab sees each connect complete as it does.
+ */
+const AB_ABORT = /Test aborted after 10 failures/;
+
+/** ab's lines that say how it ended a run by itself, joined. */
+export function abAbortLines(output: string): string {
+  return output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => AB_ABORT.test(line) || /^apr_\w+\(\)/.test(line))
+    .join('; ');
+}
+/** At most this many of ab's own aborts in a row for one run, each run again, before calibrate gives up. */
+const AB_ABORTS_PER_RUN = 3;
+
+export class AbAbortedError extends Error {}
+
+/** `runs` real runs, one after another; a run ab ended by itself is run again, up to `AB_ABORTS_PER_RUN` times in a row. */
+export async function realRuns<T>(runs: number, runOnce: () => Promise<T>, log: (line: string) => void): Promise<{ figures: T[]; abortedRuns: number }> {
+  const figures: T[] = [];
+  let abortedRuns = 0;
+  for (let i = 0; i < runs; i++) {
+    log(`real run ${i + 1} of ${runs}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        figures.push(await runOnce());
+        break;
+      } catch (error) {
+        if (!(error instanceof AbAbortedError) || attempt >= AB_ABORTS_PER_RUN) throw error;
+        abortedRuns++;
+        log(`real run ${i + 1}: ab ended it by itself (${error.message}); run again`);
+      }
+    }
+  }
+  return { figures, abortedRuns };
+}
+
 /** One real run: the server started, ab to the end, the server stopped. */
 export async function realRun(options: CalibrationOptions): Promise<RunFigures> {
   const target = parseBind(options.bind);
@@ -331,13 +375,16 @@ export async function realRun(options: CalibrationOptions): Promise<RunFigures> 
       if (capture) dropped = (await capture.stop()).droppedByKernel;
     }
     const held = await sampler.stop();
-    if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
-    const figures = figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
-    if (!capture) return figures;
-    const wire = classifyLosses(capture.segments(target.port)).losses;
-    // Megabytes a run: what it says is in the figures now.
-    rmSync(captureDir!, { recursive: true, force: true });
-    return { ...figures, wire, captureDropped: dropped };
+    try {
+      if (AB_ABORT.test(ab.output)) throw new AbAbortedError(abAbortLines(ab.output));
+      if (ab.code !== 0 && !Number.isFinite(ab.complete)) throw new Error(`ab failed:\n${ab.output.slice(-2000)}`);
+      const figures = figuresOf(ab, held.heldMost, ab.p50Ms, ab.p99Ms);
+      if (!capture) return figures;
+      return { ...figures, wire: classifyLosses(capture.segments(target.port)).losses, captureDropped: dropped };
+    } finally {
+      // Megabytes a run: what it says is in the figures now (or the run is not kept).
+      if (captureDir) rmSync(captureDir, { recursive: true, force: true });
+    }
   } finally {
     await stopGracefully(server);
   }
@@ -412,12 +459,8 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
   const log = options.log ?? (() => {});
   const { params, fromProfile, defaults } = simulatedParams(options);
   const simulated = options.seeds.map((seed) => ({ seed, figures: simulatedRun(options.policy, params, seed) }));
-  const real: RunFigures[] = [];
   await assertAddressFree(options.bind);
-  for (let i = 0; i < options.runs; i++) {
-    log(`real run ${i + 1} of ${options.runs}`);
-    real.push(await realRun(options));
-  }
+  const { figures: real, abortedRuns } = await realRuns(options.runs, () => realRun(options), log);
   const compared = options.withoutRefused ? 'lost-not-refused' : 'lost';
   const lostRealMedian = median(real.map((r) => comparedLosses(compared, r)));
   const lostSimulatedMedian = median(simulated.map((s) => comparedLosses(compared, s.figures)));
@@ -431,6 +474,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     fromProfile,
     defaults,
     real,
+    abortedRuns,
     simulated,
     tolerance: options.tolerance,
     compared,
@@ -473,5 +517,6 @@ export function formatCalibration(r: CalibrationReport): string {
     `  ${r.compared === 'lost' ? 'lost exchanges' : 'lost on the wire, refused connects left out'}, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}${off}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(r.tolerance * 100)} %`,
     `  shares of the losses by mechanism (an unread request reset; a request into a connection closed after its response) differ by ${r.mechanismShareGap.toFixed(2)} (printed, not asserted)`,
   );
+  if (r.abortedRuns > 0) lines.push(`  ab ended ${r.abortedRuns} real run(s) by itself ("Test aborted after 10 failures": a connect reset before ab saw it complete), each run again`);
   return lines.join('\n') + '\n';
 }

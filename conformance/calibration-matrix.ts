@@ -150,6 +150,10 @@ export async function runMatrix(port: number, log: (line: string) => void, optio
       // (55–144 over ten seeds at 4 workers), and three seeds' median moved by a quarter from one set to the next.
       seeds: SEEDS,
       tolerance: 0.25,
+      // Only what changes the sample: a run ab ended by itself, and run again.
+      log: (line) => {
+        if (/by itself/.test(line)) log(`  ${line}`);
+      },
     });
     results.push({ kind: 'ab', row, report });
   }
@@ -199,6 +203,8 @@ export function matrixTable(results: readonly MatrixResult[]): string {
         .exhaustive(),
     );
   }
+  const aborted = results.flatMap((r) => (r.kind === 'ab' && r.report.abortedRuns > 0 ? [`${r.row.name} (${r.report.abortedRuns})`] : []));
+  if (aborted.length > 0) lines.push('', `Real runs ab ended by itself ("Test aborted after 10 failures"), each run again: ${aborted.join(', ')}.`);
   return lines.join('\n') + '\n';
 }
 

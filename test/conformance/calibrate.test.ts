@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from '../../conformance/process.ts';
 import { measureProfile } from '../../conformance/measure-profile.ts';
 import type { CalibrationReport } from '../../conformance/calibrate.ts';
-import { HeldSampler, lossMechanisms, median, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
+import { AbAbortedError, HeldSampler, abAbortLines, lossMechanisms, median, realRuns, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
@@ -34,6 +34,50 @@ describe('withinTolerance and median', () => {
     expect(withinTolerance(0, 1, 0.25)).toBe(false);
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 2, 3])).toBe(2.5);
+  });
+});
+
+describe('realRuns: a run ab ended by itself is run again', () => {
+  // What ab 2.3 printed when a stop's connect was reset before it saw it complete (a matrix run, 2026-12-06).
+  const ABORTED = [
+    'This is ApacheBench, Version 2.3 <$Revision: 1934973 $>',
+    'Benchmarking 127.0.0.1 (be patient)',
+    '',
+    'Test aborted after 10 failures',
+    '',
+    'apr_socket_connect(): Connection reset by peer (104)',
+    'Total of 3846 requests completed',
+  ].join('\n');
+
+  it("names ab's own ending from its output", () => {
+    expect(abAbortLines(ABORTED)).toBe('Test aborted after 10 failures; apr_socket_connect(): Connection reset by peer (104)');
+  });
+
+  it('runs an aborted run again, counts it, and keeps only whole runs; another error ends the calibration at once', async () => {
+    const log: string[] = [];
+    let call = 0;
+    const outcomes = ['abort', 1, 'abort', 'abort', 2, 3];
+    const once = async () => {
+      const next = outcomes[call++];
+      if (next === 'abort') throw new AbAbortedError(abAbortLines(ABORTED));
+      return next as number;
+    };
+    const { figures, abortedRuns } = await realRuns(3, once, (line) => log.push(line));
+    expect(figures).toEqual([1, 2, 3]);
+    expect(abortedRuns).toBe(3);
+    expect(log.filter((l) => /ended it by itself/.test(l))).toHaveLength(3);
+    expect(log.find((l) => /ended it by itself/.test(l))).toContain('Connection reset by peer (104)');
+    await expect(realRuns(2, async () => Promise.reject(new Error('ab failed: cannot connect')), () => {})).rejects.toThrow('ab failed');
+  });
+
+  it('gives up after three aborts of the same run in a row', async () => {
+    let calls = 0;
+    const always = async () => {
+      calls++;
+      throw new AbAbortedError('Test aborted after 10 failures');
+    };
+    await expect(realRuns(5, always, () => {})).rejects.toBeInstanceOf(AbAbortedError);
+    expect(calls).toBe(3);
   });
 });
 
