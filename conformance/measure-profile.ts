@@ -137,7 +137,7 @@ export interface RequestTimes {
   readonly recycleFlipsWithReadable: number;
 }
 
-const STOP_TIME_KEYS = ['killGapMs', 'signalHandlerMs', 'closeAfterTurnMs'] as const;
+const STOP_TIME_KEYS = ['killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'exitAfterCloseMs'] as const;
 
 export interface StopTimes {
   /** Between the arbiter's successive kill(2)s of its workers, in the order it sent them. */
@@ -146,6 +146,8 @@ export interface StopTimes {
   readonly signalHandlerMs: number[];
   /** The stopping loop turn (its first hand-over after the handler, or the handler) → the listener copy's close; empty where the hooks see no close. */
   readonly closeAfterTurnMs: number[];
+  /** The listener copy's close → that worker's exit; empty where the marks have no exit (gunicorn's hooks: its exit is the capture's teardown). */
+  readonly exitAfterCloseMs: number[];
   /**
    * gthread: each SIGTERM handler's worker, by whether its loop handed anything over between the kill and
    * the handler (`loopStopsAtKills`): `stopped`, nothing; `ran`, at least one hand-over. Zero for a server
@@ -654,7 +656,10 @@ const RELOAD_KILL_WINDOW_MS = 1000;
 /** One moment of a stop, as the hooks or a trace give it: a kill(2) by the arbiter, or a worker's handler, hand-over or listener close (ms). */
 export type StopMark =
   | { readonly ms: number; readonly kind: 'kill'; readonly pid: string; readonly signal: number }
-  | { readonly ms: number; readonly kind: 'handler' | 'submit' | 'listener-close'; readonly pid: string };
+  | { readonly ms: number; readonly kind: WorkerMarkKind; readonly pid: string };
+
+/** A worker's marks of a stop: its handler, a hand-over, its listener copy's close, its exit (our server's trace only). */
+type WorkerMarkKind = 'handler' | 'submit' | 'listener-close' | 'exit';
 
 /**
  * From a stop run's lines (`<seconds> kill <pid> <signal>` from the arbiter; `<seconds> handler|submit|listener-close <pid>`
@@ -700,7 +705,7 @@ function pollerAfter(pollers: readonly PollerAtHandler[], kill: StopMark): Polle
 }
 
 /** The first of a worker's marks of a kind in [fromMs, toMs], ms. */
-function firstMark(marks: readonly StopMark[], kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY): number | undefined {
+function firstMark(marks: readonly StopMark[], kind: WorkerMarkKind, pid: string, fromMs: number, toMs = Number.POSITIVE_INFINITY): number | undefined {
   return marks.filter((m) => m.kind === kind && m.pid === pid && m.ms >= fromMs && m.ms <= toMs).reduce<number | undefined>((least, m) => (least === undefined || m.ms < least ? m.ms : least), undefined);
 }
 
@@ -750,10 +755,11 @@ export function loopStopsAtKills(marks: readonly StopMark[]): StopTimes['loopSto
  */
 export function stopTimingsOf(marks: readonly StopMark[]): Omit<StopTimes, 'loopStops' | 'atHandlers'> {
   const kills = marks.filter((m) => m.kind === 'kill' && m.signal === os.constants.signals.SIGTERM).sort((a, b) => a.ms - b.ms);
-  const first = (kind: 'handler' | 'submit' | 'listener-close', pid: string, fromMs: number, toMs?: number) => firstMark(marks, kind, pid, fromMs, toMs);
+  const first = (kind: WorkerMarkKind, pid: string, fromMs: number, toMs?: number) => firstMark(marks, kind, pid, fromMs, toMs);
   const killGapMs = kills.slice(1).map((k, i) => k.ms - kills[i]!.ms);
   const signalHandlerMs: number[] = [];
   const closeAfterTurnMs: number[] = [];
+  const exitAfterCloseMs: number[] = [];
   for (const kill of kills) {
     const handler = first('handler', kill.pid, kill.ms);
     if (handler === undefined) continue;
@@ -761,8 +767,10 @@ export function stopTimingsOf(marks: readonly StopMark[]): Omit<StopTimes, 'loop
     const close = first('listener-close', kill.pid, handler);
     if (close === undefined) continue;
     closeAfterTurnMs.push(close - (first('submit', kill.pid, handler, close) ?? handler));
+    const exit = first('exit', kill.pid, close);
+    if (exit !== undefined) exitAfterCloseMs.push(exit - close);
   }
-  return { killGapMs, signalHandlerMs, closeAfterTurnMs };
+  return { killGapMs, signalHandlerMs, closeAfterTurnMs, exitAfterCloseMs };
 }
 
 function gunicornStopTimes(dir: string): StopTimes {
@@ -930,7 +938,8 @@ function quiesceBoots(dir: string): { readonly pid?: string; readonly ms: number
  * `quiesce serve`'s stop, from its lifecycle trace (the arbiter and its workers on one monotonic clock),
  * as gunicorn's stop hooks give it: an `arbiter.kill` a kill; a worker's `worker.signal` TERM its
  * handler; its `worker.turn-end` the poll that ended its last turn, where gthread's hook sees a
- * hand-over; its `worker.close-listener` the close. A worker is named by its number.
+ * hand-over; its `worker.close-listener` the close; its `worker.exit` its exit, its connections closed (gunicorn's
+ * hooks have no such mark: its exit is the capture's teardown). A worker is named by its number.
  */
 export function traceStopMarks(events: readonly TraceEvent[]): StopMark[] {
   const number = (worker: string) => worker.slice(worker.indexOf('/') + 1);
@@ -939,6 +948,7 @@ export function traceStopMarks(events: readonly TraceEvent[]): StopMark[] {
     if (e.type === 'worker.signal' && e.signal === 'TERM') return [{ ms: e.t, kind: 'handler', pid: number(e.actor) }];
     if (e.type === 'worker.turn-end') return [{ ms: e.t, kind: 'submit', pid: number(e.actor) }];
     if (e.type === 'worker.close-listener') return [{ ms: e.t, kind: 'listener-close', pid: number(e.actor) }];
+    if (e.type === 'worker.exit') return [{ ms: e.t, kind: 'exit', pid: number(e.actor) }];
     return [];
   });
 }
@@ -947,7 +957,7 @@ const QUIESCE_STOPS = {
   // The main thread's place at a handler is gthread's; an event loop runs a handler between callbacks (never counted).
   times: (dir: string): StopTimes => ({ ...stopTimingsOf(traceStopMarks(readTrace(join(dir, 'trace.jsonl')).events)), loopStops: { stopped: 0, ran: 0 }, atHandlers: { handlers: 0, held: 0, readable: 0, handedOver: 0 } }),
   method:
-    "the server's lifecycle trace (--trace-events lifecycle: the arbiter and its workers on one monotonic clock): the gaps between the arbiter's successive TERM kills of one stop (arbiter.kill); a kill → that worker's worker.signal (its handler, run by its event loop); the end of its last loop turn (worker.turn-end), or the handler where none came first → its listener copy's close (worker.close-listener)",
+    "the server's lifecycle trace (--trace-events lifecycle: the arbiter and its workers on one monotonic clock): the gaps between the arbiter's successive TERM kills of one stop (arbiter.kill); a kill → that worker's worker.signal (its handler, run by its event loop); the end of its last loop turn (worker.turn-end), or the handler where none came first → its listener copy's close (worker.close-listener); that close → its exit (worker.exit: the connections it still held closed)",
 };
 
 const GUNICORN_STOPS = {
@@ -1017,7 +1027,7 @@ async function measureStops(name: string, target: Target, server: ServerParams, 
   if (!stops) return null;
   log(`${name}: ${STOP_RUNS} stops under load (no recycling, ab ${AB_STOP_LOAD.join(' ')}, TERM at ${STOP_AT_MS} ms)`);
   const stopping: ServerParams = { ...server, maxRequests: 0, maxRequestsJitter: 0 };
-  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [], loopStops: { stopped: 0, ran: 0 }, atHandlers: { handlers: 0, held: 0, readable: 0, handedOver: 0 } };
+  const times: StopTimes = { killGapMs: [], signalHandlerMs: [], closeAfterTurnMs: [], exitAfterCloseMs: [], loopStops: { stopped: 0, ran: 0 }, atHandlers: { handlers: 0, held: 0, readable: 0, handedOver: 0 } };
   let command = '';
   for (let run = 0; run < STOP_RUNS; run++) {
     const dir = await withServer({ ...target, files: stops.files ?? target.files }, stopping, port, async (dir, filled, process_) => {

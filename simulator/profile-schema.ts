@@ -120,6 +120,7 @@ export const MEASURED_KEYS = [
   'killGapMs',
   'signalHandlerMs',
   'closeAfterTurnMs',
+  'exitAfterCloseMs',
   'closeAfterRecycleTurnMs',
   'teardownMs',
   'reapAfterTeardownMs',
@@ -199,6 +200,15 @@ export const profileSchema = z
      * its handler, or the handler where none came) to its close of the listener copy: the rest of that turn.
      */
     closeAfterTurnMs: measuredDistribution.optional(),
+    /**
+     * A stopping worker's listener copy's close → its exit, the connections it still held closed (our
+     * server's lifecycle trace: worker.close-listener → worker.exit). The rest of a stop: what the last
+     * turn took answered, the lingering closes waiting for their clients' FINs, on cores shared in slices
+     * — a worker waits milliseconds for its turn on the CPU, and so does the client. The simulator's
+     * exit waits for the same things at processor sharing's pace, with a client that answers at once;
+     * drawn, a stopping worker's exit comes no earlier than this after its close (the later of the two).
+     */
+    exitAfterCloseMs: measuredDistribution.optional(),
     /**
      * The same at a recycle (max-requests: the worker stops alone, the others serving): its last hand-over
      * → the close. Measured apart because it is another load: a tenth of a stop's at the median.
@@ -416,6 +426,7 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     ['killGapMs', 'killGapPercentilesMs', "the arbiter's kills one after another", 'every kill in one instant'],
     ['signalHandlerMs', 'signalHandlerPercentilesMs', 'the signal handler', 'at the kill'],
     ['closeAfterTurnMs', 'closeAfterTurnPercentilesMs', "the stopping loop turn's rest", 'the close in the same instant'],
+    ['exitAfterCloseMs', 'exitAfterClosePercentilesMs', "a stopping worker's exit after its listener's close", 'as its waits end'],
     ['closeAfterRecycleTurnMs', 'closeAfterRecycleTurnPercentilesMs', "the recycling loop turn's rest", 'the close in the same instant'],
     ['teardownMs', 'teardownPercentilesMs', "a graceful exit's teardown", 'at once'],
     ['reloadKillDelayMs', 'reloadKillDelayPercentilesMs', "a reload's spawn loop before its kills", 'the kills at the HUP'],

@@ -168,6 +168,7 @@ export function buildWorld(
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),
       ...(params.closeAfterRecycleTurnPercentilesMs ? { closeAfterRecycleTurnMs: drawFrom(params.closeAfterRecycleTurnPercentilesMs, engine) } : {}),
+      ...(params.exitAfterClosePercentilesMs ? { exitAfterCloseMs: drawFrom(params.exitAfterClosePercentilesMs, engine) } : {}),
       ...(params.reloadKillDelayPercentilesMs ? { reloadKillDelayMs: drawFrom(params.reloadKillDelayPercentilesMs, engine) } : {}),
       ...(params.reloadStallBeforeKillPercentilesMs ? { reloadStallBeforeKillMs: drawFrom(params.reloadStallBeforeKillPercentilesMs, engine) } : {}),
       ...gracefulExitTiming(params, engine),

@@ -53,6 +53,8 @@ export interface ScenarioParams {
   closeAfterTurnPercentilesMs?: number[];
   /** The same for a worker that stops on its own (max-requests), ms; absent: at once. */
   closeAfterRecycleTurnPercentilesMs?: number[];
+  /** The 101 percentiles of a stopping worker's listener close → its exit, ms: its exit comes no earlier; absent: as its waits end. */
+  exitAfterClosePercentilesMs?: number[];
   /** The 101 percentiles of a HUP → the arbiter's first SIGTERM of its reload (the spawn loop before it), ms; absent: at once. */
   reloadKillDelayPercentilesMs?: number[];
   /** The 101 percentiles of how long before a reload's SIGTERM its worker's loop stopped handing over, ms; absent: at the kill. */

@@ -94,6 +94,12 @@ export interface ServerTiming {
   /** The same for a worker that stops on its own (max-requests: one worker, the others serving), measured apart: the two differ tenfold. */
   closeAfterRecycleTurnMs?: () => number;
   /**
+   * A signalled worker's listener close → its exit, the connections it still holds closed (our server:
+   * the last turn's responses and their lingering closes, on cores shared in slices), drawn at the close:
+   * the exit comes no earlier (`WorkerProcess.tearDown`). Absent: as the machine's waits end.
+   */
+  exitAfterCloseMs?: () => number;
+  /**
    * A reload's spawn loop: from the arbiter's decision to its first kill of the old generation (gunicorn's
    * reload() forks the new one first, process after process); the kills go after it. Absent: at once.
    */
@@ -555,7 +561,8 @@ export class WorkerProcess implements WorkerPort {
     // A stopped process keeps closures for CONT; the explorer sends no STOP, and draws no fork queue.
     if (this.stopped || this.heartbeatTimer !== null) throw new SimulationInvariantError(`${this.id}: a stopped or heartbeating process has no snapshot`);
     if (this.forkAtMs > this.server.host.nowMs || this.reapPending) throw new SimulationInvariantError(`${this.id}: a process whose fork or reap is queued has no snapshot`);
-    if (this.unread.size > 0) throw new SimulationInvariantError(`${this.id}: a process whose thread has requests still to read has no snapshot`);
+    if (this.unread.size > 0 || this.acceptInTurn) throw new SimulationInvariantError(`${this.id}: a process whose thread has requests still to read has no snapshot`);
+    if (this.exitNotBeforeMs !== null) throw new SimulationInvariantError(`${this.id}: a process whose exit waits for a measured time has no snapshot`);
     if (this.readableSince.size > 0 || this.loopStoppedAtMs !== null) throw new SimulationInvariantError(`${this.id}: a process whose poller holds measured waits has no snapshot`);
     return {
       id: this.id,
@@ -801,6 +808,8 @@ export class WorkerProcess implements WorkerPort {
 
   /** An accept waits its turn on the event loop's thread (see `acceptFromQueue`): one at a time. */
   private acceptInTurn = false;
+  /** A stopping worker's exit comes no earlier than this (`ServerTiming.exitAfterCloseMs`, drawn at its listener's close). */
+  private exitNotBeforeMs: number | null = null;
 
   /**
    * Take connections from the kernel's queue while the worker's machine lets it. An event loop
@@ -884,6 +893,8 @@ export class WorkerProcess implements WorkerPort {
   }
 
   released(): void {
+    const { exitAfterCloseMs } = this.server.timing;
+    if (this.signalled && exitAfterCloseMs) this.exitNotBeforeMs = this.server.host.nowMs + Math.max(0, exitAfterCloseMs());
     this.driver.listenerReleased();
     this.server.arbiter.listenerReleasedBy(this.id);
   }
@@ -956,9 +967,16 @@ export class WorkerProcess implements WorkerPort {
     return first === null ? null : this.readableBy(readable, first.returnedAtMs);
   }
 
+  /**
+   * A graceful exit's connections close when the process is gone: after its teardown, and no earlier
+   * than the measured rest of a stop after the listener's close (`ServerTiming.exitAfterCloseMs`), which
+   * holds the waits the machine has just ended — the later of the two, not their sum.
+   */
   tearDown(): boolean {
     this.exitWaits = this.server.timing.gracefulExitMs?.() ?? {};
-    return this.atOnceOrLater(this.exitWaits.teardownMs, { kind: 'teardown', worker: this.id });
+    const floorMs = this.exitNotBeforeMs === null ? undefined : this.exitNotBeforeMs - this.server.host.nowMs;
+    const waitMs = floorMs === undefined || floorMs <= 0 ? this.exitWaits.teardownMs : Math.max(floorMs, this.exitWaits.teardownMs ?? 0);
+    return this.atOnceOrLater(waitMs, { kind: 'teardown', worker: this.id });
   }
 
   returnToPoller(conn: ConnId): boolean {

@@ -350,6 +350,36 @@ describe('a simulated server on the shared CPU', () => {
     expect(tested).toBeGreaterThanOrEqual(3);
   });
 
+  it("a stopping worker's exit comes no earlier than the measured rest of a stop after its listener's close, and its connections close with it", () => {
+    const params = scenario(2, 12, 3000, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1, readsInTurn: true }));
+    params.signals = [{ atMs: 200, signal: 'TERM' }];
+    const gaps = (p: ScenarioParams) => {
+      const out: { worker: string; closeMs: number; exitMs: number; abortsMs: number[] }[] = [];
+      for (const seed of [1, 2, 3]) {
+        const { result, events: trace } = events(p, seed);
+        expect(replay({ header: result.header, events: trace }).ok).toBe(true);
+        const closes = new Map(trace.filter((e) => e.type === 'worker.close-listener').map((e) => [e.actor, e.t]));
+        for (const exit of trace.filter((e) => e.type === 'worker.exit')) {
+          const closeMs = closes.get(exit.actor);
+          if (closeMs === undefined) continue;
+          const abortsMs = trace.filter((e) => e.type === 'conn.abort' && e.reason === 'worker-exit' && e.actor.startsWith(`conn/${exit.actor.slice('worker/'.length)}.`)).map((e) => e.t);
+          out.push({ worker: `seed ${seed} ${exit.actor}`, closeMs, exitMs: exit.t, abortsMs });
+        }
+      }
+      return out;
+    };
+    // Without the measurement the exit follows the close as soon as the machine's waits end: within a few ms here.
+    expect(gaps(params).some((g) => g.exitMs - g.closeMs < 10)).toBe(true);
+    params.exitAfterClosePercentilesMs = Array.from({ length: 101 }, () => 10);
+    const floored = gaps(params);
+    expect(floored.length).toBe(6);
+    for (const g of floored) {
+      expect(g.exitMs - g.closeMs, g.worker).toBeGreaterThanOrEqual(10 - 1e-9);
+      for (const atMs of g.abortsMs) expect(atMs - g.closeMs, `${g.worker}: a connection closed before the exit`).toBeGreaterThanOrEqual(10 - 1e-9);
+    }
+    expect(floored.some((g) => g.abortsMs.length > 0)).toBe(true);
+  });
+
   it('its traces conform to the model, recycling and all', () => {
     const params = scenario(3, 12, 1500, cpuParams({ cores: 2, requestWorkMs: 0.3, bootWorkMs: 40, clientWorkMs: 0.03, spares: 1 }), 100);
     params.signals = [{ atMs: 100, signal: 'HUP' }];

@@ -167,6 +167,12 @@ describe('applyProfile', () => {
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
     expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
     expect(applied.params.closeAfterTurnPercentilesMs).toEqual(profile.closeAfterTurnMs!.percentilesMs);
+    const oursApplied = applyProfile(base, getProfile('quiesce-serve'));
+    expect(oursApplied.params.exitAfterClosePercentilesMs).toEqual(getProfile('quiesce-serve').exitAfterCloseMs!.percentilesMs);
+    expect(oursApplied.fromProfile.join()).toMatch(/a stopping worker's exit after its listener's close/);
+    // gunicorn's exit is its capture's teardown: no floor after the close.
+    expect(applied.params.exitAfterClosePercentilesMs).toBeUndefined();
+    expect(applied.defaults.join()).toMatch(/a stopping worker's exit after its listener's close \(as its waits end\)/);
     expect(applied.params.teardownPercentilesMs).toEqual(profile.teardownMs!.percentilesMs);
     // sync workers close no listener copy of their own after a loop turn: the close stays with the turn (the exit).
     const sync = applyProfile(base, getProfile('gunicorn-20.1-sync'));
@@ -345,7 +351,7 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
     expect(stopTimings(lines).atHandlers).toEqual({ handlers: 1, held: 5, readable: 3, handedOver: 1 });
   });
 
-  it("reads quiesce serve's stop from its lifecycle trace: kills, each worker's signal, its last turn's end and its listener close, as gunicorn's hooks give them", () => {
+  it("reads quiesce serve's stop from its lifecycle trace: kills, each worker's signal, its last turn's end, its listener close and its exit, as gunicorn's hooks give them", () => {
     const at = (t: number) => ({ t });
     const events: TraceEvent[] = [
       { ...at(5000), actor: 'arbiter', type: 'arbiter.signal', signal: 'TERM' },
@@ -359,6 +365,9 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
       // worker 8: no turn ended between its handler and its close.
       { ...at(5002), actor: 'worker/8', type: 'worker.signal', signal: 'TERM' },
       { ...at(5002.25), actor: 'worker/8', type: 'worker.close-listener' },
+      // Their exits: worker 8 waited 12.75 ms after its close (its last responses' clients, its turns on the CPU), worker 7 0.5 ms.
+      { ...at(5007.5), actor: 'worker/7', type: 'worker.exit', code: 0 },
+      { ...at(5015), actor: 'worker/8', type: 'worker.exit', code: 0 },
       // The graceful timeout's KILL is no stop's kill.
       { ...at(35_000), actor: 'arbiter', type: 'arbiter.kill', worker: 'worker/8', signal: 'KILL' },
     ];
@@ -367,6 +376,9 @@ describe("stopTimings: a stop's hooks as the arbiter's kill gaps, handler waits 
     expect(ms(times.killGapMs)).toEqual([0.5]);
     expect(ms(times.signalHandlerMs)).toEqual([2, 0.5]);
     expect(ms(times.closeAfterTurnMs)).toEqual([1, 0.25]);
+    expect(ms(times.exitAfterCloseMs)).toEqual([0.5, 12.75]);
+    // gunicorn's hooks mark no exit: the field stays empty, and out of its profile.
+    expect(stopTimings(['10.000000 kill 101 15', '10.000600 handler 101', '10.004600 listener-close 101']).exitAfterCloseMs).toEqual([]);
   });
 
   it('refuses a line it cannot read, naming it', () => {
