@@ -818,8 +818,8 @@ export class WorkerProcess implements WorkerPort {
    * descriptors became ready, so the listener — readable since a connection was queued behind the
    * handler — comes after the requests the loop had queued before it, and the first of those ends the
    * turn. Taken at once, the queued connection was what the simulated last turn served, and the
-   * worker's own requests were reset at its exit; the real server's lifecycle trace shows each last
-   * turn serving a request of its own (simulator/README.md, "Our server's TERM row, the last turn").
+   * worker's own requests were reset at its exit; the real server's full trace shows each last turn
+   * beginning with a request of its own (simulator/README.md, "Our server's TERM row").
    * The accept goes behind everything queued: a connection queued before one of those requests
    * would come first in the poll, which the queue's order does not keep.
    */
