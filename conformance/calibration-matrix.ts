@@ -52,6 +52,19 @@ const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9];
  * much as the model. Five real runs cost the matrix about six minutes more.
  */
 const REAL_RUNS = 5;
+/**
+ * Nine for the signal rows: one run of a stop or a reload spreads twice as wide as a recycling row's
+ * (our server's TERM row, twenty calibrate runs in an hour on 2026-12-06: 17–36 lost, the median of
+ * five 21–28 between sets; gthread's TERM 3–21 within one row, its HUPs 18–44), so that the median of
+ * five alone moved the verdict by ±15 %. A signal row's real run takes seconds: nine cost the matrix
+ * about three minutes more.
+ */
+const SIGNAL_REAL_RUNS = 9;
+
+/** A row's real runs: nine where it sends signals, five otherwise. */
+export function realRunsOf(row: { readonly signals?: readonly unknown[] }): number {
+  return (row.signals?.length ?? 0) > 0 ? SIGNAL_REAL_RUNS : REAL_RUNS;
+}
 
 export const MATRIX: readonly Row[] = [
   ...(['gthread', 'sync'] as const).flatMap((worker) => {
@@ -145,7 +158,7 @@ export async function runMatrix(port: number, log: (line: string) => void, optio
       signals: row.signals ?? [],
       capture: row.withoutRefused === true,
       withoutRefused: row.withoutRefused === true,
-      runs: REAL_RUNS,
+      runs: realRunsOf(row),
       // Nine: a recycling gthread row's simulated losses spread as wide between seeds as the real runs do
       // (55–144 over ten seeds at 4 workers), and three seeds' median moved by a quarter from one set to the next.
       seeds: SEEDS,
@@ -192,7 +205,7 @@ function backlogLine(row: BacklogRow, r: BacklogCalibrationReport): string {
 
 export function matrixTable(results: readonly MatrixResult[]): string {
   const lines = [
-    `| row | lost, real (${REAL_RUNS} runs) | lost, simulated (${SEEDS.length} seeds) | off by | ±25 % | held at recycle, real / sim | mechanism shares differ by |`,
+    `| row | lost, real (${REAL_RUNS} runs, signal rows ${SIGNAL_REAL_RUNS}) | lost, simulated (${SEEDS.length} seeds) | off by | ±25 % | held at recycle, real / sim | mechanism shares differ by |`,
     '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const result of results) {
@@ -210,7 +223,7 @@ export function matrixTable(results: readonly MatrixResult[]): string {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const program = new Command('calibrate:matrix')
-    .description(`every row: quiesce calibrate, ${REAL_RUNS} real runs beside ${SEEDS.length} seeds, with profiles measured on this machine first`)
+    .description(`every row: quiesce calibrate, ${REAL_RUNS} real runs (${SIGNAL_REAL_RUNS} for the signal rows) beside ${SEEDS.length} seeds, with profiles measured on this machine first`)
     .option('--port <n>', 'the loopback port the servers bind', '18536')
     .option('--shipped-profiles', "use simulator/profiles/ as shipped instead of measuring this machine's")
     .option('--rows <text>', 'only the rows whose name contains this (case-insensitive), and only their profiles: "quiesce serve", "TERM"')

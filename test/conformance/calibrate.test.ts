@@ -14,7 +14,7 @@ import { getScenario } from '../../simulator/scenarios.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
 import { runCli } from '../helpers.ts';
-import { BACKLOG_MATRIX, MATRIX, selectRows } from '../../conformance/calibration-matrix.ts';
+import { BACKLOG_MATRIX, MATRIX, realRunsOf, selectRows } from '../../conformance/calibration-matrix.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { fillCommand } from '../../conformance/blackbox.ts';
@@ -155,6 +155,13 @@ describe('the calibration matrix (npm run calibrate:matrix)', () => {
       expect(command).toContain(` ${params.maxRequestsJitter}`);
     }
     expect(new Set(MATRIX.map((r) => r.name)).size).toBe(MATRIX.length);
+  });
+
+  it('runs each signal row (a stop, three reloads) nine times for real and every other row five: a signal row spreads twice as wide', () => {
+    const signalRows = MATRIX.filter((row) => (row.signals ?? []).length > 0);
+    expect(signalRows.map((row) => row.name).every((name) => /HUPs|TERM/.test(name))).toBe(true);
+    expect(signalRows).toHaveLength(6);
+    for (const row of MATRIX) expect(realRunsOf(row), row.name).toBe(signalRows.includes(row) ? 9 : 5);
   });
 
   it('--rows picks the rows whose name contains the text, whatever its case; a text no row has is refused with the names', () => {
