@@ -320,6 +320,7 @@ export function abAbortLines(output: string): string {
     .filter((line) => AB_ABORT.test(line) || /^apr_\w+\(\)/.test(line))
     .join('; ');
 }
+
 /** At most this many of ab's own aborts in a row for one run, each run again, before calibrate gives up. */
 const AB_ABORTS_PER_RUN = 3;
 
