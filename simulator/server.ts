@@ -537,6 +537,10 @@ export class WorkerProcess implements WorkerPort {
   private loopStoppedAtMs: number | null = null;
   /** Hand-overs that came due while the loop was stopped, in the order they came due. */
   private readonly heldPolls: ConnId[] = [];
+  /** An accept waits its turn on the event loop's thread (see `acceptFromQueue`): one at a time. */
+  private acceptInTurn = false;
+  /** A stopping worker's exit comes no earlier than this (`ServerTiming.exitAfterCloseMs`, drawn at its listener's close). */
+  private exitNotBeforeMs: number | null = null;
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
   bootThread: string | null = null;
   /** When its fork comes (the arbiter's queue, `ServerTiming.forkQueue`): a signal sent before then reaches it then. */
@@ -806,11 +810,6 @@ export class WorkerProcess implements WorkerPort {
     this.acceptFromQueue();
   }
 
-  /** An accept waits its turn on the event loop's thread (see `acceptFromQueue`): one at a time. */
-  private acceptInTurn = false;
-  /** A stopping worker's exit comes no earlier than this (`ServerTiming.exitAfterCloseMs`, drawn at its listener's close). */
-  private exitNotBeforeMs: number | null = null;
-
   /**
    * Take connections from the kernel's queue while the worker's machine lets it. An event loop
    * (`CpuTiming.readsInTurn`) whose handler has flipped `alive` is in its last turn, and that turn
@@ -824,19 +823,23 @@ export class WorkerProcess implements WorkerPort {
    * would come first in the poll, which the queue's order does not keep.
    */
   acceptFromQueue(): void {
-    if (!this.ready || this.stopped || this.handlersPending > 0) return;
     const cpu = this.server.timing.cpu;
     if (!this.signalled || !cpu?.readsInTurn) return this.takeFromQueue();
-    if (this.acceptInTurn) return;
+    if (this.acceptInTurn || !this.takesFromQueue()) return;
     this.acceptInTurn = true;
     cpu.shared.run(this.id, 0, () => {
       this.acceptInTurn = false;
-      if (!this.ready || this.stopped || this.handlersPending > 0) return;
       this.takeFromQueue();
     });
   }
 
+  /** Whether the process takes from the queue now: booted, running, no handler pending (see `killed`). */
+  private takesFromQueue(): boolean {
+    return this.ready && !this.stopped && this.handlersPending === 0;
+  }
+
   private takeFromQueue(): void {
+    if (!this.takesFromQueue()) return;
     const kernel = this.server.kernel;
     for (let head = kernel.head(); head !== undefined && this.driver.mayAccept(); head = kernel.head()) this.accept(head);
   }
@@ -974,8 +977,8 @@ export class WorkerProcess implements WorkerPort {
    */
   tearDown(): boolean {
     this.exitWaits = this.server.timing.gracefulExitMs?.() ?? {};
-    const floorMs = this.exitNotBeforeMs === null ? undefined : this.exitNotBeforeMs - this.server.host.nowMs;
-    const waitMs = floorMs === undefined || floorMs <= 0 ? this.exitWaits.teardownMs : Math.max(floorMs, this.exitWaits.teardownMs ?? 0);
+    const floorMs = this.exitNotBeforeMs === null ? 0 : this.exitNotBeforeMs - this.server.host.nowMs;
+    const waitMs = floorMs > 0 ? Math.max(floorMs, this.exitWaits.teardownMs ?? 0) : this.exitWaits.teardownMs;
     return this.atOnceOrLater(waitMs, { kind: 'teardown', worker: this.id });
   }
 
