@@ -21,6 +21,7 @@
 import type { TraceEvent } from '../model/events.ts';
 import { DEFAULT_SERVER_PARAMS, type ServerParams } from '../model/params.ts';
 import { applyProfile, type Profile } from '../simulator/profile-schema.ts';
+import { Rng } from '../simulator/rng.ts';
 import { runScenario } from '../simulator/run.ts';
 import { getScenario, OPERATOR_SIGNALS, type ScenarioParams } from '../simulator/scenarios.ts';
 import { runAb } from './ab.ts';
@@ -85,7 +86,10 @@ export interface CalibrationOptions {
   readonly seeds: readonly number[];
   /** Relative tolerance on the median of lost exchanges. */
   readonly tolerance: number;
+  /** Progress: each real run as it starts, and each run ab ended by itself. */
   readonly log?: (line: string) => void;
+  /** Only the runs ab ended by itself, each run again (`realRuns`): what changes the sample. */
+  readonly onAbortedRun?: (line: string) => void;
 }
 
 /** One run's figures, real or simulated. */
@@ -206,6 +210,8 @@ export interface CalibrationReport {
   readonly lostSimulatedMedian: number;
   /** Whether the simulated median of lost exchanges lies within the tolerance of the real one. */
   readonly withinTolerance: boolean;
+  /** `offBy`'s bootstrap interval at `OFF_BY_BOOTSTRAP.level` (null where the real median is 0): how sure the verdict is. */
+  readonly offByInterval: { readonly low: number; readonly high: number } | null;
   /** The largest difference between the real and the simulated share of a loss mechanism (medians; the issue asks ≤ 0.15). */
   readonly mechanismShareGap: number;
 }
@@ -230,6 +236,41 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** How far the simulated median is from the real one, relatively: 0 where both are 0, +∞ where only the real one is. */
+export function offBy(real: number, simulated: number): number {
+  if (real === 0) return simulated === 0 ? 0 : Number.POSITIVE_INFINITY;
+  return (simulated - real) / real;
+}
+
+/** The bootstrap behind `offByInterval`: how many resamples, from which seed, for which central share. */
+export const OFF_BY_BOOTSTRAP = { level: 0.9, resamples: 4000, seed: 1 } as const;
+
+/**
+ * How far the simulated median could be from the real one, given how much the runs and the seeds
+ * spread: a percentile bootstrap of `offBy(median of real, median of simulated)`, each side resampled
+ * with replacement (`resamples` times, from a fixed seed: the same figures give the same interval).
+ * The verdict stays the issue's — the medians, against the tolerance —; the interval says whether
+ * that many runs can tell: a real row's single runs spread by a fifth or more, so the median of nine
+ * moves by a tenth between sets (simulator/README.md, "How sure a row's verdict is"). Null without
+ * figures on either side, or where the real median is 0 (no relative distance).
+ */
+export function offByInterval(
+  real: readonly number[],
+  simulated: readonly number[],
+  bootstrap: { readonly level: number; readonly resamples: number; readonly seed: number } = OFF_BY_BOOTSTRAP,
+): { readonly low: number; readonly high: number } | null {
+  if (real.length === 0 || simulated.length === 0 || median(real) === 0) return null;
+  if (!(bootstrap.level > 0 && bootstrap.level < 1) || !(Number.isInteger(bootstrap.resamples) && bootstrap.resamples > 0)) {
+    throw new Error(`a bootstrap needs 0 < level < 1 and a whole number of resamples > 0, got ${bootstrap.level} and ${bootstrap.resamples}`);
+  }
+  const rng = new Rng(bootstrap.seed);
+  const resample = (values: readonly number[]) => median(values.map(() => values[rng.int(0, values.length - 1)]!));
+  const offs = Array.from({ length: bootstrap.resamples }, () => offBy(resample(real), resample(simulated))).sort((a, b) => a - b);
+  const tail = (1 - bootstrap.level) / 2;
+  const at = (q: number) => offs[Math.min(offs.length - 1, Math.max(0, Math.round(q * (offs.length - 1))))]!;
+  return { low: at(tail), high: at(1 - tail) };
 }
 
 /** |simulated − real| ≤ tolerance × real; a real 0 asks for a simulated 0. */
@@ -326,8 +367,11 @@ const AB_ABORTS_PER_RUN = 3;
 
 export class AbAbortedError extends Error {}
 
-/** `runs` real runs, one after another; a run ab ended by itself is run again, up to `AB_ABORTS_PER_RUN` times in a row. */
-export async function realRuns<T>(runs: number, runOnce: () => Promise<T>, log: (line: string) => void): Promise<{ figures: T[]; abortedRuns: number }> {
+/**
+ * `runs` real runs, one after another; a run ab ended by itself is run again, up to `AB_ABORTS_PER_RUN`
+ * times in a row. `log` hears of each run and each abort, `onAborted` of the aborts alone.
+ */
+export async function realRuns<T>(runs: number, runOnce: () => Promise<T>, log: (line: string) => void, onAborted: (line: string) => void = () => {}): Promise<{ figures: T[]; abortedRuns: number }> {
   const figures: T[] = [];
   let abortedRuns = 0;
   for (let i = 0; i < runs; i++) {
@@ -339,7 +383,9 @@ export async function realRuns<T>(runs: number, runOnce: () => Promise<T>, log: 
       } catch (error) {
         if (!(error instanceof AbAbortedError) || attempt >= AB_ABORTS_PER_RUN) throw error;
         abortedRuns++;
-        log(`real run ${i + 1}: ab ended it by itself (${error.message}); run again`);
+        const line = `real run ${i + 1}: ab ended it by itself (${error.message}); run again`;
+        log(line);
+        onAborted(line);
       }
     }
   }
@@ -461,10 +507,12 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
   const { params, fromProfile, defaults } = simulatedParams(options);
   const simulated = options.seeds.map((seed) => ({ seed, figures: simulatedRun(options.policy, params, seed) }));
   await assertAddressFree(options.bind);
-  const { figures: real, abortedRuns } = await realRuns(options.runs, () => realRun(options), log);
+  const { figures: real, abortedRuns } = await realRuns(options.runs, () => realRun(options), log, options.onAbortedRun);
   const compared = options.withoutRefused ? 'lost-not-refused' : 'lost';
-  const lostRealMedian = median(real.map((r) => comparedLosses(compared, r)));
-  const lostSimulatedMedian = median(simulated.map((s) => comparedLosses(compared, s.figures)));
+  const lostReal = real.map((r) => comparedLosses(compared, r));
+  const lostSimulated = simulated.map((s) => comparedLosses(compared, s.figures));
+  const lostRealMedian = median(lostReal);
+  const lostSimulatedMedian = median(lostSimulated);
   return {
     profile: options.profile.name,
     policy: options.policy,
@@ -482,6 +530,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     lostRealMedian,
     lostSimulatedMedian,
     withinTolerance: withinTolerance(lostRealMedian, lostSimulatedMedian, options.tolerance),
+    offByInterval: offByInterval(lostReal, lostSimulated),
     mechanismShareGap: Math.max(...MECHANISMS.map((_, i) => Math.abs(shares(real)[i]! - shares(simulated.map((x) => x.figures))[i]!))),
   };
 }
@@ -492,6 +541,13 @@ export function range(values: readonly number[], digits: number): string {
   const lo = Math.min(...values);
   const hi = Math.max(...values);
   return `${lo === hi ? f(lo) : `${f(lo)}–${f(hi)}`} (median ${f(median(values))})`;
+}
+
+/** A relative distance as a signed whole percent: "+17 %", "-4 %", "0 %", "+∞". */
+export function formatOffBy(off: number): string {
+  if (off === Number.POSITIVE_INFINITY) return '+∞';
+  const percent = Math.round(off * 100);
+  return `${percent > 0 ? '+' : ''}${percent === 0 ? 0 : percent} %`;
 }
 
 export function formatCalibration(r: CalibrationReport): string {
@@ -512,7 +568,8 @@ export function formatCalibration(r: CalibrationReport): string {
       lines.push(`  ${`  ${WIRE_LOSS_LABELS[loss]}`.padEnd(28)} ${range(r.real.map((x) => x.wire![loss]), 0).padEnd(30)} ${range(r.simulated.map((s) => s.figures.wire?.[loss] ?? 0), 0)}`);
     }
   }
-  const off = r.lostRealMedian === 0 ? '' : ` (${(((r.lostSimulatedMedian - r.lostRealMedian) / r.lostRealMedian) * 100).toFixed(0)} %)`;
+  const interval = r.offByInterval ? `; ${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % bootstrap interval ${formatOffBy(r.offByInterval.low)} … ${formatOffBy(r.offByInterval.high)}` : '';
+  const off = r.lostRealMedian === 0 ? '' : ` (${formatOffBy(offBy(r.lostRealMedian, r.lostSimulatedMedian))}${interval})`;
   lines.push(
     '',
     `  ${r.compared === 'lost' ? 'lost exchanges' : 'lost on the wire, refused connects left out'}, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}${off}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(r.tolerance * 100)} %`,

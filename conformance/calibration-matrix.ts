@@ -2,8 +2,8 @@
  * The calibration matrix (issue 14): `quiesce calibrate` over the rows a
  * performance engineer would check — gunicorn 20.1 sync and gthread, 1, 2
  * and 4 workers, max-requests jitter 0 and 64, keep-alive 0 — and
- * `quiesce serve` beside them, each row 5 real runs against 9 seeds, printed
- * as one Markdown table (`npm run calibrate:matrix`; simulator/README.md
+ * `quiesce serve` beside them, each row 5 real runs (9 for a signal row) against 27 seeds, printed
+ * as one Markdown table with the distance of the medians and its bootstrap interval (`npm run calibrate:matrix`; simulator/README.md
  * shows the result) — and the signal rows: three HUPs, 1 s apart, and a
  * TERM, under load with no recycling — and the backlog seed's rows: the
  * server on a unix socket behind a real nginx, a burst faster than its one
@@ -14,7 +14,7 @@ import { match } from 'ts-pattern';
 import type { ServerParams } from '../model/params.ts';
 import { getProfile, type Profile } from '../simulator/profiles.ts';
 import { measureProfile } from './measure-profile.ts';
-import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses } from './calibrate.ts';
+import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses, formatOffBy, offBy, OFF_BY_BOOTSTRAP } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 import { calibrateBacklog, type BacklogCalibrationReport, type BacklogLoad, type BacklogRunFigures } from './backlog-calibration.ts';
 
@@ -44,7 +44,12 @@ const GUNICORN = (worker: string) =>
 const QUIESCE = `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests} --max-requests-jitter {max-requests-jitter}`;
 
 const SEED: Partial<ServerParams> = SEED_CALIBRATION.server;
-const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+/**
+ * Twenty-seven: a seed costs a second or less, a real run several, so the simulated side's median is
+ * made the steadier of the two — nine seeds' median of our server's TERM row moved 25–29 between sets
+ * of nine (thirty-six seeds, 2026-12-06), a recycling gthread row's by a tenth.
+ */
+const SEEDS = Array.from({ length: 27 }, (_, i) => i + 1);
 /**
  * Five, not the issue's least of three: a real row moves by itself about as much as the tolerance
  * (gunicorn gthread at 1 worker, 26 runs in a day: 116–206 lost, the median of three 129–204 between
@@ -159,14 +164,12 @@ export async function runMatrix(port: number, log: (line: string) => void, optio
       capture: row.withoutRefused === true,
       withoutRefused: row.withoutRefused === true,
       runs: realRunsOf(row),
-      // Nine: a recycling gthread row's simulated losses spread as wide between seeds as the real runs do
-      // (55–144 over ten seeds at 4 workers), and three seeds' median moved by a quarter from one set to the next.
+      // A recycling gthread row's simulated losses spread as wide between seeds as the real runs do
+      // (55–144 over ten seeds at 4 workers): three seeds' median moved by a quarter from one set to the next.
       seeds: SEEDS,
       tolerance: 0.25,
       // Only what changes the sample: a run ab ended by itself, and run again.
-      log: (line) => {
-        if (/by itself/.test(line)) log(`  ${line}`);
-      },
+      onAbortedRun: (line) => log(`  ${line}`),
     });
     results.push({ kind: 'ab', row, report });
   }
@@ -184,13 +187,17 @@ const span = (xs: readonly number[]) => {
   return lo === hi ? `${lo}` : `${lo}–${hi}`;
 };
 
-const offBy = (real: number, simulated: number) =>
-  real === 0 ? (simulated === 0 ? '0' : `+${simulated}`) : `${Math.round(((simulated - real) / real) * 100)} %`;
+/** The medians' distance, and its bootstrap interval where it has one; a real 0 gives the simulated count itself. */
+const offByCell = (real: number, simulated: number, interval: { readonly low: number; readonly high: number } | null) => {
+  if (real === 0) return simulated === 0 ? '0' : `+${simulated}`;
+  const point = formatOffBy(offBy(real, simulated));
+  return interval === null ? point : `${point} (${formatOffBy(interval.low)} … ${formatOffBy(interval.high)})`;
+};
 
 function calibrationLine(row: Row, r: CalibrationReport): string {
   const compared = (x: RunFigures) => comparedLosses(r.compared, x);
   const held = (xs: readonly number[]) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1);
-  return `| ${row.name} | ${span(r.real.map(compared))} | ${span(r.simulated.map((s) => compared(s.figures)))} | ${offBy(r.lostRealMedian, r.lostSimulatedMedian)} | ${r.withinTolerance ? 'yes' : 'no'} | ${held(r.real.map((x) => x.heldPerRecycle))} / ${held(r.simulated.map((s) => s.figures.heldPerRecycle))} | ${r.mechanismShareGap.toFixed(2)} |`;
+  return `| ${row.name} | ${span(r.real.map(compared))} | ${span(r.simulated.map((s) => compared(s.figures)))} | ${offByCell(r.lostRealMedian, r.lostSimulatedMedian, r.offByInterval)} | ${r.withinTolerance ? 'yes' : 'no'} | ${held(r.real.map((x) => x.heldPerRecycle))} / ${held(r.simulated.map((s) => s.figures.heldPerRecycle))} | ${r.mechanismShareGap.toFixed(2)} |`;
 }
 
 /** A backlog row: the lost are the 502s; the mechanism, a full queue (a 502 before one service time: it never waited). Nothing recycles. */
@@ -200,12 +207,12 @@ function backlogLine(row: BacklogRow, r: BacklogCalibrationReport): string {
     return all === 0 ? 1 : runs.reduce((n, x) => n + x.immediate, 0) / all;
   };
   const gap = Math.abs(immediateShare(r.real) - immediateShare(r.simulated.map((s) => s.figures)));
-  return `| ${row.name} (arithmetic: ${r.arithmetic} 502s) | ${span(r.real.map((x) => x.badGateway))} | ${span(r.simulated.map((s) => s.figures.badGateway))} | ${offBy(r.lostRealMedian, r.lostSimulatedMedian)} | ${r.withinTolerance ? 'yes' : 'no'} | — | ${gap.toFixed(2)} |`;
+  return `| ${row.name} (arithmetic: ${r.arithmetic} 502s) | ${span(r.real.map((x) => x.badGateway))} | ${span(r.simulated.map((s) => s.figures.badGateway))} | ${offByCell(r.lostRealMedian, r.lostSimulatedMedian, r.offByInterval)} | ${r.withinTolerance ? 'yes' : 'no'} | — | ${gap.toFixed(2)} |`;
 }
 
 export function matrixTable(results: readonly MatrixResult[]): string {
   const lines = [
-    `| row | lost, real (${REAL_RUNS} runs, signal rows ${SIGNAL_REAL_RUNS}) | lost, simulated (${SEEDS.length} seeds) | off by | ±25 % | held at recycle, real / sim | mechanism shares differ by |`,
+    `| row | lost, real (${REAL_RUNS} runs, signal rows ${SIGNAL_REAL_RUNS}) | lost, simulated (${SEEDS.length} seeds) | off by (${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % interval) | ±25 % | held at recycle, real / sim | mechanism shares differ by |`,
     '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const result of results) {

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from '../../conformance/process.ts';
 import { measureProfile } from '../../conformance/measure-profile.ts';
 import type { CalibrationReport } from '../../conformance/calibrate.ts';
-import { AbAbortedError, HeldSampler, abAbortLines, lossMechanisms, median, realRuns, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
+import { AbAbortedError, HeldSampler, abAbortLines, formatOffBy, lossMechanisms, median, offBy, offByInterval, realRuns, simulatedRun, withinTolerance } from '../../conformance/calibrate.ts';
 import { getScenario } from '../../simulator/scenarios.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
@@ -34,6 +34,54 @@ describe('withinTolerance and median', () => {
     expect(withinTolerance(0, 1, 0.25)).toBe(false);
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 2, 3])).toBe(2.5);
+  });
+});
+
+describe("offByInterval: how sure a row's verdict is", () => {
+  const counts = fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 12 });
+  const bootstrap = { level: 0.9, resamples: 300, seed: 7 };
+
+  it('lies within what any resampled medians can give, low ≤ high, and is the same for the same figures', () => {
+    fc.assert(
+      fc.property(counts, counts, (real, simulated) => {
+        const interval = offByInterval(real, simulated, bootstrap)!;
+        // A resampled median is between its side's least and greatest figure.
+        expect(interval.low).toBeGreaterThanOrEqual(offBy(Math.max(...real), Math.min(...simulated)) - 1e-12);
+        expect(interval.high).toBeLessThanOrEqual(offBy(Math.min(...real), Math.max(...simulated)) + 1e-12);
+        expect(interval.low).toBeLessThanOrEqual(interval.high);
+        expect(offByInterval(real, simulated, bootstrap)).toEqual(interval);
+      }),
+    );
+  });
+
+  it('is a relative distance: scaling both sides alike leaves it; more simulated losses move it up, never down', () => {
+    fc.assert(
+      fc.property(counts, counts, fc.integer({ min: 2, max: 9 }), fc.integer({ min: 1, max: 50 }), (real, simulated, scale, more) => {
+        const interval = offByInterval(real, simulated, bootstrap)!;
+        const scaled = offByInterval(real.map((x) => x * scale), simulated.map((x) => x * scale), bootstrap)!;
+        expect(scaled.low).toBeCloseTo(interval.low, 9);
+        expect(scaled.high).toBeCloseTo(interval.high, 9);
+        // The resamples pick the same indices (they depend on the counts of figures and the seed alone).
+        const raised = offByInterval(real, simulated.map((x) => x + more), bootstrap)!;
+        expect(raised.low).toBeGreaterThan(interval.low);
+        expect(raised.high).toBeGreaterThan(interval.high);
+      }),
+    );
+  });
+
+  it('is the point itself where neither side spreads, wide where both do, and absent where the real median is 0', () => {
+    expect(offByInterval([20, 20, 20], [25, 25, 25, 25])).toEqual({ low: 0.25, high: 0.25 });
+    // Our server's TERM row, calibrate on 2026-12-06: nine real runs, and the first nine seeds.
+    const wide = offByInterval([25, 19, 21, 20, 16, 28, 20, 31, 25], [30, 20, 24, 27, 22, 29, 20, 30, 28])!;
+    expect(wide.low).toBeLessThan(0.1);
+    expect(wide.high).toBeGreaterThan(0.35);
+    expect(offByInterval([0, 0, 1], [3, 4])).toBeNull();
+    expect(offByInterval([], [3])).toBeNull();
+    expect(() => offByInterval([1], [1], { level: 1, resamples: 10, seed: 1 })).toThrow(/0 < level < 1/);
+  });
+
+  it('prints a signed whole percent', () => {
+    expect([0.174, -0.04, 0, -0.001, Number.POSITIVE_INFINITY].map(formatOffBy)).toEqual(['+17 %', '-4 %', '0 %', '0 %', '+∞']);
   });
 });
 
@@ -62,11 +110,14 @@ describe('realRuns: a run ab ended by itself is run again', () => {
       if (next === 'abort') throw new AbAbortedError(abAbortLines(ABORTED));
       return next as number;
     };
-    const { figures, abortedRuns } = await realRuns(3, once, (line) => log.push(line));
+    const aborted: string[] = [];
+    const { figures, abortedRuns } = await realRuns(3, once, (line) => log.push(line), (line) => aborted.push(line));
     expect(figures).toEqual([1, 2, 3]);
     expect(abortedRuns).toBe(3);
     expect(log.filter((l) => /ended it by itself/.test(l))).toHaveLength(3);
-    expect(log.find((l) => /ended it by itself/.test(l))).toContain('Connection reset by peer (104)');
+    // The matrix hears of the aborts alone (each real run's start is calibrate's progress, not a change of the sample).
+    expect(aborted).toEqual(log.filter((l) => /ended it by itself/.test(l)));
+    expect(aborted[0]).toContain('Connection reset by peer (104)');
     await expect(realRuns(2, async () => Promise.reject(new Error('ab failed: cannot connect')), () => {})).rejects.toThrow('ab failed');
   });
 
