@@ -23,7 +23,7 @@ import { getScenario, type ScenarioParams } from '../simulator/scenarios.ts';
 import { commandServer, ServerStartError } from './blackbox.ts';
 import { burst, proxiedGet, startProxy } from './nginx-proxy.ts';
 import { stopGracefully, tempDir } from './process.ts';
-import { formatOffBy, median, OFF_BY_BOOTSTRAP, offBy, offByInterval, range, withinTolerance } from './calibrate.ts';
+import { formatOffBy, formatOffByInterval, median, offBy, offByInterval, range, withinTolerance } from './calibrate.ts';
 
 export interface BacklogLoad {
   /** Requests in the burst, each on its own connection. */
@@ -161,7 +161,7 @@ export function formatBacklogCalibration(r: BacklogCalibrationReport): string {
     `  ${'figure'.padEnd(38)} ${`real, ${r.real.length} run${r.real.length === 1 ? '' : 's'}`.padEnd(24)} simulated, seeds ${r.simulated.map((s) => s.seed).join(',')}`,
     ...rows.map(([label, of]) => `  ${label.padEnd(38)} ${range(r.real.map(of), 0).padEnd(24)} ${range(r.simulated.map((s) => of(s.figures)), 0)}`),
     '',
-    `  502s, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(o.tolerance * 100)} %${r.offByInterval ? ` (off by ${formatOffBy(offBy(r.lostRealMedian, r.lostSimulatedMedian))}; ${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % bootstrap interval ${formatOffBy(r.offByInterval.low)} … ${formatOffBy(r.offByInterval.high)})` : ''}`,
+    `  502s, medians: real ${r.lostRealMedian}, simulated ${r.lostSimulatedMedian}: ${r.withinTolerance ? 'within' : 'OUTSIDE'} ±${Math.round(o.tolerance * 100)} %${r.offByInterval ? ` (off by ${formatOffBy(offBy(r.lostRealMedian, r.lostSimulatedMedian))}; ${formatOffByInterval(r.offByInterval)})` : ''}`,
   ];
   return lines.join('\n') + '\n';
 }

@@ -251,8 +251,8 @@ export const OFF_BY_BOOTSTRAP = { level: 0.9, resamples: 4000, seed: 1 } as cons
  * How far the simulated median could be from the real one, given how much the runs and the seeds
  * spread: a percentile bootstrap of `offBy(median of real, median of simulated)`, each side resampled
  * with replacement (`resamples` times, from a fixed seed: the same figures give the same interval).
- * The verdict stays the issue's — the medians, against the tolerance —; the interval says whether
- * that many runs can tell: a real row's single runs spread by a fifth or more, so the median of nine
+ * The verdict stays the issue's (the medians, against the tolerance); the interval says whether that
+ * many runs can tell: a real row's single runs spread by a fifth or more, so the median of nine
  * moves by a tenth between sets (simulator/README.md, "How sure a row's verdict is"). Null without
  * figures on either side, or where the real median is 0 (no relative distance).
  */
@@ -550,6 +550,11 @@ export function formatOffBy(off: number): string {
   return `${percent > 0 ? '+' : ''}${percent === 0 ? 0 : percent} %`;
 }
 
+/** A bootstrap interval of `offBy`, as the reports print it: "90 % bootstrap interval -12 % … +45 %". */
+export function formatOffByInterval(interval: { readonly low: number; readonly high: number }): string {
+  return `${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % bootstrap interval ${formatOffBy(interval.low)} … ${formatOffBy(interval.high)}`;
+}
+
 export function formatCalibration(r: CalibrationReport): string {
   const lines = [
     `calibrate: ${r.command}`,
@@ -568,7 +573,7 @@ export function formatCalibration(r: CalibrationReport): string {
       lines.push(`  ${`  ${WIRE_LOSS_LABELS[loss]}`.padEnd(28)} ${range(r.real.map((x) => x.wire![loss]), 0).padEnd(30)} ${range(r.simulated.map((s) => s.figures.wire?.[loss] ?? 0), 0)}`);
     }
   }
-  const interval = r.offByInterval ? `; ${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % bootstrap interval ${formatOffBy(r.offByInterval.low)} … ${formatOffBy(r.offByInterval.high)}` : '';
+  const interval = r.offByInterval ? `; ${formatOffByInterval(r.offByInterval)}` : '';
   const off = r.lostRealMedian === 0 ? '' : ` (${formatOffBy(offBy(r.lostRealMedian, r.lostSimulatedMedian))}${interval})`;
   lines.push(
     '',

@@ -2,9 +2,10 @@
  * The calibration matrix (issue 14): `quiesce calibrate` over the rows a
  * performance engineer would check — gunicorn 20.1 sync and gthread, 1, 2
  * and 4 workers, max-requests jitter 0 and 64, keep-alive 0 — and
- * `quiesce serve` beside them, each row 5 real runs (9 for a signal row) against 27 seeds, printed
- * as one Markdown table with the distance of the medians and its bootstrap interval (`npm run calibrate:matrix`; simulator/README.md
- * shows the result) — and the signal rows: three HUPs, 1 s apart, and a
+ * `quiesce serve` beside them, each row 5 real runs (9 for a signal row)
+ * against 27 seeds, printed as one Markdown table with the medians'
+ * distance and its bootstrap interval (`npm run calibrate:matrix`;
+ * simulator/README.md shows the result) — and the signal rows: three HUPs, 1 s apart, and a
  * TERM, under load with no recycling — and the backlog seed's rows: the
  * server on a unix socket behind a real nginx, a burst faster than its one
  * sync worker (`backlog-calibration.ts`).
@@ -46,8 +47,8 @@ const QUIESCE = `${process.execPath} ${QUIESCE_BIN} serve --app hello --policy g
 const SEED: Partial<ServerParams> = SEED_CALIBRATION.server;
 /**
  * Twenty-seven: a seed costs a second or less, a real run several, so the simulated side's median is
- * made the steadier of the two — nine seeds' median of our server's TERM row moved 25–29 between sets
- * of nine (thirty-six seeds, 2026-12-06), a recycling gthread row's by a tenth.
+ * made the steadier of the two — nine seeds' median of our server's TERM row moved 25–29 between the
+ * four sets of nine in thirty-six seeds (2026-12-06).
  */
 const SEEDS = Array.from({ length: 27 }, (_, i) => i + 1);
 /**
