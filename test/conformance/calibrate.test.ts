@@ -69,12 +69,21 @@ describe("offByInterval: how sure a row's verdict is", () => {
     );
   });
 
-  it('is the point itself where neither side spreads, wide where both do, and absent where the real median is 0', () => {
+  it('is the point itself where neither side spreads, wide where either does, and absent where the real median is 0', () => {
     expect(offByInterval([20, 20, 20], [25, 25, 25, 25])).toEqual({ low: 0.25, high: 0.25 });
     // Our server's TERM row, calibrate on 2026-12-06: nine real runs, and the first nine seeds.
     const wide = offByInterval([25, 19, 21, 20, 16, 28, 20, 31, 25], [30, 20, 24, 27, 22, 29, 20, 30, 28])!;
     expect(wide.low).toBeLessThan(0.1);
     expect(wide.high).toBeGreaterThan(0.35);
+    // Each side's spread is in it: a steady side leaves the other's whole.
+    for (const [real, simulated] of [
+      [[20, 20, 20, 20, 20], [10, 15, 20, 25, 30]],
+      [[10, 15, 20, 25, 30], [20, 20, 20, 20, 20]],
+    ]) {
+      const interval = offByInterval(real!, simulated!)!;
+      expect(interval.low).toBeLessThan(-0.2);
+      expect(interval.high).toBeGreaterThan(0.2);
+    }
     expect(offByInterval([0, 0, 1], [3, 4])).toBeNull();
     expect(offByInterval([], [3])).toBeNull();
     expect(() => offByInterval([1], [1], { level: 1, resamples: 10, seed: 1 })).toThrow(/0 < level < 1/);
