@@ -135,6 +135,23 @@ export interface RequestTimes {
   readonly recycleFlips: { inPoll: number; pastPoll: number };
   /** The recycles whose flip found a connection readable in the poller: the loop's place is then its poller's, not the flag's (left out of `recycleFlips`). */
   readonly recycleFlipsWithReadable: number;
+  /**
+   * Each of those flips: what was readable, the hand-overs between it and the listener's close — from
+   * a select that had returned by then, or from one that returned after it (a main thread the flag
+   * still shows in its select had not run since the kernel woke it; gthread 20.1 hands over a whole
+   * return before it looks at `alive`) — and how long before the flip the last select had returned
+   * (null: the hooks saw none). What the simulator's `pollReturn` places (simulator/README.md, "What a
+   * gthread recycle hands over").
+   */
+  readonly recycleFlipReturns: RecycleFlipReturn[];
+}
+
+export interface RecycleFlipReturn {
+  readonly place: 'in-poll' | 'past-poll';
+  readonly readable: number;
+  handedOverFromEarlier: number;
+  handedOverFromLater: number;
+  readonly returnAgeMs: number | null;
 }
 
 const STOP_TIME_KEYS = ['killGapMs', 'signalHandlerMs', 'closeAfterTurnMs', 'exitAfterCloseMs'] as const;
@@ -218,7 +235,8 @@ export const GUNICORN_HOOKS = [
   '        _flipped[0] = True',
   // …and what its poller holds readable then: the flag reads true only where nothing is.
   ...readableNow('        '),
-  "        _requests.append('%.6f recycle-flip %d %s %d' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll', readable))",
+  // …and when its loop's select last returned (0: not yet): what the flip's hand-overs can be from.
+  "        _requests.append('%.6f recycle-flip %d %s %d %.6f' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll', readable, _returned[0]))",
   'def post_request(worker, req, environ, resp):',
   "    _requests.append('%.6f post %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
   // gthread's loop hands a connection to the pool through enqueue_req (after accept, and when a kept-alive one is readable).
@@ -339,6 +357,9 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const closeAfterRecycleTurnMs: number[] = [];
   const recycleFlips = { inPoll: 0, pastPoll: 0 };
   let recycleFlipsWithReadable = 0;
+  const recycleFlipReturns: RecycleFlipReturn[] = [];
+  /** A flip with something readable, per worker, until its listener's close (or its exit): the hand-overs after it are counted. */
+  const openFlips = new Map<string, { atMs: number; flip: RecycleFlipReturn }>();
   const lastSubmitOf = new Map<string, number>();
   const submitted = new Map<string, number>();
   const started = new Map<string, number>();
@@ -359,20 +380,30 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       continue;
     }
     if (match[2] === 'worker-exit') {
+      openFlips.delete(match[3]!);
       exits.push({ pid: match[3]!, atMs: ms, clientPorts: portsOf.get(match[3]!) ?? new Set() });
       continue;
     }
     if (match[2] === 'recycle-flip') {
       // Where something was readable, a select that returned while the main thread waited still says "in it": not counted.
-      const [place, readable] = match[4]!.split(' ');
+      const [place, readable, returned] = match[4]!.split(' ');
       if (readable !== undefined && !/^-?\d+$/.test(readable)) throw new Error(`requests.log: a recycle-flip line's readable count is not a number: "${line}"`);
+      if (returned !== undefined && !/^\d+(?:\.\d+)?$/.test(returned)) throw new Error(`requests.log: a recycle-flip line's last select return is not a time: "${line}"`);
       if (readable !== undefined && Number(readable) !== 0) {
-        if (Number(readable) > 0) recycleFlipsWithReadable++;
+        if (Number(readable) > 0) {
+          recycleFlipsWithReadable++;
+          const returnedMs = returned === undefined || Number(returned) === 0 ? null : Number(returned) * 1000;
+          if (place !== 'in-poll' && place !== 'past-poll') throw new Error(`requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
+          const flip: RecycleFlipReturn = { place, readable: Number(readable), handedOverFromEarlier: 0, handedOverFromLater: 0, returnAgeMs: returnedMs === null ? null : ms - returnedMs };
+          recycleFlipReturns.push(flip);
+          openFlips.set(match[3]!, { atMs: ms, flip });
+        }
         continue;
       }
       countLoopPlace(recycleFlips, place!, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       continue;
     }
+    if (match[2] === 'recycle-close') openFlips.delete(match[3]!);
     if (match[2] === 'recycle-close') {
       const last = lastSubmitOf.get(match[3]!);
       if (last !== undefined) closeAfterRecycleTurnMs.push(ms - last);
@@ -392,6 +423,9 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
     if (match[2] === 'submit') {
       const clientPort = clientPortOf(peer, line);
       const pollReturnedMs = Number(polled![1]) * 1000;
+      const open = openFlips.get(match[3]!);
+      if (open && pollReturnedMs <= open.atMs) open.flip.handedOverFromEarlier++;
+      else if (open) open.flip.handedOverFromLater++;
       const ports = portsOf.get(match[3]!) ?? new Set<number>();
       ports.add(clientPort);
       portsOf.set(match[3]!, ports);
@@ -432,7 +466,16 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       responded.add(conn);
     }
   }
-  return { handlerMs, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable };
+  return { handlerMs, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable, recycleFlipReturns };
+}
+
+/** What the recycle flips with something readable handed over, and how old their loop's last select return was. */
+export function recycleFlipReturnsLine(name: string, flips: readonly RecycleFlipReturn[]): string {
+  const sum = (of: (f: RecycleFlipReturn) => number) => flips.reduce((n, f) => n + of(f), 0);
+  const ages = flips.flatMap((f) => (f.returnAgeMs === null || f.place !== 'past-poll' ? [] : [f.returnAgeMs]));
+  const age = ages.length === 0 ? 'none seen' : `a median ${round3(median(ages))} ms (p90 ${percentilesOf(ages)[90]} ms)`;
+  const pastPoll = flips.filter((f) => f.place === 'past-poll').length;
+  return `${name}: at ${flips.length} recycle flips with a connection readable (${pastPoll} past the poll by the flag), ${sum((f) => f.readable)} readable; handed over after the flip ${sum((f) => f.handedOverFromEarlier)} from a select returned before it and ${sum((f) => f.handedOverFromLater)} from one returned after it; the last return before a flip past the poll, ${age} before it`;
 }
 
 /** The port of a peer as Python prints it: `('127.0.0.1', 43210)`. */
@@ -1161,6 +1204,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
   const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs } = readRequests(name, target, run, log);
   if (requests) log(`${name}: ${requests.recycleFlipsWithReadable} of ${requests.recycleFlipsWithReadable + requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll} recycles found a connection readable at the flip; of the rest, ${requests.recycleFlips.pastPoll} found the loop past its poll`);
+  if (requests && requests.recycleFlipReturns.length > 0) log(recycleFlipReturnsLine(name, requests.recycleFlipReturns));
   const cpuRun = target.cpuCommand ? await sampledRun(target, target.cpuCommand, server, port, url) : null;
   const work = cpuRun?.work ?? null;
   if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);

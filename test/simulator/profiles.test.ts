@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, reloadTimings, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -481,6 +481,41 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
     expect(requestTimings(lines).recycleFlips).toEqual({ inPoll: 1, pastPoll: 1 });
     expect(requestTimings(lines).recycleFlipsWithReadable).toBe(2);
     expect(() => requestTimings(['1.0 recycle-flip 10 in-poll many'])).toThrow(/readable count is not a number/);
+  });
+
+  it("counts what a recycle's flip with something readable handed over after it — from a select returned before it or after it — and how old the last return was", () => {
+    const lines = [
+      "1.000000 submit 10 0.999900 ('127.0.0.1', 5001)",
+      // The flip, past the poll: 3 readable; the loop's select returned 1.5 ms before it.
+      '1.002000 recycle-flip 10 past-poll 3 1.000500',
+      // Two hand-overs from that return; another worker's hand-over is not 10's.
+      "1.002400 submit 10 1.000500 ('127.0.0.1', 5002)",
+      "1.002450 submit 11 1.002420 ('127.0.0.1', 5009)",
+      "1.002800 submit 10 1.000500 ('127.0.0.1', 5003)",
+      '1.003000 recycle-close 10 -',
+      // After the close nothing is counted for it.
+      "1.004000 submit 10 1.000500 ('127.0.0.1', 5004)",
+      // In its select by the flag, 2 readable, no return yet (0): the select returns after the flip, with one.
+      '2.000000 recycle-flip 12 in-poll 2 0.000000',
+      "2.000900 submit 12 2.000800 ('127.0.0.1', 5005)",
+      '2.001000 recycle-close 12 -',
+      // Nothing readable: counted where the flag says, not here.
+      '2.500000 recycle-flip 13 in-poll 0 2.400000',
+      // An older hook's line, without the time; its worker exits without a close.
+      '3.000000 recycle-flip 14 past-poll 1',
+      '3.100000 worker-exit 14 -',
+      "3.200000 submit 14 2.999000 ('127.0.0.1', 5006)",
+    ];
+    const flips = requestTimings(lines).recycleFlipReturns;
+    expect(flips.map((f) => ({ ...f, returnAgeMs: f.returnAgeMs === null ? null : Math.round(f.returnAgeMs * 1000) / 1000 }))).toEqual([
+      { place: 'past-poll', readable: 3, handedOverFromEarlier: 2, handedOverFromLater: 0, returnAgeMs: 1.5 },
+      { place: 'in-poll', readable: 2, handedOverFromEarlier: 0, handedOverFromLater: 1, returnAgeMs: null },
+      { place: 'past-poll', readable: 1, handedOverFromEarlier: 0, handedOverFromLater: 0, returnAgeMs: null },
+    ]);
+    expect(recycleFlipReturnsLine('g', flips)).toBe(
+      'g: at 3 recycle flips with a connection readable (2 past the poll by the flag), 6 readable; handed over after the flip 2 from a select returned before it and 1 from one returned after it; the last return before a flip past the poll, a median 1.5 ms (p90 1.5 ms) before it',
+    );
+    expect(() => requestTimings(['1.0 recycle-flip 10 in-poll 2 soon'])).toThrow(/last select return is not a time/);
   });
 
   it("keeps each kept-alive hand-over's poll return: the select whose callback it is", () => {
