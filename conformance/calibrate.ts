@@ -550,9 +550,14 @@ export function formatOffBy(off: number): string {
   return `${percent > 0 ? '+' : ''}${percent === 0 ? 0 : percent} %`;
 }
 
+/** A bootstrap interval of `offBy`, its ends alone: "-12 % … +45 %" (the matrix's cell). */
+export function formatOffByRange(interval: { readonly low: number; readonly high: number }): string {
+  return `${formatOffBy(interval.low)} … ${formatOffBy(interval.high)}`;
+}
+
 /** A bootstrap interval of `offBy`, as the reports print it: "90 % bootstrap interval -12 % … +45 %". */
 export function formatOffByInterval(interval: { readonly low: number; readonly high: number }): string {
-  return `${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % bootstrap interval ${formatOffBy(interval.low)} … ${formatOffBy(interval.high)}`;
+  return `${Math.round(OFF_BY_BOOTSTRAP.level * 100)} % bootstrap interval ${formatOffByRange(interval)}`;
 }
 
 export function formatCalibration(r: CalibrationReport): string {

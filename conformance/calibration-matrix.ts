@@ -15,7 +15,7 @@ import { match } from 'ts-pattern';
 import type { ServerParams } from '../model/params.ts';
 import { getProfile, type Profile } from '../simulator/profiles.ts';
 import { measureProfile } from './measure-profile.ts';
-import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses, formatOffBy, offBy, OFF_BY_BOOTSTRAP } from './calibrate.ts';
+import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses, formatOffBy, formatOffByRange, offBy, OFF_BY_BOOTSTRAP } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 import { calibrateBacklog, type BacklogCalibrationReport, type BacklogLoad, type BacklogRunFigures } from './backlog-calibration.ts';
 
@@ -192,7 +192,7 @@ const span = (xs: readonly number[]) => {
 const offByCell = (real: number, simulated: number, interval: { readonly low: number; readonly high: number } | null) => {
   if (real === 0) return simulated === 0 ? '0' : `+${simulated}`;
   const point = formatOffBy(offBy(real, simulated));
-  return interval === null ? point : `${point} (${formatOffBy(interval.low)} … ${formatOffBy(interval.high)})`;
+  return interval === null ? point : `${point} (${formatOffByRange(interval)})`;
 };
 
 function calibrationLine(row: Row, r: CalibrationReport): string {

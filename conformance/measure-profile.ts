@@ -339,11 +339,10 @@ export const GUNICORN_STOP_HOOKS = [
  * hand-over (a submit on a connection that had a response: a hand-over of the client's FIN is one too,
  * and the capture tells them apart); each thread pickup (a submit → the pre after it).
  */
-/** Where the hooks found gthread's loop as alive flipped: one more of `into`'s counts, or `refusal` for a word the hooks do not write. */
-function countLoopPlace(into: { inPoll: number; pastPoll: number }, place: string, refusal: string): void {
-  if (place === 'in-poll') into.inPoll++;
-  else if (place === 'past-poll') into.pastPoll++;
-  else throw new Error(refusal);
+/** The hooks' word for where gthread's loop was as alive flipped, or `refusal` for a word they do not write. */
+function loopPlace(place: string | undefined, refusal: string): 'in-poll' | 'past-poll' {
+  if (place === 'in-poll' || place === 'past-poll') return place;
+  throw new Error(refusal);
 }
 
 export function requestTimings(lines: readonly string[]): RequestTimes {
@@ -386,25 +385,23 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
     }
     if (match[2] === 'recycle-flip') {
       // Where something was readable, a select that returned while the main thread waited still says "in it": not counted.
-      const [place, readable, returned] = match[4]!.split(' ');
+      const [word, readable, returned] = match[4]!.split(' ');
+      const place = loopPlace(word, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       if (readable !== undefined && !/^-?\d+$/.test(readable)) throw new Error(`requests.log: a recycle-flip line's readable count is not a number: "${line}"`);
       if (returned !== undefined && !/^\d+(?:\.\d+)?$/.test(returned)) throw new Error(`requests.log: a recycle-flip line's last select return is not a time: "${line}"`);
-      if (readable !== undefined && Number(readable) !== 0) {
-        if (Number(readable) > 0) {
-          recycleFlipsWithReadable++;
-          const returnedMs = returned === undefined || Number(returned) === 0 ? null : Number(returned) * 1000;
-          if (place !== 'in-poll' && place !== 'past-poll') throw new Error(`requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
-          const flip: RecycleFlipReturn = { place, readable: Number(readable), handedOverFromEarlier: 0, handedOverFromLater: 0, returnAgeMs: returnedMs === null ? null : ms - returnedMs };
-          recycleFlipReturns.push(flip);
-          openFlips.set(match[3]!, { atMs: ms, flip });
-        }
-        continue;
+      const readableCount = readable === undefined ? 0 : Number(readable);
+      if (readableCount === 0) recycleFlips[place === 'in-poll' ? 'inPoll' : 'pastPoll']++;
+      else if (readableCount > 0) {
+        recycleFlipsWithReadable++;
+        const returnedMs = returned === undefined || Number(returned) === 0 ? null : Number(returned) * 1000;
+        const flip: RecycleFlipReturn = { place, readable: readableCount, handedOverFromEarlier: 0, handedOverFromLater: 0, returnAgeMs: returnedMs === null ? null : ms - returnedMs };
+        recycleFlipReturns.push(flip);
+        openFlips.set(match[3]!, { atMs: ms, flip });
       }
-      countLoopPlace(recycleFlips, place!, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       continue;
     }
-    if (match[2] === 'recycle-close') openFlips.delete(match[3]!);
     if (match[2] === 'recycle-close') {
+      openFlips.delete(match[3]!);
       const last = lastSubmitOf.get(match[3]!);
       if (last !== undefined) closeAfterRecycleTurnMs.push(ms - last);
       continue;
