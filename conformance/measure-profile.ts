@@ -121,6 +121,8 @@ export interface KeptAliveHandOver {
 
 export interface RequestTimes {
   readonly handlerMs: number[];
+  /** Every hand-over (a connection's first, at its accept in gthread 20.1, and each kept-alive one), ms, CLOCK_MONOTONIC: which worker served which connection, and when. */
+  readonly handOvers: { readonly pid: string; readonly clientPort: number; readonly atMs: number }[];
   /** Each worker's worker_exit hook, ms, CLOCK_MONOTONIC, and the client ports it handed requests over for. */
   readonly exits: { readonly pid: string; readonly atMs: number; readonly clientPorts: ReadonlySet<number> }[];
   readonly keptAliveHandOvers: KeptAliveHandOver[];
@@ -347,6 +349,7 @@ function loopPlace(place: string | undefined, refusal: string): 'in-poll' | 'pas
 
 export function requestTimings(lines: readonly string[]): RequestTimes {
   const handlerMs: number[] = [];
+  const handOvers: { pid: string; clientPort: number; atMs: number }[] = [];
   const keptAliveHandOvers: KeptAliveHandOver[] = [];
   const realtimeOffsetMs = new Map<string, number>();
   const exits: { pid: string; atMs: number; clientPorts: ReadonlySet<number> }[] = [];
@@ -419,6 +422,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
     };
     if (match[2] === 'submit') {
       const clientPort = clientPortOf(peer, line);
+      handOvers.push({ pid: match[3]!, clientPort, atMs: ms });
       const pollReturnedMs = Number(polled![1]) * 1000;
       const open = openFlips.get(match[3]!);
       if (open && pollReturnedMs <= open.atMs) open.flip.handedOverFromEarlier++;
@@ -463,7 +467,23 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       responded.add(conn);
     }
   }
-  return { handlerMs, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable, recycleFlipReturns };
+  return { handlerMs, handOvers, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable, recycleFlipReturns };
+}
+
+/**
+ * The profile's two readings of the recycle flips that found something readable (`recycleFlipReturns`):
+ * the share whose flag showed the select woken and not left, and how long before the others the select
+ * had last returned. Neither where no such flip gave an age: the simulator then places the return as a
+ * handler's.
+ */
+export function recycleReturnOf(flips: readonly RecycleFlipReturn[]): Pick<Profile, 'recycleFindsSelectWoken' | 'recycleLastReturnAgeMs'> {
+  const agesMs = flips.flatMap((f) => (f.place === 'past-poll' && f.returnAgeMs !== null ? [f.returnAgeMs] : []));
+  if (agesMs.length === 0) return {};
+  const woken = flips.filter((f) => f.place === 'in-poll').length;
+  return {
+    recycleFindsSelectWoken: { measurement: 'hooks-under-the-calibration-load', samples: flips.length, share: round3(woken / flips.length) },
+    recycleLastReturnAgeMs: { measurement: 'hooks-under-the-calibration-load', samples: agesMs.length, percentilesMs: percentilesOf(agesMs) },
+  };
 }
 
 /** What the recycle flips with something readable handed over, and how old their loop's last select return was. */
@@ -572,8 +592,51 @@ export function teardowns(times: Pick<RequestTimes, 'exits' | 'realtimeOffsetMs'
   return teardownsMs;
 }
 
-/** How many of the measured kept-alive requests a profile keeps whole (an even sample over the run). */
-const JOINT_ROWS = 1000;
+/** How many of the measured kept-alive requests a profile keeps whole (an even sample over the run): enough that each count of held connections has rows of its own. */
+const JOINT_ROWS = 3000;
+
+/**
+ * For each kept-alive hand-over, the connections its worker held then, itself among them: each
+ * connection in the capture (the client's SYN → the first FIN or RST after it, either side's) is the
+ * worker's that handed a request of its port over while it was open; undefined where the worker wrote
+ * no clock line. What makes a gthread request slower the more its worker holds: its threads share one
+ * GIL (simulator/request-rows.ts).
+ */
+export function heldAtHandOvers(times: Pick<RequestTimes, 'handOvers' | 'keptAliveHandOvers' | 'realtimeOffsetMs'>, segments: readonly Segment[]): (number | undefined)[] {
+  const connectionsOfPort = new Map<number, { readonly openUs: number; closeUs: number; pid?: string }[]>();
+  for (const segment of segments) {
+    const onPort = connectionsOfPort.get(segment.clientPort);
+    const last = onPort?.[onPort.length - 1];
+    if (segment.syn && !segment.fromServer) {
+      // A SYN sent again (the first lost or refused) is the same connection.
+      if (last !== undefined && last.closeUs === Number.POSITIVE_INFINITY) continue;
+      const connection = { openUs: segment.timeUs, closeUs: Number.POSITIVE_INFINITY };
+      if (onPort) onPort.push(connection);
+      else connectionsOfPort.set(segment.clientPort, [connection]);
+    } else if ((segment.fin || segment.rst) && last !== undefined && last.closeUs === Number.POSITIVE_INFINITY) last.closeUs = segment.timeUs;
+  }
+  const realUs = (pid: string, ms: number): number | undefined => {
+    const offsetMs = times.realtimeOffsetMs.get(pid);
+    return offsetMs === undefined ? undefined : (ms + offsetMs) * 1000;
+  };
+  const connectionsOfPid = new Map<string, { readonly openUs: number; readonly closeUs: number }[]>();
+  for (const handOver of times.handOvers) {
+    const atUs = realUs(handOver.pid, handOver.atMs);
+    if (atUs === undefined) continue;
+    const connection = connectionsOfPort.get(handOver.clientPort)?.find((c) => c.openUs <= atUs + CLOCK_SLACK_US && atUs <= c.closeUs + CLOCK_SLACK_US);
+    if (connection === undefined || connection.pid !== undefined) continue;
+    connection.pid = handOver.pid;
+    const ofPid = connectionsOfPid.get(handOver.pid);
+    if (ofPid) ofPid.push(connection);
+    else connectionsOfPid.set(handOver.pid, [connection]);
+  }
+  return times.keptAliveHandOvers.map((handOver) => {
+    const atUs = realUs(handOver.pid, handOver.handOverMs);
+    if (atUs === undefined) return undefined;
+    // Its own connection counts whatever the clocks' reading error says.
+    return Math.max(1, (connectionsOfPid.get(handOver.pid) ?? []).filter((c) => c.openUs <= atUs && atUs < c.closeUs).length);
+  });
+}
 
 /**
  * Each kept-alive request's times together — its wait in the poller, the thread's pickup, the handler,
@@ -590,24 +653,27 @@ const JOINT_ROWS = 1000;
  * waits from the arrival. A wait from the arrival alone would hand the first kind over at its return
  * whenever its request had waited longer than its draw.
  */
-export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOfHandOver: readonly (number | undefined)[]): Pick<RequestRowsMeasured, 'samples' | 'rowsMs'> {
+export function jointRequestRows(handOvers: readonly KeptAliveHandOver[], waitOfHandOver: readonly (number | undefined)[], heldOfHandOver?: readonly (number | undefined)[]): Pick<RequestRowsMeasured, 'samples' | 'rowsMs'> {
   const whole: RequestRowsMeasured['rowsMs'] = [];
   handOvers.forEach((h, i) => {
     const fromArrivalMs = waitOfHandOver[i];
+    const held = heldOfHandOver?.[i];
     if (fromArrivalMs === undefined || h.returnedMs === undefined || h.pickupMs === undefined || h.handlerMs === undefined || h.returnMs === undefined) return;
+    if (heldOfHandOver !== undefined && held === undefined) return;
     const arrivalMs = h.handOverMs - fromArrivalMs;
     const cameBack = arrivalMs < h.returnedMs;
     const waitMs = cameBack ? h.handOverMs - h.returnedMs : fromArrivalMs;
     // The poll returned after the connection became readable (select reports what is readable as it
     // returns): where the capture's clock puts the arrival later, by its reading's error, at the arrival.
     const afterPollReturnMs = Math.min(waitMs, Math.max(0, h.handOverMs - h.pollReturnedMs));
-    whole.push([waitMs, h.pickupMs, h.handlerMs, h.returnMs, cameBack ? 1 : 0, afterPollReturnMs]);
+    whole.push(held === undefined ? [waitMs, h.pickupMs, h.handlerMs, h.returnMs, cameBack ? 1 : 0, afterPollReturnMs] : [waitMs, h.pickupMs, h.handlerMs, h.returnMs, cameBack ? 1 : 0, afterPollReturnMs, held]);
   });
   const step = Math.max(1, whole.length / JOINT_ROWS);
   const rowsMs: RequestRowsMeasured['rowsMs'] = [];
   for (let i = 0; Math.floor(i) < whole.length && rowsMs.length < JOINT_ROWS; i += step) {
-    const [waitMs, pickupMs, handlerMs, returnMs, cameBack, afterPollReturnMs] = whole[Math.floor(i)]!;
-    rowsMs.push([round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs), cameBack, round3(afterPollReturnMs)]);
+    const [waitMs, pickupMs, handlerMs, returnMs, cameBack, afterPollReturnMs, held] = whole[Math.floor(i)]!;
+    const times: [number, number, number, number, 0 | 1, number] = [round3(waitMs), round3(pickupMs), round3(handlerMs), round3(returnMs), cameBack, round3(afterPollReturnMs)];
+    rowsMs.push(held === undefined ? times : [...times, held]);
   }
   return { samples: whole.length, rowsMs };
 }
@@ -1234,7 +1300,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the thread pickup, a hand-over (enqueue_req) → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close; and where the main thread was (in its poller's select, wrapped to say so, or past it) at the pre_request of the request that reaches max-requests, right before that request's thread flips alive. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
+                "gunicorn's pre_request and post_request hooks, and its worker's enqueue_req and finish_request wrapped in post_worker_init (CLOCK_MONOTONIC, per worker and client address): the handler's time is pre → post; the return, a post → the end of the finish_request that kept the connection (back in the poller: alive is read at its start, microseconds after the response; the lock and the register wait for the GIL); the thread pickup, a hand-over (enqueue_req) → the next pre; at a recycle (nr ≥ max_requests), the worker's last hand-over → its listener close; and where the main thread was (in its poller's select, wrapped to say so, or past it) at the pre_request of the request that reaches max-requests, right before that request's thread flips alive, with the connections its poller held readable then (its epoll polled with timeout 0) and when its select had last returned (the wrapper's clock after the select); where something was readable, the flag in the select is a select the kernel had woken and the main thread not yet left. Recycling as the calibration does; the wait for the CPU (and the GIL) included",
             },
           }
         : {
@@ -1255,7 +1321,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
                 turnaroundsMs.length > 0 ? "; the client's turnaround, a response's last segment → the client's next request segment on the connection" : ''
               }${
                 waits
-                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run, the wait from the later of its arrival and its connection's return to the poller (the hooks' finish_request), and which of the two came last; a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)`
+                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run, the wait from the later of its arrival and its connection's return to the poller (the hooks' finish_request), which of the two came last, and the connections its worker held at the hand-over (the capture's connections — the client's SYN → the first FIN or RST — of the ports that worker handed over); a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)`
                   : ''
               }`,
             },
@@ -1268,7 +1334,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
               date,
               machine,
               method:
-                `the calibration's load without recycling (the signal rows'): the same hooks and capture, each kept-alive request's wait (from the later of its arrival and its connection's return to the poller), pickup, handler and return together, and which came last, sampled evenly over the run (${handOversByWorker(steady.requests?.keptAliveHandOvers ?? [])}); the client's turnaround`,
+                `the calibration's load without recycling (the signal rows'): the same hooks and capture, each kept-alive request's wait (from the later of its arrival and its connection's return to the poller), pickup, handler and return together, which came last, and the connections its worker held, sampled evenly over the run (${handOversByWorker(steady.requests?.keptAliveHandOvers ?? [])}); the client's turnaround`,
             },
           }
         : {}),
@@ -1337,6 +1403,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
                 },
               }
             : {}),
+          ...recycleReturnOf(requests.recycleFlipReturns),
           ...(requests.closeAfterRecycleTurnMs.length > 0
             ? { closeAfterRecycleTurnMs: { measurement: 'hooks-under-the-calibration-load', samples: requests.closeAfterRecycleTurnMs.length, percentilesMs: percentilesOf(requests.closeAfterRecycleTurnMs) } }
             : {}),
@@ -1437,7 +1504,9 @@ export function handOversByWorker(handOvers: readonly Pick<KeptAliveHandOver, 'p
 
 /** Requests whole under a measurement, their columns named as the schema has them. */
 function measuredRows(measurement: string, rows: Pick<RequestRowsMeasured, 'samples' | 'rowsMs'>): RequestRowsMeasured {
-  return { measurement, samples: rows.samples, columns: [...REQUEST_ROW_COLUMNS], rowsMs: rows.rowsMs };
+  const withHeld = rows.rowsMs.length > 0 && rows.rowsMs.every((row) => row.length === REQUEST_ROW_COLUMNS.length);
+  const [pollWait, pickup, service, back, cameBack, afterReturn, held] = REQUEST_ROW_COLUMNS;
+  return { measurement, samples: rows.samples, columns: withHeld ? [pollWait, pickup, service, back, cameBack, afterReturn, held] : [pollWait, pickup, service, back, cameBack, afterReturn], rowsMs: rows.rowsMs };
 }
 
 /** One run under the load (its capture, where tcpdump can start): read once the server has stopped. */
@@ -1475,7 +1544,7 @@ function readRequests(name: string, target: Target, run: { readonly dir: string;
   const turnaroundsMs = run.segments && requests ? clientTurnarounds(run.segments) : [];
   const halfRoundTripsMs = run.segments ? handshakeHalfRoundTrips(run.segments) : [];
   const waits = run.segments && requests ? arrivalWaits(requests, run.segments) : null;
-  const joint = waits && requests ? jointRequestRows(requests.keptAliveHandOvers, waits.waitOfHandOver) : null;
+  const joint = waits && requests && run.segments ? jointRequestRows(requests.keptAliveHandOvers, waits.waitOfHandOver, heldAtHandOvers(requests, run.segments)) : null;
   const teardownsMs = run.segments && requests ? teardowns(requests, run.segments) : [];
   if (waits) log(`${name}: ${waits.waitsMs.length} kept-alive requests paired with their arrival in the capture; ${waits.ofNoRequest} hand-overs had none (the client's FIN)`);
   if (requests && waits && waits.waitsMs.length < requests.keptAliveHandOvers.length / 2) {
@@ -1516,6 +1585,12 @@ function stopDistributions(times: StopTimes): Pick<Profile, (typeof STOP_TIME_KE
   return out;
 }
 
+/** A profile as its file holds it: indented, with each array of numbers on one line (a request row, a distribution's percentiles) — thousands of rows stay readable and diffable. */
+export function profileText(profile: Profile): string {
+  const indented = JSON.stringify(profile, null, 2);
+  return indented.replace(/\[\n\s*(-?\d[\d.e+-]*(?:,\n\s*-?\d[\d.e+-]*)*)\n\s*\]/g, (_, numbers: string) => `[${numbers.split(/,\n\s*/).join(', ')}]`) + '\n';
+}
+
 async function main(argv: string[]): Promise<number> {
   const program = new Command('profile:measure')
     .argument('<name>', `one of: ${Object.keys(TARGETS).join(', ')}`)
@@ -1548,7 +1623,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (name.startsWith('gunicorn')) execFileSync('gunicorn', ['--version']);
   const profile = await measureProfile(name, Number(options.port), (line) => process.stderr.write(`${line}\n`), { workers: Number(options.workers) });
-  const text = JSON.stringify(profile, null, 2) + '\n';
+  const text = profileText(profile);
   if (options.write) {
     const file = new URL(`../simulator/profiles/${name}.json`, import.meta.url).pathname;
     writeFileSync(file, text);

@@ -30,27 +30,33 @@ const measuredDistribution = z.strictObject({
  * What each of a request row's columns is, in order (simulator/request-rows.ts draws them so): four
  * times, ms; whether the connection came back to the poller with the request already in (1) or
  * the request came to it there (0) — the poll wait runs from the later of the two, the return or the
- * request's arrival, to the hand-over; and the end of that wait after the return of the poll the loop
- * handed it over from (at most the wait: the poll returned after the connection became readable).
+ * request's arrival, to the hand-over; the end of that wait after the return of the poll the loop
+ * handed it over from (at most the wait: the poll returned after the connection became readable); and,
+ * where measured, the connections its worker held at the hand-over, itself among them (a count).
  */
-export const REQUEST_ROW_COLUMNS = ['pollWaitFromReadableMs', 'threadPickupMs', 'serviceMs', 'returnMs', 'cameBackWithRequest', 'handOverAfterPollReturnMs'] as const;
+export const REQUEST_ROW_COLUMNS = ['pollWaitFromReadableMs', 'threadPickupMs', 'serviceMs', 'returnMs', 'cameBackWithRequest', 'handOverAfterPollReturnMs', 'heldConnections'] as const;
 
-const requestRows = z.strictObject({
-  measurement: z.string().min(1),
-  samples: z.number().int().positive(),
-  columns: z.tuple([
-    z.literal(REQUEST_ROW_COLUMNS[0]),
-    z.literal(REQUEST_ROW_COLUMNS[1]),
-    z.literal(REQUEST_ROW_COLUMNS[2]),
-    z.literal(REQUEST_ROW_COLUMNS[3]),
-    z.literal(REQUEST_ROW_COLUMNS[4]),
-    z.literal(REQUEST_ROW_COLUMNS[5]),
-  ]),
-  rowsMs: z
-    .array(z.tuple([z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.union([z.literal(0), z.literal(1)]), z.number().nonnegative()]))
-    .min(1)
-    .refine((rows) => rows.every((row) => row[5] <= row[0]), { message: 'a row whose hand-over after its poll\'s return (sixth column) is longer than its poll wait (first): the poll returned after the connection became readable' }),
-});
+const sixColumns = [
+  z.literal(REQUEST_ROW_COLUMNS[0]),
+  z.literal(REQUEST_ROW_COLUMNS[1]),
+  z.literal(REQUEST_ROW_COLUMNS[2]),
+  z.literal(REQUEST_ROW_COLUMNS[3]),
+  z.literal(REQUEST_ROW_COLUMNS[4]),
+  z.literal(REQUEST_ROW_COLUMNS[5]),
+] as const;
+const sixCells = [z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.number().nonnegative(), z.union([z.literal(0), z.literal(1)]), z.number().nonnegative()] as const;
+
+const requestRows = z
+  .strictObject({
+    measurement: z.string().min(1),
+    samples: z.number().int().positive(),
+    columns: z.union([z.tuple([...sixColumns]), z.tuple([...sixColumns, z.literal(REQUEST_ROW_COLUMNS[6])])]),
+    rowsMs: z
+      .array(z.union([z.tuple([...sixCells]), z.tuple([...sixCells, z.number().int().min(1)])]))
+      .min(1)
+      .refine((rows) => rows.every((row) => row[5] <= row[0]), { message: 'a row whose hand-over after its poll\'s return (sixth column) is longer than its poll wait (first): the poll returned after the connection became readable' }),
+  })
+  .refine((rows) => rows.rowsMs.every((row) => row.length === rows.columns.length), { message: 'every row has one cell per named column', path: ['rowsMs'] });
 
 export type RequestRowsMeasured = z.infer<typeof requestRows>;
 
@@ -131,6 +137,8 @@ export const MEASURED_KEYS = [
   'oneWayLatencyMs',
   'bootMs',
   'recycleFindsLoopPastPoll',
+  'recycleFindsSelectWoken',
+  'recycleLastReturnAgeMs',
   'signalStopsLoop',
   'reloadKillDelayMs',
   'reloadStallBeforeKillMs',
@@ -261,6 +269,20 @@ export const profileSchema = z
      */
     recycleFindsLoopPastPoll: measuredShare.optional(),
     /**
+     * At a recycle, among the flips that found a connection readable in the worker's poller, the share
+     * whose main thread the hooks' flag showed in its select: the kernel had woken that select with the
+     * first connection readable, and the thread had not got the CPU and the GIL back to return from it.
+     * Its return, handed over after the flip, holds what was readable then: one connection at most such
+     * flips, whatever became readable since (simulator/server.ts `recycleReturn`).
+     */
+    recycleFindsSelectWoken: measuredShare.optional(),
+    /**
+     * The other flips with something readable (past the poll, by the flag): how long before the flip the
+     * loop's select had last returned. What was readable by then is in that return, and handed over
+     * before the loop looks at `alive`; what became readable since waits for a select that never comes.
+     */
+    recycleLastReturnAgeMs: measuredDistribution.optional(),
+    /**
      * At a stop (and a reload: the same SIGTERM), the share of the workers' handlers before which the
      * loop handed nothing over after the kill: CPython runs a handler in the main thread at its next
      * bytecode, and the main thread is the loop, so a handler that waits is mostly a loop that waits.
@@ -315,6 +337,9 @@ export const profileSchema = z
       if (id !== undefined && !Object.hasOwn(profile.measurements, id)) {
         ctx.addIssue({ code: 'custom', path: [key, 'measurement'], message: `names measurement "${id}", which the profile does not describe` });
       }
+    }
+    if ((profile.recycleFindsSelectWoken === undefined) !== (profile.recycleLastReturnAgeMs === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [profile.recycleFindsSelectWoken ? 'recycleLastReturnAgeMs' : 'recycleFindsSelectWoken'], message: 'recycleFindsSelectWoken and recycleLastReturnAgeMs are one measurement of the recycles with something readable: both or neither' });
     }
     // The one thread is the worker's thread on the shared CPU: without the CPU there is no turn to read in.
     if (profile.singleThreadedLoop && !profile.cpu) ctx.addIssue({ code: 'custom', path: ['singleThreadedLoop'], message: 'needs cpu: the one thread is the worker\'s thread on the measured CPU' });
@@ -450,6 +475,11 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
       fromProfile.push(label);
     } else defaults.push(`${label} (${otherwise})`);
   }
+  // The two are one measurement of the flips with something readable: a share without the ages has no return to place.
+  if (profile.recycleFindsSelectWoken && profile.recycleLastReturnAgeMs) {
+    params.recycleReturn = { selectWokenShare: profile.recycleFindsSelectWoken.share, lastReturnAgePercentilesMs: [...profile.recycleLastReturnAgeMs.percentilesMs] };
+    fromProfile.push("the loop's last return at a recycle with something readable");
+  } else defaults.push("the loop's last return at a recycle with something readable (placed from the connections' rows)");
   if (profile.reapAfterTeardownMs) {
     params.reapAfterTeardownPercentilesMs = [...profile.reapAfterTeardownMs.percentilesMs];
     fromProfile.push("the reap after a graceful exit's teardown");

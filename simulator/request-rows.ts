@@ -14,6 +14,14 @@
  * connection's first request, which no poller holds (gthread hands a new connection to the pool at
  * accept), draws from all the rows at its pickup and leaves the wait unused. The service time follows
  * the request, the return its connection.
+ *
+ * Where the rows say how many connections their worker held at the hand-over (a seventh column), a
+ * request draws among the rows measured at its own worker's count: a gthread worker's threads share one
+ * GIL, so the more connections it serves the slower each is served — measured under the calibration
+ * load, a kept-alive request's four times together took 0.7 ms at the median of one connection held and
+ * 7 ms at sixteen (simulator/README.md, "A worker's connections share its GIL"). Drawn from all rows
+ * alike, the worker holding the most connections served them as fast as one holding few, and reached
+ * max-requests holding more than a real one does.
  */
 import type { ReadableBy } from '../model/driver/worker.ts';
 import type { ConnId } from '../model/events.ts';
@@ -25,12 +33,23 @@ import type { PollWait } from './server.ts';
  * 'return'), 0 when the request came to it there; `handOverAfterPollReturnMs`: how long after the
  * return of the poll it came from the loop handed it over (≤ the wait).
  */
-export type RequestRow = readonly [pollWaitMs: number, pickupMs: number, serviceMs: number, returnMs: number, cameBackWithRequest: number, handOverAfterPollReturnMs: number];
+export type RequestRow = readonly [pollWaitMs: number, pickupMs: number, serviceMs: number, returnMs: number, cameBackWithRequest: number, handOverAfterPollReturnMs: number, heldConnections?: number];
+
+/**
+ * The fewest rows a draw is made from, where rows name their worker's held connections: the rows of the
+ * nearest counts are taken together until there are this many, so that no one measured request stands
+ * for a count it alone was seen at (a sampling decision, like the rows' number).
+ */
+export const FEWEST_ROWS_AT_HELD = 20;
 
 export class RequestRows {
   private readonly ofConn = new Map<ConnId, RequestRow>();
   private readonly ofReq = new Map<string, RequestRow>();
   private readonly readableBy: Readonly<Record<ReadableBy, readonly RequestRow[]>>;
+  /** Whether every row names its worker's held connections (the rows are all one form: the schema's). */
+  private readonly byHeld: boolean;
+  /** The rows a draw at a held count takes from, per group of rows (all, or one way readable), as first asked. */
+  private readonly nearHeld = new Map<readonly RequestRow[], Map<number, readonly RequestRow[]>>();
 
   constructor(
     private readonly rows: readonly RequestRow[],
@@ -40,35 +59,63 @@ export class RequestRows {
     const byReturn = rows.filter((row) => row[4] === 1);
     const byArrival = rows.filter((row) => row[4] === 0);
     if (byReturn.length + byArrival.length !== rows.length) throw new Error('RequestRows: a row whose fifth column (came back with its request) is neither 0 nor 1');
+    const withHeld = rows.filter((row) => row[6] !== undefined).length;
+    if (withHeld !== 0 && withHeld !== rows.length) throw new Error(`RequestRows: ${withHeld} of ${rows.length} rows name their worker's held connections (a seventh column): all or none`);
+    if (rows.some((row) => row[6] !== undefined && !(Number.isInteger(row[6]) && row[6] >= 1))) throw new Error("RequestRows: a row whose seventh column (its worker's held connections) is not a whole number from 1");
+    this.byHeld = withHeld > 0;
     // A way the measuring run never saw is one the load rarely takes: its rows are what was seen.
     this.readableBy = { return: byReturn.length > 0 ? byReturn : rows, arrival: byArrival.length > 0 ? byArrival : rows };
   }
 
-  private draw(from: readonly RequestRow[] = this.rows): RequestRow {
-    return from[this.rng.int(0, from.length - 1)]!;
+  /** A row of `from`, among those measured nearest `heldConnections` where the rows say (see `FEWEST_ROWS_AT_HELD`); without a count, any. */
+  private draw(from: readonly RequestRow[], heldConnections?: number): RequestRow {
+    const near = this.byHeld && heldConnections !== undefined ? this.rowsNear(from, heldConnections) : from;
+    return near[this.rng.int(0, near.length - 1)]!;
   }
 
-  readonly dispatchMs = (conn: ConnId, by: ReadableBy): PollWait => {
-    const row = this.draw(this.readableBy[by]);
+  /**
+   * The rows of `from` whose held count is within d of `heldConnections`, for the least d that gives
+   * `FEWEST_ROWS_AT_HELD` of them (all of `from` where it has fewer).
+   */
+  private rowsNear(from: readonly RequestRow[], heldConnections: number): readonly RequestRow[] {
+    let ofGroup = this.nearHeld.get(from);
+    if (ofGroup === undefined) this.nearHeld.set(from, (ofGroup = new Map()));
+    const cached = ofGroup.get(heldConnections);
+    if (cached !== undefined) return cached;
+    const distances = [...new Set(from.map((row) => Math.abs(row[6]! - heldConnections)))].sort((a, b) => a - b);
+    let near: readonly RequestRow[] = from;
+    for (const d of distances) {
+      const within = from.filter((row) => Math.abs(row[6]! - heldConnections) <= d);
+      if (within.length >= FEWEST_ROWS_AT_HELD) {
+        near = within;
+        break;
+      }
+    }
+    ofGroup.set(heldConnections, near);
+    return near;
+  }
+
+  readonly dispatchMs = (conn: ConnId, by: ReadableBy, heldConnections: number): PollWait => {
+    const row = this.draw(this.readableBy[by], heldConnections);
     this.ofConn.set(conn, row);
     return { ms: row[0], from: 'readable', afterPollReturnMs: row[5] };
   };
 
-  readonly pickupMs = (conn: ConnId, req: string): number => {
-    const row = this.ofConn.get(conn) ?? this.draw();
+  readonly pickupMs = (conn: ConnId, req: string, heldConnections: number): number => {
+    const row = this.ofConn.get(conn) ?? this.draw(this.rows, heldConnections);
     this.ofConn.set(conn, row);
     this.ofReq.set(req, row);
     return row[1];
   };
 
   readonly serviceMs = (req: string): number => {
-    const row = this.ofReq.get(req) ?? this.draw();
+    const row = this.ofReq.get(req) ?? this.draw(this.rows);
     this.ofReq.delete(req);
     return row[2];
   };
 
   readonly returnMs = (conn: ConnId): number => {
-    const row = this.ofConn.get(conn) ?? this.draw();
+    const row = this.ofConn.get(conn) ?? this.draw(this.rows);
     this.ofConn.delete(conn);
     return row[3];
   };

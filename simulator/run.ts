@@ -177,6 +177,9 @@ export function buildWorld(
         ? { forkQueue: { wakeMs: drawFrom(params.forkQueuePercentilesMs.wakeMs, engine), gapMs: drawFrom(params.forkQueuePercentilesMs.gapMs, engine) } }
         : {}),
       ...(params.recyclePastPollShare !== undefined ? { recycleFindsLoopPastPoll: withChance(params.recyclePastPollShare, engine) } : {}),
+      ...(params.recycleReturn
+        ? { recycleReturn: { selectWoken: withChance(params.recycleReturn.selectWokenShare, engine), lastReturnAgeMs: drawFrom(params.recycleReturn.lastReturnAgePercentilesMs, engine) } }
+        : {}),
       ...(params.signalStopsLoopShare !== undefined ? { signalStopsLoop: withChance(params.signalStopsLoopShare, engine) } : {}),
       loopTickMs: params.loopTickMs,
       heartbeats: true,

@@ -76,6 +76,13 @@ export interface ScenarioParams {
   /** The share of recycles whose flip of alive finds the worker's loop past its poll (the turn ends without another); absent: none (in its poll). */
   recyclePastPollShare?: number;
   /**
+   * At a recycle whose poller holds something readable (simulator/server.ts `ServerTiming.recycleReturn`):
+   * the share of flips that find the loop's select woken by the kernel, its thread not back, and the
+   * 101 percentiles of how long before the other flips the select last returned, ms. Absent: the return
+   * is placed from the connections' rows.
+   */
+  recycleReturn?: { selectWokenShare: number; lastReturnAgePercentilesMs: number[] };
+  /**
    * The share of stopping signals (a stop's TERM, a reload's) whose kill stops a worker's loop until the
    * handler runs: it hands nothing over meanwhile (simulator/server.ts `signalStopsLoop`); absent: none.
    */

@@ -55,15 +55,15 @@ export interface ServerTiming {
   /**
    * How long a readable connection waits in the worker's poller before the loop hands it to a thread
    * (policies with `pollerDispatch`: gthread's main thread, under the GIL), drawn per request by what
-   * made it readable; absent: at once, in the same step. The explorer gives zero: an item, tried
-   * before and after whatever else is due.
+   * made it readable and how many connections its worker holds (the connection among them); absent: at
+   * once, in the same step. The explorer gives zero: an item, tried before and after whatever else is due.
    */
-  dispatchMs?: (conn: ConnId, by: ReadableBy) => PollWait;
+  dispatchMs?: (conn: ConnId, by: ReadableBy, heldConnections: number) => PollWait;
   /**
    * How long the thread that read a request takes to get to its handler (gthread: the pool thread's
-   * wait for the GIL, and the parse), drawn per request; absent: at once.
+   * wait for the GIL, and the parse), drawn per request, with the connections its worker holds; absent: at once.
    */
-  pickupMs?: (conn: ConnId, req: string) => number;
+  pickupMs?: (conn: ConnId, req: string, heldConnections: number) => number;
   /**
    * How long an answered keep-alive connection takes to get back to the poller (gthread: from the
    * response to `finish_request`, the future's done callback, which waits for the GIL), drawn per
@@ -122,6 +122,14 @@ export interface ServerTiming {
   gracefulExitMs?: () => GracefulExitWaits;
   /** Drawn at a recycle whose poller holds nothing readable: whether the flip of alive finds the loop past its poll (`WorkerPort.loopAtFlip`); absent: never. */
   recycleFindsLoopPastPoll?: () => boolean;
+  /**
+   * Drawn at a recycle whose poller holds a connection readable, where the loop's select is in
+   * question (`WorkerProcess.loopAtFlip`): whether the kernel had woken it, with what was readable
+   * first, and the main thread was not back yet; and otherwise, how long before the flip the loop's
+   * select last returned (ms). Both absent: the return is placed from the connections' rows (the
+   * handler's rule, `pollReturn`).
+   */
+  recycleReturn?: { readonly selectWoken: () => boolean; readonly lastReturnAgeMs: () => number };
   /**
    * Drawn at each stopping signal's kill of a worker whose loop has measured poll waits: whether its loop
    * hands nothing over until the handler runs (`WorkerProcess.loopStoppedAtMs`); absent: it runs on. Where
@@ -903,7 +911,7 @@ export class WorkerProcess implements WorkerPort {
   }
 
   watchReadable(conn: ConnId, by: ReadableBy): boolean {
-    const wait = this.server.timing.dispatchMs?.(conn, by);
+    const wait = this.server.timing.dispatchMs?.(conn, by, this.driver.openConns().length);
     if (wait === undefined) return true;
     if (wait.afterPollReturnMs !== undefined) {
       if (!(wait.afterPollReturnMs >= 0 && wait.afterPollReturnMs <= wait.ms)) throw new SimulationInvariantError(`${conn}: its poll returned ${wait.afterPollReturnMs} ms before a hand-over ${wait.ms} ms after it became readable`);
@@ -938,17 +946,43 @@ export class WorkerProcess implements WorkerPort {
   /**
    * Where `alive` finds the loop is the poller's: with a connection readable (its measured wait not over),
    * the loop's select has returned — select() returns as soon as one fd is ready — and the loop is past
-   * its poll, with that return to hand over (`pollReturn`). With none readable, a TERM's handler finds
-   * it in its select; a recycle's flip, by a pool thread, finds it there or past it by the profile's
-   * share measured where nothing was readable (`recycleFindsLoopPastPoll`). The hooks' flag of "in the
-   * select" cannot be read where something is: a select that returned while the main thread waited for
-   * the CPU or the GIL still says so (simulator/README.md, "The loop at a signal").
+   * its poll, with that return to hand over. At a recycle, where the profile measured it, that return is
+   * the loop's own (`recycleReturn`); elsewhere it is placed from the connections' rows (`pollReturn`).
+   * With none readable, a TERM's handler finds it in its select; a recycle's flip, by a pool thread,
+   * finds it there or past it by the profile's share measured where nothing was readable
+   * (`recycleFindsLoopPastPoll`). The hooks' flag of "in the select" means, where something is readable,
+   * a select the kernel woke while the main thread waited for the CPU or the GIL (simulator/README.md,
+   * "The loop at a signal", "What a gthread recycle hands over").
    */
   loopAtFlip(cause: 'recycle' | 'signal', readable: readonly ConnId[]): LoopAtFlip {
+    const recycleReturn = cause === 'recycle' ? this.recycleReturn(readable) : null;
+    if (recycleReturn !== null) return { place: 'past-poll', returned: recycleReturn };
     const returned = this.pollReturn(readable, cause === 'signal' ? (this.loopStoppedAtMs ?? this.server.host.nowMs) : this.server.host.nowMs);
     if (returned !== null) return { place: 'past-poll', returned };
     if (cause === 'signal') return { place: 'in-poll' };
     return this.server.timing.recycleFindsLoopPastPoll?.() ? { place: 'past-poll' } : { place: 'in-poll' };
+  }
+
+  /**
+   * What the loop's last select returned, at a recycle's flip with something readable, from the
+   * profile's measurement of that flip (`ServerTiming.recycleReturn`; null: not measured, or nothing in
+   * `readable` has a measured wait). Measured with hooks on gunicorn 20.1 gthread's select (seven runs,
+   * 299 such flips): where the flag showed the main thread in its select, the kernel had woken it with
+   * the first connection readable and it was not back — its return, handed over after the flip, held
+   * one connection at most flips, whatever else had become readable since; where it showed it past,
+   * the last return was a median 1.7 ms old, and held what was readable by then. A select's return is
+   * the loop's: one instant for every connection in the poller, not a time read from one connection's
+   * row — the earliest readable one still waiting at the flip is one that drew a long wait, and its row
+   * put the return at the flip with everything in it (simulator/README.md, "What a gthread recycle
+   * hands over").
+   */
+  private recycleReturn(readable: readonly ConnId[]): readonly ConnId[] | null {
+    const measured = this.server.timing.recycleReturn;
+    if (measured === undefined) return null;
+    const firstReadableAtMs = Math.min(...readable.map((conn) => this.readableSince.get(conn)?.atMs ?? Number.POSITIVE_INFINITY));
+    if (firstReadableAtMs === Number.POSITIVE_INFINITY) return null;
+    const returnedAtMs = measured.selectWoken() ? firstReadableAtMs : this.server.host.nowMs - Math.max(0, measured.lastReturnAgeMs());
+    return this.readableBy(readable, returnedAtMs);
   }
 
   /**
@@ -957,8 +991,9 @@ export class WorkerProcess implements WorkerPort {
    * returned — where its row puts that return (its hand-over less the time after the return), or where
    * the loop stopped if that is sooner, but not before it became readable. Null: none has.
    * Measured at gunicorn 20.1 gthread's flips (simulator/README.md, "The loop at a signal"): at reloads'
-   * TERM handlers 121 of 189 held connections were readable and 39 handed over after them; at
-   * recycles, 235 readable of 907 held and 118 handed over.
+   * TERM handlers 121 of 189 held connections were readable and 39 handed over after them. A TERM's
+   * handler runs on the loop's own thread, where it stopped; a recycle's flip, where its profile
+   * measured the loop's return, takes that instead (`recycleReturn`).
    */
   private pollReturn(readable: readonly ConnId[], loopRanUntilMs: number): readonly ConnId[] | null {
     let first: { readonly atMs: number; readonly returnedAtMs: number } | null = null;
@@ -987,7 +1022,7 @@ export class WorkerProcess implements WorkerPort {
   }
 
   pickUp(conn: ConnId, req: string): boolean {
-    return this.atOnceOrLater(this.server.timing.pickupMs?.(conn, req), { kind: 'pickup', worker: this.id, conn, req });
+    return this.atOnceOrLater(this.server.timing.pickupMs?.(conn, req, this.driver.openConns().length), { kind: 'pickup', worker: this.id, conn, req });
   }
 
   /** A measured wait the profile has (drawn by the caller, its item due after it): false. None: true, at once. */

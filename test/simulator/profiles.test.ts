@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, jointRequestRows, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, heldAtHandOvers, jointRequestRows, profileText, recycleReturnOf, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -82,8 +82,21 @@ describe('readProfileFile: a profile measured elsewhere (npm run profile:measure
     // One issue for the columns and one a row; three named.
     expect(Number(/and (\d+) more$/.exec(stale)![1])).toBe(1 + rows.rowsMs.length - 3);
     // A hand-over its poll returned longer before than the connection was readable: its poll returned before it was readable, which select cannot.
-    const early = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, rowsMs: rows.rowsMs.map((r, i) => (i === 7 ? [...r.slice(0, 5), r[0]! + 1] : r)) } }));
+    const early = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, rowsMs: rows.rowsMs.map((r, i) => (i === 7 ? [...r.slice(0, 5), r[0]! + 1, ...r.slice(6)] : r)) } }));
     expect(early).toMatch(/keptAliveRequestsMs\.rowsMs: a row whose hand-over after its poll's return \(sixth column\) is longer than its poll wait/);
+    // The held connections are a column the rows name, a count from 1 in every row or in none.
+    expect(rows.columns).toHaveLength(7);
+    const unnamed = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, columns: rows.columns.slice(0, 6) } }));
+    expect(unnamed).toMatch(/keptAliveRequestsMs\.rowsMs: every row has one cell per named column/);
+    const someWithout = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, rowsMs: rows.rowsMs.map((r, i) => (i === 3 ? r.slice(0, 6) : r)) } }));
+    expect(someWithout).toMatch(/keptAliveRequestsMs\.rowsMs: every row has one cell per named column/);
+    for (const held of [0, 2.5]) {
+      const notACount = refusal(JSON.stringify({ ...gthread, keptAliveRequestsMs: { ...rows, rowsMs: rows.rowsMs.map((r, i) => (i === 3 ? [...r.slice(0, 6), held] : r)) } }));
+      expect(notACount).toMatch(/keptAliveRequestsMs\.rowsMs\.3/);
+    }
+    // The loop's return at a recycle is one measurement of two numbers: one alone has nothing to place.
+    const { recycleLastReturnAgeMs: _ages, ...shareAlone } = gthread;
+    expect(refusal(JSON.stringify(shareAlone))).toMatch(/recycleLastReturnAgeMs: recycleFindsSelectWoken and recycleLastReturnAgeMs are one measurement .*: both or neither/);
   });
 
   it('a --profile value is a file when it has a "/" or ends in .json, a shipped name otherwise', () => {
@@ -140,6 +153,7 @@ describe('applyProfile', () => {
       "the old loops' stall before a reload's kills",
       'where the loop is when a recycle flips alive',
       "the loop stopped until a TERM's handler",
+      "the loop's last return at a recycle with something readable",
       "the reap after a graceful exit's teardown",
       "each graceful exit's teardown and reap, drawn together",
       "the arbiter's wake before a fork",
@@ -164,6 +178,7 @@ describe('applyProfile', () => {
     expect(applied.params.reloadKillDelayPercentilesMs).toEqual(profile.reloadKillDelayMs!.percentilesMs);
     expect(applied.params.reloadStallBeforeKillPercentilesMs).toEqual(profile.reloadStallBeforeKillMs!.percentilesMs);
     expect(applied.params.recyclePastPollShare).toBe(profile.recycleFindsLoopPastPoll!.share);
+    expect(applied.params.recycleReturn).toEqual({ selectWokenShare: profile.recycleFindsSelectWoken!.share, lastReturnAgePercentilesMs: profile.recycleLastReturnAgeMs!.percentilesMs });
     expect(applied.params.killGapPercentilesMs).toEqual(profile.killGapMs!.percentilesMs);
     expect(applied.params.signalHandlerPercentilesMs).toEqual(profile.signalHandlerMs!.percentilesMs);
     expect(applied.params.closeAfterTurnPercentilesMs).toEqual(profile.closeAfterTurnMs!.percentilesMs);
@@ -178,6 +193,8 @@ describe('applyProfile', () => {
     const sync = applyProfile(base, getProfile('gunicorn-20.1-sync'));
     // sync has no poller: nothing says where its loop is at a recycle, and the simulator asks nothing.
     expect(sync.params.recyclePastPollShare).toBeUndefined();
+    expect(sync.params.recycleReturn).toBeUndefined();
+    expect(sync.defaults.join()).toMatch(/the loop's last return at a recycle with something readable \(placed from the connections' rows\)/);
     expect(sync.defaults.join()).toMatch(/where the loop is when a recycle flips alive \(in its poll\)/);
     expect(sync.params.closeAfterTurnPercentilesMs).toBeUndefined();
     expect(sync.defaults.join()).toMatch(/the stopping loop turn's rest \(the close in the same instant\)/);
@@ -518,6 +535,18 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
     expect(() => requestTimings(['1.0 recycle-flip 10 in-poll 2 soon'])).toThrow(/last select return is not a time/);
   });
 
+  it("gives the profile the share of such flips whose select the kernel had woken, and the last return's age at the others — neither without an age", () => {
+    const flip = (place: 'in-poll' | 'past-poll', returnAgeMs: number | null) => ({ place, readable: 2, handedOverFromEarlier: 0, handedOverFromLater: 0, returnAgeMs });
+    const measured = recycleReturnOf([flip('in-poll', 9), flip('in-poll', null), flip('in-poll', 4), flip('past-poll', 2), flip('past-poll', null)]);
+    // Three of five flips in the select by the flag; the one past it with a return seen, 2 ms before it
+    // (an in-poll flip's last return is the one before the select that woke: not the return it hands over).
+    expect(measured.recycleFindsSelectWoken).toEqual({ measurement: 'hooks-under-the-calibration-load', samples: 5, share: 0.6 });
+    expect(measured.recycleLastReturnAgeMs?.samples).toBe(1);
+    expect(new Set(measured.recycleLastReturnAgeMs?.percentilesMs)).toEqual(new Set([2]));
+    expect(recycleReturnOf([flip('in-poll', 3), flip('past-poll', null)])).toEqual({});
+    expect(recycleReturnOf([])).toEqual({});
+  });
+
   it("keeps each kept-alive hand-over's poll return: the select whose callback it is", () => {
     const lines = [
       "1.000000 submit 10 0.999000 ('127.0.0.1', 5001)",
@@ -723,19 +752,77 @@ describe("arbiterTimes: the arbiter's reaps and forks, from gunicorn's hooks", (
 });
 
 describe('jointRequestRows: the requests kept whole are an even sample over the run', () => {
-  it('keeps at most a thousand, spread over the run, each one request\'s four times', () => {
+  it('keeps at most three thousand, spread over the run, each one request\'s four times', () => {
     // Every even one handed over 0.1 ms after its poll's return; every odd one 1 ms after, longer than it waited.
-    const handOvers = Array.from({ length: 3000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, pollReturnedMs: i % 2 === 0 ? i + 0.9 : i, returnedMs: i + 0.25, pickupMs: i, handlerMs: 1, returnMs: 2 }));
+    const handOvers = Array.from({ length: 9000 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, pollReturnedMs: i % 2 === 0 ? i + 0.9 : i, returnedMs: i + 0.25, pickupMs: i, handlerMs: 1, returnMs: 2 }));
     const waits = handOvers.map((_, i) => (i % 3 === 2 ? undefined : 0.5)); // a third not paired with an arrival: not whole
     const { samples, rowsMs } = jointRequestRows(handOvers, waits);
-    expect(samples).toBe(2000);
-    expect(rowsMs).toHaveLength(1000);
+    expect(samples).toBe(6000);
+    expect(rowsMs).toHaveLength(3000);
     // Even: every second whole request, from the first to the end of the run.
     expect(rowsMs[0]).toEqual([0.5, 0, 1, 2, 0, 0.1]);
-    expect(rowsMs[999]![1]).toBeGreaterThan(2900);
+    expect(rowsMs[2999]![1]).toBeGreaterThan(8900);
     // The poll returned after the request came (select reports what is readable as it returns): a clock
     // that puts the return earlier is read as the arrival — at most the whole wait (the second row, the fourth request).
     expect(rowsMs[1]).toEqual([0.5, 3, 1, 2, 0, 0.5]);
+  });
+
+  it("with the connections each worker held at its hand-overs: a seventh column, and a hand-over without a count is left out", () => {
+    const handOvers = Array.from({ length: 4 }, (_, i) => ({ pid: '1', clientPort: 5000, previousHandOverMs: i, handOverMs: i + 1, pollReturnedMs: i + 0.9, returnedMs: i + 0.25, pickupMs: 0.5, handlerMs: 1, returnMs: 2 }));
+    const { samples, rowsMs } = jointRequestRows(handOvers, [0.5, 0.5, 0.5, 0.5], [3, undefined, 1, 12]);
+    expect(samples).toBe(3);
+    expect(rowsMs).toEqual([
+      [0.5, 0.5, 1, 2, 0, 0.1, 3],
+      [0.5, 0.5, 1, 2, 0, 0.1, 1],
+      [0.5, 0.5, 1, 2, 0, 0.1, 12],
+    ]);
+  });
+});
+
+describe("heldAtHandOvers: the connections a worker held at each kept-alive hand-over, from the capture's connections and the hooks' ports", () => {
+  const seg = (us: number, port: number, from: 'client' | 'server', kind: 'syn' | 'fin' | 'rst' | 'data'): Segment => ({
+    timeUs: us,
+    clientPort: port,
+    fromServer: from === 'server',
+    syn: kind === 'syn',
+    ack: true,
+    fin: kind === 'fin',
+    rst: kind === 'rst',
+    payloadBytes: kind === 'data' ? 90 : 0,
+  });
+  // Two workers on one clock (monotonic 0 s = realtime 0 s). Worker 1 serves ports 5001, 5002 and 5004;
+  // worker 2 serves 5003. Port 5001's first connection closes at 30 ms and the port is used again at
+  // 40 ms — by worker 2; its SYN sent twice (the first unanswered) is one connection.
+  const segments = [
+    seg(1_000, 5001, 'client', 'syn'),
+    seg(2_000, 5002, 'client', 'syn'),
+    seg(3_000, 5003, 'client', 'syn'),
+    seg(25_000, 5004, 'client', 'syn'),
+    seg(30_000, 5001, 'server', 'fin'),
+    seg(31_000, 5001, 'client', 'rst'),
+    seg(40_000, 5001, 'client', 'syn'),
+    seg(41_000, 5001, 'client', 'syn'),
+    seg(60_000, 5002, 'client', 'rst'),
+  ];
+  const handOver = (pid: string, clientPort: number, atMs: number) => ({ pid, clientPort, atMs });
+  const keptAlive = (pid: string, clientPort: number, atMs: number) => ({ pid, clientPort, previousHandOverMs: atMs - 1, handOverMs: atMs, pollReturnedMs: atMs });
+  const times = {
+    realtimeOffsetMs: new Map([['1', 0], ['2', 0]]),
+    handOvers: [handOver('1', 5001, 1.1), handOver('1', 5002, 2.1), handOver('2', 5003, 3.1), handOver('1', 5002, 20), handOver('1', 5004, 25.1), handOver('2', 5001, 42), handOver('2', 5001, 50)],
+    keptAliveHandOvers: [keptAlive('1', 5002, 20), keptAlive('1', 5002, 35), keptAlive('2', 5001, 50), keptAlive('2', 5003, 50), keptAlive('3', 5003, 50)],
+  };
+
+  it("counts the worker's own connections open at the hand-over, each port's connections apart, itself among them", () => {
+    // At 20 ms worker 1 holds 5001 and 5002 (5004 not yet open); at 35 ms 5002 and 5004 (5001's first
+    // connection closed at 30 ms); at 50 ms worker 2 holds 5003 and 5001's second connection — one,
+    // though its SYN came twice. Worker 3 wrote no clock line: no count.
+    expect(heldAtHandOvers(times, segments)).toEqual([2, 2, 2, 2, undefined]);
+  });
+
+  it('a hand-over the capture has no open connection for still counts its own', () => {
+    // Worker 4 has a clock line and no connection in the capture (its port's segments lost); worker 1 at 65 ms holds 5004 alone.
+    const withFour = { ...times, realtimeOffsetMs: new Map([...times.realtimeOffsetMs, ['4', 0]]) };
+    expect(heldAtHandOvers({ ...withFour, keptAliveHandOvers: [keptAlive('4', 5009, 20), keptAlive('1', 5004, 65)] }, segments)).toEqual([1, 1]);
   });
 });
 
@@ -758,5 +845,19 @@ describe("gracefulExitTiming: a graceful exit's teardown and reap", () => {
     const apart = gracefulExitTiming({ teardownPercentilesMs: Array.from({ length: 101 }, () => 7) }, { rng }).gracefulExitMs!;
     expect(apart()).toEqual({ teardownMs: 7 });
     expect(gracefulExitTiming({}, { rng }).gracefulExitMs).toBeUndefined();
+  });
+});
+
+describe('profileText: a profile file as written', () => {
+  it('holds the same profile, each array of numbers on one line', () => {
+    const profile = getProfile('gunicorn-20.1-gthread');
+    const text = profileText(profile);
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(profile)));
+    const rows = profile.keptAliveRequestsMs!.rowsMs;
+    // A request row is one line; the rows of a measurement, one line each.
+    expect(text).toContain(`\n      [${rows[0]!.join(', ')}],\n`);
+    // No number on a line of its own (JSON.stringify's indented form puts each there).
+    expect(text.split('\n').filter((line) => /^\s*-?\d[\d.e+-]*,?$/.test(line))).toEqual([]);
+    expect(text.endsWith('}\n')).toBe(true);
   });
 });

@@ -9,7 +9,7 @@ import { runScenario } from '../../simulator/run.ts';
 import { getScenario, type ScenarioParams } from '../../simulator/scenarios.ts';
 import { EventQueue } from '../../simulator/queue.ts';
 import { Rng } from '../../simulator/rng.ts';
-import { RequestRows } from '../../simulator/request-rows.ts';
+import { FEWEST_ROWS_AT_HELD, RequestRows } from '../../simulator/request-rows.ts';
 import { simulateScript, type Script } from '../../simulator/script.ts';
 import { getScript } from '../../conformance/scripts.ts';
 
@@ -386,13 +386,13 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
           // Steps of a cycle: (poller, for a kept-alive request) → pickup → service → return.
           const phase = at % 4;
           if (phase === 0 && cycle > 0) {
-            const wait = timings.dispatchMs(conn, by);
+            const wait = timings.dispatchMs(conn, by, 1);
             expect(wait.from).toBe('readable');
             expect(wait.afterPollReturnMs).toBe(0.05);
             expect(rowOf(wait.ms) % 2, `a connection readable by its ${by} drew row ${rowOf(wait.ms)}`).toBe(by === 'return' ? 1 : 0);
             got.push(rowOf(wait.ms));
           }
-          if (phase === 1) got.push(rowOf(timings.pickupMs(conn, req)));
+          if (phase === 1) got.push(rowOf(timings.pickupMs(conn, req, 1)));
           if (phase === 2) got.push(rowOf(timings.serviceMs(req)));
           if (phase === 3) got.push(rowOf(timings.returnMs(conn)));
           drawn.set(req, got);
@@ -406,8 +406,38 @@ describe('requests drawn whole (a profile\'s keptAliveRequestsMs): one row per r
   it('rows of one way only: the other way draws from them all; a fifth column that is neither 0 nor 1 is refused', () => {
     const returning = rows.filter((r) => r[4] === 1);
     const timings = new RequestRows(returning, new Rng(4));
-    for (let i = 0; i < 20; i++) expect(rowOf(timings.dispatchMs(`conn/1.${i}` as ConnId, 'arrival').ms) % 2).toBe(1);
+    for (let i = 0; i < 20; i++) expect(rowOf(timings.dispatchMs(`conn/1.${i}` as ConnId, 'arrival', 1).ms) % 2).toBe(1);
     expect(() => new RequestRows([[1, 1, 1, 1, 2, 0]], new Rng(1))).toThrow(/neither 0 nor 1/);
+  });
+
+  it("rows that name their worker's held connections: a request draws among those measured nearest its worker's count, at least FEWEST_ROWS_AT_HELD of them", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 40, maxLength: 160 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 1_000_000 }), (helds, held, seed) => {
+        // Row i waits i ms in the poller and i + 0.25 ms for its thread: either names the row drawn.
+        const heldRows = helds.map((h, i) => [i, i + 0.25, 0.2, 0.3, 0, 0, h] as const);
+        const timings = new RequestRows(heldRows, new Rng(seed));
+        const distances = [...new Set(helds.map((h) => Math.abs(h - held)))].sort((a, b) => a - b);
+        const reach = distances.find((d) => helds.filter((h) => Math.abs(h - held) <= d).length >= FEWEST_ROWS_AT_HELD) ?? Number.POSITIVE_INFINITY;
+        for (let k = 0; k < 30; k++) {
+          const drawn = heldRows[timings.dispatchMs(`conn/1.${k}` as ConnId, 'arrival', held).ms]!;
+          expect(Math.abs(drawn[6] - held), `held ${held} drew a row measured at ${drawn[6]}`).toBeLessThanOrEqual(reach);
+          // A connection's first request, which no poller held, draws at its pickup, by the same count.
+          const first = heldRows[timings.pickupMs(`conn/2.${k}` as ConnId, `r${k}`, held) - 0.25]!;
+          expect(Math.abs(first[6] - held), `a first request at held ${held} drew a row measured at ${first[6]}`).toBeLessThanOrEqual(reach);
+        }
+      }),
+    );
+  });
+
+  it('rows at held 2, 6 and 10: a worker at 2 or 9 draws from its own, one at 6 (five rows there) from all three; rows must all name the count or none', () => {
+    const heldRows = [...Array.from({ length: 25 }, () => 2), ...Array.from({ length: 5 }, () => 6), ...Array.from({ length: 25 }, () => 10)].map((h, i) => [i, 0.1, 0.2, 0.3, 0, 0, h] as const);
+    const timings = new RequestRows(heldRows, new Rng(8));
+    const heldDrawn = (held: number) => new Set(Array.from({ length: 300 }, (_, k) => heldRows[timings.dispatchMs(`conn/1.${k}` as ConnId, 'arrival', held).ms]![6]));
+    expect(heldDrawn(2)).toEqual(new Set([2]));
+    expect(heldDrawn(9)).toEqual(new Set([10]));
+    expect(heldDrawn(6)).toEqual(new Set([2, 6, 10]));
+    expect(() => new RequestRows([heldRows[0]!, [1, 1, 1, 1, 0, 0]], new Rng(1))).toThrow(/1 of 2 rows name their worker's held connections/);
+    expect(() => new RequestRows([[1, 1, 1, 1, 0, 0, 0]], new Rng(1))).toThrow(/seventh column .* not a whole number from 1/);
   });
 
   it("a connection back with its request in waits from its return; a request that comes to a polled one waits from its arrival (each its rows' wait)", () => {
@@ -582,6 +612,63 @@ describe("where a recycle's flip of alive finds gthread's loop (a profile's recy
       if (share === 0) expect(none.some((f) => f.endedAtFlip)).toBe(false);
       else expect(none.every((f) => f.endedAtFlip)).toBe(true);
     }
+  });
+
+  it("the loop's return as the profile measured it (recycleReturn): a woken select hands over what was readable first; past the poll, what was readable the drawn age before the flip — nothing else, and the turn ends", () => {
+    const params = small('keepalive-recycle', 4000);
+    params.server = { ...params.server, workers: 2, maxRequests: 150 };
+    params.bootMs = 5;
+    // Waits of 0.5–4.5 ms in the poller (0.2 ms of it after the poll's return), handlers of 1–10 ms.
+    params.requestRowsMs = Array.from({ length: 10 }, (_, k) => [0.5 + (k % 5), 0.1, 1 + k, 0.2, k % 2, 0.2] as const);
+    const ageMs = 1;
+    /** Each recycle that found something readable: when each readable connection became readable, and what was handed over at the flip. */
+    const flipsOf = (selectWokenShare: number) =>
+      [1, 2, 3].flatMap((seed) => {
+        const { events } = run('keepalive-recycle', 'gunicorn-gthread', seed, { ...params, recycleReturn: { selectWokenShare, lastReturnAgePercentilesMs: Array.from({ length: 101 }, () => ageMs) } });
+        const workerOf = new Map<string, string>();
+        const inPoller = new Map<string, number>();
+        const requestIn = new Map<string, number>();
+        const out: { atMs: number; readableAtMs: Map<string, number>; handedOver: Set<string>; handedOverLater: number }[] = [];
+        events.forEach((e, i) => {
+          if (e.type === 'conn.open') workerOf.set(e.actor, (e as { worker?: string }).worker!);
+          else if (e.type === 'conn.returned') inPoller.set(e.actor, e.t);
+          else if (e.type === 'conn.bytes') requestIn.set(e.actor, e.t);
+          else if (e.type === 'conn.dispatch' || e.type === 'conn.read' || e.type === 'conn.close' || e.type === 'conn.abort') {
+            inPoller.delete(e.actor);
+            requestIn.delete(e.actor);
+          } else if (e.type === 'worker.max-requests') {
+            // Readable: back in the poller with a request in, since the later of the two.
+            const readableAtMs = new Map<string, number>();
+            for (const [conn, returnedAt] of inPoller) {
+              const arrivedAt = requestIn.get(conn);
+              if (arrivedAt !== undefined && workerOf.get(conn) === e.actor) readableAtMs.set(conn, Math.max(returnedAt, arrivedAt));
+            }
+            if (readableAtMs.size === 0) return;
+            const later = events.slice(i + 1);
+            const turnEnd = later.find((l) => l.actor === e.actor && (l.type === 'worker.turn-end' || l.type === 'worker.turn-timeout'));
+            const dispatched = later.filter((l) => l.type === 'conn.dispatch' && workerOf.get(l.actor) === e.actor && l.t <= (turnEnd?.t ?? Number.POSITIVE_INFINITY));
+            out.push({ atMs: e.t, readableAtMs, handedOver: new Set(dispatched.filter((l) => l.t === e.t).map((l) => l.actor)), handedOverLater: dispatched.filter((l) => l.t > e.t).length });
+          }
+        });
+        return out;
+      });
+    const woken = flipsOf(1);
+    expect(woken.length).toBeGreaterThan(5);
+    for (const flip of woken) {
+      const firstMs = Math.min(...flip.readableAtMs.values());
+      expect(flip.handedOver).toEqual(new Set([...flip.readableAtMs].filter(([, atMs]) => atMs === firstMs).map(([conn]) => conn)));
+      expect(flip.handedOverLater).toBe(0);
+    }
+    expect(woken.some((flip) => flip.readableAtMs.size > flip.handedOver.size)).toBe(true);
+    const past = flipsOf(0);
+    expect(past.length).toBeGreaterThan(5);
+    for (const flip of past) {
+      expect(flip.handedOver).toEqual(new Set([...flip.readableAtMs].filter(([, atMs]) => atMs <= flip.atMs - ageMs).map(([conn]) => conn)));
+      expect(flip.handedOverLater).toBe(0);
+    }
+    // Both kinds come: flips that hand over some of what was readable, and flips that hand over none.
+    expect(past.some((flip) => flip.handedOver.size > 0 && flip.handedOver.size < flip.readableAtMs.size)).toBe(true);
+    expect(past.some((flip) => flip.handedOver.size === 0)).toBe(true);
   });
 
   it('drawn per recycle: about the share of them end at the flip', () => {
