@@ -15,6 +15,18 @@ const DIR = new URL('../../simulator/profiles/', import.meta.url);
 const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
 const read = (file: string): unknown => JSON.parse(readFileSync(new URL(file, DIR), 'utf8'));
 
+/** A segment of a capture on the server's port, as `readSegments` gives it: a client's SYN is the only one without an ACK. */
+const seg = (us: number, port: number, from: 'client' | 'server', kind: 'data' | 'syn' | 'ack' | 'fin' | 'rst' = 'data'): Segment => ({
+  timeUs: us,
+  clientPort: port,
+  fromServer: from === 'server',
+  syn: kind === 'syn',
+  ack: kind !== 'syn' || from === 'server',
+  fin: kind === 'fin',
+  rst: kind === 'rst',
+  payloadBytes: kind === 'data' ? 90 : 0,
+});
+
 describe('profile files', () => {
   it('ship the three the issue names, each loaded under its file name', () => {
     expect(files.sort()).toEqual(['gunicorn-20.1-gthread.json', 'gunicorn-20.1-sync.json', 'quiesce-serve.json']);
@@ -572,17 +584,6 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
 
 describe("a capture beside the hooks: the client's turnaround, and the poll wait from the request's arrival", () => {
   /** A segment at `us` µs on the connection from client port `port`. */
-  const seg = (us: number, port: number, from: 'client' | 'server', kind: 'data' | 'syn' | 'ack' | 'fin' | 'rst' = 'data'): Segment => ({
-    timeUs: us,
-    clientPort: port,
-    fromServer: from === 'server',
-    syn: kind === 'syn',
-    ack: kind !== 'syn' || from === 'server',
-    fin: kind === 'fin',
-    rst: kind === 'rst',
-    payloadBytes: kind === 'data' ? 90 : 0,
-  });
-
   it("measures a response's last segment → the client's next request on the connection, and nothing across connections", () => {
     const segments = [
       seg(0, 5001, 'client', 'syn'),
@@ -637,17 +638,6 @@ describe("a capture beside the hooks: the client's turnaround, and the poll wait
 });
 
 describe("teardowns: a graceful exit's process gone, from the hooks' worker_exit to the kernel's close of what it held", () => {
-  const seg = (us: number, port: number, from: 'client' | 'server', kind: 'syn' | 'fin' | 'rst' | 'data'): Segment => ({
-    timeUs: us,
-    clientPort: port,
-    fromServer: from === 'server',
-    syn: kind === 'syn',
-    ack: true,
-    fin: kind === 'fin',
-    rst: kind === 'rst',
-    payloadBytes: kind === 'data' ? 90 : 0,
-  });
-
   it('takes the first close, after the exit, of a connection the worker still held; not one it closed before, nor one opened after', () => {
     // Worker 10's CLOCK_MONOTONIC 5 s is CLOCK_REALTIME 1000 s; it exits at 5.010 (realtime 1000.010 s).
     const lines = [
@@ -780,16 +770,6 @@ describe('jointRequestRows: the requests kept whole are an even sample over the 
 });
 
 describe("heldAtHandOvers: the connections a worker held at each kept-alive hand-over, from the capture's connections and the hooks' ports", () => {
-  const seg = (us: number, port: number, from: 'client' | 'server', kind: 'syn' | 'fin' | 'rst' | 'data'): Segment => ({
-    timeUs: us,
-    clientPort: port,
-    fromServer: from === 'server',
-    syn: kind === 'syn',
-    ack: true,
-    fin: kind === 'fin',
-    rst: kind === 'rst',
-    payloadBytes: kind === 'data' ? 90 : 0,
-  });
   // Two workers on one clock (monotonic 0 s = realtime 0 s). Worker 1 serves ports 5001, 5002 and 5004;
   // worker 2 serves 5003. Port 5001's first connection closes at 30 ms and the port is used again at
   // 40 ms — by worker 2; its SYN sent twice (the first unanswered) is one connection.
