@@ -12,13 +12,13 @@
  * its arrival (simulator/README.md, "Two waits"; one wait from the arrival for both handed the
  * first kind over at its return whenever its request had waited longer than the draw). A
  * connection's first request, which no poller holds (gthread hands a new connection to the pool at
- * accept), draws from all the rows at its pickup and leaves the wait unused. The service time follows
- * the request, the return its connection.
+ * accept), draws at its pickup (among the rows of its worker's count, where they have one) and leaves
+ * the wait unused. The service time follows the request, the return its connection.
  *
  * Where the rows say how many connections their worker held at the hand-over (a seventh column), a
  * request draws among the rows measured at its own worker's count: a gthread worker's threads share one
  * GIL, so the more connections it serves the slower each is served — measured under the calibration
- * load, a kept-alive request's four times together took 0.7 ms at the median of one connection held and
+ * load, a kept-alive request's four times together took 0.7 ms on average at one connection held and
  * 7 ms at sixteen (simulator/README.md, "A worker's connections share its GIL"). Drawn from all rows
  * alike, the worker holding the most connections served them as fast as one holding few, and reached
  * max-requests holding more than a real one does.
