@@ -146,6 +146,14 @@ export interface RequestTimes {
    * gthread recycle hands over").
    */
   readonly recycleFlipReturns: RecycleFlipReturn[];
+  /**
+   * The flips that found the main thread in its select by the flag (the hooks' lines that say when it
+   * went in): what was readable, and how long the thread had been in the select. A pool thread runs
+   * Python only with the GIL, which the main thread gives up as it goes in: a flip soon after the entry
+   * is a thread that got the GIL then, with the select's return handed over (simulator/README.md, "A
+   * worker's connections share its GIL").
+   */
+  readonly recycleFlipsInSelect: { readonly readable: number; readonly inSelectForMs: number }[];
 }
 
 export interface RecycleFlipReturn {
@@ -184,9 +192,10 @@ export interface StopTimes {
 /**
  * In a gthread worker's post_worker_init: its poller's select wrapped, so that `_polling[0]` (a module
  * global) says whether the main thread is in it — for the hooks that note where the loop is as `alive`
- * flips — and `_returned[0]` when it last returned, for the hand-overs of what it returned with (each
- * is a callback of that return: `for key, _ in events: callback(key.fileobj)`). The wrapper costs the
- * loop two stores and a clock read a turn.
+ * flips — `_returned[0]` when it last returned, for the hand-overs of what it returned with (each
+ * is a callback of that return: `for key, _ in events: callback(key.fileobj)`), and `_entered[0]` when
+ * it last went in (releasing the GIL to the pool's threads). The wrapper costs the loop three stores and
+ * two clock reads a turn.
  */
 /**
  * Python, in a hook with `worker` at hand: `readable`, the connections readable in its poller now (its
@@ -206,6 +215,7 @@ const POLLING_FLAG = [
   '    select = worker.poller.select',
   '    def polling_select(timeout=None):',
   '        _polling[0] = True',
+  '        _entered[0] = time.monotonic()',
   '        try:',
   '            return select(timeout)',
   '        finally:',
@@ -229,6 +239,7 @@ export const GUNICORN_HOOKS = [
   // Whether gthread's main thread is in its poll: a pool thread flips alive at a recycle, wherever the loop is.
   '_polling = [False]',
   '_returned = [0.0]',
+  '_entered = [0.0]',
   '_flipped = [False]',
   'def pre_request(worker, req):',
   "    _requests.append('%.6f pre %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
@@ -237,8 +248,8 @@ export const GUNICORN_HOOKS = [
   '        _flipped[0] = True',
   // …and what its poller holds readable then: the flag reads true only where nothing is.
   ...readableNow('        '),
-  // …and when its loop's select last returned (0: not yet): what the flip's hand-overs can be from.
-  "        _requests.append('%.6f recycle-flip %d %s %d %.6f' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll', readable, _returned[0]))",
+  // …and when its loop's select last returned (0: not yet): what the flip's hand-overs can be from; and when it last went in.
+  "        _requests.append('%.6f recycle-flip %d %s %d %.6f %.6f' % (time.monotonic(), os.getpid(), 'in-poll' if _polling[0] else 'past-poll', readable, _returned[0], _entered[0]))",
   'def post_request(worker, req, environ, resp):',
   "    _requests.append('%.6f post %d %s' % (time.monotonic(), os.getpid(), req.peer_addr))",
   // gthread's loop hands a connection to the pool through enqueue_req (after accept, and when a kept-alive one is readable).
@@ -360,6 +371,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
   const recycleFlips = { inPoll: 0, pastPoll: 0 };
   let recycleFlipsWithReadable = 0;
   const recycleFlipReturns: RecycleFlipReturn[] = [];
+  const recycleFlipsInSelect: { readable: number; inSelectForMs: number }[] = [];
   /** A flip with something readable, per worker, until its listener's close (or its exit): the hand-overs after it are counted. */
   const openFlips = new Map<string, { atMs: number; flip: RecycleFlipReturn }>();
   const lastSubmitOf = new Map<string, number>();
@@ -388,11 +400,13 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
     }
     if (match[2] === 'recycle-flip') {
       // Where something was readable, a select that returned while the main thread waited still says "in it": not counted.
-      const [word, readable, returned] = match[4]!.split(' ');
+      const [word, readable, returned, entered] = match[4]!.split(' ');
       const place = loopPlace(word, `requests.log: a recycle-flip line says neither in-poll nor past-poll: "${line}"`);
       if (readable !== undefined && !/^-?\d+$/.test(readable)) throw new Error(`requests.log: a recycle-flip line's readable count is not a number: "${line}"`);
       if (returned !== undefined && !/^\d+(?:\.\d+)?$/.test(returned)) throw new Error(`requests.log: a recycle-flip line's last select return is not a time: "${line}"`);
+      if (entered !== undefined && !/^\d+(?:\.\d+)?$/.test(entered)) throw new Error(`requests.log: a recycle-flip line's last entry into the select is not a time: "${line}"`);
       const readableCount = readable === undefined ? 0 : Number(readable);
+      if (place === 'in-poll' && entered !== undefined && Number(entered) > 0 && readableCount >= 0) recycleFlipsInSelect.push({ readable: readableCount, inSelectForMs: ms - Number(entered) * 1000 });
       if (readableCount === 0) recycleFlips[place === 'in-poll' ? 'inPoll' : 'pastPoll']++;
       else if (readableCount > 0) {
         recycleFlipsWithReadable++;
@@ -467,7 +481,7 @@ export function requestTimings(lines: readonly string[]): RequestTimes {
       responded.add(conn);
     }
   }
-  return { handlerMs, handOvers, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable, recycleFlipReturns };
+  return { handlerMs, handOvers, exits, keptAliveHandOvers, realtimeOffsetMs, pickupMs, returnMs, closeAfterRecycleTurnMs, recycleFlips, recycleFlipsWithReadable, recycleFlipReturns, recycleFlipsInSelect };
 }
 
 /**
@@ -493,6 +507,17 @@ export function recycleFlipReturnsLine(name: string, flips: readonly RecycleFlip
   const age = ages.length === 0 ? 'none seen' : `a median ${round3(median(ages))} ms (p90 ${percentilesOf(ages)[90]} ms)`;
   const pastPoll = flips.filter((f) => f.place === 'past-poll').length;
   return `${name}: at ${flips.length} recycle flips with a connection readable (${pastPoll} past the poll by the flag), ${sum((f) => f.readable)} readable; handed over after the flip ${sum((f) => f.handedOverFromEarlier)} from a select returned before it and ${sum((f) => f.handedOverFromLater)} from one returned after it; the last return before a flip past the poll, ${age} before it`;
+}
+
+/** How long the main thread had been in its select at the flips that found it there, with nothing readable and with something. */
+export function recycleFlipsInSelectLine(name: string, flips: RequestTimes['recycleFlipsInSelect']): string {
+  const summary = (readable: boolean) => {
+    const msIn = flips.filter((f) => (f.readable > 0) === readable).map((f) => f.inSelectForMs);
+    if (msIn.length === 0) return `${readable ? 'something' : 'nothing'} readable at none`;
+    const p = percentilesOf(msIn);
+    return `${readable ? 'something' : 'nothing'} readable at ${msIn.length}: in it for a median ${round3(median(msIn))} ms (quartiles ${p[25]}–${p[75]} ms)`;
+  };
+  return `${name}: at the recycle flips that found the main thread in its select, ${summary(false)}; ${summary(true)}`;
 }
 
 /** The port of a peer as Python prints it: `('127.0.0.1', 43210)`. */
@@ -1268,6 +1293,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs } = readRequests(name, target, run, log);
   if (requests) log(`${name}: ${requests.recycleFlipsWithReadable} of ${requests.recycleFlipsWithReadable + requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll} recycles found a connection readable at the flip; of the rest, ${requests.recycleFlips.pastPoll} found the loop past its poll`);
   if (requests && requests.recycleFlipReturns.length > 0) log(recycleFlipReturnsLine(name, requests.recycleFlipReturns));
+  if (requests && requests.recycleFlipsInSelect.length > 0) log(recycleFlipsInSelectLine(name, requests.recycleFlipsInSelect));
   const cpuRun = target.cpuCommand ? await sampledRun(target, target.cpuCommand, server, port, url) : null;
   const work = cpuRun?.work ?? null;
   if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, heldAtHandOvers, jointRequestRows, profileText, recycleReturnOf, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
+import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, heldAtHandOvers, jointRequestRows, profileText, recycleReturnOf, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, recycleFlipsInSelectLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -545,6 +545,30 @@ describe("requestTimings: gunicorn's request hooks as handler times, kept-alive 
       'g: at 3 recycle flips with a connection readable (2 past the poll by the flag), 6 readable; handed over after the flip 2 from a select returned before it and 1 from one returned after it; the last return before a flip past the poll, a median 1.5 ms (p90 1.5 ms) before it',
     );
     expect(() => requestTimings(['1.0 recycle-flip 10 in-poll 2 soon'])).toThrow(/last select return is not a time/);
+  });
+
+  it('notes, at the flips that found the main thread in its select, how long it had been in it — where the line says when it went in', () => {
+    const lines = [
+      // In the select since 0.9996 s (0.4 ms), nothing readable; since 1.9980 s (2 ms), one readable.
+      '1.000000 recycle-flip 10 in-poll 0 0.999000 0.999600',
+      '2.000000 recycle-flip 11 in-poll 1 1.990000 1.998000',
+      // Past its poll: not in it. An older line without the entry, and a line whose entry is 0 (never in it yet): no reading.
+      '3.000000 recycle-flip 12 past-poll 2 2.999000 2.990000',
+      '4.000000 recycle-flip 13 in-poll 0 3.999000',
+      '5.000000 recycle-flip 14 in-poll 0 0.000000 0.000000',
+      // The poller could not be read (−1): no reading either.
+      '6.000000 recycle-flip 15 in-poll -1 5.999000 5.999500',
+    ];
+    const flips = requestTimings(lines).recycleFlipsInSelect.map((f) => ({ ...f, inSelectForMs: Math.round(f.inSelectForMs * 1000) / 1000 }));
+    expect(flips).toEqual([
+      { readable: 0, inSelectForMs: 0.4 },
+      { readable: 1, inSelectForMs: 2 },
+    ]);
+    expect(recycleFlipsInSelectLine('g', requestTimings(lines).recycleFlipsInSelect)).toBe(
+      'g: at the recycle flips that found the main thread in its select, nothing readable at 1: in it for a median 0.4 ms (quartiles 0.4–0.4 ms); something readable at 1: in it for a median 2 ms (quartiles 2–2 ms)',
+    );
+    expect(recycleFlipsInSelectLine('g', [])).toBe('g: at the recycle flips that found the main thread in its select, nothing readable at none; something readable at none');
+    expect(() => requestTimings(['1.0 recycle-flip 10 in-poll 2 0.9 later'])).toThrow(/last entry into the select is not a time/);
   });
 
   it("gives the profile the share of such flips whose select the kernel had woken, and the last return's age at the others — neither without an age", () => {
