@@ -513,6 +513,13 @@ export class SimulatedServer implements ServerSide {
   }
 }
 
+/** A connection readable in the poller with a measured wait: since when, when its hand-over is due, and how long before that its poll returned. */
+interface ReadableSince {
+  readonly atMs: number;
+  readonly afterPollReturnMs: number;
+  readonly dueAtMs: number;
+}
+
 /** One worker process: its threads take service time, its loop heartbeats and accepts. */
 export class WorkerProcess implements WorkerPort {
   readonly driver: WorkerDriver;
@@ -533,7 +540,7 @@ export class WorkerProcess implements WorkerPort {
    */
   private readonly behind = new Map<ConnId, string[]>();
   /** Connections waiting in the poller with a measured wait, since when, and how long before its hand-over its poll returns (`PollWait`). */
-  private readonly readableSince = new Map<ConnId, { readonly atMs: number; readonly afterPollReturnMs: number; readonly dueAtMs: number }>();
+  private readonly readableSince = new Map<ConnId, ReadableSince>();
   /**
    * Since when the loop hands nothing over, until a stopping signal's handler runs: from the kill while
    * the handler waits (`killed`), or from a drawn stall ahead of a reload's kill (`stalls`). CPython runs
@@ -979,9 +986,9 @@ export class WorkerProcess implements WorkerPort {
   private recycleReturn(readable: readonly ConnId[]): readonly ConnId[] | null {
     const measured = this.server.timing.recycleReturn;
     if (measured === undefined) return null;
-    const firstReadableAtMs = Math.min(...readable.map((conn) => this.readableSince.get(conn)?.atMs ?? Number.POSITIVE_INFINITY));
-    if (firstReadableAtMs === Number.POSITIVE_INFINITY) return null;
-    const returnedAtMs = measured.selectWoken() ? firstReadableAtMs : this.server.host.nowMs - Math.max(0, measured.lastReturnAgeMs());
+    const first = this.earliestReadable(readable);
+    if (first === undefined) return null;
+    const returnedAtMs = measured.selectWoken() ? first.atMs : this.server.host.nowMs - Math.max(0, measured.lastReturnAgeMs());
     return this.readableBy(readable, returnedAtMs);
   }
 
@@ -996,13 +1003,19 @@ export class WorkerProcess implements WorkerPort {
    * measured the loop's return, takes that instead (`recycleReturn`).
    */
   private pollReturn(readable: readonly ConnId[], loopRanUntilMs: number): readonly ConnId[] | null {
-    let first: { readonly atMs: number; readonly returnedAtMs: number } | null = null;
+    const first = this.earliestReadable(readable);
+    if (first === undefined) return null;
+    return this.readableBy(readable, Math.max(first.atMs, Math.min(first.dueAtMs - first.afterPollReturnMs, loopRanUntilMs)));
+  }
+
+  /** Of `readable`, the measured wait of the one that became readable first (the first in the list among equals); none has one: undefined. */
+  private earliestReadable(readable: readonly ConnId[]): ReadableSince | undefined {
+    let first: ReadableSince | undefined;
     for (const conn of readable) {
       const since = this.readableSince.get(conn);
-      if (since === undefined || (first !== null && since.atMs >= first.atMs)) continue;
-      first = { atMs: since.atMs, returnedAtMs: Math.max(since.atMs, Math.min(since.dueAtMs - since.afterPollReturnMs, loopRanUntilMs)) };
+      if (since !== undefined && (first === undefined || since.atMs < first.atMs)) first = since;
     }
-    return first === null ? null : this.readableBy(readable, first.returnedAtMs);
+    return first;
   }
 
   /**
