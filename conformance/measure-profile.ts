@@ -99,6 +99,8 @@ interface Target {
   readonly cpuCommand?: string;
   /** The worker is one thread, an event loop (the profile's `singleThreadedLoop`): its design, said, not measured. */
   readonly singleThreadedLoop?: true;
+  /** The policy the measuring runs serve under, where the profile leaves it a flag (`policy` absent). */
+  readonly runPolicy?: string;
 }
 
 /** A hand-over of a kept-alive connection's next request (gthread: `enqueue_req` from the poller), on the hooks' clock. */
@@ -1104,7 +1106,9 @@ const GUNICORN_BOOT_METHOD =
 
 const GUNICORN_FLAGS = `--bind {bind} --workers {workers} --keep-alive {keepalive} --max-requests {max-requests} --log-level warning -c hooks.py --pythonpath ${APPS_DIR} hello_app:app`;
 
-const QUIESCE_SERVE = `${process.execPath} ${new URL('../bin/quiesce.mjs', import.meta.url).pathname} serve --app hello --policy gunicorn-gthread --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`;
+/** The policy our server is measured under (its policy is a flag): the calibration's rows run it so. */
+const QUIESCE_MEASURED_POLICY = 'gunicorn-gthread';
+const QUIESCE_SERVE = `${process.execPath} ${new URL('../bin/quiesce.mjs', import.meta.url).pathname} serve --app hello --policy ${QUIESCE_MEASURED_POLICY} --bind {bind} --workers {workers} --threads {threads} --keepalive {keepalive} --max-requests {max-requests}`;
 
 export const TARGETS: Record<string, Target> = {
   'gunicorn-20.1-gthread': {
@@ -1133,6 +1137,7 @@ export const TARGETS: Record<string, Target> = {
     // The lifecycle trace: the full one costs the server about half its throughput, which would stretch what it times.
     command: `${QUIESCE_SERVE} --trace trace.jsonl --trace-events lifecycle`,
     cpuCommand: QUIESCE_SERVE,
+    runPolicy: QUIESCE_MEASURED_POLICY,
     // A worker is one Node.js process serving from its event loop: a request is read, handled and answered in one callback.
     singleThreadedLoop: true,
     files: {},
@@ -1273,6 +1278,8 @@ function percentilesOf(samples: readonly number[]): number[] {
 export async function measureProfile(name: string, port: number, log: (line: string) => void, options: { workers?: number; stops?: boolean } = {}): Promise<Profile> {
   const target = TARGETS[name];
   if (!target) throw new Error(`unknown profile "${name}"; expected one of: ${Object.keys(TARGETS).join(', ')}`);
+  const runPolicy = target.policy ?? target.runPolicy;
+  if (runPolicy === undefined) throw new Error(`profile "${name}": its target names no policy its runs serve under (policy or runPolicy)`);
   const date = new Date().toISOString().slice(0, 10);
   const machine = describeMachine();
   const url = `http://127.0.0.1:${port}/`;
@@ -1298,6 +1305,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const work = cpuRun?.work ?? null;
   if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);
   const activations = cpuRun ? spareActivations(cpuRun.cpu) : [];
+  log(`${name}: the run the simulator takes lost ${(cpuRun && work ? cpuRun.ab : run.ab).length} exchanges (ab's Length) of ${AB_REQUESTS}`);
   if (work) log(`${name}: CPU per request ${round3(work.requestWorkMs)} ms, per boot ${round3(median(work.bootWorkMs))} ms (median of ${work.bootWorkMs.length}), the client's per response ${work.clientWorkMs === null ? '—' : round3(work.clientWorkMs)} ms`);
   // With the teardown measured, the simulator's replacement starts where the old process is gone: the
   // boot is measured from there too, or the teardown would count twice.
@@ -1482,6 +1490,15 @@ export async function measureProfile(name: string, port: number, log: (line: str
       : {}),
     bootMs: measuredValueOf('replacement-under-load', boots),
     ...arbiter,
+    // The run whose conditions the simulator takes: where the CPU is measured, the sampled run (the
+    // simulator shares out that run's work, without the trace's); elsewhere the one the hooks timed.
+    measuredRunLost: {
+      measurement: cpuRun && work ? 'cpu-under-the-calibration-load' : requests ? 'hooks-under-the-calibration-load' : 'ab-under-the-calibration-load',
+      policy: runPolicy,
+      workers: server.workers,
+      requests: AB_REQUESTS,
+      lost: (cpuRun && work ? cpuRun.ab : run.ab).length,
+    },
   };
   return profileSchema.parse(profile);
 }

@@ -113,6 +113,21 @@ const measuredSteadyCpu = z.strictObject({
   clientWorkMs: z.number().nonnegative(),
 });
 
+/**
+ * What the profile's own measuring run lost: ab's Length (each lost exchange once, as `quiesce calibrate`
+ * counts a run's), under the calibration's load (its server, `ab -c 20 -k -r`) with `policy`, at `workers`
+ * workers and `requests` requests. Not drawn by the simulator: the run the other numbers describe, kept so that the
+ * simulator, given them, can be checked against it (test/simulator/own-run.test.ts).
+ */
+const measuredRunLost = z.strictObject({
+  measurement: z.string().min(1),
+  /** The policy the server ran under (the profile's own, or the one its flag was given). */
+  policy: z.string().min(1),
+  workers: z.number().int().positive(),
+  requests: z.number().int().positive(),
+  lost: z.number().int().nonnegative(),
+});
+
 /** Every number of a profile but its name's: each names the measurement it stands under. */
 export const MEASURED_KEYS = [
   'serviceMs',
@@ -143,6 +158,7 @@ export const MEASURED_KEYS = [
   'reloadKillDelayMs',
   'reloadStallBeforeKillMs',
   'cpu',
+  'measuredRunLost',
   'cpuWithoutRecycling',
   'spareActivationMs',
 ] as const;
@@ -330,6 +346,8 @@ export const profileSchema = z
      * which processor sharing does not see (its work is a few ms: 0–10 ms unloaded, at /proc's tick).
      */
     spareActivationMs: measuredValue.optional(),
+    /** The exchanges the run this profile was measured from lost (see `measuredRunLost` above). */
+    measuredRunLost: measuredRunLost.optional(),
   })
   .superRefine((profile, ctx) => {
     for (const key of MEASURED_KEYS) {
