@@ -501,6 +501,31 @@ export function simulatedRun(policy: string, params: ScenarioParams, seed: numbe
   return { ...figuresOf(result.stats.ab, heldAtRecycle, result.stats.latency.percentileMs(50), result.stats.latency.percentileMs(99)), wire };
 }
 
+/** What a profile's own measuring run lost, beside the simulator given that profile under the run's load. */
+export interface OwnRunCheck {
+  readonly policy: string;
+  readonly requests: number;
+  /** The run's exchanges lost (ab's Length): `measuredRunLost`. */
+  readonly real: number;
+  /** The simulated runs' lost, one a seed, and their median. */
+  readonly simulated: readonly number[];
+  readonly simulatedMedian: number;
+}
+
+/**
+ * The simulator against the run a profile's numbers describe (`measuredRunLost`): the same server (the
+ * calibration's, which `profile:measure` runs: `MEASURE_SERVER` is `SEED_CALIBRATION.server`) at the
+ * run's workers, the same load (`ab -c 20 -k -r`, ab's own 30 s timeout), the same policy. Apart from
+ * a later run's day, this is the model's own error. Null: the profile keeps no such run.
+ */
+export function ownRunCheck(profile: Profile, seeds: readonly number[]): OwnRunCheck | null {
+  const run = profile.measuredRunLost;
+  if (run === undefined) return null;
+  const { params } = simulatedParams({ server: { ...SEED_CALIBRATION.server, workers: run.workers }, load: { requests: run.requests, concurrency: 20, timeoutS: 30 }, profile, signals: [] });
+  const simulated = seeds.map((seed) => simulatedRun(run.policy, params, seed).lost);
+  return { policy: run.policy, requests: run.requests, real: run.lost, simulated, simulatedMedian: median(simulated) };
+}
+
 export async function calibrate(options: CalibrationOptions): Promise<CalibrationReport> {
   if (options.withoutRefused && !options.capture) throw new Error('withoutRefused needs capture: only the wire tells a refused connect from another loss ab counts alike');
   const log = options.log ?? (() => {});

@@ -15,7 +15,7 @@ import { match } from 'ts-pattern';
 import type { ServerParams } from '../model/params.ts';
 import { getProfile, type Profile } from '../simulator/profiles.ts';
 import { measureProfile } from './measure-profile.ts';
-import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses, formatOffBy, formatOffByRange, offBy, OFF_BY_BOOTSTRAP } from './calibrate.ts';
+import { calibrate, SEED_CALIBRATION, type CalibrationLoad, type CalibrationReport, type CalibrationSignal, type RunFigures, comparedLosses, formatOffBy, formatOffByRange, offBy, OFF_BY_BOOTSTRAP, ownRunCheck, withinTolerance, type OwnRunCheck } from './calibrate.ts';
 import { APPS_DIR, QUIESCE_BIN, tempDir } from './process.ts';
 import { calibrateBacklog, type BacklogCalibrationReport, type BacklogLoad, type BacklogRunFigures } from './backlog-calibration.ts';
 
@@ -146,10 +146,27 @@ export function selectRows<R extends { readonly name: string }>(rows: readonly R
   return filter === undefined ? [...rows] : rows.filter((row) => row.name.toLowerCase().includes(filter.toLowerCase()));
 }
 
-export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean; rows?: string } = {}): Promise<MatrixResult[]> {
+/** A profile the rows used, against the run it was measured from (`ownRunCheck`); null: it keeps no such run. */
+export interface OwnRunRow {
+  readonly profile: string;
+  readonly check: OwnRunCheck | null;
+}
+
+/**
+ * Seeds for the profiles' own runs: a run of 40,000 requests is four of a row's, so a seed's losses
+ * spread half as wide, and nine seeds cost what a row's 27 do.
+ */
+const OWN_RUN_SEEDS = SEEDS.slice(0, 9);
+
+export async function runMatrix(port: number, log: (line: string) => void, options: { shippedProfiles?: boolean; rows?: string } = {}): Promise<{ readonly results: MatrixResult[]; readonly ownRuns: OwnRunRow[] }> {
   const cwd = tempDir('quiesce-matrix-');
   const rows = selectRows(MATRIX, options.rows);
   const profiles = await rowProfiles(rows, port, options.shippedProfiles === true, log);
+  // Before the rows: the model against the runs its numbers came from, apart from the rows' later runs.
+  const ownRuns = [...profiles].map(([key, profile]): OwnRunRow => {
+    log(`${key}: against its own measuring run`);
+    return { profile: key, check: ownRunCheck(profile, OWN_RUN_SEEDS) };
+  });
   const results: MatrixResult[] = [];
   for (const row of rows) {
     log(row.name);
@@ -179,7 +196,21 @@ export async function runMatrix(port: number, log: (line: string) => void, optio
     const report = await calibrateBacklog({ command: row.command, policy: row.policy, backlog: row.backlog, load: row.load, runs: REAL_RUNS, seeds: SEEDS, tolerance: 0.25 });
     results.push({ kind: 'backlog', row, report });
   }
-  return results;
+  return { results, ownRuns };
+}
+
+/** Each profile against its own measuring run: what the run lost, what the simulator loses given its numbers. */
+export function ownRunTable(ownRuns: readonly OwnRunRow[]): string {
+  const lines = [
+    `| profile | its run lost | simulated (${OWN_RUN_SEEDS.length} seeds) | off by | ±25 % |`,
+    '| --- | --- | --- | --- | --- |',
+    ...ownRuns.map(({ profile, check }) =>
+      check === null
+        ? `| ${profile} | not kept | | | |`
+        : `| ${profile} (${check.policy}) | ${check.real} of ${check.requests} | ${span(check.simulated)} | ${offByCell(check.real, check.simulatedMedian, null)} | ${withinTolerance(check.real, check.simulatedMedian, 0.25) ? 'yes' : 'no'} |`,
+    ),
+  ];
+  return lines.join('\n') + '\n';
 }
 
 const span = (xs: readonly number[]) => {
@@ -255,8 +286,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   else if (port === null) process.exitCode = 2;
   else {
     const { shippedProfiles, rows } = program.opts<{ shippedProfiles?: boolean; rows?: string }>();
-    const results = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`), { shippedProfiles: shippedProfiles === true, rows });
+    const { results, ownRuns } = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`), { shippedProfiles: shippedProfiles === true, rows });
     process.stdout.write(`Profiles: ${shippedProfiles === true ? 'as shipped (simulator/profiles/)' : `measured on this machine first, ${new Date().toISOString().slice(0, 10)}`}\n\n`);
     process.stdout.write(matrixTable(results));
+    process.stdout.write(`\nEach profile against the run it was measured from (40,000 requests; the model apart from the rows' later runs):\n\n`);
+    process.stdout.write(ownRunTable(ownRuns));
   }
 }

@@ -14,7 +14,7 @@ import { getScenario } from '../../simulator/scenarios.ts';
 import { abFailureCounts } from '../../simulator/clients.ts';
 import fc from 'fast-check';
 import { runCli } from '../helpers.ts';
-import { BACKLOG_MATRIX, MATRIX, realRunsOf, selectRows } from '../../conformance/calibration-matrix.ts';
+import { BACKLOG_MATRIX, MATRIX, ownRunTable, realRunsOf, selectRows } from '../../conformance/calibration-matrix.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { fillCommand } from '../../conformance/blackbox.ts';
@@ -237,7 +237,26 @@ describe('the calibration matrix (npm run calibrate:matrix)', () => {
     expect(refused.stderr).toContain(`"${MATRIX[0]!.name}"`);
     expect(refused.stdout).toBe('');
   });
+
+  it("prints each profile against its own measuring run: the run's losses, the seeds' spread, the distance of the median, the verdict", () => {
+    const table = ownRunTable([
+      { profile: 'gunicorn-20.1-gthread at 4 workers', check: { policy: 'gunicorn-gthread', requests: 40_000, real: 370, simulated: [389, 421, 470], simulatedMedian: 421 } },
+      { profile: 'gunicorn-20.1-gthread at 1 worker', check: { policy: 'gunicorn-gthread', requests: 40_000, real: 600, simulated: [800, 760, 790], simulatedMedian: 790 } },
+      { profile: 'gunicorn-20.1-sync at 4 workers', check: { policy: 'gunicorn-sync', requests: 40_000, real: 0, simulated: [0, 0, 0], simulatedMedian: 0 } },
+      { profile: 'an old file', check: null },
+    ]).split('\n');
+    // 421 against 370 is +13.8 %: within; 790 against 600, +31.7 %: out; none against none: exact.
+    expect(lines(table)).toEqual([
+      '| gunicorn-20.1-gthread at 4 workers (gunicorn-gthread) | 370 of 40000 | 389–470 | +14 % | yes |',
+      '| gunicorn-20.1-gthread at 1 worker (gunicorn-gthread) | 600 of 40000 | 760–800 | +32 % | no |',
+      '| gunicorn-20.1-sync at 4 workers (gunicorn-sync) | 0 of 40000 | 0 | 0 | yes |',
+      '| an old file | not kept | | | |',
+    ]);
+  });
 });
+
+/** A markdown table's rows, without its header and rule. */
+const lines = (table: readonly string[]) => table.slice(2).filter((line) => line !== '');
 
 /**
  * Our server's profile, measured on this machine before it is calibrated (npm run profile:measure, the
