@@ -48,6 +48,12 @@ export const SEED_CALIBRATION: { readonly server: ServerParams; readonly load: C
   load: { requests: 10_000, concurrency: 20, timeoutS: 30 },
 };
 
+/**
+ * The load `profile:measure` measures a profile under: the seed's, four times as long (`ab -n 40000 -c 20
+ * -k -r`, with ab's own timeout of 30 s), on the calibration's server (`SEED_CALIBRATION.server`).
+ */
+export const MEASURE_LOAD: CalibrationLoad = { requests: 40_000, concurrency: 20, timeoutS: 30 };
+
 /** A signal the operator sends to the server's main process (its pid: the command's own process). */
 export interface CalibrationSignal {
   readonly atMs: number;
@@ -515,13 +521,13 @@ export interface OwnRunCheck {
 /**
  * The simulator against the run a profile's numbers describe (`measuredRunLost`): the same server (the
  * calibration's, which `profile:measure` runs: `MEASURE_SERVER` is `SEED_CALIBRATION.server`) at the
- * run's workers, the same load (`ab -c 20 -k -r`, ab's own 30 s timeout), the same policy. Apart from
+ * run's workers, the same load (`MEASURE_LOAD`), the same policy. Apart from
  * a later run's day, this is the model's own error. Null: the profile keeps no such run.
  */
 export function ownRunCheck(profile: Profile, seeds: readonly number[]): OwnRunCheck | null {
   const run = profile.measuredRunLost;
   if (run === undefined) return null;
-  const { params } = simulatedParams({ server: { ...SEED_CALIBRATION.server, workers: run.workers }, load: { requests: run.requests, concurrency: 20, timeoutS: 30 }, profile, signals: [] });
+  const { params } = simulatedParams({ server: { ...SEED_CALIBRATION.server, workers: run.workers }, load: { ...MEASURE_LOAD, requests: run.requests }, profile, signals: [] });
   const simulated = seeds.map((seed) => simulatedRun(run.policy, params, seed).lost);
   return { policy: run.policy, requests: run.requests, real: run.lost, simulated, simulatedMedian: median(simulated) };
 }

@@ -127,7 +127,7 @@ export const BACKLOG_MATRIX: readonly BacklogRow[] = [
  * was measured under; `shipped`: the files in simulator/profiles/ instead (measured at 4 workers).
  */
 const workersOf = (row: Row) => row.server.workers ?? SEED_CALIBRATION.server.workers;
-const profileKey = (row: Row) => `${row.profile} at ${workersOf(row)} workers`;
+const profileKey = (row: Row) => `${row.profile} at ${workersOf(row)} worker${workersOf(row) === 1 ? '' : 's'}`;
 
 async function rowProfiles(rows: readonly Row[], port: number, shipped: boolean, log: (line: string) => void): Promise<Map<string, Profile>> {
   const profiles = new Map<string, Profile>();

@@ -55,7 +55,7 @@ import { runAb } from './ab.ts';
 import { commandServer, fillCommand } from './blackbox.ts';
 import { APPS_DIR, stopGracefully, tempDir, type ServerProcess } from './process.ts';
 import type { ServerParams } from '../model/params.ts';
-import { SEED_CALIBRATION } from './calibrate.ts';
+import { MEASURE_LOAD, SEED_CALIBRATION } from './calibrate.ts';
 import { readTrace } from '../impl/trace-file.ts';
 import type { TraceEvent } from '../model/events.ts';
 import { LatencyHistogram } from '../simulator/stats.ts';
@@ -1149,8 +1149,9 @@ export const TARGETS: Record<string, Target> = {
 
 /** The load: the calibration's (the seed's: 4 workers × 20 threads, keep-alive 2 s, max-requests 512; ab -c 20 -k -r). */
 export const MEASURE_SERVER: ServerParams = SEED_CALIBRATION.server;
-const AB_REQUESTS = 40_000;
-const AB_LOAD = ['-n', String(AB_REQUESTS), '-c', '20', '-k', '-r'];
+const AB_REQUESTS = MEASURE_LOAD.requests;
+// ab's own timeout is MEASURE_LOAD's 30 s: the command leaves it out, as every profile's measurement has.
+const AB_LOAD = ['-n', String(AB_REQUESTS), '-c', String(MEASURE_LOAD.concurrency), '-k', '-r'];
 const AB_WARMUP = ['-n', '5000', '-c', '20', '-k', '-r'];
 /** The stops: the calibration matrix's TERM row (no recycling, a TERM 1 s into the load), several times — each gives a sample per worker. */
 const STOP_RUNS = 10;
@@ -1305,7 +1306,12 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const work = cpuRun?.work ?? null;
   if (work && work.bootWorkMs.length < 10) throw new Error(`the samples saw only ${work.bootWorkMs.length} whole boots; expected dozens`);
   const activations = cpuRun ? spareActivations(cpuRun.cpu) : [];
-  log(`${name}: the run the simulator takes lost ${(cpuRun && work ? cpuRun.ab : run.ab).length} exchanges (ab's Length) of ${AB_REQUESTS}`);
+  // The run whose conditions the simulator takes: where the CPU is measured, the sampled run (the
+  // simulator shares out that run's work, without the trace's); elsewhere the one the hooks timed.
+  const lostRun = cpuRun && work
+    ? { ab: cpuRun.ab, measurement: 'cpu-under-the-calibration-load' }
+    : { ab: run.ab, measurement: requests ? 'hooks-under-the-calibration-load' : 'ab-under-the-calibration-load' };
+  log(`${name}: the run the simulator takes lost ${lostRun.ab.length} exchanges (ab's Length) of ${AB_REQUESTS}`);
   if (work) log(`${name}: CPU per request ${round3(work.requestWorkMs)} ms, per boot ${round3(median(work.bootWorkMs))} ms (median of ${work.bootWorkMs.length}), the client's per response ${work.clientWorkMs === null ? '—' : round3(work.clientWorkMs)} ms`);
   // With the teardown measured, the simulator's replacement starts where the old process is gone: the
   // boot is measured from there too, or the teardown would count twice.
@@ -1490,15 +1496,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
       : {}),
     bootMs: measuredValueOf('replacement-under-load', boots),
     ...arbiter,
-    // The run whose conditions the simulator takes: where the CPU is measured, the sampled run (the
-    // simulator shares out that run's work, without the trace's); elsewhere the one the hooks timed.
-    measuredRunLost: {
-      measurement: cpuRun && work ? 'cpu-under-the-calibration-load' : requests ? 'hooks-under-the-calibration-load' : 'ab-under-the-calibration-load',
-      policy: runPolicy,
-      workers: server.workers,
-      requests: AB_REQUESTS,
-      lost: (cpuRun && work ? cpuRun.ab : run.ab).length,
-    },
+    measuredRunLost: { measurement: lostRun.measurement, policy: runPolicy, workers: server.workers, requests: AB_REQUESTS, lost: lostRun.ab.length },
   };
   return profileSchema.parse(profile);
 }

@@ -6,7 +6,7 @@
  * their profiles, whose losses move by a fifth from one batch to the next: simulator/README.md).
  */
 import { describe, expect, it } from 'vitest';
-import { formatOffBy, offBy, ownRunCheck, SEED_CALIBRATION, withinTolerance } from '../../conformance/calibrate.ts';
+import { formatOffBy, MEASURE_LOAD, offBy, ownRunCheck, SEED_CALIBRATION, withinTolerance } from '../../conformance/calibrate.ts';
 import { MEASURE_SERVER } from '../../conformance/measure-profile.ts';
 import { profileSchema } from '../../simulator/profile-schema.ts';
 import { PROFILE_NAMES, getProfile } from '../../simulator/profiles.ts';
@@ -19,6 +19,18 @@ describe('each shipped profile against the run it was measured from', () => {
   it('the check simulates the server profile:measure runs', () => {
     // ownRunCheck takes the calibration's server; the profiles are measured with MEASURE_SERVER.
     expect(MEASURE_SERVER).toEqual(SEED_CALIBRATION.server);
+  });
+
+  it.each(PROFILE_NAMES)("%s: the run the check simulates is the one its measurement's command ran", (name) => {
+    const profile = getProfile(name);
+    const run = profile.measuredRunLost!;
+    const command = profile.measurements[run.measurement]!.command;
+    expect(command).toContain(`--workers ${run.workers}`);
+    expect(command).toContain(`ab -n ${run.requests} -c ${MEASURE_LOAD.concurrency} -k -r`);
+    expect(command).not.toMatch(/ab [^;]* -s /); // ab's own timeout: MEASURE_LOAD's
+    expect(command).toContain(`--max-requests ${SEED_CALIBRATION.server.maxRequests}`);
+    if (profile.policy === undefined) expect(command).toContain(`--policy ${run.policy}`);
+    else expect(run.policy).toBe(profile.policy);
   });
 
   it.each(PROFILE_NAMES)('%s: the simulator with the profile loses what its measuring run lost, within ±25 % (none where it lost none)', (name) => {
