@@ -151,9 +151,9 @@ export interface RequestTimes {
   /**
    * The flips that found the main thread in its select by the flag (the hooks' lines that say when it
    * went in): what was readable, and how long the thread had been in the select. A pool thread runs
-   * Python only with the GIL, which the main thread gives up as it goes in: a flip soon after the entry
-   * is a thread that got the GIL then, with the select's return handed over (simulator/README.md, "A
-   * worker's connections share its GIL").
+   * Python only with the GIL, which the main thread gives up as it goes in; whether the flips bunch
+   * at the entry is what this reads (one run: they do not, plainly — simulator/README.md, "A worker's
+   * connections share its GIL").
    */
   readonly recycleFlipsInSelect: { readonly readable: number; readonly inSelectForMs: number }[];
 }
@@ -1152,7 +1152,7 @@ export const MEASURE_SERVER: ServerParams = SEED_CALIBRATION.server;
 const AB_REQUESTS = MEASURE_LOAD.requests;
 // ab's own timeout is MEASURE_LOAD's 30 s: the command leaves it out, as every profile's measurement has.
 const AB_LOAD = ['-n', String(AB_REQUESTS), '-c', String(MEASURE_LOAD.concurrency), '-k', '-r'];
-const AB_WARMUP = ['-n', '5000', '-c', '20', '-k', '-r'];
+const AB_WARMUP = ['-n', '5000', '-c', String(MEASURE_LOAD.concurrency), '-k', '-r'];
 /** The stops: the calibration matrix's TERM row (no recycling, a TERM 1 s into the load), several times — each gives a sample per worker. */
 const STOP_RUNS = 10;
 const STOP_AT_MS = 1000;
