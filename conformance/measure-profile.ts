@@ -622,15 +622,22 @@ export function teardowns(times: Pick<RequestTimes, 'exits' | 'realtimeOffsetMs'
 /** How many of the measured kept-alive requests a profile keeps whole (an even sample over the run): enough that each count of held connections has rows of its own. */
 const JOINT_ROWS = 3000;
 
+/** A connection in a capture: the client's SYN → the first FIN or RST after it (either side's), µs, CLOCK_REALTIME. */
+interface CapturedConnection {
+  readonly openUs: number;
+  closeUs: number;
+  pid?: string;
+  /** Its first hand-over (gthread 20.1: its accept, which hands it to the pool at once), µs, CLOCK_REALTIME. */
+  acceptUs?: number;
+}
+
 /**
- * For each kept-alive hand-over, the connections its worker held then, itself among them: each
- * connection in the capture (the client's SYN → the first FIN or RST after it, either side's) is the
- * worker's that handed a request of its port over while it was open; undefined where the worker wrote
- * no clock line. What makes a gthread request slower the more its worker holds: its threads share one
- * GIL (simulator/request-rows.ts).
+ * The capture's connections, each the worker's that handed a request of its port over while it was
+ * open (its first hand-over: in gthread 20.1 the accept), by worker; and the hooks' clock on the
+ * capture's (undefined where the worker wrote no clock line).
  */
-export function heldAtHandOvers(times: Pick<RequestTimes, 'handOvers' | 'keptAliveHandOvers' | 'realtimeOffsetMs'>, segments: readonly Segment[]): (number | undefined)[] {
-  const connectionsOfPort = new Map<number, { readonly openUs: number; closeUs: number; pid?: string }[]>();
+function connectionsOfWorkers(times: Pick<RequestTimes, 'handOvers' | 'realtimeOffsetMs'>, segments: readonly Segment[]) {
+  const connectionsOfPort = new Map<number, CapturedConnection[]>();
   for (const segment of segments) {
     const onPort = connectionsOfPort.get(segment.clientPort);
     const last = onPort?.[onPort.length - 1];
@@ -646,17 +653,53 @@ export function heldAtHandOvers(times: Pick<RequestTimes, 'handOvers' | 'keptAli
     const offsetMs = times.realtimeOffsetMs.get(pid);
     return offsetMs === undefined ? undefined : (ms + offsetMs) * 1000;
   };
-  const connectionsOfPid = new Map<string, { readonly openUs: number; readonly closeUs: number }[]>();
-  for (const handOver of times.handOvers) {
+  const connectionsOfPid = new Map<string, CapturedConnection[]>();
+  for (const handOver of [...times.handOvers].sort((a, b) => a.atMs - b.atMs)) {
     const atUs = realUs(handOver.pid, handOver.atMs);
     if (atUs === undefined) continue;
     const connection = connectionsOfPort.get(handOver.clientPort)?.find((c) => c.openUs <= atUs + CLOCK_SLACK_US && atUs <= c.closeUs + CLOCK_SLACK_US);
     if (connection === undefined || connection.pid !== undefined) continue;
     connection.pid = handOver.pid;
+    connection.acceptUs = atUs;
     const ofPid = connectionsOfPid.get(handOver.pid);
     if (ofPid) ofPid.push(connection);
     else connectionsOfPid.set(handOver.pid, [connection]);
   }
+  return { realUs, connectionsOfPid };
+}
+
+/**
+ * What gthread's accepts took, from the hooks' hand-overs and the capture. A gthread 20.1 worker's loop
+ * takes one connection per turn: the listener is one descriptor in its poller, and its callback calls
+ * accept() once (workers/gthread.py `accept`), so connections queued together wait for the loop's turns
+ * — the reconnections after a recycle come together. `turnsMs`: a worker's accept → its next accept,
+ * where that next connection's SYN came before the first (it waited in the queue for the turn); its
+ * first hand-over is the accept (enqueue_req, at once). `waitsMs`: each accepted connection's SYN → its
+ * accept, what the simulator's accepts are checked against (simulator/README.md, "One accept a turn").
+ */
+export function acceptTurns(times: Pick<RequestTimes, 'handOvers' | 'realtimeOffsetMs'>, segments: readonly Segment[]): { readonly turnsMs: number[]; readonly waitsMs: number[] } {
+  const turnsMs: number[] = [];
+  const waitsMs: number[] = [];
+  for (const connections of connectionsOfWorkers(times, segments).connectionsOfPid.values()) {
+    const accepted = connections.filter((c) => c.acceptUs !== undefined).sort((a, b) => a.acceptUs! - b.acceptUs!);
+    accepted.forEach((c, i) => {
+      waitsMs.push(Math.max(0, c.acceptUs! - c.openUs) / 1000);
+      const before = accepted[i - 1];
+      if (before !== undefined && c.openUs < before.acceptUs!) turnsMs.push((c.acceptUs! - before.acceptUs!) / 1000);
+    });
+  }
+  return { turnsMs, waitsMs };
+}
+
+/**
+ * For each kept-alive hand-over, the connections its worker held then, itself among them: each
+ * connection in the capture (the client's SYN → the first FIN or RST after it, either side's) is the
+ * worker's that handed a request of its port over while it was open; undefined where the worker wrote
+ * no clock line. What makes a gthread request slower the more its worker holds: its threads share one
+ * GIL (simulator/request-rows.ts).
+ */
+export function heldAtHandOvers(times: Pick<RequestTimes, 'handOvers' | 'keptAliveHandOvers' | 'realtimeOffsetMs'>, segments: readonly Segment[]): (number | undefined)[] {
+  const { realUs, connectionsOfPid } = connectionsOfWorkers(times, segments);
   return times.keptAliveHandOvers.map((handOver) => {
     const atUs = realUs(handOver.pid, handOver.handOverMs);
     if (atUs === undefined) return undefined;
@@ -1264,7 +1307,7 @@ function measuredValueOf(measurement: string, samples: readonly number[]) {
 }
 
 /** The 101 percentiles 0, 1, …, 100 of the samples, ms, to the µs. */
-function percentilesOf(samples: readonly number[]): number[] {
+export function percentilesOf(samples: readonly number[]): number[] {
   const histogram = new LatencyHistogram();
   for (const ms of samples) histogram.record(ms);
   return Array.from({ length: 101 }, (_, p) => round3(histogram.percentileMs(p)));
@@ -1298,7 +1341,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
   const bootPairs = target.boots(run.dir);
   if (bootPairs.length < 10) throw new Error(`only ${bootPairs.length} worker replacements were seen; expected dozens`);
   const runCommand = `${fillCommand(run.command, server)}; ab ${AB_LOAD.join(' ')} -e percentiles.csv ${url} (after a first server and ab ${AB_WARMUP.join(' ')}, to warm caches)`;
-  const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs } = readRequests(name, target, run, log);
+  const { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs, accepts } = readRequests(name, target, run, log);
   if (requests) log(`${name}: ${requests.recycleFlipsWithReadable} of ${requests.recycleFlipsWithReadable + requests.recycleFlips.inPoll + requests.recycleFlips.pastPoll} recycles found a connection readable at the flip; of the rest, ${requests.recycleFlips.pastPoll} found the loop past its poll`);
   if (requests && requests.recycleFlipReturns.length > 0) log(recycleFlipReturnsLine(name, requests.recycleFlipReturns));
   if (requests && requests.recycleFlipsInSelect.length > 0) log(recycleFlipsInSelectLine(name, requests.recycleFlipsInSelect));
@@ -1361,7 +1404,11 @@ export async function measureProfile(name: string, port: number, log: (line: str
                 turnaroundsMs.length > 0 ? "; the client's turnaround, a response's last segment → the client's next request segment on the connection" : ''
               }${
                 waits
-                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run, the wait from the later of its arrival and its connection's return to the poller (the hooks' finish_request), which of the two came last, and the connections its worker held at the hand-over (the capture's connections — the client's SYN → the first FIN or RST — of the ports that worker handed over); a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)`
+                  ? `; the poll wait from the arrival, a kept-alive request's segment → its hand-over (enqueue_req) in the hooks, whose CLOCK_MONOTONIC each worker's clock line (time.monotonic() and time.time() side by side at its start) puts on CLOCK_REALTIME; and each kept-alive request's wait, pickup, handler and return together (the hooks' times of the same request), ${JOINT_ROWS} of them sampled evenly over the run, the wait from the later of its arrival and its connection's return to the poller (the hooks' finish_request), which of the two came last, and the connections its worker held at the hand-over (the capture's connections — the client's SYN → the first FIN or RST — of the ports that worker handed over); a graceful exit's teardown, a worker's worker_exit hook → the server's first FIN or RST after it on a connection the worker still held (the process gone, the kernel closing its fds)${
+                    accepts && accepts.turnsMs.length > 0
+                      ? "; a loop turn between accepts, a worker's accept → its next accept where that next connection's SYN came before the first (it waited in the queue for the turn; a connection's first hand-over, enqueue_req, is its accept)"
+                      : ''
+                  }`
                   : ''
               }`,
             },
@@ -1450,6 +1497,7 @@ export async function measureProfile(name: string, port: number, log: (line: str
         }
       : {}),
     ...(joint && joint.rowsMs.length > 0 ? { keptAliveRequestsMs: measuredRows('capture-under-the-calibration-load', joint) } : {}),
+    ...(accepts && accepts.turnsMs.length > 0 ? { acceptTurnMs: { measurement: 'capture-under-the-calibration-load', samples: accepts.turnsMs.length, percentilesMs: percentilesOf(accepts.turnsMs) } } : {}),
     ...(steady?.joint && steady.joint.rowsMs.length > 0
       ? {
           keptAliveRequestsWithoutRecyclingMs: measuredRows('capture-without-recycling', steady.joint),
@@ -1587,11 +1635,15 @@ function readRequests(name: string, target: Target, run: { readonly dir: string;
   const waits = run.segments && requests ? arrivalWaits(requests, run.segments) : null;
   const joint = waits && requests && run.segments ? jointRequestRows(requests.keptAliveHandOvers, waits.waitOfHandOver, heldAtHandOvers(requests, run.segments)) : null;
   const teardownsMs = run.segments && requests ? teardowns(requests, run.segments) : [];
+  const accepts = run.segments && requests ? acceptTurns(requests, run.segments) : null;
+  if (accepts && accepts.turnsMs.length > 0) {
+    log(`${name}: ${accepts.waitsMs.length} accepts, SYN → accept a median ${round3(median(accepts.waitsMs))} ms (p90 ${percentilesOf(accepts.waitsMs)[90]} ms); ${accepts.turnsMs.length} next accepts of a worker while their connection waited, a turn a median ${round3(median(accepts.turnsMs))} ms`);
+  }
   if (waits) log(`${name}: ${waits.waitsMs.length} kept-alive requests paired with their arrival in the capture; ${waits.ofNoRequest} hand-overs had none (the client's FIN)`);
   if (requests && waits && waits.waitsMs.length < requests.keptAliveHandOvers.length / 2) {
     throw new Error(`only ${waits.waitsMs.length} of ${requests.keptAliveHandOvers.length} kept-alive hand-overs were found in the capture: are the hooks' clock lines and the capture on one machine?`);
   }
-  return { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs };
+  return { requests, turnaroundsMs, halfRoundTripsMs, waits, joint, teardownsMs, accepts };
 }
 
 /** tcpdump on the run's port; where it cannot start (not installed, no CAP_NET_RAW), what it measures is left out, and the log says so. */

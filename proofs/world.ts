@@ -614,6 +614,7 @@ function channelOf(item: PlatformItem): string | null {
     case 'reap':
     case 'release':
     case 'accept-turn':
+    case 'accept-one':
     case 'stall':
     case 'poll':
     case 'pickup':

@@ -54,6 +54,8 @@ export type PlatformItem =
   | { readonly kind: 'release'; readonly worker: WorkerId }
   /** A worker's next loop turn: it takes what waits in the accept queue, if its machine lets it. */
   | { readonly kind: 'accept-turn'; readonly worker: WorkerId }
+  /** A worker's loop turn that takes one queued connection (`ServerTiming.acceptTurnMs`). */
+  | { readonly kind: 'accept-one'; readonly worker: WorkerId }
   /** A worker's loop stops handing over ahead of a reload's kill on its way (`WorkerProcess.stalls`). */
   | { readonly kind: 'stall'; readonly worker: WorkerId }
   /** A worker's loop returns from its poll with a readable connection, and hands it to a thread. */

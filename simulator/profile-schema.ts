@@ -134,6 +134,7 @@ export const MEASURED_KEYS = [
   'pollWaitFromArrivalMs',
   'keptAliveRequestsMs',
   'keptAliveRequestsWithoutRecyclingMs',
+  'acceptTurnMs',
   'clientTurnaroundMs',
   'clientTurnaroundWithoutRecyclingMs',
   'returnMs',
@@ -195,6 +196,16 @@ export const profileSchema = z
      * takes the CPU; a request is about twice as fast). A scenario without recycling draws these.
      */
     keptAliveRequestsWithoutRecyclingMs: requestRows.optional(),
+    /**
+     * A worker's loop turn between two accepts, under the calibration load: its accept → its next, where
+     * that next connection was already queued at the first. gthread's listener is one descriptor in its
+     * poller and its callback calls accept() once, so a worker takes one connection a turn, and
+     * connections queued together (the reconnections after a recycle) wait for the loops' turns. Present:
+     * each worker takes one queued connection, the first after a readable connection's poll wait (the
+     * same loop noticing the same event), the next a drawn turn after it; absent: a worker takes every
+     * queued connection at once.
+     */
+    acceptTurnMs: measuredDistribution.optional(),
     clientTurnaroundWithoutRecyclingMs: measuredDistribution.optional(),
     /**
      * The client's turnaround on a kept-alive connection under this server's load: from a response's
@@ -450,6 +461,10 @@ export function applyProfile(base: ScenarioParams, profile: Profile): ProfileApp
     params.requestRowsMs = structuredClone(rows.rowsMs);
     fromProfile.push(`each request's wait, pickup, handler and return, drawn together${rows === profile.keptAliveRequestsWithoutRecyclingMs ? ' (measured without recycling)' : ''}`);
   }
+  if (profile.acceptTurnMs) {
+    params.acceptTurnPercentilesMs = [...profile.acceptTurnMs.percentilesMs];
+    fromProfile.push('one accept a loop turn (the turn after an accept, drawn)');
+  } else defaults.push('accepts (every queued connection at once)');
   if (profile.oneWayLatencyMs) {
     params.latencyMs = profile.oneWayLatencyMs.medianMs;
     fromProfile.push('one-way latency');

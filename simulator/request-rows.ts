@@ -101,6 +101,9 @@ export class RequestRows {
     return { ms: row[0], from: 'readable', afterPollReturnMs: row[5] };
   };
 
+  /** A poll wait alone, for a readable descriptor that is no connection's request: the listener's, as its worker's loop notices a queued connection. */
+  readonly pollWaitMs = (heldConnections: number): number => this.draw(this.readableBy.arrival, heldConnections)[0];
+
   readonly pickupMs = (conn: ConnId, req: string, heldConnections: number): number => {
     const row = this.ofConn.get(conn) ?? this.draw(this.rows, heldConnections);
     this.ofConn.set(conn, row);

@@ -102,6 +102,17 @@ function waitFromArrival(draw: () => number): NonNullable<ServerTiming['dispatch
   return () => ({ ms: draw(), from: 'arrival' });
 }
 
+/**
+ * How long a worker's loop takes to notice its listener readable, where it takes one connection a turn:
+ * a readable connection's poll wait (the measured rows' at its held count, or the distribution), the
+ * same loop noticing the same kind of event; without either, at once.
+ */
+function acceptWait(params: Pick<ScenarioParams, 'dispatchPercentilesMs'>, rows: RequestRows | null, engine: Pick<Engine, 'rng'>): Pick<ServerTiming, 'acceptWaitMs'> {
+  if (rows) return { acceptWaitMs: rows.pollWaitMs };
+  if (params.dispatchPercentilesMs) return { acceptWaitMs: drawFrom(params.dispatchPercentilesMs, engine) };
+  return {};
+}
+
 /** The client's work per response, on its one thread of the shared CPU: nothing waits for it but more of its own. */
 function clientWorkOn(cpu: SharedCpu, workMs: number): () => void {
   const nothing = () => {};
@@ -164,6 +175,7 @@ export function buildWorld(
             ...(params.pickupPercentilesMs ? { pickupMs: drawFrom(params.pickupPercentilesMs, engine) } : {}),
             ...(params.returnPercentilesMs ? { returnMs: drawFrom(params.returnPercentilesMs, engine) } : {}),
           }),
+      ...(params.acceptTurnPercentilesMs ? { acceptTurnMs: drawFrom(params.acceptTurnPercentilesMs, engine), ...acceptWait(params, rows, engine) } : {}),
       ...(params.killGapPercentilesMs ? { killGapMs: drawFrom(params.killGapPercentilesMs, engine) } : {}),
       ...(params.signalHandlerPercentilesMs ? { signalHandlerMs: drawFrom(params.signalHandlerPercentilesMs, engine) } : {}),
       ...(params.closeAfterTurnPercentilesMs ? { closeAfterTurnMs: drawFrom(params.closeAfterTurnPercentilesMs, engine) } : {}),

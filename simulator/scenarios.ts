@@ -40,6 +40,12 @@ export interface ScenarioParams {
   /** The 101 percentiles of how long an answered keep-alive connection takes to get back to the poller, ms; absent: at once. */
   returnPercentilesMs?: number[];
   /**
+   * The 101 percentiles of a worker's loop turn between two accepts, ms: a worker takes one queued
+   * connection a turn (gthread's accept callback), the first after a readable connection's poll wait;
+   * absent: every queued connection at once.
+   */
+  acceptTurnPercentilesMs?: number[];
+  /**
    * The 101 percentiles of the time between an arbiter's successive kill(2)s of one signalling (the
    * workers it wakes take the CPU from it), ms; absent: it signals them all in one instant.
    */

@@ -72,6 +72,17 @@ export interface ServerTiming {
    */
   returnMs?: (conn: ConnId) => number;
   /**
+   * A worker's loop turn after it accepted a connection, drawn per accept (gthread: the accept callback
+   * calls accept() once, so a worker takes one queued connection a turn); absent: a worker takes every
+   * queued connection at once.
+   */
+  acceptTurnMs?: () => number;
+  /**
+   * With `acceptTurnMs`: how long a worker's loop takes to notice the listener readable (a readable
+   * connection's poll wait, drawn with the connections it holds); absent: at once.
+   */
+  acceptWaitMs?: (heldConnections: number) => number;
+  /**
    * How long an arbiter that signals several workers in one step takes between one kill(2) and the next
    * (gunicorn's `kill_workers` loop: the worker it woke takes the CPU from it), drawn per kill; absent:
    * every kill in the same instant.
@@ -227,6 +238,7 @@ const SERVER_ITEM_HANDLERS: ItemHandlers<ServerItem, WorkerProcess> = {
   reap: (i, proc) => proc.reaped(i.code),
   release: (_i, proc) => proc.released(),
   'accept-turn': (_i, proc) => proc.acceptFromQueue(),
+  'accept-one': (_i, proc) => proc.acceptOne(),
   'handler-done': (i, proc) =>
     proc.whenRunning(() => {
       proc.driver.handlerFinished(i.conn, i.req);
@@ -554,6 +566,10 @@ export class WorkerProcess implements WorkerPort {
   private readonly heldPolls: ConnId[] = [];
   /** An accept waits its turn on the event loop's thread (see `acceptFromQueue`): one at a time. */
   private acceptInTurn = false;
+  /** One accept a loop turn (`ServerTiming.acceptTurnMs`): a turn that takes one is on its way. */
+  private acceptOneDue = false;
+  /** … and the loop's next turn after its last accept, ms. */
+  private nextAcceptTurnAtMs = 0;
   /** A stopping worker's exit comes no earlier than this (`ServerTiming.exitAfterCloseMs`, drawn at its listener's close). */
   private exitNotBeforeMs: number | null = null;
   /** The shared CPU's thread its boot runs on while it boots there (a spare's, which becomes this worker). */
@@ -838,6 +854,7 @@ export class WorkerProcess implements WorkerPort {
    * would come first in the poll, which the queue's order does not keep.
    */
   acceptFromQueue(): void {
+    if (this.server.timing.acceptTurnMs) return this.acceptOneSoon();
     const cpu = this.server.timing.cpu;
     if (!this.signalled || !cpu?.readsInTurn) return this.takeFromQueue();
     if (this.acceptInTurn || !this.takesFromQueue()) return;
@@ -846,6 +863,36 @@ export class WorkerProcess implements WorkerPort {
       this.acceptInTurn = false;
       this.takeFromQueue();
     });
+  }
+
+  /**
+   * gthread's loop takes one connection a turn: its listener is one descriptor in its poller, and the
+   * callback calls accept() once (workers/gthread.py `accept`). A connection queued while the loop waits
+   * is noticed as a readable connection is (its poll wait); one queued behind an accept waits for the
+   * loop's next turn, where the listener is still readable. Every worker's loop is woken (no
+   * EPOLLEXCLUSIVE): the first whose turn comes takes it, the others find the queue empty. Connections
+   * queued together — the reconnections after a recycle — so go one a turn to whichever loops come
+   * round first, and a worker that becomes ready finds the others have taken them (simulator/README.md,
+   * "One accept a turn").
+   */
+  private acceptOneSoon(): void {
+    if (this.acceptOneDue || !this.takesFromQueue() || this.server.kernel.head() === undefined || !this.driver.mayAccept()) return;
+    const now = this.server.host.nowMs;
+    const inMs = this.nextAcceptTurnAtMs > now ? this.nextAcceptTurnAtMs - now : Math.max(0, this.server.timing.acceptWaitMs?.(this.driver.openConns().length) ?? 0);
+    this.acceptOneDue = true;
+    this.wire.after(inMs, { kind: 'accept-one', worker: this.id });
+  }
+
+  /** The loop's turn has come (`acceptOneSoon`): it takes the queue's first connection, if another loop has not. */
+  acceptOne(): void {
+    this.acceptOneDue = false;
+    if (!this.takesFromQueue() || !this.driver.mayAccept()) return;
+    const head = this.server.kernel.head();
+    if (head === undefined) return;
+    this.accept(head);
+    const turnMs = this.server.timing.acceptTurnMs?.() ?? 0;
+    this.nextAcceptTurnAtMs = this.server.host.nowMs + Math.max(0, turnMs);
+    this.acceptOneSoon();
   }
 
   /** Whether the process takes from the queue now: booted, running, no handler pending (see `killed`). */

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { applyProfile, getProfile, isProfileFile, PROFILE_NAMES, ProfileFileError, profileSchema, readProfileFile, unmeasuredNumbers } from '../../simulator/profiles.ts';
 import { MEASURED_KEYS } from '../../simulator/profile-schema.ts';
 import { fromPercentiles, Rng } from '../../simulator/rng.ts';
-import { arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, heldAtHandOvers, jointRequestRows, profileText, recycleReturnOf, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, recycleFlipsInSelectLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
+import { acceptTurns, arbiterTimes, arrivalWaits, clientTurnarounds, gracefulExitRows, exitToReady, exitsToReady, goneToReady, handOversByWorker, heldAtHandOvers, jointRequestRows, profileText, recycleReturnOf, lifeLines, reapsAfterTeardown, reloadTimings, recycleFlipReturnsLine, recycleFlipsInSelectLine, requestTimings, stopTimings, stopTimingsOf, teardowns, traceStopMarks } from '../../conformance/measure-profile.ts';
 import type { Segment } from '../../conformance/capture.ts';
 import { gracefulExitTiming, runScenario } from '../../simulator/run.ts';
 import { firstWorkersReadyMs, getScenario } from '../../simulator/scenarios.ts';
@@ -153,6 +153,7 @@ describe('applyProfile', () => {
       'return to the poller',
       'poll wait',
       "each request's wait, pickup, handler and return, drawn together",
+      'one accept a loop turn (the turn after an accept, drawn)',
       'one-way latency',
       "the client's turnaround",
       'thread pickup',
@@ -172,6 +173,9 @@ describe('applyProfile', () => {
       "the arbiter's forks one after another",
       'worker boot (from its fork, drawn)',
     ]);
+    expect(applied.params.acceptTurnPercentilesMs).toEqual(profile.acceptTurnMs!.percentilesMs);
+    // Our server's event loop accepts what is queued in one go (libuv), and no turn is measured for it.
+    expect(applyProfile(base, getProfile('quiesce-serve')).params.acceptTurnPercentilesMs).toBeUndefined();
     expect(applied.params.reapAfterTeardownPercentilesMs).toEqual(profile.reapAfterTeardownMs!.percentilesMs);
     expect(applied.params.gracefulExitRowsMs).toEqual(profile.gracefulExitsMs!.rowsMs);
     // sync's teardown is not captured: its reap is drawn alone, from its exit hook.
@@ -790,6 +794,31 @@ describe('jointRequestRows: the requests kept whole are an even sample over the 
       [0.5, 0.5, 1, 2, 0, 0.1, 1],
       [0.5, 0.5, 1, 2, 0, 0.1, 12],
     ]);
+  });
+});
+
+describe("acceptTurns: gthread's loop turns between accepts, and each connection's wait in the queue, from the capture's SYNs and the hooks' first hand-overs", () => {
+  // One clock (monotonic 0 = realtime 0). Ports 6001–6003 connect together at 10 ms (a reconnection
+  // burst); worker 1 accepts 6001 at 11 ms and 6002 at 13 ms, worker 2 accepts 6003 at 12 ms; port 6004
+  // connects at 20 ms, after worker 1's last accept, and worker 1 takes it at 20.5 ms. A connection's
+  // later hand-overs (kept-alive requests) are not accepts.
+  const segments = [seg(10_000, 6001, 'client', 'syn'), seg(10_000, 6002, 'client', 'syn'), seg(10_000, 6003, 'client', 'syn'), seg(20_000, 6004, 'client', 'syn')];
+  const handOver = (pid: string, clientPort: number, atMs: number) => ({ pid, clientPort, atMs });
+  const times = {
+    realtimeOffsetMs: new Map([['1', 0], ['2', 0]]),
+    // Out of time order, as the hooks' log is (each worker writes its lines at its exit).
+    handOvers: [handOver('2', 6003, 12), handOver('2', 6003, 15), handOver('1', 6004, 20.5), handOver('1', 6002, 13), handOver('1', 6001, 11), handOver('1', 6001, 14)],
+  };
+
+  it("a worker's next accept of a connection that was queued at its last is a turn; one that came after is not", () => {
+    const { turnsMs } = acceptTurns(times, segments);
+    // Worker 1: 11 → 13 (6002 queued since 10 ms) is a turn; 13 → 20.5 is not (6004 came at 20 ms). Worker 2 accepted once.
+    expect(turnsMs.map((ms) => Math.round(ms * 1000) / 1000)).toEqual([2]);
+  });
+
+  it("each connection's SYN → its accept, the first hand-over, whichever worker took it", () => {
+    const { waitsMs } = acceptTurns(times, segments);
+    expect([...waitsMs].map((ms) => Math.round(ms * 1000) / 1000).sort((a, b) => a - b)).toEqual([0.5, 1, 2, 3]);
   });
 });
 

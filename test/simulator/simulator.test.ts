@@ -1074,3 +1074,52 @@ describe("the arbiter's reaps and forks (a profile's reapAfterTeardownMs, forkTo
     expect(terms).toEqual([10, 60, 110, 160]);
   });
 });
+
+describe("one accept a loop turn (a profile's acceptTurnMs): gthread's accept callback takes one queued connection a turn", () => {
+  const constant = (ms: number) => Array.from({ length: 101 }, () => ms);
+  /** Each connection's SYN at the listener → its accept by a worker, with the worker. */
+  function accepts(events: readonly TraceEvent[]) {
+    const synAt = new Map<string, number>();
+    const out: { client: string; worker: string; synAt: number; acceptAt: number }[] = [];
+    for (const e of events) {
+      if (e.type === 'listener.syn') synAt.set(e.client, e.t);
+      if (e.type === 'conn.open') out.push({ client: e.client, worker: e.worker, synAt: synAt.get(e.client)!, acceptAt: e.t });
+    }
+    return out;
+  }
+  // The seed's load (ab -c 20) without recycling: its 20 connections come at once, and nothing else is accepted.
+  function burst(workers: number, acceptTurnMs?: number) {
+    const params = small('keepalive-recycle', 200);
+    params.server = { ...params.server, workers, maxRequests: 0 };
+    params.dispatchPercentilesMs = constant(0.5);
+    if (acceptTurnMs !== undefined) params.acceptTurnPercentilesMs = constant(acceptTurnMs);
+    return accepts(run('keepalive-recycle', 'gunicorn-gthread', 3, params).events);
+  }
+
+  it('one worker takes a burst one connection a turn: the first a poll wait after it is queued, each next a turn after the one before', () => {
+    const taken = burst(1, 2);
+    expect(taken).toHaveLength(20);
+    const synAt = Math.max(...taken.map((a) => a.synAt));
+    // ab connects its 20 at once: all are queued before the first is taken.
+    expect(taken.every((a) => a.synAt <= taken[0]!.acceptAt)).toBe(true);
+    expect(taken[0]!.acceptAt - synAt).toBeLessThanOrEqual(0.5 + 1e-9);
+    for (let i = 1; i < taken.length; i++) expect(taken[i]!.acceptAt - taken[i - 1]!.acceptAt).toBeCloseTo(2, 9);
+  });
+
+  it('two workers take turns at the same burst: each one a turn, so they split it, and it is queued half as long', () => {
+    const taken = burst(2, 2);
+    expect(taken).toHaveLength(20);
+    const byWorker = new Map<string, number>();
+    for (const a of taken) byWorker.set(a.worker, (byWorker.get(a.worker) ?? 0) + 1);
+    expect([...byWorker.values()]).toEqual([10, 10]);
+    const first = taken[0]!.acceptAt;
+    // Ten turns of two accepts each: the last one nine turns after the first.
+    expect(Math.max(...taken.map((a) => a.acceptAt)) - first).toBeCloseTo(18, 9);
+  });
+
+  it('without it, a worker takes every queued connection in the instant it is queued', () => {
+    const taken = burst(1);
+    expect(taken).toHaveLength(20);
+    for (const a of taken) expect(a.acceptAt).toBe(a.synAt);
+  });
+});
