@@ -1307,7 +1307,7 @@ function measuredValueOf(measurement: string, samples: readonly number[]) {
 }
 
 /** The 101 percentiles 0, 1, …, 100 of the samples, ms, to the µs. */
-export function percentilesOf(samples: readonly number[]): number[] {
+function percentilesOf(samples: readonly number[]): number[] {
   const histogram = new LatencyHistogram();
   for (const ms of samples) histogram.record(ms);
   return Array.from({ length: 101 }, (_, p) => round3(histogram.percentileMs(p)));
