@@ -292,7 +292,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const { results, ownRuns } = await runMatrix(port, (line) => process.stderr.write(`${line}…\n`), { shippedProfiles: shippedProfiles === true, rows });
     process.stdout.write(`Profiles: ${shippedProfiles === true ? 'as shipped (simulator/profiles/)' : `measured on this machine first, ${new Date().toISOString().slice(0, 10)}`}\n\n`);
     process.stdout.write(matrixTable(results));
-    process.stdout.write(`\nEach profile against the run it was measured from (40,000 requests; the model apart from the rows' later runs):\n\n`);
+    process.stdout.write(`\nEach profile against the run it was measured from (its requests in each row; the model apart from the rows' later runs):\n\n`);
     process.stdout.write(ownRunTable(ownRuns));
   }
 }
